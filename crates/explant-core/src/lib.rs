@@ -1,0 +1,278 @@
+//! The explant tissue: cells as `bevy_ecs` entities and one tick as named stages.
+//!
+//! A cell is an entity with a [`CellId`], a [`Position`] (2D or 3D), a [`Radius`], a
+//! [`CellType`], an [`Expression`] state (one value per scene gene), a [`Lineage`] and
+//! a [`Perturbed`] flag. Ligands live on a grid ([`Ligands`]) advanced by a
+//! [`DiffusionBackend`](explant_field::DiffusionBackend); the cells' response is a
+//! [`ResponseModel`] run on the whole population at once. Both backends are traits, so
+//! this crate builds and tests without wgpu or libtorch.
+//!
+//! One tick runs the stages of [`Stage`] in order, each a system in a `bevy_ecs`
+//! schedule:
+//!
+//! 1. **secrete** — ligand genes deposit onto the grid;
+//! 2. **diffuse** — ligands diffuse and decay (CPU or GPU backend);
+//! 3. **sense** — neighbours within the contact radius, contact-signal means, and
+//!    receptor-gated ligand concentrations at each cell;
+//! 4. **respond** — the response model maps state + signals to `dx/dt`; Euler step;
+//! 5. **perturb** — the scene's clamps (knockout, knockdown, overexpression);
+//! 6. **mechanics** — overdamped centre-based motion (division and death: not yet);
+//! 7. **record** — the clock advances; pseudobulk time series and sanity checks.
+
+mod components;
+mod error;
+pub mod model;
+pub mod rng;
+mod stages;
+mod tissue;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bevy_ecs::prelude::*;
+use bevy_ecs::schedule::SingleThreadedExecutor;
+use explant_field::{ChannelParams, DiffusionBackend, Field, Grid};
+use explant_scene::Scene;
+use glam::Vec3;
+
+pub use components::*;
+pub use error::{CoreError, ModelError};
+pub use model::{ModelSignature, ResponseInput, ResponseModel, Teacher};
+pub use stages::{PseudobulkRow, RUNAWAY, Recording};
+
+/// The stages of a tick, in the order they run.
+#[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stage {
+    /// Ligand genes deposit onto the grid.
+    Secrete,
+    /// Ligands diffuse and decay.
+    Diffuse,
+    /// Neighbours, contact signals and sensed ligands.
+    Sense,
+    /// The response model updates expression.
+    Respond,
+    /// Perturbation clamps.
+    Perturb,
+    /// Cell motion.
+    Mechanics,
+    /// Clock, time series, sanity checks.
+    Record,
+}
+
+impl Stage {
+    /// Every stage, in tick order.
+    pub const ALL: [Stage; 7] =
+        [Stage::Secrete, Stage::Diffuse, Stage::Sense, Stage::Respond, Stage::Perturb, Stage::Mechanics, Stage::Record];
+
+    /// Lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Secrete => "secrete",
+            Stage::Diffuse => "diffuse",
+            Stage::Sense => "sense",
+            Stage::Respond => "respond",
+            Stage::Perturb => "perturb",
+            Stage::Mechanics => "mechanics",
+            Stage::Record => "record",
+        }
+    }
+}
+
+/// Per-cell values copied out of the world, in a stable order (by cell id).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CellTable {
+    /// Cell ids.
+    pub ids: Vec<u64>,
+    /// Cell type indices.
+    pub cell_types: Vec<u32>,
+    /// Generations.
+    pub generations: Vec<u32>,
+    /// Positions, µm.
+    pub positions: Vec<[f32; 3]>,
+    /// Radii, µm.
+    pub radii: Vec<f32>,
+    /// Whether a perturbation acted at the last tick.
+    pub perturbed: Vec<bool>,
+    /// Expression, `N × G` row-major.
+    pub expression: Vec<f32>,
+}
+
+/// A tissue world with its tick schedule.
+pub struct Simulation {
+    /// The ECS world (public so tools and tests can query it).
+    pub world: World,
+    schedule: Schedule,
+    ticks: u64,
+}
+
+impl Simulation {
+    /// Build the world for a validated scene with the given backends. Checks the
+    /// model's gene, ligand and cell-type names against the scene first.
+    pub fn new(
+        scene: &Scene,
+        diffuser: Box<dyn DiffusionBackend>,
+        model: Box<dyn ResponseModel>,
+    ) -> Result<Self, CoreError> {
+        model.signature().check_against(&ModelSignature::of_scene(scene), &model.name())?;
+        let mut world = World::new();
+        let dims = scene.dims();
+        let size = Vec3::new(scene.grid.size[0], scene.grid.size[1], if dims == 3 { scene.grid.size[2] } else { 0.0 });
+        let grid = Grid {
+            nx: (size.x / scene.grid.dx).ceil() as usize,
+            ny: (size.y / scene.grid.dx).ceil() as usize,
+            nz: if dims == 3 { (size.z / scene.grid.dx).ceil() as usize } else { 1 },
+            dx: scene.grid.dx,
+            origin: [0.0; 3],
+        };
+        let gene = |name: &str| scene.gene_index(name).unwrap_or(0);
+        world.insert_resource(Ligands {
+            field: Field::zeros(grid, scene.ligands.len()),
+            params: scene
+                .ligands
+                .iter()
+                .map(|l| ChannelParams { diffusion: l.diffusion, decay: l.decay })
+                .collect(),
+            secretion: scene.ligands.iter().map(|l| (gene(&l.secreted_by), l.secretion_rate)).collect(),
+            receptor: scene.ligands.iter().map(|l| gene(&l.receptor)).collect(),
+        });
+        let perturbations = scene
+            .perturbations
+            .iter()
+            .filter_map(|p| {
+                Some(PlannedPerturbation {
+                    spec: p.clone(),
+                    action: p.action().ok()?,
+                    gene: scene.gene_index(&p.gene)?,
+                    cell_type: p.cell_type.as_ref().and_then(|t| scene.cell_type_index(t)).map(|t| t as u32),
+                })
+            })
+            .collect();
+        world.insert_resource(Settings {
+            genes: scene.genes.len(),
+            ligands: scene.ligands.len(),
+            contact_mask: scene.genes.iter().map(|g| scene.contact.genes.contains(g)).collect(),
+            contact_radius: scene.contact.radius,
+            mechanics: scene.mechanics,
+            domain: size,
+            dims,
+            perturbations,
+            record_interval: scene.record_interval(),
+            seed: scene.seed,
+        });
+        world.insert_resource(Clock { tick: 0, dt: scene.time.dt });
+        world.insert_resource(Diffuser(diffuser));
+        world.insert_resource(Model(Mutex::new(model)));
+        world.insert_resource(Batch::default());
+        world.insert_resource(Failure::default());
+        world.insert_resource(StageTimers::default());
+        world.insert_resource(Recording { cell_types: scene.cell_types.len(), ..Default::default() });
+        tissue::populate(&mut world, scene);
+
+        let mut schedule = Schedule::default();
+        schedule.set_executor(SingleThreadedExecutor::new());
+        schedule.configure_sets(
+            (Stage::Secrete, Stage::Diffuse, Stage::Sense, Stage::Respond, Stage::Perturb, Stage::Mechanics, Stage::Record)
+                .chain(),
+        );
+        schedule.add_systems((
+            stages::secrete.in_set(Stage::Secrete),
+            stages::diffuse.in_set(Stage::Diffuse),
+            stages::sense.in_set(Stage::Sense),
+            stages::respond.in_set(Stage::Respond),
+            stages::perturb.in_set(Stage::Perturb),
+            stages::mechanics.in_set(Stage::Mechanics),
+            stages::record.in_set(Stage::Record),
+        ));
+        let mut sim = Self { world, schedule, ticks: scene.ticks() };
+        sim.record_now()?;
+        Ok(sim)
+    }
+
+    /// Ticks the scene asks for.
+    pub fn total_ticks(&self) -> u64 {
+        self.ticks
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> Clock {
+        *self.world.resource::<Clock>()
+    }
+
+    /// Run one tick; an error stops the run (the world keeps the last good state of
+    /// the stages that completed).
+    pub fn step(&mut self) -> Result<(), CoreError> {
+        self.schedule.run(&mut self.world);
+        match self.world.resource_mut::<Failure>().0.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Append the current state to the recording (done automatically at tick 0 and
+    /// every recording interval).
+    pub fn record_now(&mut self) -> Result<(), CoreError> {
+        let clock = self.clock();
+        let settings = self.world.resource::<Settings>().clone();
+        let mut q = self.world.query::<(&CellType, &Expression)>();
+        let cells: Vec<(u32, Vec<f32>)> = q.iter(&self.world).map(|(t, e)| (t.0, e.0.clone())).collect();
+        let world = &mut self.world;
+        world.resource_scope(|world, mut rec: Mut<Recording>| {
+            let ligands = world.resource::<Ligands>();
+            rec.capture(&clock, &settings, cells.iter().map(|(t, e)| (*t, e.as_slice())), ligands)
+        })
+    }
+
+    /// Wall time per stage so far.
+    pub fn stage_times(&self) -> Vec<(Stage, Duration)> {
+        let t = self.world.resource::<StageTimers>();
+        Stage::ALL.iter().map(|&s| (s, t.total[s as usize])).collect()
+    }
+
+    /// The recorded time series.
+    pub fn recording(&self) -> &Recording {
+        self.world.resource::<Recording>()
+    }
+
+    /// The ligand field.
+    pub fn ligands(&self) -> &Ligands {
+        self.world.resource::<Ligands>()
+    }
+
+    /// Names of the backends in use: (diffusion, model).
+    pub fn backend_names(&self) -> (String, String) {
+        let d = self.world.resource::<Diffuser>().0.name();
+        let m = match self.world.resource::<Model>().0.lock() {
+            Ok(m) => m.name(),
+            Err(_) => "response model (poisoned)".into(),
+        };
+        (d, m)
+    }
+
+    /// Copy every cell's values out, sorted by cell id.
+    pub fn cells(&mut self) -> CellTable {
+        let mut q = self
+            .world
+            .query::<(&CellId, &CellType, &Lineage, &Position, &Radius, &Perturbed, &Expression)>();
+        let mut rows: Vec<_> = q.iter(&self.world).collect();
+        rows.sort_by_key(|r| r.0.0);
+        let mut t = CellTable {
+            ids: Vec::with_capacity(rows.len()),
+            cell_types: Vec::with_capacity(rows.len()),
+            generations: Vec::with_capacity(rows.len()),
+            positions: Vec::with_capacity(rows.len()),
+            radii: Vec::with_capacity(rows.len()),
+            perturbed: Vec::with_capacity(rows.len()),
+            expression: Vec::new(),
+        };
+        for (id, ty, lin, pos, r, p, e) in rows {
+            t.ids.push(id.0);
+            t.cell_types.push(ty.0);
+            t.generations.push(lin.generation);
+            t.positions.push(pos.0.to_array());
+            t.radii.push(r.0);
+            t.perturbed.push(p.0);
+            t.expression.extend_from_slice(&e.0);
+        }
+        t
+    }
+}

@@ -1,0 +1,216 @@
+//! The response model: what maps each cell's state and signals to its rate of change.
+//!
+//! Each tick the core hands the model the whole population as one batch
+//! ([`ResponseInput`], row-major `N × width` slices) and receives `dx/dt` for every
+//! cell and gene. Two implementations: the mechanistic [`Teacher`] here, and the
+//! TorchScript model in `explant-torch`. Both declare a [`ModelSignature`] that is
+//! checked against the scene before the run starts.
+
+use explant_scene::Scene;
+
+use crate::ModelError;
+
+/// The whole population's inputs for one tick.
+#[derive(Debug, Clone, Copy)]
+pub struct ResponseInput<'a> {
+    /// Number of cells.
+    pub cells: usize,
+    /// Own expression, `N × G`.
+    pub expression: &'a [f32],
+    /// Sensed ligands, `N × L`: concentration at the cell × its receptor's expression.
+    pub sensed: &'a [f32],
+    /// Neighbour mean of each contact gene, `N × G` (zero for non-contact genes).
+    pub contact: &'a [f32],
+    /// Cell type index of each cell, `N`.
+    pub cell_type: &'a [u32],
+    /// Length of the tick in minutes.
+    pub dt: f32,
+}
+
+/// The names a model was built for, in the order of its inputs and outputs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelSignature {
+    /// Genes (columns of expression, contact and output).
+    pub genes: Vec<String>,
+    /// Ligands (columns of the sensed input).
+    pub ligands: Vec<String>,
+    /// Cell types (the one-hot cell-type input).
+    pub cell_types: Vec<String>,
+}
+
+impl ModelSignature {
+    /// The signature a scene requires.
+    pub fn of_scene(scene: &Scene) -> Self {
+        Self { genes: scene.genes.clone(), ligands: scene.ligand_names(), cell_types: scene.cell_type_names() }
+    }
+
+    /// Refuse a model whose names differ from the scene's, naming the first difference.
+    pub fn check_against(&self, scene: &ModelSignature, model: &str) -> Result<(), ModelError> {
+        for (what, have, want) in [
+            ("gene", &self.genes, &scene.genes),
+            ("ligand", &self.ligands, &scene.ligands),
+            ("cell type", &self.cell_types, &scene.cell_types),
+        ] {
+            if have == want {
+                continue;
+            }
+            let detail = if let Some(missing) = want.iter().find(|w| !have.contains(w)) {
+                format!("the scene's {what} `{missing}` is missing from the model (model has {have:?})")
+            } else if let Some(extra) = have.iter().find(|h| !want.contains(h)) {
+                format!("the model's {what} `{extra}` is not in the scene (scene has {want:?})")
+            } else {
+                let i = have.iter().zip(want).position(|(a, b)| a != b).unwrap_or(0);
+                format!("{what}s are in a different order: position {i} is `{}` in the model but `{}` in the scene", have[i], want[i])
+            };
+            return Err(ModelError::Mismatch { model: model.to_string(), what: detail });
+        }
+        Ok(())
+    }
+}
+
+/// A per-cell response model run on the whole population at once.
+pub trait ResponseModel: Send {
+    /// Name for messages and the run manifest (e.g. `teacher` or a file path).
+    fn name(&self) -> String;
+
+    /// The names the model was built for.
+    fn signature(&self) -> &ModelSignature;
+
+    /// Write `dx/dt` (`N × G`, row-major) for every cell into `rates`.
+    fn rates(&mut self, input: &ResponseInput<'_>, rates: &mut [f32]) -> Result<(), ModelError>;
+}
+
+/// The mechanistic reference model (the teacher):
+/// `dx/dt = α ⊙ σ(W x + U s + V c + b + b_type) − γ ⊙ x`,
+/// with sparse named `W` (gene → gene), `U` (sensed ligand → gene) and `V`
+/// (neighbours' contact gene → gene) from the scene's `[teacher]` table.
+#[derive(Debug, Clone)]
+pub struct Teacher {
+    signature: ModelSignature,
+    genes: usize,
+    ligands: usize,
+    /// α per gene.
+    pub max_rate: Vec<f32>,
+    /// γ.
+    pub degradation: f32,
+    /// b + b_type, `types × G`.
+    pub bias: Vec<f32>,
+    /// (target, source, weight) from own expression.
+    pub w: Vec<(usize, usize, f32)>,
+    /// (target, ligand, weight) from sensed ligands.
+    pub u: Vec<(usize, usize, f32)>,
+    /// (target, contact gene, weight) from neighbours.
+    pub v: Vec<(usize, usize, f32)>,
+}
+
+impl Teacher {
+    /// Build from a validated scene.
+    pub fn from_scene(scene: &Scene) -> Self {
+        let g = scene.genes.len();
+        let t = &scene.teacher;
+        let max_rate = scene
+            .genes
+            .iter()
+            .map(|name| *t.max_rate.get(name).unwrap_or(&t.default_max_rate))
+            .collect();
+        let mut bias = Vec::with_capacity(scene.cell_types.len() * g);
+        for ct in &scene.cell_types {
+            let b = scene.gene_vector(&ct.bias);
+            bias.extend(b.iter().map(|x| x + t.bias));
+        }
+        let (mut w, mut u, mut v) = (Vec::new(), Vec::new(), Vec::new());
+        for e in &t.edges {
+            // Validation guarantees the names resolve.
+            let Some(target) = scene.gene_index(&e.target) else { continue };
+            match e.source.split_once(':') {
+                Some(("gene", s)) => w.extend(scene.gene_index(s).map(|s| (target, s, e.weight))),
+                Some(("contact", s)) => v.extend(scene.gene_index(s).map(|s| (target, s, e.weight))),
+                Some(("ligand", s)) => {
+                    u.extend(scene.ligands.iter().position(|l| l.name == s).map(|s| (target, s, e.weight)))
+                }
+                _ => {}
+            }
+        }
+        Self {
+            signature: ModelSignature::of_scene(scene),
+            genes: g,
+            ligands: scene.ligands.len(),
+            max_rate,
+            degradation: t.degradation,
+            bias,
+            w,
+            u,
+            v,
+        }
+    }
+
+    /// `dx/dt` of one cell.
+    pub fn rate_one(&self, x: &[f32], s: &[f32], c: &[f32], cell_type: usize, out: &mut [f32]) {
+        let g = self.genes;
+        out.copy_from_slice(&self.bias[cell_type * g..(cell_type + 1) * g]);
+        for &(t, j, wt) in &self.w {
+            out[t] += wt * x[j];
+        }
+        for &(t, l, wt) in &self.u {
+            out[t] += wt * s[l];
+        }
+        for &(t, j, wt) in &self.v {
+            out[t] += wt * c[j];
+        }
+        for i in 0..g {
+            let sig = 1.0 / (1.0 + (-out[i]).exp());
+            out[i] = self.max_rate[i] * sig - self.degradation * x[i];
+        }
+    }
+}
+
+impl ResponseModel for Teacher {
+    fn name(&self) -> String {
+        "teacher (mechanistic GRN ODE)".into()
+    }
+
+    fn signature(&self) -> &ModelSignature {
+        &self.signature
+    }
+
+    fn rates(&mut self, input: &ResponseInput<'_>, rates: &mut [f32]) -> Result<(), ModelError> {
+        use rayon::prelude::*;
+        let (g, l) = (self.genes, self.ligands);
+        let this = &*self;
+        rates.par_chunks_mut(g).enumerate().for_each(|(i, out)| {
+            this.rate_one(
+                &input.expression[i * g..(i + 1) * g],
+                &input.sensed[i * l..(i + 1) * l],
+                &input.contact[i * g..(i + 1) * g],
+                input.cell_type[i] as usize,
+                out,
+            );
+        });
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sig(g: &[&str]) -> ModelSignature {
+        ModelSignature {
+            genes: g.iter().map(|s| s.to_string()).collect(),
+            ligands: vec!["WNT3A".into()],
+            cell_types: vec!["a".into()],
+        }
+    }
+
+    #[test]
+    fn signature_mismatch_names_the_problem() {
+        let scene = sig(&["A", "B", "C"]);
+        let missing = sig(&["A", "B"]).check_against(&scene, "m.pt").unwrap_err().to_string();
+        assert!(missing.contains("gene `C` is missing"), "{missing}");
+        let order = sig(&["A", "C", "B"]).check_against(&scene, "m.pt").unwrap_err().to_string();
+        assert!(order.contains("position 1 is `C` in the model but `B`"), "{order}");
+        let extra = sig(&["A", "B", "C", "D"]).check_against(&scene, "m.pt").unwrap_err().to_string();
+        assert!(extra.contains("`D` is not in the scene"), "{extra}");
+        sig(&["A", "B", "C"]).check_against(&scene, "m.pt").unwrap();
+    }
+}

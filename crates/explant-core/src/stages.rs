@@ -1,0 +1,391 @@
+//! The stage bodies, one system each, in tick order (see [`Stage`](crate::Stage)).
+
+use std::time::Instant;
+
+use bevy_ecs::prelude::*;
+use glam::Vec3;
+use rayon::prelude::*;
+use rstar::{RTree, primitives::GeomWithData};
+
+use crate::components::*;
+use crate::model::ResponseInput;
+use crate::{CoreError, Stage};
+
+/// Secrete: each cell adds `rate × expression(secreting gene) × dt` of each ligand to
+/// the voxel that contains its centre (nearest-voxel deposition), as a concentration
+/// (amount / voxel volume). Cells are visited in query order, so sums are reproducible.
+pub fn secrete(
+    cells: Query<(&Position, &Expression)>,
+    mut ligands: ResMut<Ligands>,
+    clock: Res<Clock>,
+    mut timers: ResMut<StageTimers>,
+    failure: Res<Failure>,
+) {
+    if failure.0.is_some() {
+        return;
+    }
+    let t0 = Instant::now();
+    let ligands = &mut *ligands;
+    let grid = ligands.field.grid;
+    let voxels = grid.voxels();
+    let per_volume = clock.dt / grid.voxel_volume();
+    for (pos, expr) in &cells {
+        let v = grid.voxel_of(pos.0.to_array());
+        for (c, &(gene, rate)) in ligands.secretion.iter().enumerate() {
+            let amount = rate * expr.0[gene].max(0.0);
+            ligands.field.data[c * voxels + v] += amount * per_volume;
+        }
+    }
+    timers.add(Stage::Secrete, t0.elapsed());
+}
+
+/// Diffuse: advance the ligand field by one tick on the chosen backend.
+pub fn diffuse(
+    mut ligands: ResMut<Ligands>,
+    mut diffuser: ResMut<Diffuser>,
+    clock: Res<Clock>,
+    mut timers: ResMut<StageTimers>,
+    mut failure: ResMut<Failure>,
+) {
+    if failure.0.is_some() {
+        return;
+    }
+    let t0 = Instant::now();
+    let ligands = &mut *ligands;
+    if ligands.field.channels > 0
+        && let Err(e) = diffuser.0.step(&mut ligands.field, &ligands.params, clock.dt)
+    {
+        failure.0 = Some(CoreError::Field(e));
+    }
+    timers.add(Stage::Diffuse, t0.elapsed());
+}
+
+type Point = GeomWithData<[f32; 3], u32>;
+
+/// Sense: gather the batch, find neighbours within the contact radius (an `rstar`
+/// R-tree, bulk-loaded each tick), average the contact genes over neighbours, and
+/// read each ligand at the cell's voxel, gated by the receptor's expression.
+pub fn sense(
+    cells: Query<(&Position, &Radius, &Expression, &CellType)>,
+    ligands: Res<Ligands>,
+    settings: Res<Settings>,
+    mut batch: ResMut<Batch>,
+    mut timers: ResMut<StageTimers>,
+    failure: Res<Failure>,
+) {
+    if failure.0.is_some() {
+        return;
+    }
+    let t0 = Instant::now();
+    let (g, l) = (settings.genes, settings.ligands);
+    let b = &mut *batch;
+    b.positions.clear();
+    b.radii.clear();
+    b.expression.clear();
+    b.cell_type.clear();
+    for (pos, radius, expr, ty) in &cells {
+        b.positions.push(pos.0);
+        b.radii.push(radius.0);
+        b.expression.extend_from_slice(&expr.0);
+        b.cell_type.push(ty.0);
+    }
+    let n = b.positions.len();
+    b.cells = n;
+
+    // Neighbours within the interaction radius (contact signalling and mechanics share it).
+    let r = settings.contact_radius;
+    let tree = RTree::bulk_load(
+        b.positions.iter().enumerate().map(|(i, p)| Point::new(p.to_array(), i as u32)).collect(),
+    );
+    let lists: Vec<Vec<u32>> = b
+        .positions
+        .par_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mut v: Vec<u32> = tree
+                .locate_within_distance(p.to_array(), r * r)
+                .map(|q| q.data)
+                .filter(|&j| j as usize != i)
+                .collect();
+            v.sort_unstable();
+            v
+        })
+        .collect();
+    b.offsets.clear();
+    b.neighbours.clear();
+    b.offsets.push(0);
+    for list in &lists {
+        b.neighbours.extend_from_slice(list);
+        b.offsets.push(b.neighbours.len() as u32);
+    }
+
+    // Contact signals: neighbour mean of each contact gene.
+    b.contact.clear();
+    b.contact.resize(n * g, 0.0);
+    let (offsets, neighbours, expression) = (&b.offsets, &b.neighbours, &b.expression);
+    let mask = &settings.contact_mask;
+    b.contact.par_chunks_mut(g.max(1)).enumerate().for_each(|(i, out)| {
+        let list = &neighbours[offsets[i] as usize..offsets[i + 1] as usize];
+        if list.is_empty() {
+            return;
+        }
+        for &j in list {
+            let xj = &expression[j as usize * g..(j as usize + 1) * g];
+            for k in 0..g {
+                if mask[k] {
+                    out[k] += xj[k];
+                }
+            }
+        }
+        let inv = 1.0 / list.len() as f32;
+        out.iter_mut().for_each(|v| *v *= inv);
+    });
+
+    // Ligands at the cell's voxel × receptor expression.
+    b.sensed.clear();
+    b.sensed.resize(n * l, 0.0);
+    let grid = ligands.field.grid;
+    let voxels = grid.voxels();
+    for i in 0..n {
+        let v = grid.voxel_of(b.positions[i].to_array());
+        for c in 0..l {
+            let receptor = b.expression[i * g + ligands.receptor[c]].max(0.0);
+            b.sensed[i * l + c] = ligands.field.data[c * voxels + v] * receptor;
+        }
+    }
+    timers.add(Stage::Sense, t0.elapsed());
+}
+
+/// Respond: one call of the response model on the whole batch, then an explicit
+/// Euler step of the expression state, kept non-negative.
+pub fn respond(
+    mut cells: Query<&mut Expression>,
+    model: Res<Model>,
+    clock: Res<Clock>,
+    settings: Res<Settings>,
+    mut batch: ResMut<Batch>,
+    mut timers: ResMut<StageTimers>,
+    mut failure: ResMut<Failure>,
+) {
+    if failure.0.is_some() {
+        return;
+    }
+    let t0 = Instant::now();
+    let g = settings.genes;
+    let b = &mut *batch;
+    b.rates.clear();
+    b.rates.resize(b.cells * g, 0.0);
+    let input = ResponseInput {
+        cells: b.cells,
+        expression: &b.expression,
+        sensed: &b.sensed,
+        contact: &b.contact,
+        cell_type: &b.cell_type,
+        dt: clock.dt,
+    };
+    let result = match model.0.lock() {
+        Ok(mut m) => m.rates(&input, &mut b.rates),
+        Err(_) => Err(crate::ModelError::Run { model: "response model".into(), message: "a previous call panicked".into() }),
+    };
+    if let Err(e) = result {
+        failure.0 = Some(CoreError::Model(e));
+        return;
+    }
+    let dt = clock.dt;
+    for (i, mut expr) in cells.iter_mut().enumerate() {
+        let rate = &b.rates[i * g..(i + 1) * g];
+        for (x, r) in expr.0.iter_mut().zip(rate) {
+            *x = (*x + dt * r).max(0.0);
+        }
+    }
+    timers.add(Stage::Respond, t0.elapsed());
+}
+
+/// Perturb: apply the scene's gene clamps to the cells they target.
+pub fn perturb(
+    mut cells: Query<(&Position, &CellType, &mut Expression, &mut Perturbed)>,
+    clock: Res<Clock>,
+    settings: Res<Settings>,
+    mut timers: ResMut<StageTimers>,
+    failure: Res<Failure>,
+) {
+    if failure.0.is_some() || settings.perturbations.is_empty() {
+        return;
+    }
+    let t0 = Instant::now();
+    let t = clock.time() as f32;
+    for (pos, ty, mut expr, mut flag) in &mut cells {
+        let mut hit = false;
+        for p in &settings.perturbations {
+            if !p.spec.active_at(t)
+                || p.cell_type.is_some_and(|c| c != ty.0)
+                || p.spec.region.as_ref().is_some_and(|r| !r.contains(pos.0.to_array()))
+            {
+                continue;
+            }
+            let x = &mut expr.0[p.gene];
+            *x = match p.action {
+                explant_scene::PerturbationKind::Knockout => 0.0,
+                explant_scene::PerturbationKind::Knockdown { fraction } => *x * (1.0 - fraction),
+                explant_scene::PerturbationKind::Overexpress { value } => value,
+            };
+            hit = true;
+        }
+        if flag.0 != hit {
+            flag.0 = hit;
+        }
+    }
+    timers.add(Stage::Perturb, t0.elapsed());
+}
+
+/// Mechanics: overdamped centre-based motion, `v = mobility × Σ F`, with PhysiCell's
+/// potentials between neighbours at distance `d`: repulsion `c_r (1 − d/R)²` for
+/// `d < R = r_i + r_j` and adhesion `−c_a (1 − d/R_a)²` for `d < R_a = 1.25 R`, along
+/// the line of centres. Displacements are capped at half a cell radius per tick
+/// (explicit Euler is stable for `dt · mobility · 2 c_r / R ≲ 1`); cells stay in the domain.
+/// Division and death are not modelled yet.
+pub fn mechanics(
+    mut cells: Query<&mut Position>,
+    settings: Res<Settings>,
+    clock: Res<Clock>,
+    batch: Res<Batch>,
+    mut timers: ResMut<StageTimers>,
+    failure: Res<Failure>,
+) {
+    if failure.0.is_some() {
+        return;
+    }
+    let t0 = Instant::now();
+    let m = settings.mechanics;
+    let b = &*batch;
+    let dt = clock.dt;
+    let moves: Vec<Vec3> = (0..b.cells)
+        .into_par_iter()
+        .map(|i| {
+            let p = b.positions[i];
+            let mut force = Vec3::ZERO;
+            for &j in &b.neighbours[b.offsets[i] as usize..b.offsets[i + 1] as usize] {
+                let j = j as usize;
+                let delta = p - b.positions[j];
+                let d = delta.length();
+                if d <= 1e-6 {
+                    continue;
+                }
+                let rr = b.radii[i] + b.radii[j];
+                let ra = 1.25 * rr;
+                let mut f = 0.0;
+                if d < rr {
+                    f += m.repulsion * (1.0 - d / rr).powi(2);
+                }
+                if d < ra {
+                    f -= m.adhesion * (1.0 - d / ra).powi(2);
+                }
+                force += delta * (f / d);
+            }
+            let mut step = force * (m.mobility * dt);
+            let cap = 0.5 * b.radii[i];
+            if step.length() > cap {
+                step = step.normalize() * cap;
+            }
+            step
+        })
+        .collect();
+    let hi = settings.domain;
+    for (i, mut pos) in cells.iter_mut().enumerate() {
+        let q = (b.positions[i] + moves[i]).clamp(Vec3::ZERO, hi);
+        pos.0 = q;
+    }
+    timers.add(Stage::Mechanics, t0.elapsed());
+}
+
+/// Record: advance the clock, and at each recording interval append pseudobulk
+/// expression by cell type and ligand totals to the [`Recording`]; check the state
+/// for NaN or runaway values.
+pub fn record(
+    cells: Query<(&CellType, &Expression)>,
+    ligands: Res<Ligands>,
+    settings: Res<Settings>,
+    mut clock: ResMut<Clock>,
+    mut recording: ResMut<Recording>,
+    mut timers: ResMut<StageTimers>,
+    mut failure: ResMut<Failure>,
+) {
+    if failure.0.is_some() {
+        return;
+    }
+    let t0 = Instant::now();
+    clock.tick += 1;
+    if clock.tick % settings.record_interval == 0 {
+        if let Err(e) = recording.capture(&clock, &settings, cells.iter().map(|(t, e)| (t.0, e.0.as_slice())), &ligands) {
+            failure.0 = Some(e);
+        }
+    }
+    timers.add(Stage::Record, t0.elapsed());
+}
+
+/// Time series recorded during a run.
+#[derive(Resource, Debug, Clone, Default)]
+pub struct Recording {
+    /// One row per (time point, cell type).
+    pub pseudobulk: Vec<PseudobulkRow>,
+    /// One row per time point: total amount of each ligand on the grid.
+    pub ligand_totals: Vec<(u64, f64, Vec<f64>)>,
+    /// Number of cell types.
+    pub cell_types: usize,
+}
+
+/// Mean expression of one cell type at one time point.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PseudobulkRow {
+    /// Tick.
+    pub tick: u64,
+    /// Minutes.
+    pub time: f64,
+    /// Cell type index.
+    pub cell_type: u32,
+    /// Cells of that type.
+    pub cells: usize,
+    /// Mean expression per gene.
+    pub mean: Vec<f64>,
+}
+
+/// Largest expression value accepted before the run is stopped as unstable.
+pub const RUNAWAY: f32 = 1.0e6;
+
+impl Recording {
+    /// Append one time point; fails on NaN, infinite or runaway values.
+    pub fn capture<'a>(
+        &mut self,
+        clock: &Clock,
+        settings: &Settings,
+        cells: impl Iterator<Item = (u32, &'a [f32])>,
+        ligands: &Ligands,
+    ) -> Result<(), CoreError> {
+        let g = settings.genes;
+        let mut sums = vec![vec![0.0f64; g]; self.cell_types];
+        let mut counts = vec![0usize; self.cell_types];
+        for (t, x) in cells {
+            if let Some(bad) = x.iter().position(|v| !v.is_finite() || v.abs() > RUNAWAY) {
+                return Err(CoreError::Unstable {
+                    tick: clock.tick,
+                    time: clock.time(),
+                    what: format!("expression of gene #{bad} is `{}`: lower `time.dt` or check the model", x[bad]),
+                });
+            }
+            counts[t as usize] += 1;
+            for (s, v) in sums[t as usize].iter_mut().zip(x) {
+                *s += f64::from(*v);
+            }
+        }
+        for (t, (s, &n)) in sums.into_iter().zip(&counts).enumerate() {
+            let mean = s.into_iter().map(|v| if n > 0 { v / n as f64 } else { 0.0 }).collect();
+            self.pseudobulk.push(PseudobulkRow { tick: clock.tick, time: clock.time(), cell_type: t as u32, cells: n, mean });
+        }
+        let totals: Vec<f64> = (0..ligands.field.channels).map(|c| ligands.field.total(c)).collect();
+        if let Some(c) = totals.iter().position(|v| !v.is_finite()) {
+            return Err(CoreError::Unstable { tick: clock.tick, time: clock.time(), what: format!("ligand #{c} is not finite") });
+        }
+        self.ligand_totals.push((clock.tick, clock.time(), totals));
+        Ok(())
+    }
+}

@@ -1,0 +1,175 @@
+//! The tick end to end with the CPU diffusion backend and the teacher model.
+
+use std::path::Path;
+
+use explant_core::{Simulation, Stage, Teacher};
+use explant_field::CpuDiffusion;
+use explant_scene::{LoadedScene, Scene};
+
+const DEFAULT: &str = include_str!("../../../scenes/default.toml");
+
+fn scene(edit: impl FnOnce(&mut String)) -> Scene {
+    let mut text = DEFAULT.replace("kind = \"torchscript\"", "kind = \"teacher\"");
+    edit(&mut text);
+    LoadedScene::from_str(&text, Path::new("default.toml")).unwrap().scene
+}
+
+fn sim(s: &Scene) -> Simulation {
+    Simulation::new(s, Box::new(CpuDiffusion::new()), Box::new(Teacher::from_scene(s))).unwrap()
+}
+
+fn hash(sim: &mut Simulation) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let t = sim.cells();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    t.ids.hash(&mut h);
+    for v in t.expression.iter().chain(t.positions.iter().flatten()) {
+        v.to_bits().hash(&mut h);
+    }
+    for v in &sim.ligands().field.data {
+        v.to_bits().hash(&mut h);
+    }
+    h.finish()
+}
+
+#[test]
+fn initial_tissue_has_the_requested_cells_and_types() {
+    let s = scene(|_| {});
+    let mut sim = sim(&s);
+    let t = sim.cells();
+    assert_eq!(t.ids.len(), 1500);
+    let organisers = t.cell_types.iter().filter(|&&c| c == 0).count();
+    // The organiser disk (r = 45 µm) covers (45/260)² ≈ 3 % of the tissue's area.
+    assert!((30..=60).contains(&organisers), "{organisers}");
+    for p in &t.positions {
+        let d = ((p[0] - 300.0).powi(2) + (p[1] - 300.0).powi(2)).sqrt();
+        assert!(d < 270.0, "cell at {p:?} is outside the tissue disk");
+    }
+}
+
+#[test]
+fn wnt_forms_a_gradient_and_induces_axin2_near_the_organiser() {
+    let s = scene(|t| *t = t.replace("duration = 240.0", "duration = 120.0"));
+    let mut sim = sim(&s);
+    for _ in 0..sim.total_ticks() {
+        sim.step().unwrap();
+    }
+    let t = sim.cells();
+    let axin2 = s.gene_index("AXIN2").unwrap();
+    let g = s.genes.len();
+    let (mut near, mut far) = (vec![], vec![]);
+    for (i, p) in t.positions.iter().enumerate() {
+        if t.cell_types[i] != 1 {
+            continue;
+        }
+        let d = ((p[0] - 300.0).powi(2) + (p[1] - 300.0).powi(2)).sqrt();
+        let x = t.expression[i * g + axin2];
+        if d < 90.0 {
+            near.push(x);
+        } else if d > 200.0 {
+            far.push(x);
+        }
+    }
+    let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len() as f32;
+    assert!(mean(&near) > 3.0 * mean(&far), "near {} far {}", mean(&near), mean(&far));
+    // The field decreases away from the source.
+    let f = &sim.ligands().field;
+    let at = |x: usize| f.data[30 * f.grid.nx + x];
+    assert!(at(30) > at(40) && at(40) > at(50), "{} {} {}", at(30), at(40), at(50));
+    // Every stage was timed.
+    for (stage, d) in sim.stage_times() {
+        assert!(d.as_nanos() > 0 || stage == Stage::Perturb, "{stage:?} has no time");
+    }
+}
+
+#[test]
+fn secreted_mass_reaches_the_grid() {
+    // No decay, no diffusion loss (zero-flux walls): the grid total grows by exactly
+    // what the cells secreted, which with constant expression is rate × Σx × t.
+    let s = scene(|t| {
+        *t = t.replace("decay = 0.02", "decay = 0.0").replace("duration = 240.0", "duration = 5.0");
+        // Freeze expression so secretion is constant: no degradation, no production.
+        *t = t.replace("degradation = 0.05", "degradation = 0.0").replace("default_max_rate = 0.1", "default_max_rate = 0.0");
+    });
+    let mut sim = sim(&s);
+    let sum_wnt: f64 = {
+        let t = sim.cells();
+        let g = s.genes.len();
+        (0..t.ids.len()).map(|i| f64::from(t.expression[i * g])).sum()
+    };
+    for _ in 0..sim.total_ticks() {
+        sim.step().unwrap();
+    }
+    let expected = 30.0 * sum_wnt * 5.0;
+    let total = sim.ligands().field.total(0);
+    assert!(((total - expected) / expected).abs() < 1e-4, "grid {total} vs secreted {expected}");
+}
+
+#[test]
+fn knockout_clamps_the_target_only_where_and_when_asked() {
+    let s = scene(|t| {
+        *t = t.replace("duration = 240.0", "duration = 20.0");
+        t.push_str(
+            "\n[[perturbations]]\nkind = \"knockout\"\ngene = \"HES1\"\nstart = 5.0\nregion = { kind = \"box\", min = [0.0, 0.0], max = [300.0, 600.0] }\n",
+        );
+    });
+    let mut sim = sim(&s);
+    for _ in 0..sim.total_ticks() {
+        sim.step().unwrap();
+    }
+    let t = sim.cells();
+    let g = s.genes.len();
+    let hes1 = s.gene_index("HES1").unwrap();
+    let mut left = 0;
+    for (i, p) in t.positions.iter().enumerate() {
+        let x = t.expression[i * g + hes1];
+        if p[0] < 299.0 {
+            assert_eq!(x, 0.0);
+            assert!(t.perturbed[i]);
+            left += 1;
+        } else if p[0] > 301.0 {
+            assert!(!t.perturbed[i]);
+        }
+    }
+    assert!(left > 500);
+    let right_mean: f32 = (0..t.ids.len())
+        .filter(|&i| t.positions[i][0] > 301.0)
+        .map(|i| t.expression[i * g + hes1])
+        .sum::<f32>();
+    assert!(right_mean > 0.0);
+}
+
+#[test]
+fn results_are_identical_on_one_and_two_threads() {
+    let s = scene(|t| *t = t.replace("duration = 240.0", "duration = 15.0"));
+    let run = |threads| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let mut sim = sim(&s);
+            for _ in 0..sim.total_ticks() {
+                sim.step().unwrap();
+            }
+            hash(&mut sim)
+        })
+    };
+    assert_eq!(run(1), run(2));
+}
+
+#[test]
+fn cells_do_not_overlap_badly_after_mechanics() {
+    let s = scene(|t| *t = t.replace("duration = 240.0", "duration = 30.0"));
+    let mut sim = sim(&s);
+    for _ in 0..sim.total_ticks() {
+        sim.step().unwrap();
+    }
+    let t = sim.cells();
+    let mut min_d = f32::INFINITY;
+    for i in 0..t.ids.len() {
+        for j in i + 1..t.ids.len() {
+            let d: f32 = (0..3).map(|k| (t.positions[i][k] - t.positions[j][k]).powi(2)).sum::<f32>().sqrt();
+            min_d = min_d.min(d);
+        }
+    }
+    // Two radii are 12 µm; repulsion keeps centres well apart.
+    assert!(min_d > 6.0, "closest pair at {min_d} µm");
+}

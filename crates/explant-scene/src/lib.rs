@@ -1,0 +1,317 @@
+//! The scene file: everything one explant run needs, in TOML (`version = 1`).
+//!
+//! A scene names the genes of the expression state, the ligands that diffuse on the
+//! grid (with the gene that secretes each and the receptor gene that gates sensing),
+//! the contact signals, the cell types with their baseline expression, the tissue to
+//! grow, the time steps, the response model and the perturbations. Unknown fields are
+//! rejected; semantic errors (an unknown gene, a negative rate) name the file and the
+//! field. See `scenes/default.toml` for an annotated example.
+
+mod error;
+mod schema;
+
+pub use error::SceneError;
+pub use schema::*;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The only scene format version this build reads.
+pub const SCENE_VERSION: u32 = 1;
+
+/// A parsed and validated scene, with where it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedScene {
+    /// The scene.
+    pub scene: Scene,
+    /// The file it was read from (or `<string>`).
+    pub path: PathBuf,
+    /// The exact text, kept for the run's outputs.
+    pub text: String,
+}
+
+impl LoadedScene {
+    /// Read, parse and validate a scene file.
+    pub fn from_file(path: &Path) -> Result<Self, SceneError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| SceneError::Read { path: path.to_path_buf(), source })?;
+        Self::from_str(&text, path)
+    }
+
+    /// Parse and validate scene text; `path` is used in messages and to resolve
+    /// relative paths inside the scene.
+    pub fn from_str(text: &str, path: &Path) -> Result<Self, SceneError> {
+        let scene: Scene = toml::from_str(text).map_err(|e| SceneError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        scene.validate(path)?;
+        Ok(Self { scene, path: path.to_path_buf(), text: text.to_string() })
+    }
+
+    /// Resolve a path written in the scene relative to the scene file's folder.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.path.parent().unwrap_or(Path::new(".")).join(p)
+        }
+    }
+}
+
+impl Scene {
+    /// Index of a gene by name.
+    pub fn gene_index(&self, name: &str) -> Option<usize> {
+        self.genes.iter().position(|g| g == name)
+    }
+
+    /// Index of a cell type by name.
+    pub fn cell_type_index(&self, name: &str) -> Option<usize> {
+        self.cell_types.iter().position(|t| t.name == name)
+    }
+
+    /// Names of the ligands in order.
+    pub fn ligand_names(&self) -> Vec<String> {
+        self.ligands.iter().map(|l| l.name.clone()).collect()
+    }
+
+    /// Names of the cell types in order.
+    pub fn cell_type_names(&self) -> Vec<String> {
+        self.cell_types.iter().map(|t| t.name.clone()).collect()
+    }
+
+    /// 2 or 3, from the length of `grid.size`.
+    pub fn dims(&self) -> usize {
+        self.grid.size.len()
+    }
+
+    /// Number of ticks in the run.
+    pub fn ticks(&self) -> u64 {
+        (f64::from(self.time.duration) / f64::from(self.time.dt)).round() as u64
+    }
+
+    /// Record every this many ticks (at least 1).
+    pub fn record_interval(&self) -> u64 {
+        ((f64::from(self.time.record_every) / f64::from(self.time.dt)).round() as u64).max(1)
+    }
+
+    /// A dense gene vector from a name → value map (missing genes are 0).
+    pub fn gene_vector(&self, map: &BTreeMap<String, f32>) -> Vec<f32> {
+        let mut v = vec![0.0; self.genes.len()];
+        for (k, x) in map {
+            if let Some(i) = self.gene_index(k) {
+                v[i] = *x;
+            }
+        }
+        v
+    }
+
+    /// Check everything serde cannot: names that must exist, rates that must be
+    /// non-negative, sizes that must be positive, a grid that fits in memory.
+    pub fn validate(&self, path: &Path) -> Result<(), SceneError> {
+        let bad = |field: String, message: String| SceneError::Invalid { path: path.to_path_buf(), field, message };
+        if self.version != SCENE_VERSION {
+            return Err(bad(
+                "version".into(),
+                format!("`{}` is not supported; this build reads version `{SCENE_VERSION}`", self.version),
+            ));
+        }
+        if self.genes.is_empty() {
+            return Err(bad("genes".into(), "at least one gene is needed".into()));
+        }
+        for (i, g) in self.genes.iter().enumerate() {
+            if self.genes[..i].contains(g) {
+                return Err(bad(format!("genes[{i}]"), format!("gene `{g}` is listed twice")));
+            }
+        }
+        let gene = |field: String, name: &str| -> Result<usize, SceneError> {
+            self.gene_index(name)
+                .ok_or_else(|| bad(field, format!("unknown gene `{name}`{}", suggest(name, &self.genes))))
+        };
+        let positive = |field: String, v: f32| -> Result<(), SceneError> {
+            if v.is_finite() && v > 0.0 { Ok(()) } else { Err(bad(field, format!("`{v}` must be a positive number"))) }
+        };
+        let non_negative = |field: String, v: f32| -> Result<(), SceneError> {
+            if v.is_finite() && v >= 0.0 {
+                Ok(())
+            } else {
+                Err(bad(field, format!("`{v}` must be a non-negative number")))
+            }
+        };
+
+        positive("time.dt".into(), self.time.dt)?;
+        positive("time.duration".into(), self.time.duration)?;
+        positive("time.record_every".into(), self.time.record_every)?;
+        if self.time.duration < self.time.dt {
+            return Err(bad("time.duration".into(), format!("`{}` is shorter than one tick (`time.dt` = `{}`)", self.time.duration, self.time.dt)));
+        }
+
+        if !(2..=3).contains(&self.grid.size.len()) {
+            return Err(bad("grid.size".into(), format!("has {} entries; give 2 (a 2D tissue) or 3 (3D)", self.grid.size.len())));
+        }
+        positive("grid.dx".into(), self.grid.dx)?;
+        for (i, &s) in self.grid.size.iter().enumerate() {
+            positive(format!("grid.size[{i}]"), s)?;
+        }
+        let voxels: f64 = self.grid.size.iter().map(|&s| (f64::from(s) / f64::from(self.grid.dx)).ceil()).product();
+        // The field, its scratch copy and a readback staging copy, in f32.
+        let bytes = voxels * self.ligands.len().max(1) as f64 * 4.0 * 3.0;
+        if bytes > MAX_FIELD_BYTES {
+            return Err(bad(
+                "grid".into(),
+                format!("{voxels:.0} voxels × {} ligands needs about {:.1} GiB; the limit is {:.0} GiB: use a larger `grid.dx` or a smaller `grid.size`", self.ligands.len(), bytes / 1073741824.0, MAX_FIELD_BYTES / 1073741824.0),
+            ));
+        }
+
+        for (i, l) in self.ligands.iter().enumerate() {
+            if self.ligands[..i].iter().any(|o| o.name == l.name) {
+                return Err(bad(format!("ligands[{i}].name"), format!("ligand `{}` is listed twice", l.name)));
+            }
+            non_negative(format!("ligands[{i}].diffusion"), l.diffusion)?;
+            non_negative(format!("ligands[{i}].decay"), l.decay)?;
+            non_negative(format!("ligands[{i}].secretion_rate"), l.secretion_rate)?;
+            gene(format!("ligands[{i}].secreted_by"), &l.secreted_by)?;
+            gene(format!("ligands[{i}].receptor"), &l.receptor)?;
+        }
+
+        positive("contact.radius".into(), self.contact.radius)?;
+        for (i, g) in self.contact.genes.iter().enumerate() {
+            gene(format!("contact.genes[{i}]"), g)?;
+        }
+
+        if self.cell_types.is_empty() {
+            return Err(bad("cell_types".into(), "at least one cell type is needed".into()));
+        }
+        for (i, t) in self.cell_types.iter().enumerate() {
+            if self.cell_types[..i].iter().any(|o| o.name == t.name) {
+                return Err(bad(format!("cell_types[{i}].name"), format!("cell type `{}` is listed twice", t.name)));
+            }
+            for (g, &v) in &t.baseline {
+                gene(format!("cell_types[{i}].baseline.{g}"), g)?;
+                non_negative(format!("cell_types[{i}].baseline.{g}"), v)?;
+            }
+            for g in t.bias.keys() {
+                gene(format!("cell_types[{i}].bias.{g}"), g)?;
+            }
+        }
+        let type_names = self.cell_type_names();
+        let cell_type = |field: String, name: &str| -> Result<usize, SceneError> {
+            self.cell_type_index(name)
+                .ok_or_else(|| bad(field, format!("unknown cell type `{name}`{}", suggest(name, &type_names))))
+        };
+
+        let tissue = &self.tissue;
+        if tissue.centre.len() != self.dims() {
+            return Err(bad("tissue.centre".into(), format!("has {} coordinates but the grid is {}D", tissue.centre.len(), self.dims())));
+        }
+        positive("tissue.radius".into(), tissue.radius)?;
+        positive("tissue.cell_radius".into(), tissue.cell_radius)?;
+        if tissue.cells == 0 {
+            return Err(bad("tissue.cells".into(), "`0`: at least one cell is needed".into()));
+        }
+        cell_type("tissue.cell_type".into(), &tissue.cell_type)?;
+        for (i, r) in tissue.regions.iter().enumerate() {
+            cell_type(format!("tissue.regions[{i}].cell_type"), &r.cell_type)?;
+            r.shape.check(self.dims(), &format!("tissue.regions[{i}]")).map_err(|(f, m)| bad(f, m))?;
+        }
+        for (i, (c, s)) in tissue.centre.iter().zip(&self.grid.size).enumerate() {
+            if *c - tissue.radius < 0.0 || *c + tissue.radius > *s {
+                return Err(bad(
+                    format!("tissue.centre[{i}]"),
+                    format!("a tissue of radius `{}` at `{c}` does not fit in the grid (size `{s}`)", tissue.radius),
+                ));
+            }
+        }
+
+        non_negative("mechanics.mobility".into(), self.mechanics.mobility)?;
+        non_negative("mechanics.repulsion".into(), self.mechanics.repulsion)?;
+        non_negative("mechanics.adhesion".into(), self.mechanics.adhesion)?;
+
+        if self.model.kind == ModelSpec::Torchscript && self.model.path.is_none() {
+            return Err(bad("model.path".into(), "a `torchscript` model needs a `path` to its `.pt` file".into()));
+        }
+        non_negative("teacher.degradation".into(), self.teacher.degradation)?;
+        for (i, e) in self.teacher.edges.iter().enumerate() {
+            gene(format!("teacher.edges[{i}].target"), &e.target)?;
+            match e.source.split_once(':') {
+                Some(("gene", g)) | Some(("contact", g)) => {
+                    gene(format!("teacher.edges[{i}].source"), g)?;
+                }
+                Some(("ligand", l)) => {
+                    if !self.ligands.iter().any(|x| x.name == l) {
+                        return Err(bad(
+                            format!("teacher.edges[{i}].source"),
+                            format!("unknown ligand `{l}`{}", suggest(l, &self.ligand_names())),
+                        ));
+                    }
+                }
+                _ => {
+                    return Err(bad(
+                        format!("teacher.edges[{i}].source"),
+                        format!("`{}` must be `gene:NAME`, `ligand:NAME` or `contact:NAME`", e.source),
+                    ));
+                }
+            }
+        }
+        for (g, &v) in &self.teacher.max_rate {
+            gene(format!("teacher.max_rate.{g}"), g)?;
+            non_negative(format!("teacher.max_rate.{g}"), v)?;
+        }
+
+        for (i, p) in self.perturbations.iter().enumerate() {
+            gene(format!("perturbations[{i}].gene"), &p.gene)?;
+            if let Some(t) = &p.cell_type {
+                cell_type(format!("perturbations[{i}].cell_type"), t)?;
+            }
+            if let Some(shape) = &p.region {
+                shape.check(self.dims(), &format!("perturbations[{i}].region")).map_err(|(f, m)| bad(f, m))?;
+            }
+            p.action().map_err(|(f, m)| bad(format!("perturbations[{i}].{f}"), m))?;
+            non_negative(format!("perturbations[{i}].start"), p.start)?;
+            if p.stop.is_some_and(|s| s < p.start) {
+                return Err(bad(format!("perturbations[{i}].stop"), "ends before its `start`".into()));
+            }
+        }
+
+        if let Some(g) = &self.output.colour_by_gene {
+            gene("output.colour_by_gene".into(), g)?;
+        }
+        if let Some(l) = &self.output.heatmap_ligand
+            && !self.ligands.iter().any(|x| &x.name == l)
+        {
+            return Err(bad("output.heatmap_ligand".into(), format!("unknown ligand `{l}`{}", suggest(l, &self.ligand_names()))));
+        }
+        Ok(())
+    }
+}
+
+/// Largest ligand-field memory a scene may ask for before anything is allocated.
+pub const MAX_FIELD_BYTES: f64 = 8.0 * 1073741824.0;
+
+/// `; did you mean `X`?` for the closest name within a small edit distance, else "".
+pub fn suggest(name: &str, candidates: &[String]) -> String {
+    let best = candidates
+        .iter()
+        .map(|c| (edit_distance(&name.to_lowercase(), &c.to_lowercase()), c))
+        .min_by_key(|(d, _)| *d);
+    match best {
+        Some((d, c)) if d <= 2.max(name.len() / 3) => format!("; did you mean `{c}`?"),
+        _ => String::new(),
+    }
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests;

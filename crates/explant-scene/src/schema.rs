@@ -1,0 +1,445 @@
+//! The serde types of a scene file, version 1. Every table rejects unknown fields.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// A whole scene.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scene {
+    /// Format version; must be 1.
+    pub version: u32,
+    /// Short name used in outputs.
+    pub name: String,
+    /// Free text.
+    #[serde(default)]
+    pub description: String,
+    /// Seed of every random number in the run.
+    #[serde(default)]
+    pub seed: u64,
+    /// Gene names: the columns of the expression state, in order.
+    pub genes: Vec<String>,
+    /// Time steps and duration.
+    pub time: TimeSpec,
+    /// The ligand grid.
+    pub grid: GridSpec,
+    /// Diffusible ligands.
+    #[serde(default)]
+    pub ligands: Vec<LigandSpec>,
+    /// Contact (juxtacrine) signals.
+    #[serde(default)]
+    pub contact: ContactSpec,
+    /// Cell types.
+    pub cell_types: Vec<CellTypeSpec>,
+    /// The initial tissue.
+    pub tissue: TissueSpec,
+    /// Centre-based mechanics.
+    #[serde(default)]
+    pub mechanics: MechanicsSpec,
+    /// Which response model updates the cells' state.
+    #[serde(default)]
+    pub model: ModelConfig,
+    /// The mechanistic reference model (the teacher).
+    #[serde(default)]
+    pub teacher: TeacherSpec,
+    /// Perturbations applied during the run.
+    #[serde(default)]
+    pub perturbations: Vec<Perturbation>,
+    /// What the run writes.
+    #[serde(default)]
+    pub output: OutputSpec,
+}
+
+/// Time steps, in minutes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeSpec {
+    /// One tick: the step of the cell state and mechanics. The diffusion solver
+    /// subdivides it as its stability needs.
+    pub dt: f32,
+    /// Simulated time of the run.
+    pub duration: f32,
+    /// Interval between recorded time points.
+    pub record_every: f32,
+}
+
+/// The ligand grid.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GridSpec {
+    /// Extent in µm: `[x, y]` for 2D or `[x, y, z]` for 3D. The domain starts at 0.
+    pub size: Vec<f32>,
+    /// Voxel edge in µm.
+    pub dx: f32,
+}
+
+/// One diffusible ligand.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LigandSpec {
+    /// Name (also the field's name in outputs).
+    pub name: String,
+    /// Diffusion coefficient, µm²/min.
+    pub diffusion: f32,
+    /// First-order decay rate, 1/min.
+    pub decay: f32,
+    /// The gene whose expression sets each cell's secretion.
+    pub secreted_by: String,
+    /// Amount secreted per minute per unit of `secreted_by` expression.
+    pub secretion_rate: f32,
+    /// The receptor gene: sensed signal = concentration × receptor expression.
+    pub receptor: String,
+}
+
+/// Contact signalling through neighbours within a radius.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContactSpec {
+    /// Genes whose neighbour mean is a contact signal.
+    #[serde(default)]
+    pub genes: Vec<String>,
+    /// Interaction radius, µm (centre to centre).
+    #[serde(default = "default_contact_radius")]
+    pub radius: f32,
+}
+
+fn default_contact_radius() -> f32 {
+    25.0
+}
+
+impl Default for ContactSpec {
+    fn default() -> Self {
+        Self { genes: Vec::new(), radius: default_contact_radius() }
+    }
+}
+
+/// A cell type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CellTypeSpec {
+    /// Name.
+    pub name: String,
+    /// Initial expression by gene (missing genes start at 0).
+    #[serde(default)]
+    pub baseline: BTreeMap<String, f32>,
+    /// Type-specific bias of the teacher's regulatory input, by gene.
+    #[serde(default)]
+    pub bias: BTreeMap<String, f32>,
+}
+
+/// The initial tissue: a disk (2D) or ball (3D) of cells, typed by region.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TissueSpec {
+    /// Centre of the disk or ball, µm.
+    pub centre: Vec<f32>,
+    /// Radius of the disk or ball, µm.
+    pub radius: f32,
+    /// Number of cells.
+    pub cells: usize,
+    /// Cell radius, µm.
+    #[serde(default = "default_cell_radius")]
+    pub cell_radius: f32,
+    /// Cell type of cells outside every region.
+    pub cell_type: String,
+    /// Regions that set a different cell type; the first match wins.
+    #[serde(default)]
+    pub regions: Vec<RegionSpec>,
+}
+
+fn default_cell_radius() -> f32 {
+    5.0
+}
+
+/// Cells inside `shape` get `cell_type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegionSpec {
+    /// The cell type.
+    pub cell_type: String,
+    /// Where.
+    pub shape: Shape,
+}
+
+/// A region of space.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Shape {
+    /// A circle (2D) or sphere (3D).
+    Circle {
+        /// Centre, µm.
+        centre: Vec<f32>,
+        /// Radius, µm.
+        radius: f32,
+    },
+    /// An axis-aligned box.
+    Box {
+        /// Lower corner, µm.
+        min: Vec<f32>,
+        /// Upper corner, µm.
+        max: Vec<f32>,
+    },
+}
+
+impl Shape {
+    /// Whether world point `p` (z ignored in 2D) lies inside.
+    pub fn contains(&self, p: [f32; 3]) -> bool {
+        match self {
+            Shape::Circle { centre, radius } => {
+                let d2: f32 = centre.iter().zip(p).map(|(c, x)| (x - c) * (x - c)).sum();
+                d2 <= radius * radius
+            }
+            Shape::Box { min, max } => min.iter().zip(max).zip(p).all(|((lo, hi), x)| x >= *lo && x <= *hi),
+        }
+    }
+
+    /// Check coordinates match the scene's dimension; errors as (field, message).
+    pub(crate) fn check(&self, dims: usize, field: &str) -> Result<(), (String, String)> {
+        match self {
+            Shape::Circle { centre, radius } => {
+                if centre.len() != dims {
+                    return Err((format!("{field}.centre"), format!("has {} coordinates but the grid is {dims}D", centre.len())));
+                }
+                if !(radius.is_finite() && *radius > 0.0) {
+                    return Err((format!("{field}.radius"), format!("`{radius}` must be a positive number")));
+                }
+            }
+            Shape::Box { min, max } => {
+                if min.len() != dims || max.len() != dims {
+                    return Err((format!("{field}.min"), format!("`min` and `max` need {dims} coordinates each")));
+                }
+                if min.iter().zip(max).any(|(a, b)| a >= b) {
+                    return Err((format!("{field}.max"), "every `max` coordinate must exceed `min`".into()));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Overdamped centre-based mechanics (forces as in PhysiCell's potentials).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MechanicsSpec {
+    /// Velocity per unit force, µm/min per force unit.
+    #[serde(default = "default_mobility")]
+    pub mobility: f32,
+    /// Repulsion strength between overlapping cells.
+    #[serde(default = "default_repulsion")]
+    pub repulsion: f32,
+    /// Adhesion strength within 1.25 × the sum of radii.
+    #[serde(default = "default_adhesion")]
+    pub adhesion: f32,
+}
+
+fn default_mobility() -> f32 {
+    1.0
+}
+fn default_repulsion() -> f32 {
+    10.0
+}
+fn default_adhesion() -> f32 {
+    0.4
+}
+
+impl Default for MechanicsSpec {
+    fn default() -> Self {
+        Self { mobility: default_mobility(), repulsion: default_repulsion(), adhesion: default_adhesion() }
+    }
+}
+
+/// Which response model a scene runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelSpec {
+    /// The mechanistic gene-regulatory ODE in `[teacher]`.
+    #[default]
+    Teacher,
+    /// A TorchScript `.pt` model (with its `.json` metadata beside it).
+    Torchscript,
+}
+
+/// The `[model]` table.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// `teacher` or `torchscript`.
+    #[serde(default)]
+    pub kind: ModelSpec,
+    /// Path of the `.pt` file, relative to the scene file.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+}
+
+/// The teacher: `dx/dt = α ⊙ σ(W x + U (s ⊙ r) + V c + b + b_type) − γ ⊙ x`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeacherSpec {
+    /// γ: first-order degradation of every gene, 1/min.
+    #[serde(default = "default_degradation")]
+    pub degradation: f32,
+    /// α by gene (default `default_max_rate`), expression units per minute.
+    #[serde(default)]
+    pub max_rate: BTreeMap<String, f32>,
+    /// α of genes missing from `max_rate`.
+    #[serde(default = "default_max_rate")]
+    pub default_max_rate: f32,
+    /// b: the regulatory input of every gene with no signal.
+    #[serde(default = "default_bias")]
+    pub bias: f32,
+    /// Regulatory edges (the sparse, named W, U and V).
+    #[serde(default)]
+    pub edges: Vec<Edge>,
+}
+
+fn default_degradation() -> f32 {
+    0.05
+}
+fn default_max_rate() -> f32 {
+    0.1
+}
+fn default_bias() -> f32 {
+    -3.0
+}
+
+impl Default for TeacherSpec {
+    fn default() -> Self {
+        Self {
+            degradation: default_degradation(),
+            max_rate: BTreeMap::new(),
+            default_max_rate: default_max_rate(),
+            bias: default_bias(),
+            edges: Vec::new(),
+        }
+    }
+}
+
+/// One regulatory edge of the teacher.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Edge {
+    /// `gene:NAME` (own expression), `ligand:NAME` (sensed ligand) or
+    /// `contact:NAME` (neighbour mean of a gene).
+    pub source: String,
+    /// The regulated gene.
+    pub target: String,
+    /// Weight; negative represses.
+    pub weight: f32,
+}
+
+/// What a perturbation does to its gene.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PerturbationName {
+    /// Expression clamped to 0.
+    Knockout,
+    /// Expression scaled by `1 − fraction` after each response.
+    Knockdown,
+    /// Expression clamped to `value`.
+    Overexpress,
+}
+
+/// A validated action.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PerturbationKind {
+    /// Clamp to 0.
+    Knockout,
+    /// Multiply by `1 − fraction`.
+    Knockdown {
+        /// Fraction removed, 0–1.
+        fraction: f32,
+    },
+    /// Clamp to `value`.
+    Overexpress {
+        /// The clamped level.
+        value: f32,
+    },
+}
+
+/// A gene perturbation in some cells over a time window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Perturbation {
+    /// `knockout`, `knockdown` or `overexpress`.
+    pub kind: PerturbationName,
+    /// The target gene.
+    pub gene: String,
+    /// For `knockdown`: the fraction removed.
+    #[serde(default)]
+    pub fraction: Option<f32>,
+    /// For `overexpress`: the clamped level.
+    #[serde(default)]
+    pub value: Option<f32>,
+    /// Only cells of this type (all types if absent).
+    #[serde(default)]
+    pub cell_type: Option<String>,
+    /// Only cells inside this region (everywhere if absent).
+    #[serde(default)]
+    pub region: Option<Shape>,
+    /// Start time, minutes.
+    #[serde(default)]
+    pub start: f32,
+    /// Stop time, minutes (the end of the run if absent).
+    #[serde(default)]
+    pub stop: Option<f32>,
+}
+
+impl Perturbation {
+    /// The action, checking that the fields it needs are present; errors as (field, message).
+    pub fn action(&self) -> Result<PerturbationKind, (String, String)> {
+        match (self.kind, self.fraction, self.value) {
+            (PerturbationName::Knockout, None, None) => Ok(PerturbationKind::Knockout),
+            (PerturbationName::Knockdown, Some(f), None) if (0.0..=1.0).contains(&f) => {
+                Ok(PerturbationKind::Knockdown { fraction: f })
+            }
+            (PerturbationName::Knockdown, Some(f), None) => {
+                Err(("fraction".into(), format!("`{f}` must be between 0 and 1")))
+            }
+            (PerturbationName::Overexpress, None, Some(v)) if v.is_finite() && v >= 0.0 => {
+                Ok(PerturbationKind::Overexpress { value: v })
+            }
+            (PerturbationName::Overexpress, None, Some(v)) => {
+                Err(("value".into(), format!("`{v}` must be a non-negative number")))
+            }
+            (PerturbationName::Knockdown, None, _) => Err(("fraction".into(), "a `knockdown` needs a `fraction`".into())),
+            (PerturbationName::Overexpress, _, None) => Err(("value".into(), "an `overexpress` needs a `value`".into())),
+            (k, _, _) => Err(("kind".into(), format!("`{k:?}` takes {}", match k {
+                PerturbationName::Knockout => "neither `fraction` nor `value`",
+                PerturbationName::Knockdown => "`fraction`, not `value`",
+                PerturbationName::Overexpress => "`value`, not `fraction`",
+            }))),
+        }
+    }
+
+    /// Whether the perturbation acts at time `t` (minutes).
+    pub fn active_at(&self, t: f32) -> bool {
+        t >= self.start && self.stop.is_none_or(|s| t < s)
+    }
+}
+
+/// What a run writes besides the AnnData file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSpec {
+    /// Colour cells by this gene in the picture (by cell type if absent).
+    #[serde(default)]
+    pub colour_by_gene: Option<String>,
+    /// Draw this ligand's field under the cells (the first ligand if absent).
+    #[serde(default)]
+    pub heatmap_ligand: Option<String>,
+    /// Picture width in pixels.
+    #[serde(default = "default_image_width")]
+    pub image_width: u32,
+}
+
+fn default_image_width() -> u32 {
+    800
+}
+
+impl Default for OutputSpec {
+    fn default() -> Self {
+        Self { colour_by_gene: None, heatmap_ligand: None, image_width: default_image_width() }
+    }
+}
