@@ -127,11 +127,7 @@ impl Simulation {
         let gene = |name: &str| scene.gene_index(name).unwrap_or(0);
         world.insert_resource(Ligands {
             field: Field::zeros(grid, scene.ligands.len()),
-            params: scene
-                .ligands
-                .iter()
-                .map(|l| ChannelParams { diffusion: l.diffusion, decay: l.decay })
-                .collect(),
+            params: scene.ligands.iter().map(|l| ChannelParams { diffusion: l.diffusion, decay: l.decay }).collect(),
             secretion: scene.ligands.iter().map(|l| (gene(&l.secreted_by), l.secretion_rate)).collect(),
             receptor: scene.ligands.iter().map(|l| gene(&l.receptor)).collect(),
         });
@@ -171,7 +167,15 @@ impl Simulation {
         let mut schedule = Schedule::default();
         schedule.set_executor(SingleThreadedExecutor::new());
         schedule.configure_sets(
-            (Stage::Secrete, Stage::Diffuse, Stage::Sense, Stage::Respond, Stage::Perturb, Stage::Mechanics, Stage::Record)
+            (
+                Stage::Secrete,
+                Stage::Diffuse,
+                Stage::Sense,
+                Stage::Respond,
+                Stage::Perturb,
+                Stage::Mechanics,
+                Stage::Record,
+            )
                 .chain(),
         );
         schedule.add_systems((
@@ -250,9 +254,7 @@ impl Simulation {
 
     /// Copy every cell's values out, sorted by cell id.
     pub fn cells(&mut self) -> CellTable {
-        let mut q = self
-            .world
-            .query::<(&CellId, &CellType, &Lineage, &Position, &Radius, &Perturbed, &Expression)>();
+        let mut q = self.world.query::<(&CellId, &CellType, &Lineage, &Position, &Radius, &Perturbed, &Expression)>();
         let mut rows: Vec<_> = q.iter(&self.world).collect();
         rows.sort_by_key(|r| r.0.0);
         let mut t = CellTable {

@@ -60,7 +60,10 @@ impl ModelSignature {
                 format!("the model's {what} `{extra}` is not in the scene (scene has {want:?})")
             } else {
                 let i = have.iter().zip(want).position(|(a, b)| a != b).unwrap_or(0);
-                format!("{what}s are in a different order: position {i} is `{}` in the model but `{}` in the scene", have[i], want[i])
+                format!(
+                    "{what}s are in a different order: position {i} is `{}` in the model but `{}` in the scene",
+                    have[i], want[i]
+                )
             };
             return Err(ModelError::Mismatch { model: model.to_string(), what: detail });
         }
@@ -108,11 +111,7 @@ impl Teacher {
     pub fn from_scene(scene: &Scene) -> Self {
         let g = scene.genes.len();
         let t = &scene.teacher;
-        let max_rate = scene
-            .genes
-            .iter()
-            .map(|name| *t.max_rate.get(name).unwrap_or(&t.default_max_rate))
-            .collect();
+        let max_rate = scene.genes.iter().map(|name| *t.max_rate.get(name).unwrap_or(&t.default_max_rate)).collect();
         let mut bias = Vec::with_capacity(scene.cell_types.len() * g);
         for ct in &scene.cell_types {
             let b = scene.gene_vector(&ct.bias);

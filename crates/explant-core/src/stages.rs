@@ -94,19 +94,15 @@ pub fn sense(
 
     // Neighbours within the interaction radius (contact signalling and mechanics share it).
     let r = settings.contact_radius;
-    let tree = RTree::bulk_load(
-        b.positions.iter().enumerate().map(|(i, p)| Point::new(p.to_array(), i as u32)).collect(),
-    );
+    let tree =
+        RTree::bulk_load(b.positions.iter().enumerate().map(|(i, p)| Point::new(p.to_array(), i as u32)).collect());
     let lists: Vec<Vec<u32>> = b
         .positions
         .par_iter()
         .enumerate()
         .map(|(i, p)| {
-            let mut v: Vec<u32> = tree
-                .locate_within_distance(p.to_array(), r * r)
-                .map(|q| q.data)
-                .filter(|&j| j as usize != i)
-                .collect();
+            let mut v: Vec<u32> =
+                tree.locate_within_distance(p.to_array(), r * r).map(|q| q.data).filter(|&j| j as usize != i).collect();
             v.sort_unstable();
             v
         })
@@ -185,7 +181,9 @@ pub fn respond(
     };
     let result = match model.0.lock() {
         Ok(mut m) => m.rates(&input, &mut b.rates),
-        Err(_) => Err(crate::ModelError::Run { model: "response model".into(), message: "a previous call panicked".into() }),
+        Err(_) => {
+            Err(crate::ModelError::Run { model: "response model".into(), message: "a previous call panicked".into() })
+        }
     };
     if let Err(e) = result {
         failure.0 = Some(CoreError::Model(e));
@@ -315,10 +313,10 @@ pub fn record(
     }
     let t0 = Instant::now();
     clock.tick += 1;
-    if clock.tick % settings.record_interval == 0 {
-        if let Err(e) = recording.capture(&clock, &settings, cells.iter().map(|(t, e)| (t.0, e.0.as_slice())), &ligands) {
-            failure.0 = Some(e);
-        }
+    if clock.tick.is_multiple_of(settings.record_interval)
+        && let Err(e) = recording.capture(&clock, &settings, cells.iter().map(|(t, e)| (t.0, e.0.as_slice())), &ligands)
+    {
+        failure.0 = Some(e);
     }
     timers.add(Stage::Record, t0.elapsed());
 }
@@ -379,11 +377,21 @@ impl Recording {
         }
         for (t, (s, &n)) in sums.into_iter().zip(&counts).enumerate() {
             let mean = s.into_iter().map(|v| if n > 0 { v / n as f64 } else { 0.0 }).collect();
-            self.pseudobulk.push(PseudobulkRow { tick: clock.tick, time: clock.time(), cell_type: t as u32, cells: n, mean });
+            self.pseudobulk.push(PseudobulkRow {
+                tick: clock.tick,
+                time: clock.time(),
+                cell_type: t as u32,
+                cells: n,
+                mean,
+            });
         }
         let totals: Vec<f64> = (0..ligands.field.channels).map(|c| ligands.field.total(c)).collect();
         if let Some(c) = totals.iter().position(|v| !v.is_finite()) {
-            return Err(CoreError::Unstable { tick: clock.tick, time: clock.time(), what: format!("ligand #{c} is not finite") });
+            return Err(CoreError::Unstable {
+                tick: clock.tick,
+                time: clock.time(),
+                what: format!("ligand #{c} is not finite"),
+            });
         }
         self.ligand_totals.push((clock.tick, clock.time(), totals));
         Ok(())

@@ -89,7 +89,9 @@ fn secreted_mass_reaches_the_grid() {
     let s = scene(|t| {
         *t = t.replace("decay = 0.02", "decay = 0.0").replace("duration = 240.0", "duration = 5.0");
         // Freeze expression so secretion is constant: no degradation, no production.
-        *t = t.replace("degradation = 0.05", "degradation = 0.0").replace("default_max_rate = 0.1", "default_max_rate = 0.0");
+        *t = t
+            .replace("degradation = 0.05", "degradation = 0.0")
+            .replace("default_max_rate = 0.1", "default_max_rate = 0.0");
     });
     let mut sim = sim(&s);
     let sum_wnt: f64 = {
@@ -132,10 +134,8 @@ fn knockout_clamps_the_target_only_where_and_when_asked() {
         }
     }
     assert!(left > 500);
-    let right_mean: f32 = (0..t.ids.len())
-        .filter(|&i| t.positions[i][0] > 301.0)
-        .map(|i| t.expression[i * g + hes1])
-        .sum::<f32>();
+    let right_mean: f32 =
+        (0..t.ids.len()).filter(|&i| t.positions[i][0] > 301.0).map(|i| t.expression[i * g + hes1]).sum::<f32>();
     assert!(right_mean > 0.0);
 }
 

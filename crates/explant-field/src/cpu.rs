@@ -164,10 +164,8 @@ mod tests {
                 for (i, v) in f.data.iter_mut().enumerate() {
                     *v = ((i * 7919) % 113) as f32 * 0.1;
                 }
-                let p = [
-                    ChannelParams { diffusion: 300.0, decay: 0.01 },
-                    ChannelParams { diffusion: 50.0, decay: 0.2 },
-                ];
+                let p =
+                    [ChannelParams { diffusion: 300.0, decay: 0.01 }, ChannelParams { diffusion: 50.0, decay: 0.2 }];
                 let mut s = CpuDiffusion::new();
                 for _ in 0..20 {
                     s.step(&mut f, &p, 0.5).unwrap();

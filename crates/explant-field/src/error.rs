@@ -20,7 +20,9 @@ pub enum FieldError {
         value: f32,
     },
     /// The explicit scheme would need an absurd number of substeps.
-    #[error("time step `{dt}` min needs more than 10^7 substeps (stability limit `{limit}` min): use a coarser grid or a smaller diffusion coefficient")]
+    #[error(
+        "time step `{dt}` min needs more than 10^7 substeps (stability limit `{limit}` min): use a coarser grid or a smaller diffusion coefficient"
+    )]
     TooManySubsteps {
         /// The requested step.
         dt: f32,

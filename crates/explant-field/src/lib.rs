@@ -60,11 +60,7 @@ impl Grid {
     pub fn voxel_of(&self, p: [f32; 3]) -> usize {
         let clamp = |v: f32, o: f32, n: usize| -> usize {
             let i = ((v - o) / self.dx).floor();
-            if i.is_nan() || i < 0.0 {
-                0
-            } else {
-                (i as usize).min(n - 1)
-            }
+            if i.is_nan() || i < 0.0 { 0 } else { (i as usize).min(n - 1) }
         };
         let x = clamp(p[0], self.origin[0], self.nx);
         let y = clamp(p[1], self.origin[1], self.ny);

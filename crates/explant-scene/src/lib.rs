@@ -33,29 +33,23 @@ pub struct LoadedScene {
 impl LoadedScene {
     /// Read, parse and validate a scene file.
     pub fn from_file(path: &Path) -> Result<Self, SceneError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| SceneError::Read { path: path.to_path_buf(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| SceneError::Read { path: path.to_path_buf(), source })?;
         Self::from_str(&text, path)
     }
 
     /// Parse and validate scene text; `path` is used in messages and to resolve
     /// relative paths inside the scene.
     pub fn from_str(text: &str, path: &Path) -> Result<Self, SceneError> {
-        let scene: Scene = toml::from_str(text).map_err(|e| SceneError::Parse {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let scene: Scene =
+            toml::from_str(text).map_err(|e| SceneError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
         scene.validate(path)?;
         Ok(Self { scene, path: path.to_path_buf(), text: text.to_string() })
     }
 
     /// Resolve a path written in the scene relative to the scene file's folder.
     pub fn resolve(&self, p: &Path) -> PathBuf {
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            self.path.parent().unwrap_or(Path::new(".")).join(p)
-        }
+        if p.is_absolute() { p.to_path_buf() } else { self.path.parent().unwrap_or(Path::new(".")).join(p) }
     }
 }
 
@@ -143,11 +137,17 @@ impl Scene {
         positive("time.duration".into(), self.time.duration)?;
         positive("time.record_every".into(), self.time.record_every)?;
         if self.time.duration < self.time.dt {
-            return Err(bad("time.duration".into(), format!("`{}` is shorter than one tick (`time.dt` = `{}`)", self.time.duration, self.time.dt)));
+            return Err(bad(
+                "time.duration".into(),
+                format!("`{}` is shorter than one tick (`time.dt` = `{}`)", self.time.duration, self.time.dt),
+            ));
         }
 
         if !(2..=3).contains(&self.grid.size.len()) {
-            return Err(bad("grid.size".into(), format!("has {} entries; give 2 (a 2D tissue) or 3 (3D)", self.grid.size.len())));
+            return Err(bad(
+                "grid.size".into(),
+                format!("has {} entries; give 2 (a 2D tissue) or 3 (3D)", self.grid.size.len()),
+            ));
         }
         positive("grid.dx".into(), self.grid.dx)?;
         for (i, &s) in self.grid.size.iter().enumerate() {
@@ -159,7 +159,12 @@ impl Scene {
         if bytes > MAX_FIELD_BYTES {
             return Err(bad(
                 "grid".into(),
-                format!("{voxels:.0} voxels × {} ligands needs about {:.1} GiB; the limit is {:.0} GiB: use a larger `grid.dx` or a smaller `grid.size`", self.ligands.len(), bytes / 1073741824.0, MAX_FIELD_BYTES / 1073741824.0),
+                format!(
+                    "{voxels:.0} voxels × {} ligands needs about {:.1} GiB; the limit is {:.0} GiB: use a larger `grid.dx` or a smaller `grid.size`",
+                    self.ligands.len(),
+                    bytes / 1073741824.0,
+                    MAX_FIELD_BYTES / 1073741824.0
+                ),
             ));
         }
 
@@ -202,7 +207,10 @@ impl Scene {
 
         let tissue = &self.tissue;
         if tissue.centre.len() != self.dims() {
-            return Err(bad("tissue.centre".into(), format!("has {} coordinates but the grid is {}D", tissue.centre.len(), self.dims())));
+            return Err(bad(
+                "tissue.centre".into(),
+                format!("has {} coordinates but the grid is {}D", tissue.centre.len(), self.dims()),
+            ));
         }
         positive("tissue.radius".into(), tissue.radius)?;
         positive("tissue.cell_radius".into(), tissue.cell_radius)?;
@@ -279,7 +287,10 @@ impl Scene {
         if let Some(l) = &self.output.heatmap_ligand
             && !self.ligands.iter().any(|x| &x.name == l)
         {
-            return Err(bad("output.heatmap_ligand".into(), format!("unknown ligand `{l}`{}", suggest(l, &self.ligand_names()))));
+            return Err(bad(
+                "output.heatmap_ligand".into(),
+                format!("unknown ligand `{l}`{}", suggest(l, &self.ligand_names())),
+            ));
         }
         Ok(())
     }
@@ -290,10 +301,8 @@ pub const MAX_FIELD_BYTES: f64 = 8.0 * 1073741824.0;
 
 /// `; did you mean `X`?` for the closest name within a small edit distance, else "".
 pub fn suggest(name: &str, candidates: &[String]) -> String {
-    let best = candidates
-        .iter()
-        .map(|c| (edit_distance(&name.to_lowercase(), &c.to_lowercase()), c))
-        .min_by_key(|(d, _)| *d);
+    let best =
+        candidates.iter().map(|c| (edit_distance(&name.to_lowercase(), &c.to_lowercase()), c)).min_by_key(|(d, _)| *d);
     match best {
         Some((d, c)) if d <= 2.max(name.len() / 3) => format!("; did you mean `{c}`?"),
         _ => String::new(),

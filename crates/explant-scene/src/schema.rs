@@ -200,7 +200,10 @@ impl Shape {
         match self {
             Shape::Circle { centre, radius } => {
                 if centre.len() != dims {
-                    return Err((format!("{field}.centre"), format!("has {} coordinates but the grid is {dims}D", centre.len())));
+                    return Err((
+                        format!("{field}.centre"),
+                        format!("has {} coordinates but the grid is {dims}D", centre.len()),
+                    ));
                 }
                 if !(radius.is_finite() && *radius > 0.0) {
                     return Err((format!("{field}.radius"), format!("`{radius}` must be a positive number")));
@@ -403,13 +406,23 @@ impl Perturbation {
             (PerturbationName::Overexpress, None, Some(v)) => {
                 Err(("value".into(), format!("`{v}` must be a non-negative number")))
             }
-            (PerturbationName::Knockdown, None, _) => Err(("fraction".into(), "a `knockdown` needs a `fraction`".into())),
-            (PerturbationName::Overexpress, _, None) => Err(("value".into(), "an `overexpress` needs a `value`".into())),
-            (k, _, _) => Err(("kind".into(), format!("`{k:?}` takes {}", match k {
-                PerturbationName::Knockout => "neither `fraction` nor `value`",
-                PerturbationName::Knockdown => "`fraction`, not `value`",
-                PerturbationName::Overexpress => "`value`, not `fraction`",
-            }))),
+            (PerturbationName::Knockdown, None, _) => {
+                Err(("fraction".into(), "a `knockdown` needs a `fraction`".into()))
+            }
+            (PerturbationName::Overexpress, _, None) => {
+                Err(("value".into(), "an `overexpress` needs a `value`".into()))
+            }
+            (k, _, _) => Err((
+                "kind".into(),
+                format!(
+                    "`{k:?}` takes {}",
+                    match k {
+                        PerturbationName::Knockout => "neither `fraction` nor `value`",
+                        PerturbationName::Knockdown => "`fraction`, not `value`",
+                        PerturbationName::Overexpress => "`value`, not `fraction`",
+                    }
+                ),
+            )),
         }
     }
 

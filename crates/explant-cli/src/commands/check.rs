@@ -1,0 +1,24 @@
+//! `explant check`: validate scenes.
+
+use anyhow::Result;
+use explant_scene::LoadedScene;
+
+use crate::cli::CheckArgs;
+
+/// Validate each scene; fail on the first invalid one.
+pub fn check(args: CheckArgs) -> Result<()> {
+    for path in &args.scenes {
+        let s = LoadedScene::from_file(path)?;
+        println!(
+            "{}: ok ({} genes, {} ligands, {} cell types, {} cells, {}D, {} ticks)",
+            path.display(),
+            s.scene.genes.len(),
+            s.scene.ligands.len(),
+            s.scene.cell_types.len(),
+            s.scene.tissue.cells,
+            s.scene.dims(),
+            s.scene.ticks()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,68 @@
+//! `explant model fit` and `explant model show`.
+
+use anyhow::Result;
+
+use crate::cli::{FitArgs, ShowArgs};
+
+/// Fit a network to a scene's teacher.
+#[cfg(feature = "torch")]
+pub fn fit(args: FitArgs) -> Result<()> {
+    use explant_scene::LoadedScene;
+    use explant_torch::{FitOptions, fit_to_teacher};
+    let scene = LoadedScene::from_file(&args.scene)?;
+    let opts = FitOptions {
+        seed: args.seed,
+        steps: args.steps,
+        command: format!(
+            "explant model fit {} --out {} --seed {} --steps {}",
+            args.scene.display(),
+            args.out.display(),
+            args.seed,
+            args.steps
+        ),
+        ..Default::default()
+    };
+    eprintln!("running the teacher on `{}` to find input ranges...", args.scene.display());
+    let report = fit_to_teacher(&scene, &args.out, &opts, &mut |step, val| {
+        eprintln!("  step {step:>5}: validation MSE {val:.3e}");
+    })?;
+    let t = &report.training;
+    println!("wrote {} and {}", report.model.display(), report.meta.display());
+    println!(
+        "validation MSE of dx/dt: model {:.3e}, no-change baseline {:.3e}, mean baseline {:.3e} ({} steps)",
+        t.val_mse, t.val_mse_no_change, t.val_mse_mean, t.steps
+    );
+    Ok(())
+}
+
+/// Fit needs libtorch.
+#[cfg(not(feature = "torch"))]
+pub fn fit(_args: FitArgs) -> Result<()> {
+    anyhow::bail!("`explant model fit` needs TorchScript support, which is not enabled in this build")
+}
+
+/// Print a model's metadata after loading it (which runs its self-check).
+#[cfg(feature = "torch")]
+pub fn show(args: ShowArgs) -> Result<()> {
+    let model = explant_torch::TorchModel::load(&args.model, 0)?;
+    let m = model.meta();
+    println!("{}: loads and reproduces its check case", args.model.display());
+    println!("  genes:      {}", m.genes.join(", "));
+    println!("  ligands:    {}", m.ligands.join(", "));
+    println!("  cell types: {}", m.cell_types.join(", "));
+    println!("  contract:   {}", m.contract);
+    if let Some(t) = &m.training {
+        println!("  trained by: {}", t.command);
+        println!(
+            "  validation MSE: {:.3e} (no change {:.3e}, mean {:.3e})",
+            t.val_mse, t.val_mse_no_change, t.val_mse_mean
+        );
+    }
+    Ok(())
+}
+
+/// Show needs libtorch.
+#[cfg(not(feature = "torch"))]
+pub fn show(_args: ShowArgs) -> Result<()> {
+    anyhow::bail!("`explant model show` needs TorchScript support, which is not enabled in this build")
+}

@@ -1,0 +1,288 @@
+//! `explant run`: one scene end to end.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use explant_core::{Simulation, Stage};
+use explant_io::{CellColour, Snapshot, TissueView, render_png, write_h5ad};
+use explant_scene::LoadedScene;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::backends;
+use crate::cli::RunArgs;
+
+/// Version of this build.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Git commit of this build.
+pub const COMMIT: &str = env!("EXPLANT_GIT_COMMIT");
+
+/// Run a scene and write its outputs.
+pub fn run(args: RunArgs) -> Result<()> {
+    let scene = LoadedScene::from_file(&args.scene)?;
+    prepare_out_dir(&args.out, args.force)?;
+    if args.threads > 0 {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(args.threads)
+            .build_global()
+            .context("cannot set up the worker threads")?;
+    }
+    let (diffuser, note) = backends::diffusion(args.diffusion)?;
+    let model = backends::model(&scene, args.teacher, args.threads)?;
+    let mut sim = Simulation::new(&scene.scene, diffuser, model)?;
+    let (dname, mname) = sim.backend_names();
+    let sc = &scene.scene;
+    eprintln!(
+        "explant {VERSION} ({COMMIT}): scene `{}` — {} cells, {} genes, {} ligands, {}D, {} ticks of {} min",
+        sc.name,
+        sc.tissue.cells,
+        sc.genes.len(),
+        sc.ligands.len(),
+        sc.dims(),
+        sim.total_ticks(),
+        sc.time.dt
+    );
+    if let Some(note) = note {
+        eprintln!("note: {note}");
+    }
+    eprintln!("diffusion: {dname}\nmodel:     {mname}");
+
+    let snapshots = args.out.join("snapshots");
+    std::fs::create_dir_all(&snapshots).with_context(|| format!("cannot create `{}`", snapshots.display()))?;
+    write_snapshot(&mut sim, &scene, &snapshots.join(snapshot_name(0)))?;
+
+    let bar = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(sim.total_ticks()) };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} ticks  t = {msg} min  elapsed {elapsed}  ETA {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let started = Instant::now();
+    let interval = sc.record_interval();
+    let mut failure = None;
+    for _ in 0..sim.total_ticks() {
+        if let Err(e) = sim.step() {
+            failure = Some(e);
+            break;
+        }
+        let clock = sim.clock();
+        bar.set_position(clock.tick);
+        bar.set_message(format!("{:.1}", clock.time()));
+        if clock.tick.is_multiple_of(interval) {
+            write_snapshot(&mut sim, &scene, &snapshots.join(snapshot_name(clock.tick)))?;
+        }
+    }
+    bar.finish_and_clear();
+    let wall = started.elapsed().as_secs_f64();
+
+    let status = match &failure {
+        None => "completed".to_string(),
+        Some(e) => format!("failed: {e}"),
+    };
+    let written = write_outputs(&mut sim, &scene, &args, &status, wall)?;
+    eprintln!("{}", stage_table(&sim, wall));
+    for p in &written {
+        println!("wrote {}", p.display());
+    }
+    if let Some(e) = failure {
+        return Err(anyhow::Error::new(e).context(format!(
+            "the run stopped at tick {}; results up to then are in `{}`",
+            sim.clock().tick,
+            args.out.display()
+        )));
+    }
+    Ok(())
+}
+
+fn snapshot_name(tick: u64) -> String {
+    format!("tick_{tick:07}.h5ad")
+}
+
+fn prepare_out_dir(out: &Path, force: bool) -> Result<()> {
+    if out.exists() {
+        if !out.is_dir() {
+            bail!("output `{}` exists and is not a directory", out.display());
+        }
+        let non_empty = std::fs::read_dir(out)
+            .with_context(|| format!("cannot read output directory `{}`", out.display()))?
+            .next()
+            .is_some();
+        if non_empty {
+            if !force {
+                bail!(
+                    "output directory `{}` is not empty; choose another or pass `--force` to replace its contents",
+                    out.display()
+                );
+            }
+            for entry in std::fs::read_dir(out)? {
+                let p = entry?.path();
+                if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) }
+                    .with_context(|| format!("cannot remove `{}`", p.display()))?;
+            }
+        }
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create output directory `{}`", out.display()))
+}
+
+fn write_snapshot(sim: &mut Simulation, scene: &LoadedScene, path: &Path) -> Result<()> {
+    let cells = sim.cells();
+    let clock = sim.clock();
+    let sc = &scene.scene;
+    let snap = Snapshot {
+        genes: &sc.genes,
+        cell_type_names: &sc.cell_type_names(),
+        cell_ids: &cells.ids,
+        cell_types: &cells.cell_types,
+        generations: &cells.generations,
+        positions: &cells.positions,
+        dims: sc.dims(),
+        expression: &cells.expression,
+        tick: clock.tick,
+        time_min: clock.time(),
+        scene_toml: &scene.text,
+        explant_version: VERSION,
+    };
+    write_h5ad(path, &snap)?;
+    Ok(())
+}
+
+fn write_outputs(
+    sim: &mut Simulation,
+    scene: &LoadedScene,
+    args: &RunArgs,
+    status: &str,
+    wall: f64,
+) -> Result<Vec<PathBuf>> {
+    let sc = &scene.scene;
+    let out = &args.out;
+    let mut written = Vec::new();
+
+    let h5ad = out.join("tissue.h5ad");
+    write_snapshot(sim, scene, &h5ad)?;
+    written.push(h5ad);
+
+    // Pseudobulk time series by cell type.
+    let rec = sim.recording().clone();
+    let mut csv = String::from("tick,time_min,cell_type,cells");
+    for g in &sc.genes {
+        let _ = write!(csv, ",{g}");
+    }
+    csv.push('\n');
+    for row in &rec.pseudobulk {
+        let _ = write!(csv, "{},{},{},{}", row.tick, row.time, sc.cell_types[row.cell_type as usize].name, row.cells);
+        for v in &row.mean {
+            let _ = write!(csv, ",{v}");
+        }
+        csv.push('\n');
+    }
+    let ts = out.join("timeseries.csv");
+    std::fs::write(&ts, csv).with_context(|| format!("cannot write `{}`", ts.display()))?;
+    written.push(ts);
+
+    let mut csv = String::from("tick,time_min");
+    for l in &sc.ligands {
+        let _ = write!(csv, ",{}", l.name);
+    }
+    csv.push('\n');
+    for (tick, time, totals) in &rec.ligand_totals {
+        let _ = write!(csv, "{tick},{time}");
+        for v in totals {
+            let _ = write!(csv, ",{v}");
+        }
+        csv.push('\n');
+    }
+    let lt = out.join("ligand_totals.csv");
+    std::fs::write(&lt, csv).with_context(|| format!("cannot write `{}`", lt.display()))?;
+    written.push(lt);
+
+    // The picture: cells coloured by a gene (or type) over a ligand's heat map.
+    let cells = sim.cells();
+    let g = sc.genes.len();
+    let ligands = sim.ligands();
+    let ligand =
+        sc.output.heatmap_ligand.as_ref().and_then(|n| sc.ligands.iter().position(|l| &l.name == n)).unwrap_or(0);
+    let field = (ligands.field.channels > 0).then(|| (&ligands.field.grid, ligands.field.channel(ligand)));
+    let values: Vec<f32>;
+    let colour = match sc.output.colour_by_gene.as_ref().and_then(|n| sc.gene_index(n)) {
+        Some(gi) => {
+            values = (0..cells.ids.len()).map(|i| cells.expression[i * g + gi]).collect();
+            CellColour::Value(&values)
+        }
+        None => CellColour::Category(&cells.cell_types),
+    };
+    let png = out.join("tissue.png");
+    render_png(
+        &png,
+        &TissueView {
+            field,
+            positions: &cells.positions,
+            radii: &cells.radii,
+            colour,
+            width_px: sc.output.image_width,
+        },
+    )?;
+    written.push(png);
+
+    let scene_copy = out.join("scene.toml");
+    std::fs::write(&scene_copy, &scene.text).with_context(|| format!("cannot write `{}`", scene_copy.display()))?;
+    written.push(scene_copy);
+
+    let (dname, mname) = sim.backend_names();
+    let manifest = serde_json::json!({
+        "explant_version": VERSION,
+        "git_commit": COMMIT,
+        "command_line": std::env::args().collect::<Vec<_>>(),
+        "scene": scene.path.display().to_string(),
+        "scene_fnv1a64": format!("{:016x}", fnv1a64(scene.text.as_bytes())),
+        "seed": sc.seed,
+        "status": status,
+        "ticks_completed": sim.clock().tick,
+        "ticks_planned": sim.total_ticks(),
+        "dt_min": sc.time.dt,
+        "time_min": sim.clock().time(),
+        "cells": cells.ids.len(),
+        "diffusion_backend": dname,
+        "response_model": mname,
+        "threads": rayon::current_num_threads(),
+        "wall_seconds": wall,
+        "stage_seconds": sim.stage_times().iter().map(|(s, d)| (s.name().to_string(), serde_json::json!(d.as_secs_f64()))).collect::<serde_json::Map<_, _>>(),
+        "outputs": {
+            "final": "tissue.h5ad",
+            "snapshots": "snapshots/",
+            "picture": "tissue.png",
+            "timeseries": "timeseries.csv",
+            "ligand_totals": "ligand_totals.csv",
+        },
+    });
+    let mf = out.join("manifest.json");
+    std::fs::write(&mf, serde_json::to_string_pretty(&manifest)? + "\n")
+        .with_context(|| format!("cannot write `{}`", mf.display()))?;
+    written.push(mf);
+    Ok(written)
+}
+
+fn stage_table(sim: &Simulation, wall: f64) -> String {
+    let times = sim.stage_times();
+    let ticks = sim.clock().tick.max(1) as f64;
+    let mut s = String::from("stage        total (s)   per tick (ms)   share\n");
+    let sum: f64 = times.iter().map(|(_, d)| d.as_secs_f64()).sum();
+    for (stage, d) in &times {
+        let secs = d.as_secs_f64();
+        let _ = writeln!(
+            s,
+            "{:<12} {:>9.3}   {:>13.3}   {:>4.1}%",
+            stage.name(),
+            secs,
+            1e3 * secs / ticks,
+            100.0 * secs / sum.max(1e-12)
+        );
+    }
+    let _ = write!(s, "{:<12} {:>9.3}   (wall, including progress and snapshots)", "all", wall);
+    debug_assert_eq!(times.len(), Stage::ALL.len());
+    s
+}
+
+/// FNV-1a, 64 bit: a stable fingerprint of the scene text for the manifest.
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+}

@@ -1,0 +1,136 @@
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+/// Errors from writing a snapshot file or a picture.
+///
+/// Every variant names the file that was being written; nothing is left at that path when
+/// an error is returned (output goes to a temporary file that is renamed only on success).
+/// Errors from the HDF5 library, the PNG encoder or the operating system are kept as the
+/// [`source`](std::error::Error::source) rather than repeated in the message, so print the
+/// whole chain (as `anyhow` does) to see them.
+#[derive(Debug, Error)]
+pub enum IoError {
+    /// Two inputs that must agree in length do not.
+    #[error(
+        "cannot write `{}`: `{what}` has {found} entries but {expected} were expected ({why})",
+        path.display()
+    )]
+    LengthMismatch {
+        /// The file being written.
+        path: PathBuf,
+        /// Which input is the wrong length, e.g. `expression`.
+        what: &'static str,
+        /// Its length.
+        found: usize,
+        /// The length it should have.
+        expected: usize,
+        /// Where the expected length comes from, e.g. `50 cells × 4 genes`.
+        why: String,
+    },
+    /// `Snapshot::dims` is neither 2 nor 3.
+    #[error("cannot write `{}`: `dims` is `{dims}`, it must be 2 or 3", path.display())]
+    BadDims {
+        /// The file being written.
+        path: PathBuf,
+        /// The offending value.
+        dims: usize,
+    },
+    /// A cell's type index points past the list of cell type names.
+    #[error(
+        "cannot write `{}`: cell {cell} has cell type `{code}` but only {names} cell type names were given",
+        path.display()
+    )]
+    BadCellType {
+        /// The file being written.
+        path: PathBuf,
+        /// Row of the offending cell.
+        cell: usize,
+        /// Its cell type index.
+        code: u32,
+        /// How many names there are.
+        names: usize,
+    },
+    /// A name list (genes, cell types or cell ids) holds the same name twice.
+    #[error("cannot write `{}`: `{what}` holds `{name}` twice, names must be unique", path.display())]
+    Duplicate {
+        /// The file being written.
+        path: PathBuf,
+        /// Which list, e.g. `genes`.
+        what: &'static str,
+        /// The repeated name.
+        name: String,
+    },
+    /// A string holds a NUL byte, which HDF5 strings cannot store.
+    #[error("cannot write `{}`: `{what}` contains a NUL byte, which HDF5 strings cannot hold", path.display())]
+    NulInString {
+        /// The file being written.
+        path: PathBuf,
+        /// Which string, e.g. `scene_toml` or `genes[3]`.
+        what: String,
+    },
+    /// The requested picture size is unusable.
+    #[error("cannot write `{}`: image width `{width_px}` px must be between {min} and {max}", path.display())]
+    BadWidth {
+        /// The file being written.
+        path: PathBuf,
+        /// The requested width.
+        width_px: u32,
+        /// Smallest allowed width.
+        min: u32,
+        /// Largest allowed width.
+        max: u32,
+    },
+    /// The picture would be absurdly tall for its width (an extreme aspect ratio).
+    #[error(
+        "cannot write `{}`: the tissue is {extent_w} × {extent_h} µm, which at `{width_px}` px wide needs an image taller than {max} px",
+        path.display()
+    )]
+    BadAspect {
+        /// The file being written.
+        path: PathBuf,
+        /// Width of the drawn region in µm.
+        extent_w: f32,
+        /// Height of the drawn region in µm.
+        extent_h: f32,
+        /// The requested width in pixels.
+        width_px: u32,
+        /// Largest allowed height.
+        max: u32,
+    },
+    /// The field's grid cannot be drawn (no voxels, or a voxel size that is not positive).
+    #[error("cannot write `{}`: bad field grid: {reason}", path.display())]
+    BadGrid {
+        /// The file being written.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The HDF5 library reported an error.
+    #[error("HDF5 error while writing `{}`", path.display())]
+    Hdf5 {
+        /// The file being written.
+        path: PathBuf,
+        /// The library's error.
+        #[source]
+        source: hdf5::Error,
+    },
+    /// The PNG encoder reported an error.
+    #[error("PNG error while writing `{}`", path.display())]
+    Png {
+        /// The file being written.
+        path: PathBuf,
+        /// The encoder's error.
+        #[source]
+        source: png::EncodingError,
+    },
+    /// A file system operation failed.
+    #[error("cannot write `{}`", path.display())]
+    Io {
+        /// The file being written (or the temporary file beside it).
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+}

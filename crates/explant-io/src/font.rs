@@ -1,0 +1,99 @@
+//! A 3 × 5 pixel bitmap font with just enough glyphs to label colour bars with numbers.
+
+/// Glyph width in font cells.
+pub(crate) const GLYPH_W: usize = 3;
+/// Glyph height in font cells.
+pub(crate) const GLYPH_H: usize = 5;
+/// Horizontal advance per character in font cells (glyph plus a one-cell gap).
+pub(crate) const ADVANCE: usize = GLYPH_W + 1;
+
+/// Rows of a glyph, top first; bit 2 is the left column.
+fn glyph(c: char) -> Option<[u8; GLYPH_H]> {
+    Some(match c {
+        '0' => [0b111, 0b101, 0b101, 0b101, 0b111],
+        '1' => [0b010, 0b110, 0b010, 0b010, 0b111],
+        '2' => [0b111, 0b001, 0b111, 0b100, 0b111],
+        '3' => [0b111, 0b001, 0b111, 0b001, 0b111],
+        '4' => [0b101, 0b101, 0b111, 0b001, 0b001],
+        '5' => [0b111, 0b100, 0b111, 0b001, 0b111],
+        '6' => [0b111, 0b100, 0b111, 0b101, 0b111],
+        '7' => [0b111, 0b001, 0b001, 0b001, 0b001],
+        '8' => [0b111, 0b101, 0b111, 0b101, 0b111],
+        '9' => [0b111, 0b101, 0b111, 0b001, 0b111],
+        '.' => [0b000, 0b000, 0b000, 0b000, 0b010],
+        '-' => [0b000, 0b000, 0b111, 0b000, 0b000],
+        '+' => [0b000, 0b010, 0b111, 0b010, 0b000],
+        'e' => [0b000, 0b011, 0b111, 0b100, 0b011],
+        _ => return None,
+    })
+}
+
+/// Width in pixels of `text` drawn at `scale` pixels per font cell (no trailing gap).
+pub(crate) fn text_width(text: &str, scale: usize) -> usize {
+    let n = text.chars().count();
+    if n == 0 { 0 } else { (n * ADVANCE - 1) * scale }
+}
+
+/// Which pixels of `text` are inked, as `(x, y)` offsets from its top-left corner.
+/// Characters without a glyph are left blank.
+pub(crate) fn ink(text: &str, scale: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+    text.chars().enumerate().flat_map(move |(k, c)| {
+        let rows = glyph(c).unwrap_or([0; GLYPH_H]);
+        (0..GLYPH_H * scale).flat_map(move |y| {
+            (0..GLYPH_W * scale).filter_map(move |x| {
+                let on = rows[y / scale] & (0b100 >> (x / scale)) != 0;
+                on.then_some((k * ADVANCE * scale + x, y))
+            })
+        })
+    })
+}
+
+/// A short label for a colour-bar end: three significant digits, plain or in `e` notation.
+pub(crate) fn format_value(v: f32) -> String {
+    if v == 0.0 {
+        return "0".to_owned();
+    }
+    let a = v.abs();
+    if (1.0e-3..1.0e5).contains(&a) {
+        let int_digits = a.log10().floor() as i32 + 1;
+        let decimals = (3 - int_digits).max(0) as usize;
+        let s = format!("{v:.decimals$}");
+        if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_owned() } else { s }
+    } else {
+        format!("{v:.2e}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_short_and_only_use_known_glyphs() {
+        for (v, want) in [
+            (0.0, "0"),
+            (1.0, "1"),
+            (0.5, "0.5"),
+            (12.345, "12.3"),
+            (-4.56789, "-4.57"),
+            (99999.0, "99999"),
+            (0.00123, "0.00123"),
+            (1.5e-7, "1.50e-7"),
+            (2.0e6, "2.00e6"),
+        ] {
+            let s = format_value(v);
+            assert_eq!(s, want);
+            assert!(s.chars().all(|c| glyph(c).is_some()), "{s}");
+        }
+    }
+
+    #[test]
+    fn ink_scales_and_advances() {
+        assert_eq!(text_width("10", 2), 14);
+        // "1" at scale 1 has 8 inked cells.
+        assert_eq!(ink("1", 1).count(), 8);
+        assert_eq!(ink("1", 2).count(), 32);
+        // The second character starts one advance to the right.
+        assert!(ink("-1", 1).any(|(x, _)| x >= ADVANCE));
+    }
+}

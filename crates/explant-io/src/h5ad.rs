@@ -1,0 +1,275 @@
+//! AnnData (`.h5ad`) snapshots, written by hand with the HDF5 library.
+//!
+//! The layout follows the AnnData on-disk specification
+//! (<https://anndata.readthedocs.io/en/latest/fileformat-prose.html>) as written by Python
+//! `anndata` 0.12: every element carries `encoding-type` / `encoding-version` attributes,
+//! strings are variable-length UTF-8, data frames keep their column order in an attribute.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::str::FromStr;
+
+use hdf5::types::VarLenUnicode;
+use hdf5::{Group, Location};
+
+use crate::IoError;
+use crate::atomic::write_atomically;
+
+/// One recorded state of the tissue: everything [`write_h5ad`] puts in the file.
+///
+/// `N` cells (rows, AnnData's `obs`) by `G` genes (columns, `var`). All per-cell slices
+/// must have `N` entries and `expression` must have `N × G`.
+#[derive(Debug, Clone, Copy)]
+pub struct Snapshot<'a> {
+    /// Gene names, `G` of them, unique; they become `var_names`.
+    pub genes: &'a [String],
+    /// Cell type names, unique; they become the categories of `obs['cell_type']`.
+    pub cell_type_names: &'a [String],
+    /// Stable cell identifiers, unique; written as decimal strings, they become `obs_names`.
+    pub cell_ids: &'a [u64],
+    /// Each cell's type, an index into `cell_type_names`.
+    pub cell_types: &'a [u32],
+    /// Each cell's generation (number of divisions since the founding cell).
+    pub generations: &'a [u32],
+    /// Cell centres in µm.
+    pub positions: &'a [[f32; 3]],
+    /// 2 or 3: how many coordinates of each position go into `obsm['spatial']`.
+    pub dims: usize,
+    /// Expression, `N × G`, row-major (one row per cell); it becomes `X`.
+    pub expression: &'a [f32],
+    /// Simulation tick of the snapshot.
+    pub tick: u64,
+    /// Simulated time of the snapshot in minutes.
+    pub time_min: f64,
+    /// The scene file (TOML text) that produced the run, stored for provenance.
+    pub scene_toml: &'a str,
+    /// Version of explant that wrote the file.
+    pub explant_version: &'a str,
+}
+
+/// Write `snap` to `path` as an AnnData file that Python's `anndata.read_h5ad` reads.
+///
+/// Contents:
+/// - `X`: dense float32 `N × G` expression;
+/// - `obs`: index = cell ids, categorical `cell_type`, integer `generation`;
+/// - `var`: index = gene names;
+/// - `obsm['spatial']`: float32 `N × dims` cell centres in µm;
+/// - `uns['explant']`: `scene` (TOML text), `version`, `time_min`, `tick`;
+/// - empty `layers`, `varm`, `obsp`, `varp`.
+///
+/// The inputs are checked first (lengths, `dims`, cell type indices, unique names, no NUL
+/// bytes in strings). The file is written to a temporary file beside `path` and renamed
+/// over it only when complete, so an existing file is replaced atomically and a crash never
+/// leaves a half-written `.h5ad`.
+pub fn write_h5ad(path: &Path, snap: &Snapshot<'_>) -> Result<(), IoError> {
+    let prepared = Prepared::new(path, snap)?;
+    write_atomically(path, |tmp| {
+        write_file(tmp, snap, &prepared).map_err(|source| IoError::Hdf5 { path: path.to_path_buf(), source })
+    })
+}
+
+/// The snapshot's strings converted to HDF5 strings, and the checked sizes.
+struct Prepared {
+    n_obs: usize,
+    n_vars: usize,
+    genes: Vec<VarLenUnicode>,
+    categories: Vec<VarLenUnicode>,
+    cell_ids: Vec<VarLenUnicode>,
+    scene: VarLenUnicode,
+    version: VarLenUnicode,
+}
+
+impl Prepared {
+    fn new(path: &Path, snap: &Snapshot<'_>) -> Result<Self, IoError> {
+        let n_obs = snap.cell_ids.len();
+        let n_vars = snap.genes.len();
+        let mismatch = |what, found, expected, why: String| IoError::LengthMismatch {
+            path: path.to_path_buf(),
+            what,
+            found,
+            expected,
+            why,
+        };
+        let per_cell = format!("one per cell, and `cell_ids` has {n_obs}");
+        for (what, found) in [
+            ("cell_types", snap.cell_types.len()),
+            ("generations", snap.generations.len()),
+            ("positions", snap.positions.len()),
+        ] {
+            if found != n_obs {
+                return Err(mismatch(what, found, n_obs, per_cell.clone()));
+            }
+        }
+        let cells_x_genes = n_obs.checked_mul(n_vars);
+        if cells_x_genes != Some(snap.expression.len()) {
+            return Err(mismatch(
+                "expression",
+                snap.expression.len(),
+                cells_x_genes.unwrap_or(usize::MAX),
+                format!("{n_obs} cells × {n_vars} genes"),
+            ));
+        }
+        if !matches!(snap.dims, 2 | 3) {
+            return Err(IoError::BadDims { path: path.to_path_buf(), dims: snap.dims });
+        }
+        let names = snap.cell_type_names.len();
+        if let Some((cell, &code)) = snap.cell_types.iter().enumerate().find(|&(_, &c)| c as usize >= names) {
+            return Err(IoError::BadCellType { path: path.to_path_buf(), cell, code, names });
+        }
+        check_unique(path, "genes", snap.genes.iter().map(String::as_str))?;
+        check_unique(path, "cell_type_names", snap.cell_type_names.iter().map(String::as_str))?;
+        let ids: Vec<String> = snap.cell_ids.iter().map(u64::to_string).collect();
+        check_unique(path, "cell_ids", ids.iter().map(String::as_str))?;
+
+        Ok(Self {
+            n_obs,
+            n_vars,
+            genes: to_h5_strings(path, "genes", snap.genes)?,
+            categories: to_h5_strings(path, "cell_type_names", snap.cell_type_names)?,
+            cell_ids: to_h5_strings(path, "cell_ids", &ids)?,
+            scene: to_h5_string(path, || "scene_toml".to_owned(), snap.scene_toml)?,
+            version: to_h5_string(path, || "explant_version".to_owned(), snap.explant_version)?,
+        })
+    }
+}
+
+fn check_unique<'s>(path: &Path, what: &'static str, names: impl Iterator<Item = &'s str>) -> Result<(), IoError> {
+    let mut seen = HashSet::new();
+    for name in names {
+        if !seen.insert(name) {
+            return Err(IoError::Duplicate { path: path.to_path_buf(), what, name: name.to_owned() });
+        }
+    }
+    Ok(())
+}
+
+fn to_h5_string(path: &Path, what: impl FnOnce() -> String, s: &str) -> Result<VarLenUnicode, IoError> {
+    VarLenUnicode::from_str(s).map_err(|_| IoError::NulInString { path: path.to_path_buf(), what: what() })
+}
+
+fn to_h5_strings(path: &Path, what: &str, strings: &[String]) -> Result<Vec<VarLenUnicode>, IoError> {
+    strings.iter().enumerate().map(|(i, s)| to_h5_string(path, || format!("{what}[{i}]"), s)).collect()
+}
+
+/// A string known to hold no NUL byte, as an HDF5 string.
+fn h5_str(s: &str) -> hdf5::Result<VarLenUnicode> {
+    VarLenUnicode::from_str(s).map_err(|e| hdf5::Error::from(format!("string `{s}`: {e}")))
+}
+
+fn write_file(path: &Path, snap: &Snapshot<'_>, p: &Prepared) -> hdf5::Result<()> {
+    let file = hdf5::File::create(path)?;
+    {
+        let root: &Group = &file;
+        encoding(root, "anndata", "0.1.0")?;
+
+        let x = root.new_dataset::<f32>().obj_track_times(false).shape((p.n_obs, p.n_vars)).create("X")?;
+        x.write_raw(snap.expression)?;
+        encoding(&x, "array", "0.2.0")?;
+
+        let obs = new_group(root, "obs")?;
+        dataframe(&obs, &p.cell_ids, &["cell_type", "generation"])?;
+        categorical(&obs, "cell_type", &p.categories, snap.cell_types)?;
+        array(&obs, "generation", snap.generations)?;
+
+        let var = new_group(root, "var")?;
+        dataframe(&var, &p.genes, &[])?;
+
+        let obsm = dict(root, "obsm")?;
+        let spatial: Vec<f32> = snap.positions.iter().flat_map(|pos| pos[..snap.dims].iter().copied()).collect();
+        let ds = obsm.new_dataset::<f32>().obj_track_times(false).shape((p.n_obs, snap.dims)).create("spatial")?;
+        ds.write_raw(spatial.as_slice())?;
+        encoding(&ds, "array", "0.2.0")?;
+
+        let uns = dict(root, "uns")?;
+        let explant = dict(&uns, "explant")?;
+        scalar(&explant, "scene", &p.scene, "string")?;
+        scalar(&explant, "version", &p.version, "string")?;
+        scalar(&explant, "time_min", &snap.time_min, "numeric-scalar")?;
+        scalar(&explant, "tick", &snap.tick, "numeric-scalar")?;
+
+        for name in ["layers", "varm", "obsp", "varp"] {
+            dict(root, name)?;
+        }
+    }
+    file.flush()?;
+    file.close()
+}
+
+fn str_attr(loc: &Location, name: &str, value: &str) -> hdf5::Result<()> {
+    loc.new_attr::<VarLenUnicode>().create(name)?.write_scalar(&h5_str(value)?)
+}
+
+fn encoding(loc: &Location, kind: &str, version: &str) -> hdf5::Result<()> {
+    str_attr(loc, "encoding-type", kind)?;
+    str_attr(loc, "encoding-version", version)
+}
+
+fn new_group(parent: &Group, name: &str) -> hdf5::Result<Group> {
+    parent.create_group_builder().obj_track_times(false).create(name)
+}
+
+fn dict(parent: &Group, name: &str) -> hdf5::Result<Group> {
+    let g = new_group(parent, name)?;
+    encoding(&g, "dict", "0.1.0")?;
+    Ok(g)
+}
+
+/// A 1-D numeric dataset with the `array` encoding.
+fn array<T: hdf5::H5Type>(parent: &Group, name: &str, data: &[T]) -> hdf5::Result<()> {
+    let ds = parent.new_dataset::<T>().obj_track_times(false).shape(data.len()).create(name)?;
+    ds.write_raw(data)?;
+    encoding(&ds, "array", "0.2.0")
+}
+
+/// A 1-D dataset of variable-length UTF-8 strings with the `string-array` encoding.
+fn string_array(parent: &Group, name: &str, data: &[VarLenUnicode]) -> hdf5::Result<()> {
+    let ds = parent.new_dataset::<VarLenUnicode>().obj_track_times(false).shape(data.len()).create(name)?;
+    ds.write_raw(data)?;
+    encoding(&ds, "string-array", "0.2.0")
+}
+
+/// A 0-D dataset holding one value, e.g. `string` or `numeric-scalar`.
+fn scalar<T: hdf5::H5Type>(parent: &Group, name: &str, value: &T, kind: &str) -> hdf5::Result<()> {
+    let ds = parent.new_dataset::<T>().obj_track_times(false).create(name)?;
+    ds.write_scalar(value)?;
+    encoding(&ds, kind, "0.2.0")
+}
+
+/// Mark `g` as a data frame whose index is `index` and whose columns (written separately)
+/// are `columns`, in order.
+fn dataframe(g: &Group, index: &[VarLenUnicode], columns: &[&str]) -> hdf5::Result<()> {
+    encoding(g, "dataframe", "0.2.0")?;
+    str_attr(g, "_index", "_index")?;
+    if columns.is_empty() {
+        // What h5py writes for an empty list: a zero-length float64 array.
+        g.new_attr::<f64>().shape(0).create("column-order")?;
+    } else {
+        let cols = columns.iter().map(|c| h5_str(c)).collect::<hdf5::Result<Vec<_>>>()?;
+        g.new_attr::<VarLenUnicode>().shape(cols.len()).create("column-order")?.write_raw(cols.as_slice())?;
+    }
+    string_array(g, "_index", index)
+}
+
+/// A pandas categorical column: string `categories` and integer `codes` of the smallest
+/// width pandas itself would pick.
+fn categorical(parent: &Group, name: &str, categories: &[VarLenUnicode], codes: &[u32]) -> hdf5::Result<()> {
+    let g = new_group(parent, name)?;
+    encoding(&g, "categorical", "0.2.0")?;
+    g.new_attr::<bool>().create("ordered")?.write_scalar(&false)?;
+    string_array(&g, "categories", categories)?;
+    // Every code is below `categories.len()` (checked before writing), so the casts are exact.
+    let n = categories.len();
+    if n < i8::MAX as usize {
+        let c: Vec<i8> = codes.iter().map(|&c| c as i8).collect();
+        array(&g, "codes", &c)
+    } else if n < i16::MAX as usize {
+        let c: Vec<i16> = codes.iter().map(|&c| c as i16).collect();
+        array(&g, "codes", &c)
+    } else if n < i32::MAX as usize {
+        let c: Vec<i32> = codes.iter().map(|&c| c as i32).collect();
+        array(&g, "codes", &c)
+    } else {
+        let c: Vec<i64> = codes.iter().map(|&c| i64::from(c)).collect();
+        array(&g, "codes", &c)
+    }
+}

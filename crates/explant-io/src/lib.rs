@@ -1,0 +1,24 @@
+//! Output of explant runs: AnnData snapshots and PNG pictures of the tissue.
+//!
+//! - [`write_h5ad`] writes one [`Snapshot`] (expression, cell metadata, positions and the
+//!   scene that produced them) as an `.h5ad` file that Python's `anndata`, `scanpy` and
+//!   `squidpy` read directly. It is written by hand with the HDF5 library rather than with
+//!   the `anndata` crate, which drags in polars (a ~40 minute build) and could not read some
+//!   files that Python reads.
+//! - [`render_png`] draws a [`TissueView`]: one ligand field as a heat map under the cells,
+//!   coloured by a per-cell value or category, with a legend strip.
+//!
+//! Both check their inputs and return an [`IoError`] naming the file rather than panicking,
+//! and both write to a temporary file beside the target that is renamed into place only
+//! when complete.
+
+mod atomic;
+mod colour;
+mod error;
+mod font;
+mod h5ad;
+mod render;
+
+pub use error::IoError;
+pub use h5ad::{Snapshot, write_h5ad};
+pub use render::{CellColour, TissueView, render_png};

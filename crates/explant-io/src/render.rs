@@ -1,0 +1,466 @@
+//! PNG pictures of the tissue: a ligand heat map under the cells, and a legend strip.
+
+use std::path::Path;
+
+use explant_field::Grid;
+
+use crate::IoError;
+use crate::atomic::write_atomically;
+use crate::colour::{self, Rgb};
+use crate::font;
+
+/// Narrowest picture [`render_png`] draws, in pixels.
+const MIN_WIDTH: u32 = 32;
+/// Largest picture side, in pixels (keeps the buffer under ~200 MB).
+const MAX_SIDE: u32 = 8192;
+/// Background where there is no field.
+const BACKGROUND: Rgb = [240, 240, 240];
+/// Background of the legend strip.
+const LEGEND_BACKGROUND: Rgb = [255, 255, 255];
+/// Cell outlines and legend text.
+const INK: Rgb = [25, 25, 25];
+
+/// How the cells are coloured.
+#[derive(Debug, Clone, Copy)]
+pub enum CellColour<'a> {
+    /// One number per cell, e.g. the expression of one gene, drawn with the `magma` map
+    /// from the smallest finite value (black) to the largest (pale yellow). If all values
+    /// are equal the cells take the map's middle colour; NaN and infinities are grey.
+    Value(&'a [f32]),
+    /// One category per cell, e.g. the cell type index, drawn with the 10-colour `tab10`
+    /// palette (category `k` gets colour `k mod 10`).
+    Category(&'a [u32]),
+}
+
+/// What [`render_png`] draws.
+///
+/// # Layout
+///
+/// The picture shows the region `[x0, x1] × [y0, y1]` (µm): the field's grid extent when a
+/// field is given, else the cells' bounding box (centres ± radii) grown by 5 % of its larger
+/// side (at least 1 µm) on every side. The map is `width_px` pixels wide and
+/// `max(1, round(width_px × (y1 − y0) / (x1 − x0)))` pixels tall, with y pointing up: world
+/// point `(x, y)` falls in pixel column `floor((x − x0) / (x1 − x0) × width)` and row
+/// `floor((y1 − y) / (y1 − y0) × height)`. Below the map a legend strip holds the field's
+/// colour bar on the left half and the cells' colour bar (or category swatches) on the
+/// right half, with their minimum and maximum values written in a small digit font.
+///
+/// A 3D tissue is seen from above: cells are drawn in order of increasing z (so the
+/// highest is on top) and the field is averaged over z.
+#[derive(Debug, Clone, Copy)]
+pub struct TissueView<'a> {
+    /// One ligand to show as a heat map (`viridis`, from its minimum to its maximum): the
+    /// grid, and that ligand's `grid.voxels()` values in the field's `x`-fastest order.
+    pub field: Option<(&'a Grid, &'a [f32])>,
+    /// Cell centres in µm.
+    pub positions: &'a [[f32; 3]],
+    /// Cell radii in µm, one per cell. Cells smaller than a pixel still get one pixel.
+    pub radii: &'a [f32],
+    /// How to colour each cell.
+    pub colour: CellColour<'a>,
+    /// Width of the picture in pixels, 32 to 8192.
+    pub width_px: u32,
+}
+
+/// Draw `view` and write it to `path` as an 8-bit RGB PNG.
+///
+/// The inputs are checked first: one radius and one colour value per cell, a field with one
+/// value per voxel, a usable width. Cells with a non-finite centre or radius are skipped.
+/// The output depends only on the inputs (no clocks, threads or hashing), and the file is
+/// written to a temporary file and renamed into place.
+pub fn render_png(path: &Path, view: &TissueView<'_>) -> Result<(), IoError> {
+    let image = draw(path, view)?;
+    let mut bytes = Vec::new();
+    {
+        let png_err = |source| IoError::Png { path: path.to_path_buf(), source };
+        let mut encoder = png::Encoder::new(&mut bytes, image.width, image.height);
+        encoder.set_color(png::ColorType::Rgb);
+        encoder.set_depth(png::BitDepth::Eight);
+        let mut writer = encoder.write_header().map_err(png_err)?;
+        writer.write_image_data(&image.rgb).map_err(png_err)?;
+        writer.finish().map_err(png_err)?;
+    }
+    write_atomically(path, |tmp| {
+        std::fs::write(tmp, &bytes).map_err(|source| IoError::Io { path: tmp.to_path_buf(), source })
+    })
+}
+
+/// An RGB picture in memory.
+struct Image {
+    width: u32,
+    height: u32,
+    rgb: Vec<u8>,
+}
+
+impl Image {
+    fn new(width: u32, height: u32, fill: Rgb) -> Self {
+        let rgb = fill.repeat(width as usize * height as usize);
+        Self { width, height, rgb }
+    }
+
+    fn put(&mut self, x: usize, y: usize, c: Rgb) {
+        if x < self.width as usize && y < self.height as usize {
+            let i = 3 * (y * self.width as usize + x);
+            self.rgb[i..i + 3].copy_from_slice(&c);
+        }
+    }
+
+    fn fill_rect(&mut self, x0: usize, y0: usize, x1: usize, y1: usize, c: Rgb) {
+        for y in y0..y1 {
+            for x in x0..x1 {
+                self.put(x, y, c);
+            }
+        }
+    }
+
+    fn text(&mut self, x: usize, y: usize, text: &str, scale: usize) {
+        for (dx, dy) in font::ink(text, scale) {
+            self.put(x + dx, y + dy, INK);
+        }
+    }
+}
+
+/// The world region shown, in µm.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Extent {
+    x0: f32,
+    y0: f32,
+    x1: f32,
+    y1: f32,
+}
+
+/// A field checked against its grid and projected onto the xy plane.
+struct FlatField {
+    nx: usize,
+    ny: usize,
+    dx: f32,
+    origin: [f32; 2],
+    values: Vec<f32>,
+}
+
+fn check_field(path: &Path, grid: &Grid, data: &[f32]) -> Result<FlatField, IoError> {
+    let bad = |reason: String| IoError::BadGrid { path: path.to_path_buf(), reason };
+    if grid.nx == 0 || grid.ny == 0 || grid.nz == 0 {
+        return Err(bad(format!("it has {} × {} × {} voxels", grid.nx, grid.ny, grid.nz)));
+    }
+    if !(grid.dx.is_finite() && grid.dx > 0.0) {
+        return Err(bad(format!("voxel size `dx` is `{}`, it must be positive", grid.dx)));
+    }
+    if !grid.origin.iter().all(|o| o.is_finite()) {
+        return Err(bad(format!("origin `{:?}` is not finite", grid.origin)));
+    }
+    let extent_ok = [(grid.origin[0], grid.nx), (grid.origin[1], grid.ny)]
+        .iter()
+        .all(|&(o, n)| (o + n as f32 * grid.dx).is_finite());
+    if !extent_ok {
+        return Err(bad("its extent overflows f32".to_owned()));
+    }
+    let plane = grid.nx.checked_mul(grid.ny);
+    let voxels = plane.and_then(|p| p.checked_mul(grid.nz));
+    if voxels != Some(data.len()) {
+        return Err(IoError::LengthMismatch {
+            path: path.to_path_buf(),
+            what: "field values",
+            found: data.len(),
+            expected: voxels.unwrap_or(usize::MAX),
+            why: format!("one per voxel of a {} × {} × {} grid", grid.nx, grid.ny, grid.nz),
+        });
+    }
+    let plane = grid.nx * grid.ny;
+    // Column average over z (the identity for a 2D grid). Sum in f64 so deep stacks stay exact
+    // enough; a NaN anywhere in a column makes that column "missing".
+    let values = (0..plane)
+        .map(|i| {
+            let sum: f64 = (0..grid.nz).map(|z| f64::from(data[z * plane + i])).sum();
+            (sum / grid.nz as f64) as f32
+        })
+        .collect();
+    Ok(FlatField { nx: grid.nx, ny: grid.ny, dx: grid.dx, origin: [grid.origin[0], grid.origin[1]], values })
+}
+
+fn cells_extent(positions: &[[f32; 3]], radii: &[f32]) -> Extent {
+    let mut e: Option<Extent> = None;
+    for (p, &r) in positions.iter().zip(radii) {
+        if !(p[0].is_finite() && p[1].is_finite() && r.is_finite()) {
+            continue;
+        }
+        let r = r.max(0.0);
+        let c = Extent { x0: p[0] - r, y0: p[1] - r, x1: p[0] + r, y1: p[1] + r };
+        e = Some(match e {
+            None => c,
+            Some(e) => Extent { x0: e.x0.min(c.x0), y0: e.y0.min(c.y0), x1: e.x1.max(c.x1), y1: e.y1.max(c.y1) },
+        });
+    }
+    // An empty tissue: a 100 µm square around the origin.
+    let e = e.unwrap_or(Extent { x0: -45.0, y0: -45.0, x1: 45.0, y1: 45.0 });
+    let margin = (0.05 * (e.x1 - e.x0).max(e.y1 - e.y0)).max(1.0);
+    Extent { x0: e.x0 - margin, y0: e.y0 - margin, x1: e.x1 + margin, y1: e.y1 + margin }
+}
+
+fn draw(path: &Path, view: &TissueView<'_>) -> Result<Image, IoError> {
+    let n = view.positions.len();
+    let mismatch = |what, found| IoError::LengthMismatch {
+        path: path.to_path_buf(),
+        what,
+        found,
+        expected: n,
+        why: format!("one per cell, and `positions` has {n}"),
+    };
+    if view.radii.len() != n {
+        return Err(mismatch("radii", view.radii.len()));
+    }
+    let colour_len = match view.colour {
+        CellColour::Value(v) => v.len(),
+        CellColour::Category(c) => c.len(),
+    };
+    if colour_len != n {
+        return Err(mismatch("colour", colour_len));
+    }
+    let width = view.width_px;
+    if !(MIN_WIDTH..=MAX_SIDE).contains(&width) {
+        return Err(IoError::BadWidth { path: path.to_path_buf(), width_px: width, min: MIN_WIDTH, max: MAX_SIDE });
+    }
+    let field = view.field.map(|(g, d)| check_field(path, g, d)).transpose()?;
+    let extent = match &field {
+        Some(f) => Extent {
+            x0: f.origin[0],
+            y0: f.origin[1],
+            x1: f.origin[0] + f.nx as f32 * f.dx,
+            y1: f.origin[1] + f.ny as f32 * f.dx,
+        },
+        None => cells_extent(view.positions, view.radii),
+    };
+    let (ew, eh) = (extent.x1 - extent.x0, extent.y1 - extent.y0);
+    let map_h = (f64::from(width) * f64::from(eh) / f64::from(ew)).round().max(1.0);
+    let scale = (width as usize / 256).clamp(1, 4);
+    let legend_h = 17 * scale as u32;
+    if !(map_h.is_finite() && map_h + f64::from(legend_h) <= f64::from(MAX_SIDE)) {
+        return Err(IoError::BadAspect {
+            path: path.to_path_buf(),
+            extent_w: ew,
+            extent_h: eh,
+            width_px: width,
+            max: MAX_SIDE,
+        });
+    }
+    let map_h = map_h as u32;
+    let mut img = Image::new(width, map_h + legend_h, BACKGROUND);
+    let to_px = Transform { extent, sx: f64::from(width) / f64::from(ew), sy: f64::from(map_h) / f64::from(eh) };
+
+    let field_range = field.as_ref().and_then(|f| colour::finite_range(f.values.iter().copied()));
+    if let Some(f) = &field {
+        draw_field(&mut img, map_h, f, &to_px, field_range);
+    }
+    let value_range = match view.colour {
+        CellColour::Value(v) => colour::finite_range(v.iter().copied()),
+        CellColour::Category(_) => None,
+    };
+    draw_cells(&mut img, map_h, view, &to_px, value_range);
+
+    // Legend strip.
+    let top = map_h as usize;
+    img.fill_rect(0, top, width as usize, top + legend_h as usize, LEGEND_BACKGROUND);
+    let half = width as usize / 2;
+    let legend = Legend { top, scale };
+    if field.is_some() {
+        legend.colour_bar(&mut img, 0, half, &colour::VIRIDIS, field_range);
+    }
+    match view.colour {
+        CellColour::Value(_) => legend.colour_bar(&mut img, half, width as usize, &colour::MAGMA, value_range),
+        CellColour::Category(codes) => {
+            let k = codes.iter().max().map_or(0, |&m| m as usize + 1);
+            legend.swatches(&mut img, half, width as usize, k);
+        }
+    }
+    Ok(img)
+}
+
+/// World (µm) to pixel coordinates of the map.
+struct Transform {
+    extent: Extent,
+    sx: f64,
+    sy: f64,
+}
+
+impl Transform {
+    fn to_px(&self, x: f32, y: f32) -> (f64, f64) {
+        ((f64::from(x) - f64::from(self.extent.x0)) * self.sx, (f64::from(self.extent.y1) - f64::from(y)) * self.sy)
+    }
+
+    fn to_world(&self, px: f64, py: f64) -> (f64, f64) {
+        (f64::from(self.extent.x0) + px / self.sx, f64::from(self.extent.y1) - py / self.sy)
+    }
+}
+
+fn draw_field(img: &mut Image, map_h: u32, f: &FlatField, t: &Transform, range: Option<(f32, f32)>) {
+    let (lo, hi) = range.unwrap_or((0.0, 0.0));
+    let voxel = |w: f64, o: f32, n: usize| -> usize {
+        let i = ((w - f64::from(o)) / f64::from(f.dx)).floor();
+        if i.is_nan() || i < 0.0 { 0 } else { (i as usize).min(n - 1) }
+    };
+    for py in 0..map_h as usize {
+        for px in 0..img.width as usize {
+            let (wx, wy) = t.to_world(px as f64 + 0.5, py as f64 + 0.5);
+            let v = f.values[voxel(wy, f.origin[1], f.ny) * f.nx + voxel(wx, f.origin[0], f.nx)];
+            let c = if v.is_finite() {
+                colour::sample(&colour::VIRIDIS, colour::normalise(v, lo, hi, 0.0))
+            } else {
+                colour::MISSING
+            };
+            img.put(px, py, c);
+        }
+    }
+}
+
+fn draw_cells(img: &mut Image, map_h: u32, view: &TissueView<'_>, t: &Transform, value_range: Option<(f32, f32)>) {
+    let mut order: Vec<usize> = (0..view.positions.len()).collect();
+    // Seen from above: low z first, so higher cells cover lower ones. Stable, so a 2D
+    // tissue keeps its input order.
+    order.sort_by(|&a, &b| view.positions[a][2].total_cmp(&view.positions[b][2]));
+    let (w, h) = (img.width as i64, i64::from(map_h));
+    for i in order {
+        let [x, y, _] = view.positions[i];
+        let r = view.radii[i];
+        if !(x.is_finite() && y.is_finite() && r.is_finite()) {
+            continue;
+        }
+        let fill = match view.colour {
+            CellColour::Value(v) => match (v[i].is_finite(), value_range) {
+                (true, Some((lo, hi))) => colour::sample(&colour::MAGMA, colour::normalise(v[i], lo, hi, 0.5)),
+                _ => colour::MISSING,
+            },
+            CellColour::Category(c) => colour::category(c[i]),
+        };
+        let (cx, cy) = t.to_px(x, y);
+        let rp = f64::from(r.max(0.0)) * t.sx;
+        // Float-to-int casts saturate, so absurd coordinates just clip.
+        let xa = ((cx - rp).floor() as i64).max(0);
+        let xb = ((cx + rp).ceil() as i64).min(w - 1);
+        let ya = ((cy - rp).floor() as i64).max(0);
+        let yb = ((cy + rp).ceil() as i64).min(h - 1);
+        let outline = rp >= 3.0;
+        for py in ya..=yb {
+            for px in xa..=xb {
+                let dx = px as f64 + 0.5 - cx;
+                let dy = py as f64 + 0.5 - cy;
+                let d2 = dx * dx + dy * dy;
+                if d2 <= rp * rp {
+                    let edge = outline && d2 > (rp - 1.0) * (rp - 1.0);
+                    img.put(px as usize, py as usize, if edge { INK } else { fill });
+                }
+            }
+        }
+        // A cell smaller than a pixel still shows as the pixel holding its centre.
+        if rp < 0.71 {
+            let (px, py) = (cx.floor(), cy.floor());
+            if px >= 0.0 && py >= 0.0 && px < w as f64 && py < h as f64 {
+                img.put(px as usize, py as usize, fill);
+            }
+        }
+    }
+}
+
+/// Geometry of the legend strip below the map.
+struct Legend {
+    /// First pixel row of the strip.
+    top: usize,
+    /// Pixels per font cell; everything in the strip scales with it.
+    scale: usize,
+}
+
+impl Legend {
+    /// Usable `[a, b)` columns of the slot `[x0, x1)` after padding, if any remain.
+    fn inner(&self, x0: usize, x1: usize) -> Option<(usize, usize)> {
+        let pad = 3 * self.scale;
+        (x1 > x0 + 2 * pad + 1).then_some((x0 + pad, x1 - pad))
+    }
+
+    fn bar_rows(&self) -> (usize, usize) {
+        let y0 = self.top + 2 * self.scale;
+        (y0, y0 + 6 * self.scale)
+    }
+
+    fn text_row(&self) -> usize {
+        self.bar_rows().1 + 2 * self.scale
+    }
+
+    /// A horizontal gradient of `map` with the range's ends written below it.
+    fn colour_bar(&self, img: &mut Image, x0: usize, x1: usize, map: &[Rgb], range: Option<(f32, f32)>) {
+        let Some((a, b)) = self.inner(x0, x1) else {
+            return;
+        };
+        let (y0, y1) = self.bar_rows();
+        let span = (b - a - 1) as f32;
+        for x in a..b {
+            img.fill_rect(x, y0, x + 1, y1, colour::sample(map, (x - a) as f32 / span));
+        }
+        let Some((lo, hi)) = range else { return };
+        let (lo, hi) = (font::format_value(lo), font::format_value(hi));
+        let (wl, wh) = (font::text_width(&lo, self.scale), font::text_width(&hi, self.scale));
+        if wl + wh + 2 * self.scale <= b - a {
+            img.text(a, self.text_row(), &lo, self.scale);
+            img.text(b - wh, self.text_row(), &hi, self.scale);
+        }
+    }
+
+    /// One swatch per category `0..k`, numbered where the numbers fit.
+    fn swatches(&self, img: &mut Image, x0: usize, x1: usize, k: usize) {
+        let Some((a, b)) = self.inner(x0, x1) else {
+            return;
+        };
+        let (y0, y1) = self.bar_rows();
+        let k = k.min((b - a) / 3);
+        if k == 0 {
+            return;
+        }
+        let w = (b - a) / k;
+        for i in 0..k {
+            let left = a + i * w;
+            img.fill_rect(left, y0, left + w - 1, y1, colour::category(i as u32));
+            let label = i.to_string();
+            let tw = font::text_width(&label, self.scale);
+            if tw < w {
+                img.text(left + (w - 1 - tw) / 2, self.text_row(), &label, self.scale);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extent_of_no_cells_is_a_default_square() {
+        let e = cells_extent(&[], &[]);
+        assert!(e.x1 > e.x0 && e.y1 > e.y0);
+    }
+
+    #[test]
+    fn extent_grows_by_margin_and_skips_nan() {
+        let e = cells_extent(&[[0.0, 0.0, 0.0], [100.0, 50.0, 0.0], [f32::NAN, 1e9, 0.0]], &[5.0, 5.0, 5.0]);
+        assert_eq!(e, Extent { x0: -5.0 - 5.5, y0: -5.0 - 5.5, x1: 105.0 + 5.5, y1: 55.0 + 5.5 });
+    }
+
+    #[test]
+    fn field_is_averaged_over_z() {
+        let grid = Grid { nx: 2, ny: 1, nz: 2, dx: 1.0, origin: [0.0; 3] };
+        let f = check_field(Path::new("x.png"), &grid, &[1.0, 2.0, 3.0, 6.0]).unwrap();
+        assert_eq!(f.values, vec![2.0, 4.0]);
+    }
+
+    #[test]
+    fn tiny_cell_still_gets_a_pixel() {
+        let view = TissueView {
+            field: None,
+            positions: &[[0.0, 0.0, 0.0], [1000.0, 1000.0, 0.0]],
+            radii: &[0.01, 0.01],
+            colour: CellColour::Category(&[3, 3]),
+            width_px: 64,
+        };
+        let img = draw(Path::new("x.png"), &view).unwrap();
+        let hits = img.rgb.chunks(3).filter(|p| *p == colour::category(3)).count();
+        // Two cells plus the legend swatch for category 3 (swatches 0..=3).
+        assert!(hits >= 2, "{hits}");
+    }
+}

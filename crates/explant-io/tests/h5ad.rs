@@ -1,0 +1,220 @@
+//! `.h5ad` output: read back by Python `anndata` where available, input checks everywhere.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use explant_io::{IoError, Snapshot, write_h5ad};
+
+/// A fresh, empty directory for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("explant-io-h5ad").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Owned data behind a [`Snapshot`].
+struct Data {
+    genes: Vec<String>,
+    types: Vec<String>,
+    ids: Vec<u64>,
+    cell_types: Vec<u32>,
+    generations: Vec<u32>,
+    positions: Vec<[f32; 3]>,
+    expression: Vec<f32>,
+    dims: usize,
+    scene: String,
+}
+
+const SCENE: &str = "[input]\nversion = 1\n\n[tissue]\nname = \"crypt – ß\" # unicode\n";
+
+impl Data {
+    fn new(n: usize, g: usize, n_types: usize, dims: usize) -> Self {
+        Self {
+            genes: (0..g).map(|j| format!("Gene{j}")).collect(),
+            types: (0..n_types).map(|k| format!("type_{k}")).collect(),
+            ids: (0..n as u64).map(|i| 1000 + 7 * i).collect(),
+            cell_types: (0..n).map(|i| (i % n_types.max(1)) as u32).collect(),
+            generations: (0..n as u32).map(|i| i / 10).collect(),
+            positions: (0..n).map(|i| [i as f32 * 1.5, 100.0 - i as f32, 0.25 * i as f32]).collect(),
+            expression: (0..n * g).map(|k| k as f32 * 0.5).collect(),
+            dims,
+            scene: SCENE.to_owned(),
+        }
+    }
+
+    fn snapshot(&self) -> Snapshot<'_> {
+        Snapshot {
+            genes: &self.genes,
+            cell_type_names: &self.types,
+            cell_ids: &self.ids,
+            cell_types: &self.cell_types,
+            generations: &self.generations,
+            positions: &self.positions,
+            dims: self.dims,
+            expression: &self.expression,
+            tick: 1234,
+            time_min: 61.5,
+            scene_toml: &self.scene,
+            explant_version: "0.1.0",
+        }
+    }
+}
+
+/// The Python interpreter to check files with, or `None` (after saying so) to skip.
+fn python() -> Option<PathBuf> {
+    let require = std::env::var("EXPLANT_REQUIRE_PYTHON").is_ok_and(|v| v == "1");
+    if let Some(p) = std::env::var_os("EXPLANT_PYTHON") {
+        return Some(PathBuf::from(p));
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+    if venv.exists() {
+        let has_anndata = Command::new(&venv).args(["-c", "import anndata"]).output().is_ok_and(|o| o.status.success());
+        if has_anndata {
+            return Some(venv);
+        }
+    }
+    let msg = "SKIPPED: no Python with anndata (set EXPLANT_PYTHON, or create .venv with \
+               `anndata` at the workspace root); the .h5ad file was written but not read back";
+    assert!(!require, "EXPLANT_REQUIRE_PYTHON=1 but {msg}");
+    eprintln!("\n{}\n{msg}\n{}\n", "!".repeat(78), "!".repeat(78));
+    None
+}
+
+/// Run `tests/python/check_h5ad.py` on `path`; skip (loudly) without Python.
+fn python_check(path: &Path, d: &Data, extra: &[String]) {
+    let Some(py) = python() else { return };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/check_h5ad.py");
+    let out = Command::new(&py)
+        .arg(&script)
+        .arg(path)
+        .arg(d.ids.len().to_string())
+        .arg(d.genes.len().to_string())
+        .arg(d.genes.join(","))
+        .arg(d.dims.to_string())
+        .arg(format!("--categories={}", d.types.join(",")))
+        .args(extra)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `{}`: {e}", py.display()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "check_h5ad.py failed on {}:\n{stdout}\n{stderr}", path.display());
+    assert!(stdout.starts_with("ok"), "{stdout}");
+}
+
+#[test]
+fn small_2d_snapshot_reads_back_in_anndata() {
+    let dir = scratch("small_2d");
+    let path = dir.join("snap.h5ad");
+    let d = Data::new(50, 4, 2, 2);
+    write_h5ad(&path, &d.snapshot()).unwrap();
+    // Cell 17, gene 3 holds (17 × 4 + 3) × 0.5 = 35.5; cell 17's y is 100 − 17 = 83.
+    let extra = ["--x=17,3,35.5", "--spatial=17,1,83", "--scene-contains=crypt – ß"];
+    python_check(&path, &d, &extra.map(String::from));
+    // Nothing but the file itself is left in the directory.
+    let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, ["snap.h5ad"]);
+}
+
+#[test]
+fn snapshot_3d_with_many_cell_types_uses_wide_codes() {
+    // 130 categories no longer fit pandas' int8 codes, so int16 codes are written.
+    let path = scratch("wide_3d").join("snap.h5ad");
+    let d = Data::new(260, 3, 130, 3);
+    write_h5ad(&path, &d.snapshot()).unwrap();
+    let extra = ["--x=259,2,389.5", "--spatial=10,2,2.5"];
+    python_check(&path, &d, &extra.map(String::from));
+}
+
+#[test]
+fn empty_tissue_is_a_valid_file() {
+    let path = scratch("empty").join("snap.h5ad");
+    let d = Data::new(0, 4, 2, 2);
+    write_h5ad(&path, &d.snapshot()).unwrap();
+    python_check(&path, &d, &[]);
+}
+
+#[test]
+fn rewrite_replaces_the_file_and_is_byte_identical() {
+    let dir = scratch("rewrite");
+    let path = dir.join("snap.h5ad");
+    std::fs::write(&path, b"stale contents").unwrap();
+    let d = Data::new(20, 3, 2, 2);
+    write_h5ad(&path, &d.snapshot()).unwrap();
+    let first = std::fs::read(&path).unwrap();
+    assert_eq!(&first[..8], b"\x89HDF\r\n\x1a\n", "not an HDF5 file");
+    write_h5ad(&path, &d.snapshot()).unwrap();
+    assert_eq!(first, std::fs::read(&path).unwrap(), "same snapshot, different bytes");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+}
+
+/// Write a small snapshot spoiled by `spoil` and return the error, checking that the
+/// message quotes the path and that no file appeared.
+fn error_after(name: &str, spoil: impl FnOnce(&mut Data)) -> IoError {
+    let dir = scratch(name);
+    let path = dir.join("bad.h5ad");
+    let mut d = Data::new(10, 4, 2, 2);
+    spoil(&mut d);
+    let err = write_h5ad(&path, &d.snapshot()).expect_err("bad input was accepted");
+    let msg = err.to_string();
+    assert!(msg.contains(&format!("`{}`", path.display())), "path not quoted: {msg}");
+    assert!(!msg.ends_with('.'), "trailing period: {msg}");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "a file was left behind");
+    err
+}
+
+#[test]
+fn expression_length_mismatch_is_reported() {
+    let err = error_after("expr_len", |d| d.expression.truncate(39));
+    match &err {
+        IoError::LengthMismatch { what: "expression", found: 39, expected: 40, .. } => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(err.to_string().contains("10 cells × 4 genes"), "{err}");
+}
+
+#[test]
+fn per_cell_length_mismatches_are_reported() {
+    let err = error_after("pos_len", |d| d.positions.truncate(9));
+    assert!(matches!(err, IoError::LengthMismatch { what: "positions", found: 9, expected: 10, .. }));
+    let err = error_after("gen_len", |d| d.generations.clear());
+    assert!(matches!(err, IoError::LengthMismatch { what: "generations", found: 0, .. }));
+    let err = error_after("type_len", |d| d.cell_types.push(0));
+    assert!(matches!(err, IoError::LengthMismatch { what: "cell_types", found: 11, .. }));
+}
+
+#[test]
+fn bad_dims_cell_types_names_and_strings_are_reported() {
+    assert!(matches!(error_after("dims", |d| d.dims = 1), IoError::BadDims { dims: 1, .. }));
+    let err = error_after("code", |d| d.cell_types[2] = 2);
+    assert!(matches!(err, IoError::BadCellType { cell: 2, code: 2, names: 2, .. }), "{err:?}");
+    let err = error_after("dup", |d| d.genes[2] = "Gene0".to_owned());
+    assert!(matches!(&err, IoError::Duplicate { what: "genes", name, .. } if name == "Gene0"), "{err:?}");
+    let err = error_after("dup_id", |d| d.ids[5] = d.ids[0]);
+    assert!(matches!(&err, IoError::Duplicate { what: "cell_ids", .. }), "{err:?}");
+    let err = error_after("nul", |d| d.scene = "a\0b".to_owned());
+    assert!(matches!(&err, IoError::NulInString { what, .. } if what == "scene_toml"), "{err:?}");
+    let err = error_after("nul_gene", |d| d.genes[1] = "G\0".to_owned());
+    assert!(matches!(&err, IoError::NulInString { what, .. } if what == "genes[1]"), "{err:?}");
+}
+
+#[test]
+fn unwritable_targets_are_errors_not_panics() {
+    let dir = scratch("unwritable");
+    let d = Data::new(3, 2, 1, 2);
+    let missing = dir.join("no/such/dir/snap.h5ad");
+    let err = write_h5ad(&missing, &d.snapshot()).expect_err("wrote into a missing directory");
+    assert!(matches!(err, IoError::Io { .. }), "{err:?}");
+    let cause = std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default();
+    assert!(cause.contains("does not exist"), "{cause}");
+
+    // The target is a directory: the file is written, the rename fails, and the temporary
+    // file is cleaned up.
+    let target = dir.join("taken.h5ad");
+    std::fs::create_dir(&target).unwrap();
+    std::fs::write(target.join("keep"), b"").unwrap();
+    let err = write_h5ad(&target, &d.snapshot()).expect_err("replaced a directory");
+    assert!(err.to_string().contains("taken.h5ad"), "{err}");
+    let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, ["taken.h5ad"], "temporary file left behind");
+}

@@ -1,0 +1,55 @@
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+/// Errors loading, running or fitting a TorchScript response model.
+#[derive(Debug, Error)]
+pub enum TorchError {
+    /// The `.pt` file is missing.
+    #[error("model file `{}` does not exist", path.display())]
+    Missing {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// libtorch could not load the file as TorchScript.
+    #[error("`{}` is not a TorchScript model: {message}", path.display())]
+    NotTorchScript {
+        /// The path given.
+        path: PathBuf,
+        /// libtorch's first line.
+        message: String,
+    },
+    /// The metadata file is missing or malformed.
+    #[error("model metadata `{}`: {message}", path.display())]
+    BadMeta {
+        /// The `.json` path.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The model does not reproduce the check case stored in its metadata.
+    #[error("model `{}` does not reproduce its stored check case (largest difference {worst}): the `.pt` and `.json` files do not belong together", path.display())]
+    CheckFailed {
+        /// The `.pt` path.
+        path: PathBuf,
+        /// Largest absolute difference.
+        worst: f32,
+    },
+    /// The model does not fit the scene, or failed to run.
+    #[error(transparent)]
+    Model(#[from] explant_core::ModelError),
+    /// libtorch failed during fitting or export.
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+    /// Writing an output failed.
+    #[error("cannot write `{}`", path.display())]
+    Write {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Running the teacher to find the input ranges failed.
+    #[error("running the teacher: {0}")]
+    Teacher(#[from] explant_core::CoreError),
+}

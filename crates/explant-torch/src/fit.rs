@@ -1,0 +1,292 @@
+//! Fitting a small network to the teacher and exporting it as TorchScript.
+//!
+//! The teacher's scene is first run (CPU diffusion) to find the ranges its inputs
+//! actually take; inputs are then drawn uniformly over those ranges (a box a little
+//! larger than what the run visited, so the network also sees states a perturbation
+//! can reach) with the counter-based generator, labelled with the teacher's `dx/dt`,
+//! and split into training and validation sets. An MLP
+//! `[x, s, c, onehot(type)] → 64 → 64 → G` (tanh) is fitted with Adam on the mean
+//! squared error of the rates, keeping the weights with the best validation error
+//! (early stopping). Everything is seeded; libtorch runs on one thread while fitting,
+//! so the same seed gives the same model.
+
+use std::path::{Path, PathBuf};
+
+use explant_core::rng::{Purpose, uniform};
+use explant_core::{ModelSignature, ResponseModel, Simulation, Teacher};
+use explant_scene::LoadedScene;
+use tch::nn::{self, Module, OptimizerConfig};
+use tch::{CModule, Device, Kind, Tensor};
+
+use crate::meta::{CheckCase, META_FORMAT, ModelMeta, TrainingInfo};
+use crate::{TorchError, meta_path};
+
+/// Settings of [`fit_to_teacher`].
+#[derive(Debug, Clone)]
+pub struct FitOptions {
+    /// Seed of sampling and initialisation.
+    pub seed: u64,
+    /// Training samples.
+    pub train: usize,
+    /// Validation samples.
+    pub val: usize,
+    /// Most Adam steps.
+    pub steps: usize,
+    /// Stop when validation error has not improved for this many evaluations (every 100 steps).
+    pub patience: usize,
+    /// Mini-batch size.
+    pub batch: usize,
+    /// Learning rate.
+    pub lr: f64,
+    /// Hidden width.
+    pub hidden: i64,
+    /// The command line to record in the metadata.
+    pub command: String,
+}
+
+impl Default for FitOptions {
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            train: 40_000,
+            val: 10_000,
+            steps: 6_000,
+            patience: 10,
+            batch: 512,
+            lr: 3e-3,
+            hidden: 64,
+            command: String::new(),
+        }
+    }
+}
+
+/// What fitting achieved.
+#[derive(Debug, Clone)]
+pub struct FitReport {
+    /// The `.pt` written.
+    pub model: PathBuf,
+    /// The `.json` written.
+    pub meta: PathBuf,
+    /// Provenance and validation errors.
+    pub training: TrainingInfo,
+}
+
+struct Samples {
+    x: Tensor,
+    s: Tensor,
+    c: Tensor,
+    t: Tensor,
+    y: Tensor,
+}
+
+/// Fit a network to the scene's teacher and write `out` (`.pt`) with its `.json`.
+pub fn fit_to_teacher(
+    scene: &LoadedScene,
+    out: &Path,
+    opts: &FitOptions,
+    progress: &mut dyn FnMut(usize, f64),
+) -> Result<FitReport, TorchError> {
+    let sc = &scene.scene;
+    let (g, l, nt) = (sc.genes.len(), sc.ligands.len(), sc.cell_types.len());
+    let mut teacher = Teacher::from_scene(sc);
+    let ranges = input_ranges(scene)?;
+
+    let mut draw = |n: usize, stream: u64| -> Result<Samples, TorchError> {
+        let (mut xs, mut ss, mut cs, mut ts) =
+            (Vec::with_capacity(n * g), Vec::with_capacity(n * l), vec![0.0f32; n * g], Vec::with_capacity(n));
+        let u = |i: usize, k: u64| uniform(opts.seed, (stream << 40) | i as u64, k, Purpose::Inheritance, 0) as f32;
+        for i in 0..n {
+            for k in 0..g {
+                xs.push(u(i, k as u64) * ranges[k]);
+            }
+            for k in 0..l {
+                ss.push(u(i, (g + k) as u64) * ranges[g + k]);
+            }
+            for (k, gene) in sc.genes.iter().enumerate() {
+                if sc.contact.genes.contains(gene) {
+                    cs[i * g + k] = u(i, (g + l + k) as u64) * ranges[k];
+                }
+            }
+            ts.push(((u(i, (2 * g + l) as u64) * nt as f32) as u32).min(nt as u32 - 1));
+        }
+        let mut ys = vec![0.0f32; n * g];
+        let input = explant_core::ResponseInput {
+            cells: n,
+            expression: &xs,
+            sensed: &ss,
+            contact: &cs,
+            cell_type: &ts,
+            dt: sc.time.dt,
+        };
+        teacher.rates(&input, &mut ys)?;
+        let ti: Vec<i64> = ts.iter().map(|&v| i64::from(v)).collect();
+        Ok(Samples {
+            x: Tensor::from_slice(&xs).view([n as i64, g as i64]),
+            s: Tensor::from_slice(&ss).view([n as i64, l as i64]),
+            c: Tensor::from_slice(&cs).view([n as i64, g as i64]),
+            t: Tensor::from_slice(&ti).one_hot(nt as i64).to_kind(Kind::Float),
+            y: Tensor::from_slice(&ys).view([n as i64, g as i64]),
+        })
+    };
+    let train = draw(opts.train, 1)?;
+    let val = draw(opts.val, 2)?;
+
+    tch::set_num_threads(1);
+    tch::manual_seed(opts.seed as i64);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let root = vs.root();
+    let width = (2 * g + l + nt) as i64;
+    // Inputs are scaled by their sampling range so every column is O(1).
+    let scale: Vec<f32> = (0..g)
+        .map(|k| ranges[k])
+        .chain((0..l).map(|k| ranges[g + k]))
+        .chain((0..g).map(|k| ranges[k]))
+        .chain(std::iter::repeat_n(1.0, nt))
+        .map(|r| 1.0 / r.max(1e-6))
+        .collect();
+    let scale = Tensor::from_slice(&scale).view([1, width]);
+    // Outputs are learned in units of the largest rate magnitude.
+    let out_scale = train.y.abs().max().double_value(&[]).max(1e-6);
+    let net = nn::seq()
+        .add(nn::linear(&root / "l1", width, opts.hidden, Default::default()))
+        .add_fn(|t| t.tanh())
+        .add(nn::linear(&root / "l2", opts.hidden, opts.hidden, Default::default()))
+        .add_fn(|t| t.tanh())
+        .add(nn::linear(&root / "l3", opts.hidden, g as i64, Default::default()));
+    let forward = |x: &Tensor, s: &Tensor, c: &Tensor, t: &Tensor| -> Tensor {
+        let z = Tensor::cat(&[x, s, c, t], 1) * &scale;
+        net.forward(&z) * out_scale
+    };
+    let mut opt = nn::Adam::default().build(&vs, opts.lr)?;
+    let mut best = (f64::INFINITY, 0usize);
+    let mut best_weights: Option<Vec<Tensor>> = None;
+    let mut steps_taken = 0;
+    let n_train = opts.train as i64;
+    for step in 0..opts.steps {
+        let lo = ((step * opts.batch) as i64) % (n_train - opts.batch as i64).max(1);
+        let idx = Tensor::arange_start(lo, lo + opts.batch as i64, (Kind::Int64, Device::Cpu));
+        let pred = forward(
+            &train.x.index_select(0, &idx),
+            &train.s.index_select(0, &idx),
+            &train.c.index_select(0, &idx),
+            &train.t.index_select(0, &idx),
+        );
+        let loss = (pred - train.y.index_select(0, &idx)).square().mean(Kind::Float) / (out_scale * out_scale);
+        opt.backward_step(&loss);
+        steps_taken = step + 1;
+        if step % 100 == 99 {
+            let v = tch::no_grad(|| {
+                (forward(&val.x, &val.s, &val.c, &val.t) - &val.y).square().mean(Kind::Float).double_value(&[])
+            });
+            progress(step + 1, v);
+            if v < best.0 {
+                best = (v, step);
+                best_weights = Some(tch::no_grad(|| vs.trainable_variables().iter().map(|t| t.copy()).collect()));
+            } else if (step - best.1) / 100 >= opts.patience {
+                break;
+            }
+        }
+    }
+    if let Some(w) = best_weights {
+        tch::no_grad(|| {
+            for (mut v, b) in vs.trainable_variables().into_iter().zip(w) {
+                v.copy_(&b);
+            }
+        });
+    }
+
+    let mse = |pred: &Tensor| (pred - &val.y).square().mean(Kind::Float).double_value(&[]);
+    let val_mse = tch::no_grad(|| mse(&forward(&val.x, &val.s, &val.c, &val.t)));
+    let val_mse_no_change = mse(&val.y.zeros_like());
+    let val_mse_mean = mse(&train.y.mean_dim(0, true, Kind::Float).expand_as(&val.y));
+
+    // Export: trace the forward pass into TorchScript (weights frozen, so they are
+    // recorded as constants rather than as tensors that require grad).
+    let mut vs = vs;
+    vs.freeze();
+    let example = [val.x.narrow(0, 0, 4), val.s.narrow(0, 0, 4), val.c.narrow(0, 0, 4), val.t.narrow(0, 0, 4)];
+    let module = tch::no_grad(|| {
+        CModule::create_by_tracing("ExplantResponse", "forward", &example, &mut |inp: &[Tensor]| {
+            vec![forward(&inp[0], &inp[1], &inp[2], &inp[3])]
+        })
+    })?;
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| TorchError::Write { path: dir.to_path_buf(), source })?;
+    }
+    module.save(out)?;
+
+    // The check case: the first validation sample.
+    let row = |t: &Tensor| -> Vec<f32> { Vec::<f32>::try_from(t.get(0).contiguous()).unwrap_or_default() };
+    let cell_type = val.t.get(0).argmax(0, false).int64_value(&[]) as u32;
+    let output = tch::no_grad(|| row(&forward(&val.x, &val.s, &val.c, &val.t)));
+    let training = TrainingInfo {
+        command: opts.command.clone(),
+        scene: scene.path.display().to_string(),
+        seed: opts.seed,
+        steps: steps_taken,
+        samples: (opts.train, opts.val),
+        val_mse,
+        val_mse_no_change,
+        val_mse_mean,
+        input_ranges: ranges.clone(),
+    };
+    let sig = ModelSignature::of_scene(sc);
+    let meta = ModelMeta {
+        format: META_FORMAT.into(),
+        version: 1,
+        genes: sig.genes,
+        ligands: sig.ligands,
+        cell_types: sig.cell_types,
+        contract: "forward(expression [N,G] f32, sensed [N,L] f32 = ligand concentration × receptor expression, \
+                   contact [N,G] f32 = neighbour mean of contact genes (0 elsewhere), cell_type_onehot [N,T] f32) \
+                   -> dx/dt [N,G] f32 per minute"
+            .into(),
+        training: Some(training.clone()),
+        check: CheckCase {
+            expression: row(&val.x),
+            sensed: row(&val.s),
+            contact: row(&val.c),
+            cell_type,
+            output,
+            teacher_output: Some(row(&val.y)),
+        },
+    };
+    let meta_file = meta_path(out);
+    meta.write(&meta_file)?;
+    Ok(FitReport { model: out.to_path_buf(), meta: meta_file, training })
+}
+
+/// Upper ends of the input ranges: per gene (expression, also used for contact means),
+/// then per ligand (sensed). Found by running the scene with the teacher, then widened
+/// by 50 % (at least to the teacher's ceiling α/γ for expression).
+fn input_ranges(scene: &LoadedScene) -> Result<Vec<f32>, TorchError> {
+    let sc = &scene.scene;
+    let teacher = Teacher::from_scene(sc);
+    let ceiling: Vec<f32> = teacher
+        .max_rate
+        .iter()
+        .map(|a| if teacher.degradation > 0.0 { a / teacher.degradation } else { 1.0 })
+        .collect();
+    let mut sim = Simulation::new(sc, Box::new(explant_field::CpuDiffusion::new()), Box::new(teacher))?;
+    let (g, l) = (sc.genes.len(), sc.ligands.len());
+    let mut hi = vec![0.0f32; g + l];
+    for _ in 0..sim.total_ticks() {
+        sim.step()?;
+        let b = sim.world.resource::<explant_core::Batch>();
+        for i in 0..b.cells {
+            for k in 0..g {
+                hi[k] = hi[k].max(b.expression[i * g + k]);
+            }
+            for k in 0..l {
+                hi[g + k] = hi[g + k].max(b.sensed[i * l + k]);
+            }
+        }
+    }
+    for k in 0..g {
+        hi[k] = (1.5 * hi[k]).max(1.1 * ceiling[k]).max(1e-3);
+    }
+    for v in &mut hi[g..] {
+        *v = (1.5 * *v).max(1e-3);
+    }
+    Ok(hi)
+}

@@ -1,0 +1,164 @@
+//! Learned response models: TorchScript run through `tch` (libtorch), and the command
+//! that fits one to the mechanistic teacher.
+//!
+//! A model is two files side by side: `NAME.pt` (TorchScript) and `NAME.json`
+//! ([`ModelMeta`]: gene, ligand and cell-type names in input order, and a check case).
+//! Its `forward(expression [N,G], sensed [N,L], contact [N,G], cell_type_onehot [N,T])`
+//! returns `dx/dt` as `[N,G]` float32. Loading refuses a model whose names differ from
+//! the scene's, whose output width is wrong, or whose check case does not reproduce.
+
+#![allow(unsafe_code)] // none of ours; tch's types are used through their safe API
+
+mod error;
+mod fit;
+mod meta;
+
+pub use error::TorchError;
+pub use fit::{FitOptions, FitReport, fit_to_teacher};
+pub use meta::{CheckCase, ModelMeta, TrainingInfo};
+
+use std::path::{Path, PathBuf};
+
+use explant_core::{ModelError, ModelSignature, ResponseInput, ResponseModel};
+use tch::{CModule, Device, Kind, Tensor};
+
+/// Rows per forward call; bounds the temporary memory of very large populations.
+pub const CHUNK_ROWS: usize = 1 << 16;
+
+/// A TorchScript response model.
+pub struct TorchModel {
+    module: CModule,
+    meta: ModelMeta,
+    signature: ModelSignature,
+    path: PathBuf,
+    device: Device,
+}
+
+impl std::fmt::Debug for TorchModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TorchModel").field("path", &self.path).field("device", &self.device).finish()
+    }
+}
+
+/// The metadata file that belongs to a `.pt` file (same stem, `.json`).
+pub fn meta_path(pt: &Path) -> PathBuf {
+    pt.with_extension("json")
+}
+
+impl TorchModel {
+    /// Load `path` (and its `.json`), run on the CPU or on CUDA when libtorch has it.
+    /// `threads` sets libtorch's intra-op threads (0 keeps its default).
+    pub fn load(path: &Path, threads: usize) -> Result<Self, TorchError> {
+        let meta = ModelMeta::read(&meta_path(path))?;
+        if !path.is_file() {
+            return Err(TorchError::Missing { path: path.to_path_buf() });
+        }
+        if threads > 0 {
+            tch::set_num_threads(threads as i32);
+        }
+        let device = Device::cuda_if_available();
+        let mut module = CModule::load_on_device(path, device).map_err(|e| TorchError::NotTorchScript {
+            path: path.to_path_buf(),
+            message: first_line(&e.to_string()),
+        })?;
+        module.set_eval();
+        let signature = ModelSignature {
+            genes: meta.genes.clone(),
+            ligands: meta.ligands.clone(),
+            cell_types: meta.cell_types.clone(),
+        };
+        let mut model = Self { module, meta, signature, path: path.to_path_buf(), device };
+        model.self_check()?;
+        Ok(model)
+    }
+
+    /// Load and refuse a model that does not fit the scene's names.
+    pub fn load_for(path: &Path, scene: &ModelSignature, threads: usize) -> Result<Self, TorchError> {
+        let model = Self::load(path, threads)?;
+        model.signature.check_against(scene, &path.display().to_string())?;
+        Ok(model)
+    }
+
+    /// The metadata.
+    pub fn meta(&self) -> &ModelMeta {
+        &self.meta
+    }
+
+    /// Output width and the stored check case.
+    fn self_check(&mut self) -> Result<(), TorchError> {
+        let (g, l, t) = (self.meta.genes.len(), self.meta.ligands.len(), self.meta.cell_types.len());
+        let check = self.meta.check.clone();
+        if check.expression.len() != g || check.sensed.len() != l || check.contact.len() != g || check.output.len() != g
+        {
+            return Err(TorchError::BadMeta {
+                path: meta_path(&self.path),
+                message: "the `check` case has the wrong widths for the model's names".into(),
+            });
+        }
+        if check.cell_type as usize >= t {
+            return Err(TorchError::BadMeta {
+                path: meta_path(&self.path),
+                message: format!("`check.cell_type` is `{}` but there are {t} cell types", check.cell_type),
+            });
+        }
+        let mut out = vec![0.0f32; g];
+        let input = ResponseInput {
+            cells: 1,
+            expression: &check.expression,
+            sensed: &check.sensed,
+            contact: &check.contact,
+            cell_type: &[check.cell_type],
+            dt: 1.0,
+        };
+        self.forward(&input, &mut out).map_err(TorchError::Model)?;
+        let worst = out.iter().zip(&check.output).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        if worst > 1e-4 {
+            return Err(TorchError::CheckFailed { path: self.path.clone(), worst });
+        }
+        Ok(())
+    }
+
+    fn forward(&mut self, input: &ResponseInput<'_>, rates: &mut [f32]) -> Result<(), ModelError> {
+        let (g, l, t) = (self.meta.genes.len(), self.meta.ligands.len(), self.meta.cell_types.len());
+        let err = |message: String| ModelError::Run { model: self.path.display().to_string(), message };
+        let _guard = tch::no_grad_guard();
+        let mut start = 0;
+        while start < input.cells {
+            let n = (input.cells - start).min(CHUNK_ROWS);
+            let rows = |s: &[f32], w: usize| {
+                Tensor::from_slice(&s[start * w..(start + n) * w]).view([n as i64, w as i64]).to_device(self.device)
+            };
+            let types: Vec<i64> = input.cell_type[start..start + n].iter().map(|&c| i64::from(c)).collect();
+            let onehot = Tensor::from_slice(&types).to_device(self.device).one_hot(t as i64).to_kind(Kind::Float);
+            let out = self
+                .module
+                .forward_ts(&[rows(input.expression, g), rows(input.sensed, l), rows(input.contact, g), onehot])
+                .map_err(|e| err(first_line(&e.to_string())))?;
+            if out.size() != [n as i64, g as i64] {
+                return Err(err(format!("returned shape {:?}, expected [{n}, {g}] (one rate per gene)", out.size())));
+            }
+            let out = out.to_kind(Kind::Float).to_device(Device::Cpu).contiguous();
+            out.f_copy_data(&mut rates[start * g..(start + n) * g], n * g).map_err(|e| err(e.to_string()))?;
+            start += n;
+        }
+        Ok(())
+    }
+}
+
+impl ResponseModel for TorchModel {
+    fn name(&self) -> String {
+        format!("torchscript `{}` on {:?}", self.path.display(), self.device)
+    }
+
+    fn signature(&self) -> &ModelSignature {
+        &self.signature
+    }
+
+    fn rates(&mut self, input: &ResponseInput<'_>, rates: &mut [f32]) -> Result<(), ModelError> {
+        self.forward(input, rates)
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().find(|l| !l.trim().is_empty()).unwrap_or(s).trim().to_string()
+}

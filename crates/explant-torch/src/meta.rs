@@ -1,0 +1,101 @@
+//! The metadata that travels beside a `.pt` file.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::TorchError;
+
+/// Format tag written in every metadata file.
+pub const META_FORMAT: &str = "explant-response-model";
+
+/// What a model expects and how it was made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelMeta {
+    /// Always [`META_FORMAT`].
+    pub format: String,
+    /// Metadata version, 1.
+    pub version: u32,
+    /// Genes: columns of `expression`, `contact` and the output.
+    pub genes: Vec<String>,
+    /// Ligands: columns of `sensed`.
+    pub ligands: Vec<String>,
+    /// Cell types: columns of `cell_type_onehot`.
+    pub cell_types: Vec<String>,
+    /// Human-readable description of the inputs and output.
+    pub contract: String,
+    /// How it was trained, if by explant.
+    #[serde(default)]
+    pub training: Option<TrainingInfo>,
+    /// One input and the output the model must give for it (to 1e-4).
+    pub check: CheckCase,
+}
+
+/// A fixed input with its expected output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckCase {
+    /// Own expression, `G`.
+    pub expression: Vec<f32>,
+    /// Sensed ligands, `L`.
+    pub sensed: Vec<f32>,
+    /// Contact means, `G`.
+    pub contact: Vec<f32>,
+    /// Cell type index.
+    pub cell_type: u32,
+    /// The model's `dx/dt`, `G`.
+    pub output: Vec<f32>,
+    /// The teacher's `dx/dt` for the same input, when trained on one.
+    #[serde(default)]
+    pub teacher_output: Option<Vec<f32>>,
+}
+
+/// Provenance and held-out accuracy of a fitted model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingInfo {
+    /// The command that produced the model.
+    pub command: String,
+    /// The scene whose teacher was fitted.
+    pub scene: String,
+    /// Seed.
+    pub seed: u64,
+    /// Adam steps taken.
+    pub steps: usize,
+    /// Training and validation samples.
+    pub samples: (usize, usize),
+    /// Validation mean squared error of `dx/dt`.
+    pub val_mse: f64,
+    /// Validation MSE of predicting no change (`dx/dt = 0`).
+    pub val_mse_no_change: f64,
+    /// Validation MSE of predicting the training mean rate.
+    pub val_mse_mean: f64,
+    /// Upper ends of the sampled input ranges (expression, sensed per ligand).
+    pub input_ranges: Vec<f32>,
+}
+
+impl ModelMeta {
+    /// Read and check a metadata file.
+    pub fn read(path: &Path) -> Result<Self, TorchError> {
+        let bad = |message: String| TorchError::BadMeta { path: path.to_path_buf(), message };
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            bad(format!("cannot read it ({e}); every `.pt` model needs its metadata `.json` beside it"))
+        })?;
+        let meta: ModelMeta = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        if meta.format != META_FORMAT || meta.version != 1 {
+            return Err(bad(format!(
+                "`format` is `{}` version `{}`; expected `{META_FORMAT}` version `1`",
+                meta.format, meta.version
+            )));
+        }
+        Ok(meta)
+    }
+
+    /// Write as pretty JSON.
+    pub fn write(&self, path: &Path) -> Result<(), TorchError> {
+        let text = serde_json::to_string_pretty(self)
+            .map_err(|e| TorchError::BadMeta { path: path.to_path_buf(), message: e.to_string() })?;
+        std::fs::write(path, text + "\n").map_err(|source| TorchError::Write { path: path.to_path_buf(), source })
+    }
+}

@@ -1,0 +1,90 @@
+"""Check that an .h5ad file written by explant reads back with Python `anndata`.
+
+Usage:
+    check_h5ad.py PATH N_OBS N_VARS GENES DIMS
+        [--categories A,B,...] [--x ROW,COL,VALUE] [--spatial ROW,COL,VALUE]
+        [--scene-contains TEXT]
+
+GENES and --categories are comma-separated (an empty string means none). Exits non-zero
+with a message naming the first mismatch; prints `ok` and a one-line summary on success.
+"""
+
+import argparse
+import sys
+
+import anndata
+import numpy as np
+import pandas as pd
+
+
+def split(s):
+    return [] if s == "" else s.split(",")
+
+
+def triple(s):
+    row, col, value = s.split(",")
+    return int(row), int(col), float(value)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("path")
+    p.add_argument("n_obs", type=int)
+    p.add_argument("n_vars", type=int)
+    p.add_argument("genes")
+    p.add_argument("dims", type=int)
+    p.add_argument("--categories")
+    p.add_argument("--x", type=triple, help="ROW,COL,VALUE expected in X")
+    p.add_argument("--spatial", type=triple, help="ROW,COL,VALUE expected in obsm['spatial']")
+    p.add_argument("--scene-contains")
+    a = p.parse_args()
+
+    ad = anndata.read_h5ad(a.path)
+
+    def check(cond, msg):
+        if not cond:
+            sys.exit(f"check_h5ad: {a.path}: {msg}")
+
+    check(ad.shape == (a.n_obs, a.n_vars), f"shape {ad.shape} != {(a.n_obs, a.n_vars)}")
+    check(list(ad.var_names) == split(a.genes), f"var_names {list(ad.var_names)} != {split(a.genes)}")
+    check(ad.X.dtype == np.float32, f"X dtype {ad.X.dtype}")
+    check(isinstance(ad.X, np.ndarray), f"X is {type(ad.X)}, expected a dense array")
+    check(all(isinstance(n, str) for n in ad.obs_names), "obs_names are not strings")
+    check(ad.obs_names.is_unique, "obs_names are not unique")
+    check(list(ad.obs.columns) == ["cell_type", "generation"], f"obs columns {list(ad.obs.columns)}")
+
+    ct = ad.obs["cell_type"]
+    check(isinstance(ct.dtype, pd.CategoricalDtype), f"cell_type dtype {ct.dtype}")
+    check(not ct.cat.ordered, "cell_type is ordered")
+    check(not ct.isna().any(), "cell_type has missing values")
+    if a.categories is not None:
+        cats = list(ct.cat.categories)
+        check(cats == split(a.categories), f"categories {cats} != {split(a.categories)}")
+    check(np.issubdtype(ad.obs["generation"].dtype, np.integer), f"generation dtype {ad.obs['generation'].dtype}")
+
+    sp = ad.obsm["spatial"]
+    check(sp.shape == (a.n_obs, a.dims), f"obsm['spatial'] shape {sp.shape} != {(a.n_obs, a.dims)}")
+    check(sp.dtype == np.float32, f"obsm['spatial'] dtype {sp.dtype}")
+
+    if a.x is not None:
+        r, c, v = a.x
+        check(np.isclose(ad.X[r, c], v, rtol=1e-6, atol=0), f"X[{r},{c}] = {ad.X[r, c]} != {v}")
+    if a.spatial is not None:
+        r, c, v = a.spatial
+        check(np.isclose(sp[r, c], v, rtol=1e-6, atol=0), f"spatial[{r},{c}] = {sp[r, c]} != {v}")
+
+    ex = ad.uns["explant"]
+    for key in ["scene", "version", "time_min", "tick"]:
+        check(key in ex, f"uns['explant'] lacks {key!r}")
+    check(isinstance(ex["scene"], str), f"scene is {type(ex['scene'])}")
+    check(isinstance(ex["version"], str), f"version is {type(ex['version'])}")
+    if a.scene_contains is not None:
+        check(a.scene_contains in ex["scene"], "scene text does not round-trip")
+    for key in ["layers", "varm", "obsp", "varp"]:
+        check(len(getattr(ad, key)) == 0, f"{key} is not empty")
+
+    print(f"ok: {ad.n_obs} x {ad.n_vars}, {len(ct.cat.categories)} categories, tick {ex['tick']}, t {ex['time_min']} min")
+
+
+if __name__ == "__main__":
+    main()
