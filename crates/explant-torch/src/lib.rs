@@ -159,6 +159,9 @@ impl ResponseModel for TorchModel {
     }
 }
 
+/// The informative line of a libtorch error: the last `...Error: ...` line of a
+/// TorchScript traceback if there is one, else the first non-empty line.
 fn first_line(s: &str) -> String {
-    s.lines().find(|l| !l.trim().is_empty()).unwrap_or(s).trim().to_string()
+    let lines = || s.lines().map(str::trim).filter(|l| !l.is_empty());
+    lines().filter(|l| l.contains("Error: ")).last().or_else(|| lines().next()).unwrap_or(s).to_string()
 }

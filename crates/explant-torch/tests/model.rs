@@ -1,0 +1,218 @@
+//! The shipped TorchScript model: loading, values, batching and every load-time refusal.
+
+use std::path::{Path, PathBuf};
+
+use explant_core::{ModelSignature, ResponseInput, ResponseModel, Teacher};
+use explant_scene::LoadedScene;
+use explant_torch::{CHUNK_ROWS, ModelMeta, TorchError, TorchModel, meta_path};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn shipped() -> PathBuf {
+    repo().join("models/default.pt")
+}
+
+fn scene() -> LoadedScene {
+    LoadedScene::from_file(&repo().join("scenes/default.toml")).unwrap()
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("explant-torch-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Deterministic pseudo-random inputs for `n` cells.
+fn inputs(n: usize, g: usize, l: usize, t: u32) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<u32>) {
+    let mut state = 12345u64;
+    let mut next = || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (state >> 40) as f32 / (1u64 << 24) as f32
+    };
+    let x = (0..n * g).map(|_| 2.0 * next()).collect();
+    let s = (0..n * l).map(|_| next()).collect();
+    let c = (0..n * g).map(|_| 2.0 * next()).collect();
+    let ty = (0..n).map(|_| ((next() * t as f32) as u32).min(t - 1)).collect();
+    (x, s, c, ty)
+}
+
+#[test]
+fn shipped_model_loads_and_matches_the_teacher_on_its_check_case() {
+    let sc = scene();
+    let mut model = TorchModel::load_for(&shipped(), &ModelSignature::of_scene(&sc.scene), 1).unwrap();
+    let check = model.meta().check.clone();
+    let g = sc.scene.genes.len();
+    let mut out = vec![0.0; g];
+    let input = ResponseInput {
+        cells: 1,
+        expression: &check.expression,
+        sensed: &check.sensed,
+        contact: &check.contact,
+        cell_type: &[check.cell_type],
+        dt: 0.5,
+    };
+    model.rates(&input, &mut out).unwrap();
+    // The value recorded at export is reproduced...
+    for (a, b) in out.iter().zip(&check.output) {
+        assert!((a - b).abs() < 1e-5, "{out:?} vs recorded {:?}", check.output);
+    }
+    // ... and it is the teacher's dx/dt, recomputed here from the scene, to fitting accuracy.
+    let mut teacher = vec![0.0; g];
+    Teacher::from_scene(&sc.scene).rate_one(
+        &check.expression,
+        &check.sensed,
+        &check.contact,
+        check.cell_type as usize,
+        &mut teacher,
+    );
+    let worst = out.iter().zip(&teacher).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(worst < 5e-3, "model {out:?} vs teacher {teacher:?} (worst {worst})");
+}
+
+#[test]
+fn batch_output_has_shape_n_by_g_and_tracks_the_teacher() {
+    let sc = scene();
+    let (g, l, t) = (sc.scene.genes.len(), sc.scene.ligands.len(), sc.scene.cell_types.len() as u32);
+    let mut model = TorchModel::load(&shipped(), 1).unwrap();
+    let n = 2000;
+    let (x, s, c, ty) = inputs(n, g, l, t);
+    // Contact inputs exist only for contact genes.
+    let mask: Vec<bool> = sc.scene.genes.iter().map(|n| sc.scene.contact.genes.contains(n)).collect();
+    let c: Vec<f32> = c.iter().enumerate().map(|(i, v)| if mask[i % g] { *v } else { 0.0 }).collect();
+    let input = ResponseInput { cells: n, expression: &x, sensed: &s, contact: &c, cell_type: &ty, dt: 0.5 };
+    let mut out = vec![f32::NAN; n * g];
+    model.rates(&input, &mut out).unwrap();
+    assert!(out.iter().all(|v| v.is_finite()));
+    let mut want = vec![0.0; n * g];
+    Teacher::from_scene(&sc.scene).rates(&input, &mut want).unwrap();
+    let mse: f64 = out.iter().zip(&want).map(|(a, b)| f64::from(a - b).powi(2)).sum::<f64>() / (n * g) as f64;
+    let var: f64 = want.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / (n * g) as f64;
+    assert!(mse < 0.01 * var, "model MSE {mse} vs teacher signal power {var}");
+}
+
+#[test]
+fn chunked_inference_equals_row_by_row() {
+    let sc = scene();
+    let (g, l, t) = (sc.scene.genes.len(), sc.scene.ligands.len(), sc.scene.cell_types.len() as u32);
+    let mut model = TorchModel::load(&shipped(), 0).unwrap();
+    let n = CHUNK_ROWS + 37;
+    let (x, s, c, ty) = inputs(n, g, l, t);
+    let input = ResponseInput { cells: n, expression: &x, sensed: &s, contact: &c, cell_type: &ty, dt: 0.5 };
+    let mut out = vec![0.0; n * g];
+    model.rates(&input, &mut out).unwrap();
+    for i in [0, 1, CHUNK_ROWS - 1, CHUNK_ROWS, n - 1] {
+        let one = ResponseInput {
+            cells: 1,
+            expression: &x[i * g..(i + 1) * g],
+            sensed: &s[i * l..(i + 1) * l],
+            contact: &c[i * g..(i + 1) * g],
+            cell_type: &ty[i..i + 1],
+            dt: 0.5,
+        };
+        let mut row = vec![0.0; g];
+        model.rates(&one, &mut row).unwrap();
+        for (a, b) in row.iter().zip(&out[i * g..(i + 1) * g]) {
+            assert!((a - b).abs() < 1e-6, "row {i}: {row:?} vs batch {:?}", &out[i * g..(i + 1) * g]);
+        }
+    }
+}
+
+fn copy_model(dir: &Path) -> PathBuf {
+    let pt = dir.join("m.pt");
+    std::fs::copy(shipped(), &pt).unwrap();
+    std::fs::copy(meta_path(&shipped()), meta_path(&pt)).unwrap();
+    pt
+}
+
+#[test]
+fn wrong_gene_order_is_refused_naming_the_genes() {
+    let sc = scene();
+    let mut sig = ModelSignature::of_scene(&sc.scene);
+    sig.genes.swap(2, 3);
+    let err = TorchModel::load_for(&shipped(), &sig, 1).unwrap_err().to_string();
+    assert!(err.contains("different order") && err.contains("`AXIN2`") && err.contains("`LGR5`"), "{err}");
+}
+
+#[test]
+fn missing_ligand_is_refused() {
+    let sc = scene();
+    let mut sig = ModelSignature::of_scene(&sc.scene);
+    sig.ligands.push("BMP4".into());
+    let err = TorchModel::load_for(&shipped(), &sig, 1).unwrap_err().to_string();
+    assert!(err.contains("ligand `BMP4` is missing from the model"), "{err}");
+}
+
+#[test]
+fn not_a_torchscript_file_is_refused() {
+    let dir = tmpdir("garbage");
+    let pt = copy_model(&dir);
+    std::fs::write(&pt, b"this is not a zip archive").unwrap();
+    let err = TorchModel::load(&pt, 1).unwrap_err();
+    assert!(matches!(err, TorchError::NotTorchScript { .. }), "{err}");
+    assert!(err.to_string().contains("is not a TorchScript model"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn missing_metadata_is_refused() {
+    let dir = tmpdir("nometa");
+    let pt = dir.join("m.pt");
+    std::fs::copy(shipped(), &pt).unwrap();
+    let err = TorchModel::load(&pt, 1).unwrap_err().to_string();
+    assert!(err.contains("m.json") && err.contains("metadata"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn inputs_of_the_wrong_width_are_refused_with_torchs_reason() {
+    // Metadata that declares one gene more than the network was traced for.
+    let dir = tmpdir("inwidth");
+    let pt = copy_model(&dir);
+    let mut meta = ModelMeta::read(&meta_path(&pt)).unwrap();
+    meta.genes.push("EXTRA".into());
+    meta.check.expression.push(0.0);
+    meta.check.contact.push(0.0);
+    meta.check.output.push(0.0);
+    meta.write(&meta_path(&pt)).unwrap();
+    let err = TorchModel::load(&pt, 1).unwrap_err().to_string();
+    assert!(err.contains("RuntimeError: The size of tensor a (19)"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn wrong_output_width_is_refused() {
+    // A TorchScript module that returns G + 1 columns for G genes.
+    let dir = tmpdir("outwidth");
+    let pt = copy_model(&dir);
+    let meta = ModelMeta::read(&meta_path(&pt)).unwrap();
+    let (g, l, t) = (meta.genes.len() as i64, meta.ligands.len() as i64, meta.cell_types.len() as i64);
+    let example = [
+        tch::Tensor::zeros([2, g], tch::kind::FLOAT_CPU),
+        tch::Tensor::zeros([2, l], tch::kind::FLOAT_CPU),
+        tch::Tensor::zeros([2, g], tch::kind::FLOAT_CPU),
+        tch::Tensor::zeros([2, t], tch::kind::FLOAT_CPU),
+    ];
+    let module = tch::CModule::create_by_tracing("Wide", "forward", &example, &mut |inp: &[tch::Tensor]| {
+        vec![tch::Tensor::cat(&[&inp[0], &inp[0].narrow(1, 0, 1)], 1)]
+    })
+    .unwrap();
+    module.save(&pt).unwrap();
+    let err = TorchModel::load(&pt, 1).unwrap_err().to_string();
+    assert!(err.contains("returned shape [1, 8], expected [1, 7]"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn mismatched_pt_and_json_are_refused() {
+    let dir = tmpdir("check");
+    let pt = copy_model(&dir);
+    let mut meta = ModelMeta::read(&meta_path(&pt)).unwrap();
+    meta.check.output[0] += 0.5;
+    meta.write(&meta_path(&pt)).unwrap();
+    let err = TorchModel::load(&pt, 1).unwrap_err();
+    assert!(matches!(err, TorchError::CheckFailed { .. }), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, clippy with warnings as errors, and every test
+# (unit, integration, GPU-vs-CPU on lavapipe, AnnData read back by Python anndata).
+# Installs what it needs first (see scripts/setup.sh); safe to run any number of times.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+. scripts/setup.sh
+
+# Tests that need lavapipe or Python must run here, not skip.
+export EXPLANT_REQUIRE_GPU_ADAPTER=1 EXPLANT_REQUIRE_PYTHON=1
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --workspace --locked
