@@ -21,14 +21,14 @@ pub fn diffusion(choice: DiffusionChoice) -> Result<(Box<dyn DiffusionBackend>, 
 }
 
 #[cfg(feature = "gpu")]
-fn gpu(hardware_only: bool) -> Result<Box<dyn DiffusionBackend>> {
+pub fn gpu(hardware_only: bool) -> Result<Box<dyn DiffusionBackend>> {
     use explant_gpu::{AdapterPolicy, GpuDiffusion};
     let policy = if hardware_only { AdapterPolicy::HardwareOnly } else { AdapterPolicy::Any };
     Ok(Box::new(GpuDiffusion::new(policy)?))
 }
 
 #[cfg(not(feature = "gpu"))]
-fn gpu(_hardware_only: bool) -> Result<Box<dyn DiffusionBackend>> {
+pub fn gpu(_hardware_only: bool) -> Result<Box<dyn DiffusionBackend>> {
     bail!("the GPU diffusion backend is not enabled in this build (rebuild with `--features gpu`)")
 }
 

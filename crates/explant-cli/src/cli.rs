@@ -23,6 +23,50 @@ pub enum Command {
     /// Learned response models.
     #[command(subcommand)]
     Model(ModelCommand),
+    /// Measure the speed of a stage on this machine.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// `explant bench ...`.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Diffusion–decay steps on a synthetic field, CPU and GPU: channel-voxel updates per second.
+    Diffusion(BenchDiffusionArgs),
+}
+
+/// `explant bench diffusion`.
+#[derive(Debug, Args)]
+pub struct BenchDiffusionArgs {
+    /// Voxels along each axis.
+    #[arg(long, default_value_t = 512)]
+    pub size: usize,
+    /// 2 or 3 dimensions.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(2..=3))]
+    pub dims: u8,
+    /// Ligand channels.
+    #[arg(long, default_value_t = 8)]
+    pub channels: usize,
+    /// Timed steps (after one warm-up step); the median is reported.
+    #[arg(long, default_value_t = 10)]
+    pub steps: usize,
+    /// Substeps per step (the step is sized to need exactly this many).
+    #[arg(long, default_value_t = 10)]
+    pub substeps: u32,
+    /// Which backends.
+    #[arg(long, value_enum, default_value_t = BenchBackends::Both)]
+    pub backend: BenchBackends,
+}
+
+/// Backends measured by `explant bench`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchBackends {
+    /// CPU and GPU (any adapter).
+    Both,
+    /// CPU only.
+    Cpu,
+    /// GPU only (any adapter).
+    Gpu,
 }
 
 /// Where the ligand fields are solved.

@@ -12,12 +12,14 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    quiet_graphics_stack();
     let cli = cli::Cli::parse();
     let result = match cli.command {
         cli::Command::Run(args) => commands::run::run(args),
         cli::Command::Check(args) => commands::check::check(args),
         cli::Command::Model(cli::ModelCommand::Fit(args)) => commands::model::fit(args),
         cli::Command::Model(cli::ModelCommand::Show(args)) => commands::model::show(args),
+        cli::Command::Bench(cli::BenchCommand::Diffusion(args)) => commands::bench::diffusion(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -28,5 +30,17 @@ fn main() -> ExitCode {
             }
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Mesa's EGL prints `error: XDG_RUNTIME_DIR is invalid or not set` to stderr while
+/// wgpu probes the GL backend on a headless machine; it is harmless but reads like our
+/// own error. Point it at the temporary directory when it is unset.
+#[allow(unsafe_code)]
+fn quiet_graphics_stack() {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        // SAFETY: called first thing in `main`, before any other thread exists, so no
+        // other code can be reading the environment concurrently.
+        unsafe { std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir()) };
     }
 }

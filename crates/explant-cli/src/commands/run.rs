@@ -21,7 +21,9 @@ pub const COMMIT: &str = env!("EXPLANT_GIT_COMMIT");
 /// Run a scene and write its outputs.
 pub fn run(args: RunArgs) -> Result<()> {
     let scene = LoadedScene::from_file(&args.scene)?;
-    prepare_out_dir(&args.out, args.force)?;
+    // Refuse a non-empty output early, but create or clear it only once the backends
+    // have loaded, so a refused run leaves nothing behind.
+    check_out_dir(&args.out, args.force)?;
     if args.threads > 0 {
         rayon::ThreadPoolBuilder::new()
             .num_threads(args.threads)
@@ -31,6 +33,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     let (diffuser, note) = backends::diffusion(args.diffusion)?;
     let model = backends::model(&scene, args.teacher, args.threads)?;
     let mut sim = Simulation::new(&scene.scene, diffuser, model)?;
+    prepare_out_dir(&args.out)?;
     let (dname, mname) = sim.backend_names();
     let sc = &scene.scene;
     eprintln!(
@@ -98,27 +101,33 @@ fn snapshot_name(tick: u64) -> String {
     format!("tick_{tick:07}.h5ad")
 }
 
-fn prepare_out_dir(out: &Path, force: bool) -> Result<()> {
-    if out.exists() {
-        if !out.is_dir() {
-            bail!("output `{}` exists and is not a directory", out.display());
-        }
-        let non_empty = std::fs::read_dir(out)
-            .with_context(|| format!("cannot read output directory `{}`", out.display()))?
-            .next()
-            .is_some();
-        if non_empty {
-            if !force {
-                bail!(
-                    "output directory `{}` is not empty; choose another or pass `--force` to replace its contents",
-                    out.display()
-                );
-            }
-            for entry in std::fs::read_dir(out)? {
-                let p = entry?.path();
-                if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) }
-                    .with_context(|| format!("cannot remove `{}`", p.display()))?;
-            }
+fn check_out_dir(out: &Path, force: bool) -> Result<()> {
+    if !out.exists() {
+        return Ok(());
+    }
+    if !out.is_dir() {
+        bail!("output `{}` exists and is not a directory", out.display());
+    }
+    let non_empty = std::fs::read_dir(out)
+        .with_context(|| format!("cannot read output directory `{}`", out.display()))?
+        .next()
+        .is_some();
+    if non_empty && !force {
+        bail!(
+            "output directory `{}` is not empty; choose another or pass `--force` to replace its contents",
+            out.display()
+        );
+    }
+    Ok(())
+}
+
+/// Create the output directory, emptying it first (only reached after `check_out_dir`).
+fn prepare_out_dir(out: &Path) -> Result<()> {
+    if out.is_dir() {
+        for entry in std::fs::read_dir(out)? {
+            let p = entry?.path();
+            if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) }
+                .with_context(|| format!("cannot remove `{}`", p.display()))?;
         }
     }
     std::fs::create_dir_all(out).with_context(|| format!("cannot create output directory `{}`", out.display()))

@@ -1,0 +1,702 @@
+//! End-to-end tests of the `explant` binary: run a shortened copy of the default scene
+//! and check what it writes (AnnData, picture, time series, manifest) and what it
+//! means (mass balance of the ligand, the WNT gradient, teacher ≈ learned model,
+//! thread-count and GPU/CPU parity), then feed it bad input and check that every
+//! refusal is a clear message, never a panic.
+//!
+//! Each test works in its own folder under the system temp dir, named after the
+//! process and the test; the folder is removed when the test passes and kept (its path
+//! printed) when it fails.
+//!
+//! Environment:
+//! - `EXPLANT_PYTHON`: the Python with `anndata` used to read the `.h5ad` back
+//!   (default `<repo>/.venv/bin/python`); without one that part is skipped loudly,
+//!   unless `EXPLANT_REQUIRE_PYTHON=1`.
+//! - `EXPLANT_REQUIRE_GPU_ADAPTER=1`: fail instead of skipping when wgpu finds no adapter.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const EXE: &str = env!("CARGO_BIN_EXE_explant");
+
+/// The genes of `scenes/default.toml`, in order.
+const GENES: [&str; 7] = ["WNT3A", "FZD7", "AXIN2", "LGR5", "DLL1", "NOTCH1", "HES1"];
+/// The seven stages of a tick, in order.
+const STAGES: [&str; 7] = ["secrete", "diffuse", "sense", "respond", "perturb", "mechanics", "record"];
+
+/// The short scene: 300 cells in a 120 µm disk around the 45 µm organiser, 10 min in
+/// ticks of 0.5 min, recorded every 5 min.
+const CELLS: usize = 300;
+const TISSUE_RADIUS: f64 = 120.0;
+const ORGANISER_RADIUS: f64 = 45.0;
+const CELL_RADIUS: f64 = 6.0;
+const CENTRE: [f64; 2] = [300.0, 300.0];
+const TICKS: u64 = 20;
+const RECORD_TICKS: [u64; 3] = [0, 10, 20];
+/// From the default scene: secretion per unit WNT3A expression and the ligand's decay.
+const SECRETION_RATE: f64 = 30.0;
+const DECAY: f64 = 0.02;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn default_model() -> PathBuf {
+    repo().join("models/default.pt")
+}
+
+/// A scratch folder for one test, removed on success and kept on failure.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(test: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("explant-cli-test-{}-{test}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("cannot create `{}`: {e}", path.display()));
+        Self(path)
+    }
+
+    fn join(&self, p: &str) -> PathBuf {
+        self.0.join(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            loud(&format!("kept the failing test's files in `{}`", self.0.display()));
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// Print past the test harness's output capture, so a skip is seen in a normal run.
+fn loud(msg: &str) {
+    let _ = writeln!(std::io::stderr(), "{msg}");
+}
+
+fn skip(test: &str, what: &str, why: &str) {
+    loud(&format!("SKIPPED: {test}: {what}: {why}"));
+}
+
+/// Replace `from` (which must occur exactly once) by `to`, so that a change to the
+/// default scene breaks this test loudly instead of silently running the long scene.
+fn replace_once(text: &str, from: &str, to: &str) -> String {
+    assert_eq!(text.matches(from).count(), 1, "scenes/default.toml should contain `{from}` exactly once");
+    text.replacen(from, to, 1)
+}
+
+/// `scenes/default.toml`, shortened, with its model path pointing at `model`.
+fn short_scene_text(model: &Path) -> String {
+    let text = std::fs::read_to_string(repo().join("scenes/default.toml")).expect("read scenes/default.toml");
+    let text = replace_once(&text, "duration = 240.0", "duration = 10.0");
+    let text = replace_once(&text, "record_every = 20.0", "record_every = 5.0");
+    let text = replace_once(&text, "cells = 1500", &format!("cells = {CELLS}"));
+    let text = replace_once(&text, "radius = 260.0", &format!("radius = {TISSUE_RADIUS:.1}"));
+    replace_once(&text, "path = \"../models/default.pt\"", &format!("path = \"{}\"", model.display()))
+}
+
+/// Write the short scene (with the shipped model) into `dir` and return its path.
+fn write_short_scene(dir: &TempDir) -> PathBuf {
+    write_scene(dir, "scene.toml", &short_scene_text(&default_model()))
+}
+
+fn write_scene(dir: &TempDir, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("cannot write `{}`: {e}", path.display()));
+    path
+}
+
+fn explant<I, S>(args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    Command::new(EXE).args(args).env("NO_COLOR", "1").output().expect("start the explant binary")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn assert_success(o: &Output, what: &str) {
+    assert!(o.status.success(), "{what} failed ({}):\nstdout:\n{}\nstderr:\n{}", o.status, stdout(o), stderr(o));
+}
+
+/// `explant run SCENE --out OUT --quiet EXTRA...`, which must succeed.
+fn run_ok(scene: &Path, out: &Path, extra: &[&str]) -> Output {
+    let o = run(scene, out, extra);
+    assert_success(&o, &format!("explant run {} {}", scene.display(), extra.join(" ")));
+    o
+}
+
+fn run(scene: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["run".into(), scene.as_os_str().to_owned(), "--out".into(), out.as_os_str().to_owned()];
+    args.push("--quiet".into());
+    args.extend(extra.iter().map(Into::into));
+    explant(args)
+}
+
+/// A refusal: exit status 1, an `error:` line, and no panic or backtrace.
+fn assert_clean_failure(o: &Output, what: &str) -> String {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(1), "{what}: expected exit status 1, got {}; stderr:\n{err}", o.status);
+    assert!(err.contains("error: "), "{what}: no `error:` line in stderr:\n{err}");
+    let lower = err.to_lowercase();
+    for bad in ["panicked", "backtrace", "frame #", "exception raised from"] {
+        assert!(!lower.contains(bad), "{what}: stderr contains `{bad}`:\n{err}");
+    }
+    err
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read `{}`: {e}", path.display()))
+}
+
+fn manifest(out: &Path) -> Value {
+    serde_json::from_str(&read(&out.join("manifest.json"))).expect("manifest.json is JSON")
+}
+
+/// One row of `timeseries.csv`: the mean expression of one cell type at one record time.
+#[derive(Debug, Clone, PartialEq)]
+struct Pseudobulk {
+    tick: u64,
+    time: f64,
+    cell_type: String,
+    cells: usize,
+    mean: Vec<f64>,
+}
+
+fn timeseries(out: &Path) -> Vec<Pseudobulk> {
+    let text = read(&out.join("timeseries.csv"));
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().expect("timeseries.csv has a header").split(',').collect();
+    let mut want = vec!["tick", "time_min", "cell_type", "cells"];
+    want.extend(GENES);
+    assert_eq!(header, want, "timeseries.csv header");
+    lines
+        .map(|line| {
+            let f: Vec<&str> = line.split(',').collect();
+            assert_eq!(f.len(), want.len(), "timeseries.csv row `{line}`");
+            Pseudobulk {
+                tick: f[0].parse().expect("tick"),
+                time: f[1].parse().expect("time_min"),
+                cell_type: f[2].to_string(),
+                cells: f[3].parse().expect("cells"),
+                mean: f[4..].iter().map(|v| v.parse().expect("mean expression")).collect(),
+            }
+        })
+        .collect()
+}
+
+/// `ligand_totals.csv` as (tick, time, totals per ligand).
+fn ligand_totals(out: &Path) -> Vec<(u64, f64, Vec<f64>)> {
+    let text = read(&out.join("ligand_totals.csv"));
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("tick,time_min,WNT3A"), "ligand_totals.csv header");
+    lines
+        .map(|line| {
+            let f: Vec<&str> = line.split(',').collect();
+            assert_eq!(f.len(), 3, "ligand_totals.csv row `{line}`");
+            (
+                f[0].parse().expect("tick"),
+                f[1].parse().expect("time_min"),
+                f[2..].iter().map(|v| v.parse().expect("total")).collect(),
+            )
+        })
+        .collect()
+}
+
+fn gene(name: &str) -> usize {
+    GENES.iter().position(|g| *g == name).expect("known gene")
+}
+
+// ---------------------------------------------------------------------------------
+// Reading the AnnData back with Python.
+
+/// Dumps an `.h5ad` as JSON: cell types, X and obsm['spatial'].
+const DUMP_H5AD: &str = r#"
+import json, sys
+import anndata
+ad = anndata.read_h5ad(sys.argv[1])
+json.dump({
+    "cell_type": [str(c) for c in ad.obs["cell_type"]],
+    "X": ad.X.tolist(),
+    "spatial": ad.obsm["spatial"].tolist(),
+}, sys.stdout)
+"#;
+
+/// The Python to read `.h5ad` files with, or why there is none.
+fn python_with_anndata() -> Result<PathBuf, String> {
+    let python = match std::env::var_os("EXPLANT_PYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => repo().join(".venv/bin/python"),
+    };
+    match Command::new(&python).args(["-c", "import anndata"]).output() {
+        Ok(o) if o.status.success() => Ok(python),
+        Ok(o) => Err(format!("`{}` cannot import anndata: {}", python.display(), stderr(&o).trim())),
+        Err(e) => Err(format!("cannot start `{}`: {e}", python.display())),
+    }
+}
+
+/// A cell of an `.h5ad` as Python read it.
+struct H5adCell {
+    cell_type: String,
+    expression: Vec<f64>,
+    position: Vec<f64>,
+}
+
+fn check_h5ad_script(python: &Path, h5ad: &Path, n_obs: usize, scene_contains: &str) {
+    let o = Command::new(python)
+        .arg(repo().join("tests/python/check_h5ad.py"))
+        .arg(h5ad)
+        .arg(n_obs.to_string())
+        .arg(GENES.len().to_string())
+        .arg(GENES.join(","))
+        .arg("2")
+        .args(["--categories", "organiser,responder"])
+        .args(["--scene-contains", scene_contains])
+        .output()
+        .expect("start python");
+    assert_success(&o, &format!("check_h5ad.py {}", h5ad.display()));
+    assert!(stdout(&o).starts_with("ok:"), "check_h5ad.py said:\n{}", stdout(&o));
+}
+
+fn dump_h5ad(python: &Path, h5ad: &Path) -> Vec<H5adCell> {
+    let o = Command::new(python).args(["-c", DUMP_H5AD]).arg(h5ad).output().expect("start python");
+    assert_success(&o, &format!("reading {} with anndata", h5ad.display()));
+    let v: Value = serde_json::from_slice(&o.stdout).expect("the dump is JSON");
+    let floats = |v: &Value| -> Vec<f64> {
+        v.as_array().expect("a row").iter().map(|x| x.as_f64().expect("a number")).collect()
+    };
+    let types = v["cell_type"].as_array().expect("cell_type");
+    let x = v["X"].as_array().expect("X");
+    let spatial = v["spatial"].as_array().expect("spatial");
+    assert_eq!(x.len(), types.len());
+    assert_eq!(spatial.len(), types.len());
+    types
+        .iter()
+        .zip(x)
+        .zip(spatial)
+        .map(|((t, x), p)| H5adCell {
+            cell_type: t.as_str().expect("a cell type").to_string(),
+            expression: floats(x),
+            position: floats(p),
+        })
+        .collect()
+}
+
+fn distance_from_centre(c: &H5adCell) -> f64 {
+    (c.position[0] - CENTRE[0]).hypot(c.position[1] - CENTRE[1])
+}
+
+fn mean(values: impl Iterator<Item = f64>) -> f64 {
+    let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+    assert!(n > 0, "mean of nothing");
+    sum / n as f64
+}
+
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn run_writes_anndata_picture_and_manifest() {
+    let dir = TempDir::new("run_writes_anndata_picture_and_manifest");
+    let scene = write_short_scene(&dir);
+    let out = dir.join("out");
+    let o = run_ok(&scene, &out, &["--diffusion", "cpu"]);
+
+    // The per-stage timing table.
+    let err = stderr(&o);
+    assert!(err.contains("stage        total (s)   per tick (ms)   share"), "no timing table in stderr:\n{err}");
+    for stage in STAGES.iter().chain(&["all"]) {
+        assert!(err.lines().any(|l| l.starts_with(&format!("{stage:<12} "))), "no `{stage}` row in:\n{err}");
+    }
+
+    // Manifest.
+    let m = manifest(&out);
+    assert_eq!(m["status"], "completed", "manifest: {m:#}");
+    assert_eq!(m["ticks_planned"].as_u64(), Some(TICKS), "manifest: {m:#}");
+    assert_eq!(m["ticks_completed"], m["ticks_planned"], "manifest: {m:#}");
+    assert_eq!(m["time_min"].as_f64(), Some(10.0), "manifest: {m:#}");
+    assert_eq!(m["cells"].as_u64(), Some(CELLS as u64), "manifest: {m:#}");
+    assert_eq!(m["seed"].as_u64(), Some(7), "manifest: {m:#}");
+    let diffusion = m["diffusion_backend"].as_str().expect("diffusion_backend");
+    assert!(diffusion.starts_with("cpu"), "asked for cpu diffusion, manifest says `{diffusion}`");
+    let model = m["response_model"].as_str().expect("response_model");
+    assert!(model.starts_with("torchscript") && model.contains("default.pt"), "response_model `{model}`");
+    let stages = m["stage_seconds"].as_object().expect("stage_seconds");
+    let mut names: Vec<&str> = stages.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    let mut want = STAGES.to_vec();
+    want.sort_unstable();
+    assert_eq!(names, want, "stage_seconds");
+    for (stage, secs) in stages {
+        let secs = secs.as_f64().unwrap_or(-1.0);
+        assert!(secs.is_finite() && secs >= 0.0, "stage `{stage}` took {secs} s");
+    }
+
+    // The picture: a PNG of the requested width (800 px by default) and a map at least
+    // as tall as the square grid, above the legend.
+    let png = std::fs::read(out.join("tissue.png")).expect("tissue.png");
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "tissue.png signature");
+    assert_eq!(&png[12..16], b"IHDR");
+    let width = u32::from_be_bytes(png[16..20].try_into().unwrap());
+    let height = u32::from_be_bytes(png[20..24].try_into().unwrap());
+    assert_eq!(width, 800, "tissue.png width");
+    assert!(height >= 800, "tissue.png height {height}");
+    assert!(png.len() > 5_000, "tissue.png is only {} bytes", png.len());
+
+    for file in ["tissue.h5ad", "snapshots/tick_0000000.h5ad", "scene.toml"] {
+        assert!(out.join(file).is_file(), "`{file}` was not written");
+    }
+    for tick in RECORD_TICKS {
+        let snap = out.join(format!("snapshots/tick_{tick:07}.h5ad"));
+        assert!(snap.is_file(), "snapshot `{}` was not written", snap.display());
+    }
+    assert_eq!(read(&out.join("scene.toml")), read(&scene), "scene.toml is not the scene that ran");
+
+    // Time series: both cell types at every record time, all cells accounted for, the
+    // initial state the scene's baselines.
+    let ts = timeseries(&out);
+    let keys: Vec<(u64, f64, &str)> = ts.iter().map(|r| (r.tick, r.time, r.cell_type.as_str())).collect();
+    let want: Vec<(u64, f64, &str)> = RECORD_TICKS
+        .iter()
+        .flat_map(|&t| [(t, t as f64 * 0.5, "organiser"), (t, t as f64 * 0.5, "responder")])
+        .collect();
+    assert_eq!(keys, want, "timeseries.csv rows");
+    for tick in RECORD_TICKS {
+        let cells: usize = ts.iter().filter(|r| r.tick == tick).map(|r| r.cells).sum();
+        assert_eq!(cells, CELLS, "cells at tick {tick}");
+    }
+    let first = |ty: &str| ts.iter().find(|r| r.cell_type == ty).unwrap();
+    let last = |ty: &str| ts.iter().rev().find(|r| r.cell_type == ty).unwrap();
+    let close = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-6);
+    assert!(close(&first("organiser").mean, &[1.9, 0.1, 0.0, 0.0, 0.0, 0.0, 0.0]), "{:?}", first("organiser"));
+    assert!(close(&first("responder").mean, &[0.0, 1.9, 0.1, 0.1, 1.0, 1.9, 0.1]), "{:?}", first("responder"));
+    // Lateral inhibition starts at once: neighbours' DLL1 switches on HES1, which
+    // represses DLL1.
+    let (r0, r1) = (first("responder"), last("responder"));
+    assert!(r1.mean[gene("HES1")] > r0.mean[gene("HES1")] + 0.3, "HES1 did not rise: {r0:?} → {r1:?}");
+    assert!(r1.mean[gene("DLL1")] < r0.mean[gene("DLL1")] - 0.1, "DLL1 did not fall: {r0:?} → {r1:?}");
+
+    // Ligand mass balance: d(total)/dt = secretion − decay × total, with secretion
+    // = rate × Σ WNT3A expression (zero-flux walls lose nothing). Integrated with the
+    // trapezoid rule over the record times, so a few per cent of slack.
+    let totals = ligand_totals(&out);
+    assert_eq!(totals.iter().map(|t| t.0).collect::<Vec<_>>(), RECORD_TICKS, "ligand_totals.csv ticks");
+    assert_eq!(totals[0].2[0], 0.0, "the field starts empty");
+    let secretion = |tick: u64| -> f64 {
+        SECRETION_RATE
+            * ts.iter().filter(|r| r.tick == tick).map(|r| r.cells as f64 * r.mean[gene("WNT3A")]).sum::<f64>()
+    };
+    let mut expected = 0.0;
+    for pair in totals.windows(2) {
+        let ((t0, time0, _), (t1, time1, got)) = (&pair[0], &pair[1]);
+        let h = time1 - time0;
+        let fade = (-DECAY * h).exp();
+        expected = expected * fade + 0.5 * h * (secretion(*t0) * fade + secretion(*t1));
+        let rel = (got[0] - expected).abs() / expected;
+        assert!(rel < 0.03, "WNT3A total at tick {t1} is {}, mass balance expects {expected:.1} ({rel:.3})", got[0]);
+    }
+
+    // Read the AnnData back with Python's anndata.
+    let python = match python_with_anndata() {
+        Ok(p) => p,
+        Err(why) if std::env::var("EXPLANT_REQUIRE_PYTHON").as_deref() != Ok("1") => {
+            skip("run_writes_anndata_picture_and_manifest", "reading tissue.h5ad with anndata", &why);
+            return;
+        }
+        Err(why) => panic!("EXPLANT_REQUIRE_PYTHON=1 but {why}"),
+    };
+    for h5ad in ["tissue.h5ad", "snapshots/tick_0000000.h5ad"] {
+        check_h5ad_script(&python, &out.join(h5ad), CELLS, "duration = 10.0");
+    }
+
+    // The initial snapshot is the scene's tissue: organisers inside their circle,
+    // everyone inside the disk, every cell at its type's baseline.
+    let start = dump_h5ad(&python, &out.join("snapshots/tick_0000000.h5ad"));
+    assert_eq!(start.len(), CELLS);
+    for c in &start {
+        assert_eq!(c.position.len(), 2, "obsm['spatial'] rows have 2 columns");
+        let d = distance_from_centre(c);
+        assert!(d <= TISSUE_RADIUS + CELL_RADIUS, "cell at {:?} is outside the tissue", c.position);
+        match c.cell_type.as_str() {
+            "organiser" => assert!(d <= ORGANISER_RADIUS, "organiser at distance {d}"),
+            "responder" => assert!(d >= ORGANISER_RADIUS - 1e-3, "responder at distance {d} inside the organiser"),
+            other => panic!("unknown cell type `{other}`"),
+        }
+        let row = &first(&c.cell_type).mean;
+        assert!(close(&c.expression, row), "{} starts at {:?}, not {row:?}", c.cell_type, c.expression);
+    }
+
+    // The final state agrees with the time series, and shows the WNT gradient: after
+    // 10 min responders near the organiser have more of the WNT target AXIN2 than those
+    // further out.
+    let end = dump_h5ad(&python, &out.join("tissue.h5ad"));
+    assert_eq!(end.len(), CELLS);
+    for ty in ["organiser", "responder"] {
+        let cells: Vec<&H5adCell> = end.iter().filter(|c| c.cell_type == ty).collect();
+        let row = last(ty);
+        assert_eq!(cells.len(), row.cells, "{ty} cells in tissue.h5ad vs timeseries.csv");
+        for g in 0..GENES.len() {
+            let m = mean(cells.iter().map(|c| c.expression[g]));
+            assert!(
+                (m - row.mean[g]).abs() < 1e-5,
+                "{ty} mean {} is {m} in tissue.h5ad, {} in timeseries.csv",
+                GENES[g],
+                row.mean[g]
+            );
+        }
+    }
+    let responders = || end.iter().filter(|c| c.cell_type == "responder");
+    let near = mean(responders().filter(|c| distance_from_centre(c) < 80.0).map(|c| c.expression[gene("AXIN2")]));
+    let far = mean(responders().filter(|c| distance_from_centre(c) >= 80.0).map(|c| c.expression[gene("AXIN2")]));
+    assert!(near > far + 0.005, "no WNT gradient: AXIN2 {near} within 80 µm of the organiser, {far} beyond");
+}
+
+#[test]
+fn teacher_and_torchscript_model_agree_on_the_default_scene() {
+    // The shipped model was fitted to the teacher (validation MSE of dx/dt ≈ 1e-6), so
+    // over 10 min the responders' mean expression should track the teacher's closely;
+    // the largest gap seen when this test was written was about 0.011 (NOTCH1).
+    const TOLERANCE: f64 = 0.02;
+    let dir = TempDir::new("teacher_and_torchscript_model_agree");
+    let scene = write_short_scene(&dir);
+    let (teacher, model) = (dir.join("teacher"), dir.join("model"));
+    run_ok(&scene, &teacher, &["--diffusion", "cpu", "--teacher"]);
+    run_ok(&scene, &model, &["--diffusion", "cpu"]);
+
+    let name = |out: &Path| manifest(out)["response_model"].as_str().unwrap_or_default().to_string();
+    assert!(name(&teacher).starts_with("teacher"), "--teacher ran `{}`", name(&teacher));
+    assert!(name(&model).starts_with("torchscript"), "the scene's model ran as `{}`", name(&model));
+    assert_ne!(
+        read(&teacher.join("timeseries.csv")),
+        read(&model.join("timeseries.csv")),
+        "the teacher and the model gave identical files: one of them did not run"
+    );
+
+    let (t, m) = (timeseries(&teacher), timeseries(&model));
+    let key = |r: &Pseudobulk| (r.tick, r.cell_type.clone(), r.cells);
+    assert_eq!(t.iter().map(key).collect::<Vec<_>>(), m.iter().map(key).collect::<Vec<_>>(), "row layout");
+    let final_tick = t.last().expect("rows").tick;
+    assert_eq!(final_tick, TICKS);
+    let responder = |rows: &[Pseudobulk]| -> Vec<f64> {
+        rows.iter()
+            .find(|r| r.tick == final_tick && r.cell_type == "responder")
+            .expect("final responder row")
+            .mean
+            .clone()
+    };
+    let (tf, mf) = (responder(&t), responder(&m));
+    let (worst_gene, worst) = (0..GENES.len())
+        .map(|g| (GENES[g], (tf[g] - mf[g]).abs()))
+        .fold(("", 0.0), |a, b| if b.1 > a.1 { b } else { a });
+    assert!(
+        worst <= TOLERANCE,
+        "final responder means differ by up to {worst:.4} ({worst_gene}), tolerance {TOLERANCE}:\nteacher {tf:?}\nmodel   {mf:?}"
+    );
+
+    // The comparison means something only if expression moved by much more than the
+    // tolerance: a model that did nothing must fail it.
+    let t0 = &t.iter().find(|r| r.cell_type == "responder").expect("initial responder row").mean;
+    let moved = (0..GENES.len()).map(|g| (tf[g] - t0[g]).abs()).fold(0.0, f64::max);
+    assert!(moved > 10.0 * TOLERANCE, "the teacher's responders barely changed ({moved}); the test is too weak");
+}
+
+#[test]
+fn same_seed_gives_identical_results_on_1_and_2_threads() {
+    let dir = TempDir::new("same_seed_identical_on_1_and_2_threads");
+    let scene = write_short_scene(&dir);
+    let (one, two) = (dir.join("one"), dir.join("two"));
+    run_ok(&scene, &one, &["--diffusion", "cpu", "--threads", "1"]);
+    run_ok(&scene, &two, &["--diffusion", "cpu", "--threads", "2"]);
+    assert_eq!(manifest(&one)["threads"].as_u64(), Some(1), "--threads 1 was not applied");
+    assert_eq!(manifest(&two)["threads"].as_u64(), Some(2), "--threads 2 was not applied");
+    for file in ["timeseries.csv", "ligand_totals.csv"] {
+        let (a, b) = (read(&one.join(file)), read(&two.join(file)));
+        assert!(a == b, "{file} differs between 1 and 2 threads:\n--- 1 thread\n{a}\n--- 2 threads\n{b}");
+    }
+}
+
+#[test]
+fn gpu_and_cpu_runs_agree() {
+    let dir = TempDir::new("gpu_and_cpu_runs_agree");
+    let scene = write_short_scene(&dir);
+    let (gpu, cpu) = (dir.join("gpu"), dir.join("cpu"));
+    let o = run(&scene, &gpu, &["--diffusion", "gpu", "--teacher"]);
+    if !o.status.success() {
+        let err = stderr(&o);
+        let no_adapter = err.contains("no wgpu adapter found") || err.contains("no usable wgpu adapter");
+        if no_adapter && std::env::var("EXPLANT_REQUIRE_GPU_ADAPTER").as_deref() != Ok("1") {
+            skip("gpu_and_cpu_runs_agree", "no wgpu adapter", err.trim());
+            return;
+        }
+        panic!("explant run --diffusion gpu failed ({}):\n{err}", o.status);
+    }
+    run_ok(&scene, &cpu, &["--diffusion", "cpu", "--teacher"]);
+    let backend = |out: &Path| manifest(out)["diffusion_backend"].as_str().unwrap_or_default().to_string();
+    assert!(backend(&gpu).starts_with("gpu"), "--diffusion gpu ran on `{}`", backend(&gpu));
+    assert!(backend(&cpu).starts_with("cpu"), "--diffusion cpu ran on `{}`", backend(&cpu));
+
+    let (g, c) = (ligand_totals(&gpu), ligand_totals(&cpu));
+    assert_eq!(g.len(), c.len(), "ligand_totals.csv rows");
+    assert!(c.last().expect("rows").2[0] > 0.0, "no ligand was secreted");
+    for ((tick, _, gv), (ctick, _, cv)) in g.iter().zip(&c) {
+        assert_eq!(tick, ctick);
+        for (a, b) in gv.iter().zip(cv) {
+            let rel = (a - b).abs() / a.abs().max(b.abs()).max(f64::MIN_POSITIVE);
+            assert!(a == b || rel <= 1e-4, "tick {tick}: GPU total {a}, CPU total {b} (relative {rel:.2e})");
+        }
+    }
+    // What the cells sensed came from those fields, so their expression agrees too.
+    for (a, b) in timeseries(&gpu).iter().zip(&timeseries(&cpu)) {
+        assert_eq!((a.tick, &a.cell_type), (b.tick, &b.cell_type));
+        for (g, (x, y)) in a.mean.iter().zip(&b.mean).enumerate() {
+            assert!((x - y).abs() <= 1e-4, "tick {} {} {}: GPU {x}, CPU {y}", a.tick, a.cell_type, GENES[g]);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Bad input: refused with a message that names the problem, never a panic.
+
+#[test]
+fn unknown_scene_field_names_file_field_and_line() {
+    let dir = TempDir::new("unknown_scene_field");
+    let text = replace_once(&short_scene_text(&default_model()), "seed = 7\n", "seed = 7\nsede = 3\n");
+    let line = text.lines().position(|l| l == "sede = 3").expect("inserted line") + 1;
+    let scene = write_scene(&dir, "typo.toml", &text);
+    let out = dir.join("out");
+    let err = assert_clean_failure(&run(&scene, &out, &[]), "a scene with an unknown field");
+    assert!(err.contains(&scene.display().to_string()), "the message does not name the file:\n{err}");
+    assert!(err.contains("unknown field `sede`"), "the message does not name the field:\n{err}");
+    assert!(err.contains(&format!("line {line}")), "the message does not give line {line}:\n{err}");
+    assert!(!out.exists(), "a refused scene created its output directory");
+
+    let o = explant(["check".as_ref(), scene.as_os_str()]);
+    let err = assert_clean_failure(&o, "`explant check` on a scene with an unknown field");
+    assert!(err.contains("unknown field `sede`"), "{err}");
+}
+
+#[test]
+fn unknown_receptor_gene_is_named_with_a_suggestion() {
+    let dir = TempDir::new("unknown_receptor_gene");
+    let text = replace_once(&short_scene_text(&default_model()), "receptor = \"FZD7\"", "receptor = \"FZD8\"");
+    let scene = write_scene(&dir, "receptor.toml", &text);
+    let err = assert_clean_failure(&run(&scene, &dir.join("out"), &[]), "a scene with an unknown receptor");
+    assert!(err.contains(&scene.display().to_string()), "the message does not name the file:\n{err}");
+    assert!(err.contains("`ligands[0].receptor`"), "the message does not name the field:\n{err}");
+    assert!(err.contains("unknown gene `FZD8`"), "the message does not name the gene:\n{err}");
+    assert!(err.contains("did you mean `FZD7`?"), "the message does not suggest FZD7:\n{err}");
+}
+
+#[test]
+fn non_empty_output_directory_is_refused_without_force() {
+    let dir = TempDir::new("non_empty_output_directory");
+    let scene = write_short_scene(&dir);
+    let out = dir.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("precious.txt"), "keep me\n").unwrap();
+    let err = assert_clean_failure(&run(&scene, &out, &["--diffusion", "cpu"]), "a non-empty output directory");
+    assert!(err.contains(&out.display().to_string()) && err.contains("not empty"), "{err}");
+    assert!(err.contains("--force"), "the message does not mention `--force`:\n{err}");
+    assert_eq!(read(&out.join("precious.txt")), "keep me\n", "the existing file was changed");
+    let entries: Vec<_> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(entries, ["precious.txt"], "a refused run wrote into the directory");
+
+    // With `--force` the old contents are replaced.
+    run_ok(&scene, &out, &["--diffusion", "cpu", "--teacher", "--force"]);
+    assert!(!out.join("precious.txt").exists(), "--force kept the old contents");
+    assert_eq!(manifest(&out)["status"], "completed");
+}
+
+#[test]
+fn missing_scene_file_is_reported() {
+    let dir = TempDir::new("missing_scene_file");
+    let scene = dir.join("no-such-scene.toml");
+    let out = dir.join("out");
+    let err = assert_clean_failure(&run(&scene, &out, &[]), "a missing scene file");
+    assert!(err.contains(&format!("cannot read scene `{}`", scene.display())), "{err}");
+    assert!(err.contains("No such file or directory"), "the message does not say why:\n{err}");
+    assert!(!out.exists(), "a missing scene created its output directory");
+}
+
+/// Copy the shipped model (`.pt` and `.json`) into `dir/model/`.
+fn copy_model(dir: &TempDir) -> (PathBuf, PathBuf) {
+    let folder = dir.join("model");
+    std::fs::create_dir_all(&folder).unwrap();
+    let (pt, json) = (folder.join("default.pt"), folder.join("default.json"));
+    std::fs::copy(default_model(), &pt).expect("copy models/default.pt");
+    std::fs::copy(default_model().with_extension("json"), &json).expect("copy models/default.json");
+    (pt, json)
+}
+
+#[test]
+fn model_with_a_different_gene_order_is_refused() {
+    let dir = TempDir::new("model_gene_order");
+    let (pt, json) = copy_model(&dir);
+    // Swap AXIN2 and LGR5 in the metadata. The `.pt` and its check case are
+    // untouched, so the model still loads; its signature no longer fits the scene.
+    let mut meta: Value = serde_json::from_str(&read(&json)).expect("default.json is JSON");
+    let genes = meta["genes"].as_array_mut().expect("genes");
+    assert_eq!((genes[2].as_str(), genes[3].as_str()), (Some("AXIN2"), Some("LGR5")));
+    genes.swap(2, 3);
+    std::fs::write(&json, serde_json::to_string_pretty(&meta).unwrap()).unwrap();
+    let scene = write_scene(&dir, "scene.toml", &short_scene_text(&pt));
+    let err =
+        assert_clean_failure(&run(&scene, &dir.join("out"), &["--diffusion", "cpu"]), "a model in another gene order");
+    assert!(err.contains(&pt.display().to_string()), "the message does not name the model:\n{err}");
+    assert!(err.contains("does not fit the scene"), "{err}");
+    assert!(err.contains("`LGR5`") && err.contains("`AXIN2`"), "the message does not name the genes:\n{err}");
+    assert!(!err.contains("check case"), "the signature check, not the check case, should refuse it:\n{err}");
+}
+
+#[test]
+fn pt_file_that_is_not_torchscript_is_refused() {
+    let dir = TempDir::new("pt_not_torchscript");
+    let (pt, _json) = copy_model(&dir);
+    let garbage: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    std::fs::write(&pt, garbage).unwrap();
+    let scene = write_scene(&dir, "scene.toml", &short_scene_text(&pt));
+    let err = assert_clean_failure(&run(&scene, &dir.join("out"), &["--diffusion", "cpu"]), "a garbage `.pt`");
+    assert!(err.contains(&format!("`{}` is not a TorchScript model", pt.display())), "{err}");
+}
+
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn help_lists_subcommands() {
+    let o = explant(["--help"]);
+    assert_success(&o, "explant --help");
+    let out = stdout(&o);
+    for sub in ["run", "check", "model"] {
+        assert!(
+            out.lines().any(|l| l.split_whitespace().next() == Some(sub)),
+            "`explant --help` does not list `{sub}`:\n{out}"
+        );
+    }
+}
+
+#[test]
+fn every_shipped_scene_checks() {
+    let mut scenes: Vec<PathBuf> = std::fs::read_dir(repo().join("scenes"))
+        .expect("read scenes/")
+        .map(|e| e.expect("a scenes/ entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    scenes.sort();
+    assert!(!scenes.is_empty(), "no scenes/*.toml found");
+    for scene in &scenes {
+        let o = explant(["check".as_ref(), scene.as_os_str()]);
+        assert_success(&o, &format!("explant check {}", scene.display()));
+        assert!(stdout(&o).contains(": ok ("), "explant check {}:\n{}", scene.display(), stdout(&o));
+    }
+}
