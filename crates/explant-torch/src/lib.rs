@@ -163,5 +163,5 @@ impl ResponseModel for TorchModel {
 /// TorchScript traceback if there is one, else the first non-empty line.
 fn first_line(s: &str) -> String {
     let lines = || s.lines().map(str::trim).filter(|l| !l.is_empty());
-    lines().filter(|l| l.contains("Error: ")).next_back().or_else(|| lines().next()).unwrap_or(s).to_string()
+    lines().rfind(|l| l.contains("Error: ")).or_else(|| lines().next()).unwrap_or(s).to_string()
 }
