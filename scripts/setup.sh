@@ -120,6 +120,7 @@ PY
   rm -rf "$LIBTORCH_DIR"
   mv "$tmp" "$LIBTORCH_DIR"
   libtorch_ok || die "libtorch in $LIBTORCH_DIR failed its check after assembly"
+  rm -rf "$wheels" # 540 MB no longer needed
 fi
 
 # --- cargo configuration --------------------------------------------------------

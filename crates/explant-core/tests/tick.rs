@@ -173,3 +173,34 @@ fn cells_do_not_overlap_badly_after_mechanics() {
     // Two radii are 12 µm; repulsion keeps centres well apart.
     assert!(min_d > 6.0, "closest pair at {min_d} µm");
 }
+
+#[test]
+fn a_3d_tissue_runs_and_forms_a_radial_gradient() {
+    let s = scene(|t| {
+        *t = t
+            .replace("size = [600.0, 600.0]", "size = [300.0, 300.0, 300.0]")
+            .replace(
+                "centre = [300.0, 300.0]\nradius = 260.0\ncells = 1500",
+                "centre = [150.0, 150.0, 150.0]\nradius = 110.0\ncells = 800",
+            )
+            .replace(
+                "shape = { kind = \"circle\", centre = [300.0, 300.0], radius = 45.0 }",
+                "shape = { kind = \"circle\", centre = [150.0, 150.0, 150.0], radius = 35.0 }",
+            )
+            .replace("duration = 240.0", "duration = 30.0");
+    });
+    assert_eq!(s.dims(), 3);
+    let mut sim = sim(&s);
+    for _ in 0..sim.total_ticks() {
+        sim.step().unwrap();
+    }
+    let t = sim.cells();
+    assert_eq!(t.ids.len(), 800);
+    assert!(t.positions.iter().any(|p| (p[2] - 150.0).abs() > 50.0), "cells are not spread in z");
+    let organisers = t.cell_types.iter().filter(|&&c| c == 0).count();
+    assert!(organisers > 10, "{organisers} organisers");
+    let f = &sim.ligands().field;
+    assert_eq!(f.grid.nz, 30);
+    let at = |x: usize| f.data[(15 * f.grid.ny + 15) * f.grid.nx + x];
+    assert!(at(15) > at(20) && at(20) > at(25) && at(25) > 0.0, "{} {} {}", at(15), at(20), at(25));
+}

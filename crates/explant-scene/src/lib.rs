@@ -217,6 +217,19 @@ impl Scene {
         if tissue.cells == 0 {
             return Err(bad("tissue.cells".into(), "`0`: at least one cell is needed".into()));
         }
+        // Expression, contact, rates and the model's copies: about 6 floats per gene per cell.
+        let cell_bytes = tissue.cells as f64 * (self.genes.len() as f64 * 6.0 * 4.0 + 256.0);
+        if cell_bytes > MAX_FIELD_BYTES {
+            return Err(bad(
+                "tissue.cells".into(),
+                format!(
+                    "`{}` cells need about {:.1} GiB; the limit is {:.0} GiB",
+                    tissue.cells,
+                    cell_bytes / 1073741824.0,
+                    MAX_FIELD_BYTES / 1073741824.0
+                ),
+            ));
+        }
         cell_type("tissue.cell_type".into(), &tissue.cell_type)?;
         for (i, r) in tissue.regions.iter().enumerate() {
             cell_type(format!("tissue.regions[{i}].cell_type"), &r.cell_type)?;
@@ -296,7 +309,7 @@ impl Scene {
     }
 }
 
-/// Largest ligand-field memory a scene may ask for before anything is allocated.
+/// Largest memory a scene's ligand fields, or its cells, may ask for; checked before anything is allocated.
 pub const MAX_FIELD_BYTES: f64 = 8.0 * 1073741824.0;
 
 /// `; did you mean `X`?` for the closest name within a small edit distance, else "".

@@ -78,3 +78,10 @@ fn suggestions_only_for_close_names() {
     assert_eq!(suggest("AXIN3", &names), "; did you mean `AXIN2`?");
     assert_eq!(suggest("COMPLETELYDIFFERENT", &names), "");
 }
+
+#[test]
+fn absurd_cell_count_is_refused_before_allocation() {
+    let text = DEFAULT.replace("cells = 1500", "cells = 100000000000");
+    let err = load(&text).unwrap_err().to_string();
+    assert!(err.contains("tissue.cells") && err.contains("GiB"), "{err}");
+}

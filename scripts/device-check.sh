@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# GPU check on a lent accelerator machine, which has no Rust toolchain and no network.
+# Prepared here by scripts/device-prepare.sh (binaries and the libraries they need in
+# devcheck/, Vulkan/EGL loader packages in .gl/); run there from the repository root
+# with `devcheck` and `.gl` carried. Results go to $OUT.
+set -u
+OUT="${OUT:-/tmp/explant-devcheck}"
+mkdir -p "$OUT"
+for f in .gl/*.deb; do dpkg -x "$f" /; done
+ldconfig
+export XDG_RUNTIME_DIR=/tmp LD_LIBRARY_PATH="$PWD/devcheck/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+nvidia_icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+if [ -f "$nvidia_icd" ]; then
+  export VK_DRIVER_FILES="$nvidia_icd"
+  export __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
+fi
+{
+  echo "== machine"; nvidia-smi -L 2>&1; nproc
+  echo "== GPU vs CPU tests (release)"
+  EXPLANT_REQUIRE_GPU_ADAPTER=1 ./devcheck/gpu_matches_cpu --test-threads=1 2>&1 | tail -25
+  echo "== explant bench diffusion: 2D 1024² × 8"
+  ./devcheck/explant bench diffusion --size 1024 --channels 8 --substeps 10 --steps 10 2>&1
+  echo "== explant bench diffusion: 3D 100³ × 10"
+  ./devcheck/explant bench diffusion --dims 3 --size 100 --channels 10 --substeps 10 --steps 10 2>&1
+  echo "== default scene, teacher, GPU vs CPU diffusion"
+  ./devcheck/explant run scenes/default.toml --teacher --diffusion gpu --out "$OUT/gpu" --quiet 2>&1 | tail -12
+  ./devcheck/explant run scenes/default.toml --teacher --diffusion cpu --out "$OUT/cpu" --quiet 2>&1 | tail -12
+  echo "== ligand totals, gpu then cpu (last rows)"
+  tail -2 "$OUT/gpu/ligand_totals.csv" "$OUT/cpu/ligand_totals.csv"
+  cmp "$OUT/gpu/timeseries.csv" "$OUT/cpu/timeseries.csv" && echo "timeseries identical"
+} 2>&1 | tee "$OUT/devcheck.log"
+rm -rf "$OUT/gpu/snapshots" "$OUT/cpu/snapshots"
