@@ -25,8 +25,11 @@ fi
   echo "== default scene, teacher, GPU vs CPU diffusion"
   ./devcheck/explant run scenes/default.toml --teacher --diffusion gpu --out "$OUT/gpu" --quiet 2>&1 | tail -12
   ./devcheck/explant run scenes/default.toml --teacher --diffusion cpu --out "$OUT/cpu" --quiet 2>&1 | tail -12
-  echo "== ligand totals, gpu then cpu (last rows)"
-  tail -2 "$OUT/gpu/ligand_totals.csv" "$OUT/cpu/ligand_totals.csv"
-  cmp "$OUT/gpu/timeseries.csv" "$OUT/cpu/timeseries.csv" && echo "timeseries identical"
+  echo "== largest relative difference, GPU vs CPU run (numeric columns of the time series)"
+  for f in ligand_totals.csv timeseries.csv; do
+    paste -d, "$OUT/gpu/$f" "$OUT/cpu/$f" | awk -F, -v f="$f" 'NR > 1 { h = NF / 2; for (i = 1; i <= h; i++) if ($i ~ /^[-0-9.e]+$/) {
+        d = $i - $(i + h); if (d < 0) d = -d; s = ($(i + h) < 0 ? -$(i + h) : $(i + h)); if (s > 1e-12 && d / s > m) m = d / s } }
+      END { printf "%s: %.2e\n", f, m }'
+  done
 } 2>&1 | tee "$OUT/devcheck.log"
 rm -rf "$OUT/gpu/snapshots" "$OUT/cpu/snapshots"
