@@ -36,7 +36,7 @@ fn diffusion(c: &mut Criterion) {
     ];
     for (name, grid, channels) in cases {
         let params: Vec<ChannelParams> =
-            (0..channels).map(|c| ChannelParams { diffusion: 1000.0 + 100.0 * c as f32, decay: 0.1 }).collect();
+            (0..channels).map(|c| ChannelParams::new(1000.0 + 100.0 * c as f32, 0.1)).collect();
         // One substep exactly: dt at the stability limit.
         let dt = 0.9 * grid.dx * grid.dx / (2.0 * grid.dims() as f32 * 1700.0);
         let plan = substeps(&grid, &params, dt).expect("valid plan");

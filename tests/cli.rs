@@ -231,6 +231,9 @@ json.dump({
     "cell_type": [str(c) for c in ad.obs["cell_type"]],
     "X": ad.X.tolist(),
     "spatial": ad.obsm["spatial"].tolist(),
+    "field_shape": list(ad.uns["fields"]["WNT3A"].shape),
+    "field_min": float(ad.uns["fields"]["WNT3A"].min()),
+    "spacing": float(ad.uns["fields_grid"]["spacing"]),
 }, sys.stdout)
 "#;
 
@@ -274,6 +277,10 @@ fn dump_h5ad(python: &Path, h5ad: &Path) -> Vec<H5adCell> {
     let o = Command::new(python).args(["-c", DUMP_H5AD]).arg(h5ad).output().expect("start python");
     assert_success(&o, &format!("reading {} with anndata", h5ad.display()));
     let v: Value = serde_json::from_slice(&o.stdout).expect("the dump is JSON");
+    // The ligand field travels with every snapshot: 600 µm / 10 µm = 60 voxels a side.
+    assert_eq!(v["field_shape"], serde_json::json!([60, 60]), "uns['fields']['WNT3A'] shape");
+    assert_eq!(v["spacing"].as_f64(), Some(10.0), "uns['fields_grid']['spacing']");
+    assert!(v["field_min"].as_f64().expect("field_min") >= 0.0, "negative concentration in the field");
     let floats = |v: &Value| -> Vec<f64> {
         v.as_array().expect("a row").iter().map(|x| x.as_f64().expect("a number")).collect()
     };

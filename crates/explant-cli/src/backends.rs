@@ -3,19 +3,27 @@
 
 use anyhow::{Result, bail};
 use explant_core::{ModelSignature, ResponseModel, Teacher};
-use explant_field::{CpuDiffusion, DiffusionBackend};
+use explant_field::{CpuDiffusion, DiffusionBackend, Scheme};
 use explant_scene::{LoadedScene, ModelSpec};
 
 use crate::cli::DiffusionChoice;
 
-/// The diffusion backend for `choice`, with a note for the user when `auto` fell back.
-pub fn diffusion(choice: DiffusionChoice) -> Result<(Box<dyn DiffusionBackend>, Option<String>)> {
-    match choice {
-        DiffusionChoice::Cpu => Ok((Box::new(CpuDiffusion::new()), None)),
-        DiffusionChoice::Gpu => gpu(false).map(|b| (b, None)),
-        DiffusionChoice::Auto => match gpu(true) {
+/// The diffusion backend for `choice` and the scene's `scheme`, with a note for the user
+/// when `auto` fell back to the CPU. The GPU kernel is explicit only.
+pub fn diffusion(choice: DiffusionChoice, scheme: Scheme) -> Result<(Box<dyn DiffusionBackend>, Option<String>)> {
+    let cpu = || -> Box<dyn DiffusionBackend> { Box::new(CpuDiffusion::with_scheme(scheme)) };
+    match (choice, scheme) {
+        (DiffusionChoice::Cpu, _) => Ok((cpu(), None)),
+        (DiffusionChoice::Gpu, Scheme::Implicit) => {
+            bail!(
+                "the GPU diffusion backend runs the `explicit` scheme only; the scene asks for `grid.scheme = \"implicit\"` (use `--diffusion cpu`, or `scheme = \"explicit\"`)"
+            )
+        }
+        (DiffusionChoice::Gpu, Scheme::Explicit) => gpu(false).map(|b| (b, None)),
+        (DiffusionChoice::Auto, Scheme::Implicit) => Ok((cpu(), None)),
+        (DiffusionChoice::Auto, Scheme::Explicit) => match gpu(true) {
             Ok(b) => Ok((b, None)),
-            Err(e) => Ok((Box::new(CpuDiffusion::new()), Some(format!("diffusion on the CPU: {e}")))),
+            Err(e) => Ok((cpu(), Some(format!("diffusion on the CPU: {e}")))),
         },
     }
 }

@@ -65,10 +65,30 @@ pub struct Ligands {
     pub field: Field,
     /// Per-ligand diffusion and decay.
     pub params: Vec<ChannelParams>,
-    /// Per ligand: (secreting gene, amount per minute per unit expression).
-    pub secretion: Vec<(usize, f32)>,
+    /// Per ligand: how cells put it on and take it off the grid.
+    pub coupling: Vec<Coupling>,
     /// Per ligand: the receptor gene that gates sensing.
     pub receptor: Vec<usize>,
+    /// Per ligand: net amount cells have added to the grid so far (secretion + export −
+    /// uptake), accumulated in f64 for mass-balance checks.
+    pub exchanged: Vec<f64>,
+}
+
+/// How cells exchange one ligand with the grid (PhysiCell's secretion model).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Coupling {
+    /// Gene whose expression scales secretion and export.
+    pub gene: usize,
+    /// Net export, amount/min per unit expression.
+    pub export: f32,
+    /// Secretion rate toward saturation, 1/min per unit expression.
+    pub secretion: f32,
+    /// Saturation density.
+    pub saturation: f32,
+    /// Uptake rate, 1/min per unit receptor expression.
+    pub uptake: f32,
+    /// Receptor gene (gates uptake as well as sensing).
+    pub receptor: usize,
 }
 
 /// The diffusion backend chosen for this run.

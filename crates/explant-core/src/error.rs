@@ -9,6 +9,16 @@ pub enum CoreError {
     /// The response model failed or does not fit the scene.
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// A ligand's initial condition could not be built.
+    #[error("ligand `{ligand}`: initial condition from `{}`: {message}", path.display())]
+    Initial {
+        /// The ligand.
+        ligand: String,
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// The state became NaN, infinite or ran away.
     #[error("tick {tick} (t = {time} min): {what}")]
     Unstable {

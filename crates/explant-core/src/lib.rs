@@ -21,6 +21,7 @@
 
 mod components;
 mod error;
+mod initial;
 pub mod model;
 pub mod rng;
 mod stages;
@@ -31,7 +32,7 @@ use std::time::Duration;
 
 use bevy_ecs::prelude::*;
 use bevy_ecs::schedule::SingleThreadedExecutor;
-use explant_field::{ChannelParams, DiffusionBackend, Field, Grid};
+use explant_field::{ChannelParams, DiffusionBackend, Grid};
 use explant_scene::Scene;
 use glam::Vec3;
 
@@ -126,10 +127,26 @@ impl Simulation {
         };
         let gene = |name: &str| scene.gene_index(name).unwrap_or(0);
         world.insert_resource(Ligands {
-            field: Field::zeros(grid, scene.ligands.len()),
-            params: scene.ligands.iter().map(|l| ChannelParams { diffusion: l.diffusion, decay: l.decay }).collect(),
-            secretion: scene.ligands.iter().map(|l| (gene(&l.secreted_by), l.secretion_rate)).collect(),
+            field: initial::field(scene, grid)?,
+            params: scene
+                .ligands
+                .iter()
+                .map(|l| ChannelParams { diffusion: l.diffusion, decay: l.decay, boundary: l.boundary.faces() })
+                .collect(),
+            coupling: scene
+                .ligands
+                .iter()
+                .map(|l| Coupling {
+                    gene: gene(&l.secreted_by),
+                    export: l.export_rate,
+                    secretion: l.secretion_rate,
+                    saturation: l.saturation,
+                    uptake: l.uptake_rate,
+                    receptor: gene(&l.receptor),
+                })
+                .collect(),
             receptor: scene.ligands.iter().map(|l| gene(&l.receptor)).collect(),
+            exchanged: vec![0.0; scene.ligands.len()],
         });
         let perturbations = scene
             .perturbations

@@ -11,11 +11,20 @@ use crate::components::*;
 use crate::model::ResponseInput;
 use crate::{CoreError, Stage};
 
-/// Secrete: each cell adds `rate × expression(secreting gene) × dt` of each ligand to
-/// the voxel that contains its centre (nearest-voxel deposition), as a concentration
-/// (amount / voxel volume). Cells are visited in query order, so sums are reproducible.
+/// Secrete: each cell exchanges ligands with the voxel that contains its centre
+/// (nearest-voxel deposition; sensing reads the same voxel), with PhysiCell's
+/// implicit per-cell update over one tick `Δt`, for cell volume `V_c` and voxel volume
+/// `V_v`:
+///
+/// `ρ ← (ρ + Δt (V_c/V_v) S ρ*) / (1 + Δt (V_c/V_v) (S + U)) + Δt E / V_v`
+///
+/// with `S` = secretion rate × expression of the secreting gene, `ρ*` the saturation
+/// density, `U` = uptake rate × receptor expression and `E` = export rate × expression
+/// of the secreting gene. It never overshoots saturation or takes more than is there.
+/// Cells are visited in query order, so sums are reproducible; the net amount each
+/// ligand gained is added to [`Ligands::exchanged`].
 pub fn secrete(
-    cells: Query<(&Position, &Expression)>,
+    cells: Query<(&Position, &Radius, &Expression)>,
     mut ligands: ResMut<Ligands>,
     clock: Res<Clock>,
     mut timers: ResMut<StageTimers>,
@@ -28,12 +37,24 @@ pub fn secrete(
     let ligands = &mut *ligands;
     let grid = ligands.field.grid;
     let voxels = grid.voxels();
-    let per_volume = clock.dt / grid.voxel_volume();
-    for (pos, expr) in &cells {
+    let vv = grid.voxel_volume();
+    let dt = clock.dt;
+    for (pos, radius, expr) in &cells {
         let v = grid.voxel_of(pos.0.to_array());
-        for (c, &(gene, rate)) in ligands.secretion.iter().enumerate() {
-            let amount = rate * expr.0[gene].max(0.0);
-            ligands.field.data[c * voxels + v] += amount * per_volume;
+        let vc = 4.0 / 3.0 * std::f32::consts::PI * radius.0.powi(3);
+        for (c, k) in ligands.coupling.iter().enumerate() {
+            let x = expr.0[k.gene].max(0.0);
+            let s = k.secretion * x;
+            let u = k.uptake * expr.0[k.receptor].max(0.0);
+            let e = k.export * x;
+            if s == 0.0 && u == 0.0 && e == 0.0 {
+                continue;
+            }
+            let rho = &mut ligands.field.data[c * voxels + v];
+            let before = *rho;
+            let f = dt * vc / vv;
+            *rho = (before + f * s * k.saturation) / (1.0 + f * (s + u)) + dt * e / vv;
+            ligands.exchanged[c] += f64::from(*rho - before) * f64::from(vv);
         }
     }
     timers.add(Stage::Secrete, t0.elapsed());

@@ -88,6 +88,7 @@ fn secreted_mass_reaches_the_grid() {
     // what the cells secreted, which with constant expression is rate × Σx × t.
     let s = scene(|t| {
         *t = t.replace("decay = 0.02", "decay = 0.0").replace("duration = 240.0", "duration = 5.0");
+        assert!(t.contains("export_rate = 30.0"));
         // Freeze expression so secretion is constant: no degradation, no production.
         *t = t
             .replace("degradation = 0.05", "degradation = 0.0")
@@ -105,6 +106,63 @@ fn secreted_mass_reaches_the_grid() {
     let expected = 30.0 * sum_wnt * 5.0;
     let total = sim.ligands().field.total(0);
     assert!(((total - expected) / expected).abs() < 1e-4, "grid {total} vs secreted {expected}");
+}
+
+#[test]
+fn secretion_uptake_and_export_balance_the_grid_exactly() {
+    // PhysiCell's coupling: organisers secrete toward a saturation density and export,
+    // responders take up through their receptor; no decay and zero-flux walls, so the
+    // grid total changes by exactly the ledger of what cells exchanged.
+    let s = scene(|t| {
+        *t = t.replace("decay = 0.02", "decay = 0.0").replace("duration = 240.0", "duration = 10.0").replace(
+            "export_rate = 30.0",
+            "export_rate = 5.0\nsecretion_rate = 2.0\nsaturation = 3.0\nuptake_rate = 0.5",
+        );
+    });
+    let mut sim = sim(&s);
+    let before = sim.ligands().field.total(0);
+    for _ in 0..sim.total_ticks() {
+        sim.step().unwrap();
+    }
+    let l = sim.ligands();
+    let gained = l.field.total(0) - before;
+    let ledger = l.exchanged[0];
+    assert!(ledger.abs() > 1.0, "nothing was exchanged: {ledger}");
+    assert!(((gained - ledger) / ledger.abs()).abs() < 1e-4, "grid gained {gained}, cells exchanged {ledger}");
+}
+
+#[test]
+fn secretion_alone_approaches_but_never_exceeds_saturation() {
+    let s = scene(|t| {
+        *t = t
+            .replace("decay = 0.02", "decay = 0.0")
+            .replace("diffusion = 200.0", "diffusion = 0.0")
+            .replace("duration = 240.0", "duration = 60.0")
+            .replace("export_rate = 30.0", "secretion_rate = 50.0\nsaturation = 2.0");
+    });
+    let mut sim = sim(&s);
+    for _ in 0..sim.total_ticks() {
+        sim.step().unwrap();
+    }
+    let max = sim.ligands().field.data.iter().cloned().fold(0.0f32, f32::max);
+    assert!(max <= 2.0 + 1e-5, "overshot saturation: {max}");
+    assert!(max > 1.9, "did not approach saturation: {max}");
+}
+
+#[test]
+fn initial_conditions_and_fixed_boundaries_are_applied() {
+    let s = scene(|t| {
+        *t = t.replace("duration = 240.0", "duration = 1.0").replace(
+            "receptor = \"FZD7\"",
+            "receptor = \"FZD7\"\ninitial = { kind = \"region\", shape = { kind = \"box\", min = [0.0, 0.0], max = [100.0, 600.0] }, value = 4.0, background = 1.0 }\nboundary = { all = { kind = \"fixed\", value = 1.0 }, y_min = { kind = \"periodic\" }, y_max = { kind = \"periodic\" } }",
+        );
+    });
+    assert_eq!(s.ligands[0].boundary.faces()[2], explant_field::Boundary::Periodic);
+    let sim = sim(&s);
+    let f = &sim.ligands().field;
+    assert_eq!(f.data[5 * f.grid.nx + 3], 4.0);
+    assert_eq!(f.data[5 * f.grid.nx + 30], 1.0);
+    assert_eq!(sim.ligands().params[0].boundary[0], explant_field::Boundary::Fixed { value: 1.0 });
 }
 
 #[test]

@@ -1,32 +1,59 @@
-//! The rayon CPU path. Parallel over z-slabs/rows of one channel at a time; every
-//! voxel's result depends only on the previous buffer, so the output is bit-identical
-//! for any thread count.
+//! The rayon CPU path, both schemes.
+//!
+//! Explicit: parallel over rows of one channel at a time; every voxel's result depends
+//! only on the previous buffer. Implicit: see [`crate::implicit`]; lines are independent
+//! and each gets the same arithmetic whatever the chunking. Either way the output is
+//! bit-identical for any thread count.
 
 use rayon::prelude::*;
 
-use crate::{ChannelParams, DiffusionBackend, Field, FieldError, stencil_update, substeps};
+use crate::implicit::LodCache;
+use crate::{
+    Boundary, ChannelParams, DiffusionBackend, Faces, Field, FieldError, Grid, Scheme, stencil_update, substeps,
+};
 
-/// Explicit diffusion–decay on the CPU with rayon.
+/// Diffusion–decay on the CPU with rayon, with the explicit or the implicit scheme.
 #[derive(Debug, Default)]
 pub struct CpuDiffusion {
+    scheme: Scheme,
     scratch: Vec<f32>,
+    lod: LodCache,
 }
 
 impl CpuDiffusion {
-    /// A new solver; scratch memory is allocated on first use.
+    /// A new explicit solver; scratch memory is allocated on first use.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A new solver with the given scheme. The implicit one caches its tridiagonal
+    /// coefficients and rebuilds them only when the grid, the parameters or `dt` change.
+    pub fn with_scheme(scheme: Scheme) -> Self {
+        Self { scheme, ..Self::default() }
     }
 }
 
 impl DiffusionBackend for CpuDiffusion {
     fn name(&self) -> String {
-        format!("cpu (rayon, {} threads)", rayon::current_num_threads())
+        let scheme = match self.scheme {
+            Scheme::Explicit => "explicit",
+            Scheme::Implicit => "implicit",
+        };
+        format!("cpu ({scheme}, rayon, {} threads)", rayon::current_num_threads())
+    }
+
+    fn scheme(&self) -> Scheme {
+        self.scheme
     }
 
     fn step(&mut self, field: &mut Field, params: &[ChannelParams], dt: f32) -> Result<(), FieldError> {
         if field.channels != params.len() {
             return Err(FieldError::ChannelMismatch { field: field.channels, params: params.len() });
+        }
+        if self.scheme == Scheme::Implicit {
+            crate::validate(&field.grid, params, dt)?;
+            self.lod.step(&field.grid, &mut field.data, params, dt);
+            return Ok(());
         }
         let plan = substeps(&field.grid, params, dt)?;
         let g = field.grid;
@@ -37,7 +64,7 @@ impl DiffusionBackend for CpuDiffusion {
             let kdt = p.decay * plan.dt;
             let chan = &mut field.data[c * voxels..(c + 1) * voxels];
             for _ in 0..plan.count {
-                step_channel(&g, chan, &mut self.scratch, a, kdt);
+                step_channel(&g, chan, &mut self.scratch, a, kdt, &p.boundary);
                 chan.copy_from_slice(&self.scratch);
             }
         }
@@ -45,29 +72,88 @@ impl DiffusionBackend for CpuDiffusion {
     }
 }
 
+/// Where the y or z neighbours of one row come from.
+enum Across<'a> {
+    /// A row inside the grid (or the wrapped row of a periodic axis).
+    Row(&'a [f32]),
+    /// Zero flux: the voxel itself.
+    Mirror,
+    /// The ghost `2·value − c`.
+    Fixed(f32),
+}
+
+impl Across<'_> {
+    #[inline(always)]
+    fn at(&self, x: usize, c: f32) -> f32 {
+        match self {
+            Across::Row(r) => r[x],
+            Across::Mirror => c,
+            Across::Fixed(v) => 2.0 * v - c,
+        }
+    }
+}
+
+/// The neighbour beyond an x face of a voxel with value `c`; `wrap` is the voxel at the
+/// other end of the line.
+#[inline(always)]
+fn beyond(b: Boundary, c: f32, wrap: f32) -> f32 {
+    match b {
+        Boundary::ZeroFlux => c,
+        Boundary::Fixed { value } => 2.0 * value - c,
+        Boundary::Periodic => wrap,
+    }
+}
+
 /// One substep of one channel from `src` into `dst`.
-pub(crate) fn step_channel(g: &crate::Grid, src: &[f32], dst: &mut [f32], a: f32, kdt: f32) {
+pub(crate) fn step_channel(g: &Grid, src: &[f32], dst: &mut [f32], a: f32, kdt: f32, b: &Faces) {
     let (nx, ny, nz) = (g.nx, g.ny, g.nz);
+    let three_d = nz > 1;
     let faces = 2.0 * g.dims() as f32;
+    let row_at = |r: usize| &src[r * nx..(r + 1) * nx];
+    // Row `r` of the neighbour `step` rows away along an axis of `n` rows at position
+    // `pos`, or the boundary's stand-in.
+    let across = |row: usize, pos: usize, n: usize, stride: usize, up: bool, face: Boundary| -> Across<'_> {
+        let inside = if up { pos + 1 < n } else { pos > 0 };
+        if inside {
+            return Across::Row(row_at(if up { row + stride } else { row - stride }));
+        }
+        match face {
+            Boundary::ZeroFlux => Across::Mirror,
+            Boundary::Fixed { value } => Across::Fixed(value),
+            Boundary::Periodic => {
+                Across::Row(row_at(if up { row + stride - n * stride } else { row + (n - 1) * stride }))
+            }
+        }
+    };
     dst.par_chunks_mut(nx).enumerate().for_each(|(row, out)| {
         let y = row % ny;
         let z = row / ny;
-        let base = row * nx;
-        for (x, o) in out.iter_mut().enumerate() {
-            let i = base + x;
-            let c = src[i];
-            let xm = if x > 0 { src[i - 1] } else { c };
-            let xp = if x + 1 < nx { src[i + 1] } else { c };
-            let ym = if y > 0 { src[i - nx] } else { c };
-            let yp = if y + 1 < ny { src[i + nx] } else { c };
-            let mut sum = xm + xp + ym + yp;
-            if nz > 1 {
-                let zm = if z > 0 { src[i - nx * ny] } else { c };
-                let zp = if z + 1 < nz { src[i + nx * ny] } else { c };
-                sum = sum + zm + zp;
+        let cur = row_at(row);
+        let ym = across(row, y, ny, 1, false, b[2]);
+        let yp = across(row, y, ny, 1, true, b[3]);
+        let (zm, zp) = if three_d {
+            (across(row, z, nz, ny, false, b[4]), across(row, z, nz, ny, true, b[5]))
+        } else {
+            (Across::Mirror, Across::Mirror)
+        };
+        let voxel = |x: usize, xm: f32, xp: f32| -> f32 {
+            let c = cur[x];
+            let mut sum = xm + xp + ym.at(x, c) + yp.at(x, c);
+            if three_d {
+                sum = sum + zm.at(x, c) + zp.at(x, c);
             }
-            *o = stencil_update(c, sum, faces, a, kdt);
+            stencil_update(c, sum, faces, a, kdt)
+        };
+        if nx == 1 {
+            let c = cur[0];
+            out[0] = voxel(0, beyond(b[0], c, c), beyond(b[1], c, c));
+            return;
         }
+        out[0] = voxel(0, beyond(b[0], cur[0], cur[nx - 1]), cur[1]);
+        for x in 1..nx - 1 {
+            out[x] = voxel(x, cur[x - 1], cur[x + 1]);
+        }
+        out[nx - 1] = voxel(nx - 1, cur[nx - 2], beyond(b[1], cur[nx - 1], cur[0]));
     });
 }
 
@@ -86,7 +172,7 @@ mod tests {
         f.data[16 * 32 + 5] = 1000.0;
         let before = f.total(0);
         let mut s = CpuDiffusion::new();
-        let p = [ChannelParams { diffusion: 1000.0, decay: 0.0 }];
+        let p = [ChannelParams::new(1000.0, 0.0)];
         for _ in 0..200 {
             s.step(&mut f, &p, 0.1).unwrap();
         }
@@ -100,7 +186,7 @@ mod tests {
     fn uniform_field_decays_exponentially() {
         let mut f = Field::zeros(grid(8, 8), 1);
         f.data.fill(2.0);
-        let p = [ChannelParams { diffusion: 500.0, decay: 0.05 }];
+        let p = [ChannelParams::new(500.0, 0.05)];
         let mut s = CpuDiffusion::new();
         for _ in 0..100 {
             s.step(&mut f, &p, 0.1).unwrap();
@@ -127,7 +213,7 @@ mod tests {
             f.data[x] = (1.0 + (std::f64::consts::PI * xc / l).cos()) as f32;
         }
         let d = 100.0f64;
-        let p = [ChannelParams { diffusion: d as f32, decay: 0.0 }];
+        let p = [ChannelParams::new(d as f32, 0.0)];
         let mut s = CpuDiffusion::new();
         let t = 50.0;
         for _ in 0..50 {
@@ -146,12 +232,12 @@ mod tests {
     #[test]
     fn substeps_respect_the_stability_limit() {
         let g = grid(10, 1);
-        let p = [ChannelParams { diffusion: 1.0e5, decay: 0.1 }];
+        let p = [ChannelParams::new(1.0e5, 0.1)];
         let plan = substeps(&g, &p, 0.01).unwrap();
         assert!(1.0e5 * plan.dt / 100.0 <= 0.9 / 4.0 + 1e-6);
         assert!((plan.dt * plan.count as f32 - 0.01).abs() < 1e-7);
         assert!(matches!(substeps(&g, &p, -1.0), Err(FieldError::BadTimeStep { .. })));
-        let bad = [ChannelParams { diffusion: -1.0, decay: 0.0 }];
+        let bad = [ChannelParams::new(-1.0, 0.0)];
         assert!(matches!(substeps(&g, &bad, 1.0), Err(FieldError::BadParameter { name: "diffusion", .. })));
     }
 
@@ -164,8 +250,7 @@ mod tests {
                 for (i, v) in f.data.iter_mut().enumerate() {
                     *v = ((i * 7919) % 113) as f32 * 0.1;
                 }
-                let p =
-                    [ChannelParams { diffusion: 300.0, decay: 0.01 }, ChannelParams { diffusion: 50.0, decay: 0.2 }];
+                let p = [ChannelParams::new(300.0, 0.01), ChannelParams::new(50.0, 0.2)];
                 let mut s = CpuDiffusion::new();
                 for _ in 0..20 {
                     s.step(&mut f, &p, 0.5).unwrap();

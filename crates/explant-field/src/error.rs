@@ -19,6 +19,17 @@ pub enum FieldError {
         /// Its value.
         value: f32,
     },
+    /// An axis is periodic on one face but not on the other. Periodicity joins the two
+    /// faces of an axis, so it must be set on both or on neither.
+    #[error(
+        "ligand {channel}: the {axis} axis is `periodic` on one face only; set `periodic` on both {axis} faces or on neither"
+    )]
+    HalfPeriodic {
+        /// Index of the ligand.
+        channel: usize,
+        /// The axis, `x`, `y` or `z`.
+        axis: char,
+    },
     /// The explicit scheme would need an absurd number of substeps.
     #[error(
         "time step `{dt}` min needs more than 10^7 substeps (stability limit `{limit}` min): use a coarser grid or a smaller diffusion coefficient"

@@ -6,19 +6,36 @@
 //! ligand is one contiguous slab, which is what both the rayon loop and the WGSL kernel
 //! (`shaders/diffuse.wgsl`) stride over.
 //!
-//! The time step is the explicit forward-time, centred-space scheme
-//! `c' = c + Δt (D ∇²c − k c)` with the standard `2·dim + 1` point Laplacian and
-//! zero-flux (mirror) walls. It is first order in time and second order in space, and
-//! stable when `D Δt / Δx² ≤ 1 / (2·dim)`; [`substeps`] splits any requested step into
-//! equal substeps inside that limit (with a 10 % margin), so users can give any Δt.
-//! The implicit solver the ligand-fields issue asks for will sit behind the same
-//! [`DiffusionBackend`] trait.
+//! # Schemes
 //!
-//! Every backend must compute the very same float32 arithmetic per voxel, in the order
-//! written in [`stencil_update`], so that the CPU and GPU paths agree to rounding.
+//! [`Scheme::Explicit`] is the forward-time, centred-space scheme
+//! `c' = c + Δt (D ∇²c − k c)` with the standard `2·dim + 1` point Laplacian. It is first
+//! order in time and second order in space. [`substeps`] splits any requested step into
+//! the fewest equal substeps with `(2·dim + f)·D Δt / Δx² + k Δt ≤ 0.9` (`f` the number
+//! of `Fixed` faces one voxel can touch), which keeps every coefficient of the update
+//! non-negative: the scheme is then stable and obeys the maximum principle (no negative
+//! concentrations), so users can give any Δt. Every backend must compute the very same
+//! float32 arithmetic per voxel, in the order written in [`stencil_update`], so that the
+//! CPU and GPU paths agree to rounding.
+//!
+//! [`Scheme::Implicit`] is the locally one-dimensional (LOD) backward-Euler splitting of
+//! BioFVM (Ghaffarizadeh, Friedman & Macklin, *Bioinformatics* 32:1256, 2016): one
+//! tridiagonal solve per grid line along x, then y, then z, with the decay split evenly
+//! across the sweeps. Unconditionally stable and positivity preserving, one pass per step
+//! whatever Δt; first order in time (the splitting error is also `O(Δt)`), second order
+//! in space. See [`implicit`] for the exact per-element arithmetic.
+//!
+//! # Boundaries
+//!
+//! Voxels are cell-centred; each of the six faces ([`Faces`]) is [`Boundary::ZeroFlux`]
+//! (the neighbour beyond the face is the voxel itself), [`Boundary::Fixed`] (the neighbour
+//! is the ghost `2·value − c`, which holds `value` on the face to second order) or
+//! [`Boundary::Periodic`] (the neighbour is the voxel at the opposite end of the axis;
+//! both faces of an axis or neither, see [`validate`]).
 
 mod cpu;
 mod error;
+pub mod implicit;
 
 pub use cpu::CpuDiffusion;
 pub use error::FieldError;
@@ -78,13 +95,63 @@ impl Grid {
     }
 }
 
+/// What happens at one face of the grid. Voxels are cell-centred: the face lies half a
+/// voxel beyond the outermost voxel centre.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Boundary {
+    /// No flux through the face: the neighbour beyond it is taken equal to the voxel
+    /// itself (a mirror).
+    #[default]
+    ZeroFlux,
+    /// The concentration at the face is held at `value` (Dirichlet): the neighbour beyond
+    /// it is the ghost value `2·value − c`, which puts `value` exactly on the face
+    /// (second order).
+    Fixed {
+        /// Concentration at the face.
+        value: f32,
+    },
+    /// The grid wraps around: the neighbour beyond the face is the voxel at the opposite
+    /// face. Both faces of an axis must be periodic.
+    Periodic,
+}
+
+/// Boundary conditions of the six faces, in the order x−, x+, y−, y+, z−, z+ (the z
+/// faces are ignored on a 2D grid).
+pub type Faces = [Boundary; 6];
+
+/// How a step is integrated in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scheme {
+    /// Forward Euler with the `2·dim + 1` point Laplacian, split into the fewest equal
+    /// substeps inside the stability limit ([`substeps`]). First order in time, second in
+    /// space; cheap per substep, but the substep count grows as `D Δt / Δx²`.
+    #[default]
+    Explicit,
+    /// Locally one-dimensional implicit splitting (as BioFVM): per step, one backward-Euler
+    /// tridiagonal solve along x, then y, then z (Thomas algorithm), with decay split
+    /// evenly across the sweeps. Unconditionally stable, one pass per step whatever Δt;
+    /// first order in time, second in space.
+    Implicit,
+}
+
 /// Per-ligand transport constants.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ChannelParams {
     /// Diffusion coefficient in µm²/min.
     pub diffusion: f32,
     /// First-order decay rate in 1/min.
     pub decay: f32,
+    /// Boundary conditions of the six faces.
+    pub boundary: Faces,
+}
+
+impl ChannelParams {
+    /// Zero-flux walls on every face.
+    pub fn new(diffusion: f32, decay: f32) -> Self {
+        Self { diffusion, decay, boundary: Faces::default() }
+    }
 }
 
 /// Concentrations of every ligand on one grid.
@@ -132,13 +199,14 @@ pub struct SubstepPlan {
     pub dt: f32,
 }
 
-/// Split `dt` into the fewest equal substeps that keep every channel inside the
-/// explicit scheme's stability limit, `D Δt / Δx² ≤ 0.9 / (2·dim)` and `k Δt ≤ 0.9`.
-pub fn substeps(grid: &Grid, params: &[ChannelParams], dt: f32) -> Result<SubstepPlan, FieldError> {
+/// Check a time step and the parameters of every channel: `dt` positive and finite,
+/// diffusion and decay non-negative and finite, `Fixed` values finite, and periodic
+/// boundaries set on both faces of an axis or on neither (the z faces are ignored on a
+/// 2D grid). Both schemes call this before stepping.
+pub fn validate(grid: &Grid, params: &[ChannelParams], dt: f32) -> Result<(), FieldError> {
     if !(dt.is_finite() && dt > 0.0) {
         return Err(FieldError::BadTimeStep { dt });
     }
-    let mut limit = f32::INFINITY;
     for (c, p) in params.iter().enumerate() {
         if !(p.diffusion.is_finite() && p.diffusion >= 0.0) {
             return Err(FieldError::BadParameter { channel: c, name: "diffusion", value: p.diffusion });
@@ -146,11 +214,56 @@ pub fn substeps(grid: &Grid, params: &[ChannelParams], dt: f32) -> Result<Subste
         if !(p.decay.is_finite() && p.decay >= 0.0) {
             return Err(FieldError::BadParameter { channel: c, name: "decay", value: p.decay });
         }
-        if p.diffusion > 0.0 {
-            limit = limit.min(0.9 * grid.dx * grid.dx / (2.0 * grid.dims() as f32 * p.diffusion));
+        for b in &p.boundary[..2 * grid.dims()] {
+            if let Boundary::Fixed { value } = *b
+                && !value.is_finite()
+            {
+                return Err(FieldError::BadParameter { channel: c, name: "fixed boundary value", value });
+            }
         }
-        if p.decay > 0.0 {
-            limit = limit.min(0.9 / p.decay);
+        for (axis, name) in ['x', 'y', 'z'].into_iter().enumerate().take(grid.dims()) {
+            let lo = p.boundary[2 * axis] == Boundary::Periodic;
+            let hi = p.boundary[2 * axis + 1] == Boundary::Periodic;
+            if lo != hi {
+                return Err(FieldError::HalfPeriodic { channel: c, axis: name });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The most `Fixed` faces a single voxel of `grid` touches under `faces`: one per axis
+/// with a `Fixed` face, two for an axis one voxel long with both faces `Fixed`.
+fn fixed_faces_per_voxel(grid: &Grid, faces: &Faces) -> usize {
+    let n = [grid.nx, grid.ny, grid.nz];
+    (0..grid.dims())
+        .map(|axis| {
+            let fixed = faces[2 * axis..2 * axis + 2].iter().filter(|b| matches!(b, Boundary::Fixed { .. })).count();
+            if n[axis] == 1 { fixed } else { fixed.min(1) }
+        })
+        .sum()
+}
+
+/// Split `dt` into the fewest equal substeps that keep every channel inside the
+/// explicit scheme's limit, `(2·dim + f)·D Δt / Δx² + k Δt ≤ 0.9`, where `f` is the
+/// number of `Fixed` faces one voxel touches (at most one per axis).
+///
+/// Why this limit: the update of a voxel is `c' = w·c + a·Σ(neighbours in the grid)
+/// (+ 2a·value per Fixed face)` with `w = 1 − (2·dim + f)·a − kΔt`, since a Fixed face's
+/// ghost `2·value − c` puts one more `−a·c` on the voxel. Keeping `w ≥ 0.1` for every voxel
+/// makes all weights non-negative, so the update is monotone: concentrations stay
+/// non-negative and bounded, and the step is stable. (The classic von Neumann bound
+/// `4·dim·a + kΔt ≤ 2` would be enough for stability alone, but allows overshoot to
+/// negative values next to a Fixed face, and the old separate limits `2·dim·a ≤ 0.9`,
+/// `kΔt ≤ 0.9` did not even guarantee that when both were near their bound.)
+pub fn substeps(grid: &Grid, params: &[ChannelParams], dt: f32) -> Result<SubstepPlan, FieldError> {
+    validate(grid, params, dt)?;
+    let mut limit = f32::INFINITY;
+    for p in params {
+        let f = fixed_faces_per_voxel(grid, &p.boundary);
+        let rate = (2 * grid.dims() + f) as f32 * p.diffusion / (grid.dx * grid.dx) + p.decay;
+        if rate > 0.0 {
+            limit = limit.min(0.9 / rate);
         }
     }
     let count = (dt / limit).ceil().max(1.0);
@@ -161,9 +274,11 @@ pub fn substeps(grid: &Grid, params: &[ChannelParams], dt: f32) -> Result<Subste
     Ok(SubstepPlan { count, dt: dt / count as f32 })
 }
 
-/// The per-voxel update every backend performs, written once as the reference:
-/// `c' = c + a·(Σ neighbours − 2·dim·c) − kdt·c` with `a = D Δt / Δx²`, `kdt = k Δt`.
-/// Neighbours beyond a wall are mirrored (equal to `c`), which makes the wall zero-flux.
+/// The per-voxel update every explicit backend performs, written once as the reference:
+/// `c' = c + a·(Σ neighbours − 2·dim·c) − kdt·c` with `a = D Δt / Δx²`, `kdt = k Δt`,
+/// `faces = 2·dim` and `neighbour_sum = xm + xp + ym + yp` (then `+ zm + zp` in 3D, in
+/// that order). The neighbour beyond a face is exactly `c` (`ZeroFlux`), `2.0 * value − c`
+/// (`Fixed`) or the voxel at the opposite end of the axis (`Periodic`).
 #[inline(always)]
 pub fn stencil_update(c: f32, neighbour_sum: f32, faces: f32, a: f32, kdt: f32) -> f32 {
     let lap = neighbour_sum - faces * c;
@@ -176,6 +291,11 @@ pub fn stencil_update(c: f32, neighbour_sum: f32, faces: f32, a: f32, kdt: f32) 
 pub trait DiffusionBackend: Send + Sync {
     /// A short human-readable name, e.g. `cpu (rayon, 2 threads)` or the GPU adapter.
     fn name(&self) -> String;
+
+    /// The time-integration scheme this backend uses.
+    fn scheme(&self) -> Scheme {
+        Scheme::Explicit
+    }
 
     /// Advance `field` by `dt` minutes of diffusion and decay.
     fn step(&mut self, field: &mut Field, params: &[ChannelParams], dt: f32) -> Result<(), FieldError>;

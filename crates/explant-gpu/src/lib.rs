@@ -2,16 +2,28 @@
 //!
 //! [`GpuDiffusion`] implements [`explant_field::DiffusionBackend`] with the WGSL kernel
 //! `shaders/diffuse.wgsl`, which performs exactly the float32 arithmetic of
-//! [`explant_field::stencil_update`] (explicit FTCS step, `2·dim + 1` point Laplacian,
-//! mirrored zero-flux walls) on the same [`explant_field::substeps`] plan as
-//! [`explant_field::CpuDiffusion`]. The two paths agree to float32 rounding (the GPU
-//! compiler may fuse multiply–adds), which `tests/gpu_matches_cpu.rs` checks.
+//! [`explant_field::stencil_update`] (explicit FTCS step, `2·dim + 1` point Laplacian)
+//! on the same [`explant_field::substeps`] plan as [`explant_field::CpuDiffusion`]. The
+//! two paths agree to float32 rounding (the GPU compiler may fuse multiply–adds), which
+//! `tests/gpu_matches_cpu.rs` checks.
+//!
+//! Each face of the grid follows its channel's [`explant_field::Boundary`]: the
+//! neighbour beyond the face is the voxel itself for `ZeroFlux`, `2.0 * value - c` for
+//! `Fixed { value }`, and the voxel at the opposite end of the axis for `Periodic`; the
+//! z faces of a 2D grid are ignored.
+//!
+//! # Schemes
+//!
+//! Only [`Scheme::Explicit`] is implemented: [`GpuDiffusion`]'s
+//! [`scheme`](DiffusionBackend::scheme) says so, and a caller that wants
+//! [`Scheme::Implicit`] must pick a backend that reports it.
 //!
 //! # How a step runs
 //!
 //! - The device, pipeline and bind-group layout are built once in
 //!   [`GpuDiffusion::from_device`].
-//! - Per-channel ping-pong storage buffers, a 32-byte uniform per channel and the bind
+//! - Per-channel ping-pong storage buffers, a 96-byte uniform per channel (grid size,
+//!   substep constants, and a kind code and value for each face) and the bind
 //!   groups that alternate between them are built on the first step and reused until
 //!   the grid shape or channel count changes.
 //! - Each [`step`](explant_field::DiffusionBackend::step) uploads the field and the
@@ -36,7 +48,7 @@ mod resources;
 pub use adapter::AdapterPolicy;
 pub use error::GpuError;
 
-use explant_field::{ChannelParams, DiffusionBackend, Field, FieldError, SubstepPlan, substeps};
+use explant_field::{ChannelParams, DiffusionBackend, Field, FieldError, Scheme, SubstepPlan, substeps};
 
 use resources::{KernelParams, Resources, Shape};
 
@@ -52,7 +64,9 @@ pub const DIFFUSE_ENTRY_POINT: &str = "diffuse";
 /// substeps) from building one enormous command buffer.
 const MAX_DISPATCHES_PER_SUBMIT: usize = 1 << 16;
 
-/// Explicit diffusion–decay on a GPU through wgpu.
+/// Explicit diffusion–decay on a GPU through wgpu, with per-face boundary conditions.
+///
+/// Explicit only: [`scheme`](DiffusionBackend::scheme) is [`Scheme::Explicit`].
 #[derive(Debug)]
 pub struct GpuDiffusion {
     device: wgpu::Device,
@@ -171,7 +185,7 @@ impl GpuDiffusion {
             let kdt = p.decay * plan.dt;
             // `Shape::fits` has checked that the grid's voxel count fits in `u32`.
             let (nx, ny, nz) = (g.nx as u32, g.ny as u32, g.nz as u32);
-            let kp = KernelParams { nx, ny, nz, a, kdt, faces, pad: [0; 2] };
+            let kp = KernelParams::new(nx, ny, nz, a, kdt, faces, &p.boundary);
             self.queue.write_buffer(&buffers.params, 0, bytemuck::bytes_of(&kp));
             self.queue.write_buffer(&buffers.ping, 0, bytemuck::cast_slice(field.channel(c)));
         }
@@ -272,6 +286,11 @@ impl DiffusionBackend for GpuDiffusion {
     /// E.g. `gpu (wgpu: `llvmpipe (LLVM 15.0.6, 256 bits)` (vulkan, Cpu))`.
     fn name(&self) -> String {
         format!("gpu (wgpu: {})", adapter::describe(&self.info))
+    }
+
+    /// Always [`Scheme::Explicit`]: the kernel has no implicit (tridiagonal) solver yet.
+    fn scheme(&self) -> Scheme {
+        Scheme::Explicit
     }
 
     fn step(&mut self, field: &mut Field, params: &[ChannelParams], dt: f32) -> Result<(), FieldError> {

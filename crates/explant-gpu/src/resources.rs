@@ -8,11 +8,33 @@
 use std::num::NonZeroU64;
 
 use bytemuck::{Pod, Zeroable};
+use explant_field::{Boundary, Faces};
 
 /// Workgroup edge in x and y; must match `@workgroup_size` in `shaders/diffuse.wgsl`.
 pub(crate) const WORKGROUP_XY: u32 = 8;
 
-/// The `Params` uniform of `shaders/diffuse.wgsl`, byte for byte.
+/// Boundary kind codes of the `kind` entries in [`KernelParams`]; must match the
+/// `ZERO_FLUX`, `FIXED` and `PERIODIC` constants in `shaders/diffuse.wgsl`.
+pub(crate) mod face_kind {
+    /// [`Boundary::ZeroFlux`](explant_field::Boundary::ZeroFlux).
+    pub const ZERO_FLUX: u32 = 0;
+    /// [`Boundary::Fixed`](explant_field::Boundary::Fixed).
+    pub const FIXED: u32 = 1;
+    /// [`Boundary::Periodic`](explant_field::Boundary::Periodic).
+    pub const PERIODIC: u32 = 2;
+}
+
+/// The `Params` uniform of `shaders/diffuse.wgsl`, byte for byte (96 bytes).
+///
+/// | bytes  | fields                              |
+/// |--------|-------------------------------------|
+/// | 0–31   | `nx ny nz a`, `kdt faces pad pad`   |
+/// | 32–63  | `kind[8]`: x− x+ y− y+, z− z+ − −   |
+/// | 64–95  | `value[8]`, same order              |
+///
+/// WGSL uniform arrays need a 16-byte element stride, so the shader declares the
+/// per-face entries as `array<vec4<u32>, 2>` and `array<vec4<f32>, 2>`, which have
+/// exactly the layout of `[u32; 8]` and `[f32; 8]`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
 pub(crate) struct KernelParams {
@@ -26,6 +48,27 @@ pub(crate) struct KernelParams {
     /// `2 · dims`.
     pub faces: f32,
     pub pad: [u32; 2],
+    /// [`face_kind`] code of each face, in [`explant_field::Faces`] order; the last two
+    /// are padding.
+    pub kind: [u32; 8],
+    /// The held value of each [`face_kind::FIXED`] face, 0 elsewhere.
+    pub value: [f32; 8],
+}
+
+impl KernelParams {
+    /// The uniform for one channel: grid size, substep constants and the six faces.
+    pub fn new(nx: u32, ny: u32, nz: u32, a: f32, kdt: f32, faces: f32, boundary: &Faces) -> Self {
+        let mut kind = [face_kind::ZERO_FLUX; 8];
+        let mut value = [0.0; 8];
+        for (f, b) in boundary.iter().enumerate() {
+            (kind[f], value[f]) = match *b {
+                Boundary::ZeroFlux => (face_kind::ZERO_FLUX, 0.0),
+                Boundary::Fixed { value } => (face_kind::FIXED, value),
+                Boundary::Periodic => (face_kind::PERIODIC, 0.0),
+            };
+        }
+        Self { nx, ny, nz, a, kdt, faces, pad: [0; 2], kind, value }
+    }
 }
 
 /// Size of [`KernelParams`] in bytes.
@@ -209,8 +252,37 @@ mod tests {
 
     #[test]
     fn kernel_params_match_the_wgsl_struct_size() {
-        // 6 scalars + 2 padding words, as declared in `shaders/diffuse.wgsl`.
-        assert_eq!(PARAMS_SIZE, 32);
+        // 6 scalars + 2 padding words, then two `array<vec4<_>, 2>`, as declared in
+        // `shaders/diffuse.wgsl`.
+        assert_eq!(PARAMS_SIZE, 96);
+        assert_eq!(std::mem::offset_of!(KernelParams, kind), 32);
+        assert_eq!(std::mem::offset_of!(KernelParams, value), 64);
+    }
+
+    #[test]
+    fn boundaries_are_encoded_face_by_face() {
+        let faces = [
+            Boundary::Fixed { value: 2.5 },
+            Boundary::ZeroFlux,
+            Boundary::Periodic,
+            Boundary::Periodic,
+            Boundary::ZeroFlux,
+            Boundary::Fixed { value: -1.0 },
+        ];
+        let kp = KernelParams::new(4, 5, 6, 0.1, 0.01, 6.0, &faces);
+        let (z, f, p) = (face_kind::ZERO_FLUX, face_kind::FIXED, face_kind::PERIODIC);
+        assert_eq!(kp.kind, [f, z, p, p, z, f, z, z]);
+        assert_eq!(kp.value, [2.5, 0.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn the_kind_codes_match_the_shader() {
+        for (name, code) in
+            [("ZERO_FLUX", face_kind::ZERO_FLUX), ("FIXED", face_kind::FIXED), ("PERIODIC", face_kind::PERIODIC)]
+        {
+            let decl = format!("const {name}: u32 = {code}u;");
+            assert!(crate::DIFFUSE_WGSL.contains(&decl), "`shaders/diffuse.wgsl` lacks `{decl}`");
+        }
     }
 
     #[test]

@@ -45,6 +45,21 @@ pub struct Snapshot<'a> {
     pub scene_toml: &'a str,
     /// Version of explant that wrote the file.
     pub explant_version: &'a str,
+    /// Ligand fields at the same moment, if any.
+    pub fields: Option<FieldSnapshot<'a>>,
+}
+
+/// The ligand fields of a snapshot, written to `uns['fields']` (one array per ligand,
+/// shape `(ny, nx)` in 2D or `(nz, ny, nx)` in 3D, C order, so `[y, x]` / `[z, y, x]`
+/// indexing) and `uns['fields_grid']` (`origin` in µm, `spacing` in µm, `shape`).
+#[derive(Debug, Clone, Copy)]
+pub struct FieldSnapshot<'a> {
+    /// Ligand names, one per channel.
+    pub names: &'a [String],
+    /// The grid the values live on.
+    pub grid: &'a explant_field::Grid,
+    /// Channel-major values, `channels × nz × ny × nx`.
+    pub data: &'a [f32],
 }
 
 /// Write `snap` to `path` as an AnnData file that Python's `anndata.read_h5ad` reads.
@@ -55,6 +70,7 @@ pub struct Snapshot<'a> {
 /// - `var`: index = gene names;
 /// - `obsm['spatial']`: float32 `N × dims` cell centres in µm;
 /// - `uns['explant']`: `scene` (TOML text), `version`, `time_min`, `tick`;
+/// - `uns['fields']` and `uns['fields_grid']` when the snapshot has fields ([`FieldSnapshot`]);
 /// - empty `layers`, `varm`, `obsp`, `varp`.
 ///
 /// The inputs are checked first (lengths, `dims`, cell type indices, unique names, no NUL
@@ -115,6 +131,22 @@ impl Prepared {
         let names = snap.cell_type_names.len();
         if let Some((cell, &code)) = snap.cell_types.iter().enumerate().find(|&(_, &c)| c as usize >= names) {
             return Err(IoError::BadCellType { path: path.to_path_buf(), cell, code, names });
+        }
+        if let Some(f) = &snap.fields {
+            let voxels = f.grid.voxels();
+            let expected = voxels.saturating_mul(f.names.len());
+            if f.data.len() != expected {
+                return Err(mismatch(
+                    "fields.data",
+                    f.data.len(),
+                    expected,
+                    format!("{} ligands × {voxels} voxels", f.names.len()),
+                ));
+            }
+            check_unique(path, "fields.names", f.names.iter().map(String::as_str))?;
+            for (i, n) in f.names.iter().enumerate() {
+                to_h5_string(path, || format!("fields.names[{i}]"), n)?;
+            }
         }
         check_unique(path, "genes", snap.genes.iter().map(String::as_str))?;
         check_unique(path, "cell_type_names", snap.cell_type_names.iter().map(String::as_str))?;
@@ -186,6 +218,9 @@ fn write_file(path: &Path, snap: &Snapshot<'_>, p: &Prepared) -> hdf5::Result<()
         scalar(&explant, "version", &p.version, "string")?;
         scalar(&explant, "time_min", &snap.time_min, "numeric-scalar")?;
         scalar(&explant, "tick", &snap.tick, "numeric-scalar")?;
+        if let Some(f) = &snap.fields {
+            write_fields(&uns, f)?;
+        }
 
         for name in ["layers", "varm", "obsp", "varp"] {
             dict(root, name)?;
@@ -193,6 +228,23 @@ fn write_file(path: &Path, snap: &Snapshot<'_>, p: &Prepared) -> hdf5::Result<()
     }
     file.flush()?;
     file.close()
+}
+
+fn write_fields(uns: &Group, f: &FieldSnapshot<'_>) -> hdf5::Result<()> {
+    let g = f.grid;
+    let shape: Vec<usize> = if g.nz == 1 { vec![g.ny, g.nx] } else { vec![g.nz, g.ny, g.nx] };
+    let fields = dict(uns, "fields")?;
+    let voxels = g.voxels();
+    for (c, name) in f.names.iter().enumerate() {
+        let ds = fields.new_dataset::<f32>().obj_track_times(false).shape(shape.as_slice()).create(name.as_str())?;
+        ds.write_raw(&f.data[c * voxels..(c + 1) * voxels])?;
+        encoding(&ds, "array", "0.2.0")?;
+    }
+    let grid = dict(uns, "fields_grid")?;
+    array(&grid, "origin", &g.origin)?;
+    scalar(&grid, "spacing", &g.dx, "numeric-scalar")?;
+    let shape_i64: Vec<i64> = shape.iter().map(|&v| v as i64).collect();
+    array(&grid, "shape", &shape_i64)
 }
 
 fn str_attr(loc: &Location, name: &str, value: &str) -> hdf5::Result<()> {

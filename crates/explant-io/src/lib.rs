@@ -20,5 +20,5 @@ mod h5ad;
 mod render;
 
 pub use error::IoError;
-pub use h5ad::{Snapshot, write_h5ad};
+pub use h5ad::{FieldSnapshot, Snapshot, write_h5ad};
 pub use render::{CellColour, TissueView, render_png};

@@ -57,6 +57,7 @@ impl Data {
             time_min: 61.5,
             scene_toml: &self.scene,
             explant_version: "0.1.0",
+            fields: None,
         }
     }
 }
@@ -217,4 +218,35 @@ fn unwritable_targets_are_errors_not_panics() {
     assert!(err.to_string().contains("taken.h5ad"), "{err}");
     let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(names, ["taken.h5ad"], "temporary file left behind");
+}
+
+#[test]
+fn ligand_fields_open_in_one_line_of_python() {
+    let dir = scratch("fields");
+    let path = dir.join("snap.h5ad");
+    let d = Data::new(10, 3, 2, 2);
+    let grid = explant_field::Grid { nx: 5, ny: 4, nz: 1, dx: 10.0, origin: [1.0, 2.0, 0.0] };
+    let names = ["WNT3A".to_string(), "BMP4".to_string()];
+    // Value at channel c, (y, x) = c·100 + y·10 + x.
+    let data: Vec<f32> =
+        (0..2).flat_map(|c| (0..4).flat_map(move |y| (0..5).map(move |x| (c * 100 + y * 10 + x) as f32))).collect();
+    let mut snap = d.snapshot();
+    snap.fields = Some(explant_io::FieldSnapshot { names: &names, grid: &grid, data: &data });
+    write_h5ad(&path, &snap).unwrap();
+    python_check(&path, &d, &[]);
+    let Some(py) = python() else { return };
+    let code = format!(
+        "import anndata; u = anndata.read_h5ad({:?}).uns; f = u['fields']['BMP4']; g = u['fields_grid']; \
+         assert f.shape == (4, 5), f.shape; assert f[3, 2] == 132.0, f[3, 2]; \
+         assert list(g['origin']) == [1.0, 2.0, 0.0]; assert g['spacing'] == 10.0; assert list(g['shape']) == [4, 5]; print('ok')",
+        path.display().to_string()
+    );
+    let out = Command::new(&py).args(["-c", &code]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // A field of the wrong size is refused.
+    let short = &data[..data.len() - 1];
+    snap.fields = Some(explant_io::FieldSnapshot { names: &names, grid: &grid, data: short });
+    let err = write_h5ad(&path, &snap).unwrap_err().to_string();
+    assert!(err.contains("fields.data"), "{err}");
 }

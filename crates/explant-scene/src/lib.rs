@@ -44,7 +44,17 @@ impl LoadedScene {
         let scene: Scene =
             toml::from_str(text).map_err(|e| SceneError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
         scene.validate(path)?;
-        Ok(Self { scene, path: path.to_path_buf(), text: text.to_string() })
+        let mut loaded = Self { scene, path: path.to_path_buf(), text: text.to_string() };
+        // Paths inside the scene are relative to the scene file.
+        let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        for l in &mut loaded.scene.ligands {
+            if let Initial::File { path } = &mut l.initial
+                && path.is_relative()
+            {
+                *path = base.join(&*path);
+            }
+        }
+        Ok(loaded)
     }
 
     /// Resolve a path written in the scene relative to the scene file's folder.
@@ -175,6 +185,41 @@ impl Scene {
             non_negative(format!("ligands[{i}].diffusion"), l.diffusion)?;
             non_negative(format!("ligands[{i}].decay"), l.decay)?;
             non_negative(format!("ligands[{i}].secretion_rate"), l.secretion_rate)?;
+            non_negative(format!("ligands[{i}].export_rate"), l.export_rate)?;
+            non_negative(format!("ligands[{i}].saturation"), l.saturation)?;
+            non_negative(format!("ligands[{i}].uptake_rate"), l.uptake_rate)?;
+            let faces = l.boundary.faces();
+            let names = ["x", "y", "z"];
+            for axis in 0..self.dims() {
+                let (lo, hi) = (faces[2 * axis], faces[2 * axis + 1]);
+                if (lo == explant_field::Boundary::Periodic) != (hi == explant_field::Boundary::Periodic) {
+                    return Err(bad(
+                        format!("ligands[{i}].boundary.{}_min", names[axis]),
+                        format!("a periodic boundary needs both `{0}_min` and `{0}_max` periodic", names[axis]),
+                    ));
+                }
+            }
+            for (f, face) in faces.iter().enumerate() {
+                if let explant_field::Boundary::Fixed { value } = face {
+                    non_negative(format!("ligands[{i}].boundary (face {f})"), *value)?;
+                }
+            }
+            match &l.initial {
+                Initial::Uniform { value } => non_negative(format!("ligands[{i}].initial.value"), *value)?,
+                Initial::Region { shape, value, background } => {
+                    non_negative(format!("ligands[{i}].initial.value"), *value)?;
+                    non_negative(format!("ligands[{i}].initial.background"), *background)?;
+                    shape.check(self.dims(), &format!("ligands[{i}].initial.shape")).map_err(|(f, m)| bad(f, m))?;
+                }
+                Initial::File { path } => {
+                    if path.extension().is_none_or(|e| e != "npy") {
+                        return Err(bad(
+                            format!("ligands[{i}].initial.path"),
+                            format!("`{}` must be a NumPy `.npy` file", path.display()),
+                        ));
+                    }
+                }
+            }
             gene(format!("ligands[{i}].secreted_by"), &l.secreted_by)?;
             gene(format!("ligands[{i}].receptor"), &l.receptor)?;
         }

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use explant_field::{Boundary, Faces, Scheme};
 use serde::{Deserialize, Serialize};
 
 /// A whole scene.
@@ -73,6 +74,10 @@ pub struct GridSpec {
     pub size: Vec<f32>,
     /// Voxel edge in µm.
     pub dx: f32,
+    /// Time integration of diffusion: `explicit` (substepped forward Euler, the default) or
+    /// `implicit` (locally one-dimensional backward Euler, one solve per tick; CPU only).
+    #[serde(default)]
+    pub scheme: Scheme,
 }
 
 /// One diffusible ligand.
@@ -85,12 +90,98 @@ pub struct LigandSpec {
     pub diffusion: f32,
     /// First-order decay rate, 1/min.
     pub decay: f32,
-    /// The gene whose expression sets each cell's secretion.
+    /// The gene whose expression scales each cell's secretion and export.
     pub secreted_by: String,
-    /// Amount secreted per minute per unit of `secreted_by` expression.
+    /// Net export: amount per minute per unit of `secreted_by` expression, whatever the
+    /// local concentration (PhysiCell's "net export rate").
+    #[serde(default)]
+    pub export_rate: f32,
+    /// Secretion toward `saturation`: rate constant, 1/min per unit of `secreted_by`
+    /// expression (PhysiCell's "secretion rate"); stops where the voxel reaches saturation.
+    #[serde(default)]
     pub secretion_rate: f32,
+    /// Saturation density of secretion (concentration).
+    #[serde(default)]
+    pub saturation: f32,
+    /// Uptake proportional to the local concentration: 1/min per unit of receptor expression.
+    #[serde(default)]
+    pub uptake_rate: f32,
     /// The receptor gene: sensed signal = concentration × receptor expression.
     pub receptor: String,
+    /// Boundary conditions of the grid faces (zero flux where not given).
+    #[serde(default)]
+    pub boundary: BoundarySpec,
+    /// Initial concentration (zero if not given).
+    #[serde(default)]
+    pub initial: Initial,
+}
+
+/// Boundary conditions by face; `all` applies first, then the named faces override it.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BoundarySpec {
+    /// Every face.
+    #[serde(default)]
+    pub all: Option<Boundary>,
+    /// The face at x = 0.
+    #[serde(default)]
+    pub x_min: Option<Boundary>,
+    /// The face at x = size.
+    #[serde(default)]
+    pub x_max: Option<Boundary>,
+    /// The face at y = 0.
+    #[serde(default)]
+    pub y_min: Option<Boundary>,
+    /// The face at y = size.
+    #[serde(default)]
+    pub y_max: Option<Boundary>,
+    /// The face at z = 0 (3D only).
+    #[serde(default)]
+    pub z_min: Option<Boundary>,
+    /// The face at z = size (3D only).
+    #[serde(default)]
+    pub z_max: Option<Boundary>,
+}
+
+impl BoundarySpec {
+    /// The six faces in the order x−, x+, y−, y+, z−, z+.
+    pub fn faces(&self) -> Faces {
+        let base = self.all.unwrap_or_default();
+        [self.x_min, self.x_max, self.y_min, self.y_max, self.z_min, self.z_max].map(|f| f.unwrap_or(base))
+    }
+}
+
+/// Initial concentration of a ligand.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Initial {
+    /// The same everywhere.
+    Uniform {
+        /// Concentration.
+        value: f32,
+    },
+    /// `value` inside a region, `background` elsewhere (voxel centres decide).
+    Region {
+        /// Where.
+        shape: Shape,
+        /// Concentration inside.
+        value: f32,
+        /// Concentration outside.
+        #[serde(default)]
+        background: f32,
+    },
+    /// A NumPy `.npy` array of float32 or float64, C order, shaped `(ny, nx)` for a 2D
+    /// grid or `(nz, ny, nx)` for 3D (relative paths are relative to the scene file).
+    File {
+        /// Path of the `.npy` file.
+        path: PathBuf,
+    },
+}
+
+impl Default for Initial {
+    fn default() -> Self {
+        Initial::Uniform { value: 0.0 }
+    }
 }
 
 /// Contact signalling through neighbours within a radius.

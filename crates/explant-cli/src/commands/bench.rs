@@ -13,7 +13,7 @@ pub fn diffusion(args: BenchDiffusionArgs) -> Result<()> {
     let n = args.size;
     let grid = Grid { nx: n, ny: n, nz: if args.dims == 3 { n } else { 1 }, dx: 10.0, origin: [0.0; 3] };
     let params: Vec<ChannelParams> =
-        (0..args.channels).map(|c| ChannelParams { diffusion: 1.0e5 * (1.0 - 0.05 * c as f32), decay: 0.1 }).collect();
+        (0..args.channels).map(|c| ChannelParams::new(1.0e5 * (1.0 - 0.05 * c as f32), 0.1)).collect();
     // A step that needs exactly `substeps` substeps at the largest D.
     let limit = 0.9 * grid.dx * grid.dx / (2.0 * grid.dims() as f32 * 1.0e5);
     let dt = limit * (args.substeps as f32 - 0.5);

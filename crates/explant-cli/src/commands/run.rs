@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use explant_core::{Simulation, Stage};
-use explant_io::{CellColour, Snapshot, TissueView, render_png, write_h5ad};
+use explant_io::{CellColour, FieldSnapshot, Snapshot, TissueView, render_png, write_h5ad};
 use explant_scene::LoadedScene;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -30,7 +30,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             .build_global()
             .context("cannot set up the worker threads")?;
     }
-    let (diffuser, note) = backends::diffusion(args.diffusion)?;
+    let (diffuser, note) = backends::diffusion(args.diffusion, scene.scene.grid.scheme)?;
     let model = backends::model(&scene, args.teacher, args.threads)?;
     let mut sim = Simulation::new(&scene.scene, diffuser, model)?;
     prepare_out_dir(&args.out)?;
@@ -137,6 +137,8 @@ fn write_snapshot(sim: &mut Simulation, scene: &LoadedScene, path: &Path) -> Res
     let cells = sim.cells();
     let clock = sim.clock();
     let sc = &scene.scene;
+    let ligand_names = sc.ligand_names();
+    let ligands = sim.ligands();
     let snap = Snapshot {
         genes: &sc.genes,
         cell_type_names: &sc.cell_type_names(),
@@ -150,6 +152,7 @@ fn write_snapshot(sim: &mut Simulation, scene: &LoadedScene, path: &Path) -> Res
         time_min: clock.time(),
         scene_toml: &scene.text,
         explant_version: VERSION,
+        fields: Some(FieldSnapshot { names: &ligand_names, grid: &ligands.field.grid, data: &ligands.field.data }),
     };
     write_h5ad(path, &snap)?;
     Ok(())
