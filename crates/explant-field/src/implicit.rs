@@ -351,6 +351,27 @@ fn sweep_rows(chan: &mut [f32], groups: usize, n: usize, len: usize, co: &LineCo
     units.par_iter_mut().for_each(|rows| solve_rows(rows, co));
 }
 
+/// The coefficients of every channel's x, y and z lines for one step of `dt` (the z
+/// entry is a single voxel's on a 2D grid and unused). Every implementation of the
+/// implicit scheme (the CPU sweeps here, the WGSL port) uses exactly these.
+pub fn coefficients(g: &Grid, params: &[ChannelParams], dt: f32) -> Vec<[LineCoefficients; 3]> {
+    let dims = g.dims() as f64;
+    let h2 = f64::from(g.dx) * f64::from(g.dx);
+    params
+        .iter()
+        .map(|p| {
+            let a = f64::from(p.diffusion) * f64::from(dt) / h2;
+            let e = f64::from(p.decay) * f64::from(dt) / dims;
+            let b = &p.boundary;
+            [
+                LineCoefficients::new(g.nx, a, e, b[0], b[1]),
+                LineCoefficients::new(g.ny, a, e, b[2], b[3]),
+                LineCoefficients::new(g.nz, a, e, b[4], b[5]),
+            ]
+        })
+        .collect()
+}
+
 /// The cached coefficients of every channel and axis for one (grid, params, Δt).
 #[derive(Debug, Default)]
 pub(crate) struct LodCache {
@@ -363,21 +384,7 @@ impl LodCache {
     fn get(&mut self, g: &Grid, params: &[ChannelParams], dt: f32) -> &[[LineCoefficients; 3]] {
         let fresh = matches!(&self.key, Some((kg, kp, kdt)) if kg == g && kp == params && *kdt == dt.to_bits());
         if !fresh {
-            let dims = g.dims() as f64;
-            let h2 = f64::from(g.dx) * f64::from(g.dx);
-            self.axes = params
-                .iter()
-                .map(|p| {
-                    let a = f64::from(p.diffusion) * f64::from(dt) / h2;
-                    let e = f64::from(p.decay) * f64::from(dt) / dims;
-                    let b = &p.boundary;
-                    [
-                        LineCoefficients::new(g.nx, a, e, b[0], b[1]),
-                        LineCoefficients::new(g.ny, a, e, b[2], b[3]),
-                        LineCoefficients::new(g.nz, a, e, b[4], b[5]),
-                    ]
-                })
-                .collect();
+            self.axes = coefficients(g, params, dt);
             self.key = Some((*g, params.to_vec(), dt.to_bits()));
         }
         &self.axes
