@@ -9,34 +9,35 @@ use explant_scene::{LoadedScene, ModelSpec};
 use crate::cli::DiffusionChoice;
 
 /// The diffusion backend for `choice` and the scene's `scheme`, with a note for the user
-/// when `auto` fell back to the CPU. The GPU kernel is explicit only.
+/// when `auto` fell back to the CPU.
 pub fn diffusion(choice: DiffusionChoice, scheme: Scheme) -> Result<(Box<dyn DiffusionBackend>, Option<String>)> {
     let cpu = || -> Box<dyn DiffusionBackend> { Box::new(CpuDiffusion::with_scheme(scheme)) };
-    match (choice, scheme) {
-        (DiffusionChoice::Cpu, _) => Ok((cpu(), None)),
-        (DiffusionChoice::Gpu, Scheme::Implicit) => {
-            bail!(
-                "the GPU diffusion backend runs the `explicit` scheme only; the scene asks for `grid.scheme = \"implicit\"` (use `--diffusion cpu`, or `scheme = \"explicit\"`)"
-            )
-        }
-        (DiffusionChoice::Gpu, Scheme::Explicit) => gpu(false).map(|b| (b, None)),
-        (DiffusionChoice::Auto, Scheme::Implicit) => Ok((cpu(), None)),
-        (DiffusionChoice::Auto, Scheme::Explicit) => match gpu(true) {
+    match choice {
+        DiffusionChoice::Cpu => Ok((cpu(), None)),
+        DiffusionChoice::Gpu => gpu(false, scheme).map(|b| (b, None)),
+        DiffusionChoice::Auto => match gpu(true, scheme) {
             Ok(b) => Ok((b, None)),
             Err(e) => Ok((cpu(), Some(format!("diffusion on the CPU: {e}")))),
         },
     }
 }
 
+/// The wgpu backend for `scheme`; `hardware_only` refuses CPU emulations such as lavapipe.
 #[cfg(feature = "gpu")]
-pub fn gpu(hardware_only: bool) -> Result<Box<dyn DiffusionBackend>> {
+pub fn gpu(hardware_only: bool, scheme: Scheme) -> Result<Box<dyn DiffusionBackend>> {
     use explant_gpu::{AdapterPolicy, GpuDiffusion};
     let policy = if hardware_only { AdapterPolicy::HardwareOnly } else { AdapterPolicy::Any };
+    if scheme == Scheme::Implicit {
+        bail!(
+            "the GPU diffusion backend runs the `explicit` scheme only; the scene asks for `grid.scheme = \"implicit\"` (use `--diffusion cpu`, or `scheme = \"explicit\"`)"
+        );
+    }
     Ok(Box::new(GpuDiffusion::new(policy)?))
 }
 
+/// The GPU backend is not compiled in.
 #[cfg(not(feature = "gpu"))]
-pub fn gpu(_hardware_only: bool) -> Result<Box<dyn DiffusionBackend>> {
+pub fn gpu(_hardware_only: bool, _scheme: Scheme) -> Result<Box<dyn DiffusionBackend>> {
     bail!("the GPU diffusion backend is not enabled in this build (rebuild with `--features gpu`)")
 }
 

@@ -39,23 +39,56 @@ pub enum BenchCommand {
 #[derive(Debug, Args)]
 pub struct BenchDiffusionArgs {
     /// Voxels along each axis.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 100)]
     pub size: usize,
     /// 2 or 3 dimensions.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(2..=3))]
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(2..=3))]
     pub dims: u8,
     /// Ligand channels.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 10)]
     pub channels: usize,
+    /// Voxel edge, µm.
+    #[arg(long, default_value_t = 10.0)]
+    pub dx: f32,
+    /// Time step, minutes.
+    #[arg(long, default_value_t = 0.01)]
+    pub dt: f32,
+    /// Diffusion coefficient, µm²/min.
+    #[arg(long, default_value_t = 1.0e5)]
+    pub diffusion: f32,
+    /// Decay rate, 1/min.
+    #[arg(long, default_value_t = 0.1)]
+    pub decay: f32,
+    /// Time integration scheme.
+    #[arg(long, value_enum, default_value_t = SchemeChoice::Implicit)]
+    pub scheme: SchemeChoice,
     /// Timed steps (after one warm-up step); the median is reported.
     #[arg(long, default_value_t = 10)]
     pub steps: usize,
-    /// Substeps per step (the step is sized to need exactly this many).
-    #[arg(long, default_value_t = 10)]
-    pub substeps: u32,
+    /// CPU worker threads (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
     /// Which backends.
     #[arg(long, value_enum, default_value_t = BenchBackends::Both)]
     pub backend: BenchBackends,
+}
+
+/// Diffusion time-integration scheme on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SchemeChoice {
+    /// Substepped forward Euler.
+    Explicit,
+    /// Locally one-dimensional backward Euler (BioFVM's scheme).
+    Implicit,
+}
+
+impl From<SchemeChoice> for explant_field::Scheme {
+    fn from(s: SchemeChoice) -> Self {
+        match s {
+            SchemeChoice::Explicit => explant_field::Scheme::Explicit,
+            SchemeChoice::Implicit => explant_field::Scheme::Implicit,
+        }
+    }
 }
 
 /// Backends measured by `explant bench`.

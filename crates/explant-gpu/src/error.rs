@@ -35,9 +35,12 @@ pub enum GpuError {
         #[source]
         source: wgpu::RequestDeviceError,
     },
-    /// Compiling `shaders/diffuse.wgsl` or building its pipeline failed on this device.
-    #[error("could not build the diffusion kernel `shaders/diffuse.wgsl` on `{adapter}`: {message}")]
+    /// Compiling the kernel (`shaders/diffuse.wgsl` or `shaders/implicit.wgsl`) or
+    /// building its pipeline failed on this device.
+    #[error("could not build the diffusion kernel `{kernel}` on `{adapter}`: {message}")]
     Setup {
+        /// The kernel's path, e.g. `shaders/implicit.wgsl`.
+        kernel: &'static str,
         /// The adapter's name, backend and type.
         adapter: String,
         /// wgpu's validation or out-of-memory message.

@@ -1,27 +1,34 @@
-//! The wgpu compute backend for the ligand diffusion–decay step.
+//! The wgpu compute backend for the ligand diffusion–decay step, with both schemes.
 //!
-//! [`GpuDiffusion`] implements [`explant_field::DiffusionBackend`] with the WGSL kernel
-//! `shaders/diffuse.wgsl`, which performs exactly the float32 arithmetic of
-//! [`explant_field::stencil_update`] (explicit FTCS step, `2·dim + 1` point Laplacian)
-//! on the same [`explant_field::substeps`] plan as [`explant_field::CpuDiffusion`]. The
-//! two paths agree to float32 rounding (the GPU compiler may fuse multiply–adds), which
-//! `tests/gpu_matches_cpu.rs` checks.
+//! [`GpuDiffusion`] implements [`explant_field::DiffusionBackend`] with either scheme of
+//! [`explant_field::Scheme`], chosen when it is built ([`GpuDiffusion::with_scheme`],
+//! [`GpuDiffusion::from_device_with_scheme`]; [`GpuDiffusion::new`] is explicit):
+//!
+//! - [`Scheme::Explicit`]: the WGSL kernel `shaders/diffuse.wgsl` performs exactly the
+//!   float32 arithmetic of [`explant_field::stencil_update`] (FTCS step, `2·dim + 1`
+//!   point Laplacian) on the same [`explant_field::substeps`] plan as
+//!   [`explant_field::CpuDiffusion`].
+//! - [`Scheme::Implicit`]: the kernel `shaders/implicit.wgsl` runs the locally
+//!   one-dimensional backward-Euler splitting of [`explant_field::implicit`]: per
+//!   channel, a sweep along x, then y, then z (3D only), each solving every grid line of
+//!   that axis with exactly the per-element arithmetic of
+//!   [`explant_field::implicit::solve_line`] (Thomas algorithm, plus the
+//!   Sherman–Morrison correction on periodic lines), from the coefficients of
+//!   [`explant_field::implicit::coefficients`]. One step per `Δt`, whatever its size.
+//!
+//! Either way the GPU agrees with the CPU to float32 rounding, not bit for bit (the GPU
+//! compiler may fuse multiply–adds), which `tests/gpu_matches_cpu.rs` and
+//! `tests/gpu_implicit.rs` check to `1e-5` relative.
 //!
 //! Each face of the grid follows its channel's [`explant_field::Boundary`]: the
 //! neighbour beyond the face is the voxel itself for `ZeroFlux`, `2.0 * value - c` for
 //! `Fixed { value }`, and the voxel at the opposite end of the axis for `Periodic`; the
 //! z faces of a 2D grid are ignored.
 //!
-//! # Schemes
-//!
-//! Only [`Scheme::Explicit`] is implemented: [`GpuDiffusion`]'s
-//! [`scheme`](DiffusionBackend::scheme) says so, and a caller that wants
-//! [`Scheme::Implicit`] must pick a backend that reports it.
-//!
-//! # How a step runs
+//! # How an explicit step runs
 //!
 //! - The device, pipeline and bind-group layout are built once in
-//!   [`GpuDiffusion::from_device`].
+//!   [`GpuDiffusion::from_device_with_scheme`].
 //! - Per-channel ping-pong storage buffers, a 96-byte uniform per channel (grid size,
 //!   substep constants, and a kind code and value for each face) and the bind
 //!   groups that alternate between them are built on the first step and reused until
@@ -29,9 +36,23 @@
 //! - Each [`step`](explant_field::DiffusionBackend::step) uploads the field and the
 //!   channel constants (`a = D Δt/Δx²`, `kdt = k Δt`; the same for every substep of a
 //!   step), records every substep of every channel into one command encoder (one
-//!   compute pass, substep `s` uses bind group `s % 2`), copies the result into mappable
-//!   buffers and reads it back, because the core still needs the values on the CPU
-//!   every tick.
+//!   compute pass, substep `s` uses bind group `s % 2`, 8×8×1 workgroups over the
+//!   voxels), copies the result into mappable buffers and reads it back, because the
+//!   core still needs the values on the CPU every tick.
+//!
+//! # How an implicit step runs
+//!
+//! - Per channel: one storage buffer holding the field, solved in place (the lines of an
+//!   axis are independent, so no ping-pong), a read-back buffer, and per swept axis a
+//!   48-byte uniform (line length, stride and start rule, `Fixed`/cyclic flags,
+//!   `rhs_lo`, `rhs_hi`, `q`, `r`) and a storage buffer of the interleaved coefficients
+//!   `(lower, upper, inv, z)`, one `vec4<f32>` per voxel of a line. Built on the first
+//!   step and reused until the grid shape or channel count changes; the coefficients are
+//!   uploaded again only when the grid, the parameters or `Δt` change.
+//! - Each step uploads the field, records the x sweeps of every channel, then the y
+//!   sweeps, then the z sweeps (one invocation per line, 64 lines per workgroup, the
+//!   workgroups spread over two dispatch dimensions for very many lines) and the copies
+//!   into the read-back buffers into one command encoder, submits it and reads back.
 //!
 //! # Adapters
 //!
@@ -43,13 +64,15 @@
 
 mod adapter;
 mod error;
+mod implicit;
 mod resources;
 
 pub use adapter::AdapterPolicy;
 pub use error::GpuError;
 
-use explant_field::{ChannelParams, DiffusionBackend, Field, FieldError, Scheme, SubstepPlan, substeps};
+use explant_field::{ChannelParams, DiffusionBackend, Field, FieldError, Scheme, SubstepPlan, substeps, validate};
 
+use implicit::LodResources;
 use resources::{KernelParams, Resources, Shape};
 
 /// The WGSL source of the diffusion kernel (`shaders/diffuse.wgsl`), entry point
@@ -59,66 +82,101 @@ pub const DIFFUSE_WGSL: &str = include_str!("../../../shaders/diffuse.wgsl");
 /// The compute entry point in [`DIFFUSE_WGSL`].
 pub const DIFFUSE_ENTRY_POINT: &str = "diffuse";
 
+/// The WGSL source of the implicit line solver (`shaders/implicit.wgsl`), entry point
+/// [`IMPLICIT_ENTRY_POINT`].
+pub const IMPLICIT_WGSL: &str = include_str!("../../../shaders/implicit.wgsl");
+
+/// The compute entry point in [`IMPLICIT_WGSL`]: one sweep of one axis of one channel.
+pub const IMPLICIT_ENTRY_POINT: &str = "sweep";
+
 /// Substep dispatches recorded into one command buffer before it is submitted. A step
 /// normally needs far fewer; the cap only keeps a pathological plan (up to 10^7
 /// substeps) from building one enormous command buffer.
 const MAX_DISPATCHES_PER_SUBMIT: usize = 1 << 16;
 
-/// Explicit diffusion–decay on a GPU through wgpu, with per-face boundary conditions.
-///
-/// Explicit only: [`scheme`](DiffusionBackend::scheme) is [`Scheme::Explicit`].
+/// Diffusion–decay on a GPU through wgpu, with per-face boundary conditions and the
+/// explicit or the implicit scheme (fixed when it is built).
 #[derive(Debug)]
 pub struct GpuDiffusion {
     device: wgpu::Device,
     queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
+    scheme: Scheme,
+    /// The bind-group layout and pipeline of `scheme`'s kernel.
     layout: wgpu::BindGroupLayout,
     pipeline: wgpu::ComputePipeline,
+    /// Explicit buffers, once a step has run.
     resources: Option<Resources>,
+    /// Implicit buffers, once a step has run.
+    lod: Option<LodResources>,
 }
 
 impl GpuDiffusion {
-    /// Find an adapter allowed by `policy` and build the kernel on it.
+    /// Find an adapter allowed by `policy` and build the explicit kernel on it.
     ///
     /// Reads `WGPU_BACKEND` (which backends to search) and `WGPU_ADAPTER_NAME` (a
     /// substring the adapter name must contain). Prefers discrete, then integrated,
     /// virtual and software adapters, and native APIs over GL.
     pub fn new(policy: AdapterPolicy) -> Result<Self, GpuError> {
-        let (device, queue, info) = pollster::block_on(adapter::open_device(policy))?;
-        Self::from_device(device, queue, info)
+        Self::with_scheme(policy, Scheme::Explicit)
     }
 
-    /// Build the kernel on a device the caller already has (e.g. one shared with a
-    /// renderer, or injected by a test). `adapter_info` is only used for names and
-    /// messages.
+    /// Find an adapter as [`GpuDiffusion::new`] does and build the kernel of `scheme`
+    /// on it.
+    pub fn with_scheme(policy: AdapterPolicy, scheme: Scheme) -> Result<Self, GpuError> {
+        let (device, queue, info) = pollster::block_on(adapter::open_device(policy))?;
+        Self::from_device_with_scheme(device, queue, info, scheme)
+    }
+
+    /// Build the explicit kernel on a device the caller already has (e.g. one shared
+    /// with a renderer, or injected by a test). `adapter_info` is only used for names
+    /// and messages.
     pub fn from_device(
         device: wgpu::Device,
         queue: wgpu::Queue,
         adapter_info: wgpu::AdapterInfo,
     ) -> Result<Self, GpuError> {
+        Self::from_device_with_scheme(device, queue, adapter_info, Scheme::Explicit)
+    }
+
+    /// Build the kernel of `scheme` on a device the caller already has, as
+    /// [`GpuDiffusion::from_device`] does.
+    pub fn from_device_with_scheme(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        adapter_info: wgpu::AdapterInfo,
+        scheme: Scheme,
+    ) -> Result<Self, GpuError> {
+        let (path, source, entry, layout) = match scheme {
+            Scheme::Explicit => {
+                ("shaders/diffuse.wgsl", DIFFUSE_WGSL, DIFFUSE_ENTRY_POINT, resources::bind_group_layout(&device))
+            }
+            Scheme::Implicit => {
+                ("shaders/implicit.wgsl", IMPLICIT_WGSL, IMPLICIT_ENTRY_POINT, implicit::bind_group_layout(&device))
+            }
+        };
         let scopes = ErrorScopes::push(&device);
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some("shaders/diffuse.wgsl"),
-            source: wgpu::ShaderSource::Wgsl(DIFFUSE_WGSL.into()),
+            label: Some(path),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
         });
-        let layout = resources::bind_group_layout(&device);
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some("explant-gpu diffuse"),
+            label: Some(path),
             bind_group_layouts: &[Some(&layout)],
             immediate_size: 0,
         });
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some("explant-gpu diffuse"),
+            label: Some(path),
             layout: Some(&pipeline_layout),
             module: &module,
-            entry_point: Some(DIFFUSE_ENTRY_POINT),
+            entry_point: Some(entry),
             compilation_options: wgpu::PipelineCompilationOptions::default(),
             cache: None,
         });
         if let Some(message) = scopes.pop() {
-            return Err(GpuError::Setup { adapter: adapter::describe(&adapter_info), message });
+            return Err(GpuError::Setup { kernel: path, adapter: adapter::describe(&adapter_info), message });
         }
-        Ok(Self { device, queue, info: adapter_info, layout, pipeline, resources: None })
+        Ok(Self { device, queue, info: adapter_info, scheme, layout, pipeline, resources: None, lod: None })
     }
 
     /// The adapter this solver runs on.
@@ -146,13 +204,13 @@ impl GpuDiffusion {
         Ok(())
     }
 
-    /// Upload, run every substep, read back. Errors are messages for
-    /// [`FieldError::Backend`].
-    fn run(&mut self, field: &mut Field, params: &[ChannelParams], plan: SubstepPlan) -> Result<(), String> {
+    /// The shape of `field`, after checking that its data has that size; `None` for an
+    /// empty grid or no channels (nothing to do).
+    fn shape_of(field: &Field) -> Result<Option<Shape>, String> {
         let g = field.grid;
         let shape = Shape { nx: g.nx, ny: g.ny, nz: g.nz, channels: field.channels };
         if shape.voxels() == 0 || shape.channels == 0 {
-            return Ok(());
+            return Ok(None);
         }
         let expected = shape.voxels() * shape.channels;
         if field.data.len() != expected {
@@ -165,10 +223,65 @@ impl GpuDiffusion {
                 shape.channels
             ));
         }
+        Ok(Some(shape))
+    }
+
+    /// Upload, run every substep, read back. Errors are messages for
+    /// [`FieldError::Backend`].
+    fn run(&mut self, field: &mut Field, params: &[ChannelParams], plan: SubstepPlan) -> Result<(), String> {
+        let Some(shape) = Self::shape_of(field)? else { return Ok(()) };
         let result = self.prepare(shape).and_then(|()| self.upload_run_read(field, params, plan));
         if result.is_err() {
             // A failure may leave buffers mapped or half-written: start afresh next step.
             self.resources = None;
+        }
+        result
+    }
+
+    /// Make sure implicit buffers for `shape` exist, building them if the shape changed.
+    fn prepare_implicit(&mut self, shape: Shape) -> Result<(), String> {
+        if self.lod.as_ref().is_some_and(|r| r.shape == shape) {
+            return Ok(());
+        }
+        self.lod = None;
+        implicit::fits(&shape, &self.device.limits())?;
+        let scopes = ErrorScopes::push(&self.device);
+        let built = LodResources::new(&self.device, &self.layout, shape);
+        if let Some(message) = scopes.pop() {
+            return Err(format!(
+                "could not allocate buffers for the `{}×{}×{}` grid: {message}",
+                shape.nx, shape.ny, shape.nz
+            ));
+        }
+        self.lod = Some(built);
+        Ok(())
+    }
+
+    /// One implicit step: upload the field (and the coefficients if `(grid, params, dt)`
+    /// changed), sweep x, y, z, read back. Errors are messages for
+    /// [`FieldError::Backend`].
+    fn run_implicit(&mut self, field: &mut Field, params: &[ChannelParams], dt: f32) -> Result<(), String> {
+        let Some(shape) = Self::shape_of(field)? else { return Ok(()) };
+        let result = self.prepare_implicit(shape).and_then(|()| {
+            let lod = self.lod.as_mut().ok_or("buffers missing after preparation")?;
+            let scopes = ErrorScopes::push(&self.device);
+            lod.update_coefficients(&self.queue, &field.grid, params, dt);
+            for (c, buffers) in lod.channels.iter().enumerate() {
+                self.queue.write_buffer(&buffers.field, 0, bytemuck::cast_slice(field.channel(c)));
+            }
+            let mut encoder = self
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("explant-gpu implicit step") });
+            lod.encode(&mut encoder, &self.pipeline);
+            self.queue.submit([encoder.finish()]);
+            if let Some(message) = scopes.pop() {
+                return Err(message);
+            }
+            let readbacks: Vec<&wgpu::Buffer> = lod.channels.iter().map(|b| &b.readback).collect();
+            Self::read_back(&self.device, &readbacks, field)
+        });
+        if result.is_err() {
+            self.lod = None;
         }
         result
     }
@@ -193,7 +306,8 @@ impl GpuDiffusion {
         if let Some(message) = scopes.pop() {
             return Err(message);
         }
-        self.read_back(res, field)
+        let readbacks: Vec<&wgpu::Buffer> = res.channels.iter().map(|b| &b.readback).collect();
+        Self::read_back(&self.device, &readbacks, field)
     }
 
     /// Record all substeps of all channels, then the copies into the read-back
@@ -237,32 +351,30 @@ impl GpuDiffusion {
         }
     }
 
-    /// Wait for the GPU and copy every channel's result into `field`.
-    fn read_back(&self, res: &Resources, field: &mut Field) -> Result<(), String> {
+    /// Wait for the GPU and copy every channel's result (`readbacks[c]`, mappable)
+    /// into `field`.
+    fn read_back(device: &wgpu::Device, readbacks: &[&wgpu::Buffer], field: &mut Field) -> Result<(), String> {
         let (tx, rx) = std::sync::mpsc::channel();
-        for (c, buffers) in res.channels.iter().enumerate() {
+        for (c, readback) in readbacks.iter().enumerate() {
             let tx = tx.clone();
-            buffers.readback.map_async(wgpu::MapMode::Read, .., move |r| {
+            readback.map_async(wgpu::MapMode::Read, .., move |r| {
                 // The receiver outlives the poll below; a send error cannot happen.
                 let _ = tx.send((c, r));
             });
         }
         drop(tx);
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| format!("waiting for the GPU failed: {e}"))?;
+        device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| format!("waiting for the GPU failed: {e}"))?;
         let mut mapped = 0;
         for (c, r) in rx.try_iter() {
             r.map_err(|e| format!("reading back ligand channel {c} failed: {e}"))?;
             mapped += 1;
         }
-        if mapped != res.channels.len() {
-            return Err(format!("only {mapped} of {} ligand channels were read back", res.channels.len()));
+        if mapped != readbacks.len() {
+            return Err(format!("only {mapped} of {} ligand channels were read back", readbacks.len()));
         }
-        for (c, buffers) in res.channels.iter().enumerate() {
+        for (c, readback) in readbacks.iter().enumerate() {
             {
-                let view = buffers
-                    .readback
+                let view = readback
                     .get_mapped_range(..)
                     .map_err(|e| format!("reading back ligand channel {c} failed: {e}"))?;
                 let out = field.channel_mut(c);
@@ -276,29 +388,42 @@ impl GpuDiffusion {
                     }
                 }
             }
-            buffers.readback.unmap();
+            readback.unmap();
         }
         Ok(())
     }
 }
 
 impl DiffusionBackend for GpuDiffusion {
-    /// E.g. `gpu (wgpu: `llvmpipe (LLVM 15.0.6, 256 bits)` (vulkan, Cpu))`.
+    /// E.g. `gpu (implicit, wgpu: `llvmpipe (LLVM 15.0.6, 256 bits)` (vulkan, Cpu))`.
     fn name(&self) -> String {
-        format!("gpu (wgpu: {})", adapter::describe(&self.info))
+        let scheme = match self.scheme {
+            Scheme::Explicit => "explicit",
+            Scheme::Implicit => "implicit",
+        };
+        format!("gpu ({scheme}, wgpu: {})", adapter::describe(&self.info))
     }
 
-    /// Always [`Scheme::Explicit`]: the kernel has no implicit (tridiagonal) solver yet.
+    /// The scheme this solver was built with.
     fn scheme(&self) -> Scheme {
-        Scheme::Explicit
+        self.scheme
     }
 
     fn step(&mut self, field: &mut Field, params: &[ChannelParams], dt: f32) -> Result<(), FieldError> {
         if field.channels != params.len() {
             return Err(FieldError::ChannelMismatch { field: field.channels, params: params.len() });
         }
-        let plan = substeps(&field.grid, params, dt)?;
-        self.run(field, params, plan).map_err(|message| FieldError::Backend { backend: self.name(), message })
+        let result = match self.scheme {
+            Scheme::Explicit => {
+                let plan = substeps(&field.grid, params, dt)?;
+                self.run(field, params, plan)
+            }
+            Scheme::Implicit => {
+                validate(&field.grid, params, dt)?;
+                self.run_implicit(field, params, dt)
+            }
+        };
+        result.map_err(|message| FieldError::Backend { backend: self.name(), message })
     }
 }
 

@@ -1,4 +1,5 @@
-//! Buffers and bind groups for one grid shape, built once and reused every step.
+//! Buffers and bind groups of the explicit scheme for one grid shape, built once and
+//! reused every step (the implicit scheme's are in `implicit.rs`).
 //!
 //! Each ligand channel gets its own pair of ping-pong storage buffers, a small uniform
 //! with its constants and a read-back buffer. Splitting by channel keeps every storage
@@ -100,9 +101,25 @@ impl Shape {
         [n(self.nx).div_ceil(WORKGROUP_XY), n(self.ny).div_ceil(WORKGROUP_XY), n(self.nz)]
     }
 
-    /// Check that the kernel can run this grid under `limits`, with a message that
-    /// says which limit is exceeded.
+    /// Check that the explicit kernel can run this grid under `limits`, with a message
+    /// that says which limit is exceeded.
     pub fn fits(&self, limits: &wgpu::Limits) -> Result<(), String> {
+        self.fits_memory(limits)?;
+        let dims = format!("`{}×{}×{}`", self.nx, self.ny, self.nz);
+        let max = limits.max_compute_workgroups_per_dimension;
+        let [wx, wy, wz] = self.workgroups();
+        if [wx, wy, wz].iter().any(|&w| w > max) {
+            return Err(format!(
+                "the {dims} grid needs `{wx}×{wy}×{wz}` workgroups, more than this device's \
+                 `max_compute_workgroups_per_dimension` of {max}"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Check that one channel of this grid can be indexed in `u32` and stored in one
+    /// buffer binding under `limits` (both schemes).
+    pub fn fits_memory(&self, limits: &wgpu::Limits) -> Result<(), String> {
         let dims = format!("`{}×{}×{}`", self.nx, self.ny, self.nz);
         if u32::try_from(self.voxels()).is_err() {
             return Err(format!("the {dims} grid has more than 2^32 voxels, which the kernel cannot index"));
@@ -120,14 +137,6 @@ impl Shape {
                 "one ligand channel of the {dims} grid needs {bytes} bytes, more than this device's \
                  `max_buffer_size` of {} bytes; use a coarser grid or the CPU backend",
                 limits.max_buffer_size
-            ));
-        }
-        let max = limits.max_compute_workgroups_per_dimension;
-        let [wx, wy, wz] = self.workgroups();
-        if [wx, wy, wz].iter().any(|&w| w > max) {
-            return Err(format!(
-                "the {dims} grid needs `{wx}×{wy}×{wz}` workgroups, more than this device's \
-                 `max_compute_workgroups_per_dimension` of {max}"
             ));
         }
         Ok(())

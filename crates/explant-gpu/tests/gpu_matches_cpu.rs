@@ -347,7 +347,7 @@ fn mass_is_conserved_on_the_gpu_with_periodic_walls() {
 }
 
 #[test]
-fn the_gpu_backend_is_explicit_only() {
+fn new_builds_the_explicit_scheme() {
     let Some(gpu) = gpu_or_skip() else { return };
     assert_eq!(gpu.scheme(), Scheme::Explicit);
 }

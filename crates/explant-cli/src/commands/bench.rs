@@ -1,37 +1,48 @@
-//! `explant bench diffusion`: channel-voxel updates per second on this machine.
+//! `explant bench diffusion`: the cost of a diffusion–decay step on this machine, in ns
+//! per voxel-ligand-step (BioFVM's unit) and voxel-ligand updates per second.
 
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use explant_field::{ChannelParams, CpuDiffusion, DiffusionBackend, Field, Grid, substeps};
+use explant_field::{ChannelParams, CpuDiffusion, DiffusionBackend, Field, Grid, Scheme, substeps};
 
 use crate::backends;
 use crate::cli::{BenchBackends, BenchDiffusionArgs};
 
 /// Time diffusion steps on each requested backend and print a table.
 pub fn diffusion(args: BenchDiffusionArgs) -> Result<()> {
+    if args.threads > 0 {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(args.threads)
+            .build_global()
+            .context("cannot set up the worker threads")?;
+    }
     let n = args.size;
-    let grid = Grid { nx: n, ny: n, nz: if args.dims == 3 { n } else { 1 }, dx: 10.0, origin: [0.0; 3] };
-    let params: Vec<ChannelParams> =
-        (0..args.channels).map(|c| ChannelParams::new(1.0e5 * (1.0 - 0.05 * c as f32), 0.1)).collect();
-    // A step that needs exactly `substeps` substeps at the largest D.
-    let limit = 0.9 * grid.dx * grid.dx / (2.0 * grid.dims() as f32 * 1.0e5);
-    let dt = limit * (args.substeps as f32 - 0.5);
-    let plan = substeps(&grid, &params, dt)?;
-    let updates = (grid.voxels() * args.channels) as f64 * f64::from(plan.count);
+    let grid = Grid { nx: n, ny: n, nz: if args.dims == 3 { n } else { 1 }, dx: args.dx, origin: [0.0; 3] };
+    let params = vec![ChannelParams::new(args.diffusion, args.decay); args.channels];
+    let scheme = Scheme::from(args.scheme);
+    let dt = args.dt;
+    let per_step = (grid.voxels() * args.channels) as f64;
+    let plan = match scheme {
+        Scheme::Explicit => format!("{} explicit substeps per step", substeps(&grid, &params, dt)?.count),
+        Scheme::Implicit => "implicit (one LOD solve per step)".to_string(),
+    };
     println!(
-        "grid {}, {} ligands, {} substeps per step, {} timed steps (median reported)",
+        "grid {} × {} ligands, dx {} µm, dt {} min, D {} µm²/min, decay {} /min: {plan}; median of {} steps",
         if args.dims == 3 { format!("{n}³") } else { format!("{n}²") },
         args.channels,
-        plan.count,
+        args.dx,
+        dt,
+        args.diffusion,
+        args.decay,
         args.steps
     );
     let mut backends: Vec<Box<dyn DiffusionBackend>> = Vec::new();
     if args.backend != BenchBackends::Gpu {
-        backends.push(Box::new(CpuDiffusion::new()));
+        backends.push(Box::new(CpuDiffusion::with_scheme(scheme)));
     }
     if args.backend != BenchBackends::Cpu {
-        match backends::gpu(false) {
+        match backends::gpu(false, scheme) {
             Ok(b) => backends.push(b),
             Err(e) if args.backend == BenchBackends::Both => eprintln!("gpu: skipped: {e}"),
             Err(e) => return Err(e),
@@ -53,11 +64,11 @@ pub fn diffusion(args: BenchDiffusionArgs) -> Result<()> {
         times.sort_by(f64::total_cmp);
         let median = times[times.len() / 2];
         println!(
-            "{:<70} {:>9.3} ms/step  {:>8.3} ns/update  {:>9.3e} updates/s",
+            "{:<72} {:>10.3} ms/step {:>9.3} ns/voxel-ligand-step {:>10.3e} voxel-ligand-steps/s",
             b.name(),
             median * 1e3,
-            median * 1e9 / updates,
-            updates / median
+            median * 1e9 / per_step,
+            per_step / median
         );
         results.push((b.name(), median, field.data.iter().map(|&v| f64::from(v)).sum::<f64>()));
     }
@@ -73,6 +84,6 @@ pub fn diffusion(args: BenchDiffusionArgs) -> Result<()> {
             ((a.2 - b.2) / a.2.abs().max(1e-30)).abs()
         );
     }
-    println!("(each step uploads the field to the GPU and reads it back; the CPU path works in place)");
+    println!("(threads: {}; each GPU step uploads the field and reads it back)", rayon::current_num_threads());
     Ok(())
 }
