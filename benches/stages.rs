@@ -1,8 +1,9 @@
 //! Criterion benchmarks, one group per stage that matters now:
 //!
-//! - `diffusion`: one diffusion–decay step of a 512² × 8-ligand 2D field and a
-//!   64³ × 4-ligand 3D field, CPU (rayon) vs GPU (wgpu; lavapipe where no GPU exists);
-//!   throughput in channel-voxel substeps.
+//! - `diffusion`: one diffusion–decay step (dt 0.01 min, D 1e5 µm²/min, dx 10 µm) of a
+//!   1024² × 8-ligand 2D field and a 100³ × 10-ligand 3D field, implicit and explicit,
+//!   CPU (rayon) vs GPU (wgpu; lavapipe where no GPU exists); throughput in
+//!   voxel-ligand-steps.
 //! - `respond`: one response-model call on N cells, teacher vs the shipped TorchScript model.
 //! - `tick`: one whole tick of the default scene (CPU diffusion, teacher).
 //!
@@ -12,7 +13,7 @@ use std::path::Path;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use explant_core::{ModelSignature, ResponseInput, ResponseModel, Simulation, Teacher};
-use explant_field::{ChannelParams, CpuDiffusion, DiffusionBackend, Field, Grid, substeps};
+use explant_field::{ChannelParams, CpuDiffusion, DiffusionBackend, Field, Grid, Scheme};
 use explant_scene::LoadedScene;
 
 fn repo() -> &'static Path {
@@ -30,28 +31,31 @@ fn field(grid: Grid, channels: usize) -> Field {
 fn diffusion(c: &mut Criterion) {
     let mut group = c.benchmark_group("diffusion");
     group.sample_size(10);
+    group.measurement_time(std::time::Duration::from_secs(10));
+    // The workloads of the ligand-fields issue: dx = 10 µm, dt = 0.01 min, D = 1e5 µm²/min,
+    // decay 0.1/min (the 3D one is BioFVM's own performance test).
     let cases = [
-        ("2d_512x512x8", Grid { nx: 512, ny: 512, nz: 1, dx: 10.0, origin: [0.0; 3] }, 8usize),
-        ("3d_64x64x64x4", Grid { nx: 64, ny: 64, nz: 64, dx: 10.0, origin: [0.0; 3] }, 4usize),
+        ("2d_1024x1024x8", Grid { nx: 1024, ny: 1024, nz: 1, dx: 10.0, origin: [0.0; 3] }, 8usize),
+        ("3d_100x100x100x10", Grid { nx: 100, ny: 100, nz: 100, dx: 10.0, origin: [0.0; 3] }, 10usize),
     ];
+    let dt = 0.01;
     for (name, grid, channels) in cases {
-        let params: Vec<ChannelParams> =
-            (0..channels).map(|c| ChannelParams::new(1000.0 + 100.0 * c as f32, 0.1)).collect();
-        // One substep exactly: dt at the stability limit.
-        let dt = 0.9 * grid.dx * grid.dx / (2.0 * grid.dims() as f32 * 1700.0);
-        let plan = substeps(&grid, &params, dt).expect("valid plan");
-        group.throughput(Throughput::Elements((grid.voxels() * channels) as u64 * u64::from(plan.count)));
-        let mut backends: Vec<(String, Box<dyn DiffusionBackend>)> =
-            vec![("cpu".into(), Box::new(CpuDiffusion::new()))];
-        match explant_gpu::GpuDiffusion::new(explant_gpu::AdapterPolicy::Any) {
-            Ok(g) => backends.push(("gpu".into(), Box::new(g))),
-            Err(e) => eprintln!("SKIPPED gpu: {e}"),
-        }
-        for (label, mut backend) in backends {
-            let mut f = field(grid, channels);
-            group.bench_function(format!("{name}/{label}"), |b| {
-                b.iter(|| backend.step(&mut f, &params, dt).expect("step"))
-            });
+        let params = vec![ChannelParams::new(1.0e5, 0.1); channels];
+        // Throughput in voxel-ligand-steps (BioFVM's unit), whatever the substeps.
+        group.throughput(Throughput::Elements((grid.voxels() * channels) as u64));
+        for scheme in [Scheme::Implicit, Scheme::Explicit] {
+            let mut backends: Vec<(String, Box<dyn DiffusionBackend>)> =
+                vec![(format!("cpu_{scheme:?}"), Box::new(CpuDiffusion::with_scheme(scheme)))];
+            match explant_gpu::GpuDiffusion::with_scheme(explant_gpu::AdapterPolicy::Any, scheme) {
+                Ok(g) => backends.push((format!("gpu_{scheme:?}"), Box::new(g))),
+                Err(e) => eprintln!("SKIPPED gpu {scheme:?}: {e}"),
+            }
+            for (label, mut backend) in backends {
+                let mut f = field(grid, channels);
+                group.bench_function(format!("{name}/{label}"), |b| {
+                    b.iter(|| backend.step(&mut f, &params, dt).expect("step"))
+                });
+            }
         }
     }
     group.finish();

@@ -707,3 +707,83 @@ fn every_shipped_scene_checks() {
         assert!(stdout(&o).contains(": ok ("), "explant check {}:\n{}", scene.display(), stdout(&o));
     }
 }
+
+#[test]
+fn asking_for_a_gpu_that_is_not_there_names_what_was_tried() {
+    let dir = TempDir::new("nogpu");
+    let scene = write_short_scene(&dir);
+    let out = dir.join("out");
+    let o = Command::new(EXE)
+        .args([
+            "run".as_ref(),
+            scene.as_os_str(),
+            "--out".as_ref(),
+            out.as_os_str(),
+            "--diffusion".as_ref(),
+            "gpu".as_ref(),
+        ])
+        .args(["--teacher", "--quiet"])
+        .env("WGPU_ADAPTER_NAME", "no-such-adapter-anywhere")
+        .output()
+        .expect("start the explant binary");
+    let err = assert_clean_failure(&o, "--diffusion gpu with no matching adapter");
+    assert!(err.contains("no usable wgpu adapter") && err.contains("vulkan"), "{err}");
+    assert!(!out.exists(), "a refused run created its output directory");
+    // `auto` falls back to the CPU with a note instead.
+    let o = Command::new(EXE)
+        .args([
+            "run".as_ref(),
+            scene.as_os_str(),
+            "--out".as_ref(),
+            out.as_os_str(),
+            "--diffusion".as_ref(),
+            "auto".as_ref(),
+        ])
+        .args(["--teacher", "--quiet"])
+        .env("WGPU_ADAPTER_NAME", "no-such-adapter-anywhere")
+        .output()
+        .expect("start the explant binary");
+    assert_success(&o, "--diffusion auto with no adapter");
+    assert!(stderr(&o).contains("note: diffusion on the CPU"), "{}", stderr(&o));
+    let manifest: Value = serde_json::from_str(&read(&out.join("manifest.json"))).expect("manifest");
+    assert!(manifest["diffusion_backend"].as_str().unwrap_or("").starts_with("cpu"), "{manifest}");
+}
+
+#[test]
+fn implicit_scheme_runs_on_the_gpu_and_matches_the_cpu() {
+    let dir = TempDir::new("implicit_gpu_cpu");
+    let text = std::fs::read_to_string(repo().join("scenes/morphogen_flag.toml")).expect("flag scene");
+    let text = replace_once(&text, "duration = 300.0", "duration = 20.0");
+    let text = replace_once(&text, "record_every = 30.0", "record_every = 10.0");
+    let scene = write_scene(&dir, "flag.toml", &text);
+    let (gpu, cpu) = (dir.join("gpu"), dir.join("cpu"));
+    let o = run(&scene, &gpu, &["--diffusion", "gpu"]);
+    if !o.status.success() {
+        let err = stderr(&o);
+        if err.contains("no usable wgpu adapter") && std::env::var("EXPLANT_REQUIRE_GPU_ADAPTER").as_deref() != Ok("1")
+        {
+            skip("implicit_scheme_runs_on_the_gpu_and_matches_the_cpu", "no wgpu adapter", err.trim());
+            return;
+        }
+        panic!("explant run --diffusion gpu failed ({}):\n{err}", o.status);
+    }
+    run_ok(&scene, &cpu, &["--diffusion", "cpu"]);
+    let backend = |out: &Path| manifest(out)["diffusion_backend"].as_str().unwrap_or_default().to_string();
+    assert!(backend(&gpu).starts_with("gpu (implicit"), "{}", backend(&gpu));
+    assert!(backend(&cpu).contains("implicit"), "{}", backend(&cpu));
+    let totals = |out: &Path| -> Vec<f64> {
+        let text = read(&out.join("ligand_totals.csv"));
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some("tick,time_min,BMP4"));
+        lines.map(|l| l.rsplit(',').next().and_then(|v| v.parse().ok()).expect("a BMP4 total")).collect()
+    };
+    let (g, c) = (totals(&gpu), totals(&cpu));
+    assert_eq!(g.len(), 3, "records at 0, 10 and 20 min");
+    assert_eq!(g.len(), c.len());
+    // The fixed face feeds BMP4 in: the total grows from zero.
+    assert!(c[2] > c[1] && c[1] > 1.0, "no BMP4 entered through the fixed face: {c:?}");
+    for (a, b) in g.iter().zip(&c) {
+        let rel = (a - b).abs() / a.abs().max(b.abs()).max(f64::MIN_POSITIVE);
+        assert!(rel <= 1e-5, "GPU total {a}, CPU total {b} (relative {rel:.2e})");
+    }
+}

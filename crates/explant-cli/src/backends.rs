@@ -27,12 +27,7 @@ pub fn diffusion(choice: DiffusionChoice, scheme: Scheme) -> Result<(Box<dyn Dif
 pub fn gpu(hardware_only: bool, scheme: Scheme) -> Result<Box<dyn DiffusionBackend>> {
     use explant_gpu::{AdapterPolicy, GpuDiffusion};
     let policy = if hardware_only { AdapterPolicy::HardwareOnly } else { AdapterPolicy::Any };
-    if scheme == Scheme::Implicit {
-        bail!(
-            "the GPU diffusion backend runs the `explicit` scheme only; the scene asks for `grid.scheme = \"implicit\"` (use `--diffusion cpu`, or `scheme = \"explicit\"`)"
-        );
-    }
-    Ok(Box::new(GpuDiffusion::new(policy)?))
+    Ok(Box::new(GpuDiffusion::with_scheme(policy, scheme)?))
 }
 
 /// The GPU backend is not compiled in.
