@@ -18,10 +18,16 @@ fi
   echo "== machine"; nvidia-smi -L 2>&1; nproc
   echo "== GPU vs CPU tests (release)"
   EXPLANT_REQUIRE_GPU_ADAPTER=1 ./devcheck/gpu_matches_cpu --test-threads=1 2>&1 | tail -25
-  echo "== explant bench diffusion: 2D 1024² × 8"
-  ./devcheck/explant bench diffusion --size 1024 --channels 8 --substeps 10 --steps 10 2>&1
-  echo "== explant bench diffusion: 3D 100³ × 10"
-  ./devcheck/explant bench diffusion --dims 3 --size 100 --channels 10 --substeps 10 --steps 10 2>&1
+  for scheme in implicit explicit; do
+    echo "== explant bench diffusion ($scheme): 2D 1024² × 8, then 3D 100³ × 10 (dx 10, dt 0.01, D 1e5, k 0.1)"
+    ./devcheck/explant bench diffusion --scheme $scheme --dims 2 --size 1024 --channels 8 --steps 5 2>&1
+    ./devcheck/explant bench diffusion --scheme $scheme --dims 3 --size 100 --channels 10 --steps 5 2>&1
+    ./devcheck/explant bench diffusion --scheme $scheme --dims 3 --size 100 --channels 10 --steps 5 --threads 1 --backend cpu 2>&1 | tail -2
+  done
+  echo "== morphogen flag scene (implicit), GPU vs CPU"
+  ./devcheck/explant run scenes/morphogen_flag.toml --diffusion gpu --out "$OUT/fgpu" --quiet 2>&1 | grep -E "diffusion|all"
+  ./devcheck/explant run scenes/morphogen_flag.toml --diffusion cpu --out "$OUT/fcpu" --quiet 2>&1 | grep -E "diffusion|all"
+  paste -d, "$OUT/fgpu/ligand_totals.csv" "$OUT/fcpu/ligand_totals.csv" | tail -n 1
   echo "== default scene, teacher, GPU vs CPU diffusion"
   ./devcheck/explant run scenes/default.toml --teacher --diffusion gpu --out "$OUT/gpu" --quiet 2>&1 | tail -12
   ./devcheck/explant run scenes/default.toml --teacher --diffusion cpu --out "$OUT/cpu" --quiet 2>&1 | tail -12
@@ -32,4 +38,4 @@ fi
       END { printf "%s: %.2e\n", f, m }'
   done
 } 2>&1 | tee "$OUT/devcheck.log"
-rm -rf "$OUT/gpu/snapshots" "$OUT/cpu/snapshots"
+rm -rf "$OUT/gpu" "$OUT/cpu" "$OUT/fgpu" "$OUT/fcpu"
