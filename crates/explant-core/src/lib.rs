@@ -23,6 +23,7 @@ mod components;
 mod error;
 mod initial;
 pub mod model;
+pub mod neighbours;
 pub mod rng;
 mod stages;
 mod tissue;

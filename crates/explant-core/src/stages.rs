@@ -5,10 +5,10 @@ use std::time::Instant;
 use bevy_ecs::prelude::*;
 use glam::Vec3;
 use rayon::prelude::*;
-use rstar::{RTree, primitives::GeomWithData};
 
 use crate::components::*;
 use crate::model::ResponseInput;
+use crate::neighbours;
 use crate::{CoreError, Stage};
 
 /// Secrete: each cell exchanges ligands with the voxel that contains its centre
@@ -81,10 +81,8 @@ pub fn diffuse(
     timers.add(Stage::Diffuse, t0.elapsed());
 }
 
-type Point = GeomWithData<[f32; 3], u32>;
-
-/// Sense: gather the batch, find neighbours within the contact radius (an `rstar`
-/// R-tree, bulk-loaded each tick), average the contact genes over neighbours, and
+/// Sense: gather the batch, find neighbours within the contact radius (a cell list
+/// rebuilt each tick, [`neighbours::CellList`]), average the contact genes over neighbours, and
 /// read each ligand at the cell's voxel, gated by the receptor's expression.
 pub fn sense(
     cells: Query<(&Position, &Radius, &Expression, &CellType)>,
@@ -113,28 +111,9 @@ pub fn sense(
     let n = b.positions.len();
     b.cells = n;
 
-    // Neighbours within the interaction radius (contact signalling and mechanics share it).
-    let r = settings.contact_radius;
-    let tree =
-        RTree::bulk_load(b.positions.iter().enumerate().map(|(i, p)| Point::new(p.to_array(), i as u32)).collect());
-    let lists: Vec<Vec<u32>> = b
-        .positions
-        .par_iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let mut v: Vec<u32> =
-                tree.locate_within_distance(p.to_array(), r * r).map(|q| q.data).filter(|&j| j as usize != i).collect();
-            v.sort_unstable();
-            v
-        })
-        .collect();
-    b.offsets.clear();
-    b.neighbours.clear();
-    b.offsets.push(0);
-    for list in &lists {
-        b.neighbours.extend_from_slice(list);
-        b.offsets.push(b.neighbours.len() as u32);
-    }
+    // Neighbours within the interaction radius (contact signalling and mechanics share it):
+    // a spatially sorted cell list, faster than an R-tree here (see `neighbours`).
+    neighbours::neighbours_cell_list(&b.positions, settings.contact_radius, &mut b.offsets, &mut b.neighbours);
 
     // Contact signals: neighbour mean of each contact gene.
     b.contact.clear();

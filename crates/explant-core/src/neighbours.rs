@@ -1,0 +1,374 @@
+//! Fixed-radius neighbour search: every other cell within a radius of each cell, as
+//! CSR lists in batch order.
+//!
+//! Two methods give identical output:
+//!
+//! * [`CellList`] — a uniform grid of cubic bins with edge at least the radius over
+//!   the cells' bounding box; cells are counting-sorted by bin, so the layout is
+//!   spatially sorted and a query scans 3 (2D) or 9 (3D) contiguous runs of the
+//!   sorted array. Linear-time build, no tree. This is the classic "linked cell"
+//!   method of molecular dynamics (Allen & Tildesley, *Computer Simulation of
+//!   Liquids*, §5.3), here in the array form of Green, "Particle Simulation using
+//!   CUDA" (NVIDIA, 2010). It is the hot path of the `sense` stage.
+//! * [`neighbours_rstar`] — one `rstar` R-tree radius query per cell, kept as the
+//!   reference and for comparison benchmarks (`examples/neighbour_speed.rs`); an
+//!   R-tree is the better structure for nearest-neighbour queries.
+//!
+//! **Inclusion rule** (shared by both, bit for bit): cell `j ≠ i` is a neighbour of
+//! `i` when `d² ≤ r²` in `f32`, with `r² = radius * radius` and `d²` summed as
+//! `(dx² + dy²) + dz²` — exactly what `rstar::RTree::locate_within_distance` does
+//! with the squared radius, so cells at exactly the radius and coincident cells are
+//! included. 2D tissues are positions with `z = 0`; the bounding box is then flat and
+//! the grid has a single layer. Cells with non-finite coordinates never pass the
+//! test and have no neighbours.
+//!
+//! Each list is in ascending batch index. The lists are computed in parallel with
+//! `rayon` over fixed-size chunks, and sorted, so the output does not depend on the
+//! number of threads.
+
+use glam::Vec3;
+use rayon::prelude::*;
+use rstar::{RTree, primitives::GeomWithData};
+
+/// Cells per parallel work item. A constant, so the work split never depends on
+/// the thread count.
+const CHUNK: usize = 512;
+
+/// Neighbour lists in CSR form: the neighbours of cell `i` are
+/// `neighbours[offsets[i]..offsets[i + 1]]`, batch indices in ascending order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Csr {
+    /// `N + 1` offsets into `neighbours`, starting at 0.
+    pub offsets: Vec<u32>,
+    /// The concatenated lists.
+    pub neighbours: Vec<u32>,
+}
+
+impl Csr {
+    /// Neighbours of cell `i`.
+    pub fn list(&self, i: usize) -> &[u32] {
+        &self.neighbours[self.offsets[i] as usize..self.offsets[i + 1] as usize]
+    }
+
+    /// Number of cells.
+    pub fn cells(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+}
+
+/// Squared distance, summed in the same order as `rstar`'s `PointExt::length_2`
+/// (`fold(0, |acc, c| c * c + acc)`), so both methods agree at the boundary.
+#[inline(always)]
+fn distance_2(a: Vec3, b: Vec3) -> f32 {
+    let d = a - b;
+    d.z * d.z + (d.y * d.y + (d.x * d.x + 0.0))
+}
+
+/// A uniform grid of bins over the cells' bounding box, with the cells sorted by bin.
+///
+/// Build with [`CellList::new`] (O(N) counting sort), then
+/// [`CellList::neighbours_into`] for every cell's neighbours within the radius.
+#[derive(Debug, Clone)]
+pub struct CellList {
+    radius: f32,
+    /// Bin edge, ≥ radius (slightly more, to absorb rounding), µm.
+    edge: f64,
+    /// Bounding-box minimum corner of the finite positions.
+    min: [f64; 3],
+    /// Bins along x, y, z.
+    dims: [usize; 3],
+    /// `bins + 1` offsets into the sorted arrays: bin `b` holds slots
+    /// `start[b]..start[b + 1]`.
+    start: Vec<u32>,
+    /// Batch index of each sorted slot (ascending within a bin).
+    order: Vec<u32>,
+    /// Position of each sorted slot.
+    sorted: Vec<Vec3>,
+    /// Bin of each sorted slot.
+    bin: Vec<u32>,
+}
+
+impl CellList {
+    /// Bin the cells for queries within `radius`, µm (the test uses `radius²`, as
+    /// `rstar` does, so a negative radius acts as its magnitude).
+    ///
+    /// The number of bins is capped at about twice the number of cells (the bins
+    /// grow when the radius is small against the spread of the cells), so memory
+    /// stays O(N) whatever the radius.
+    pub fn new(positions: &[Vec3], radius: f32) -> Self {
+        let n = positions.len();
+        assert!(n < u32::MAX as usize, "a cell list holds fewer than 2^32 cells");
+        let (mut lo, mut hi) = ([f64::INFINITY; 3], [f64::NEG_INFINITY; 3]);
+        for p in positions.iter().filter(|p| p.is_finite()) {
+            for (d, c) in p.to_array().into_iter().enumerate() {
+                lo[d] = lo[d].min(f64::from(c));
+                hi[d] = hi[d].max(f64::from(c));
+            }
+        }
+        if lo[0] > hi[0] {
+            (lo, hi) = ([0.0; 3], [0.0; 3]);
+        }
+        let extent = [hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]];
+        let widest = extent.iter().copied().fold(0.0, f64::max);
+        // The f32 distance test may accept a pair a few ulps beyond the radius; a bin
+        // edge a little larger than the radius keeps every accepted pair within one bin.
+        let mut edge = (f64::from(radius.abs()) * (1.0 + 1e-5)).max(widest * 1e-7).max(f64::MIN_POSITIVE);
+        let max_bins = (2 * n + 8) as f64;
+        let count = |edge: f64| extent.map(|e| (e / edge).floor() + 1.0);
+        while count(edge).iter().product::<f64>() > max_bins {
+            edge *= 2.0;
+        }
+        let dims = count(edge).map(|c| c as usize);
+        let bins = dims[0] * dims[1] * dims[2];
+
+        let key_of = |p: Vec3| -> u32 {
+            let mut k = [0usize; 3];
+            for d in 0..3 {
+                let x = (f64::from(p[d]) - lo[d]) / edge;
+                // Non-finite or out-of-box coordinates clamp into the grid (NaN → 0).
+                k[d] = (x.max(0.0) as usize).min(dims[d] - 1);
+            }
+            ((k[2] * dims[1] + k[1]) * dims[0] + k[0]) as u32
+        };
+        let keys: Vec<u32> = positions.par_iter().map(|&p| key_of(p)).collect();
+
+        // Counting sort by bin, stable, so batch indices ascend within each bin.
+        let mut start = vec![0u32; bins + 1];
+        for &k in &keys {
+            start[k as usize + 1] += 1;
+        }
+        for b in 0..bins {
+            start[b + 1] += start[b];
+        }
+        let mut next = start.clone();
+        let mut order = vec![0u32; n];
+        for (i, &k) in keys.iter().enumerate() {
+            let slot = &mut next[k as usize];
+            order[*slot as usize] = i as u32;
+            *slot += 1;
+        }
+        let sorted = order.par_iter().map(|&i| positions[i as usize]).collect();
+        let bin = order.par_iter().map(|&i| keys[i as usize]).collect();
+        Self { radius, edge, min: lo, dims, start, order, sorted, bin }
+    }
+
+    /// Number of cells.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Whether there are no cells.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// Bins along x, y and z (z is 1 for a flat, 2D tissue).
+    pub fn bins(&self) -> [usize; 3] {
+        self.dims
+    }
+
+    /// Bin edge, µm (≥ the radius).
+    pub fn edge(&self) -> f64 {
+        self.edge
+    }
+
+    /// Minimum corner of the grid (the finite cells' bounding box), µm.
+    pub fn origin(&self) -> [f64; 3] {
+        self.min
+    }
+
+    /// Batch indices in spatially sorted (bin) order.
+    pub fn order(&self) -> &[u32] {
+        &self.order
+    }
+
+    /// Neighbours (sorted ascending) of the cell in sorted slot `s`, appended to `out`.
+    fn query_slot(&self, s: usize, r2: f32, out: &mut Vec<u32>) {
+        let [nx, ny, nz] = self.dims;
+        let b = self.bin[s] as usize;
+        let (bx, by, bz) = (b % nx, (b / nx) % ny, b / (nx * ny));
+        let p = self.sorted[s];
+        let first = out.len();
+        let mut len = first;
+        let (x0, x1) = (bx.saturating_sub(1), (bx + 1).min(nx - 1));
+        for z in bz.saturating_sub(1)..=(bz + 1).min(nz - 1) {
+            for y in by.saturating_sub(1)..=(by + 1).min(ny - 1) {
+                let row = (z * ny + y) * nx;
+                let (a, e) = (self.start[row + x0] as usize, self.start[row + x1 + 1] as usize);
+                // Branch-free filter: write every candidate, keep it when it passes.
+                out.resize(len + (e - a), 0);
+                for (t, (&q, &j)) in (a..e).zip(self.sorted[a..e].iter().zip(&self.order[a..e])) {
+                    out[len] = j;
+                    len += usize::from((distance_2(q, p) <= r2) & (t != s));
+                }
+            }
+        }
+        out.truncate(len);
+        out[first..].sort_unstable();
+    }
+
+    /// Every cell's neighbours within the radius, written as CSR into `offsets`
+    /// (`N + 1` entries) and `neighbours` (both cleared first, capacity reused).
+    pub fn neighbours_into(&self, offsets: &mut Vec<u32>, neighbours: &mut Vec<u32>) {
+        let n = self.len();
+        let r2 = self.radius * self.radius;
+        // Query in sorted order (neighbouring queries touch the same bins), one
+        // local CSR per fixed chunk of slots.
+        let chunks: Vec<(Vec<u32>, Vec<u32>)> = (0..n.div_ceil(CHUNK))
+            .into_par_iter()
+            .map(|c| {
+                let slots = c * CHUNK..((c + 1) * CHUNK).min(n);
+                let mut ends = Vec::with_capacity(slots.len());
+                let mut flat = Vec::with_capacity(slots.len() * 12);
+                for s in slots {
+                    self.query_slot(s, r2, &mut flat);
+                    ends.push(flat.len() as u32);
+                }
+                (ends, flat)
+            })
+            .collect();
+        let list = |s: usize| -> &[u32] {
+            let (ends, flat) = &chunks[s / CHUNK];
+            let l = s % CHUNK;
+            let a = if l == 0 { 0 } else { ends[l - 1] as usize };
+            &flat[a..ends[l] as usize]
+        };
+        // Slot of each batch index, then the lists back in batch order.
+        let mut slot = vec![0u32; n];
+        for (s, &i) in self.order.iter().enumerate() {
+            slot[i as usize] = s as u32;
+        }
+        offsets.clear();
+        offsets.reserve(n + 1);
+        offsets.push(0);
+        let mut total = 0u32;
+        for &s in &slot {
+            total += list(s as usize).len() as u32;
+            offsets.push(total);
+        }
+        neighbours.clear();
+        neighbours.resize(total as usize, 0);
+        // Split the output into disjoint per-chunk slices and fill them in parallel.
+        let mut parts = Vec::with_capacity(n.div_ceil(CHUNK));
+        let mut rest: &mut [u32] = neighbours;
+        for c in 0..n.div_ceil(CHUNK) {
+            let cells = c * CHUNK..((c + 1) * CHUNK).min(n);
+            let len = (offsets[cells.end] - offsets[cells.start]) as usize;
+            let (head, tail) = rest.split_at_mut(len);
+            parts.push((cells, head));
+            rest = tail;
+        }
+        let offsets = &*offsets;
+        parts.into_par_iter().for_each(|(cells, out)| {
+            let base = offsets[cells.start] as usize;
+            for i in cells {
+                let a = offsets[i] as usize - base;
+                let e = offsets[i + 1] as usize - base;
+                out[a..e].copy_from_slice(list(slot[i] as usize));
+            }
+        });
+    }
+
+    /// Every cell's neighbours within the radius, as a new [`Csr`].
+    pub fn neighbours(&self) -> Csr {
+        let mut csr = Csr::default();
+        self.neighbours_into(&mut csr.offsets, &mut csr.neighbours);
+        csr
+    }
+}
+
+/// Neighbours within `radius` by cell list: [`CellList::new`] then
+/// [`CellList::neighbours_into`].
+pub fn neighbours_cell_list(positions: &[Vec3], radius: f32, offsets: &mut Vec<u32>, neighbours: &mut Vec<u32>) {
+    CellList::new(positions, radius).neighbours_into(offsets, neighbours);
+}
+
+/// An `rstar` point carrying its batch index.
+pub type IndexedPoint = GeomWithData<[f32; 3], u32>;
+
+/// Bulk-load an `rstar` R-tree of the cells, each point carrying its batch index
+/// (for [`neighbours_in_rtree`] and for nearest-neighbour queries).
+pub fn rtree(positions: &[Vec3]) -> RTree<IndexedPoint> {
+    RTree::bulk_load(positions.iter().enumerate().map(|(i, p)| IndexedPoint::new(p.to_array(), i as u32)).collect())
+}
+
+/// Neighbours within `radius` with one `locate_within_distance(p, radius²)` query
+/// per cell on a tree built by [`rtree`] from the same `positions`.
+pub fn neighbours_in_rtree(
+    tree: &RTree<IndexedPoint>,
+    positions: &[Vec3],
+    radius: f32,
+    offsets: &mut Vec<u32>,
+    neighbours: &mut Vec<u32>,
+) {
+    let r2 = radius * radius;
+    let lists: Vec<Vec<u32>> = positions
+        .par_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mut v: Vec<u32> =
+                tree.locate_within_distance(p.to_array(), r2).map(|q| q.data).filter(|&j| j as usize != i).collect();
+            v.sort_unstable();
+            v
+        })
+        .collect();
+    offsets.clear();
+    neighbours.clear();
+    offsets.push(0);
+    for list in &lists {
+        neighbours.extend_from_slice(list);
+        offsets.push(neighbours.len() as u32);
+    }
+}
+
+/// Neighbours within `radius` through an `rstar` R-tree, bulk-loaded here
+/// ([`rtree`] then [`neighbours_in_rtree`]); the same output as [`CellList`]. Kept as
+/// the reference and for comparison.
+pub fn neighbours_rstar(positions: &[Vec3], radius: f32, offsets: &mut Vec<u32>, neighbours: &mut Vec<u32>) {
+    neighbours_in_rtree(&rtree(positions), positions, radius, offsets, neighbours);
+}
+
+/// Reference O(N²) search with the same inclusion rule, for tests.
+pub fn neighbours_brute_force(positions: &[Vec3], radius: f32) -> Csr {
+    let r2 = radius * radius;
+    let mut csr = Csr { offsets: vec![0], neighbours: Vec::new() };
+    for (i, &p) in positions.iter().enumerate() {
+        for (j, &q) in positions.iter().enumerate() {
+            if j != i && distance_2(q, p) <= r2 {
+                csr.neighbours.push(j as u32);
+            }
+        }
+        csr.offsets.push(csr.neighbours.len() as u32);
+    }
+    csr
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_exactly_at_the_radius_are_neighbours() {
+        let p = [Vec3::ZERO, Vec3::new(3.0, 4.0, 0.0), Vec3::new(3.0, 4.0, 0.0), Vec3::new(10.0, 0.0, 0.0)];
+        let csr = CellList::new(&p, 5.0).neighbours();
+        assert_eq!(csr.list(0), &[1, 2]);
+        assert_eq!(csr.list(1), &[0, 2]);
+        assert_eq!(csr.list(3), &[] as &[u32]);
+    }
+
+    #[test]
+    fn a_flat_tissue_has_one_layer_of_bins() {
+        let p: Vec<Vec3> = (0..100).map(|i| Vec3::new((i % 10) as f32 * 3.0, (i / 10) as f32 * 3.0, 0.0)).collect();
+        let list = CellList::new(&p, 4.0);
+        assert_eq!(list.bins()[2], 1);
+        assert!(list.edge() >= 4.0);
+    }
+
+    #[test]
+    fn non_finite_positions_neither_panic_nor_find_neighbours() {
+        let p = [Vec3::ZERO, Vec3::splat(f32::NAN), Vec3::new(f32::INFINITY, 0.0, 0.0), Vec3::new(1.0, 0.0, 0.0)];
+        let csr = CellList::new(&p, 2.0).neighbours();
+        assert_eq!(csr.list(0), &[3]);
+        assert!(csr.list(1).is_empty() && csr.list(2).is_empty());
+    }
+}

@@ -1,0 +1,141 @@
+//! Neighbour search: the cell list and the R-tree against a brute-force reference.
+
+use explant_core::neighbours::{CellList, Csr, neighbours_brute_force, neighbours_cell_list, neighbours_rstar};
+use glam::Vec3;
+
+/// SplitMix64, so the point sets are reproducible without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn uniform(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
+
+/// Random cells in a box of side `side` (flat when `dims == 2`), with some cells
+/// duplicated, some placed exactly at the radius from another along an axis, and
+/// some on a coarse lattice so exact-distance ties are common.
+fn cells(rng: &mut Rng, n: usize, dims: usize, side: f32, radius: f32) -> Vec<Vec3> {
+    let mut p: Vec<Vec3> = Vec::with_capacity(n);
+    while p.len() < n {
+        let kind = rng.next() % 8;
+        let random = |rng: &mut Rng| {
+            Vec3::new(rng.uniform() * side, rng.uniform() * side, if dims == 3 { rng.uniform() * side } else { 0.0 })
+        };
+        let q = match kind {
+            0 if !p.is_empty() => p[(rng.next() % p.len() as u64) as usize],
+            1 if !p.is_empty() => {
+                let mut q = p[(rng.next() % p.len() as u64) as usize];
+                q[(rng.next() % dims as u64) as usize] += radius;
+                q
+            }
+            2 => {
+                let step = radius / 2.0;
+                let k = |rng: &mut Rng| (rng.next() % 16) as f32 * step;
+                Vec3::new(k(rng), k(rng), if dims == 3 { k(rng) } else { 0.0 })
+            }
+            _ => random(rng),
+        };
+        p.push(q);
+    }
+    p
+}
+
+fn check(c: &Csr, n: usize) {
+    assert_eq!(c.offsets.len(), n + 1);
+    assert_eq!(c.offsets[0], 0);
+    for i in 0..n {
+        let l = c.list(i);
+        assert!(l.windows(2).all(|w| w[0] < w[1]), "cell {i}: list not strictly ascending: {l:?}");
+        assert!(!l.contains(&(i as u32)), "cell {i} lists itself");
+    }
+}
+
+fn both(p: &[Vec3], r: f32) -> (Csr, Csr) {
+    let (mut a, mut b) = (Csr::default(), Csr::default());
+    neighbours_cell_list(p, r, &mut a.offsets, &mut a.neighbours);
+    neighbours_rstar(p, r, &mut b.offsets, &mut b.neighbours);
+    (a, b)
+}
+
+#[test]
+fn cell_list_and_rstar_match_brute_force_on_random_2d_and_3d_sets() {
+    let mut rng = Rng(7);
+    let mut ties = 0;
+    for case in 0..200 {
+        let dims = 2 + case % 2;
+        let n = match case % 10 {
+            0 => 0,
+            1 => 1,
+            2 => 2,
+            _ => (rng.next() % 400) as usize,
+        };
+        let radius = [0.0, 0.7, 1.0, 2.5, 10.0, 100.0][(rng.next() % 6) as usize];
+        let side = [1.0, 10.0, 40.0][(rng.next() % 3) as usize];
+        let p = cells(&mut rng, n, dims, side, radius);
+        let reference = neighbours_brute_force(&p, radius);
+        check(&reference, n);
+        let (cell_list, rstar) = both(&p, radius);
+        assert_eq!(cell_list, reference, "cell list, case {case}: {n} cells, {dims}D, radius {radius}, side {side}");
+        assert_eq!(rstar, reference, "rstar, case {case}: {n} cells, {dims}D, radius {radius}, side {side}");
+        ties += (0..n)
+            .flat_map(|i| reference.list(i).iter().map(move |&j| (i, j as usize)))
+            .filter(|&(i, j)| (p[i] - p[j]).length_squared() == radius * radius)
+            .count();
+    }
+    assert!(ties > 100, "the sets should exercise cells exactly at the radius ({ties} pairs)");
+}
+
+#[test]
+fn empty_and_single_cell_sets_have_no_neighbours() {
+    for p in [vec![], vec![Vec3::new(1.0, 2.0, 3.0)]] {
+        let (a, b) = both(&p, 5.0);
+        assert_eq!(a.offsets, vec![0; p.len() + 1]);
+        assert!(a.neighbours.is_empty());
+        assert_eq!(a, b);
+    }
+}
+
+#[test]
+fn coincident_cells_are_neighbours_of_each_other() {
+    let p = vec![Vec3::ONE; 4];
+    let (a, b) = both(&p, 0.0);
+    assert_eq!(a.list(2), &[0, 1, 3]);
+    assert_eq!(a, b);
+}
+
+#[test]
+fn a_tiny_radius_over_a_wide_spread_keeps_the_grid_small() {
+    let mut rng = Rng(3);
+    let p = cells(&mut rng, 500, 3, 1.0e4, 1.0e-3);
+    let list = CellList::new(&p, 1.0e-3);
+    let [x, y, z] = list.bins();
+    assert!(x * y * z <= 2 * p.len() + 8);
+    assert_eq!(list.neighbours(), neighbours_brute_force(&p, 1.0e-3));
+}
+
+#[test]
+fn neighbour_lists_are_identical_on_one_and_two_threads() {
+    let mut rng = Rng(11);
+    for dims in [2, 3] {
+        // Enough cells for several parallel chunks.
+        let p = cells(&mut rng, 20_000, dims, if dims == 3 { 60.0 } else { 300.0 }, 2.5);
+        let run = |threads| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| both(&p, 2.5))
+        };
+        let (one, two) = (run(1), run(2));
+        assert_eq!(one.0, two.0);
+        assert_eq!(one.1, two.1);
+        assert_eq!(one.0, one.1);
+        assert!(one.0.neighbours.len() > p.len(), "the set should be dense enough to have neighbours");
+    }
+}
