@@ -9,66 +9,13 @@
 //! `SKIPPED: no wgpu adapter: …` and pass, unless `EXPLANT_REQUIRE_GPU_ADAPTER=1`, in
 //! which case they fail.
 
+mod common;
+use common::*;
+
 use explant_field::{
-    Boundary, ChannelParams, CpuDiffusion, DiffusionBackend, Faces, Field, FieldError, Grid, Scheme, substeps,
+    Boundary, ChannelParams, CpuDiffusion, DiffusionBackend, Field, FieldError, Grid, Scheme, substeps,
 };
 use explant_gpu::{AdapterPolicy, GpuDiffusion, IMPLICIT_ENTRY_POINT, IMPLICIT_WGSL};
-
-/// Largest `|gpu − cpu| / max |cpu|` accepted.
-const TOLERANCE: f64 = 1e-5;
-
-/// Print the loud skip message, or fail when `EXPLANT_REQUIRE_GPU_ADAPTER=1`.
-fn skip_without_adapter(error: &dyn std::fmt::Display) {
-    if std::env::var("EXPLANT_REQUIRE_GPU_ADAPTER").is_ok_and(|v| v == "1") {
-        panic!("EXPLANT_REQUIRE_GPU_ADAPTER=1 but there is no wgpu adapter: {error}");
-    }
-    eprintln!("SKIPPED: no wgpu adapter: {error}");
-}
-
-/// An implicit solver on any adapter, or `None` after [`skip_without_adapter`].
-fn implicit_gpu_or_skip() -> Option<GpuDiffusion> {
-    match GpuDiffusion::with_scheme(AdapterPolicy::Any, Scheme::Implicit) {
-        Ok(gpu) => {
-            eprintln!("using {}", gpu.name());
-            Some(gpu)
-        }
-        Err(e) => {
-            skip_without_adapter(&e);
-            None
-        }
-    }
-}
-
-/// Deterministic non-negative values in [0, 10) (xorshift noise) plus a few hot spots.
-fn noisy_field(grid: Grid, channels: usize) -> Field {
-    let mut f = Field::zeros(grid, channels);
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    for v in &mut f.data {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        *v = (state >> 40) as f32 / (1u64 << 24) as f32 * 10.0;
-    }
-    let voxels = grid.voxels();
-    for c in 0..channels {
-        f.data[c * voxels + voxels / 3] += 500.0;
-        f.data[c * voxels + voxels - 1] += 200.0; // a corner: exercises the walls
-    }
-    f
-}
-
-/// `max |a − b| / max |b|` over all values.
-fn relative_difference(gpu: &[f32], cpu: &[f32]) -> f64 {
-    assert_eq!(gpu.len(), cpu.len());
-    let scale = cpu.iter().fold(0.0f64, |m, &v| m.max(f64::from(v).abs()));
-    let diff = gpu.iter().zip(cpu).fold(0.0f64, |m, (&g, &c)| m.max((f64::from(g) - f64::from(c)).abs()));
-    diff / scale
-}
-
-/// A channel with the given faces.
-fn with_faces(diffusion: f32, decay: f32, boundary: Faces) -> ChannelParams {
-    ChannelParams { boundary, ..ChannelParams::new(diffusion, decay) }
-}
 
 /// Step the same field on the GPU and on the implicit `CpuDiffusion` with each `dt` in
 /// turn, assert that they agree within [`TOLERANCE`] after every step, and return
@@ -105,7 +52,7 @@ fn assert_moved(after: &Field, before: &Field) {
 
 #[test]
 fn implicit_gpu_matches_cpu_on_a_2d_field_with_mixed_boundaries() {
-    let Some(mut gpu) = implicit_gpu_or_skip() else { return };
+    let Some(mut gpu) = gpu_or_skip(Scheme::Implicit) else { return };
     let grid = Grid { nx: 64, ny: 48, nz: 1, dx: 10.0, origin: [0.0; 3] };
     use Boundary::{Fixed, Periodic, ZeroFlux};
     let params = [
@@ -121,7 +68,7 @@ fn implicit_gpu_matches_cpu_on_a_2d_field_with_mixed_boundaries() {
 
 #[test]
 fn implicit_gpu_matches_cpu_on_a_3d_field_with_mixed_boundaries() {
-    let Some(mut gpu) = implicit_gpu_or_skip() else { return };
+    let Some(mut gpu) = gpu_or_skip(Scheme::Implicit) else { return };
     let grid = Grid { nx: 20, ny: 16, nz: 12, dx: 10.0, origin: [0.0; 3] };
     use Boundary::{Fixed, Periodic, ZeroFlux};
     let params = [
@@ -138,7 +85,7 @@ fn implicit_gpu_matches_cpu_on_a_3d_field_with_mixed_boundaries() {
 
 #[test]
 fn a_huge_implicit_step_stays_finite_non_negative_and_matches_the_cpu() {
-    let Some(mut gpu) = implicit_gpu_or_skip() else { return };
+    let Some(mut gpu) = gpu_or_skip(Scheme::Implicit) else { return };
     use Boundary::{Fixed, Periodic, ZeroFlux};
     for grid in [
         Grid { nx: 64, ny: 48, nz: 1, dx: 10.0, origin: [0.0; 3] },
@@ -163,7 +110,7 @@ fn a_huge_implicit_step_stays_finite_non_negative_and_matches_the_cpu() {
 
 #[test]
 fn implicit_gpu_handles_lines_of_one_two_and_three_voxels() {
-    let Some(mut gpu) = implicit_gpu_or_skip() else { return };
+    let Some(mut gpu) = gpu_or_skip(Scheme::Implicit) else { return };
     use Boundary::{Fixed, Periodic, ZeroFlux};
     let faces = [
         [Periodic; 6],
@@ -178,7 +125,7 @@ fn implicit_gpu_handles_lines_of_one_two_and_three_voxels() {
 
 #[test]
 fn implicit_buffers_are_rebuilt_when_the_grid_or_channel_count_changes() {
-    let Some(mut gpu) = implicit_gpu_or_skip() else { return };
+    let Some(mut gpu) = gpu_or_skip(Scheme::Implicit) else { return };
     let flat = Grid { nx: 40, ny: 33, nz: 1, dx: 8.0, origin: [0.0; 3] };
     let deep = Grid { nx: 17, ny: 9, nz: 5, dx: 8.0, origin: [0.0; 3] };
     let two = [ChannelParams::new(400.0, 0.02), ChannelParams::new(60.0, 0.3)];
@@ -193,7 +140,7 @@ fn implicit_buffers_are_rebuilt_when_the_grid_or_channel_count_changes() {
 
 #[test]
 fn mass_is_conserved_by_the_implicit_gpu_with_zero_flux_and_periodic_walls() {
-    let Some(mut gpu) = implicit_gpu_or_skip() else { return };
+    let Some(mut gpu) = gpu_or_skip(Scheme::Implicit) else { return };
     let grid = Grid { nx: 16, ny: 12, nz: 8, dx: 10.0, origin: [0.0; 3] };
     let mut f = Field::zeros(grid, 2);
     f.data[0] = 1000.0;
@@ -226,7 +173,7 @@ fn mass_is_conserved_by_the_implicit_gpu_with_zero_flux_and_periodic_walls() {
 
 #[test]
 fn the_scheme_and_name_follow_the_constructor() {
-    let Some(gpu) = implicit_gpu_or_skip() else { return };
+    let Some(gpu) = gpu_or_skip(Scheme::Implicit) else { return };
     assert_eq!(gpu.scheme(), Scheme::Implicit);
     assert!(gpu.name().starts_with("gpu (implicit"), "{}", gpu.name());
     assert!(gpu.name().contains(&gpu.adapter_info().name), "{}", gpu.name());
@@ -258,7 +205,7 @@ fn an_injected_device_runs_the_implicit_kernel() {
 
 #[test]
 fn bad_input_to_the_implicit_gpu_is_an_error_not_a_panic() {
-    let Some(mut gpu) = implicit_gpu_or_skip() else { return };
+    let Some(mut gpu) = gpu_or_skip(Scheme::Implicit) else { return };
     let grid = Grid { nx: 8, ny: 8, nz: 1, dx: 10.0, origin: [0.0; 3] };
     let mut f = Field::zeros(grid, 2);
     let one = [ChannelParams::new(1.0, 0.0)];

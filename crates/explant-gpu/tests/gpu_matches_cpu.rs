@@ -11,62 +11,13 @@
 //! `SKIPPED: no wgpu adapter: …` and pass, unless `EXPLANT_REQUIRE_GPU_ADAPTER=1`, in
 //! which case they fail: set it wherever an adapter is known to exist (CI with lavapipe).
 
+mod common;
+use common::*;
+
 use explant_field::{
     Boundary, ChannelParams, CpuDiffusion, DiffusionBackend, Faces, Field, FieldError, Grid, Scheme, substeps,
 };
 use explant_gpu::{AdapterPolicy, DIFFUSE_ENTRY_POINT, DIFFUSE_WGSL, GpuDiffusion};
-
-/// Largest `|gpu − cpu| / max |cpu|` accepted.
-const TOLERANCE: f64 = 1e-5;
-
-/// Print the loud skip message, or fail when `EXPLANT_REQUIRE_GPU_ADAPTER=1`.
-fn skip_without_adapter(error: &dyn std::fmt::Display) {
-    if std::env::var("EXPLANT_REQUIRE_GPU_ADAPTER").is_ok_and(|v| v == "1") {
-        panic!("EXPLANT_REQUIRE_GPU_ADAPTER=1 but there is no wgpu adapter: {error}");
-    }
-    eprintln!("SKIPPED: no wgpu adapter: {error}");
-}
-
-/// A solver on any adapter, or `None` after [`skip_without_adapter`].
-fn gpu_or_skip() -> Option<GpuDiffusion> {
-    match GpuDiffusion::new(AdapterPolicy::Any) {
-        Ok(gpu) => {
-            eprintln!("using {}", gpu.name());
-            Some(gpu)
-        }
-        Err(e) => {
-            skip_without_adapter(&e);
-            None
-        }
-    }
-}
-
-/// Deterministic values in [0, 10) with structure at every scale (xorshift noise plus
-/// a few hot spots), so the Laplacian is far from zero everywhere.
-fn noisy_field(grid: Grid, channels: usize) -> Field {
-    let mut f = Field::zeros(grid, channels);
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    for v in &mut f.data {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        *v = (state >> 40) as f32 / (1u64 << 24) as f32 * 10.0;
-    }
-    let voxels = grid.voxels();
-    for c in 0..channels {
-        f.data[c * voxels + voxels / 3] += 500.0;
-        f.data[c * voxels + voxels - 1] += 200.0; // a corner: exercises the walls
-    }
-    f
-}
-
-/// `max |a − b| / max |b|` over all values.
-fn relative_difference(gpu: &[f32], cpu: &[f32]) -> f64 {
-    assert_eq!(gpu.len(), cpu.len());
-    let scale = cpu.iter().fold(0.0f64, |m, &v| m.max(f64::from(v).abs()));
-    let diff = gpu.iter().zip(cpu).fold(0.0f64, |m, (&g, &c)| m.max((f64::from(g) - f64::from(c)).abs()));
-    diff / scale
-}
 
 /// One explicit substep of one channel from `src` into `dst`, straight from the rule in
 /// `explant_field::stencil_update` and `Boundary`, in the same order of operations: the
@@ -118,39 +69,6 @@ fn reference_step(field: &mut Field, params: &[ChannelParams], dt: f32) {
             chan.copy_from_slice(&scratch);
         }
     }
-}
-
-/// Whether `CpuDiffusion` implements `Fixed` and `Periodic` faces yet, from two 1-D
-/// probes of one substep each (`D Δt / Δx² = 0.1`).
-fn cpu_honours_boundaries() -> bool {
-    let grid = Grid { nx: 4, ny: 1, nz: 1, dx: 1.0, origin: [0.0; 3] };
-    let mut boundary = Faces::default();
-    // A zero field next to a face held at 1 must rise at that face.
-    boundary[0] = Boundary::Fixed { value: 1.0 };
-    let fixed = [ChannelParams { boundary, ..ChannelParams::new(1.0, 0.0) }];
-    let mut f = Field::zeros(grid, 1);
-    CpuDiffusion::new().step(&mut f, &fixed, 0.1).unwrap();
-    let honours_fixed = f.data[0] > 0.0;
-    // Mass at x = nx − 1 must reach x = 0 through the periodic x faces in one substep.
-    boundary[0] = Boundary::Periodic;
-    boundary[1] = Boundary::Periodic;
-    let periodic = [ChannelParams { boundary, ..ChannelParams::new(1.0, 0.0) }];
-    let mut f = Field::zeros(grid, 1);
-    f.data[3] = 1.0;
-    CpuDiffusion::new().step(&mut f, &periodic, 0.1).unwrap();
-    let honours_periodic = f.data[0] > 0.0;
-    if !(honours_fixed && honours_periodic) {
-        eprintln!(
-            "NOTE: CpuDiffusion does not honour {} faces yet (probe); the GPU is compared with \
-             the scalar reference in this test file only, NOT with CpuDiffusion",
-            match (honours_fixed, honours_periodic) {
-                (false, false) => "`Fixed` or `Periodic`",
-                (false, true) => "`Fixed`",
-                _ => "`Periodic`",
-            }
-        );
-    }
-    honours_fixed && honours_periodic
 }
 
 /// Worst relative differences seen by [`compare`].
@@ -209,7 +127,7 @@ fn two_channels() -> [ChannelParams; 2] {
 
 #[test]
 fn gpu_matches_cpu_on_a_2d_field() {
-    let Some(mut gpu) = gpu_or_skip() else { return };
+    let Some(mut gpu) = gpu_or_skip(Scheme::Explicit) else { return };
     let grid = Grid { nx: 96, ny: 80, nz: 1, dx: 10.0, origin: [0.0; 3] };
     let params = two_channels();
     // One step with an odd substep count (the result ends in the pong buffer) and one with
@@ -227,7 +145,7 @@ fn gpu_matches_cpu_on_a_2d_field() {
 
 #[test]
 fn gpu_matches_cpu_on_a_3d_field() {
-    let Some(mut gpu) = gpu_or_skip() else { return };
+    let Some(mut gpu) = gpu_or_skip(Scheme::Explicit) else { return };
     let grid = Grid { nx: 24, ny: 20, nz: 16, dx: 10.0, origin: [0.0; 3] };
     let params = [ChannelParams::new(300.0, 0.05), ChannelParams::new(20.0, 0.0), ChannelParams::new(0.0, 0.5)];
     let plan = substeps(&grid, &params, 0.4).unwrap();
@@ -238,7 +156,7 @@ fn gpu_matches_cpu_on_a_3d_field() {
 
 #[test]
 fn buffers_are_rebuilt_when_the_grid_or_channel_count_changes() {
-    let Some(mut gpu) = gpu_or_skip() else { return };
+    let Some(mut gpu) = gpu_or_skip(Scheme::Explicit) else { return };
     let flat = Grid { nx: 40, ny: 33, nz: 1, dx: 8.0, origin: [0.0; 3] };
     let deep = Grid { nx: 17, ny: 9, nz: 5, dx: 8.0, origin: [0.0; 3] };
     let two = two_channels();
@@ -271,15 +189,10 @@ fn an_injected_device_runs_the_kernel() {
     assert_close(&worst, "injected device");
 }
 
-/// A channel with the given faces.
-fn with_faces(diffusion: f32, decay: f32, boundary: Faces) -> ChannelParams {
-    ChannelParams { boundary, ..ChannelParams::new(diffusion, decay) }
-}
-
 #[test]
 fn gpu_matches_the_references_with_mixed_boundaries_in_2d() {
-    let Some(mut gpu) = gpu_or_skip() else { return };
-    let with_cpu = cpu_honours_boundaries();
+    let Some(mut gpu) = gpu_or_skip(Scheme::Explicit) else { return };
+    let with_cpu = true;
     let grid = Grid { nx: 48, ny: 40, nz: 1, dx: 10.0, origin: [0.0; 3] };
     use Boundary::{Fixed, Periodic, ZeroFlux};
     let params = [
@@ -295,8 +208,8 @@ fn gpu_matches_the_references_with_mixed_boundaries_in_2d() {
 
 #[test]
 fn gpu_matches_the_references_with_mixed_boundaries_in_3d() {
-    let Some(mut gpu) = gpu_or_skip() else { return };
-    let with_cpu = cpu_honours_boundaries();
+    let Some(mut gpu) = gpu_or_skip(Scheme::Explicit) else { return };
+    let with_cpu = true;
     let grid = Grid { nx: 20, ny: 16, nz: 12, dx: 10.0, origin: [0.0; 3] };
     use Boundary::{Fixed, Periodic, ZeroFlux};
     let params = [
@@ -312,7 +225,7 @@ fn gpu_matches_the_references_with_mixed_boundaries_in_3d() {
 
 #[test]
 fn a_field_at_the_fixed_value_stays_there_on_the_gpu() {
-    let Some(mut gpu) = gpu_or_skip() else { return };
+    let Some(mut gpu) = gpu_or_skip(Scheme::Explicit) else { return };
     let grid = Grid { nx: 12, ny: 10, nz: 6, dx: 10.0, origin: [0.0; 3] };
     let mut f = Field::zeros(grid, 1);
     f.data.fill(3.0);
@@ -325,7 +238,7 @@ fn a_field_at_the_fixed_value_stays_there_on_the_gpu() {
 
 #[test]
 fn mass_is_conserved_on_the_gpu_with_periodic_walls() {
-    let Some(mut gpu) = gpu_or_skip() else { return };
+    let Some(mut gpu) = gpu_or_skip(Scheme::Explicit) else { return };
     let grid = Grid { nx: 16, ny: 12, nz: 8, dx: 10.0, origin: [0.0; 3] };
     let mut f = Field::zeros(grid, 1);
     // A source in a corner, so most of its mass crosses the walls.
@@ -348,13 +261,13 @@ fn mass_is_conserved_on_the_gpu_with_periodic_walls() {
 
 #[test]
 fn new_builds_the_explicit_scheme() {
-    let Some(gpu) = gpu_or_skip() else { return };
+    let Some(gpu) = gpu_or_skip(Scheme::Explicit) else { return };
     assert_eq!(gpu.scheme(), Scheme::Explicit);
 }
 
 #[test]
 fn mass_is_conserved_on_the_gpu_with_zero_flux_walls() {
-    let Some(mut gpu) = gpu_or_skip() else { return };
+    let Some(mut gpu) = gpu_or_skip(Scheme::Explicit) else { return };
     let grid = Grid { nx: 32, ny: 32, nz: 1, dx: 10.0, origin: [0.0; 3] };
     let mut f = Field::zeros(grid, 1);
     f.data[16 * 32 + 5] = 1000.0;
@@ -370,7 +283,7 @@ fn mass_is_conserved_on_the_gpu_with_zero_flux_walls() {
 
 #[test]
 fn bad_input_is_an_error_not_a_panic() {
-    let Some(mut gpu) = gpu_or_skip() else { return };
+    let Some(mut gpu) = gpu_or_skip(Scheme::Explicit) else { return };
     let grid = Grid { nx: 8, ny: 8, nz: 1, dx: 10.0, origin: [0.0; 3] };
     let mut f = Field::zeros(grid, 2);
     let one = [ChannelParams::new(1.0, 0.0)];
@@ -392,7 +305,7 @@ fn bad_input_is_an_error_not_a_panic() {
 
 #[test]
 fn the_name_says_adapter_backend_and_device_type() {
-    let Some(gpu) = gpu_or_skip() else { return };
+    let Some(gpu) = gpu_or_skip(Scheme::Explicit) else { return };
     let info = gpu.adapter_info();
     let name = gpu.name();
     assert!(name.starts_with("gpu"), "{name}");
