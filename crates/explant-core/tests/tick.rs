@@ -262,3 +262,50 @@ fn a_3d_tissue_runs_and_forms_a_radial_gradient() {
     let at = |x: usize| f.data[(15 * f.grid.ny + 15) * f.grid.nx + x];
     assert!(at(15) > at(20) && at(20) > at(25) && at(25) > 0.0, "{} {} {}", at(15), at(20), at(25));
 }
+
+/// A little-endian float32 `.npy` file.
+fn write_npy(path: &std::path::Path, shape: &[usize], values: &[f32]) {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({},), }}", dims.join(", "));
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    for v in values {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn initial_field_from_a_numpy_file_is_loaded_or_refused_with_the_shape() {
+    let dir = std::env::temp_dir().join(format!("explant-npy-init-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.npy");
+    let values: Vec<f32> = (0..60 * 60).map(|i| (i % 7) as f32 * 0.5).collect();
+    write_npy(&good, &[60, 60], &values);
+    let with_file = |p: &std::path::Path| {
+        scene(|t| {
+            *t = t.replace(
+                "receptor = \"FZD7\"",
+                &format!("receptor = \"FZD7\"\ninitial = {{ kind = \"file\", path = {:?} }}", p.display().to_string()),
+            )
+        })
+    };
+    let s = with_file(&good);
+    let sim = sim(&s);
+    assert_eq!(sim.ligands().field.data[..60 * 60], values[..]);
+
+    let bad = dir.join("bad.npy");
+    write_npy(&bad, &[50, 60], &values[..50 * 60]);
+    let s = with_file(&bad);
+    let err = Simulation::new(&s, Box::new(CpuDiffusion::new()), Box::new(Teacher::from_scene(&s)))
+        .err()
+        .expect("a wrongly shaped initial field is refused")
+        .to_string();
+    assert!(err.contains("bad.npy") && err.contains("[50, 60]") && err.contains("[60, 60]"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
