@@ -51,7 +51,8 @@ def main():
     check(isinstance(ad.X, np.ndarray), f"X is {type(ad.X)}, expected a dense array")
     check(all(isinstance(n, str) for n in ad.obs_names), "obs_names are not strings")
     check(ad.obs_names.is_unique, "obs_names are not unique")
-    check(list(ad.obs.columns) == ["cell_type", "generation"], f"obs columns {list(ad.obs.columns)}")
+    check(list(ad.obs.columns) == ["cell_type", "generation", "perturbed"], f"obs columns {list(ad.obs.columns)}")
+    check(ad.obs["perturbed"].dtype == bool, f"perturbed dtype {ad.obs['perturbed'].dtype}")
 
     ct = ad.obs["cell_type"]
     check(isinstance(ct.dtype, pd.CategoricalDtype), f"cell_type dtype {ct.dtype}")

@@ -31,6 +31,8 @@ pub struct Snapshot<'a> {
     pub cell_types: &'a [u32],
     /// Each cell's generation (number of divisions since the founding cell).
     pub generations: &'a [u32],
+    /// Whether a perturbation acted on each cell at the snapshot's tick.
+    pub perturbed: &'a [bool],
     /// Cell centres in µm.
     pub positions: &'a [[f32; 3]],
     /// 2 or 3: how many coordinates of each position go into `obsm['spatial']`.
@@ -66,7 +68,7 @@ pub struct FieldSnapshot<'a> {
 ///
 /// Contents:
 /// - `X`: dense float32 `N × G` expression;
-/// - `obs`: index = cell ids, categorical `cell_type`, integer `generation`;
+/// - `obs`: index = cell ids, categorical `cell_type`, integer `generation`, boolean `perturbed`;
 /// - `var`: index = gene names;
 /// - `obsm['spatial']`: float32 `N × dims` cell centres in µm;
 /// - `uns['explant']`: `scene` (TOML text), `version`, `time_min`, `tick`;
@@ -110,6 +112,7 @@ impl Prepared {
         for (what, found) in [
             ("cell_types", snap.cell_types.len()),
             ("generations", snap.generations.len()),
+            ("perturbed", snap.perturbed.len()),
             ("positions", snap.positions.len()),
         ] {
             if found != n_obs {
@@ -199,9 +202,10 @@ fn write_file(path: &Path, snap: &Snapshot<'_>, p: &Prepared) -> hdf5::Result<()
         encoding(&x, "array", "0.2.0")?;
 
         let obs = new_group(root, "obs")?;
-        dataframe(&obs, &p.cell_ids, &["cell_type", "generation"])?;
+        dataframe(&obs, &p.cell_ids, &["cell_type", "generation", "perturbed"])?;
         categorical(&obs, "cell_type", &p.categories, snap.cell_types)?;
         array(&obs, "generation", snap.generations)?;
+        array(&obs, "perturbed", snap.perturbed)?;
 
         let var = new_group(root, "var")?;
         dataframe(&var, &p.genes, &[])?;

@@ -20,6 +20,7 @@ struct Data {
     ids: Vec<u64>,
     cell_types: Vec<u32>,
     generations: Vec<u32>,
+    perturbed: Vec<bool>,
     positions: Vec<[f32; 3]>,
     expression: Vec<f32>,
     dims: usize,
@@ -36,6 +37,7 @@ impl Data {
             ids: (0..n as u64).map(|i| 1000 + 7 * i).collect(),
             cell_types: (0..n).map(|i| (i % n_types.max(1)) as u32).collect(),
             generations: (0..n as u32).map(|i| i / 10).collect(),
+            perturbed: (0..n).map(|i| i % 3 == 0).collect(),
             positions: (0..n).map(|i| [i as f32 * 1.5, 100.0 - i as f32, 0.25 * i as f32]).collect(),
             expression: (0..n * g).map(|k| k as f32 * 0.5).collect(),
             dims,
@@ -50,6 +52,7 @@ impl Data {
             cell_ids: &self.ids,
             cell_types: &self.cell_types,
             generations: &self.generations,
+            perturbed: &self.perturbed,
             positions: &self.positions,
             dims: self.dims,
             expression: &self.expression,
@@ -191,6 +194,10 @@ fn per_cell_length_mismatches_are_reported() {
     assert!(matches!(err, IoError::LengthMismatch { what: "positions", found: 9, expected: 10, .. }));
     let err = error_after("gen_len", |d| d.generations.clear());
     assert!(matches!(err, IoError::LengthMismatch { what: "generations", found: 0, .. }));
+    let err = error_after("perturbed_len", |d| {
+        d.perturbed.pop();
+    });
+    assert!(matches!(err, IoError::LengthMismatch { what: "perturbed", .. }));
     let err = error_after("type_len", |d| d.cell_types.push(0));
     assert!(matches!(err, IoError::LengthMismatch { what: "cell_types", found: 11, .. }));
 }

@@ -145,6 +145,7 @@ fn write_snapshot(sim: &mut Simulation, scene: &LoadedScene, path: &Path) -> Res
         cell_ids: &cells.ids,
         cell_types: &cells.cell_types,
         generations: &cells.generations,
+        perturbed: &cells.perturbed,
         positions: &cells.positions,
         dims: sc.dims(),
         expression: &cells.expression,
