@@ -242,17 +242,5 @@ fn bad_input_to_the_implicit_gpu_is_an_error_not_a_panic() {
 
 #[test]
 fn implicit_wgsl_parses_and_validates_with_naga() {
-    let module = match naga::front::wgsl::parse_str(IMPLICIT_WGSL) {
-        Ok(m) => m,
-        Err(e) => panic!("shaders/implicit.wgsl does not parse:\n{}", e.emit_to_string(IMPLICIT_WGSL)),
-    };
-    let mut validator =
-        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty());
-    if let Err(e) = validator.validate(&module) {
-        panic!("shaders/implicit.wgsl does not validate:\n{}", e.emit_to_string(IMPLICIT_WGSL));
-    }
-    let entry = module.entry_points.iter().find(|ep| ep.name == IMPLICIT_ENTRY_POINT);
-    let entry = entry.unwrap_or_else(|| panic!("no entry point `{IMPLICIT_ENTRY_POINT}`"));
-    assert_eq!(entry.stage, naga::ShaderStage::Compute);
-    assert_eq!(entry.workgroup_size, [64, 1, 1]);
+    assert_valid_wgsl("shaders/implicit.wgsl", IMPLICIT_WGSL, IMPLICIT_ENTRY_POINT, [64, 1, 1]);
 }

@@ -328,17 +328,5 @@ fn hardware_only_never_returns_a_software_adapter() {
 
 #[test]
 fn diffuse_wgsl_parses_and_validates_with_naga() {
-    let module = match naga::front::wgsl::parse_str(DIFFUSE_WGSL) {
-        Ok(m) => m,
-        Err(e) => panic!("shaders/diffuse.wgsl does not parse:\n{}", e.emit_to_string(DIFFUSE_WGSL)),
-    };
-    let mut validator =
-        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty());
-    if let Err(e) = validator.validate(&module) {
-        panic!("shaders/diffuse.wgsl does not validate:\n{}", e.emit_to_string(DIFFUSE_WGSL));
-    }
-    let entry = module.entry_points.iter().find(|ep| ep.name == DIFFUSE_ENTRY_POINT);
-    let entry = entry.unwrap_or_else(|| panic!("no entry point `{DIFFUSE_ENTRY_POINT}`"));
-    assert_eq!(entry.stage, naga::ShaderStage::Compute);
-    assert_eq!(entry.workgroup_size, [8, 8, 1]);
+    assert_valid_wgsl("shaders/diffuse.wgsl", DIFFUSE_WGSL, DIFFUSE_ENTRY_POINT, [8, 8, 1]);
 }

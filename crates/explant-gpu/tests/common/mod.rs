@@ -59,3 +59,21 @@ pub fn relative_difference(gpu: &[f32], cpu: &[f32]) -> f64 {
 pub fn with_faces(diffusion: f32, decay: f32, boundary: Faces) -> ChannelParams {
     ChannelParams { boundary, ..ChannelParams::new(diffusion, decay) }
 }
+
+/// Parse and validate a WGSL shader with naga, and check its compute entry point and
+/// workgroup size.
+pub fn assert_valid_wgsl(file: &str, source: &str, entry_point: &str, workgroup_size: [u32; 3]) {
+    let module = match naga::front::wgsl::parse_str(source) {
+        Ok(m) => m,
+        Err(e) => panic!("{file} does not parse:\n{}", e.emit_to_string(source)),
+    };
+    let mut validator =
+        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty());
+    if let Err(e) = validator.validate(&module) {
+        panic!("{file} does not validate:\n{}", e.emit_to_string(source));
+    }
+    let entry = module.entry_points.iter().find(|ep| ep.name == entry_point);
+    let entry = entry.unwrap_or_else(|| panic!("no entry point `{entry_point}` in {file}"));
+    assert_eq!(entry.stage, naga::ShaderStage::Compute);
+    assert_eq!(entry.workgroup_size, workgroup_size);
+}
