@@ -72,7 +72,15 @@ fn respond(c: &mut Criterion) {
         let s: Vec<f32> = (0..n * l).map(|i| (i % 5) as f32 * 0.2).collect();
         let cn: Vec<f32> = (0..n * g).map(|i| (i % 7) as f32 * 0.1).collect();
         let t: Vec<u32> = (0..n).map(|i| (i % 2) as u32).collect();
-        let input = ResponseInput { cells: n, expression: &x, sensed: &s, contact: &cn, cell_type: &t, dt: 0.5 };
+        let input = ResponseInput {
+            cells: n,
+            expression: &x,
+            sensed: &s,
+            contact: &cn,
+            neighbour_types: &[],
+            cell_type: &t,
+            dt: 0.5,
+        };
         let mut out = vec![0.0; n * g];
         group.throughput(Throughput::Elements(n as u64));
         let mut teacher = Teacher::from_scene(sc);

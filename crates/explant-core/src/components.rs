@@ -25,9 +25,104 @@ pub struct Radius(pub f32);
 #[derive(Component, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CellType(pub u32);
 
-/// Expression state: one value per scene gene.
-#[derive(Component, Debug, Clone, PartialEq)]
-pub struct Expression(pub Vec<f32>);
+/// The cell's row in the population's expression matrix ([`States`]): its expression
+/// state, one value per scene gene, is `States::row(row)`.
+#[derive(Component, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Row(pub u32);
+
+/// Where a cell is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Phase {
+    /// Alive: growing through its cycle (if its type has one).
+    #[default]
+    Cycling,
+    /// Apoptotic: shrinking, removed after the type's apoptosis duration.
+    Apoptotic,
+    /// Necrotic: swelling, removed after the type's necrosis duration.
+    Necrotic,
+}
+
+/// Life-cycle state of a cell.
+#[derive(Component, Debug, Clone, Copy, PartialEq)]
+pub struct Cycle {
+    /// Phase.
+    pub phase: Phase,
+    /// Minutes since birth (since the start for founders).
+    pub age: f32,
+    /// Minutes of cycle progress since birth (stops while the cycle is held).
+    pub progress: f32,
+    /// This cell's cycle length, minutes (infinite for a type that does not divide).
+    pub length: f32,
+    /// Minutes since entering a death phase.
+    pub dying: f32,
+    /// Volume when the death phase began, µm³.
+    pub volume_at_death: f32,
+}
+
+/// Migration direction (unit vector, or zero) kept between direction changes.
+#[derive(Component, Debug, Clone, Copy, PartialEq, Default)]
+pub struct Motility(pub Vec3);
+
+/// The expression state of the whole population as one contiguous `N × G` row-major
+/// matrix, the batch the response model reads and updates in place. Row `i` belongs to
+/// the entity `owner[i]`, whose [`Row`] component is `i`; rows are removed by moving the
+/// last row into the gap.
+#[derive(Resource, Debug, Clone, Default)]
+pub struct States {
+    /// Genes per row.
+    pub genes: usize,
+    /// `N × G` values.
+    pub data: Vec<f32>,
+    /// The entity of each row.
+    pub owner: Vec<Entity>,
+}
+
+impl States {
+    /// Number of rows (cells).
+    pub fn len(&self) -> usize {
+        self.owner.len()
+    }
+
+    /// Whether there are no cells.
+    pub fn is_empty(&self) -> bool {
+        self.owner.is_empty()
+    }
+
+    /// One cell's expression.
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.genes..(i + 1) * self.genes]
+    }
+
+    /// One cell's expression, mutable.
+    pub fn row_mut(&mut self, i: usize) -> &mut [f32] {
+        &mut self.data[i * self.genes..(i + 1) * self.genes]
+    }
+
+    /// Append a row for `owner`; returns its index.
+    pub fn push(&mut self, owner: Entity, values: &[f32]) -> u32 {
+        debug_assert_eq!(values.len(), self.genes);
+        self.data.extend_from_slice(values);
+        self.owner.push(owner);
+        (self.owner.len() - 1) as u32
+    }
+
+    /// Remove row `i` by moving the last row into it; returns the entity whose row
+    /// changed (to `i`), if any.
+    pub fn swap_remove(&mut self, i: usize) -> Option<Entity> {
+        let last = self.len() - 1;
+        let g = self.genes;
+        if i != last {
+            self.data.copy_within(last * g..(last + 1) * g, i * g);
+        }
+        self.data.truncate(last * g);
+        self.owner.swap_remove(i);
+        (i != last).then(|| self.owner[i])
+    }
+}
+
+/// The next cell id to hand out (ids are never reused).
+#[derive(Resource, Debug, Clone, Copy, Default)]
+pub struct NextId(pub u64);
 
 /// Lineage: the parent's id (none for founders) and the generation.
 #[derive(Component, Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,22 +194,27 @@ pub struct Diffuser(pub Box<dyn DiffusionBackend>);
 #[derive(Resource)]
 pub struct Model(pub Mutex<Box<dyn ResponseModel>>);
 
-/// Per-tick batch buffers, filled in query order by `sense` and read by later stages
-/// of the same tick (no structural changes happen in between).
+/// Per-tick batch buffers, indexed by [`Row`]: gathered at the start of the tick
+/// (`secrete`), filled by `sense` and read by later stages of the same tick; the
+/// `fate` stage, which adds and removes cells, comes last.
 #[derive(Resource, Debug, Default)]
 pub struct Batch {
     /// Cells in the batch.
     pub cells: usize,
+    /// Cell ids, `N`.
+    pub ids: Vec<u64>,
     /// Positions, `N`.
     pub positions: Vec<Vec3>,
     /// Radii, `N`.
     pub radii: Vec<f32>,
-    /// Expression, `N × G`.
-    pub expression: Vec<f32>,
+    /// Whether the cell is alive (not apoptotic or necrotic), `N`.
+    pub alive: Vec<bool>,
     /// Sensed ligands, `N × L`.
     pub sensed: Vec<f32>,
     /// Neighbour means of contact genes, `N × G`.
     pub contact: Vec<f32>,
+    /// Neighbours of each cell type, `N × T` counts.
+    pub neighbour_types: Vec<f32>,
     /// Cell types, `N`.
     pub cell_type: Vec<u32>,
     /// Neighbour lists in CSR form: neighbours of cell `i` are
@@ -133,8 +233,14 @@ pub struct Settings {
     pub genes: usize,
     /// Number of ligands.
     pub ligands: usize,
+    /// Number of cell types.
+    pub cell_types: usize,
     /// Dense mask of contact genes.
     pub contact_mask: Vec<bool>,
+    /// Life-cycle and migration rules per cell type.
+    pub rules: Vec<TypeRules>,
+    /// Radius of a full-grown cell, µm.
+    pub cell_radius: f32,
     /// Contact interaction radius, µm.
     pub contact_radius: f32,
     /// Mechanics constants.
@@ -180,4 +286,57 @@ impl StageTimers {
     pub fn add(&mut self, stage: crate::Stage, d: Duration) {
         self.total[stage as usize] += d;
     }
+}
+
+/// A cell type's life-cycle and migration rules with names resolved to indices.
+#[derive(Debug, Clone, Default)]
+pub struct TypeRules {
+    /// Growth and division, with the index of the gating gene.
+    pub cycle: Option<(explant_scene::CycleSpec, Option<usize>)>,
+    /// Apoptosis, with the index of the driving gene.
+    pub apoptosis: Option<(explant_scene::ApoptosisSpec, Option<usize>)>,
+    /// Necrosis, with the index of the ligand.
+    pub necrosis: Option<(explant_scene::NecrosisSpec, usize)>,
+    /// Chemotaxis, with the indices of the ligand and the gating gene.
+    pub chemotaxis: Option<(explant_scene::ChemotaxisSpec, usize, Option<usize>)>,
+}
+
+impl TypeRules {
+    /// Resolve the rules of every cell type of a validated scene.
+    pub fn of_scene(scene: &explant_scene::Scene) -> Vec<TypeRules> {
+        let ligand = |name: &str| scene.ligands.iter().position(|l| l.name == name).unwrap_or(0);
+        let gene = |name: &Option<String>| name.as_deref().and_then(|g| scene.gene_index(g));
+        scene
+            .cell_types
+            .iter()
+            .map(|t| TypeRules {
+                cycle: t.cycle.clone().map(|c| {
+                    let g = gene(&c.gene);
+                    (c, g)
+                }),
+                apoptosis: t.apoptosis.clone().map(|a| {
+                    let g = gene(&a.gene);
+                    (a, g)
+                }),
+                necrosis: t.necrosis.clone().map(|n| {
+                    let l = ligand(&n.ligand);
+                    (n, l)
+                }),
+                chemotaxis: t.chemotaxis.clone().map(|c| {
+                    let (l, g) = (ligand(&c.ligand), gene(&c.gene));
+                    (c, l, g)
+                }),
+            })
+            .collect()
+    }
+}
+
+/// Volume of a sphere of radius `r`.
+pub fn sphere_volume(r: f32) -> f32 {
+    4.0 / 3.0 * std::f32::consts::PI * r * r * r
+}
+
+/// Radius of a sphere of volume `v`.
+pub fn sphere_radius(v: f32) -> f32 {
+    (v.max(0.0) * 3.0 / (4.0 * std::f32::consts::PI)).cbrt()
 }

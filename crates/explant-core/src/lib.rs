@@ -1,8 +1,10 @@
 //! The explant tissue: cells as `bevy_ecs` entities and one tick as named stages.
 //!
 //! A cell is an entity with a [`CellId`], a [`Position`] (2D or 3D), a [`Radius`], a
-//! [`CellType`], an [`Expression`] state (one value per scene gene), a [`Lineage`] and
-//! a [`Perturbed`] flag. Ligands live on a grid ([`Ligands`]) advanced by a
+//! [`CellType`], a [`Row`] of the population's contiguous `N × G` expression matrix
+//! ([`States`], which the response model reads and updates in place), a [`Cycle`]
+//! (phase, age, progress), a [`Motility`] direction, a [`Lineage`] and a [`Perturbed`]
+//! flag. Ligands live on a grid ([`Ligands`]) advanced by a
 //! [`DiffusionBackend`](explant_field::DiffusionBackend); the cells' response is a
 //! [`ResponseModel`] run on the whole population at once. Both backends are traits, so
 //! this crate builds and tests without wgpu or libtorch.
@@ -16,12 +18,15 @@
 //!    receptor-gated ligand concentrations at each cell;
 //! 4. **respond** — the response model maps state + signals to `dx/dt`; Euler step;
 //! 5. **perturb** — the scene's clamps (knockout, knockdown, overexpression);
-//! 6. **mechanics** — overdamped centre-based motion (division and death: not yet);
-//! 7. **record** — the clock advances; pseudobulk time series and sanity checks.
+//! 6. **mechanics** — overdamped centre-based motion, walls, basement membrane,
+//!    chemotaxis;
+//! 7. **fate** — growth, division, apoptosis and necrosis (cells are added and removed);
+//! 8. **record** — the clock advances; pseudobulk time series and sanity checks.
 
 mod components;
 mod error;
 mod initial;
+mod life;
 pub mod model;
 pub mod neighbours;
 pub mod rng;
@@ -57,14 +62,24 @@ pub enum Stage {
     Perturb,
     /// Cell motion.
     Mechanics,
+    /// Growth, division and death.
+    Fate,
     /// Clock, time series, sanity checks.
     Record,
 }
 
 impl Stage {
     /// Every stage, in tick order.
-    pub const ALL: [Stage; 7] =
-        [Stage::Secrete, Stage::Diffuse, Stage::Sense, Stage::Respond, Stage::Perturb, Stage::Mechanics, Stage::Record];
+    pub const ALL: [Stage; 8] = [
+        Stage::Secrete,
+        Stage::Diffuse,
+        Stage::Sense,
+        Stage::Respond,
+        Stage::Perturb,
+        Stage::Mechanics,
+        Stage::Fate,
+        Stage::Record,
+    ];
 
     /// Lower-case name.
     pub fn name(self) -> &'static str {
@@ -75,6 +90,7 @@ impl Stage {
             Stage::Respond => "respond",
             Stage::Perturb => "perturb",
             Stage::Mechanics => "mechanics",
+            Stage::Fate => "fate",
             Stage::Record => "record",
         }
     }
@@ -95,6 +111,10 @@ pub struct CellTable {
     pub radii: Vec<f32>,
     /// Whether a perturbation acted at the last tick.
     pub perturbed: Vec<bool>,
+    /// Parent ids (`u64::MAX` for founders).
+    pub parents: Vec<u64>,
+    /// Life phases.
+    pub phases: Vec<Phase>,
     /// Expression, `N × G` row-major.
     pub expression: Vec<f32>,
 }
@@ -164,7 +184,10 @@ impl Simulation {
         world.insert_resource(Settings {
             genes: scene.genes.len(),
             ligands: scene.ligands.len(),
+            cell_types: scene.cell_types.len(),
             contact_mask: scene.genes.iter().map(|g| scene.contact.genes.contains(g)).collect(),
+            rules: TypeRules::of_scene(scene),
+            cell_radius: scene.tissue.cell_radius,
             contact_radius: scene.contact.radius,
             mechanics: scene.mechanics,
             domain: size,
@@ -192,6 +215,7 @@ impl Simulation {
                 Stage::Respond,
                 Stage::Perturb,
                 Stage::Mechanics,
+                Stage::Fate,
                 Stage::Record,
             )
                 .chain(),
@@ -203,6 +227,7 @@ impl Simulation {
             stages::respond.in_set(Stage::Respond),
             stages::perturb.in_set(Stage::Perturb),
             stages::mechanics.in_set(Stage::Mechanics),
+            stages::fate.in_set(Stage::Fate),
             stages::record.in_set(Stage::Record),
         ));
         let mut sim = Self { world, schedule, ticks: scene.ticks() };
@@ -235,12 +260,14 @@ impl Simulation {
     pub fn record_now(&mut self) -> Result<(), CoreError> {
         let clock = self.clock();
         let settings = self.world.resource::<Settings>().clone();
-        let mut q = self.world.query::<(&CellType, &Expression)>();
-        let cells: Vec<(u32, Vec<f32>)> = q.iter(&self.world).map(|(t, e)| (t.0, e.0.clone())).collect();
+        let mut q = self.world.query::<(&CellType, &Row)>();
+        let mut rows: Vec<(u32, u32)> = q.iter(&self.world).map(|(t, r)| (r.0, t.0)).collect();
+        rows.sort_unstable();
         let world = &mut self.world;
         world.resource_scope(|world, mut rec: Mut<Recording>| {
+            let states = world.resource::<States>();
             let ligands = world.resource::<Ligands>();
-            rec.capture(&clock, &settings, cells.iter().map(|(t, e)| (*t, e.as_slice())), ligands)
+            rec.capture(&clock, &settings, rows.iter().map(|&(r, t)| (t, states.row(r as usize))), ligands)
         })
     }
 
@@ -272,7 +299,8 @@ impl Simulation {
 
     /// Copy every cell's values out, sorted by cell id.
     pub fn cells(&mut self) -> CellTable {
-        let mut q = self.world.query::<(&CellId, &CellType, &Lineage, &Position, &Radius, &Perturbed, &Expression)>();
+        let mut q = self.world.query::<(&CellId, &CellType, &Lineage, &Position, &Radius, &Perturbed, &Row, &Cycle)>();
+        let states = self.world.resource::<States>();
         let mut rows: Vec<_> = q.iter(&self.world).collect();
         rows.sort_by_key(|r| r.0.0);
         let mut t = CellTable {
@@ -282,16 +310,20 @@ impl Simulation {
             positions: Vec::with_capacity(rows.len()),
             radii: Vec::with_capacity(rows.len()),
             perturbed: Vec::with_capacity(rows.len()),
+            parents: Vec::with_capacity(rows.len()),
+            phases: Vec::with_capacity(rows.len()),
             expression: Vec::new(),
         };
-        for (id, ty, lin, pos, r, p, e) in rows {
+        for (id, ty, lin, pos, r, p, e, c) in rows {
+            t.parents.push(lin.parent.unwrap_or(u64::MAX));
+            t.phases.push(c.phase);
             t.ids.push(id.0);
             t.cell_types.push(ty.0);
             t.generations.push(lin.generation);
             t.positions.push(pos.0.to_array());
             t.radii.push(r.0);
             t.perturbed.push(p.0);
-            t.expression.extend_from_slice(&e.0);
+            t.expression.extend_from_slice(states.row(e.0 as usize));
         }
         t
     }

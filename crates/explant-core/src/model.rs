@@ -21,6 +21,9 @@ pub struct ResponseInput<'a> {
     pub sensed: &'a [f32],
     /// Neighbour mean of each contact gene, `N × G` (zero for non-contact genes).
     pub contact: &'a [f32],
+    /// Number of neighbours of each cell type within the contact radius, `N × T`
+    /// (may be empty for callers that have no neighbours, e.g. a model's own tests).
+    pub neighbour_types: &'a [f32],
     /// Cell type index of each cell, `N`.
     pub cell_type: &'a [u32],
     /// Length of the tick in minutes.
@@ -85,8 +88,9 @@ pub trait ResponseModel: Send {
 
 /// The mechanistic reference model (the teacher):
 /// `dx/dt = α ⊙ σ(W x + U s + V c + b + b_type) − γ ⊙ x`,
-/// with sparse named `W` (gene → gene), `U` (sensed ligand → gene) and `V`
-/// (neighbours' contact gene → gene) from the scene's `[teacher]` table.
+/// with sparse named `W` (gene → gene), `U` (sensed ligand → gene), `V`
+/// (neighbours' contact gene → gene) and `N` (count of neighbours of a cell type → gene)
+/// from the scene's `[teacher]` table.
 #[derive(Debug, Clone)]
 pub struct Teacher {
     signature: ModelSignature,
@@ -104,6 +108,9 @@ pub struct Teacher {
     pub u: Vec<(usize, usize, f32)>,
     /// (target, contact gene, weight) from neighbours.
     pub v: Vec<(usize, usize, f32)>,
+    /// (target, cell type, weight) from neighbour counts by type.
+    pub n: Vec<(usize, usize, f32)>,
+    types: usize,
 }
 
 impl Teacher {
@@ -117,13 +124,14 @@ impl Teacher {
             let b = scene.gene_vector(&ct.bias);
             bias.extend(b.iter().map(|x| x + t.bias));
         }
-        let (mut w, mut u, mut v) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut w, mut u, mut v, mut n) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for e in &t.edges {
             // Validation guarantees the names resolve.
             let Some(target) = scene.gene_index(&e.target) else { continue };
             match e.source.split_once(':') {
                 Some(("gene", s)) => w.extend(scene.gene_index(s).map(|s| (target, s, e.weight))),
                 Some(("contact", s)) => v.extend(scene.gene_index(s).map(|s| (target, s, e.weight))),
+                Some(("neighbours", s)) => n.extend(scene.cell_type_index(s).map(|s| (target, s, e.weight))),
                 Some(("ligand", s)) => {
                     u.extend(scene.ligands.iter().position(|l| l.name == s).map(|s| (target, s, e.weight)))
                 }
@@ -140,11 +148,13 @@ impl Teacher {
             w,
             u,
             v,
+            n,
+            types: scene.cell_types.len(),
         }
     }
 
-    /// `dx/dt` of one cell.
-    pub fn rate_one(&self, x: &[f32], s: &[f32], c: &[f32], cell_type: usize, out: &mut [f32]) {
+    /// `dx/dt` of one cell; `counts` holds its neighbours by cell type (empty: none).
+    pub fn rate_one(&self, x: &[f32], s: &[f32], c: &[f32], counts: &[f32], cell_type: usize, out: &mut [f32]) {
         let g = self.genes;
         out.copy_from_slice(&self.bias[cell_type * g..(cell_type + 1) * g]);
         for &(t, j, wt) in &self.w {
@@ -155,6 +165,11 @@ impl Teacher {
         }
         for &(t, j, wt) in &self.v {
             out[t] += wt * c[j];
+        }
+        if !counts.is_empty() {
+            for &(t, k, wt) in &self.n {
+                out[t] += wt * counts[k];
+            }
         }
         for i in 0..g {
             let sig = 1.0 / (1.0 + (-out[i]).exp());
@@ -174,13 +189,15 @@ impl ResponseModel for Teacher {
 
     fn rates(&mut self, input: &ResponseInput<'_>, rates: &mut [f32]) -> Result<(), ModelError> {
         use rayon::prelude::*;
-        let (g, l) = (self.genes, self.ligands);
+        let (g, l, nt) = (self.genes, self.ligands, self.types);
         let this = &*self;
+        let counted = input.neighbour_types.len() == input.cells * nt;
         rates.par_chunks_mut(g).enumerate().for_each(|(i, out)| {
             this.rate_one(
                 &input.expression[i * g..(i + 1) * g],
                 &input.sensed[i * l..(i + 1) * l],
                 &input.contact[i * g..(i + 1) * g],
+                if counted { &input.neighbour_types[i * nt..(i + 1) * nt] } else { &[] },
                 input.cell_type[i] as usize,
                 out,
             );

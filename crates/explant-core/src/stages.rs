@@ -11,20 +11,43 @@ use crate::model::ResponseInput;
 use crate::neighbours;
 use crate::{CoreError, Stage};
 
-/// Secrete: each cell exchanges ligands with the voxel that contains its centre
-/// (nearest-voxel deposition; sensing reads the same voxel), with PhysiCell's
-/// implicit per-cell update over one tick `Δt`, for cell volume `V_c` and voxel volume
-/// `V_v`:
+pub use crate::life::{fate, mechanics};
+
+/// Copy positions, radii, types, ids and life phase into the batch, indexed by [`Row`].
+fn gather(cells: &Query<(&CellId, &Row, &Position, &Radius, &CellType, &Cycle)>, n: usize, b: &mut Batch) {
+    b.cells = n;
+    b.ids.resize(n, 0);
+    b.positions.resize(n, Vec3::ZERO);
+    b.radii.resize(n, 0.0);
+    b.cell_type.resize(n, 0);
+    b.alive.resize(n, true);
+    for (id, row, pos, radius, ty, cycle) in cells {
+        let i = row.0 as usize;
+        b.ids[i] = id.0;
+        b.positions[i] = pos.0;
+        b.radii[i] = radius.0;
+        b.cell_type[i] = ty.0;
+        b.alive[i] = cycle.phase == Phase::Cycling;
+    }
+}
+
+/// Secrete: gather the tick's batch; then each living cell exchanges ligands with the
+/// voxel that contains its centre (nearest-voxel deposition; sensing reads the same
+/// voxel), with PhysiCell's implicit per-cell update over one tick `Δt`, for cell
+/// volume `V_c` and voxel volume `V_v`:
 ///
 /// `ρ ← (ρ + Δt (V_c/V_v) S ρ*) / (1 + Δt (V_c/V_v) (S + U)) + Δt E / V_v`
 ///
 /// with `S` = secretion rate × expression of the secreting gene, `ρ*` the saturation
 /// density, `U` = uptake rate × receptor expression and `E` = export rate × expression
 /// of the secreting gene. It never overshoots saturation or takes more than is there.
-/// Cells are visited in query order, so sums are reproducible; the net amount each
-/// ligand gained is added to [`Ligands::exchanged`].
+/// Cells are visited in row order, so sums are reproducible; the net amount each
+/// ligand gained is added to [`Ligands::exchanged`]. Apoptotic and necrotic cells
+/// neither secrete nor take up.
 pub fn secrete(
-    cells: Query<(&Position, &Radius, &Expression)>,
+    cells: Query<(&CellId, &Row, &Position, &Radius, &CellType, &Cycle)>,
+    states: Res<States>,
+    mut batch: ResMut<Batch>,
     mut ligands: ResMut<Ligands>,
     clock: Res<Clock>,
     mut timers: ResMut<StageTimers>,
@@ -34,19 +57,25 @@ pub fn secrete(
         return;
     }
     let t0 = Instant::now();
+    gather(&cells, states.len(), &mut batch);
+    let b = &*batch;
     let ligands = &mut *ligands;
     let grid = ligands.field.grid;
     let voxels = grid.voxels();
     let vv = grid.voxel_volume();
     let dt = clock.dt;
-    for (pos, radius, expr) in &cells {
-        let v = grid.voxel_of(pos.0.to_array());
-        let vc = 4.0 / 3.0 * std::f32::consts::PI * radius.0.powi(3);
+    for i in 0..b.cells {
+        if !b.alive[i] || ligands.coupling.is_empty() {
+            continue;
+        }
+        let x = states.row(i);
+        let v = grid.voxel_of(b.positions[i].to_array());
+        let vc = sphere_volume(b.radii[i]);
         for (c, k) in ligands.coupling.iter().enumerate() {
-            let x = expr.0[k.gene].max(0.0);
-            let s = k.secretion * x;
-            let u = k.uptake * expr.0[k.receptor].max(0.0);
-            let e = k.export * x;
+            let xs = x[k.gene].max(0.0);
+            let s = k.secretion * xs;
+            let u = k.uptake * x[k.receptor].max(0.0);
+            let e = k.export * xs;
             if s == 0.0 && u == 0.0 && e == 0.0 {
                 continue;
             }
@@ -81,11 +110,12 @@ pub fn diffuse(
     timers.add(Stage::Diffuse, t0.elapsed());
 }
 
-/// Sense: gather the batch, find neighbours within the contact radius (a cell list
-/// rebuilt each tick, [`neighbours::CellList`]), average the contact genes over neighbours, and
-/// read each ligand at the cell's voxel, gated by the receptor's expression.
+/// Sense: find neighbours within the contact radius (a cell list rebuilt each tick,
+/// [`neighbours::CellList`]), average the contact genes over neighbours, count
+/// neighbours by cell type, and read each ligand at the cell's voxel, gated by the
+/// receptor's expression.
 pub fn sense(
-    cells: Query<(&Position, &Radius, &Expression, &CellType)>,
+    states: Res<States>,
     ligands: Res<Ligands>,
     settings: Res<Settings>,
     mut batch: ResMut<Batch>,
@@ -96,46 +126,40 @@ pub fn sense(
         return;
     }
     let t0 = Instant::now();
-    let (g, l) = (settings.genes, settings.ligands);
+    let (g, l, nt) = (settings.genes, settings.ligands, settings.cell_types);
     let b = &mut *batch;
-    b.positions.clear();
-    b.radii.clear();
-    b.expression.clear();
-    b.cell_type.clear();
-    for (pos, radius, expr, ty) in &cells {
-        b.positions.push(pos.0);
-        b.radii.push(radius.0);
-        b.expression.extend_from_slice(&expr.0);
-        b.cell_type.push(ty.0);
-    }
-    let n = b.positions.len();
-    b.cells = n;
+    let n = b.cells;
 
     // Neighbours within the interaction radius (contact signalling and mechanics share it):
     // a spatially sorted cell list, faster than an R-tree here (see `neighbours`).
     neighbours::neighbours_cell_list(&b.positions, settings.contact_radius, &mut b.offsets, &mut b.neighbours);
 
-    // Contact signals: neighbour mean of each contact gene.
+    // Contact signals: neighbour mean of each contact gene, and neighbour counts by type.
     b.contact.clear();
     b.contact.resize(n * g, 0.0);
-    let (offsets, neighbours, expression) = (&b.offsets, &b.neighbours, &b.expression);
+    b.neighbour_types.clear();
+    b.neighbour_types.resize(n * nt, 0.0);
+    let (offsets, neighbours, expression, types) = (&b.offsets, &b.neighbours, &states.data, &b.cell_type);
     let mask = &settings.contact_mask;
-    b.contact.par_chunks_mut(g.max(1)).enumerate().for_each(|(i, out)| {
-        let list = &neighbours[offsets[i] as usize..offsets[i + 1] as usize];
-        if list.is_empty() {
-            return;
-        }
-        for &j in list {
-            let xj = &expression[j as usize * g..(j as usize + 1) * g];
-            for k in 0..g {
-                if mask[k] {
-                    out[k] += xj[k];
-                }
+    b.contact.par_chunks_mut(g.max(1)).zip(b.neighbour_types.par_chunks_mut(nt.max(1))).enumerate().for_each(
+        |(i, (out, counts))| {
+            let list = &neighbours[offsets[i] as usize..offsets[i + 1] as usize];
+            if list.is_empty() {
+                return;
             }
-        }
-        let inv = 1.0 / list.len() as f32;
-        out.iter_mut().for_each(|v| *v *= inv);
-    });
+            for &j in list {
+                let xj = &expression[j as usize * g..(j as usize + 1) * g];
+                for k in 0..g {
+                    if mask[k] {
+                        out[k] += xj[k];
+                    }
+                }
+                counts[types[j as usize] as usize] += 1.0;
+            }
+            let inv = 1.0 / list.len() as f32;
+            out.iter_mut().for_each(|v| *v *= inv);
+        },
+    );
 
     // Ligands at the cell's voxel × receptor expression.
     b.sensed.clear();
@@ -145,17 +169,18 @@ pub fn sense(
     for i in 0..n {
         let v = grid.voxel_of(b.positions[i].to_array());
         for c in 0..l {
-            let receptor = b.expression[i * g + ligands.receptor[c]].max(0.0);
+            let receptor = states.data[i * g + ligands.receptor[c]].max(0.0);
             b.sensed[i * l + c] = ligands.field.data[c * voxels + v] * receptor;
         }
     }
     timers.add(Stage::Sense, t0.elapsed());
 }
 
-/// Respond: one call of the response model on the whole batch, then an explicit
-/// Euler step of the expression state, kept non-negative.
+/// Respond: one call of the response model on the whole population's expression
+/// matrix ([`States`], no copy), then an explicit Euler step in place, kept
+/// non-negative.
 pub fn respond(
-    mut cells: Query<&mut Expression>,
+    mut states: ResMut<States>,
     model: Res<Model>,
     clock: Res<Clock>,
     settings: Res<Settings>,
@@ -173,9 +198,10 @@ pub fn respond(
     b.rates.resize(b.cells * g, 0.0);
     let input = ResponseInput {
         cells: b.cells,
-        expression: &b.expression,
+        expression: &states.data,
         sensed: &b.sensed,
         contact: &b.contact,
+        neighbour_types: &b.neighbour_types,
         cell_type: &b.cell_type,
         dt: clock.dt,
     };
@@ -190,18 +216,18 @@ pub fn respond(
         return;
     }
     let dt = clock.dt;
-    for (i, mut expr) in cells.iter_mut().enumerate() {
-        let rate = &b.rates[i * g..(i + 1) * g];
-        for (x, r) in expr.0.iter_mut().zip(rate) {
+    states.data.par_chunks_mut(4096).zip(b.rates.par_chunks(4096)).for_each(|(x, r)| {
+        for (x, r) in x.iter_mut().zip(r) {
             *x = (*x + dt * r).max(0.0);
         }
-    }
+    });
     timers.add(Stage::Respond, t0.elapsed());
 }
 
 /// Perturb: apply the scene's gene clamps to the cells they target.
 pub fn perturb(
-    mut cells: Query<(&Position, &CellType, &mut Expression, &mut Perturbed)>,
+    mut cells: Query<(&Row, &Position, &CellType, &mut Perturbed)>,
+    mut states: ResMut<States>,
     clock: Res<Clock>,
     settings: Res<Settings>,
     mut timers: ResMut<StageTimers>,
@@ -212,7 +238,7 @@ pub fn perturb(
     }
     let t0 = Instant::now();
     let t = clock.time() as f32;
-    for (pos, ty, mut expr, mut flag) in &mut cells {
+    for (row, pos, ty, mut flag) in &mut cells {
         let mut hit = false;
         for p in &settings.perturbations {
             if !p.spec.active_at(t)
@@ -221,7 +247,7 @@ pub fn perturb(
             {
                 continue;
             }
-            let x = &mut expr.0[p.gene];
+            let x = &mut states.row_mut(row.0 as usize)[p.gene];
             *x = match p.action {
                 explant_scene::PerturbationKind::Knockout => 0.0,
                 explant_scene::PerturbationKind::Knockdown { fraction } => *x * (1.0 - fraction),
@@ -236,71 +262,13 @@ pub fn perturb(
     timers.add(Stage::Perturb, t0.elapsed());
 }
 
-/// Mechanics: overdamped centre-based motion, `v = mobility × Σ F`, with PhysiCell's
-/// potentials between neighbours at distance `d`: repulsion `c_r (1 − d/R)²` for
-/// `d < R = r_i + r_j` and adhesion `−c_a (1 − d/R_a)²` for `d < R_a = 1.25 R`, along
-/// the line of centres. Displacements are capped at half a cell radius per tick
-/// (explicit Euler is stable for `dt · mobility · 2 c_r / R ≲ 1`); cells stay in the domain.
-/// Division and death are not modelled yet.
-pub fn mechanics(
-    mut cells: Query<&mut Position>,
-    settings: Res<Settings>,
-    clock: Res<Clock>,
-    batch: Res<Batch>,
-    mut timers: ResMut<StageTimers>,
-    failure: Res<Failure>,
-) {
-    if failure.0.is_some() {
-        return;
-    }
-    let t0 = Instant::now();
-    let m = settings.mechanics;
-    let b = &*batch;
-    let dt = clock.dt;
-    let moves: Vec<Vec3> = (0..b.cells)
-        .into_par_iter()
-        .map(|i| {
-            let p = b.positions[i];
-            let mut force = Vec3::ZERO;
-            for &j in &b.neighbours[b.offsets[i] as usize..b.offsets[i + 1] as usize] {
-                let j = j as usize;
-                let delta = p - b.positions[j];
-                let d = delta.length();
-                if d <= 1e-6 {
-                    continue;
-                }
-                let rr = b.radii[i] + b.radii[j];
-                let ra = 1.25 * rr;
-                let mut f = 0.0;
-                if d < rr {
-                    f += m.repulsion * (1.0 - d / rr).powi(2);
-                }
-                if d < ra {
-                    f -= m.adhesion * (1.0 - d / ra).powi(2);
-                }
-                force += delta * (f / d);
-            }
-            let mut step = force * (m.mobility * dt);
-            let cap = 0.5 * b.radii[i];
-            if step.length() > cap {
-                step = step.normalize() * cap;
-            }
-            step
-        })
-        .collect();
-    let hi = settings.domain;
-    for (i, mut pos) in cells.iter_mut().enumerate() {
-        let q = (b.positions[i] + moves[i]).clamp(Vec3::ZERO, hi);
-        pos.0 = q;
-    }
-    timers.add(Stage::Mechanics, t0.elapsed());
-}
-
 /// Record: advance the clock, and at each recording interval append pseudobulk
 /// expression by cell type and ligand totals to the [`Recording`]; check the state
 /// for NaN or runaway values.
+#[allow(clippy::too_many_arguments)]
 pub fn record(
-    cells: Query<(&CellType, &Expression)>,
+    cells: Query<(&CellType, &Row)>,
+    states: Res<States>,
     ligands: Res<Ligands>,
     settings: Res<Settings>,
     mut clock: ResMut<Clock>,
@@ -313,10 +281,13 @@ pub fn record(
     }
     let t0 = Instant::now();
     clock.tick += 1;
-    if clock.tick.is_multiple_of(settings.record_interval)
-        && let Err(e) = recording.capture(&clock, &settings, cells.iter().map(|(t, e)| (t.0, e.0.as_slice())), &ligands)
-    {
-        failure.0 = Some(e);
+    if clock.tick.is_multiple_of(settings.record_interval) {
+        let mut rows: Vec<(u32, u32)> = cells.iter().map(|(t, r)| (r.0, t.0)).collect();
+        rows.sort_unstable();
+        let it = rows.iter().map(|&(r, t)| (t, states.row(r as usize)));
+        if let Err(e) = recording.capture(&clock, &settings, it, &ligands) {
+            failure.0 = Some(e);
+        }
     }
     timers.add(Stage::Record, t0.elapsed());
 }

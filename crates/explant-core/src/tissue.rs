@@ -62,31 +62,53 @@ pub(crate) fn lattice(scene: &Scene) -> Vec<Vec3> {
         .collect()
 }
 
-/// Spawn the scene's initial cells.
+/// Spawn the scene's initial cells, with their rows of the expression matrix. Cells
+/// of a dividing type start at a random point of their cycle (an asynchronous
+/// population), sized accordingly.
 pub(crate) fn populate(world: &mut World, scene: &Scene) {
     let default_type = scene.cell_type_index(&scene.tissue.cell_type).unwrap_or(0);
     let baselines: Vec<Vec<f32>> = scene.cell_types.iter().map(|t| scene.gene_vector(&t.baseline)).collect();
-    let cells: Vec<_> = lattice(scene)
-        .into_iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let ty = scene
-                .tissue
-                .regions
-                .iter()
-                .find(|r| r.shape.contains(p.to_array()))
-                .and_then(|r| scene.cell_type_index(&r.cell_type))
-                .unwrap_or(default_type);
-            (
-                CellId(i as u64),
+    let full = sphere_volume(scene.tissue.cell_radius);
+    let mut states = States { genes: scene.genes.len(), ..Default::default() };
+    let points = lattice(scene);
+    let n = points.len();
+    for (i, p) in points.into_iter().enumerate() {
+        let ty = scene
+            .tissue
+            .regions
+            .iter()
+            .find(|r| r.shape.contains(p.to_array()))
+            .and_then(|r| scene.cell_type_index(&r.cell_type))
+            .unwrap_or(default_type);
+        let id = i as u64;
+        let (length, progress) = match &scene.cell_types[ty].cycle {
+            Some(c) => {
+                let length = crate::life::cycle_length(c, scene.seed, id, 0);
+                (length, uniform(scene.seed, id, 0, Purpose::Cycle, 7) as f32 * length)
+            }
+            None => (f32::INFINITY, 0.0),
+        };
+        let radius = if length.is_finite() {
+            sphere_radius(full * (0.5 + 0.5 * progress / length))
+        } else {
+            scene.tissue.cell_radius
+        };
+        let row = states.len() as u32;
+        let entity = world
+            .spawn((
+                CellId(id),
+                Row(row),
                 Position(p),
-                Radius(scene.tissue.cell_radius),
+                Radius(radius),
                 CellType(ty as u32),
-                Expression(baselines[ty].clone()),
                 Lineage { parent: None, generation: 0 },
                 Perturbed(false),
-            )
-        })
-        .collect();
-    world.spawn_batch(cells);
+                Cycle { phase: Phase::Cycling, age: 0.0, progress, length, dying: 0.0, volume_at_death: 0.0 },
+                Motility::default(),
+            ))
+            .id();
+        states.push(entity, &baselines[ty]);
+    }
+    world.insert_resource(states);
+    world.insert_resource(NextId(n as u64));
 }

@@ -85,6 +85,11 @@ impl Grid {
         (z * self.ny + y) * self.nx + x
     }
 
+    /// Voxel coordinates `(x, y, z)` of a linear index.
+    pub fn coords(&self, v: usize) -> [usize; 3] {
+        [v % self.nx, (v / self.nx) % self.ny, v / (self.nx * self.ny)]
+    }
+
     /// World position of the centre of voxel `(x, y, z)`.
     pub fn centre(&self, x: usize, y: usize, z: usize) -> [f32; 3] {
         [
@@ -181,6 +186,29 @@ impl Field {
     pub fn channel_mut(&mut self, c: usize) -> &mut [f32] {
         let v = self.grid.voxels();
         &mut self.data[c * v..(c + 1) * v]
+    }
+
+    /// Gradient of channel `c` at the voxel containing `p`, per µm: central differences
+    /// between the neighbouring voxels, one-sided at the grid's edges, zero along an axis
+    /// one voxel thick.
+    pub fn gradient(&self, c: usize, p: [f32; 3]) -> [f32; 3] {
+        let g = self.grid;
+        let data = self.channel(c);
+        let v = g.voxel_of(p);
+        let at = g.coords(v);
+        let n = [g.nx, g.ny, g.nz];
+        let stride = [1, g.nx, g.nx * g.ny];
+        let mut out = [0.0; 3];
+        for a in 0..3 {
+            if n[a] < 2 {
+                continue;
+            }
+            let lo = if at[a] > 0 { v - stride[a] } else { v };
+            let hi = if at[a] + 1 < n[a] { v + stride[a] } else { v };
+            let span = if lo == v || hi == v { 1.0 } else { 2.0 };
+            out[a] = (data[hi] - data[lo]) / (span * g.dx);
+        }
+        out
     }
 
     /// Total amount of ligand `c` (sum of concentration × voxel volume).

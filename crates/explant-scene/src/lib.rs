@@ -243,6 +243,56 @@ impl Scene {
             for g in t.bias.keys() {
                 gene(format!("cell_types[{i}].bias.{g}"), g)?;
             }
+            let at = |f: &str| format!("cell_types[{i}].{f}");
+            let ligand_names = self.ligand_names();
+            let ligand = |field: String, name: &str| -> Result<usize, SceneError> {
+                self.ligands
+                    .iter()
+                    .position(|l| l.name == name)
+                    .ok_or_else(|| bad(field, format!("unknown ligand `{name}`{}", suggest(name, &ligand_names))))
+            };
+            if let Some(c) = &t.cycle {
+                positive(at("cycle.duration"), c.duration)?;
+                non_negative(at("cycle.cv"), c.cv)?;
+                non_negative(at("cycle.threshold"), c.threshold)?;
+                non_negative(at("cycle.inheritance_noise"), c.inheritance_noise)?;
+                if let Some(g) = &c.gene {
+                    gene(at("cycle.gene"), g)?;
+                }
+                if c.duration < self.time.dt {
+                    return Err(bad(
+                        at("cycle.duration"),
+                        format!("`{}` min is shorter than one tick (`time.dt` = {})", c.duration, self.time.dt),
+                    ));
+                }
+            }
+            if let Some(a) = &t.apoptosis {
+                non_negative(at("apoptosis.rate"), a.rate)?;
+                non_negative(at("apoptosis.rate_above"), a.rate_above)?;
+                non_negative(at("apoptosis.threshold"), a.threshold)?;
+                positive(at("apoptosis.duration"), a.duration)?;
+                if let Some(g) = &a.gene {
+                    gene(at("apoptosis.gene"), g)?;
+                }
+            }
+            if let Some(n) = &t.necrosis {
+                ligand(at("necrosis.ligand"), &n.ligand)?;
+                non_negative(at("necrosis.below"), n.below)?;
+                non_negative(at("necrosis.rate"), n.rate)?;
+                positive(at("necrosis.duration"), n.duration)?;
+            }
+            if let Some(c) = &t.chemotaxis {
+                ligand(at("chemotaxis.ligand"), &c.ligand)?;
+                non_negative(at("chemotaxis.speed"), c.speed)?;
+                positive(at("chemotaxis.persistence"), c.persistence)?;
+                non_negative(at("chemotaxis.threshold"), c.threshold)?;
+                if !(0.0..=1.0).contains(&c.bias) {
+                    return Err(bad(at("chemotaxis.bias"), format!("`{}` must be between 0 and 1", c.bias)));
+                }
+                if let Some(g) = &c.gene {
+                    gene(at("chemotaxis.gene"), g)?;
+                }
+            }
         }
         let type_names = self.cell_type_names();
         let cell_type = |field: String, name: &str| -> Result<usize, SceneError> {
@@ -292,6 +342,21 @@ impl Scene {
         non_negative("mechanics.mobility".into(), self.mechanics.mobility)?;
         non_negative("mechanics.repulsion".into(), self.mechanics.repulsion)?;
         non_negative("mechanics.adhesion".into(), self.mechanics.adhesion)?;
+        if let Some(m) = &self.mechanics.membrane {
+            non_negative("mechanics.membrane.adhesion".into(), m.adhesion)?;
+            non_negative("mechanics.membrane.repulsion".into(), m.repulsion)?;
+            let axis = m.axis.index();
+            if axis >= self.dims() {
+                return Err(bad("mechanics.membrane.axis".into(), format!("`{:?}` but the grid is 2D", m.axis)));
+            }
+            let extent = self.grid.size[axis];
+            if !(m.position.is_finite() && m.position > 0.0 && m.position < extent) {
+                return Err(bad(
+                    "mechanics.membrane.position".into(),
+                    format!("`{}` must lie inside the domain (0 to {extent})", m.position),
+                ));
+            }
+        }
 
         if self.model.kind == ModelSpec::Torchscript && self.model.path.is_none() {
             return Err(bad("model.path".into(), "a `torchscript` model needs a `path` to its `.pt` file".into()));
@@ -302,6 +367,9 @@ impl Scene {
             match e.source.split_once(':') {
                 Some(("gene", g)) | Some(("contact", g)) => {
                     gene(format!("teacher.edges[{i}].source"), g)?;
+                }
+                Some(("neighbours", t)) => {
+                    cell_type(format!("teacher.edges[{i}].source"), t)?;
                 }
                 Some(("ligand", l)) => {
                     if !self.ligands.iter().any(|x| x.name == l) {
@@ -314,7 +382,10 @@ impl Scene {
                 _ => {
                     return Err(bad(
                         format!("teacher.edges[{i}].source"),
-                        format!("`{}` must be `gene:NAME`, `ligand:NAME` or `contact:NAME`", e.source),
+                        format!(
+                            "`{}` must be `gene:NAME`, `ligand:NAME`, `contact:NAME` or `neighbours:CELL_TYPE`",
+                            e.source
+                        ),
                     ));
                 }
             }

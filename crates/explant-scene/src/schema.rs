@@ -218,6 +218,127 @@ pub struct CellTypeSpec {
     /// Type-specific bias of the teacher's regulatory input, by gene.
     #[serde(default)]
     pub bias: BTreeMap<String, f32>,
+    /// Growth and division (cells of this type never divide if absent).
+    #[serde(default)]
+    pub cycle: Option<CycleSpec>,
+    /// Programmed death: shrinks, then is removed.
+    #[serde(default)]
+    pub apoptosis: Option<ApoptosisSpec>,
+    /// Death where a ligand (e.g. oxygen) is scarce: swells, then is removed.
+    #[serde(default)]
+    pub necrosis: Option<NecrosisSpec>,
+    /// Directed migration up a ligand gradient, with persistence.
+    #[serde(default)]
+    pub chemotaxis: Option<ChemotaxisSpec>,
+}
+
+/// Growth and division. A cell's volume grows linearly from half the type's volume at
+/// birth to the full volume at division; the cycle length of each cell is drawn at birth
+/// from a log-normal distribution with the given mean and coefficient of variation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CycleSpec {
+    /// Mean cycle length, minutes.
+    pub duration: f32,
+    /// Coefficient of variation of the cycle length (0 = every cell the same).
+    #[serde(default = "default_cycle_cv")]
+    pub cv: f32,
+    /// The cycle progresses only while this gene's expression is at least `threshold`
+    /// (a G1 checkpoint driven by the cell's state); always progresses if absent.
+    #[serde(default)]
+    pub gene: Option<String>,
+    /// Threshold of `gene`.
+    #[serde(default)]
+    pub threshold: f32,
+    /// Contact inhibition: no progress while the cell has more than this many
+    /// neighbours within the contact radius (no limit if absent).
+    #[serde(default)]
+    pub max_neighbours: Option<u32>,
+    /// Daughters inherit the mother's expression times `exp(noise · N(0,1))` per gene.
+    #[serde(default)]
+    pub inheritance_noise: f32,
+}
+
+fn default_cycle_cv() -> f32 {
+    0.1
+}
+
+/// Apoptosis: entered at `rate` per minute (or `rate_above` while `gene` is at least
+/// `threshold`); the cell shrinks to nothing over `duration` and is removed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApoptosisSpec {
+    /// Base rate, 1/min.
+    #[serde(default)]
+    pub rate: f32,
+    /// A gene that drives apoptosis.
+    #[serde(default)]
+    pub gene: Option<String>,
+    /// Threshold of `gene`.
+    #[serde(default)]
+    pub threshold: f32,
+    /// Rate while `gene` ≥ `threshold`, 1/min.
+    #[serde(default)]
+    pub rate_above: f32,
+    /// Minutes from entry to removal.
+    #[serde(default = "default_apoptosis_duration")]
+    pub duration: f32,
+}
+
+fn default_apoptosis_duration() -> f32 {
+    60.0
+}
+
+/// Necrosis: entered at `rate` per minute while the concentration of `ligand` at the
+/// cell is below `below`; the cell swells to twice its volume over `duration`, then lyses
+/// and is removed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NecrosisSpec {
+    /// The ligand whose scarcity kills (e.g. `oxygen`).
+    pub ligand: String,
+    /// Concentration threshold.
+    pub below: f32,
+    /// Rate below threshold, 1/min.
+    pub rate: f32,
+    /// Minutes from entry to removal.
+    #[serde(default = "default_necrosis_duration")]
+    pub duration: f32,
+}
+
+fn default_necrosis_duration() -> f32 {
+    120.0
+}
+
+/// Chemotaxis: the cell moves at `speed` along a direction that it re-chooses on average
+/// every `persistence` minutes, `bias` of the way up the ligand's gradient and the rest at
+/// random (PhysiCell's biased random walk).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChemotaxisSpec {
+    /// The attracting ligand.
+    pub ligand: String,
+    /// Migration speed, µm/min.
+    pub speed: f32,
+    /// 0 (random walk) to 1 (straight up the gradient).
+    #[serde(default = "default_bias_one")]
+    pub bias: f32,
+    /// Mean time between direction changes, minutes.
+    #[serde(default = "default_persistence")]
+    pub persistence: f32,
+    /// Migrate only while this gene (e.g. the receptor) is at least `threshold`.
+    #[serde(default)]
+    pub gene: Option<String>,
+    /// Threshold of `gene`.
+    #[serde(default)]
+    pub threshold: f32,
+}
+
+fn default_bias_one() -> f32 {
+    1.0
+}
+fn default_persistence() -> f32 {
+    5.0
 }
 
 /// The initial tissue: a disk (2D) or ball (3D) of cells, typed by region.
@@ -326,6 +447,48 @@ pub struct MechanicsSpec {
     /// Adhesion strength within 1.25 × the sum of radii.
     #[serde(default = "default_adhesion")]
     pub adhesion: f32,
+    /// `true`: the domain's faces repel cells like a cell would (cells closer than their
+    /// radius to a face are pushed back); `false`: cells are only clamped inside.
+    #[serde(default)]
+    pub walls: bool,
+    /// A basement membrane: a plane cells adhere to and cannot cross.
+    #[serde(default)]
+    pub membrane: Option<MembraneSpec>,
+}
+
+/// A flat basement membrane perpendicular to an axis.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MembraneSpec {
+    /// `x`, `y` or `z`.
+    pub axis: Axis,
+    /// Position of the plane along the axis, µm.
+    pub position: f32,
+    /// Adhesion of cells within 1.25 radii of the plane.
+    #[serde(default = "default_adhesion")]
+    pub adhesion: f32,
+    /// Repulsion of cells closer than their radius.
+    #[serde(default = "default_repulsion")]
+    pub repulsion: f32,
+}
+
+/// A coordinate axis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Axis {
+    /// x.
+    X,
+    /// y.
+    Y,
+    /// z.
+    Z,
+}
+
+impl Axis {
+    /// 0, 1 or 2.
+    pub fn index(self) -> usize {
+        self as usize
+    }
 }
 
 fn default_mobility() -> f32 {
@@ -340,7 +503,13 @@ fn default_adhesion() -> f32 {
 
 impl Default for MechanicsSpec {
     fn default() -> Self {
-        Self { mobility: default_mobility(), repulsion: default_repulsion(), adhesion: default_adhesion() }
+        Self {
+            mobility: default_mobility(),
+            repulsion: default_repulsion(),
+            adhesion: default_adhesion(),
+            walls: false,
+            membrane: None,
+        }
     }
 }
 
@@ -414,8 +583,9 @@ impl Default for TeacherSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Edge {
-    /// `gene:NAME` (own expression), `ligand:NAME` (sensed ligand) or
-    /// `contact:NAME` (neighbour mean of a gene).
+    /// `gene:NAME` (own expression), `ligand:NAME` (sensed ligand),
+    /// `contact:NAME` (neighbour mean of a gene) or `neighbours:CELL_TYPE` (number of
+    /// neighbours of that type within the contact radius).
     pub source: String,
     /// The regulated gene.
     pub target: String,

@@ -115,6 +115,7 @@ pub fn fit_to_teacher(
             expression: &xs,
             sensed: &ss,
             contact: &cs,
+            neighbour_types: &[],
             cell_type: &ts,
             dt: sc.time.dt,
         };
@@ -273,9 +274,10 @@ fn input_ranges(scene: &LoadedScene) -> Result<Vec<f32>, TorchError> {
     for _ in 0..sim.total_ticks() {
         sim.step()?;
         let b = sim.world.resource::<explant_core::Batch>();
-        for i in 0..b.cells {
+        let x = sim.world.resource::<explant_core::States>();
+        for i in 0..b.cells.min(x.len()) {
             for k in 0..g {
-                hi[k] = hi[k].max(b.expression[i * g + k]);
+                hi[k] = hi[k].max(x.data[i * g + k]);
             }
             for k in 0..l {
                 hi[g + k] = hi[g + k].max(b.sensed[i * l + k]);

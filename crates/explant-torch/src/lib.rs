@@ -109,6 +109,7 @@ impl TorchModel {
             expression: &check.expression,
             sensed: &check.sensed,
             contact: &check.contact,
+            neighbour_types: &[],
             cell_type: &[check.cell_type],
             dt: 1.0,
         };

@@ -51,6 +51,7 @@ fn shipped_model_loads_and_matches_the_teacher_on_its_check_case() {
         expression: &check.expression,
         sensed: &check.sensed,
         contact: &check.contact,
+        neighbour_types: &[],
         cell_type: &[check.cell_type],
         dt: 0.5,
     };
@@ -65,6 +66,7 @@ fn shipped_model_loads_and_matches_the_teacher_on_its_check_case() {
         &check.expression,
         &check.sensed,
         &check.contact,
+        &[],
         check.cell_type as usize,
         &mut teacher,
     );
@@ -82,7 +84,15 @@ fn batch_output_has_shape_n_by_g_and_tracks_the_teacher() {
     // Contact inputs exist only for contact genes.
     let mask: Vec<bool> = sc.scene.genes.iter().map(|n| sc.scene.contact.genes.contains(n)).collect();
     let c: Vec<f32> = c.iter().enumerate().map(|(i, v)| if mask[i % g] { *v } else { 0.0 }).collect();
-    let input = ResponseInput { cells: n, expression: &x, sensed: &s, contact: &c, cell_type: &ty, dt: 0.5 };
+    let input = ResponseInput {
+        cells: n,
+        expression: &x,
+        sensed: &s,
+        contact: &c,
+        neighbour_types: &[],
+        cell_type: &ty,
+        dt: 0.5,
+    };
     let mut out = vec![f32::NAN; n * g];
     model.rates(&input, &mut out).unwrap();
     assert!(out.iter().all(|v| v.is_finite()));
@@ -100,7 +110,15 @@ fn chunked_inference_equals_row_by_row() {
     let mut model = TorchModel::load(&shipped(), 0).unwrap();
     let n = CHUNK_ROWS + 37;
     let (x, s, c, ty) = inputs(n, g, l, t);
-    let input = ResponseInput { cells: n, expression: &x, sensed: &s, contact: &c, cell_type: &ty, dt: 0.5 };
+    let input = ResponseInput {
+        cells: n,
+        expression: &x,
+        sensed: &s,
+        contact: &c,
+        neighbour_types: &[],
+        cell_type: &ty,
+        dt: 0.5,
+    };
     let mut out = vec![0.0; n * g];
     model.rates(&input, &mut out).unwrap();
     for i in [0, 1, CHUNK_ROWS - 1, CHUNK_ROWS, n - 1] {
@@ -109,6 +127,7 @@ fn chunked_inference_equals_row_by_row() {
             expression: &x[i * g..(i + 1) * g],
             sensed: &s[i * l..(i + 1) * l],
             contact: &c[i * g..(i + 1) * g],
+            neighbour_types: &[],
             cell_type: &ty[i..i + 1],
             dt: 0.5,
         };

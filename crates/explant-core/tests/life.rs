@@ -1,0 +1,313 @@
+//! Life cycle and motion: division, apoptosis, necrosis, chemotaxis, walls and the
+//! basement membrane, checked against the rates and geometry the scene asks for.
+
+use std::path::Path;
+
+use bevy_ecs::prelude::*;
+use explant_core::{Batch, Phase, Row, Simulation, States, Teacher};
+use explant_field::CpuDiffusion;
+use explant_scene::{LoadedScene, Scene};
+
+/// A 2D tissue of `cells` cells of type `a` (disk of radius 200 µm in a 600 µm square),
+/// one ligand `L` and whatever `extra` adds (tables appended after the base).
+fn scene(cells: usize, a_extra: &str, extra: &str) -> Scene {
+    let text = format!(
+        r#"
+version = 1
+name = "life"
+seed = 11
+genes = ["G", "R"]
+[time]
+dt = 0.5
+duration = 60.0
+record_every = 10.0
+[grid]
+size = [600.0, 600.0]
+dx = 20.0
+[[ligands]]
+name = "L"
+diffusion = 100.0
+decay = 0.0
+secreted_by = "G"
+receptor = "R"
+[[cell_types]]
+name = "a"
+baseline = {{ G = 1.0, R = 1.0 }}
+{a_extra}
+[[cell_types]]
+name = "b"
+baseline = {{ G = 0.0, R = 1.0 }}
+[tissue]
+centre = [300.0, 300.0]
+radius = 200.0
+cells = {cells}
+cell_radius = 5.0
+cell_type = "a"
+[teacher]
+degradation = 0.0
+default_max_rate = 0.0
+{extra}
+"#
+    );
+    LoadedScene::from_str(&text, Path::new("life.toml")).unwrap().scene
+}
+
+fn start(s: &Scene) -> Simulation {
+    Simulation::new(s, Box::new(CpuDiffusion::new()), Box::new(Teacher::from_scene(s))).unwrap()
+}
+
+fn run(sim: &mut Simulation, ticks: u64) {
+    for _ in 0..ticks {
+        sim.step().unwrap();
+    }
+}
+
+/// Every entity's row belongs to it, and the matrix has exactly one row per cell.
+fn check_rows(sim: &mut Simulation) {
+    let mut q = sim.world.query::<(Entity, &Row)>();
+    let rows: Vec<(Entity, u32)> = q.iter(&sim.world).map(|(e, r)| (e, r.0)).collect();
+    let states = sim.world.resource::<States>();
+    assert_eq!(rows.len(), states.len());
+    assert_eq!(states.data.len(), states.len() * states.genes);
+    for (e, r) in rows {
+        assert_eq!(states.owner[r as usize], e, "row {r} is not owned by its entity");
+    }
+}
+
+#[test]
+fn an_asynchronous_population_doubles_in_exactly_one_cycle() {
+    // Cycle 60 min, no variation: each founder starts at a uniform point of its cycle,
+    // so each divides exactly once in [0, 60) and about half have divided by 30 min.
+    let s = scene(400, "cycle = { duration = 60.0, cv = 0.0 }", "");
+    let mut sim = start(&s);
+    run(&mut sim, 60);
+    let half = sim.cells().ids.len();
+    // Binomial(400, 1/2) divisions: sd 10.
+    assert!((560..=640).contains(&half), "{half} cells at half a cycle, expected 600 ± 40");
+    run(&mut sim, 60);
+    let t = sim.cells();
+    assert_eq!(t.ids.len(), 800, "every founder divides exactly once per cycle");
+    let born: Vec<usize> = (0..t.ids.len()).filter(|&i| t.parents[i] != u64::MAX).collect();
+    assert_eq!(born.len(), 400);
+    for &i in &born {
+        assert_eq!(t.generations[i], 1);
+        assert!(t.parents[i] < 400, "parent {} is not a founder", t.parents[i]);
+        // No inheritance noise: daughters carry the mother's state.
+        assert_eq!(&t.expression[i * 2..i * 2 + 2], &[1.0, 1.0]);
+    }
+    // Ids are unique and never reused.
+    let mut ids = t.ids.clone();
+    ids.dedup();
+    assert_eq!(ids.len(), 800);
+    // Newborns are half the volume of a full-grown cell.
+    let r_half = 5.0 * 0.5f32.cbrt();
+    assert!(t.radii.iter().all(|&r| r >= r_half - 1e-3 && r <= 5.0 + 1e-3));
+    check_rows(&mut sim);
+}
+
+#[test]
+fn a_gene_below_threshold_or_crowding_holds_the_cycle() {
+    // Type a needs G ≥ 2 to cycle (it has 1); nothing divides.
+    let s = scene(200, "cycle = { duration = 20.0, cv = 0.0, gene = \"G\", threshold = 2.0 }", "");
+    let mut sim = start(&s);
+    run(&mut sim, 120);
+    assert_eq!(sim.cells().ids.len(), 200);
+    // Contact inhibition: in a packed disk nearly every cell has more than 2 neighbours.
+    let s = scene(400, "cycle = { duration = 20.0, cv = 0.0, max_neighbours = 2 }", "");
+    let mut sim = start(&s);
+    run(&mut sim, 40);
+    let n = sim.cells().ids.len();
+    assert!(n < 440, "{n} cells: crowded cells kept dividing");
+}
+
+#[test]
+fn apoptosis_removes_cells_at_the_scene_rate() {
+    // Rate 0.01/min, removal 10 min after entry: by 60 min, P(removed) = 1 − e^(−0.01·50).
+    let s = scene(1000, "apoptosis = { rate = 0.01, duration = 10.0 }", "");
+    let mut sim = start(&s);
+    run(&mut sim, 120);
+    let t = sim.cells();
+    let removed = 1000 - t.ids.len();
+    let p: f64 = 1.0 - (-0.01f64 * 50.0).exp();
+    let sd = (1000.0 * p * (1.0 - p)).sqrt();
+    assert!(
+        (removed as f64 - 1000.0 * p).abs() < 4.0 * sd + 5.0,
+        "{removed} removed, expected {:.0} ± {:.0}",
+        1000.0 * p,
+        sd
+    );
+    // Cells still dying: entered within the last 10 min, shrunk below full size.
+    let dying: Vec<usize> = (0..t.ids.len()).filter(|&i| t.phases[i] == Phase::Apoptotic).collect();
+    let q = (-0.01f64 * 50.0).exp() - (-0.01f64 * 60.0).exp();
+    assert!((dying.len() as f64 - 1000.0 * q).abs() < 4.0 * (1000.0 * q).sqrt() + 5.0, "{}", dying.len());
+    assert!(dying.iter().all(|&i| t.radii[i] <= 5.0));
+    let mean_radius = dying.iter().map(|&i| t.radii[i]).sum::<f32>() / dying.len() as f32;
+    // Volume falls linearly over 10 min: mean radius ≈ 5 · E[(1 − U)^(1/3)] = 3.75 µm.
+    assert!((3.4..4.1).contains(&mean_radius), "{mean_radius}");
+    check_rows(&mut sim);
+}
+
+#[test]
+fn a_high_gene_drives_apoptosis_only_where_it_is_high() {
+    // Cells of type a (G = 1 ≥ 0.5) die fast; type b (G = 0) never.
+    let s =
+        scene(600, "apoptosis = { rate = 0.0, gene = \"G\", threshold = 0.5, rate_above = 0.5, duration = 1.0 }", "");
+    let mut s = s;
+    s.tissue.regions.push(explant_scene::RegionSpec {
+        cell_type: "b".into(),
+        shape: explant_scene::Shape::Box { min: vec![0.0, 0.0], max: vec![300.0, 600.0] },
+    });
+    let mut sim = start(&s);
+    let before = sim.cells();
+    let b0 = before.cell_types.iter().filter(|&&c| c == 1).count();
+    run(&mut sim, 40);
+    let t = sim.cells();
+    assert!(b0 > 200);
+    assert_eq!(t.cell_types.iter().filter(|&&c| c == 1).count(), b0, "type b has no apoptosis rule");
+    assert_eq!(t.cell_types.iter().filter(|&&c| c == 0).count(), 0, "all of type a should be gone after 20 min");
+}
+
+#[test]
+fn necrosis_strikes_where_the_ligand_is_scarce() {
+    // L = 10 on the right half, 0 on the left; no diffusion to speak of in 20 min? Use
+    // D = 100: the front moves ~√(4·100·20) ≈ 90 µm, so the far left stays below 1.
+    let s = scene(800, "necrosis = { ligand = \"L\", below = 1.0, rate = 0.5, duration = 5.0 }", "");
+    let mut s = s;
+    s.ligands[0].initial = explant_scene::Initial::Region {
+        shape: explant_scene::Shape::Box { min: vec![300.0, 0.0], max: vec![600.0, 600.0] },
+        value: 10.0,
+        background: 0.0,
+    };
+    let mut sim = start(&s);
+    run(&mut sim, 40);
+    let t = sim.cells();
+    let left = t.positions.iter().filter(|p| p[0] < 180.0).count();
+    let right = t.positions.iter().filter(|p| p[0] > 320.0).count();
+    assert_eq!(left, 0, "cells far from the ligand should all be necrotic and removed");
+    assert!(right > 250, "cells in the ligand survive: {right}");
+    check_rows(&mut sim);
+}
+
+/// Sparse cells (no contacts) of type a migrating up a linear gradient of L along x.
+fn chemotaxis_scene(bias: f32, membrane: &str) -> Scene {
+    let mut s = scene(
+        50,
+        &format!("chemotaxis = {{ ligand = \"L\", speed = 1.0, bias = {bias}, persistence = 2.0 }}"),
+        membrane,
+    );
+    s.tissue.cell_radius = 2.0;
+    s.contact.radius = 5.0;
+    s.ligands[0].diffusion = 1.0e4;
+    s.ligands[0].boundary.x_max = Some(explant_field::Boundary::Fixed { value: 10.0 });
+    s.ligands[0].boundary.x_min = Some(explant_field::Boundary::Fixed { value: 0.0 });
+    s
+}
+
+#[test]
+fn chemotaxis_moves_cells_up_the_gradient_at_the_scene_speed() {
+    let mut sim = start(&chemotaxis_scene(1.0, ""));
+    run(&mut sim, 20); // the gradient forms (diffusion time across 600 µm ≈ 36 min at D = 1e4)
+    let x0: Vec<f32> = sim.cells().positions.iter().map(|p| p[0]).collect();
+    run(&mut sim, 60); // 30 min
+    let x1: Vec<f32> = sim.cells().positions.iter().map(|p| p[0]).collect();
+    let mean = x0.iter().zip(&x1).map(|(a, b)| b - a).sum::<f32>() / x0.len() as f32;
+    assert!((27.0..=30.5).contains(&mean), "mean drift {mean} µm in 30 min at 1 µm/min");
+
+    // Unbiased: a persistent random walk, no net drift (sd of the mean ≈ 1 µm).
+    let mut sim = start(&chemotaxis_scene(0.0, ""));
+    run(&mut sim, 20);
+    let p0 = sim.cells().positions;
+    run(&mut sim, 60);
+    let p1 = sim.cells().positions;
+    let mean = p0.iter().zip(&p1).map(|(a, b)| b[0] - a[0]).sum::<f32>() / p0.len() as f32;
+    let travelled = p0.iter().zip(&p1).map(|(a, b)| ((b[0] - a[0]).powi(2) + (b[1] - a[1]).powi(2)).sqrt());
+    let mean_distance = travelled.sum::<f32>() / p0.len() as f32;
+    assert!(mean.abs() < 4.0, "random walk drifted {mean} µm");
+    // Persistence 2 min over 30 min: RMS distance ≈ √(2 v² τ T) ≈ 11 µm; net < path.
+    assert!((4.0..20.0).contains(&mean_distance), "{mean_distance}");
+}
+
+#[test]
+fn walls_hold_cells_off_the_faces_and_the_membrane_is_never_crossed() {
+    // Cells run up the gradient into the x = 600 face.
+    let mut s = chemotaxis_scene(1.0, "");
+    s.time.duration = 700.0;
+    s.mechanics.walls = true;
+    let mut sim = start(&s);
+    run(&mut sim, 1400); // 700 min: the farthest cells travel ~500 µm at 1 µm/min
+    let mut d: Vec<f32> = sim.cells().positions.iter().map(|p| 600.0 - p[0]).collect();
+    d.sort_by(f32::total_cmp);
+    // Balance: μ c_r (1 − d/r)² = v → d = r (1 − √(v / μ c_r)) = 2 (1 − √0.1) ≈ 1.37 µm
+    // (neighbours jostling along the wall move a few cells slightly).
+    let median = d[d.len() / 2];
+    assert!((median - 1.368).abs() < 0.05, "median distance from the wall {median}, expected 1.37");
+    assert!(d[0] > 1.0 && d[d.len() - 1] < 2.5, "{d:?}");
+    // Without walls the same cells end clamped on the face.
+    let mut s = chemotaxis_scene(1.0, "");
+    s.time.duration = 700.0;
+    let mut sim = start(&s);
+    run(&mut sim, 1400);
+    assert!(sim.cells().positions.iter().all(|p| p[0] > 599.9));
+
+    // A membrane at x = 400 stops the cells left of it; cells right of it stay right.
+    let s = chemotaxis_scene(1.0, "[mechanics]\nmembrane = { axis = \"x\", position = 400.0 }");
+    let mut sim = start(&s);
+    let left: Vec<bool> = sim.cells().positions.iter().map(|p| p[0] < 400.0).collect();
+    run(&mut sim, 1200);
+    let after = sim.cells().positions;
+    for (p, l) in after.iter().zip(&left) {
+        if *l {
+            assert!(p[0] <= 400.0, "a cell crossed the membrane to {}", p[0]);
+            assert!(p[0] > 398.0, "cells moving up the gradient end against the membrane: {}", p[0]);
+        } else {
+            assert!(p[0] >= 400.0);
+        }
+    }
+}
+
+#[test]
+fn neighbour_counts_by_type_add_up_to_the_neighbour_lists() {
+    let mut s = scene(300, "", "");
+    s.tissue.regions.push(explant_scene::RegionSpec {
+        cell_type: "b".into(),
+        shape: explant_scene::Shape::Circle { centre: vec![300.0, 300.0], radius: 100.0 },
+    });
+    let mut sim = start(&s);
+    run(&mut sim, 1);
+    let b = sim.world.resource::<Batch>();
+    let mut mixed = 0;
+    for i in 0..b.cells {
+        let listed = (b.offsets[i + 1] - b.offsets[i]) as f32;
+        let counts = &b.neighbour_types[i * 2..i * 2 + 2];
+        assert_eq!(counts[0] + counts[1], listed);
+        let of_b = b.neighbours[b.offsets[i] as usize..b.offsets[i + 1] as usize]
+            .iter()
+            .filter(|&&j| b.cell_type[j as usize] == 1)
+            .count() as f32;
+        assert_eq!(counts[1], of_b);
+        mixed += usize::from(counts[0] > 0.0 && counts[1] > 0.0);
+    }
+    assert!(mixed > 10, "the a/b border should give cells with both kinds of neighbour");
+}
+
+#[test]
+fn a_growing_dying_migrating_tissue_is_identical_on_one_and_two_threads() {
+    let text_extra = "cycle = { duration = 30.0, cv = 0.2, inheritance_noise = 0.1 }\n\
+                      apoptosis = { rate = 0.005, duration = 10.0 }\n\
+                      chemotaxis = { ligand = \"L\", speed = 0.5, bias = 0.5 }";
+    let s = scene(300, text_extra, "");
+    let go = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let mut sim = start(&s);
+            run(&mut sim, 120);
+            let t = sim.cells();
+            check_rows(&mut sim);
+            t
+        })
+    };
+    let (one, two) = (go(1), go(2));
+    assert!(one.ids.len() > 500, "the tissue should have grown: {}", one.ids.len());
+    assert!(one.phases.contains(&Phase::Apoptotic) || one.ids.len() < 1200);
+    assert_eq!(one, two, "1 and 2 threads differ");
+}
