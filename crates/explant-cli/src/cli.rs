@@ -33,6 +33,26 @@ pub enum Command {
 pub enum BenchCommand {
     /// Diffusion–decay steps on a synthetic field, CPU and GPU: channel-voxel updates per second.
     Diffusion(BenchDiffusionArgs),
+    /// Neighbours + mechanics + fate on packed tissues of growing size: time per tick, ns
+    /// per cell and memory per cell.
+    Tissue(BenchTissueArgs),
+}
+
+/// `explant bench tissue`.
+#[derive(Debug, Args)]
+pub struct BenchTissueArgs {
+    /// Population sizes, comma separated.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![10_000usize, 100_000, 1_000_000])]
+    pub cells: Vec<usize>,
+    /// Dimensions to measure, comma separated (2 and/or 3).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![2u8, 3])]
+    pub dims: Vec<u8>,
+    /// Timed ticks per size (after one warm-up tick); the median is reported.
+    #[arg(long, default_value_t = 5)]
+    pub ticks: usize,
+    /// CPU worker threads (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
 }
 
 /// `explant bench diffusion`.

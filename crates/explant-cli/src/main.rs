@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         cli::Command::Model(cli::ModelCommand::Fit(args)) => commands::model::fit(args),
         cli::Command::Model(cli::ModelCommand::Show(args)) => commands::model::show(args),
         cli::Command::Bench(cli::BenchCommand::Diffusion(args)) => commands::bench::diffusion(args),
+        cli::Command::Bench(cli::BenchCommand::Tissue(args)) => commands::bench::tissue(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

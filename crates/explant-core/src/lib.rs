@@ -44,6 +44,7 @@ use glam::Vec3;
 
 pub use components::*;
 pub use error::{CoreError, ModelError};
+pub use life::{SORT_INTERVAL, sort_rows};
 pub use model::{ModelSignature, ResponseInput, ResponseModel, Teacher};
 pub use stages::{PseudobulkRow, RUNAWAY, Recording};
 
@@ -204,6 +205,7 @@ impl Simulation {
         world.insert_resource(StageTimers::default());
         world.insert_resource(Recording { cell_types: scene.cell_types.len(), ..Default::default() });
         tissue::populate(&mut world, scene);
+        life::sort_rows(&mut world, scene.contact.radius);
 
         let mut schedule = Schedule::default();
         schedule.set_executor(SingleThreadedExecutor::new());

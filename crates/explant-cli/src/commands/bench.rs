@@ -1,5 +1,7 @@
 //! `explant bench diffusion`: the cost of a diffusion–decay step on this machine, in ns
 //! per voxel-ligand-step (BioFVM's unit) and voxel-ligand updates per second.
+//! `explant bench tissue`: the cost of a tick's cell stages (neighbours, mechanics, fate)
+//! on packed tissues of 10⁴–10⁶ cells, in ns per cell, and the memory per cell.
 
 use std::time::Instant;
 
@@ -7,16 +9,18 @@ use anyhow::{Context, Result};
 use explant_field::{ChannelParams, CpuDiffusion, DiffusionBackend, Field, Grid, Scheme, substeps};
 
 use crate::backends;
-use crate::cli::{BenchBackends, BenchDiffusionArgs};
+use crate::cli::{BenchBackends, BenchDiffusionArgs, BenchTissueArgs};
+
+fn threads(n: usize) -> Result<()> {
+    if n > 0 {
+        rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("cannot set up the worker threads")?;
+    }
+    Ok(())
+}
 
 /// Time diffusion steps on each requested backend and print a table.
 pub fn diffusion(args: BenchDiffusionArgs) -> Result<()> {
-    if args.threads > 0 {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(args.threads)
-            .build_global()
-            .context("cannot set up the worker threads")?;
-    }
+    threads(args.threads)?;
     let n = args.size;
     let grid = Grid { nx: n, ny: n, nz: if args.dims == 3 { n } else { 1 }, dx: args.dx, origin: [0.0; 3] };
     let params = vec![ChannelParams::new(args.diffusion, args.decay); args.channels];
@@ -85,5 +89,115 @@ pub fn diffusion(args: BenchDiffusionArgs) -> Result<()> {
         );
     }
     println!("(threads: {}; each GPU step uploads the field and reads it back)", rayon::current_num_threads());
+    Ok(())
+}
+
+/// A packed tissue of `n` cells (radius 5 µm, hexagonal in 2D, cubic in 3D, filling a
+/// disk or ball), one gene, no ligands, the teacher with no edges, the default mechanics
+/// and a contact radius of 2.5 cell radii.
+fn tissue_scene(n: usize, dims: u8) -> Result<explant_scene::Scene> {
+    // Area or volume per cell at spacing 10 µm; the domain leaves a 10 % margin.
+    let radius = if dims == 2 {
+        (n as f64 * 100.0 * 3f64.sqrt() / 2.0 / std::f64::consts::PI).sqrt()
+    } else {
+        (n as f64 * 1000.0 * 3.0 / (4.0 * std::f64::consts::PI)).cbrt()
+    } as f32;
+    let side = 2.2 * radius;
+    let c = side / 2.0;
+    let (size, centre) = if dims == 2 {
+        (format!("[{side}, {side}]"), format!("[{c}, {c}]"))
+    } else {
+        (format!("[{side}, {side}, {side}]"), format!("[{c}, {c}, {c}]"))
+    };
+    let text = format!(
+        r#"version = 1
+name = "bench-tissue"
+genes = ["G"]
+[time]
+dt = 0.1
+duration = 1.0
+record_every = 1000.0
+[grid]
+size = {size}
+dx = {dx}
+[contact]
+radius = 12.5
+[[cell_types]]
+name = "cell"
+[tissue]
+centre = {centre}
+radius = {radius}
+cells = {n}
+cell_radius = 5.0
+cell_type = "cell"
+"#,
+        dx = side / 16.0,
+    );
+    Ok(explant_scene::LoadedScene::from_str(&text, std::path::Path::new("bench-tissue.toml"))?.scene)
+}
+
+/// Resident memory of this process, bytes (Linux; 0 elsewhere).
+fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// Time the cell stages of a tick on packed tissues of each size and print a table.
+pub fn tissue(args: BenchTissueArgs) -> Result<()> {
+    use explant_core::{Simulation, Stage, Teacher};
+    threads(args.threads)?;
+    println!(
+        "packed tissue, cell radius 5 µm, contact radius 12.5 µm, default mechanics; median of {} ticks; {} threads",
+        args.ticks,
+        rayon::current_num_threads()
+    );
+    println!(
+        "{:>3} {:>9} {:>11} {:>11} {:>11} {:>11} {:>13} {:>11} {:>12}",
+        "dim", "cells", "build s", "neigh ms", "mech ms", "fate ms", "cell stages ms", "ns/cell", "bytes/cell"
+    );
+    for &dims in &args.dims {
+        let mut first_per_cell = None;
+        for &n in &args.cells {
+            let scene = tissue_scene(n, dims)?;
+            let before = resident_bytes();
+            let t = Instant::now();
+            let mut sim =
+                Simulation::new(&scene, Box::new(CpuDiffusion::new()), Box::new(Teacher::from_scene(&scene)))?;
+            sim.step()?;
+            let build = t.elapsed().as_secs_f64();
+            let memory = resident_bytes().saturating_sub(before);
+            let mut per_stage: Vec<[f64; 3]> = Vec::new();
+            for _ in 0..args.ticks.max(1) {
+                let before = sim.stage_times();
+                sim.step()?;
+                let after = sim.stage_times();
+                let d = |s: Stage| (after[s as usize].1 - before[s as usize].1).as_secs_f64();
+                per_stage.push([d(Stage::Sense), d(Stage::Mechanics), d(Stage::Fate)]);
+            }
+            let median = |k: usize| {
+                let mut v: Vec<f64> = per_stage.iter().map(|r| r[k]).collect();
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2]
+            };
+            let mut totals: Vec<f64> = per_stage.iter().map(|r| r.iter().sum()).collect();
+            totals.sort_by(f64::total_cmp);
+            let total = totals[totals.len() / 2];
+            let cells = sim.cells().ids.len();
+            let per_cell = total * 1e9 / cells as f64;
+            let first = *first_per_cell.get_or_insert(per_cell);
+            println!(
+                "{dims:>3} {cells:>9} {build:>11.2} {:>11.2} {:>11.2} {:>11.2} {:>13.2} {per_cell:>11.1} {:>12.0}   ({:.2}× the ns/cell of the smallest)",
+                median(0) * 1e3,
+                median(1) * 1e3,
+                median(2) * 1e3,
+                total * 1e3,
+                memory as f64 / cells as f64,
+                per_cell / first
+            );
+        }
+    }
+    println!("neigh = the sense stage (cell-list neighbour search + contact means); cell stages = neigh + mech + fate");
     Ok(())
 }
