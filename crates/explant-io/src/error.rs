@@ -2,10 +2,12 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
-/// Errors from writing a snapshot file or a picture.
+/// Errors from writing a snapshot file or a picture, or from importing a tissue.
 ///
-/// Every variant names the file that was being written; nothing is left at that path when
-/// an error is returned (output goes to a temporary file that is renamed only on success).
+/// Every variant names the file that was being written or read. After a failed write
+/// nothing is left at that path (output goes to a temporary file that is renamed only on
+/// success). Errors from reading also name the HDF5 field (e.g. `obsm/spatial`) and, where
+/// one value is at fault, that value and its row.
 /// Errors from the HDF5 library, the PNG encoder or the operating system are kept as the
 /// [`source`](std::error::Error::source) rather than repeated in the message, so print the
 /// whole chain (as `anyhow` does) to see them.
@@ -133,4 +135,92 @@ pub enum IoError {
         #[source]
         source: std::io::Error,
     },
+    /// The file to import cannot be opened (it does not exist, is a directory, or is not
+    /// readable).
+    #[error("cannot read `{}`", path.display())]
+    Read {
+        /// The file being read.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file to import is not an HDF5 file (it has no HDF5 signature).
+    #[error("cannot read `{}`: it is not an HDF5 file, which every `.h5ad` file is", path.display())]
+    NotHdf5 {
+        /// The file being read.
+        path: PathBuf,
+    },
+    /// The HDF5 library reported an error while reading one field of a file.
+    #[error("HDF5 error while reading `{field}` from `{}`", path.display())]
+    ReadHdf5 {
+        /// The file being read.
+        path: PathBuf,
+        /// The HDF5 path of the field, e.g. `X/indptr`; `/` for the file itself.
+        field: String,
+        /// The library's error.
+        #[source]
+        source: hdf5::Error,
+    },
+    /// A field the import needs is not in the file.
+    #[error("cannot read `{}`: there is no `{field}` in the file{}", path.display(), listing(available))]
+    MissingField {
+        /// The file being read.
+        path: PathBuf,
+        /// The HDF5 path of the missing field, e.g. `obsm/spatial`.
+        field: String,
+        /// What its parent group holds instead, to suggest the intended name.
+        available: Vec<String>,
+    },
+    /// A field has the wrong kind, type or shape.
+    #[error("cannot read `{}`: `{field}` is {found}, but {expected} is needed", path.display())]
+    BadField {
+        /// The file being read.
+        path: PathBuf,
+        /// The HDF5 path of the field, e.g. `obsm/spatial`.
+        field: String,
+        /// What it is, quoting the offending type, shape or value.
+        found: String,
+        /// What the import needs.
+        expected: String,
+    },
+    /// One cell's entry in a field is unusable (a NaN coordinate, a missing category).
+    #[error(
+        "cannot read `{}`: `{field}` holds `{value}` at row {row} (cell `{obs_name}`): {why}",
+        path.display()
+    )]
+    BadValue {
+        /// The file being read.
+        path: PathBuf,
+        /// The HDF5 path of the field, e.g. `obs/x`.
+        field: String,
+        /// The cell's row (0-based).
+        row: usize,
+        /// The cell's name (its entry in the `obs` index).
+        obs_name: String,
+        /// The offending value.
+        value: String,
+        /// Why it cannot be used (boxed to keep `IoError` small).
+        why: Box<str>,
+    },
+    /// The import request itself is unusable, e.g. `dims` is neither 2 nor 3.
+    #[error("cannot import `{}`: {reason}", path.display())]
+    BadRequest {
+        /// The file that was to be read.
+        path: PathBuf,
+        /// What is wrong with the request, quoting the offending value.
+        reason: String,
+    },
+}
+
+/// ` (found `a`, `b`, …)` for an error message, or nothing when there is nothing to list.
+fn listing(names: &[String]) -> String {
+    const SHOWN: usize = 12;
+    if names.is_empty() {
+        return String::new();
+    }
+    let shown: Vec<String> = names.iter().take(SHOWN).map(|n| format!("`{n}`")).collect();
+    let more = names.len().saturating_sub(SHOWN);
+    let tail = if more > 0 { format!(" and {more} more") } else { String::new() };
+    format!(" (found {}{tail})", shown.join(", "))
 }
