@@ -99,7 +99,7 @@ fn tick(c: &mut Criterion) {
     let mut sim = Simulation::new(sc, Box::new(CpuDiffusion::new()), Box::new(Teacher::from_scene(sc))).expect("sim");
     let mut group = c.benchmark_group("tick");
     group.sample_size(20);
-    group.throughput(Throughput::Elements(sc.tissue.cells as u64));
+    group.throughput(Throughput::Elements(sc.expected_cells().unwrap_or(0) as u64));
     group.bench_function("default_scene/cpu_teacher", |b| b.iter(|| sim.step().expect("tick")));
     group.finish();
 }

@@ -24,8 +24,8 @@ const EXE: &str = env!("CARGO_BIN_EXE_explant");
 
 /// The genes of `scenes/default.toml`, in order.
 const GENES: [&str; 7] = ["WNT3A", "FZD7", "AXIN2", "LGR5", "DLL1", "NOTCH1", "HES1"];
-/// The seven stages of a tick, in order.
-const STAGES: [&str; 7] = ["secrete", "diffuse", "sense", "respond", "perturb", "mechanics", "record"];
+/// The eight stages of a tick, in order.
+const STAGES: [&str; 8] = ["secrete", "diffuse", "sense", "respond", "perturb", "mechanics", "fate", "record"];
 
 /// The short scene: 300 cells in a 120 µm disk around the 45 µm organiser, 10 min in
 /// ticks of 0.5 min, recorded every 5 min.
@@ -786,4 +786,56 @@ fn implicit_scheme_runs_on_the_gpu_and_matches_the_cpu() {
         let rel = (a - b).abs() / a.abs().max(b.abs()).max(f64::MIN_POSITIVE);
         assert!(rel <= 1e-5, "GPU total {a}, CPU total {b} (relative {rel:.2e})");
     }
+}
+
+#[test]
+fn a_run_restarts_from_its_own_anndata_output() {
+    // Run the short scene, then import its final tissue.h5ad as the initial tissue of a
+    // second run: the second run starts from exactly the first one's end state.
+    let dir = TempDir::new("a_run_restarts_from_its_own_anndata_output");
+    let scene = write_short_scene(&dir);
+    let first = dir.join("first");
+    run_ok(&scene, &first, &["--diffusion", "cpu", "--teacher"]);
+    let text = short_scene_text(&default_model());
+    let (head, rest) = text.split_once("[tissue]").expect("a [tissue] table");
+    let (_, tail) = rest.split_once("[mechanics]").expect("a [mechanics] table");
+    let import = format!(
+        "{head}[tissue]\nshape = \"import\"\npath = \"{}\"\nobsm = \"spatial\"\ncell_type_column = \"cell_type\"\n\
+         cell_radius = {CELL_RADIUS:.1}\n\n[mechanics]{tail}",
+        first.join("tissue.h5ad").display()
+    );
+    let scene2 = write_scene(&dir, "restart.toml", &import);
+    let o = explant(["check".as_ref(), scene2.as_os_str()]);
+    assert_success(&o, "explant check of the import scene");
+    assert!(stdout(&o).contains(&format!("{CELLS} cells")), "{}", stdout(&o));
+    let second = dir.join("second");
+    run_ok(&scene2, &second, &["--diffusion", "cpu", "--teacher"]);
+    let genes: Vec<String> = GENES.iter().map(|g| g.to_string()).collect();
+    let request = |types: bool| explant_io::ImportRequest {
+        coordinates: explant_io::Coordinates::Obsm("spatial".into()),
+        cell_type_column: types.then(|| "cell_type".into()),
+        genes: &genes,
+        dims: 2,
+    };
+    let end = explant_io::read_tissue(&first.join("tissue.h5ad"), &request(true)).expect("read the first run's end");
+    let start = explant_io::read_tissue(&second.join("snapshots/tick_0000000.h5ad"), &request(true))
+        .expect("read the second run's start");
+    assert_eq!(start.cells, end.cells);
+    assert_eq!(start.cell_types, end.cell_types);
+    // Import order is the file's order; the snapshot is sorted by the new ids, which
+    // follow the file's order, so rows correspond one to one.
+    for (a, b) in start.expression.iter().zip(&end.expression) {
+        assert_eq!(a, b, "expression changed on import");
+    }
+    for (a, b) in start.positions.iter().zip(&end.positions) {
+        assert!((a[0] - b[0]).abs() < 1e-4 && (a[1] - b[1]).abs() < 1e-4, "{a:?} vs {b:?}");
+    }
+
+    // A cell type in the file that the scene does not know is refused, naming both.
+    let renamed = import
+        .replace("name = \"responder\"", "name = \"responders\"")
+        .replace("cell_type = \"responder\"", "cell_type = \"responders\"");
+    let scene3 = write_scene(&dir, "renamed.toml", &renamed);
+    let err = assert_clean_failure(&run(&scene3, &dir.join("third"), &["--teacher"]), "unknown imported type");
+    assert!(err.contains("tissue.h5ad") && err.contains("`responder`") && err.contains("responders"), "{err}");
 }

@@ -6,6 +6,7 @@
 mod backends;
 mod cli;
 mod commands;
+mod tissue;
 
 use std::process::ExitCode;
 

@@ -19,6 +19,14 @@ pub enum CoreError {
         /// What is wrong.
         message: String,
     },
+    /// The imported tissue does not fit the scene.
+    #[error("tissue from `{}`: {message}", path.display())]
+    Tissue {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// The state became NaN, infinite or ran away.
     #[error("tick {tick} (t = {time} min): {what}")]
     Unstable {

@@ -47,6 +47,7 @@ pub use error::{CoreError, ModelError};
 pub use life::{SORT_INTERVAL, sort_rows};
 pub use model::{ModelSignature, ResponseInput, ResponseModel, Teacher};
 pub use stages::{PseudobulkRow, RUNAWAY, Recording};
+pub use tissue::InitialCells;
 
 /// The stages of a tick, in the order they run.
 #[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -136,6 +137,25 @@ impl Simulation {
         diffuser: Box<dyn DiffusionBackend>,
         model: Box<dyn ResponseModel>,
     ) -> Result<Self, CoreError> {
+        Self::with_cells(scene, diffuser, model, None)
+    }
+
+    /// As [`Simulation::new`], starting from `cells` instead of the tissue the scene
+    /// generates; a scene whose tissue is imported (`shape = "import"`) needs them.
+    pub fn with_cells(
+        scene: &Scene,
+        diffuser: Box<dyn DiffusionBackend>,
+        model: Box<dyn ResponseModel>,
+        cells: Option<InitialCells>,
+    ) -> Result<Self, CoreError> {
+        if scene.tissue.shape == explant_scene::TissueShape::Import && cells.is_none() {
+            return Err(CoreError::Tissue {
+                path: scene.tissue.path.clone().unwrap_or_default(),
+                message: "the scene imports its tissue: read the file first (explant_io::read_tissue) and pass the \
+                          cells to `Simulation::with_cells`"
+                    .into(),
+            });
+        }
         model.signature().check_against(&ModelSignature::of_scene(scene), &model.name())?;
         let mut world = World::new();
         let dims = scene.dims();
@@ -204,7 +224,7 @@ impl Simulation {
         world.insert_resource(Failure::default());
         world.insert_resource(StageTimers::default());
         world.insert_resource(Recording { cell_types: scene.cell_types.len(), ..Default::default() });
-        tissue::populate(&mut world, scene);
+        tissue::populate(&mut world, scene, cells);
         life::sort_rows(&mut world, scene.contact.radius);
 
         let mut schedule = Schedule::default();

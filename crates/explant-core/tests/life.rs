@@ -154,7 +154,8 @@ fn a_high_gene_drives_apoptosis_only_where_it_is_high() {
         scene(600, "apoptosis = { rate = 0.0, gene = \"G\", threshold = 0.5, rate_above = 0.5, duration = 1.0 }", "");
     let mut s = s;
     s.tissue.regions.push(explant_scene::RegionSpec {
-        cell_type: "b".into(),
+        cell_type: Some("b".into()),
+        mixture: None,
         shape: explant_scene::Shape::Box { min: vec![0.0, 0.0], max: vec![300.0, 600.0] },
     });
     let mut sim = start(&s);
@@ -269,7 +270,8 @@ fn walls_hold_cells_off_the_faces_and_the_membrane_is_never_crossed() {
 fn neighbour_counts_by_type_add_up_to_the_neighbour_lists() {
     let mut s = scene(300, "", "");
     s.tissue.regions.push(explant_scene::RegionSpec {
-        cell_type: "b".into(),
+        cell_type: Some("b".into()),
+        mixture: None,
         shape: explant_scene::Shape::Circle { centre: vec![300.0, 300.0], radius: 100.0 },
     });
     let mut sim = start(&s);

@@ -110,6 +110,24 @@ impl Scene {
         v
     }
 
+    /// Number of cells the tissue will start with, where the scene alone says
+    /// (`None` for an imported tissue).
+    pub fn expected_cells(&self) -> Option<usize> {
+        let t = &self.tissue;
+        match t.shape {
+            TissueShape::Disk | TissueShape::Box => t.cells,
+            TissueShape::Import => None,
+            TissueShape::Epithelium => {
+                let (lo, hi) = (t.min.as_ref()?, t.max.as_ref()?);
+                let d = self.dims();
+                let spacing = 2.0 * t.cell_radius;
+                let base: f32 = (0..d - 1).map(|i| ((hi[i] - lo[i]) / spacing).floor().max(1.0)).product();
+                let height: f32 = t.layers.iter().map(|l| (l.thickness / spacing).round().max(1.0)).sum();
+                Some((base * height) as usize)
+            }
+        }
+    }
+
     /// Check everything serde cannot: names that must exist, rates that must be
     /// non-negative, sizes that must be positive, a grid that fits in memory.
     pub fn validate(&self, path: &Path) -> Result<(), SceneError> {
@@ -301,42 +319,209 @@ impl Scene {
         };
 
         let tissue = &self.tissue;
-        if tissue.centre.len() != self.dims() {
-            return Err(bad(
-                "tissue.centre".into(),
-                format!("has {} coordinates but the grid is {}D", tissue.centre.len(), self.dims()),
-            ));
-        }
-        positive("tissue.radius".into(), tissue.radius)?;
-        positive("tissue.cell_radius".into(), tissue.cell_radius)?;
-        if tissue.cells == 0 {
-            return Err(bad("tissue.cells".into(), "`0`: at least one cell is needed".into()));
-        }
-        // Expression, contact, rates and the model's copies: about 6 floats per gene per cell.
-        let cell_bytes = tissue.cells as f64 * (self.genes.len() as f64 * 6.0 * 4.0 + 256.0);
-        if cell_bytes > MAX_FIELD_BYTES {
-            return Err(bad(
-                "tissue.cells".into(),
-                format!(
-                    "`{}` cells need about {:.1} GiB; the limit is {:.0} GiB",
-                    tissue.cells,
-                    cell_bytes / 1073741824.0,
-                    MAX_FIELD_BYTES / 1073741824.0
-                ),
-            ));
-        }
-        cell_type("tissue.cell_type".into(), &tissue.cell_type)?;
-        for (i, r) in tissue.regions.iter().enumerate() {
-            cell_type(format!("tissue.regions[{i}].cell_type"), &r.cell_type)?;
-            r.shape.check(self.dims(), &format!("tissue.regions[{i}]")).map_err(|(f, m)| bad(f, m))?;
-        }
-        for (i, (c, s)) in tissue.centre.iter().zip(&self.grid.size).enumerate() {
-            if *c - tissue.radius < 0.0 || *c + tissue.radius > *s {
+        let dims = self.dims();
+        let coords = |field: &str, v: &Option<Vec<f32>>| -> Result<Vec<f32>, SceneError> {
+            let Some(v) = v else {
                 return Err(bad(
-                    format!("tissue.centre[{i}]"),
-                    format!("a tissue of radius `{}` at `{c}` does not fit in the grid (size `{s}`)", tissue.radius),
+                    format!("tissue.{field}"),
+                    format!("is required for `shape = \"{}\"`", tissue.shape.name()),
+                ));
+            };
+            if v.len() != dims {
+                return Err(bad(
+                    format!("tissue.{field}"),
+                    format!("has {} coordinates but the grid is {dims}D", v.len()),
                 ));
             }
+            if let Some(x) = v.iter().find(|x| !x.is_finite()) {
+                return Err(bad(format!("tissue.{field}"), format!("`{x}` is not a finite number")));
+            }
+            Ok(v.clone())
+        };
+        // Fields that belong to other shapes are refused rather than silently ignored.
+        let unused = |field: &str, present: bool| -> Result<(), SceneError> {
+            if present {
+                return Err(bad(
+                    format!("tissue.{field}"),
+                    format!("is not used by `shape = \"{}\"`; remove it", tissue.shape.name()),
+                ));
+            }
+            Ok(())
+        };
+        let inside = |field: &str, lo: &[f32], hi: &[f32]| -> Result<(), SceneError> {
+            for (i, ((a, b), s)) in lo.iter().zip(hi).zip(&self.grid.size).enumerate() {
+                if *a < 0.0 || *b > *s {
+                    return Err(bad(
+                        format!("tissue.{field}"),
+                        format!("the tissue spans `{a}`–`{b}` on axis {i}, outside the grid (0–{s})"),
+                    ));
+                }
+            }
+            Ok(())
+        };
+        positive("tissue.cell_radius".into(), tissue.cell_radius)?;
+        let generated = tissue.shape != TissueShape::Import;
+        if generated {
+            unused("path", tissue.path.is_some())?;
+            unused("obsm", tissue.obsm.is_some())?;
+            unused("obs_columns", tissue.obs_columns.is_some())?;
+            unused("cell_type_column", tissue.cell_type_column.is_some())?;
+            unused("offset", tissue.offset.is_some())?;
+            unused("scale", tissue.scale != 1.0)?;
+            let Some(t) = &tissue.cell_type else {
+                return Err(bad(
+                    "tissue.cell_type".into(),
+                    "the type of cells outside every region is required".into(),
+                ));
+            };
+            cell_type("tissue.cell_type".into(), t)?;
+        }
+        match tissue.shape {
+            TissueShape::Disk => {
+                let c = coords("centre", &tissue.centre)?;
+                let Some(r) = tissue.radius else {
+                    return Err(bad("tissue.radius".into(), "is required for `shape = \"disk\"`".into()));
+                };
+                positive("tissue.radius".into(), r)?;
+                unused("min", tissue.min.is_some())?;
+                unused("max", tissue.max.is_some())?;
+                unused("layers", !tissue.layers.is_empty())?;
+                let lo: Vec<f32> = c.iter().map(|x| x - r).collect();
+                let hi: Vec<f32> = c.iter().map(|x| x + r).collect();
+                inside("radius", &lo, &hi)?;
+            }
+            TissueShape::Box | TissueShape::Epithelium => {
+                let lo = coords("min", &tissue.min)?;
+                let mut hi = coords("max", &tissue.max)?;
+                unused("centre", tissue.centre.is_some())?;
+                unused("radius", tissue.radius.is_some())?;
+                if tissue.shape == TissueShape::Box {
+                    unused("layers", !tissue.layers.is_empty())?;
+                    if lo.iter().zip(&hi).any(|(a, b)| a >= b) {
+                        return Err(bad("tissue.max".into(), "every `max` coordinate must exceed `min`".into()));
+                    }
+                } else {
+                    unused("cells", tissue.cells.is_some())?;
+                    if tissue.layers.is_empty() {
+                        return Err(bad("tissue.layers".into(), "an epithelium needs at least one layer".into()));
+                    }
+                    for (i, l) in tissue.layers.iter().enumerate() {
+                        cell_type(format!("tissue.layers[{i}].cell_type"), &l.cell_type)?;
+                        positive(format!("tissue.layers[{i}].thickness"), l.thickness)?;
+                    }
+                    let top = lo[dims - 1] + tissue.layers.iter().map(|l| l.thickness).sum::<f32>();
+                    hi[dims - 1] = top;
+                    if lo.iter().zip(&hi).any(|(a, b)| a >= b) {
+                        return Err(bad("tissue.max".into(), "every `max` coordinate must exceed `min`".into()));
+                    }
+                }
+                inside("max", &lo, &hi)?;
+            }
+            TissueShape::Import => {
+                for (f, present) in [
+                    ("centre", tissue.centre.is_some()),
+                    ("radius", tissue.radius.is_some()),
+                    ("min", tissue.min.is_some()),
+                    ("max", tissue.max.is_some()),
+                    ("cells", tissue.cells.is_some()),
+                    ("layers", !tissue.layers.is_empty()),
+                ] {
+                    unused(f, present)?;
+                }
+                if tissue.path.is_none() {
+                    return Err(bad("tissue.path".into(), "an imported tissue needs the `.h5ad` file's `path`".into()));
+                }
+                if tissue.obsm.is_some() && tissue.obs_columns.is_some() {
+                    return Err(bad(
+                        "tissue.obs_columns".into(),
+                        "give either `obsm` or `obs_columns`, not both".into(),
+                    ));
+                }
+                if let Some(cols) = &tissue.obs_columns
+                    && cols.len() != dims
+                {
+                    return Err(bad(
+                        "tissue.obs_columns".into(),
+                        format!("names {} columns but the grid is {dims}D", cols.len()),
+                    ));
+                }
+                match (&tissue.cell_type, &tissue.cell_type_column) {
+                    (None, None) => {
+                        return Err(bad(
+                            "tissue.cell_type_column".into(),
+                            "give the `obs` column of cell types, or one `cell_type` for every cell".into(),
+                        ));
+                    }
+                    (Some(t), None) => {
+                        cell_type("tissue.cell_type".into(), t)?;
+                    }
+                    (Some(_), Some(_)) => {
+                        return Err(bad(
+                            "tissue.cell_type".into(),
+                            "give either `cell_type` or `cell_type_column`".into(),
+                        ));
+                    }
+                    (None, Some(_)) => {}
+                }
+                positive("tissue.scale".into(), tissue.scale)?;
+                if tissue.offset.is_some() {
+                    coords("offset", &tissue.offset)?;
+                }
+            }
+        }
+        if matches!(tissue.shape, TissueShape::Disk | TissueShape::Box) {
+            match tissue.cells {
+                None => {
+                    return Err(bad(
+                        "tissue.cells".into(),
+                        format!("the number of cells is required for `shape = \"{}\"`", tissue.shape.name()),
+                    ));
+                }
+                Some(0) => return Err(bad("tissue.cells".into(), "`0`: at least one cell is needed".into())),
+                Some(_) => {}
+            }
+        }
+        if let Some(n) = self.expected_cells() {
+            // Expression, contact, rates and the model's copies: about 6 floats per gene per cell.
+            let cell_bytes = n as f64 * (self.genes.len() as f64 * 6.0 * 4.0 + 256.0);
+            if cell_bytes > MAX_FIELD_BYTES {
+                return Err(bad(
+                    "tissue.cells".into(),
+                    format!(
+                        "`{n}` cells need about {:.1} GiB; the limit is {:.0} GiB",
+                        cell_bytes / 1073741824.0,
+                        MAX_FIELD_BYTES / 1073741824.0
+                    ),
+                ));
+            }
+        }
+        for (i, r) in tissue.regions.iter().enumerate() {
+            match (&r.cell_type, &r.mixture) {
+                (Some(t), None) => {
+                    cell_type(format!("tissue.regions[{i}].cell_type"), t)?;
+                }
+                (None, Some(mix)) => {
+                    let mut total = 0.0;
+                    for (t, &f) in mix {
+                        cell_type(format!("tissue.regions[{i}].mixture.{t}"), t)?;
+                        non_negative(format!("tissue.regions[{i}].mixture.{t}"), f)?;
+                        total += f;
+                    }
+                    if total <= 0.0 {
+                        return Err(bad(
+                            format!("tissue.regions[{i}].mixture"),
+                            "the fractions must add up to more than 0".into(),
+                        ));
+                    }
+                }
+                _ => {
+                    return Err(bad(
+                        format!("tissue.regions[{i}]"),
+                        "give either `cell_type` or `mixture` (fractions by cell type)".into(),
+                    ));
+                }
+            }
+            r.shape.check(dims, &format!("tissue.regions[{i}]")).map_err(|(f, m)| bad(f, m))?;
         }
 
         non_negative("mechanics.mobility".into(), self.mechanics.mobility)?;

@@ -341,36 +341,136 @@ fn default_persistence() -> f32 {
     5.0
 }
 
-/// The initial tissue: a disk (2D) or ball (3D) of cells, typed by region.
+/// The initial tissue: generated in a shape (a disk or ball, a box, a layered
+/// epithelium) with lattice or random packing and cell types by region, or imported
+/// from an AnnData `.h5ad` file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TissueSpec {
-    /// Centre of the disk or ball, µm.
-    pub centre: Vec<f32>,
-    /// Radius of the disk or ball, µm.
-    pub radius: f32,
-    /// Number of cells.
-    pub cells: usize,
+    /// `disk` (a ball in 3D; the default), `box`, `epithelium` or `import`.
+    #[serde(default)]
+    pub shape: TissueShape,
+    /// `disk`: centre, µm.
+    #[serde(default)]
+    pub centre: Option<Vec<f32>>,
+    /// `disk`: radius, µm.
+    #[serde(default)]
+    pub radius: Option<f32>,
+    /// `box` and `epithelium`: lower corner, µm (the epithelium's layers stack up the
+    /// last axis from here).
+    #[serde(default)]
+    pub min: Option<Vec<f32>>,
+    /// `box` and `epithelium`: upper corner, µm (the epithelium ignores its last
+    /// coordinate: the layers set the height).
+    #[serde(default)]
+    pub max: Option<Vec<f32>>,
+    /// `disk` and `box`: number of cells (the lattice spacing follows from it).
+    #[serde(default)]
+    pub cells: Option<usize>,
+    /// `epithelium`: layers from the bottom up.
+    #[serde(default)]
+    pub layers: Vec<LayerSpec>,
+    /// `lattice` (hexagonal in 2D, cubic in 3D, jittered by 10 % of the spacing; the
+    /// default) or `random` (uniform, independent positions).
+    #[serde(default)]
+    pub packing: Packing,
     /// Cell radius, µm.
     #[serde(default = "default_cell_radius")]
     pub cell_radius: f32,
-    /// Cell type of cells outside every region.
-    pub cell_type: String,
-    /// Regions that set a different cell type; the first match wins.
+    /// Cell type of cells outside every region (generated tissues; for `import`, of
+    /// every cell when no `cell_type_column` is given).
+    #[serde(default)]
+    pub cell_type: Option<String>,
+    /// Regions that set a different cell type or a mixture of types; the first match wins.
     #[serde(default)]
     pub regions: Vec<RegionSpec>,
+    /// `import`: the `.h5ad` file (relative to the scene file).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// `import`: `obsm` key of the coordinates (default `spatial`) ...
+    #[serde(default)]
+    pub obsm: Option<String>,
+    /// ... or names of numeric `obs` columns holding them (e.g. `["x", "y"]`).
+    #[serde(default)]
+    pub obs_columns: Option<Vec<String>>,
+    /// `import`: `obs` column with the cell type names (matched to the scene's types).
+    #[serde(default)]
+    pub cell_type_column: Option<String>,
+    /// `import`: µm per coordinate unit.
+    #[serde(default = "default_scale")]
+    pub scale: f32,
+    /// `import`: added to the scaled coordinates, µm.
+    #[serde(default)]
+    pub offset: Option<Vec<f32>>,
+}
+
+fn default_scale() -> f32 {
+    1.0
+}
+
+/// How the initial tissue is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TissueShape {
+    /// A disk (2D) or ball (3D) around `centre`.
+    #[default]
+    Disk,
+    /// An axis-aligned box from `min` to `max`.
+    Box,
+    /// Layers of cells stacked on the base `min`–`max`.
+    Epithelium,
+    /// Positions, types and expression from an AnnData file.
+    Import,
+}
+
+impl TissueShape {
+    /// The name used in scene files.
+    pub fn name(self) -> &'static str {
+        match self {
+            TissueShape::Disk => "disk",
+            TissueShape::Box => "box",
+            TissueShape::Epithelium => "epithelium",
+            TissueShape::Import => "import",
+        }
+    }
+}
+
+/// Packing of generated cells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Packing {
+    /// Hexagonal (2D) or simple cubic (3D) lattice with a small jitter.
+    #[default]
+    Lattice,
+    /// Independent uniform positions.
+    Random,
+}
+
+/// One layer of a layered epithelium.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayerSpec {
+    /// Cell type of the layer.
+    pub cell_type: String,
+    /// Thickness, µm.
+    pub thickness: f32,
 }
 
 fn default_cell_radius() -> f32 {
     5.0
 }
 
-/// Cells inside `shape` get `cell_type`.
+/// Cells inside `shape` get `cell_type`, or a type drawn from `mixture` (fractions by
+/// type name, normalised).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegionSpec {
     /// The cell type.
-    pub cell_type: String,
+    #[serde(default)]
+    pub cell_type: Option<String>,
+    /// Or a mixture of types: name → fraction.
+    #[serde(default)]
+    pub mixture: Option<BTreeMap<String, f32>>,
     /// Where.
     pub shape: Shape,
 }

@@ -9,13 +9,17 @@ use crate::cli::CheckArgs;
 pub fn check(args: CheckArgs) -> Result<()> {
     for path in &args.scenes {
         let s = LoadedScene::from_file(path)?;
+        let cells = match crate::tissue::imported_cells(&s)? {
+            Some(c) => c.positions.len(),
+            None => s.scene.expected_cells().unwrap_or(0),
+        };
         println!(
             "{}: ok ({} genes, {} ligands, {} cell types, {} cells, {}D, {} ticks)",
             path.display(),
             s.scene.genes.len(),
             s.scene.ligands.len(),
             s.scene.cell_types.len(),
-            s.scene.tissue.cells,
+            cells,
             s.scene.dims(),
             s.scene.ticks()
         );

@@ -32,14 +32,15 @@ pub fn run(args: RunArgs) -> Result<()> {
     }
     let (diffuser, note) = backends::diffusion(args.diffusion, scene.scene.grid.scheme)?;
     let model = backends::model(&scene, args.teacher, args.threads)?;
-    let mut sim = Simulation::new(&scene.scene, diffuser, model)?;
+    let cells = crate::tissue::imported_cells(&scene)?;
+    let mut sim = Simulation::with_cells(&scene.scene, diffuser, model, cells)?;
     prepare_out_dir(&args.out)?;
     let (dname, mname) = sim.backend_names();
     let sc = &scene.scene;
     eprintln!(
         "explant {VERSION} ({COMMIT}): scene `{}` — {} cells, {} genes, {} ligands, {}D, {} ticks of {} min",
         sc.name,
-        sc.tissue.cells,
+        sim.cells().ids.len(),
         sc.genes.len(),
         sc.ligands.len(),
         sc.dims(),
