@@ -199,6 +199,9 @@ pub struct Model(pub Mutex<Box<dyn ResponseModel>>);
 /// `fate` stage, which adds and removes cells, comes last.
 #[derive(Resource, Debug, Default)]
 pub struct Batch {
+    /// Whether positions, radii, types and ids match the world (cleared by `fate`,
+    /// which changes them, and by a row re-sort); `secrete` re-gathers when not.
+    pub fresh: bool,
     /// Cells in the batch.
     pub cells: usize,
     /// Cell ids, `N`.
@@ -253,6 +256,10 @@ pub struct Settings {
     pub perturbations: Vec<PlannedPerturbation>,
     /// Record every this many ticks.
     pub record_interval: u64,
+    /// Mechanics and fate run every this many ticks, with a step of that many ticks.
+    pub mechanics_every: u64,
+    /// The response model runs every this many ticks, with a step of that many ticks.
+    pub state_every: u64,
     /// Seed of the run.
     pub seed: u64,
 }

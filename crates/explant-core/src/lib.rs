@@ -215,6 +215,8 @@ impl Simulation {
             dims,
             perturbations,
             record_interval: scene.record_interval(),
+            mechanics_every: scene.step_ratios().0,
+            state_every: scene.step_ratios().1,
             seed: scene.seed,
         });
         world.insert_resource(Clock { tick: 0, dt: scene.time.dt });

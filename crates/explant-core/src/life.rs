@@ -26,8 +26,10 @@ use crate::rng::{self, Purpose};
 /// `z` neighbours, `k_max ≤ z · 2 (c_r/R + c_a/R_a)`. Scenes should keep
 /// `Δt ≤ R / (z μ (c_r + c_a))` (for PhysiCell's defaults, R = 16.8 µm, c_r = 10,
 /// c_a = 0.4, μ = 1, z = 12: 0.13 min, and PhysiCell's 0.1 min step is inside it).
-/// Beyond it, displacements are capped at half a cell radius per tick, so a stiff
-/// scene jitters instead of exploding.
+/// Beyond it, force-driven displacements are capped at half a cell radius per step
+/// (migration is not capped), so a stiff
+/// scene jitters instead of exploding. Runs every `mechanics_every` ticks, with a step
+/// of that many ticks (as does `fate`).
 #[allow(clippy::too_many_arguments)]
 pub fn mechanics(
     mut cells: Query<(&Row, &mut Position, &mut Motility)>,
@@ -39,12 +41,12 @@ pub fn mechanics(
     mut timers: ResMut<StageTimers>,
     failure: Res<Failure>,
 ) {
-    if failure.0.is_some() {
+    if failure.0.is_some() || !clock.tick.is_multiple_of(settings.mechanics_every) {
         return;
     }
     let t0 = Instant::now();
     let m = settings.mechanics;
-    let dt = clock.dt;
+    let dt = clock.dt * settings.mechanics_every as f32;
     let tick = clock.tick;
     let b = &mut *batch;
     let n = b.cells;
@@ -106,7 +108,12 @@ pub fn mechanics(
                     force[a] -= side * mb.adhesion * (1.0 - d / (1.25 * ri)).powi(2);
                 }
             }
+            // The cap applies to the passive (force-driven) displacement only.
             let mut step = force * (m.mobility * dt);
+            let cap = 0.5 * ri;
+            if step.length() > cap {
+                step = step.normalize() * cap;
+            }
             let mut dir = Vec3::ZERO;
             if migrates && b.alive[i] {
                 dir = directions[i];
@@ -127,10 +134,6 @@ pub fn mechanics(
                         step += dir * (c.speed * dt);
                     }
                 }
-            }
-            let cap = 0.5 * ri;
-            if step.length() > cap {
-                step = step.normalize() * cap;
             }
             let mut q = (p + step).clamp(Vec3::ZERO, hi);
             if let Some(mb) = m.membrane {
@@ -192,10 +195,14 @@ pub fn fate(world: &mut World) {
     if world.resource::<Failure>().0.is_some() {
         return;
     }
+    let clock = *world.resource::<Clock>();
+    let every = world.resource::<Settings>().mechanics_every;
+    if !clock.tick.is_multiple_of(every) {
+        return;
+    }
     let t0 = Instant::now();
     let settings = world.resource::<Settings>().clone();
-    let clock = *world.resource::<Clock>();
-    let (dt, tick, seed) = (clock.dt, clock.tick, settings.seed);
+    let (dt, tick, seed) = (clock.dt * every as f32, clock.tick, settings.seed);
     let full = sphere_volume(settings.cell_radius);
     let mut deaths: Vec<(u32, Entity)> = Vec::new();
     let mut births: Vec<(u64, Entity)> = Vec::new();
@@ -358,13 +365,14 @@ pub fn fate(world: &mut World) {
             .id();
         world.resource_mut::<States>().push(child, &child_state);
     }
-    if (tick + 1).is_multiple_of(SORT_INTERVAL) {
+    world.resource_mut::<Batch>().fresh = false;
+    if (tick / every + 1).is_multiple_of(SORT_INTERVAL) {
         sort_rows(world, settings.contact_radius);
     }
     world.resource_mut::<StageTimers>().add(Stage::Fate, t0.elapsed());
 }
 
-/// Ticks between spatial re-sorts of the rows.
+/// Mechanics steps between spatial re-sorts of the rows.
 pub const SORT_INTERVAL: u64 = 20;
 
 /// Interleave the low 21 bits of three coordinates (a Morton, or Z-order, key).
@@ -426,5 +434,8 @@ pub fn sort_rows(world: &mut World, edge: f32) {
     let mut rows = world.query::<&mut Row>();
     for mut r in rows.iter_mut(world) {
         r.0 = new_row[r.0 as usize];
+    }
+    if let Some(mut b) = world.get_resource_mut::<Batch>() {
+        b.fresh = false;
     }
 }

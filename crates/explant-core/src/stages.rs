@@ -31,7 +31,7 @@ fn gather(cells: &Query<(&CellId, &Row, &Position, &Radius, &CellType, &Cycle)>,
     }
 }
 
-/// Secrete: gather the tick's batch; then each living cell exchanges ligands with the
+/// Secrete: gather the batch if cells changed since the last gather; then each living cell exchanges ligands with the
 /// voxel that contains its centre (nearest-voxel deposition; sensing reads the same
 /// voxel), with PhysiCell's implicit per-cell update over one tick `Δt`, for cell
 /// volume `V_c` and voxel volume `V_v`:
@@ -57,7 +57,10 @@ pub fn secrete(
         return;
     }
     let t0 = Instant::now();
-    gather(&cells, states.len(), &mut batch);
+    if !batch.fresh || batch.cells != states.len() {
+        gather(&cells, states.len(), &mut batch);
+        batch.fresh = true;
+    }
     let b = &*batch;
     let ligands = &mut *ligands;
     let grid = ligands.field.grid;
@@ -114,8 +117,10 @@ pub fn diffuse(
 /// [`neighbours::CellList`]), average the contact genes over neighbours, count
 /// neighbours by cell type, and read each ligand at the cell's voxel, gated by the
 /// receptor's expression.
+#[allow(clippy::too_many_arguments)]
 pub fn sense(
     states: Res<States>,
+    clock: Res<Clock>,
     ligands: Res<Ligands>,
     settings: Res<Settings>,
     mut batch: ResMut<Batch>,
@@ -123,6 +128,9 @@ pub fn sense(
     failure: Res<Failure>,
 ) {
     if failure.0.is_some() {
+        return;
+    }
+    if !(clock.tick.is_multiple_of(settings.mechanics_every) || clock.tick.is_multiple_of(settings.state_every)) {
         return;
     }
     let t0 = Instant::now();
@@ -178,7 +186,7 @@ pub fn sense(
 
 /// Respond: one call of the response model on the whole population's expression
 /// matrix ([`States`], no copy), then an explicit Euler step in place, kept
-/// non-negative.
+/// non-negative. Runs every `state_every` ticks with a step of that many ticks.
 pub fn respond(
     mut states: ResMut<States>,
     model: Res<Model>,
@@ -188,11 +196,12 @@ pub fn respond(
     mut timers: ResMut<StageTimers>,
     mut failure: ResMut<Failure>,
 ) {
-    if failure.0.is_some() {
+    if failure.0.is_some() || !clock.tick.is_multiple_of(settings.state_every) {
         return;
     }
     let t0 = Instant::now();
     let g = settings.genes;
+    let dt = clock.dt * settings.state_every as f32;
     let b = &mut *batch;
     b.rates.clear();
     b.rates.resize(b.cells * g, 0.0);
@@ -203,7 +212,7 @@ pub fn respond(
         contact: &b.contact,
         neighbour_types: &b.neighbour_types,
         cell_type: &b.cell_type,
-        dt: clock.dt,
+        dt,
     };
     let result = match model.0.lock() {
         Ok(mut m) => m.rates(&input, &mut b.rates),
@@ -215,7 +224,6 @@ pub fn respond(
         failure.0 = Some(CoreError::Model(e));
         return;
     }
-    let dt = clock.dt;
     states.data.par_chunks_mut(4096).zip(b.rates.par_chunks(4096)).for_each(|(x, r)| {
         for (x, r) in x.iter_mut().zip(r) {
             *x = (*x + dt * r).max(0.0);

@@ -349,3 +349,39 @@ fn spatial_sorting_of_rows_keeps_every_cell_and_makes_rows_local() {
     let mean_step = by_row.windows(2).map(|w| (w[1].1 - w[0].1).length()).sum::<f32>() / (by_row.len() - 1) as f32;
     assert!(mean_step < 40.0, "mean distance between consecutive rows {mean_step} µm");
 }
+
+#[test]
+fn coarser_mechanics_and_state_steps_keep_the_physics_per_minute() {
+    // Mechanics every 5 ticks with a 5-tick step: the same drift per minute.
+    let mut s = chemotaxis_scene(1.0, "");
+    s.time.mechanics_dt = Some(2.5);
+    s.time.state_dt = Some(5.0);
+    let mut sim = start(&s);
+    run(&mut sim, 20);
+    let x0: Vec<f32> = sim.cells().positions.iter().map(|p| p[0]).collect();
+    run(&mut sim, 60); // 30 min
+    let x1: Vec<f32> = sim.cells().positions.iter().map(|p| p[0]).collect();
+    let mean = x0.iter().zip(&x1).map(|(a, b)| b - a).sum::<f32>() / x0.len() as f32;
+    assert!((27.0..=30.5).contains(&mean), "mean drift {mean} µm in 30 min at 1 µm/min");
+
+    // A step that is not a whole number of ticks is refused, naming the field.
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenes/default.toml")).unwrap();
+    let text = text.replace("dt = 0.5 ", "dt = 0.5\nmechanics_dt = 0.75 ");
+    let e = LoadedScene::from_str(&text, Path::new("default.toml")).unwrap_err().to_string();
+    assert!(e.contains("time.mechanics_dt") && e.contains("whole multiple"), "{e}");
+}
+
+#[test]
+fn every_shipped_scene_is_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenes");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            LoadedScene::from_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            n += 1;
+        }
+    }
+    assert!(n >= 3, "{n} scenes");
+}

@@ -94,6 +94,13 @@ impl Scene {
         (f64::from(self.time.duration) / f64::from(self.time.dt)).round() as u64
     }
 
+    /// Ticks per mechanics step and per cell-state step (1 unless the scene sets
+    /// `time.mechanics_dt` / `time.state_dt`).
+    pub fn step_ratios(&self) -> (u64, u64) {
+        let ratio = |v: Option<f32>| v.map_or(1, |v| ((f64::from(v) / f64::from(self.time.dt)).round() as u64).max(1));
+        (ratio(self.time.mechanics_dt), ratio(self.time.state_dt))
+    }
+
     /// Record every this many ticks (at least 1).
     pub fn record_interval(&self) -> u64 {
         ((f64::from(self.time.record_every) / f64::from(self.time.dt)).round() as u64).max(1)
@@ -164,6 +171,17 @@ impl Scene {
         positive("time.dt".into(), self.time.dt)?;
         positive("time.duration".into(), self.time.duration)?;
         positive("time.record_every".into(), self.time.record_every)?;
+        for (field, v) in [("time.mechanics_dt", self.time.mechanics_dt), ("time.state_dt", self.time.state_dt)] {
+            let Some(v) = v else { continue };
+            positive(field.into(), v)?;
+            let k = f64::from(v) / f64::from(self.time.dt);
+            if k < 0.999 || (k - k.round()).abs() > 1e-3 * k {
+                return Err(bad(
+                    field.into(),
+                    format!("`{v}` must be a whole multiple of `time.dt` (= {})", self.time.dt),
+                ));
+            }
+        }
         if self.time.duration < self.time.dt {
             return Err(bad(
                 "time.duration".into(),

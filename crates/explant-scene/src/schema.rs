@@ -57,13 +57,22 @@ pub struct Scene {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TimeSpec {
-    /// One tick: the step of the cell state and mechanics. The diffusion solver
-    /// subdivides it as its stability needs.
+    /// One tick: the step of secretion and diffusion (the explicit solver subdivides it
+    /// as its stability needs), and of the cell state and mechanics unless
+    /// `mechanics_dt` / `state_dt` make those coarser.
     pub dt: f32,
     /// Simulated time of the run.
     pub duration: f32,
     /// Interval between recorded time points.
     pub record_every: f32,
+    /// Step of neighbours, mechanics and fate, minutes: a whole number of ticks
+    /// (default: every tick). PhysiCell's default is 0.1 min.
+    #[serde(default)]
+    pub mechanics_dt: Option<f32>,
+    /// Step of the cell state (sense for the model, respond), minutes: a whole number of
+    /// ticks (default: every tick). PhysiCell's phenotype step is 6 min.
+    #[serde(default)]
+    pub state_dt: Option<f32>,
 }
 
 /// The ligand grid.
