@@ -839,3 +839,118 @@ fn a_run_restarts_from_its_own_anndata_output() {
     let err = assert_clean_failure(&run(&scene3, &dir.join("third"), &["--teacher"]), "unknown imported type");
     assert!(err.contains("tissue.h5ad") && err.contains("`responder`") && err.contains("responders"), "{err}");
 }
+
+const DUMP_PAIRED: &str = r#"
+import json, sys
+import anndata
+ad = anndata.read_h5ad(sys.argv[1])
+json.dump({
+    "columns": list(ad.obs.columns),
+    "layers": list(ad.layers.keys()),
+    "control_shape": list(ad.layers["control"].shape),
+    "x_shape": list(ad.X.shape),
+    "distance": [float(v) for v in ad.obs["distance_to_perturbation"]],
+    "perturbed": [bool(v) for v in ad.obs["perturbed"]],
+    "dll1": [float(v) for v in ad[:, "DLL1"].X.ravel()],
+    "dll1_control": [float(v) for v in ad[:, "DLL1"].layers["control"].ravel()],
+}, sys.stdout)
+"#;
+
+#[test]
+fn a_perturbation_runs_beside_its_paired_control() {
+    let dir = TempDir::new("a_perturbation_runs_beside_its_paired_control");
+    let mut text = short_scene_text(&default_model());
+    text.push_str(
+        "\n[[perturbations]]\nkind = \"knockout\"\ngene = \"DLL1\"\nstart = 0.0\n\
+         region = { kind = \"circle\", centre = [330.0, 300.0], radius = 30.0 }\n",
+    );
+    let scene = write_scene(&dir, "knockout.toml", &text);
+    let out = dir.join("out");
+    let o = run_ok(&scene, &out, &["--diffusion", "cpu", "--teacher"]);
+    assert!(stderr(&o).contains("paired control"), "{}", stderr(&o));
+    assert_eq!(manifest(&out)["paired_control"], true);
+
+    // effects.csv: the knocked-out cells lose all their DLL1 against the control.
+    let effects = read(&out.join("effects.csv"));
+    let header: Vec<&str> = effects.lines().next().unwrap().split(',').collect();
+    assert_eq!(
+        header,
+        [
+            "time_min",
+            "group",
+            "distance_from_um",
+            "distance_to_um",
+            "cells",
+            "gene",
+            "perturbed_mean",
+            "control_mean",
+            "effect"
+        ]
+    );
+    let row = effects
+        .lines()
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .find(|r| r[1] == "perturbed" && r[5] == "DLL1")
+        .expect("a perturbed/DLL1 row");
+    let (cells, pm, cm, e): (usize, f64, f64, f64) =
+        (row[4].parse().unwrap(), row[6].parse().unwrap(), row[7].parse().unwrap(), row[8].parse().unwrap());
+    assert!(cells > 5, "{row:?}");
+    assert_eq!(pm, 0.0);
+    assert!(cm > 0.1 && (e + cm).abs() < 1e-9, "{row:?}");
+    // The response of HES1 (downstream of the contact signal) falls off with distance:
+    // strong next to the knockout, at least ten times weaker 100–200 µm away.
+    let hes1 = |from: &str| -> f64 {
+        effects
+            .lines()
+            .map(|l| l.split(',').collect::<Vec<_>>())
+            .find(|r| r[1] == "band" && r[2] == from && r[5] == "HES1")
+            .map(|r| r[8].parse().unwrap())
+            .unwrap_or_else(|| panic!("no band/{from}/HES1 row in\n{effects}"))
+    };
+    let (near, far) = (hes1("0"), hes1("100"));
+    assert!(near < -1e-3, "HES1 next to a DLL1 knockout should fall: {near}");
+    assert!(far.abs() < 0.1 * near.abs(), "HES1 effect {far} at 100-200 µm vs {near} next to the knockout");
+    let curve = read(&out.join("response_vs_distance.csv"));
+    assert!(curve.starts_with("distance_um,cells,effect_WNT3A"), "{curve}");
+    assert!(curve.lines().count() > 3);
+    assert!(out.join("timeseries_control.csv").exists());
+
+    // The AnnData carries the control as a layer and the distance in obs.
+    match python_with_anndata() {
+        Ok(python) => {
+            let o = Command::new(&python)
+                .args(["-c", DUMP_PAIRED])
+                .arg(out.join("tissue.h5ad"))
+                .env("HDF5_USE_FILE_LOCKING", "FALSE")
+                .output()
+                .expect("start python");
+            assert_success(&o, "reading the paired h5ad");
+            let v: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+            assert_eq!(v["layers"], serde_json::json!(["control"]));
+            assert_eq!(v["control_shape"], v["x_shape"]);
+            let d = v["distance"].as_array().unwrap();
+            let flagged = v["perturbed"].as_array().unwrap();
+            let (dll1, ctrl) = (v["dll1"].as_array().unwrap(), v["dll1_control"].as_array().unwrap());
+            for i in 0..d.len() {
+                let di = d[i].as_f64().unwrap();
+                if flagged[i].as_bool().unwrap() {
+                    assert_eq!(di, 0.0, "a perturbed cell is at distance 0");
+                    assert_eq!(dll1[i].as_f64().unwrap(), 0.0);
+                    assert!(ctrl[i].as_f64().unwrap() > 0.0, "the control keeps DLL1");
+                } else {
+                    assert!(di.is_finite() && di >= 0.0, "distance {di}");
+                }
+            }
+        }
+        Err(why) if std::env::var("EXPLANT_REQUIRE_PYTHON").as_deref() != Ok("1") => {
+            skip("a_perturbation_runs_beside_its_paired_control", "the anndata check", &why)
+        }
+        Err(why) => panic!("EXPLANT_REQUIRE_PYTHON=1 but {why}"),
+    }
+
+    // --no-control: no effects.
+    let bare = dir.join("bare");
+    run_ok(&scene, &bare, &["--diffusion", "cpu", "--teacher", "--no-control"]);
+    assert!(!bare.join("effects.csv").exists());
+    assert_eq!(manifest(&bare)["paired_control"], false);
+}

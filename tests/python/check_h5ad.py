@@ -51,7 +51,13 @@ def main():
     check(isinstance(ad.X, np.ndarray), f"X is {type(ad.X)}, expected a dense array")
     check(all(isinstance(n, str) for n in ad.obs_names), "obs_names are not strings")
     check(ad.obs_names.is_unique, "obs_names are not unique")
-    check(list(ad.obs.columns) == ["cell_type", "generation", "perturbed"], f"obs columns {list(ad.obs.columns)}")
+    check(
+        list(ad.obs.columns) == ["cell_type", "generation", "perturbed", "parent", "phase", "radius"],
+        f"obs columns {list(ad.obs.columns)}",
+    )
+    check(np.issubdtype(ad.obs["parent"].dtype, np.integer), f"parent dtype {ad.obs['parent'].dtype}")
+    check(list(ad.obs["phase"].cat.categories) == ["cycling", "apoptotic", "necrotic"], "phase categories")
+    check(bool((ad.obs["radius"] > 0).all()), "radius > 0")
     check(ad.obs["perturbed"].dtype == bool, f"perturbed dtype {ad.obs['perturbed'].dtype}")
 
     ct = ad.obs["cell_type"]

@@ -156,6 +156,10 @@ pub struct RunArgs {
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Do not run the paired control (the same scene and seed without perturbations)
+    /// beside a scene that has perturbations.
+    #[arg(long)]
+    pub no_control: bool,
 }
 
 /// `explant check`.

@@ -131,6 +131,8 @@ pub struct Lineage {
     pub parent: Option<u64>,
     /// 0 for founders.
     pub generation: u32,
+    /// Whether the cell, or the cell it descends from, was added by a graft.
+    pub grafted: bool,
 }
 
 /// Whether a perturbation acted on the cell at the last tick.
@@ -218,6 +220,9 @@ pub struct Batch {
     pub contact: Vec<f32>,
     /// Neighbours of each cell type, `N × T` counts.
     pub neighbour_types: Vec<f32>,
+    /// Receptor blocks: the fraction of each ligand each cell still senses and takes
+    /// up, `N × L` (empty when no receptor block is active).
+    pub unblocked: Vec<f32>,
     /// Cell types, `N`.
     pub cell_type: Vec<u32>,
     /// Neighbour lists in CSR form: neighbours of cell `i` are
@@ -244,6 +249,8 @@ pub struct Settings {
     pub rules: Vec<TypeRules>,
     /// Radius of a full-grown cell, µm.
     pub cell_radius: f32,
+    /// Baseline expression of each cell type (for grafted cells).
+    pub baselines: Vec<Vec<f32>>,
     /// Contact interaction radius, µm.
     pub contact_radius: f32,
     /// Mechanics constants.
@@ -264,17 +271,83 @@ pub struct Settings {
     pub seed: u64,
 }
 
-/// A scene perturbation with its gene and cell type resolved to indices.
+/// A scene perturbation with its names resolved to indices.
 #[derive(Debug, Clone)]
 pub struct PlannedPerturbation {
-    /// The scene's entry (window and region).
+    /// The scene's entry (window, region and the rest).
     pub spec: explant_scene::Perturbation,
     /// What it does.
     pub action: explant_scene::PerturbationKind,
-    /// Index of the target gene.
-    pub gene: usize,
-    /// Index of the target cell type, if restricted to one.
+    /// Index of the target gene, for gene perturbations.
+    pub gene: Option<usize>,
+    /// Index of the ligand, for ligand perturbations.
+    pub ligand: Option<usize>,
+    /// Index of the cell type: the target filter, or a graft's type.
     pub cell_type: Option<u32>,
+    /// Expression predicate: gene index, strictly above, strictly below.
+    pub when: Option<(usize, Option<f32>, Option<f32>)>,
+    /// Target ids, sorted.
+    pub ids: Option<Vec<u64>>,
+}
+
+impl PlannedPerturbation {
+    /// Resolve one validated scene perturbation.
+    pub fn of(scene: &explant_scene::Scene, p: &explant_scene::Perturbation) -> Option<Self> {
+        Some(Self {
+            spec: p.clone(),
+            action: p.action().ok()?,
+            gene: p.gene.as_deref().and_then(|g| scene.gene_index(g)),
+            ligand: p.ligand.as_deref().and_then(|l| scene.ligands.iter().position(|x| x.name == l)),
+            cell_type: p.cell_type.as_ref().and_then(|t| scene.cell_type_index(t)).map(|t| t as u32),
+            when: p.when.as_ref().and_then(|w| scene.gene_index(&w.gene).map(|g| (g, w.above, w.below))),
+            ids: p.ids.clone().map(|mut v| {
+                v.sort_unstable();
+                v
+            }),
+        })
+    }
+
+    /// Whether a cell matches every target filter (the time window is checked apart).
+    pub fn targets(&self, id: u64, cell_type: u32, position: Vec3, expression: &[f32]) -> bool {
+        if self.cell_type.is_some_and(|c| c != cell_type) {
+            return false;
+        }
+        if self.spec.region.as_ref().is_some_and(|r| !r.contains(position.to_array())) {
+            return false;
+        }
+        if self.ids.as_ref().is_some_and(|ids| ids.binary_search(&id).is_err()) {
+            return false;
+        }
+        if let Some((g, above, below)) = self.when {
+            let x = expression[g];
+            if above.is_some_and(|a| x <= a) || below.is_some_and(|b| x >= b) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Whether it acts on cells (gene clamps, receptor block, ablation) rather than on
+    /// the grid or by adding cells.
+    pub fn acts_on_cells(&self) -> bool {
+        use explant_scene::PerturbationKind as K;
+        matches!(
+            self.action,
+            K::Knockout | K::Knockdown { .. } | K::Overexpress { .. } | K::ReceptorBlock { .. } | K::Ablation
+        )
+    }
+}
+
+/// Once-only perturbations (bolus, ablation, graft) that have fired, by index, and
+/// where cells were ablated (for distances to the perturbation).
+#[derive(Resource, Debug, Clone, Default)]
+pub struct PerturbationLog {
+    /// Per planned perturbation: whether it has fired.
+    pub fired: Vec<bool>,
+    /// Positions of ablated cells.
+    pub ablated: Vec<Vec3>,
+    /// Per ligand: amount added by boluses and sources (concentration × volume).
+    pub injected: Vec<f64>,
 }
 
 /// Set by a stage that failed; the remaining stages skip and the run stops.

@@ -24,6 +24,7 @@
 //! 8. **record** — the clock advances; pseudobulk time series and sanity checks.
 
 mod components;
+pub mod effects;
 mod error;
 mod initial;
 mod life;
@@ -190,18 +191,13 @@ impl Simulation {
             receptor: scene.ligands.iter().map(|l| gene(&l.receptor)).collect(),
             exchanged: vec![0.0; scene.ligands.len()],
         });
-        let perturbations = scene
-            .perturbations
-            .iter()
-            .filter_map(|p| {
-                Some(PlannedPerturbation {
-                    spec: p.clone(),
-                    action: p.action().ok()?,
-                    gene: scene.gene_index(&p.gene)?,
-                    cell_type: p.cell_type.as_ref().and_then(|t| scene.cell_type_index(t)).map(|t| t as u32),
-                })
-            })
-            .collect();
+        let perturbations: Vec<PlannedPerturbation> =
+            scene.perturbations.iter().filter_map(|p| PlannedPerturbation::of(scene, p)).collect();
+        world.insert_resource(PerturbationLog {
+            fired: vec![false; perturbations.len()],
+            ablated: Vec::new(),
+            injected: vec![0.0; scene.ligands.len()],
+        });
         world.insert_resource(Settings {
             genes: scene.genes.len(),
             ligands: scene.ligands.len(),
@@ -209,6 +205,7 @@ impl Simulation {
             contact_mask: scene.genes.iter().map(|g| scene.contact.genes.contains(g)).collect(),
             rules: TypeRules::of_scene(scene),
             cell_radius: scene.tissue.cell_radius,
+            baselines: scene.cell_types.iter().map(|t| scene.gene_vector(&t.baseline)).collect(),
             contact_radius: scene.contact.radius,
             mechanics: scene.mechanics,
             domain: size,
@@ -319,6 +316,47 @@ impl Simulation {
             Err(_) => "response model (poisoned)".into(),
         };
         (d, m)
+    }
+
+    /// Distance of each cell (in [`Simulation::cells`] order) from the perturbations that
+    /// have started, µm: to the region of a perturbation that has one (0 inside), else to
+    /// the nearest cell a perturbation acts on (0 for those cells) or the nearest ablated
+    /// cell; a bolus or source without a region is everywhere (0). NaN when no
+    /// perturbation has started.
+    pub fn perturbation_distance(&mut self) -> Vec<f32> {
+        use explant_scene::PerturbationKind as K;
+        let t = self.clock().time() as f32;
+        let cells = self.cells();
+        let settings = self.world.resource::<Settings>();
+        let log = self.world.resource::<PerturbationLog>();
+        let mut d = vec![f32::NAN; cells.ids.len()];
+        let mut update = |i: usize, v: f32| {
+            if d[i].is_nan() || v < d[i] {
+                d[i] = v;
+            }
+        };
+        let flagged: Vec<Vec3> =
+            (0..cells.ids.len()).filter(|&i| cells.perturbed[i]).map(|i| Vec3::from(cells.positions[i])).collect();
+        let flagged_tree = neighbours::rtree(&flagged);
+        let ablated_tree = neighbours::rtree(&log.ablated);
+        for p in settings.perturbations.iter().filter(|p| t >= p.spec.start) {
+            for (i, pos) in cells.positions.iter().enumerate() {
+                let v = match (&p.spec.region, p.action) {
+                    (Some(r), _) => r.distance(*pos),
+                    (None, K::Bolus { .. } | K::Source { .. }) => 0.0,
+                    (None, K::Ablation) => match ablated_tree.nearest_neighbor(*pos) {
+                        Some(q) => Vec3::from(q.geom().to_owned()).distance(Vec3::from(*pos)),
+                        None => continue,
+                    },
+                    (None, _) => match flagged_tree.nearest_neighbor(*pos) {
+                        Some(q) => Vec3::from(q.geom().to_owned()).distance(Vec3::from(*pos)),
+                        None => continue,
+                    },
+                };
+                update(i, v);
+            }
+        }
+        d
     }
 
     /// Copy every cell's values out, sorted by cell id.

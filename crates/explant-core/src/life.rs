@@ -171,6 +171,56 @@ pub(crate) fn cycle_length(spec: &explant_scene::CycleSpec, seed: u64, id: u64, 
     (mu + s2.sqrt() * rng::normal(seed, id, tick, Purpose::Cycle, 0)).exp() as f32
 }
 
+/// Life-cycle state and radius of a cell that starts (a founder or a grafted cell) at a
+/// random point of its cycle, so a population of them divides asynchronously.
+pub(crate) fn founder_cycle(
+    spec: Option<&explant_scene::CycleSpec>,
+    seed: u64,
+    id: u64,
+    tick: u64,
+    radius: f32,
+) -> (Cycle, f32) {
+    let (length, progress) = match spec {
+        Some(c) => {
+            let length = cycle_length(c, seed, id, tick);
+            (length, rng::uniform(seed, id, tick, Purpose::Cycle, 7) as f32 * length)
+        }
+        None => (f32::INFINITY, 0.0),
+    };
+    let r = if length.is_finite() {
+        sphere_radius(sphere_volume(radius) * (0.5 + 0.5 * progress / length))
+    } else {
+        radius
+    };
+    (Cycle { phase: Phase::Cycling, age: 0.0, progress, length, dying: 0.0, volume_at_death: 0.0 }, r)
+}
+
+/// A uniform random point in `shape` (keyed by the new cell's id).
+fn point_in(shape: &explant_scene::Shape, dims: usize, seed: u64, id: u64, tick: u64) -> Vec3 {
+    let (lo, hi) = match shape {
+        explant_scene::Shape::Circle { centre, radius } => {
+            let c = Vec3::new(centre[0], centre[1], centre.get(2).copied().unwrap_or(0.0));
+            (c - Vec3::splat(*radius), c + Vec3::splat(*radius))
+        }
+        explant_scene::Shape::Box { min, max } => (
+            Vec3::new(min[0], min[1], min.get(2).copied().unwrap_or(0.0)),
+            Vec3::new(max[0], max[1], max.get(2).copied().unwrap_or(0.0)),
+        ),
+    };
+    for draw in 0..1000u64 {
+        let u = |d: u64| rng::uniform(seed, id, tick, Purpose::Placement, 20 + 3 * draw + d) as f32;
+        let p = Vec3::new(
+            lo.x + u(0) * (hi.x - lo.x),
+            lo.y + u(1) * (hi.y - lo.y),
+            if dims == 3 { lo.z + u(2) * (hi.z - lo.z) } else { 0.0 },
+        );
+        if shape.contains(p.to_array()) {
+            return p;
+        }
+    }
+    0.5 * (lo + hi)
+}
+
 /// Probability of an event at `rate` per minute within `dt` minutes.
 fn chance(rate: f32, dt: f32) -> f64 {
     1.0 - (-f64::from(rate) * f64::from(dt)).exp()
@@ -284,8 +334,41 @@ pub fn fate(world: &mut World) {
         world.insert_resource(ligands);
     }
 
+    // Ablations and grafts fire once, at the first fate step at or after their start.
+    let t = clock.time() as f32;
+    let mut grafts = Vec::new();
+    for (k, p) in settings.perturbations.iter().enumerate() {
+        use explant_scene::PerturbationKind as K;
+        if t < p.spec.start || world.resource::<PerturbationLog>().fired[k] {
+            continue;
+        }
+        match p.action {
+            K::Ablation => {
+                let states = world.resource::<States>().clone();
+                let mut q = world.query::<(Entity, &CellId, &Row, &CellType, &Position)>();
+                let mut hit = Vec::new();
+                for (e, id, row, ty, pos) in q.iter(world) {
+                    if p.targets(id.0, ty.0, pos.0, states.row(row.0 as usize)) {
+                        deaths.push((row.0, e));
+                        hit.push((id.0, pos.0));
+                    }
+                }
+                hit.sort_unstable_by_key(|h| h.0);
+                let mut log = world.resource_mut::<PerturbationLog>();
+                log.ablated.extend(hit.iter().map(|h| h.1));
+                log.fired[k] = true;
+            }
+            K::Graft { cells } => {
+                grafts.push((p.clone(), cells));
+                world.resource_mut::<PerturbationLog>().fired[k] = true;
+            }
+            _ => {}
+        }
+    }
+
     // Removals, highest row first, so each swap moves a row that stays.
     deaths.sort_unstable_by_key(|d| std::cmp::Reverse(d.0));
+    deaths.dedup_by_key(|d| d.0);
     for &(row, entity) in &deaths {
         let moved = world.resource_mut::<States>().swap_remove(row as usize);
         world.despawn(entity);
@@ -332,7 +415,7 @@ pub fn fate(world: &mut World) {
             }
         }
         world.resource_mut::<States>().row_mut(row.0 as usize).copy_from_slice(&mother_state);
-        let next_generation = Lineage { parent: lin.parent, generation: lin.generation + 1 };
+        let next_generation = Lineage { parent: lin.parent, generation: lin.generation + 1, grafted: lin.grafted };
         let new_cycle = |id: u64| Cycle {
             phase: Phase::Cycling,
             age: 0.0,
@@ -357,13 +440,43 @@ pub fn fate(world: &mut World) {
                 Position((pos.0 + offset).clamp(Vec3::ZERO, hi)),
                 Radius(half),
                 ty,
-                Lineage { parent: Some(mother_id), generation: lin.generation + 1 },
+                Lineage { parent: Some(mother_id), generation: lin.generation + 1, grafted: lin.grafted },
                 flag,
                 new_cycle(child_id),
                 dir,
             ))
             .id();
         world.resource_mut::<States>().push(child, &child_state);
+    }
+    // Grafts, in the order of the scene's perturbations.
+    for (p, cells) in grafts {
+        let (Some(ty), Some(region)) = (p.cell_type, p.spec.region.as_ref()) else { continue };
+        let rules = &settings.rules[ty as usize];
+        for _ in 0..cells {
+            let id = {
+                let mut next = world.resource_mut::<NextId>();
+                next.0 += 1;
+                next.0 - 1
+            };
+            let (cycle, radius) =
+                founder_cycle(rules.cycle.as_ref().map(|c| &c.0), seed, id, tick, settings.cell_radius);
+            let row = world.resource::<States>().len() as u32;
+            let entity = world
+                .spawn((
+                    CellId(id),
+                    Row(row),
+                    Position(point_in(region, dims, seed, id, tick)),
+                    Radius(radius),
+                    CellType(ty),
+                    Lineage { parent: None, generation: 0, grafted: true },
+                    Perturbed(true),
+                    cycle,
+                    Motility::default(),
+                ))
+                .id();
+            let x = settings.baselines[ty as usize].clone();
+            world.resource_mut::<States>().push(entity, &x);
+        }
     }
     world.resource_mut::<Batch>().fresh = false;
     if (tick / every + 1).is_multiple_of(SORT_INTERVAL) {

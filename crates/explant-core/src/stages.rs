@@ -44,9 +44,12 @@ fn gather(cells: &Query<(&CellId, &Row, &Position, &Radius, &CellType, &Cycle)>,
 /// Cells are visited in row order, so sums are reproducible; the net amount each
 /// ligand gained is added to [`Ligands::exchanged`]. Apoptotic and necrotic cells
 /// neither secrete nor take up.
+#[allow(clippy::too_many_arguments)]
 pub fn secrete(
     cells: Query<(&CellId, &Row, &Position, &Radius, &CellType, &Cycle)>,
     states: Res<States>,
+    settings: Res<Settings>,
+    mut log: ResMut<PerturbationLog>,
     mut batch: ResMut<Batch>,
     mut ligands: ResMut<Ligands>,
     clock: Res<Clock>,
@@ -61,12 +64,16 @@ pub fn secrete(
         gather(&cells, states.len(), &mut batch);
         batch.fresh = true;
     }
-    let b = &*batch;
     let ligands = &mut *ligands;
+    let dt = clock.dt;
+    let t = clock.time() as f32;
+    ligand_perturbations(&settings, &mut log, ligands, t, dt);
+    receptor_blocks(&settings, &states, &mut batch, t);
+    let b = &*batch;
     let grid = ligands.field.grid;
     let voxels = grid.voxels();
     let vv = grid.voxel_volume();
-    let dt = clock.dt;
+    let nl = ligands.coupling.len();
     for i in 0..b.cells {
         if !b.alive[i] || ligands.coupling.is_empty() {
             continue;
@@ -77,7 +84,8 @@ pub fn secrete(
         for (c, k) in ligands.coupling.iter().enumerate() {
             let xs = x[k.gene].max(0.0);
             let s = k.secretion * xs;
-            let u = k.uptake * x[k.receptor].max(0.0);
+            let open = if b.unblocked.is_empty() { 1.0 } else { b.unblocked[i * nl + c] };
+            let u = k.uptake * x[k.receptor].max(0.0) * open;
             let e = k.export * xs;
             if s == 0.0 && u == 0.0 && e == 0.0 {
                 continue;
@@ -90,6 +98,63 @@ pub fn secrete(
         }
     }
     timers.add(Stage::Secrete, t0.elapsed());
+}
+
+/// Boluses (once, at their start) and steady sources (every tick while active) add to
+/// a ligand in the voxels whose centres lie in the region (every voxel if none); the
+/// amounts go to [`PerturbationLog::injected`].
+fn ligand_perturbations(settings: &Settings, log: &mut PerturbationLog, ligands: &mut Ligands, t: f32, dt: f32) {
+    use explant_scene::PerturbationKind as K;
+    for (k, p) in settings.perturbations.iter().enumerate() {
+        let add = match p.action {
+            K::Bolus { value } if t >= p.spec.start && !log.fired[k] => {
+                log.fired[k] = true;
+                value
+            }
+            K::Source { rate } if p.spec.active_at(t) => rate * dt,
+            _ => continue,
+        };
+        let Some(c) = p.ligand else { continue };
+        let grid = ligands.field.grid;
+        let data = ligands.field.channel_mut(c);
+        let mut voxels = 0usize;
+        for z in 0..grid.nz {
+            for y in 0..grid.ny {
+                for x in 0..grid.nx {
+                    if p.spec.region.as_ref().is_none_or(|r| r.contains(grid.centre(x, y, z))) {
+                        data[(z * grid.ny + y) * grid.nx + x] += add;
+                        voxels += 1;
+                    }
+                }
+            }
+        }
+        log.injected[c] += f64::from(add) * voxels as f64 * f64::from(grid.voxel_volume());
+    }
+}
+
+/// The fraction of each ligand each cell still senses and takes up under the active
+/// receptor blocks (`Batch::unblocked`, left empty when none is active).
+fn receptor_blocks(settings: &Settings, states: &States, batch: &mut Batch, t: f32) {
+    use explant_scene::PerturbationKind as K;
+    let active: Vec<&PlannedPerturbation> = settings
+        .perturbations
+        .iter()
+        .filter(|p| matches!(p.action, K::ReceptorBlock { .. }) && p.spec.active_at(t))
+        .collect();
+    batch.unblocked.clear();
+    if active.is_empty() {
+        return;
+    }
+    let l = settings.ligands;
+    batch.unblocked.resize(batch.cells * l, 1.0);
+    for i in 0..batch.cells {
+        for p in &active {
+            let (K::ReceptorBlock { fraction }, Some(c)) = (p.action, p.ligand) else { continue };
+            if p.targets(batch.ids[i], batch.cell_type[i], batch.positions[i], states.row(i)) {
+                batch.unblocked[i * l + c] *= 1.0 - fraction;
+            }
+        }
+    }
 }
 
 /// Diffuse: advance the ligand field by one tick on the chosen backend.
@@ -178,7 +243,8 @@ pub fn sense(
         let v = grid.voxel_of(b.positions[i].to_array());
         for c in 0..l {
             let receptor = states.data[i * g + ligands.receptor[c]].max(0.0);
-            b.sensed[i * l + c] = ligands.field.data[c * voxels + v] * receptor;
+            let open = if b.unblocked.is_empty() { 1.0 } else { b.unblocked[i * l + c] };
+            b.sensed[i * l + c] = ligands.field.data[c * voxels + v] * receptor * open;
         }
     }
     timers.add(Stage::Sense, t0.elapsed());
@@ -232,36 +298,49 @@ pub fn respond(
     timers.add(Stage::Respond, t0.elapsed());
 }
 
-/// Perturb: apply the scene's gene clamps to the cells they target.
+/// Perturb: apply the scene's gene clamps (knockout, knockdown, overexpression) to the
+/// cells they target, and flag every cell a gene clamp or a receptor block acts on.
 pub fn perturb(
-    mut cells: Query<(&Row, &Position, &CellType, &mut Perturbed)>,
+    mut cells: Query<(&CellId, &Row, &Position, &CellType, &Lineage, &mut Perturbed)>,
     mut states: ResMut<States>,
     clock: Res<Clock>,
     settings: Res<Settings>,
     mut timers: ResMut<StageTimers>,
     failure: Res<Failure>,
 ) {
+    use explant_scene::PerturbationKind as K;
     if failure.0.is_some() || settings.perturbations.is_empty() {
         return;
     }
     let t0 = Instant::now();
     let t = clock.time() as f32;
-    for (row, pos, ty, mut flag) in &mut cells {
-        let mut hit = false;
-        for p in &settings.perturbations {
-            if !p.spec.active_at(t)
-                || p.cell_type.is_some_and(|c| c != ty.0)
-                || p.spec.region.as_ref().is_some_and(|r| !r.contains(pos.0.to_array()))
-            {
+    let active: Vec<&PlannedPerturbation> = settings
+        .perturbations
+        .iter()
+        .filter(|p| {
+            p.spec.active_at(t)
+                && matches!(
+                    p.action,
+                    K::Knockout | K::Knockdown { .. } | K::Overexpress { .. } | K::ReceptorBlock { .. }
+                )
+        })
+        .collect();
+    for (id, row, pos, ty, lineage, mut flag) in &mut cells {
+        // Grafted cells (and their progeny) stay flagged for life.
+        let mut hit = lineage.grafted;
+        let x = states.row_mut(row.0 as usize);
+        for p in &active {
+            if !p.targets(id.0, ty.0, pos.0, x) {
                 continue;
             }
-            let x = &mut states.row_mut(row.0 as usize)[p.gene];
-            *x = match p.action {
-                explant_scene::PerturbationKind::Knockout => 0.0,
-                explant_scene::PerturbationKind::Knockdown { fraction } => *x * (1.0 - fraction),
-                explant_scene::PerturbationKind::Overexpress { value } => value,
-            };
             hit = true;
+            let Some(g) = p.gene else { continue };
+            x[g] = match p.action {
+                K::Knockout => 0.0,
+                K::Knockdown { fraction } => x[g] * (1.0 - fraction),
+                K::Overexpress { value } => value,
+                _ => x[g],
+            };
         }
         if flag.0 != hit {
             flag.0 = hit;

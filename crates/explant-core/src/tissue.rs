@@ -342,23 +342,17 @@ pub(crate) fn populate(world: &mut World, scene: &Scene, given: Option<InitialCe
             })
             .collect(),
     };
-    let full = sphere_volume(scene.tissue.cell_radius);
     let mut states = States { genes: g, ..Default::default() };
     let n = cells.len();
     for (i, (p, ty, x)) in cells.into_iter().enumerate() {
         let id = i as u64;
-        let (length, progress) = match &scene.cell_types[ty].cycle {
-            Some(c) => {
-                let length = crate::life::cycle_length(c, scene.seed, id, 0);
-                (length, uniform(scene.seed, id, 0, Purpose::Cycle, 7) as f32 * length)
-            }
-            None => (f32::INFINITY, 0.0),
-        };
-        let radius = if length.is_finite() {
-            sphere_radius(full * (0.5 + 0.5 * progress / length))
-        } else {
-            scene.tissue.cell_radius
-        };
+        let (cycle, radius) = crate::life::founder_cycle(
+            scene.cell_types[ty].cycle.as_ref(),
+            scene.seed,
+            id,
+            0,
+            scene.tissue.cell_radius,
+        );
         let row = states.len() as u32;
         let entity = world
             .spawn((
@@ -367,9 +361,9 @@ pub(crate) fn populate(world: &mut World, scene: &Scene, given: Option<InitialCe
                 Position(p),
                 Radius(radius),
                 CellType(ty as u32),
-                Lineage { parent: None, generation: 0 },
+                Lineage { parent: None, generation: 0, grafted: false },
                 Perturbed(false),
-                Cycle { phase: Phase::Cycling, age: 0.0, progress, length, dying: 0.0, volume_at_death: 0.0 },
+                cycle,
                 Motility::default(),
             ))
             .id();

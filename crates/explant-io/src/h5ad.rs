@@ -49,6 +49,55 @@ pub struct Snapshot<'a> {
     pub explant_version: &'a str,
     /// Ligand fields at the same moment, if any.
     pub fields: Option<FieldSnapshot<'a>>,
+    /// Further `obs` columns, written after `perturbed` in this order.
+    pub extra_obs: &'a [ObsColumn<'a>],
+    /// Named `N × G` matrices written to `layers` (e.g. the paired control's expression).
+    pub layers: &'a [(&'a str, &'a [f32])],
+}
+
+/// An extra per-cell column of `obs`.
+#[derive(Debug, Clone, Copy)]
+pub enum ObsColumn<'a> {
+    /// Integers (e.g. a parent id, −1 for none).
+    Int {
+        /// Column name.
+        name: &'a str,
+        /// One per cell.
+        values: &'a [i64],
+    },
+    /// Real numbers (e.g. a radius or a distance; NaN where undefined).
+    Float {
+        /// Column name.
+        name: &'a str,
+        /// One per cell.
+        values: &'a [f32],
+    },
+    /// A categorical column: `codes` index `categories`.
+    Category {
+        /// Column name.
+        name: &'a str,
+        /// Category names, unique.
+        categories: &'a [String],
+        /// One per cell.
+        codes: &'a [u32],
+    },
+}
+
+impl ObsColumn<'_> {
+    /// The column's name.
+    pub fn name(&self) -> &str {
+        match self {
+            ObsColumn::Int { name, .. } | ObsColumn::Float { name, .. } | ObsColumn::Category { name, .. } => name,
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            ObsColumn::Int { values, .. } => values.len(),
+            ObsColumn::Float { values, .. } => values.len(),
+            ObsColumn::Category { codes, .. } => codes.len(),
+        }
+    }
 }
 
 /// The ligand fields of a snapshot, written to `uns['fields']` (one array per ligand,
@@ -68,12 +117,14 @@ pub struct FieldSnapshot<'a> {
 ///
 /// Contents:
 /// - `X`: dense float32 `N × G` expression;
-/// - `obs`: index = cell ids, categorical `cell_type`, integer `generation`, boolean `perturbed`;
+/// - `obs`: index = cell ids, categorical `cell_type`, integer `generation`, boolean
+///   `perturbed`, then the snapshot's [`ObsColumn`]s;
+/// - `layers`: the snapshot's named matrices (float32 `N × G`);
 /// - `var`: index = gene names;
 /// - `obsm['spatial']`: float32 `N × dims` cell centres in µm;
 /// - `uns['explant']`: `scene` (TOML text), `version`, `time_min`, `tick`;
 /// - `uns['fields']` and `uns['fields_grid']` when the snapshot has fields ([`FieldSnapshot`]);
-/// - empty `layers`, `varm`, `obsp`, `varp`.
+/// - empty `varm`, `obsp`, `varp`.
 ///
 /// The inputs are checked first (lengths, `dims`, cell type indices, unique names, no NUL
 /// bytes in strings). The file is written to a temporary file beside `path` and renamed
@@ -119,6 +170,29 @@ impl Prepared {
                 return Err(mismatch(what, found, n_obs, per_cell.clone()));
             }
         }
+        let mut names: Vec<&str> = vec!["cell_type", "generation", "perturbed"];
+        for (i, c) in snap.extra_obs.iter().enumerate() {
+            if c.len() != n_obs {
+                return Err(mismatch("extra_obs", c.len(), n_obs, format!("column `{}`: {per_cell}", c.name())));
+            }
+            to_h5_string(path, || format!("extra_obs[{i}].name"), c.name())?;
+            names.push(c.name());
+            if let ObsColumn::Category { categories, codes, .. } = c {
+                check_unique(path, "extra_obs categories", categories.iter().map(String::as_str))?;
+                to_h5_strings(path, c.name(), categories)?;
+                if let Some((cell, &code)) = codes.iter().enumerate().find(|&(_, &k)| k as usize >= categories.len()) {
+                    return Err(IoError::BadCellType { path: path.to_path_buf(), cell, code, names: categories.len() });
+                }
+            }
+        }
+        check_unique(path, "obs columns", names.iter().copied())?;
+        for (i, (name, values)) in snap.layers.iter().enumerate() {
+            to_h5_string(path, || format!("layers[{i}].name"), name)?;
+            if Some(values.len()) != n_obs.checked_mul(n_vars) {
+                return Err(mismatch("layers", values.len(), n_obs * n_vars, format!("layer `{name}`: cells × genes")));
+            }
+        }
+        check_unique(path, "layers", snap.layers.iter().map(|l| l.0))?;
         let cells_x_genes = n_obs.checked_mul(n_vars);
         if cells_x_genes != Some(snap.expression.len()) {
             return Err(mismatch(
@@ -202,10 +276,22 @@ fn write_file(path: &Path, snap: &Snapshot<'_>, p: &Prepared) -> hdf5::Result<()
         encoding(&x, "array", "0.2.0")?;
 
         let obs = new_group(root, "obs")?;
-        dataframe(&obs, &p.cell_ids, &["cell_type", "generation", "perturbed"])?;
+        let mut columns = vec!["cell_type", "generation", "perturbed"];
+        columns.extend(snap.extra_obs.iter().map(|c| c.name()));
+        dataframe(&obs, &p.cell_ids, &columns)?;
         categorical(&obs, "cell_type", &p.categories, snap.cell_types)?;
         array(&obs, "generation", snap.generations)?;
         array(&obs, "perturbed", snap.perturbed)?;
+        for c in snap.extra_obs {
+            match c {
+                ObsColumn::Int { name, values } => array(&obs, name, values)?,
+                ObsColumn::Float { name, values } => array(&obs, name, values)?,
+                ObsColumn::Category { name, categories, codes } => {
+                    let cats = categories.iter().map(|c| h5_str(c)).collect::<hdf5::Result<Vec<_>>>()?;
+                    categorical(&obs, name, &cats, codes)?;
+                }
+            }
+        }
 
         let var = new_group(root, "var")?;
         dataframe(&var, &p.genes, &[])?;
@@ -226,7 +312,13 @@ fn write_file(path: &Path, snap: &Snapshot<'_>, p: &Prepared) -> hdf5::Result<()
             write_fields(&uns, f)?;
         }
 
-        for name in ["layers", "varm", "obsp", "varp"] {
+        let layers = dict(root, "layers")?;
+        for (name, values) in snap.layers {
+            let ds = layers.new_dataset::<f32>().obj_track_times(false).shape((p.n_obs, p.n_vars)).create(*name)?;
+            ds.write_raw(values)?;
+            encoding(&ds, "array", "0.2.0")?;
+        }
+        for name in ["varm", "obsp", "varp"] {
             dict(root, name)?;
         }
     }

@@ -24,6 +24,6 @@ mod read;
 mod render;
 
 pub use error::IoError;
-pub use h5ad::{FieldSnapshot, Snapshot, write_h5ad};
+pub use h5ad::{FieldSnapshot, ObsColumn, Snapshot, write_h5ad};
 pub use read::{Coordinates, ImportRequest, ImportedTissue, read_tissue};
 pub use render::{CellColour, TissueView, render_png};

@@ -61,6 +61,8 @@ impl Data {
             scene_toml: &self.scene,
             explant_version: "0.1.0",
             fields: None,
+            extra_obs: &[],
+            layers: &[],
         }
     }
 }

@@ -138,6 +138,8 @@ impl Data {
             scene_toml: "[input]\nversion = 1\n",
             explant_version: "0.1.0",
             fields: None,
+            extra_obs: &[],
+            layers: &[],
         }
     }
 

@@ -599,20 +599,56 @@ impl Scene {
         }
 
         for (i, p) in self.perturbations.iter().enumerate() {
-            gene(format!("perturbations[{i}].gene"), &p.gene)?;
+            let at = |f: &str| format!("perturbations[{i}].{f}");
+            p.action().map_err(|(f, m)| bad(at(&f), m))?;
+            if let Some(g) = &p.gene {
+                gene(at("gene"), g)?;
+            }
+            if let Some(l) = &p.ligand
+                && !self.ligands.iter().any(|x| &x.name == l)
+            {
+                return Err(bad(at("ligand"), format!("unknown ligand `{l}`{}", suggest(l, &self.ligand_names()))));
+            }
             if let Some(t) = &p.cell_type {
-                cell_type(format!("perturbations[{i}].cell_type"), t)?;
+                cell_type(at("cell_type"), t)?;
             }
             if let Some(shape) = &p.region {
-                shape.check(self.dims(), &format!("perturbations[{i}].region")).map_err(|(f, m)| bad(f, m))?;
+                shape.check(self.dims(), &at("region")).map_err(|(f, m)| bad(f, m))?;
             }
-            p.action().map_err(|(f, m)| bad(format!("perturbations[{i}].{f}"), m))?;
-            non_negative(format!("perturbations[{i}].start"), p.start)?;
+            if let Some(w) = &p.when {
+                gene(at("when.gene"), &w.gene)?;
+                if w.above.is_none() && w.below.is_none() {
+                    return Err(bad(at("when"), "give `above`, `below` or both".into()));
+                }
+            }
+            if let Some(ids) = &p.ids
+                && ids.is_empty()
+            {
+                return Err(bad(at("ids"), "an empty list targets no cell".into()));
+            }
+            non_negative(at("start"), p.start)?;
             if p.stop.is_some_and(|s| s < p.start) {
-                return Err(bad(format!("perturbations[{i}].stop"), "ends before its `start`".into()));
+                return Err(bad(at("stop"), "ends before its `start`".into()));
+            }
+            if p.start > self.time.duration {
+                return Err(bad(
+                    at("start"),
+                    format!("`{}` is after the end of the run (`time.duration` = {})", p.start, self.time.duration),
+                ));
             }
         }
 
+        let bands = &self.output.distance_bands;
+        if bands.is_empty()
+            || bands.iter().any(|b| !b.is_finite() || *b < 0.0)
+            || bands.windows(2).any(|w| w[0] >= w[1])
+        {
+            return Err(bad(
+                "output.distance_bands".into(),
+                format!("`{bands:?}` must be non-negative, increasing edges (µm), at least one"),
+            ));
+        }
+        positive("output.distance_bin".into(), self.output.distance_bin)?;
         if let Some(g) = &self.output.colour_by_gene {
             gene("output.colour_by_gene".into(), g)?;
         }

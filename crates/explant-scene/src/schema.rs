@@ -516,6 +516,28 @@ impl Shape {
         }
     }
 
+    /// Distance from world point `p` to the region, µm (0 inside).
+    pub fn distance(&self, p: [f32; 3]) -> f32 {
+        match self {
+            Shape::Circle { centre, radius } => {
+                let d2: f32 = centre.iter().zip(p).map(|(c, x)| (x - c) * (x - c)).sum();
+                (d2.sqrt() - radius).max(0.0)
+            }
+            Shape::Box { min, max } => {
+                let d2: f32 = min
+                    .iter()
+                    .zip(max)
+                    .zip(p)
+                    .map(|((lo, hi), x)| {
+                        let d = (lo - x).max(0.0).max(x - hi);
+                        d * d
+                    })
+                    .sum();
+                d2.sqrt()
+            }
+        }
+    }
+
     /// Check coordinates match the scene's dimension; errors as (field, message).
     pub(crate) fn check(&self, dims: usize, field: &str) -> Result<(), (String, String)> {
         match self {
@@ -702,16 +724,42 @@ pub struct Edge {
     pub weight: f32,
 }
 
-/// What a perturbation does to its gene.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// What a perturbation does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PerturbationName {
-    /// Expression clamped to 0.
+    /// A gene's expression clamped to 0 in the target cells.
     Knockout,
-    /// Expression scaled by `1 − fraction` after each response.
+    /// A gene's expression scaled by `1 − fraction` after each response.
     Knockdown,
-    /// Expression clamped to `value`.
+    /// A gene's expression clamped to `value`.
     Overexpress,
+    /// `value` added once, at `start`, to a ligand's concentration in the region.
+    Bolus,
+    /// A ligand added at `rate` (concentration per minute) in the region while active.
+    Source,
+    /// The target cells sense and take up only `1 − fraction` of a ligand.
+    ReceptorBlock,
+    /// The target cells are removed at `start`.
+    Ablation,
+    /// `cells` new cells of `cell_type` placed at random in the region at `start`.
+    Graft,
+}
+
+impl PerturbationName {
+    /// The name used in scene files.
+    pub fn name(self) -> &'static str {
+        match self {
+            PerturbationName::Knockout => "knockout",
+            PerturbationName::Knockdown => "knockdown",
+            PerturbationName::Overexpress => "overexpress",
+            PerturbationName::Bolus => "bolus",
+            PerturbationName::Source => "source",
+            PerturbationName::ReceptorBlock => "receptor_block",
+            PerturbationName::Ablation => "ablation",
+            PerturbationName::Graft => "graft",
+        }
+    }
 }
 
 /// A validated action.
@@ -729,28 +777,83 @@ pub enum PerturbationKind {
         /// The clamped level.
         value: f32,
     },
+    /// Add `value` to the ligand once.
+    Bolus {
+        /// Concentration added.
+        value: f32,
+    },
+    /// Add `rate · Δt` to the ligand every tick.
+    Source {
+        /// Concentration per minute.
+        rate: f32,
+    },
+    /// Scale sensing and uptake of the ligand by `1 − fraction`.
+    ReceptorBlock {
+        /// Fraction blocked, 0–1.
+        fraction: f32,
+    },
+    /// Remove the target cells.
+    Ablation,
+    /// Add `cells` new cells.
+    Graft {
+        /// How many.
+        cells: usize,
+    },
 }
 
-/// A gene perturbation in some cells over a time window.
+/// Targets cells by their own expression: `gene` above and/or below thresholds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Predicate {
+    /// The gene.
+    pub gene: String,
+    /// Only cells with expression strictly above this.
+    #[serde(default)]
+    pub above: Option<f32>,
+    /// Only cells with expression strictly below this.
+    #[serde(default)]
+    pub below: Option<f32>,
+}
+
+/// A perturbation over a time window. Cell targets compose: a cell is targeted when it
+/// matches every filter given (`cell_type`, `region`, `ids`, `when`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Perturbation {
-    /// `knockout`, `knockdown` or `overexpress`.
+    /// `knockout`, `knockdown`, `overexpress`, `bolus`, `source`, `receptor_block`,
+    /// `ablation` or `graft`.
     pub kind: PerturbationName,
-    /// The target gene.
-    pub gene: String,
-    /// For `knockdown`: the fraction removed.
+    /// The target gene (`knockout`, `knockdown`, `overexpress`).
+    #[serde(default)]
+    pub gene: Option<String>,
+    /// The ligand (`bolus`, `source`, `receptor_block`).
+    #[serde(default)]
+    pub ligand: Option<String>,
+    /// `knockdown`: the fraction removed; `receptor_block`: the fraction blocked (default 1).
     #[serde(default)]
     pub fraction: Option<f32>,
-    /// For `overexpress`: the clamped level.
+    /// `overexpress`: the clamped level; `bolus`: the concentration added.
     #[serde(default)]
     pub value: Option<f32>,
-    /// Only cells of this type (all types if absent).
+    /// `source`: concentration added per minute.
+    #[serde(default)]
+    pub rate: Option<f32>,
+    /// `graft`: number of cells added.
+    #[serde(default)]
+    pub cells: Option<usize>,
+    /// Only cells of this type (`graft`: the type of the new cells).
     #[serde(default)]
     pub cell_type: Option<String>,
-    /// Only cells inside this region (everywhere if absent).
+    /// Only cells inside this region (`bolus`, `source`: the voxels it covers; `graft`:
+    /// where the new cells go). Everywhere if absent.
     #[serde(default)]
     pub region: Option<Shape>,
+    /// Only these cell ids (as in the `.h5ad` `obs_names`).
+    #[serde(default)]
+    pub ids: Option<Vec<u64>>,
+    /// Only cells whose expression satisfies this, evaluated every tick.
+    #[serde(default)]
+    pub when: Option<Predicate>,
     /// Start time, minutes.
     #[serde(default)]
     pub start: f32,
@@ -760,40 +863,92 @@ pub struct Perturbation {
 }
 
 impl Perturbation {
-    /// The action, checking that the fields it needs are present; errors as (field, message).
+    /// The action, checking that the fields its kind needs are present and that no
+    /// field it does not use is given; errors as (field, message).
     pub fn action(&self) -> Result<PerturbationKind, (String, String)> {
-        match (self.kind, self.fraction, self.value) {
-            (PerturbationName::Knockout, None, None) => Ok(PerturbationKind::Knockout),
-            (PerturbationName::Knockdown, Some(f), None) if (0.0..=1.0).contains(&f) => {
-                Ok(PerturbationKind::Knockdown { fraction: f })
-            }
-            (PerturbationName::Knockdown, Some(f), None) => {
+        use PerturbationName as N;
+        let k = self.kind;
+        // Fields each kind takes (besides the window); anything else given is an error.
+        let takes: &[&str] = match k {
+            N::Knockout => &["gene", "cell_type", "region", "ids", "when"],
+            N::Knockdown => &["gene", "fraction", "cell_type", "region", "ids", "when"],
+            N::Overexpress => &["gene", "value", "cell_type", "region", "ids", "when"],
+            N::Bolus => &["ligand", "value", "region"],
+            N::Source => &["ligand", "rate", "region"],
+            N::ReceptorBlock => &["ligand", "fraction", "cell_type", "region", "ids", "when"],
+            N::Ablation => &["cell_type", "region", "ids", "when"],
+            N::Graft => &["cells", "cell_type", "region"],
+        };
+        let given = [
+            ("gene", self.gene.is_some()),
+            ("ligand", self.ligand.is_some()),
+            ("fraction", self.fraction.is_some()),
+            ("value", self.value.is_some()),
+            ("rate", self.rate.is_some()),
+            ("cells", self.cells.is_some()),
+            ("cell_type", self.cell_type.is_some()),
+            ("region", self.region.is_some()),
+            ("ids", self.ids.is_some()),
+            ("when", self.when.is_some()),
+        ];
+        if let Some((f, _)) = given.iter().find(|(f, g)| *g && !takes.contains(f)) {
+            return Err(((*f).into(), format!("a `{}` does not take `{f}` (it takes {})", k.name(), takes.join(", "))));
+        }
+        let need = |f: &str, v: bool| -> Result<(), (String, String)> {
+            if v { Ok(()) } else { Err((f.into(), format!("a `{}` needs `{f}`", k.name()))) }
+        };
+        let fraction = |f: f32| -> Result<f32, (String, String)> {
+            if (0.0..=1.0).contains(&f) {
+                Ok(f)
+            } else {
                 Err(("fraction".into(), format!("`{f}` must be between 0 and 1")))
             }
-            (PerturbationName::Overexpress, None, Some(v)) if v.is_finite() && v >= 0.0 => {
-                Ok(PerturbationKind::Overexpress { value: v })
+        };
+        let non_negative = |f: &str, v: f32| -> Result<f32, (String, String)> {
+            if v.is_finite() && v >= 0.0 {
+                Ok(v)
+            } else {
+                Err((f.into(), format!("`{v}` must be a non-negative number")))
             }
-            (PerturbationName::Overexpress, None, Some(v)) => {
-                Err(("value".into(), format!("`{v}` must be a non-negative number")))
+        };
+        match k {
+            N::Knockout | N::Knockdown | N::Overexpress => need("gene", self.gene.is_some())?,
+            N::Bolus | N::Source | N::ReceptorBlock => need("ligand", self.ligand.is_some())?,
+            N::Graft => {
+                need("cells", self.cells.is_some())?;
+                need("cell_type", self.cell_type.is_some())?;
+                need("region", self.region.is_some())?;
             }
-            (PerturbationName::Knockdown, None, _) => {
-                Err(("fraction".into(), "a `knockdown` needs a `fraction`".into()))
-            }
-            (PerturbationName::Overexpress, _, None) => {
-                Err(("value".into(), "an `overexpress` needs a `value`".into()))
-            }
-            (k, _, _) => Err((
-                "kind".into(),
-                format!(
-                    "`{k:?}` takes {}",
-                    match k {
-                        PerturbationName::Knockout => "neither `fraction` nor `value`",
-                        PerturbationName::Knockdown => "`fraction`, not `value`",
-                        PerturbationName::Overexpress => "`value`, not `fraction`",
-                    }
-                ),
-            )),
+            N::Ablation => {}
         }
+        Ok(match k {
+            N::Knockout => PerturbationKind::Knockout,
+            N::Knockdown => {
+                need("fraction", self.fraction.is_some())?;
+                PerturbationKind::Knockdown { fraction: fraction(self.fraction.unwrap_or(0.0))? }
+            }
+            N::Overexpress => {
+                need("value", self.value.is_some())?;
+                PerturbationKind::Overexpress { value: non_negative("value", self.value.unwrap_or(0.0))? }
+            }
+            N::Bolus => {
+                need("value", self.value.is_some())?;
+                PerturbationKind::Bolus { value: non_negative("value", self.value.unwrap_or(0.0))? }
+            }
+            N::Source => {
+                need("rate", self.rate.is_some())?;
+                PerturbationKind::Source { rate: non_negative("rate", self.rate.unwrap_or(0.0))? }
+            }
+            N::ReceptorBlock => PerturbationKind::ReceptorBlock { fraction: fraction(self.fraction.unwrap_or(1.0))? },
+            N::Ablation => PerturbationKind::Ablation,
+            N::Graft => {
+                let n = self.cells.unwrap_or(0);
+                if n == 0 {
+                    return Err(("cells".into(), "`0`: a graft adds at least one cell".into()));
+                }
+                PerturbationKind::Graft { cells: n }
+            }
+        })
     }
 
     /// Whether the perturbation acts at time `t` (minutes).
@@ -815,6 +970,21 @@ pub struct OutputSpec {
     /// Picture width in pixels.
     #[serde(default = "default_image_width")]
     pub image_width: u32,
+    /// Edges of the distance bands (µm from the perturbation) over which `effects.csv`
+    /// averages the effect on unperturbed cells; cells beyond the last edge are "far".
+    #[serde(default = "default_distance_bands")]
+    pub distance_bands: Vec<f32>,
+    /// Bin width of the response-versus-distance curve, µm.
+    #[serde(default = "default_distance_bin")]
+    pub distance_bin: f32,
+}
+
+fn default_distance_bands() -> Vec<f32> {
+    vec![0.0, 25.0, 50.0, 100.0, 200.0]
+}
+
+fn default_distance_bin() -> f32 {
+    20.0
 }
 
 fn default_image_width() -> u32 {
@@ -823,6 +993,12 @@ fn default_image_width() -> u32 {
 
 impl Default for OutputSpec {
     fn default() -> Self {
-        Self { colour_by_gene: None, heatmap_ligand: None, image_width: default_image_width() }
+        Self {
+            colour_by_gene: None,
+            heatmap_ligand: None,
+            image_width: default_image_width(),
+            distance_bands: default_distance_bands(),
+            distance_bin: default_distance_bin(),
+        }
     }
 }

@@ -85,3 +85,33 @@ fn absurd_cell_count_is_refused_before_allocation() {
     let err = load(&text).unwrap_err().to_string();
     assert!(err.contains("tissue.cells") && err.contains("GiB"), "{err}");
 }
+
+#[test]
+fn each_perturbation_kind_takes_its_own_fields() {
+    let with = |p: &str| {
+        let mut text = DEFAULT.to_string();
+        text.push_str("\n[[perturbations]]\n");
+        text.push_str(p);
+        text.push('\n');
+        load(&text)
+    };
+    let err = with("kind = \"bolus\"\nligand = \"WNT3A\"\nvalue = 1.0\ngene = \"HES1\"").unwrap_err().to_string();
+    assert!(err.contains("perturbations[0].gene") && err.contains("does not take `gene`"), "{err}");
+    let err = with("kind = \"graft\"\ncells = 5\ncell_type = \"organiser\"").unwrap_err().to_string();
+    assert!(err.contains("perturbations[0].region") && err.contains("needs `region`"), "{err}");
+    let err = with("kind = \"source\"\nligand = \"WNT3\"\nrate = 1.0").unwrap_err().to_string();
+    assert!(err.contains("perturbations[0].ligand") && err.contains("WNT3A"), "{err}");
+    let err = with("kind = \"receptor_block\"\nligand = \"WNT3A\"\nfraction = 1.5").unwrap_err().to_string();
+    assert!(err.contains("perturbations[0].fraction") && err.contains("between 0 and 1"), "{err}");
+    let err = with("kind = \"knockout\"\ngene = \"HES1\"\nwhen = { gene = \"HES1\" }").unwrap_err().to_string();
+    assert!(err.contains("perturbations[0].when") && err.contains("above"), "{err}");
+    let err = with("kind = \"ablation\"\nstart = 500.0").unwrap_err().to_string();
+    assert!(err.contains("perturbations[0].start") && err.contains("after the end"), "{err}");
+    let ok = with(
+        "kind = \"receptor_block\"\nligand = \"WNT3A\"\ncell_type = \"responder\"\nids = [1, 2]\n\
+         when = { gene = \"FZD7\", above = 0.5 }",
+    )
+    .unwrap()
+    .scene;
+    assert_eq!(ok.perturbations[0].action().unwrap(), PerturbationKind::ReceptorBlock { fraction: 1.0 });
+}

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use explant_core::{Simulation, Stage};
-use explant_io::{CellColour, FieldSnapshot, Snapshot, TissueView, render_png, write_h5ad};
+use explant_core::{Phase, Simulation, Stage};
+use explant_io::{CellColour, FieldSnapshot, ObsColumn, Snapshot, TissueView, render_png, write_h5ad};
 use explant_scene::LoadedScene;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -33,7 +33,17 @@ pub fn run(args: RunArgs) -> Result<()> {
     let (diffuser, note) = backends::diffusion(args.diffusion, scene.scene.grid.scheme)?;
     let model = backends::model(&scene, args.teacher, args.threads)?;
     let cells = crate::tissue::imported_cells(&scene)?;
-    let mut sim = Simulation::with_cells(&scene.scene, diffuser, model, cells)?;
+    let mut sim = Simulation::with_cells(&scene.scene, diffuser, model, cells.clone())?;
+    // The paired control: the same scene, seed and backends, without perturbations.
+    let mut control = if scene.scene.perturbations.is_empty() || args.no_control {
+        None
+    } else {
+        let mut bare = scene.scene.clone();
+        bare.perturbations.clear();
+        let (diffuser, _) = backends::diffusion(args.diffusion, bare.grid.scheme)?;
+        let model = backends::model(&scene, args.teacher, args.threads)?;
+        Some(Simulation::with_cells(&bare, diffuser, model, cells)?)
+    };
     prepare_out_dir(&args.out)?;
     let (dname, mname) = sim.backend_names();
     let sc = &scene.scene;
@@ -50,11 +60,17 @@ pub fn run(args: RunArgs) -> Result<()> {
     if let Some(note) = note {
         eprintln!("note: {note}");
     }
+    if control.is_some() {
+        eprintln!(
+            "paired control: the same scene and seed without its {} perturbation(s) runs alongside (--no-control to skip)",
+            sc.perturbations.len()
+        );
+    }
     eprintln!("diffusion: {dname}\nmodel:     {mname}");
 
     let snapshots = args.out.join("snapshots");
     std::fs::create_dir_all(&snapshots).with_context(|| format!("cannot create `{}`", snapshots.display()))?;
-    write_snapshot(&mut sim, &scene, &snapshots.join(snapshot_name(0)))?;
+    write_snapshot(&mut sim, control.as_mut(), &scene, &snapshots.join(snapshot_name(0)))?;
 
     let bar = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(sim.total_ticks()) };
     bar.set_style(
@@ -69,11 +85,17 @@ pub fn run(args: RunArgs) -> Result<()> {
             failure = Some(e);
             break;
         }
+        if let Some(c) = control.as_mut()
+            && let Err(e) = c.step()
+        {
+            failure = Some(e);
+            break;
+        }
         let clock = sim.clock();
         bar.set_position(clock.tick);
         bar.set_message(format!("{:.1}", clock.time()));
         if clock.tick.is_multiple_of(interval) {
-            write_snapshot(&mut sim, &scene, &snapshots.join(snapshot_name(clock.tick)))?;
+            write_snapshot(&mut sim, control.as_mut(), &scene, &snapshots.join(snapshot_name(clock.tick)))?;
         }
     }
     bar.finish_and_clear();
@@ -83,7 +105,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         None => "completed".to_string(),
         Some(e) => format!("failed: {e}"),
     };
-    let written = write_outputs(&mut sim, &scene, &args, &status, wall)?;
+    let written = write_outputs(&mut sim, control.as_mut(), &scene, &args, &status, wall)?;
     eprintln!("{}", stage_table(&sim, wall));
     for p in &written {
         println!("wrote {}", p.display());
@@ -134,12 +156,40 @@ fn prepare_out_dir(out: &Path) -> Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create output directory `{}`", out.display()))
 }
 
-fn write_snapshot(sim: &mut Simulation, scene: &LoadedScene, path: &Path) -> Result<()> {
+fn write_snapshot(
+    sim: &mut Simulation,
+    control: Option<&mut Simulation>,
+    scene: &LoadedScene,
+    path: &Path,
+) -> Result<()> {
     let cells = sim.cells();
+    let g = scene.scene.genes.len();
+    let distance = if scene.scene.perturbations.is_empty() { Vec::new() } else { sim.perturbation_distance() };
+    let control_x = control.map(|c| explant_core::effects::aligned_control(&cells, &c.cells(), g));
     let clock = sim.clock();
     let sc = &scene.scene;
     let ligand_names = sc.ligand_names();
     let ligands = sim.ligands();
+    let parents: Vec<i64> = cells.parents.iter().map(|&p| if p == u64::MAX { -1 } else { p as i64 }).collect();
+    let phase_names: Vec<String> = ["cycling", "apoptotic", "necrotic"].map(String::from).to_vec();
+    let phases: Vec<u32> = cells
+        .phases
+        .iter()
+        .map(|p| match p {
+            Phase::Cycling => 0,
+            Phase::Apoptotic => 1,
+            Phase::Necrotic => 2,
+        })
+        .collect();
+    let mut extra = vec![
+        ObsColumn::Int { name: "parent", values: &parents },
+        ObsColumn::Category { name: "phase", categories: &phase_names, codes: &phases },
+        ObsColumn::Float { name: "radius", values: &cells.radii },
+    ];
+    if !distance.is_empty() {
+        extra.push(ObsColumn::Float { name: "distance_to_perturbation", values: &distance });
+    }
+    let layers: Vec<(&str, &[f32])> = control_x.iter().map(|x| ("control", x.as_slice())).collect();
     let snap = Snapshot {
         genes: &sc.genes,
         cell_type_names: &sc.cell_type_names(),
@@ -155,28 +205,15 @@ fn write_snapshot(sim: &mut Simulation, scene: &LoadedScene, path: &Path) -> Res
         scene_toml: &scene.text,
         explant_version: VERSION,
         fields: Some(FieldSnapshot { names: &ligand_names, grid: &ligands.field.grid, data: &ligands.field.data }),
+        extra_obs: &extra,
+        layers: &layers,
     };
     write_h5ad(path, &snap)?;
     Ok(())
 }
 
-fn write_outputs(
-    sim: &mut Simulation,
-    scene: &LoadedScene,
-    args: &RunArgs,
-    status: &str,
-    wall: f64,
-) -> Result<Vec<PathBuf>> {
-    let sc = &scene.scene;
-    let out = &args.out;
-    let mut written = Vec::new();
-
-    let h5ad = out.join("tissue.h5ad");
-    write_snapshot(sim, scene, &h5ad)?;
-    written.push(h5ad);
-
-    // Pseudobulk time series by cell type.
-    let rec = sim.recording().clone();
+/// Pseudobulk time series by cell type as CSV.
+fn timeseries_csv(sc: &explant_scene::Scene, rec: &explant_core::Recording) -> String {
     let mut csv = String::from("tick,time_min,cell_type,cells");
     for g in &sc.genes {
         let _ = write!(csv, ",{g}");
@@ -189,9 +226,79 @@ fn write_outputs(
         }
         csv.push('\n');
     }
-    let ts = out.join("timeseries.csv");
-    std::fs::write(&ts, csv).with_context(|| format!("cannot write `{}`", ts.display()))?;
-    written.push(ts);
+    csv
+}
+
+fn write_file(path: PathBuf, text: String, written: &mut Vec<PathBuf>) -> Result<()> {
+    std::fs::write(&path, text).with_context(|| format!("cannot write `{}`", path.display()))?;
+    written.push(path);
+    Ok(())
+}
+
+/// `effects.csv` and `response_vs_distance.csv` from the perturbed run and its control.
+fn write_effects(
+    sim: &mut Simulation,
+    control: &mut Simulation,
+    sc: &explant_scene::Scene,
+    out: &Path,
+    written: &mut Vec<PathBuf>,
+) -> Result<()> {
+    use explant_core::effects::{effects, response_vs_distance};
+    let (cells, ctrl) = (sim.cells(), control.cells());
+    let distance = sim.perturbation_distance();
+    let g = sc.genes.len();
+    let time = sim.clock().time();
+    let mut csv =
+        String::from("time_min,group,distance_from_um,distance_to_um,cells,gene,perturbed_mean,control_mean,effect\n");
+    for r in effects(&cells, &ctrl, &distance, &sc.output.distance_bands, g) {
+        let _ = writeln!(
+            csv,
+            "{time},{},{},{},{},{},{},{},{}",
+            r.group, r.from, r.to, r.cells, sc.genes[r.gene], r.perturbed_mean, r.control_mean, r.effect
+        );
+    }
+    write_file(out.join("effects.csv"), csv, written)?;
+    let mut csv = String::from("distance_um,cells");
+    for name in &sc.genes {
+        let _ = write!(csv, ",effect_{name}");
+    }
+    for name in &sc.genes {
+        let _ = write!(csv, ",abs_effect_{name}");
+    }
+    csv.push('\n');
+    for b in response_vs_distance(&cells, &ctrl, &distance, sc.output.distance_bin, g) {
+        let _ = write!(csv, "{},{}", b.distance, b.cells);
+        for v in b.effect.iter().chain(&b.magnitude) {
+            let _ = write!(csv, ",{v}");
+        }
+        csv.push('\n');
+    }
+    write_file(out.join("response_vs_distance.csv"), csv, written)?;
+    write_file(out.join("timeseries_control.csv"), timeseries_csv(sc, control.recording()), written)
+}
+
+fn write_outputs(
+    sim: &mut Simulation,
+    mut control: Option<&mut Simulation>,
+    scene: &LoadedScene,
+    args: &RunArgs,
+    status: &str,
+    wall: f64,
+) -> Result<Vec<PathBuf>> {
+    let sc = &scene.scene;
+    let out = &args.out;
+    let mut written = Vec::new();
+
+    let h5ad = out.join("tissue.h5ad");
+    write_snapshot(sim, control.as_deref_mut(), scene, &h5ad)?;
+    written.push(h5ad);
+
+    // Pseudobulk time series by cell type.
+    let rec = sim.recording().clone();
+    write_file(out.join("timeseries.csv"), timeseries_csv(sc, &rec), &mut written)?;
+    if let Some(c) = control.as_deref_mut() {
+        write_effects(sim, c, sc, out, &mut written)?;
+    }
 
     let mut csv = String::from("tick,time_min");
     for l in &sc.ligands {
@@ -267,6 +374,7 @@ fn write_outputs(
             "timeseries": "timeseries.csv",
             "ligand_totals": "ligand_totals.csv",
         },
+        "paired_control": control.is_some(),
     });
     let mf = out.join("manifest.json");
     std::fs::write(&mf, serde_json::to_string_pretty(&manifest)? + "\n")

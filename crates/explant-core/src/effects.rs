@@ -1,0 +1,164 @@
+//! Paired-control analysis: per-gene effects (perturbed run − control run, cell by cell
+//! matched on id) for perturbed cells, for unperturbed cells by distance band, and as a
+//! curve of response against distance from the perturbation.
+
+use crate::CellTable;
+
+/// Mean effect of one group of cells on one gene.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EffectRow {
+    /// `perturbed`, `band` or `far`.
+    pub group: &'static str,
+    /// Lower edge of the distance band, µm (0 for `perturbed`).
+    pub from: f32,
+    /// Upper edge of the band, µm (infinite for `far`).
+    pub to: f32,
+    /// Cells in the group (present in both runs).
+    pub cells: usize,
+    /// Gene index.
+    pub gene: usize,
+    /// Mean expression in the perturbed run.
+    pub perturbed_mean: f64,
+    /// Mean expression of the same cells in the control run.
+    pub control_mean: f64,
+    /// `perturbed_mean − control_mean`.
+    pub effect: f64,
+}
+
+/// One bin of the response-versus-distance curve.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DistanceBin {
+    /// Bin centre, µm.
+    pub distance: f32,
+    /// Unperturbed cells in the bin present in both runs.
+    pub cells: usize,
+    /// Mean signed effect per gene.
+    pub effect: Vec<f64>,
+    /// Mean absolute effect per gene.
+    pub magnitude: Vec<f64>,
+}
+
+/// For each cell of `perturbed` (by position in its table), the row of the same cell id
+/// in `control`, if it exists there. Both tables are sorted by id.
+pub fn match_ids(perturbed: &CellTable, control: &CellTable) -> Vec<Option<usize>> {
+    let mut j = 0;
+    perturbed
+        .ids
+        .iter()
+        .map(|id| {
+            while j < control.ids.len() && control.ids[j] < *id {
+                j += 1;
+            }
+            (j < control.ids.len() && control.ids[j] == *id).then_some(j)
+        })
+        .collect()
+}
+
+/// The control's expression aligned to the perturbed run's cells (`N × G`; NaN for cells
+/// the control does not have, such as grafted cells or daughters born only in one run).
+pub fn aligned_control(perturbed: &CellTable, control: &CellTable, genes: usize) -> Vec<f32> {
+    let mut out = vec![f32::NAN; perturbed.ids.len() * genes];
+    for (i, m) in match_ids(perturbed, control).into_iter().enumerate() {
+        if let Some(j) = m {
+            out[i * genes..(i + 1) * genes].copy_from_slice(&control.expression[j * genes..(j + 1) * genes]);
+        }
+    }
+    out
+}
+
+/// Per-gene effects for perturbed cells, for unperturbed cells in each distance band
+/// `[bands[k], bands[k+1])`, and for unperturbed cells beyond the last edge (`far`).
+/// `distance` is per cell of `perturbed` (NaN: not counted in any band).
+pub fn effects(
+    perturbed: &CellTable,
+    control: &CellTable,
+    distance: &[f32],
+    bands: &[f32],
+    genes: usize,
+) -> Vec<EffectRow> {
+    let matched = match_ids(perturbed, control);
+    let mut groups: Vec<(&'static str, f32, f32)> = vec![("perturbed", 0.0, 0.0)];
+    for w in bands.windows(2) {
+        groups.push(("band", w[0], w[1]));
+    }
+    if let Some(&last) = bands.last() {
+        groups.push(("far", last, f32::INFINITY));
+    }
+    let mut rows = Vec::new();
+    for &(group, from, to) in &groups {
+        let members: Vec<(usize, usize)> = matched
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| m.map(|j| (i, j)))
+            .filter(|&(i, _)| {
+                if group == "perturbed" {
+                    perturbed.perturbed[i]
+                } else {
+                    !perturbed.perturbed[i] && distance[i] >= from && distance[i] < to
+                }
+            })
+            .collect();
+        for gene in 0..genes {
+            let (mut sp, mut sc) = (0.0f64, 0.0f64);
+            for &(i, j) in &members {
+                sp += f64::from(perturbed.expression[i * genes + gene]);
+                sc += f64::from(control.expression[j * genes + gene]);
+            }
+            let n = members.len().max(1) as f64;
+            let (pm, cm) = if members.is_empty() { (f64::NAN, f64::NAN) } else { (sp / n, sc / n) };
+            rows.push(EffectRow {
+                group,
+                from,
+                to,
+                cells: members.len(),
+                gene,
+                perturbed_mean: pm,
+                control_mean: cm,
+                effect: pm - cm,
+            });
+        }
+    }
+    rows
+}
+
+/// Mean effect of unperturbed cells in distance bins of width `bin`, from 0 to the
+/// farthest cell.
+pub fn response_vs_distance(
+    perturbed: &CellTable,
+    control: &CellTable,
+    distance: &[f32],
+    bin: f32,
+    genes: usize,
+) -> Vec<DistanceBin> {
+    let matched = match_ids(perturbed, control);
+    let far = distance.iter().copied().filter(|d| d.is_finite()).fold(0.0f32, f32::max);
+    let bins = ((far / bin).floor() as usize + 1).min(10_000);
+    let mut sum = vec![0.0f64; bins * genes];
+    let mut abs = vec![0.0f64; bins * genes];
+    let mut count = vec![0usize; bins];
+    for (i, m) in matched.iter().enumerate() {
+        let (Some(j), d) = (m, distance[i]) else { continue };
+        if perturbed.perturbed[i] || !d.is_finite() {
+            continue;
+        }
+        let b = ((d / bin).floor() as usize).min(bins - 1);
+        count[b] += 1;
+        for g in 0..genes {
+            let e = f64::from(perturbed.expression[i * genes + g]) - f64::from(control.expression[j * genes + g]);
+            sum[b * genes + g] += e;
+            abs[b * genes + g] += e.abs();
+        }
+    }
+    (0..bins)
+        .filter(|&b| count[b] > 0)
+        .map(|b| {
+            let n = count[b] as f64;
+            DistanceBin {
+                distance: (b as f32 + 0.5) * bin,
+                cells: count[b],
+                effect: (0..genes).map(|g| sum[b * genes + g] / n).collect(),
+                magnitude: (0..genes).map(|g| abs[b * genes + g] / n).collect(),
+            }
+        })
+        .collect()
+}
