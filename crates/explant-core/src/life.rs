@@ -119,7 +119,8 @@ pub fn mechanics(
                 dir = directions[i];
                 let rules = &settings.rules[b.cell_type[i] as usize];
                 if let Some((c, ligand, gate)) = &rules.chemotaxis {
-                    let on = gate.is_none_or(|k| states.data[i * g + k] >= c.threshold);
+                    let crowded = c.max_neighbours.is_some_and(|max| b.offsets[i + 1] - b.offsets[i] > max);
+                    let on = !crowded && gate.is_none_or(|k| states.data[i * g + k] >= c.threshold);
                     let id = b.ids[i];
                     let renew = dir == Vec3::ZERO
                         || rng::uniform(settings.seed, id, tick, Purpose::Motility, 0)

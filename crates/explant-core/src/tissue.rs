@@ -221,7 +221,15 @@ pub(crate) fn generate(scene: &Scene) -> Vec<(Vec3, Option<usize>)> {
                         a2 *= 0.97;
                         pts = lattice_points(lo + half(a2), hi, a2, dims);
                     }
-                    jitter(nearest(pts, 0.5 * (lo + hi), n), a)
+                    // Fill the whole box: drop the surplus lattice points at random rather than
+                    // keeping the n nearest the centre (which would round the corners).
+                    let mut keyed: Vec<(u64, usize)> = (0..pts.len())
+                        .map(|i| (crate::rng::bits(seed, i as u64, 0, Purpose::Placement, 5), i))
+                        .collect();
+                    keyed.sort_unstable();
+                    let mut keep: Vec<usize> = keyed[..n].iter().map(|k| k.1).collect();
+                    keep.sort_unstable();
+                    jitter(keep.into_iter().map(|i| pts[i]).collect(), a2)
                 }
                 Packing::Random => random_points(seed, lo, hi, n, dims, |_| true),
             };
@@ -338,7 +346,20 @@ pub(crate) fn populate(world: &mut World, scene: &Scene, given: Option<InitialCe
             .enumerate()
             .map(|(i, (p, layer))| {
                 let ty = type_of(scene, i, p, layer, default_type);
-                (p, ty, baselines[ty].clone())
+                let noise = scene.tissue.expression_noise;
+                let x = baselines[ty]
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &b)| {
+                        if noise > 0.0 {
+                            let z = crate::rng::normal(scene.seed, i as u64, 0, Purpose::Inheritance, k as u64);
+                            b * (noise * z as f32).exp()
+                        } else {
+                            b
+                        }
+                    })
+                    .collect();
+                (p, ty, x)
             })
             .collect(),
     };

@@ -378,6 +378,7 @@ impl Scene {
             Ok(())
         };
         positive("tissue.cell_radius".into(), tissue.cell_radius)?;
+        non_negative("tissue.expression_noise".into(), tissue.expression_noise)?;
         let generated = tissue.shape != TissueShape::Import;
         if generated {
             unused("path", tissue.path.is_some())?;

@@ -341,6 +341,10 @@ pub struct ChemotaxisSpec {
     /// Threshold of `gene`.
     #[serde(default)]
     pub threshold: f32,
+    /// Contact inhibition of locomotion: no migration while the cell has more than this
+    /// many neighbours within the contact radius (no limit if absent).
+    #[serde(default)]
+    pub max_neighbours: Option<u32>,
 }
 
 fn default_bias_one() -> f32 {
@@ -386,6 +390,10 @@ pub struct TissueSpec {
     /// Cell radius, µm.
     #[serde(default = "default_cell_radius")]
     pub cell_radius: f32,
+    /// Cell-to-cell variation of the initial expression: each gene's baseline times
+    /// `exp(noise · N(0,1))`, drawn per cell from the seed (0: identical cells).
+    #[serde(default)]
+    pub expression_noise: f32,
     /// Cell type of cells outside every region (generated tissues; for `import`, of
     /// every cell when no `cell_type_column` is given).
     #[serde(default)]
