@@ -47,7 +47,7 @@ pub use components::*;
 pub use error::{CoreError, ModelError};
 pub use life::{SORT_INTERVAL, sort_rows};
 pub use model::{ModelSignature, ResponseInput, ResponseModel, Teacher};
-pub use stages::{PseudobulkRow, RUNAWAY, Recording};
+pub use stages::{PseudobulkRow, RUNAWAY, Recording, RegionRow};
 pub use tissue::InitialCells;
 
 /// The stages of a tick, in the order they run.
@@ -222,7 +222,11 @@ impl Simulation {
         world.insert_resource(Batch::default());
         world.insert_resource(Failure::default());
         world.insert_resource(StageTimers::default());
-        world.insert_resource(Recording { cell_types: scene.cell_types.len(), ..Default::default() });
+        world.insert_resource(Recording {
+            cell_types: scene.cell_types.len(),
+            regions: scene.output.regions.clone(),
+            ..Default::default()
+        });
         tissue::populate(&mut world, scene, cells);
         life::sort_rows(&mut world, scene.contact.radius);
 
@@ -281,14 +285,14 @@ impl Simulation {
     pub fn record_now(&mut self) -> Result<(), CoreError> {
         let clock = self.clock();
         let settings = self.world.resource::<Settings>().clone();
-        let mut q = self.world.query::<(&CellType, &Row)>();
-        let mut rows: Vec<(u32, u32)> = q.iter(&self.world).map(|(t, r)| (r.0, t.0)).collect();
-        rows.sort_unstable();
+        let mut q = self.world.query::<(&CellType, &Row, &Position)>();
+        let mut rows: Vec<(u32, u32, Vec3)> = q.iter(&self.world).map(|(t, r, p)| (r.0, t.0, p.0)).collect();
+        rows.sort_unstable_by_key(|r| r.0);
         let world = &mut self.world;
         world.resource_scope(|world, mut rec: Mut<Recording>| {
             let states = world.resource::<States>();
             let ligands = world.resource::<Ligands>();
-            rec.capture(&clock, &settings, rows.iter().map(|&(r, t)| (t, states.row(r as usize))), ligands)
+            rec.capture(&clock, &settings, rows.iter().map(|&(r, t, p)| (t, p, states.row(r as usize))), ligands)
         })
     }
 

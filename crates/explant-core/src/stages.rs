@@ -354,7 +354,7 @@ pub fn perturb(
 /// for NaN or runaway values.
 #[allow(clippy::too_many_arguments)]
 pub fn record(
-    cells: Query<(&CellType, &Row)>,
+    cells: Query<(&CellType, &Row, &Position)>,
     states: Res<States>,
     ligands: Res<Ligands>,
     settings: Res<Settings>,
@@ -369,9 +369,9 @@ pub fn record(
     let t0 = Instant::now();
     clock.tick += 1;
     if clock.tick.is_multiple_of(settings.record_interval) {
-        let mut rows: Vec<(u32, u32)> = cells.iter().map(|(t, r)| (r.0, t.0)).collect();
-        rows.sort_unstable();
-        let it = rows.iter().map(|&(r, t)| (t, states.row(r as usize)));
+        let mut rows: Vec<(u32, u32, Vec3)> = cells.iter().map(|(t, r, p)| (r.0, t.0, p.0)).collect();
+        rows.sort_unstable_by_key(|r| r.0);
+        let it = rows.iter().map(|&(r, t, p)| (t, p, states.row(r as usize)));
         if let Err(e) = recording.capture(&clock, &settings, it, &ligands) {
             failure.0 = Some(e);
         }
@@ -388,6 +388,19 @@ pub struct Recording {
     pub ligand_totals: Vec<(u64, f64, Vec<f64>)>,
     /// Number of cell types.
     pub cell_types: usize,
+    /// One row per (time point, named region of `output.regions`, cell type).
+    pub regional: Vec<RegionRow>,
+    /// The named regions.
+    pub regions: Vec<explant_scene::NamedRegion>,
+}
+
+/// Mean expression of one cell type in one named region at one time point.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegionRow {
+    /// Index into [`Recording::regions`].
+    pub region: usize,
+    /// The pseudobulk of the cells of that type inside the region.
+    pub row: PseudobulkRow,
 }
 
 /// Mean expression of one cell type at one time point.
@@ -414,13 +427,25 @@ impl Recording {
         &mut self,
         clock: &Clock,
         settings: &Settings,
-        cells: impl Iterator<Item = (u32, &'a [f32])>,
+        cells: impl Iterator<Item = (u32, Vec3, &'a [f32])>,
         ligands: &Ligands,
     ) -> Result<(), CoreError> {
         let g = settings.genes;
+        let nr = self.regions.len();
         let mut sums = vec![vec![0.0f64; g]; self.cell_types];
         let mut counts = vec![0usize; self.cell_types];
-        for (t, x) in cells {
+        let mut rsums = vec![vec![0.0f64; g]; self.cell_types * nr];
+        let mut rcounts = vec![0usize; self.cell_types * nr];
+        for (t, p, x) in cells {
+            for (k, region) in self.regions.iter().enumerate() {
+                if region.shape.contains(p.to_array()) {
+                    let slot = k * self.cell_types + t as usize;
+                    rcounts[slot] += 1;
+                    for (s, v) in rsums[slot].iter_mut().zip(x) {
+                        *s += f64::from(*v);
+                    }
+                }
+            }
             if let Some(bad) = x.iter().position(|v| !v.is_finite() || v.abs() > RUNAWAY) {
                 return Err(CoreError::Unstable {
                     tick: clock.tick,
@@ -441,6 +466,19 @@ impl Recording {
                 cell_type: t as u32,
                 cells: n,
                 mean,
+            });
+        }
+        for (slot, (s, &n)) in rsums.into_iter().zip(&rcounts).enumerate() {
+            let mean = s.into_iter().map(|v| if n > 0 { v / n as f64 } else { 0.0 }).collect();
+            self.regional.push(RegionRow {
+                region: slot / self.cell_types,
+                row: PseudobulkRow {
+                    tick: clock.tick,
+                    time: clock.time(),
+                    cell_type: (slot % self.cell_types) as u32,
+                    cells: n,
+                    mean,
+                },
             });
         }
         let totals: Vec<f64> = (0..ligands.field.channels).map(|c| ligands.field.total(c)).collect();

@@ -101,6 +101,19 @@ impl Scene {
         (ratio(self.time.mechanics_dt), ratio(self.time.state_dt))
     }
 
+    /// Ticks at which `output.snapshot_times` ask for a snapshot.
+    pub fn snapshot_ticks(&self) -> Vec<u64> {
+        let mut t: Vec<u64> = self
+            .output
+            .snapshot_times
+            .iter()
+            .map(|&m| (f64::from(m) / f64::from(self.time.dt)).round() as u64)
+            .collect();
+        t.sort_unstable();
+        t.dedup();
+        t
+    }
+
     /// Record every this many ticks (at least 1).
     pub fn record_interval(&self) -> u64 {
         ((f64::from(self.time.record_every) / f64::from(self.time.dt)).round() as u64).max(1)
@@ -650,6 +663,26 @@ impl Scene {
             ));
         }
         positive("output.distance_bin".into(), self.output.distance_bin)?;
+        for (i, &t) in self.output.snapshot_times.iter().enumerate() {
+            if !(t.is_finite() && t >= 0.0 && t <= self.time.duration) {
+                return Err(bad(
+                    format!("output.snapshot_times[{i}]"),
+                    format!("`{t}` must lie within the run (0 to {} min)", self.time.duration),
+                ));
+            }
+        }
+        for (i, r) in self.output.regions.iter().enumerate() {
+            if r.name.is_empty() || r.name.contains([',', '\n', '"']) {
+                return Err(bad(
+                    format!("output.regions[{i}].name"),
+                    format!("`{}` must be a plain, non-empty name", r.name),
+                ));
+            }
+            if self.output.regions[..i].iter().any(|o| o.name == r.name) {
+                return Err(bad(format!("output.regions[{i}].name"), format!("region `{}` is named twice", r.name)));
+            }
+            r.shape.check(self.dims(), &format!("output.regions[{i}].shape")).map_err(|(f, m)| bad(f, m))?;
+        }
         if let Some(g) = &self.output.colour_by_gene {
             gene("output.colour_by_gene".into(), g)?;
         }

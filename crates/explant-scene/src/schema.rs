@@ -985,6 +985,23 @@ pub struct OutputSpec {
     /// Bin width of the response-versus-distance curve, µm.
     #[serde(default = "default_distance_bin")]
     pub distance_bin: f32,
+    /// Extra times (minutes) at which an AnnData snapshot is written, besides every
+    /// `time.record_every`.
+    #[serde(default)]
+    pub snapshot_times: Vec<f32>,
+    /// Named regions with their own pseudobulk time series (`timeseries_regions.csv`).
+    #[serde(default)]
+    pub regions: Vec<NamedRegion>,
+}
+
+/// A named region of the tissue for region-wise read-outs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamedRegion {
+    /// Name (a column value in the CSV).
+    pub name: String,
+    /// Where.
+    pub shape: Shape,
 }
 
 fn default_distance_bands() -> Vec<f32> {
@@ -1007,6 +1024,8 @@ impl Default for OutputSpec {
             image_width: default_image_width(),
             distance_bands: default_distance_bands(),
             distance_bin: default_distance_bin(),
+            snapshot_times: Vec::new(),
+            regions: Vec::new(),
         }
     }
 }

@@ -79,6 +79,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     );
     let started = Instant::now();
     let interval = sc.record_interval();
+    let extra_snapshots = sc.snapshot_ticks();
     let mut failure = None;
     for _ in 0..sim.total_ticks() {
         if let Err(e) = sim.step() {
@@ -94,7 +95,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         let clock = sim.clock();
         bar.set_position(clock.tick);
         bar.set_message(format!("{:.1}", clock.time()));
-        if clock.tick.is_multiple_of(interval) {
+        if clock.tick.is_multiple_of(interval) || extra_snapshots.binary_search(&clock.tick).is_ok() {
             write_snapshot(&mut sim, control.as_mut(), &scene, &snapshots.join(snapshot_name(clock.tick)))?;
         }
     }
@@ -296,6 +297,26 @@ fn write_outputs(
     // Pseudobulk time series by cell type.
     let rec = sim.recording().clone();
     write_file(out.join("timeseries.csv"), timeseries_csv(sc, &rec), &mut written)?;
+    if !rec.regions.is_empty() {
+        let mut csv = String::from("tick,time_min,region,cell_type,cells");
+        for g in &sc.genes {
+            let _ = write!(csv, ",{g}");
+        }
+        csv.push('\n');
+        for r in &rec.regional {
+            let row = &r.row;
+            let _ = write!(
+                csv,
+                "{},{},{},{},{}",
+                row.tick, row.time, rec.regions[r.region].name, sc.cell_types[row.cell_type as usize].name, row.cells
+            );
+            for v in &row.mean {
+                let _ = write!(csv, ",{v}");
+            }
+            csv.push('\n');
+        }
+        write_file(out.join("timeseries_regions.csv"), csv, &mut written)?;
+    }
     if let Some(c) = control.as_deref_mut() {
         write_effects(sim, c, sc, out, &mut written)?;
     }
