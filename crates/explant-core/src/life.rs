@@ -486,50 +486,28 @@ pub fn fate(world: &mut World) {
     world.resource_mut::<StageTimers>().add(Stage::Fate, t0.elapsed());
 }
 
-/// Mechanics steps between spatial re-sorts of the rows.
+/// Mechanics steps between spatial re-sorts of the rows ([`sort_rows`]).
 pub const SORT_INTERVAL: u64 = 20;
 
-/// Interleave the low 21 bits of three coordinates (a Morton, or Z-order, key).
-fn morton(x: u64, y: u64, z: u64) -> u64 {
-    fn spread(mut v: u64) -> u64 {
-        v &= 0x1f_ffff;
-        v = (v | v << 32) & 0x1f_0000_0000_ffff;
-        v = (v | v << 16) & 0x1f_0000_ff00_00ff;
-        v = (v | v << 8) & 0x100f_00f0_0f00_f00f;
-        v = (v | v << 4) & 0x10c3_0c30_c30c_30c3;
-        (v | v << 2) & 0x1249_2492_4924_9249
+/// Reorder the rows of the expression matrix (and every cell's [`Row`]) into the order
+/// of the neighbour search's bins (a uniform grid of edge ≈ `radius`, numbered x fastest,
+/// then y, then z; rows keep their relative order within a bin). Cells near each other
+/// in space then sit near each other in memory, and the per-tick neighbour search finds
+/// them already in its own order, which keeps it and the force loop cache-friendly as
+/// cells move, divide and die. The order depends only on positions and the current
+/// rows, so it is the same on any thread count.
+pub fn sort_rows(world: &mut World, radius: f32) {
+    let n = world.resource::<States>().len();
+    let mut positions = vec![Vec3::ZERO; n];
+    let mut q = world.query::<(&Row, &Position)>();
+    for (r, p) in q.iter(world) {
+        positions[r.0 as usize] = p.0;
     }
-    spread(x) | spread(y) << 1 | spread(z) << 2
-}
-
-/// Reorder the rows of the expression matrix (and every cell's [`Row`]) along a Morton
-/// curve through boxes of edge `edge` µm, ties by cell id. Cells near each other in
-/// space then sit near each other in memory, which keeps the neighbour search and the
-/// force loop cache-friendly as cells move, divide and die. The order depends only on
-/// positions and ids, so it is the same on any thread count.
-pub fn sort_rows(world: &mut World, edge: f32) {
-    let mut q = world.query::<(&Row, &Position, &CellId)>();
-    let mut lo = Vec3::splat(f32::INFINITY);
-    for (_, p, _) in q.iter(world) {
-        if p.0.is_finite() {
-            lo = lo.min(p.0);
-        }
-    }
-    if !lo.is_finite() {
+    let order = crate::neighbours::CellList::new(&positions, radius).order().to_vec();
+    if order.iter().enumerate().all(|(k, &o)| o as usize == k) {
         return;
     }
-    let inv = 1.0 / edge.max(1e-3);
-    let mut keys: Vec<(u64, u64, u32)> = q
-        .iter(world)
-        .map(|(r, p, id)| {
-            let c = ((p.0 - lo) * inv).max(Vec3::ZERO);
-            (morton(c.x as u64, c.y as u64, c.z as u64), id.0, r.0)
-        })
-        .collect();
-    if keys.windows(2).all(|w| w[0] <= w[1]) && keys.iter().enumerate().all(|(k, e)| e.2 as usize == k) {
-        return;
-    }
-    keys.par_sort_unstable();
+    let keys: Vec<(u32, u32, u32)> = order.iter().map(|&o| (0, 0, o)).collect();
     let mut new_row = vec![0u32; keys.len()];
     {
         let mut states = world.resource_mut::<States>();
