@@ -10,8 +10,14 @@
 //!   coloured by a per-cell value or category, with a legend strip.
 //! - [`read_tissue`] imports an initial tissue (positions, cell types, expression of chosen
 //!   genes) from an `.h5ad` file written by `anndata`, old or new, dense or sparse.
+//! - [`read_snapshot`] reads a run's own snapshot back whole ([`RunSnapshot`]: every gene,
+//!   the control layer, the ligand fields and their grid), to draw it again.
+//! - [`LinePlot::to_svg`] draws line plots as self-contained SVG; [`read_csv`],
+//!   [`timeseries_plots`], [`response_plot`] and [`largest_effects`] turn a run's tables into
+//!   plots and rows, and [`Report::to_html`] lays them out as one HTML file with the
+//!   pictures embedded.
 //!
-//! All three return an [`IoError`] naming the file rather than panicking. The writers check
+//! The readers and writers return an [`IoError`] naming the file rather than panicking. The writers check
 //! their inputs and write to a temporary file beside the target that is renamed into place
 //! only when complete; the reader names the HDF5 field and the value it could not use.
 
@@ -20,10 +26,17 @@ mod colour;
 mod error;
 mod font;
 mod h5ad;
+mod plot;
 mod read;
 mod render;
+mod report;
 
 pub use error::IoError;
 pub use h5ad::{FieldSnapshot, ObsColumn, Snapshot, write_h5ad};
-pub use read::{Coordinates, ImportRequest, ImportedTissue, read_tissue};
+pub use plot::{LinePlot, Series, panels_svg};
+pub use read::{Coordinates, ImportRequest, ImportedTissue, RunSnapshot, SnapshotFields, read_snapshot, read_tissue};
 pub use render::{CellColour, TissueView, render_png};
+pub use report::{
+    Block, Effect, Report, Section, Table, base64, escape_html, largest_effects, read_csv, response_plot,
+    timeseries_genes, timeseries_plots, write_text,
+};

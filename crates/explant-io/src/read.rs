@@ -17,6 +17,12 @@
 //! of rows (a few million values at a time) and a CSR matrix in blocks of stored entries,
 //! so memory stays bounded by the output, not by the file; a CSC matrix is read one
 //! requested gene at a time.
+//!
+//! [`read_snapshot`] reads a run's own output back whole, for redrawing: every gene of `X`,
+//! `layers['control']`, the optional `obs` columns explant writes, `uns['fields']` on the
+//! grid of `uns['fields_grid']` and `uns['explant']`. Unlike the import it keeps NaN and
+//! infinite values (a run that failed on one still wrote it), and takes 2 or 3 dimensions
+//! from the shape of `obsm['spatial']`.
 
 use std::collections::HashMap;
 use std::fs;
@@ -98,7 +104,7 @@ pub fn read_tissue(path: &Path, req: &ImportRequest<'_>) -> Result<ImportedTissu
     let obs = file.frame("obs")?;
     let var = file.frame("var")?;
     let columns = match_genes(&var.index, req.genes);
-    let expression = file.expression(&obs, &var, &columns)?;
+    let expression = file.expression(&obs, &var, &columns, true)?;
     let positions = file.positions(&obs, req)?;
     let cell_types = req.cell_type_column.as_deref().map(|col| file.cell_types(&obs, col)).transpose()?;
     Ok(ImportedTissue {
@@ -108,6 +114,126 @@ pub fn read_tissue(path: &Path, req: &ImportRequest<'_>) -> Result<ImportedTissu
         expression,
         matched: columns.iter().map(Option::is_some).collect(),
         obs_names: obs.index,
+    })
+}
+
+/// One snapshot of a run read back whole by [`read_snapshot`]: `cells` rows (the file's
+/// `obs` order) by `genes.len()` columns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSnapshot {
+    /// Number of cells (rows of `obs`).
+    pub cells: usize,
+    /// The cells' names (the `obs` index; explant writes the cell ids).
+    pub obs_names: Vec<String>,
+    /// Every gene, in the file's `var` order.
+    pub genes: Vec<String>,
+    /// Expression of every gene, `cells × genes.len()`, row-major. NaN and infinities are
+    /// kept as they are (a failed run may have written them).
+    pub expression: Vec<f32>,
+    /// 2 or 3: the number of columns of `obsm['spatial']`.
+    pub dims: usize,
+    /// Cell centres in the file's units (µm for explant runs); `z` is 0 when `dims` is 2.
+    /// Non-finite coordinates are kept.
+    pub positions: Vec<[f32; 3]>,
+    /// The cell type categories, in the file's order (for a plain string column: in order
+    /// of first appearance).
+    pub cell_type_names: Vec<String>,
+    /// Each cell's type, an index into `cell_type_names`.
+    pub cell_types: Vec<u32>,
+    /// `obs['radius']` (µm), when the file has it.
+    pub radii: Option<Vec<f32>>,
+    /// `obs['distance_to_perturbation']` (µm, NaN where undefined), when the file has it.
+    pub distance_to_perturbation: Option<Vec<f32>>,
+    /// `layers['control']`, the paired control's expression (`cells × genes.len()`), when
+    /// the file has it.
+    pub control: Option<Vec<f32>>,
+    /// The ligand fields of `uns['fields']` on the grid of `uns['fields_grid']`, when the
+    /// file has them.
+    pub fields: Option<SnapshotFields>,
+    /// `uns['explant']['tick']`, when the file has it.
+    pub tick: Option<u64>,
+    /// `uns['explant']['time_min']`, when the file has it.
+    pub time_min: Option<f64>,
+    /// `uns['explant']['scene']`, the scene's TOML text, when the file has it.
+    pub scene_toml: Option<String>,
+}
+
+impl RunSnapshot {
+    /// The expression of gene column `gene` in every cell (from `expression`, or from the
+    /// control's layer), or `None` past the last gene.
+    pub fn gene_values(&self, gene: usize, control: bool) -> Option<Vec<f32>> {
+        let g = self.genes.len();
+        let x = if control { self.control.as_deref()? } else { &self.expression };
+        (gene < g).then(|| (0..self.cells).map(|i| x[i * g + gene]).collect())
+    }
+}
+
+/// Ligand fields read back from a snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnapshotFields {
+    /// Ligand names, one per channel, in the order HDF5 lists them (by name).
+    pub names: Vec<String>,
+    /// The grid they live on (`nz == 1` for a 2D field).
+    pub grid: explant_field::Grid,
+    /// Channel-major values, `names.len() × nz × ny × nx`, `x` fastest.
+    pub data: Vec<f32>,
+}
+
+impl SnapshotFields {
+    /// The values of ligand `name`, if there is one by that name.
+    pub fn channel(&self, name: &str) -> Option<&[f32]> {
+        let c = self.names.iter().position(|n| n == name)?;
+        let v = self.grid.voxels();
+        self.data.get(c * v..(c + 1) * v)
+    }
+}
+
+/// Read a snapshot written by `explant run` (`tissue.h5ad` or `snapshots/tick_*.h5ad`)
+/// back whole; any AnnData file with a dense `X`, `obsm['spatial']` and a cell type
+/// column `obs['cell_type']` reads too (`X` may also be sparse).
+///
+/// # Errors
+///
+/// An [`IoError`] naming the file and the HDF5 field at fault when the file cannot be
+/// opened or is not HDF5; `X`, `obsm/spatial` or `obs/cell_type` is missing; or a field
+/// has the wrong type or shape: `obsm/spatial` not `N × 2` or `N × 3`, `layers/control`
+/// not a dense `N × G` matrix, an optional `obs` column not numeric, a field's array not
+/// of the shape `uns/fields_grid/shape` gives.
+pub fn read_snapshot(path: &Path) -> Result<RunSnapshot, IoError> {
+    let file = H5ad::open(path)?;
+    let obs = file.frame("obs")?;
+    let var = file.frame("var")?;
+    let all: Vec<Option<usize>> = (0..var.index.len()).map(Some).collect();
+    let expression = file.expression(&obs, &var, &all, false)?;
+    let (dims, positions) = file.spatial(&obs)?;
+    let (cell_type_names, cell_types) = file.categories(&obs, "cell_type")?;
+    let optional = |col: &str| -> Result<Option<Vec<f32>>, IoError> {
+        if !obs.group.link_exists(col) {
+            return Ok(None);
+        }
+        Ok(Some(file.numeric_column(&obs, col)?.into_iter().map(|v| v as f32).collect()))
+    };
+    let radii = optional("radius")?;
+    let distance_to_perturbation = optional("distance_to_perturbation")?;
+    let control = file.layer(&obs, &var, "control", &all)?;
+    let fields = file.fields()?;
+    let ExplantUns { tick, time_min, scene: scene_toml } = file.explant_uns()?;
+    Ok(RunSnapshot {
+        cells: obs.index.len(),
+        obs_names: obs.index.clone(),
+        genes: var.index.clone(),
+        expression,
+        dims,
+        positions,
+        cell_type_names,
+        cell_types,
+        radii,
+        distance_to_perturbation,
+        control,
+        fields,
+        tick,
+        time_min,
+        scene_toml,
     })
 }
 
@@ -387,7 +513,15 @@ impl<'p> H5ad<'p> {
     // ---- expression ----------------------------------------------------------------------
 
     /// The expression of the requested genes (`columns[j]` is gene `j`'s column in `var`).
-    fn expression(&self, obs: &Frame, var: &Frame, columns: &[Option<usize>]) -> Result<Vec<f32>, IoError> {
+    /// `finite`: refuse NaN and infinities (an initial tissue) or keep them (a run's output,
+    /// which may hold the NaN that stopped it).
+    fn expression(
+        &self,
+        obs: &Frame,
+        var: &Frame,
+        columns: &[Option<usize>],
+        finite: bool,
+    ) -> Result<Vec<f32>, IoError> {
         let (n_obs, genes) = (obs.index.len(), columns.len());
         let total = n_obs.checked_mul(genes).ok_or_else(|| IoError::BadRequest {
             path: self.path.to_path_buf(),
@@ -398,7 +532,7 @@ impl<'p> H5ad<'p> {
             // Nothing is read from `X`, which may even be absent.
             return Ok(out);
         }
-        let m = Matrix { obs, var, columns, genes };
+        let m = Matrix { field: "X", obs, var, columns, genes, finite };
         match self.member(&self.file, "", "X")? {
             None => return Err(self.missing("X", &self.file, &[])),
             Some(Node::Dataset(ds)) => self.dense_x(&ds, &m, &mut out)?,
@@ -421,9 +555,9 @@ impl<'p> H5ad<'p> {
     }
 
     fn dense_x(&self, ds: &Dataset, m: &Matrix<'_>, out: &mut [f32]) -> Result<(), IoError> {
-        let shape = self.shape(ds, "X")?;
-        self.check_numeric(ds, "X", &shape, "a numeric matrix")?;
-        self.check_shape_x("X", &shape, m)?;
+        let shape = self.shape(ds, m.field)?;
+        self.check_numeric(ds, m.field, &shape, "a numeric matrix")?;
+        self.check_shape_x(m.field, &shape, m)?;
         let wanted: Vec<(usize, usize)> = m.columns.iter().enumerate().filter_map(|(j, c)| c.map(|c| (j, c))).collect();
         let (Some(first), Some(last)) = (wanted.iter().map(|&(_, c)| c).min(), wanted.iter().map(|&(_, c)| c).max())
         else {
@@ -436,11 +570,11 @@ impl<'p> H5ad<'p> {
         let mut r0 = 0;
         while r0 < n_obs {
             let r1 = (r0 + rows_per_block).min(n_obs);
-            let block = self.h5("X", ds.read_slice_2d::<f32, _>((r0..r1, first..last + 1)))?;
+            let block = self.h5(m.field, ds.read_slice_2d::<f32, _>((r0..r1, first..last + 1)))?;
             for r in r0..r1 {
                 for &(j, c) in &wanted {
                     let v = block[[r - r0, c - first]];
-                    out[r * m.genes + j] = self.check_expression("X", m, r, c, v)?;
+                    out[r * m.genes + j] = self.check_expression(m.field, m, r, c, v)?;
                 }
             }
             r0 = r1;
@@ -449,7 +583,7 @@ impl<'p> H5ad<'p> {
     }
 
     fn check_expression(&self, field: &str, m: &Matrix<'_>, row: usize, col: usize, v: f32) -> Result<f32, IoError> {
-        if v.is_finite() {
+        if v.is_finite() || !m.finite {
             return Ok(v);
         }
         let gene = m.var.index.get(col).map_or("", String::as_str);
@@ -778,12 +912,208 @@ impl<'p> H5ad<'p> {
     }
 }
 
+/// What [`read_snapshot`] reads beyond what [`read_tissue`] needs.
+impl H5ad<'_> {
+    /// The group `name` of `parent` (whose field path is `parent_field`), if there is one.
+    fn group(&self, parent: &Group, parent_field: &str, name: &str) -> Result<Option<Group>, IoError> {
+        match self.member(parent, parent_field, name)? {
+            Some(Node::Group(g)) => Ok(Some(g)),
+            Some(Node::Dataset(_)) => Err(self.bad_field(&join(parent_field, name), "a dataset", "a group")),
+            None => Ok(None),
+        }
+    }
+
+    /// `obsm/spatial` as `(dims, positions)`, the dims from its shape; values are not checked.
+    fn spatial(&self, obs: &Frame) -> Result<(usize, Vec<[f32; 3]>), IoError> {
+        let n = obs.index.len();
+        let expected = format!("a numeric array of shape ({n}, 2) or ({n}, 3)");
+        let obsm = self.group(&self.file, "", "obsm")?.ok_or_else(|| self.missing("obsm", &self.file, &[]))?;
+        let field = "obsm/spatial";
+        let ds = self.dataset(&obsm, "obsm", "spatial", &expected)?;
+        let shape = self.shape(&ds, field)?;
+        self.check_numeric(&ds, field, &shape, &expected)?;
+        let dims = match shape.as_slice() {
+            &[rows, k @ (2 | 3)] if rows == n => k,
+            _ => return Err(self.bad_field(field, format!("an array of shape {}", shape_text(&shape)), expected)),
+        };
+        let values = self.h5(field, ds.read_raw::<f32>())?;
+        let positions = values
+            .chunks_exact(dims)
+            .map(|p| {
+                let mut q = [0.0f32; 3];
+                q[..dims].copy_from_slice(p);
+                q
+            })
+            .collect();
+        Ok((dims, positions))
+    }
+
+    /// A categorical `obs` column as (categories, codes); a plain column of labels gets its
+    /// distinct values in order of first appearance as categories.
+    fn categories(&self, obs: &Frame, col: &str) -> Result<(Vec<String>, Vec<u32>), IoError> {
+        let labels = self.cell_types(obs, col)?;
+        let field = join(obs.name, col);
+        let declared = match self.member(&obs.group, obs.name, col)? {
+            Some(Node::Group(g)) => {
+                let cats_field = join(&field, "categories");
+                let ds = self.dataset(&g, &field, "categories", "a 1-D array of category names")?;
+                Some(self.labels(&ds, &cats_field, true)?)
+            }
+            Some(Node::Dataset(ds)) => match self.old_categories(obs, col, &ds)? {
+                Some((cats, cats_field)) => Some(self.labels(&cats, &cats_field, true)?),
+                None => None,
+            },
+            None => None,
+        };
+        let mut names = declared.unwrap_or_default();
+        let mut index: HashMap<String, u32> = HashMap::with_capacity(names.len());
+        for (i, name) in names.iter().enumerate() {
+            index.entry(name.clone()).or_insert(i as u32);
+        }
+        let codes = labels
+            .into_iter()
+            .map(|label| {
+                let next = names.len() as u32;
+                *index.entry(label).or_insert_with_key(|label| {
+                    names.push(label.clone());
+                    next
+                })
+            })
+            .collect();
+        Ok((names, codes))
+    }
+
+    /// The dense layer `layers/<name>` (`N × G`), when there is one.
+    fn layer(
+        &self,
+        obs: &Frame,
+        var: &Frame,
+        name: &str,
+        columns: &[Option<usize>],
+    ) -> Result<Option<Vec<f32>>, IoError> {
+        let Some(layers) = self.group(&self.file, "", "layers")? else { return Ok(None) };
+        let field = join("layers", name);
+        let ds = match self.member(&layers, "layers", name)? {
+            None => return Ok(None),
+            Some(Node::Dataset(ds)) => ds,
+            Some(Node::Group(g)) => {
+                return Err(self.bad_field(&field, self.describe_group(&g, &field)?, "a dense numeric matrix"));
+            }
+        };
+        let m = Matrix { field: &field, obs, var, columns, genes: columns.len(), finite: false };
+        let mut out = vec![0.0f32; obs.index.len() * columns.len()];
+        self.dense_x(&ds, &m, &mut out)?;
+        Ok(Some(out))
+    }
+
+    /// `uns/fields` on the grid `uns/fields_grid`, when the file has them.
+    fn fields(&self) -> Result<Option<SnapshotFields>, IoError> {
+        let Some(uns) = self.group(&self.file, "", "uns")? else { return Ok(None) };
+        let Some(grid_group) = self.group(&uns, "uns", "fields_grid")? else { return Ok(None) };
+        let gf = "uns/fields_grid";
+        let numbers = |name: &str, what: &str| -> Result<Vec<f64>, IoError> {
+            let field = join(gf, name);
+            let ds = self.dataset(&grid_group, gf, name, what)?;
+            let shape = self.shape(&ds, &field)?;
+            self.check_numeric(&ds, &field, &shape, what)?;
+            self.h5(&field, ds.read_raw::<f64>())
+        };
+        let shape_field = join(gf, "shape");
+        let shape = numbers("shape", "2 or 3 voxel counts")?;
+        let counts: Vec<usize> =
+            shape.iter().map(|&v| if v >= 1.0 && v.fract() == 0.0 { v as usize } else { 0 }).collect();
+        let (nz, ny, nx) = match *counts.as_slice() {
+            [ny, nx] if ny > 0 && nx > 0 => (1, ny, nx),
+            [nz, ny, nx] if nz > 0 && ny > 0 && nx > 0 => (nz, ny, nx),
+            _ => {
+                let found = format!("`{shape:?}`");
+                return Err(self.bad_field(&shape_field, found, "2 or 3 positive voxel counts"));
+            }
+        };
+        let spacing = numbers("spacing", "a positive number")?;
+        let dx = match *spacing.as_slice() {
+            [dx] if dx > 0.0 && dx.is_finite() => dx as f32,
+            _ => return Err(self.bad_field(&join(gf, "spacing"), format!("`{spacing:?}`"), "a positive number")),
+        };
+        let origin = numbers("origin", "2 or 3 coordinates")?;
+        let origin = match *origin.as_slice() {
+            [x, y] => [x as f32, y as f32, 0.0],
+            [x, y, z] => [x as f32, y as f32, z as f32],
+            _ => return Err(self.bad_field(&join(gf, "origin"), format!("`{origin:?}`"), "2 or 3 coordinates")),
+        };
+        let grid = explant_field::Grid { nx, ny, nz, dx, origin };
+        let fields = self.group(&uns, "uns", "fields")?.ok_or_else(|| self.missing("uns/fields", &uns, &[]))?;
+        let names = self.h5("uns/fields", fields.member_names())?;
+        let voxels = grid.voxels();
+        let mut data = Vec::with_capacity(names.len().saturating_mul(voxels));
+        for name in &names {
+            let field = join("uns/fields", name);
+            let want = if nz == 1 { vec![ny, nx] } else { vec![nz, ny, nx] };
+            let expected = format!("a numeric array of shape {} (from `{shape_field}`)", shape_text(&want));
+            let ds = self.dataset(&fields, "uns/fields", name, &expected)?;
+            let found = self.shape(&ds, &field)?;
+            self.check_numeric(&ds, &field, &found, &expected)?;
+            if found != want {
+                return Err(self.bad_field(&field, format!("an array of shape {}", shape_text(&found)), expected));
+            }
+            data.extend(self.h5(&field, ds.read_raw::<f32>())?);
+        }
+        Ok(Some(SnapshotFields { names, grid, data }))
+    }
+
+    /// `uns/explant`'s tick, time and scene text, each when present.
+    fn explant_uns(&self) -> Result<ExplantUns, IoError> {
+        let none = ExplantUns { tick: None, time_min: None, scene: None };
+        let Some(uns) = self.group(&self.file, "", "uns")? else { return Ok(none) };
+        let Some(g) = self.group(&uns, "uns", "explant")? else { return Ok(none) };
+        let ef = "uns/explant";
+        let number = |name: &str| -> Result<Option<f64>, IoError> {
+            let field = join(ef, name);
+            match self.member(&g, ef, name)? {
+                None => Ok(None),
+                Some(Node::Group(grp)) => Err(self.bad_field(&field, self.describe_group(&grp, &field)?, "a number")),
+                Some(Node::Dataset(ds)) => {
+                    let shape = self.shape(&ds, &field)?;
+                    self.check_numeric(&ds, &field, &shape, "a number")?;
+                    let v = self.h5(&field, ds.read_raw::<f64>())?;
+                    match *v.as_slice() {
+                        [x] => Ok(Some(x)),
+                        _ => Err(self.bad_field(&field, format!("{} values", v.len()), "a single number")),
+                    }
+                }
+            }
+        };
+        let time = number("time_min")?;
+        let tick = match number("tick")? {
+            None => None,
+            Some(t) if t >= 0.0 && t.fract() == 0.0 && t < u64::MAX as f64 => Some(t as u64),
+            Some(t) => return Err(self.bad_field(&join(ef, "tick"), format!("`{t}`"), "a whole number ≥ 0")),
+        };
+        let scene = match self.member(&g, ef, "scene")? {
+            Some(Node::Dataset(ds)) => self.strings(&ds, &join(ef, "scene"))?.into_iter().next(),
+            _ => None,
+        };
+        Ok(ExplantUns { tick, time_min: time, scene })
+    }
+}
+
+/// What `uns/explant` holds, each part when present.
+struct ExplantUns {
+    tick: Option<u64>,
+    time_min: Option<f64>,
+    scene: Option<String>,
+}
+
 /// What the matrix readers need to know about the request.
 struct Matrix<'f> {
+    /// The HDF5 path of a dense matrix, for messages (`X` or `layers/<name>`).
+    field: &'f str,
     obs: &'f Frame,
     var: &'f Frame,
     columns: &'f [Option<usize>],
     genes: usize,
+    /// Whether a NaN or infinite value is an error.
+    finite: bool,
 }
 
 /// An open sparse matrix with its checked index pointer.
@@ -1005,5 +1335,101 @@ mod tests {
         req.dims = 4;
         let err = check_request(path, &req).unwrap_err().to_string();
         assert!(err.contains("`t.h5ad`") && err.contains("`dims` is `4`"), "{err}");
+    }
+
+    #[test]
+    fn a_written_snapshot_reads_back_whole() {
+        use crate::{FieldSnapshot, ObsColumn, Snapshot, write_h5ad};
+        let dir = std::env::temp_dir().join(format!("explant-io-read-snapshot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let genes: Vec<String> = ["A", "B"].map(String::from).to_vec();
+        let types: Vec<String> = ["t0", "t1", "t2"].map(String::from).to_vec();
+        let ligands: Vec<String> = ["Zeta", "Alpha"].map(String::from).to_vec();
+        let grid = explant_field::Grid { nx: 3, ny: 2, nz: 2, dx: 5.0, origin: [1.0, 2.0, 3.0] };
+        // Channel-major: Zeta is 0..12, Alpha is 100..112.
+        let field: Vec<f32> = (0..12).map(|v| v as f32).chain((0..12).map(|v| 100.0 + v as f32)).collect();
+        let expression = [1.0, 2.0, f32::NAN, 4.0, 5.0, 6.0];
+        let control = [1.0, 1.0, 1.0, 1.0, 1.0, 0.5];
+        let radius = [4.0, 5.0, 6.0];
+        let distance = [0.0, 12.5, f32::NAN];
+        let parent = [-1i64, 0, 0];
+        let extra = [
+            ObsColumn::Int { name: "parent", values: &parent },
+            ObsColumn::Float { name: "radius", values: &radius },
+            ObsColumn::Float { name: "distance_to_perturbation", values: &distance },
+        ];
+        let layers: [(&str, &[f32]); 1] = [("control", &control)];
+        let snap = Snapshot {
+            genes: &genes,
+            cell_type_names: &types,
+            cell_ids: &[7, 8, 9],
+            cell_types: &[2, 0, 2],
+            generations: &[0, 1, 1],
+            perturbed: &[true, false, false],
+            positions: &[[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]],
+            dims: 3,
+            expression: &expression,
+            tick: 42,
+            time_min: 21.0,
+            scene_toml: "name = \"x\"",
+            explant_version: "0.0.0",
+            fields: Some(FieldSnapshot { names: &ligands, grid: &grid, data: &field }),
+            extra_obs: &extra,
+            layers: &layers,
+        };
+        let path = dir.join("snap.h5ad");
+        write_h5ad(&path, &snap).unwrap();
+        let r = read_snapshot(&path).unwrap();
+        assert_eq!((r.cells, r.dims), (3, 3));
+        assert_eq!(r.obs_names, ["7", "8", "9"]);
+        assert_eq!(r.genes, genes);
+        assert_eq!(r.expression[..2], [1.0, 2.0]);
+        assert!(r.expression[2].is_nan(), "NaN is kept");
+        assert_eq!(r.positions[1], [4.0, 5.0, 6.0]);
+        assert_eq!(r.cell_type_names, types);
+        assert_eq!(r.cell_types, [2, 0, 2]);
+        assert_eq!(r.radii.as_deref(), Some(&radius[..]));
+        let d = r.distance_to_perturbation.as_deref().unwrap();
+        assert_eq!(d[..2], [0.0, 12.5]);
+        assert!(d[2].is_nan());
+        assert_eq!(r.control.as_deref(), Some(&control[..]));
+        assert_eq!(r.gene_values(1, true).unwrap(), [1.0, 1.0, 0.5]);
+        assert_eq!((r.tick, r.time_min, r.scene_toml.as_deref()), (Some(42), Some(21.0), Some("name = \"x\"")));
+        let f = r.fields.unwrap();
+        assert_eq!(f.grid, grid);
+        assert_eq!(f.names, ["Alpha", "Zeta"], "HDF5 lists members by name");
+        assert_eq!(f.channel("Alpha").unwrap()[11], 111.0);
+        assert_eq!(f.channel("Zeta").unwrap()[5], 5.0);
+        assert!(f.channel("Beta").is_none());
+
+        // Without the optional parts, and in 2D.
+        let snap = Snapshot {
+            positions: &[[1.0, 2.0, 0.0], [4.0, 5.0, 0.0], [7.0, 8.0, 0.0]],
+            dims: 2,
+            fields: None,
+            extra_obs: &[],
+            layers: &[],
+            ..snap
+        };
+        write_h5ad(&path, &snap).unwrap();
+        let r = read_snapshot(&path).unwrap();
+        assert_eq!(r.dims, 2);
+        assert_eq!(r.positions[2], [7.0, 8.0, 0.0]);
+        assert!(r.radii.is_none() && r.distance_to_perturbation.is_none() && r.control.is_none() && r.fields.is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_snapshot_without_cell_types_names_the_file_and_field() {
+        let dir = std::env::temp_dir().join(format!("explant-io-read-snapshot-err-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bare.h5ad");
+        let genes = vec!["G0".to_owned()];
+        write_file(&path, 2, &genes, |root: &Group| {
+            root.new_dataset::<f32>().shape((2, 1)).create("X").unwrap().write_raw(&[1.0f32, 2.0]).unwrap();
+        });
+        let err = read_snapshot(&path).unwrap_err().to_string();
+        assert!(err.contains("bare.h5ad") && err.contains("`obs/cell_type`"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
