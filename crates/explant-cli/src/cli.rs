@@ -20,6 +20,10 @@ pub enum Command {
     Run(RunArgs),
     /// Parse and validate a scene without running it.
     Check(CheckArgs),
+    /// Draw a run's figures: the tissue (PNG), time series and response curves (SVG).
+    Render(RenderArgs),
+    /// Write a run's report: one self-contained HTML file with its figures and tables.
+    Report(ReportArgs),
     /// Learned response models.
     #[command(subcommand)]
     Model(ModelCommand),
@@ -168,6 +172,38 @@ pub struct CheckArgs {
     /// Scene files to validate.
     #[arg(required = true)]
     pub scenes: Vec<PathBuf>,
+}
+
+/// `explant render`.
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// The run's output directory (written by `explant run`).
+    pub run_dir: PathBuf,
+    /// The snapshot to draw (default: RUN_DIR/tissue.h5ad); a relative path not found
+    /// from here is looked up in RUN_DIR.
+    #[arg(long)]
+    pub snapshot: Option<PathBuf>,
+    /// Colour the cells by this gene (default: by cell type) and plot only its time series
+    /// (default: the first 6 genes).
+    #[arg(long)]
+    pub gene: Option<String>,
+    /// The ligand drawn under the cells (default: the scene's `output.heatmap_ligand`,
+    /// else its first ligand).
+    #[arg(long)]
+    pub ligand: Option<String>,
+    /// Where the figures go (default: RUN_DIR/figures).
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
+}
+
+/// `explant report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The run's output directory (written by `explant run`).
+    pub run_dir: PathBuf,
+    /// The HTML file to write (default: RUN_DIR/report.html).
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
 }
 
 /// `explant model ...`.

@@ -3,4 +3,6 @@
 pub mod bench;
 pub mod check;
 pub mod model;
+pub mod render;
+pub mod report;
 pub mod run;

@@ -1,0 +1,375 @@
+//! End-to-end tests of `explant render` and `explant report`: run short scenes, draw their
+//! figures and reports from the output directory, check what is written (PNG, SVG with one
+//! line per series, one self-contained HTML page), that bad input is refused with a clear
+//! message, and that squidpy reads the tissue and finds the neighbours the scene implies.
+//!
+//! Each test works in its own folder under the system temp dir, removed when the test
+//! passes and kept (its path printed) when it fails.
+//!
+//! Environment:
+//! - `EXPLANT_PYTHON`: the Python with `anndata` and `squidpy` (default
+//!   `<repo>/.venv/bin/python`); without squidpy the squidpy test is skipped loudly, unless
+//!   `EXPLANT_REQUIRE_PYTHON=1`.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const EXE: &str = env!("CARGO_BIN_EXE_explant");
+
+/// The genes of `scenes/lateral_inhibition.toml`, in order.
+const LATERAL_GENES: [&str; 3] = ["DLL1", "NOTCH1", "HES1"];
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A scratch folder for one test, removed on success and kept on failure.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(test: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("explant-render-test-{}-{test}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("cannot create `{}`: {e}", path.display()));
+        Self(path)
+    }
+
+    fn join(&self, p: &str) -> PathBuf {
+        self.0.join(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            loud(&format!("kept the failing test's files in `{}`", self.0.display()));
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// Print past the test harness's output capture, so a skip is seen in a normal run.
+fn loud(msg: &str) {
+    let _ = writeln!(std::io::stderr(), "{msg}");
+}
+
+/// Replace `from` (which must occur exactly once) by `to`, so that a change to the shipped
+/// scene breaks this test loudly instead of silently running the long scene.
+fn replace_once(text: &str, from: &str, to: &str, scene: &str) -> String {
+    assert_eq!(text.matches(from).count(), 1, "{scene} should contain `{from}` exactly once");
+    text.replacen(from, to, 1)
+}
+
+/// `scenes/lateral_inhibition.toml` (900 cells, a HES1 knockout from 120 min) cut to
+/// 30 min recorded every 10, with the knockout from the start; written into `dir`.
+fn short_lateral_inhibition(dir: &TempDir) -> PathBuf {
+    let name = "scenes/lateral_inhibition.toml";
+    let text = std::fs::read_to_string(repo().join(name)).expect("read scenes/lateral_inhibition.toml");
+    let text = replace_once(&text, "duration = 360.0", "duration = 30.0", name);
+    let text = replace_once(&text, "record_every = 60.0", "record_every = 10.0", name);
+    let text = replace_once(&text, "start = 120.0", "start = 0.0", name);
+    write(&dir.join("lateral.toml"), &text)
+}
+
+/// `scenes/default.toml` (a WNT3A field) cut to 300 cells and 10 min, run with its teacher.
+fn short_default(dir: &TempDir) -> PathBuf {
+    let name = "scenes/default.toml";
+    let text = std::fs::read_to_string(repo().join(name)).expect("read scenes/default.toml");
+    let text = replace_once(&text, "duration = 240.0", "duration = 10.0", name);
+    let text = replace_once(&text, "record_every = 20.0", "record_every = 5.0", name);
+    let text = replace_once(&text, "cells = 1500", "cells = 300", name);
+    let text = replace_once(&text, "radius = 260.0", "radius = 120.0", name);
+    let model = repo().join("models/default.pt");
+    let text = replace_once(&text, "path = \"../models/default.pt\"", &format!("path = \"{}\"", model.display()), name);
+    write(&dir.join("default.toml"), &text)
+}
+
+fn write(path: &Path, text: &str) -> PathBuf {
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("cannot write `{}`: {e}", path.display()));
+    path.to_path_buf()
+}
+
+fn explant<I, S>(args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    Command::new(EXE).args(args).env("NO_COLOR", "1").output().expect("start the explant binary")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn assert_success(o: &Output, what: &str) {
+    assert!(o.status.success(), "{what} failed ({}):\nstdout:\n{}\nstderr:\n{}", o.status, stdout(o), stderr(o));
+}
+
+/// `explant ARGS...`, which must succeed.
+fn explant_ok(args: &[&std::ffi::OsStr]) -> Output {
+    let o = explant(args);
+    let shown: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    assert_success(&o, &format!("explant {}", shown.join(" ")));
+    o
+}
+
+/// `explant run SCENE --out OUT --quiet --teacher --diffusion cpu`, which must succeed.
+fn run_scene(scene: &Path, out: &Path) {
+    explant_ok(&[
+        "run".as_ref(),
+        scene.as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+        "--quiet".as_ref(),
+        "--teacher".as_ref(),
+        "--diffusion".as_ref(),
+        "cpu".as_ref(),
+    ]);
+}
+
+/// A refusal: exit status 1, an `error:` line, and no panic or backtrace.
+fn assert_clean_failure(o: &Output, what: &str) -> String {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(1), "{what}: expected exit status 1, got {}; stderr:\n{err}", o.status);
+    assert!(err.contains("error: "), "{what}: no `error:` line in stderr:\n{err}");
+    let lower = err.to_lowercase();
+    for bad in ["panicked", "backtrace", "frame #"] {
+        assert!(!lower.contains(bad), "{what}: stderr contains `{bad}`:\n{err}");
+    }
+    err
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read `{}`: {e}", path.display()))
+}
+
+fn assert_png(path: &Path) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("cannot read `{}`: {e}", path.display()));
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "`{}` is not a PNG", path.display());
+}
+
+/// The `<title>` (series name) of each line of an SVG plot.
+fn series_names(svg: &str) -> Vec<String> {
+    svg.split("<path ")
+        .skip(1)
+        .map(|p| {
+            let t = &p[p.find("<title>").expect("a series title") + 7..];
+            t[..t.find("</title>").unwrap()].to_owned()
+        })
+        .collect()
+}
+
+/// The panel titles of an SVG plot (bold text).
+fn panel_titles(svg: &str) -> Vec<String> {
+    svg.split("font-weight=\"bold\"")
+        .skip(1)
+        .map(|p| {
+            let t = &p[p.find('>').unwrap() + 1..];
+            t[..t.find('<').unwrap()].to_owned()
+        })
+        .collect()
+}
+
+/// Every "wrote PATH" line of a command's output.
+fn wrote(o: &Output) -> Vec<PathBuf> {
+    stdout(o).lines().filter_map(|l| l.strip_prefix("wrote ")).map(PathBuf::from).collect()
+}
+
+#[test]
+fn render_and_report_a_perturbed_run() {
+    let dir = TempDir::new("render_and_report_a_perturbed_run");
+    let run = dir.join("run");
+    run_scene(&short_lateral_inhibition(&dir), &run);
+
+    // Defaults: the final tissue by cell type, all genes' time series, the response curve.
+    let o = explant_ok(&["render".as_ref(), run.as_os_str()]);
+    let figures = run.join("figures");
+    let expected: Vec<PathBuf> = ["tissue_cell_type.png", "timeseries.svg", "response_vs_distance.svg"]
+        .iter()
+        .map(|f| figures.join(f))
+        .collect();
+    assert_eq!(wrote(&o), expected);
+    assert_png(&expected[0]);
+    let ts = read(&expected[1]);
+    assert!(ts.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""), "{}", &ts[..80]);
+    assert_eq!(panel_titles(&ts), LATERAL_GENES);
+    // One cell type, with its paired control, in each of the three panels.
+    let names = series_names(&ts);
+    assert_eq!(names.len(), 6, "{names:?}");
+    assert_eq!(names.iter().filter(|n| *n == "epithelium").count(), 3, "{names:?}");
+    assert_eq!(names.iter().filter(|n| *n == "epithelium (control)").count(), 3, "{names:?}");
+    assert_eq!(ts.matches("stroke-dasharray=\"6 4\"").count(), 6, "3 dashed lines and their 3 legend entries");
+    let rvd = read(&expected[2]);
+    assert_eq!(series_names(&rvd), LATERAL_GENES);
+    assert!(rvd.contains("class=\"zero\""), "the effects change sign, so a zero line is drawn");
+
+    // One gene, an earlier snapshot (named relative to the run), another folder.
+    let alt = dir.join("alt");
+    let o = explant_ok(&[
+        "render".as_ref(),
+        run.as_os_str(),
+        "--gene".as_ref(),
+        "HES1".as_ref(),
+        "--snapshot".as_ref(),
+        "snapshots/tick_0000010.h5ad".as_ref(),
+        "--out".as_ref(),
+        alt.as_os_str(),
+    ]);
+    assert_eq!(wrote(&o)[0], alt.join("tissue_HES1_tick_0000010.png"));
+    assert_png(&alt.join("tissue_HES1_tick_0000010.png"));
+    let ts = read(&alt.join("timeseries.svg"));
+    assert_eq!(panel_titles(&ts), ["HES1"]);
+    assert_eq!(series_names(&ts), ["epithelium", "epithelium (control)"]);
+
+    // The report: one page, pictures embedded, plots inline, the knockout in the table.
+    let o = explant_ok(&["report".as_ref(), run.as_os_str()]);
+    let html_path = run.join("report.html");
+    assert_eq!(wrote(&o).last(), Some(&html_path));
+    let html = read(&html_path);
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert!(html.contains("<title>explant run: lateral-inhibition</title>"), "the scene's name is the title");
+    // A PNG's signature in base64 begins `iVBORw0KGgo`: the final tissue and the run's own picture.
+    assert_eq!(html.matches("src=\"data:image/png;base64,iVBORw0KGgo").count(), 2);
+    assert_eq!(html.matches("<svg xmlns").count(), 2, "time series and response curve inline");
+    for fact in ["<th>seed</th><td>3</td>", "<th>status</th><td>completed</td>", "<th>cells (final)</th><td>900</td>"] {
+        assert!(html.contains(fact), "no `{fact}` in the summary");
+    }
+    assert!(html.contains("<td>sense</td>"), "the stage-time table");
+    let table = &html[html.find("<th>perturbed mean</th>").expect("the effects table")..];
+    let table = &table[..table.find("</table>").unwrap()];
+    let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("<tr><td>")).collect();
+    assert!(!rows.is_empty() && rows.len() <= 15, "{rows:?}");
+    // HES1 is knocked out in the perturbed cells: its row has perturbed mean 0 and a negative effect.
+    let hes1 = rows
+        .iter()
+        .find(|r| r.starts_with("<tr><td>perturbed</td>") && r.contains("<td>HES1</td>"))
+        .unwrap_or_else(|| panic!("no perturbed HES1 row in {rows:?}"));
+    assert!(hes1.contains("<td class=\"num\">0</td>") && hes1.contains("<td class=\"num\">-"), "{hes1}");
+    // Self-contained: nothing is fetched from elsewhere.
+    for external in ["src=\"http", "href=\"http", "<script", "<link"] {
+        assert!(!html.contains(external), "the report contains `{external}`");
+    }
+
+    // --out elsewhere, in a folder that does not exist yet.
+    let elsewhere = dir.join("pages/run.html");
+    explant_ok(&["report".as_ref(), run.as_os_str(), "--out".as_ref(), elsewhere.as_os_str()]);
+    assert!(read(&elsewhere).contains("lateral-inhibition"));
+}
+
+#[test]
+fn a_ligand_field_is_drawn_and_chosen_by_name() {
+    let dir = TempDir::new("a_ligand_field_is_drawn_and_chosen_by_name");
+    let run = dir.join("run");
+    run_scene(&short_default(&dir), &run);
+
+    let o = explant_ok(&["render".as_ref(), run.as_os_str(), "--gene".as_ref(), "AXIN2".as_ref()]);
+    assert_png(&run.join("figures/tissue_AXIN2.png"));
+    assert_eq!(wrote(&o).len(), 2, "no response curve without a perturbation");
+    assert_eq!(panel_titles(&read(&run.join("figures/timeseries.svg"))), ["AXIN2"]);
+    // Two cell types, no control.
+    assert_eq!(series_names(&read(&run.join("figures/timeseries.svg"))), ["organiser", "responder"]);
+    explant_ok(&["render".as_ref(), run.as_os_str(), "--ligand".as_ref(), "WNT3A".as_ref()]);
+
+    let o = explant(["render".as_ref(), run.as_os_str(), "--ligand".as_ref(), "WNT3".as_ref()]);
+    let err = assert_clean_failure(&o, "render --ligand WNT3");
+    assert!(err.contains("unknown ligand `WNT3`") && err.contains("did you mean `WNT3A`?"), "{err}");
+
+    let o = explant_ok(&["report".as_ref(), run.as_os_str()]);
+    let html = read(&run.join("report.html"));
+    assert!(wrote(&o).contains(&run.join("report.html")));
+    assert!(!html.contains("Perturbation response"), "no perturbation, no response section");
+    assert!(html.contains("0 = organiser, 1 = responder"), "the picture's category legend is spelled out");
+}
+
+#[test]
+fn render_refuses_what_is_not_a_run_directory() {
+    let dir = TempDir::new("render_refuses_what_is_not_a_run_directory");
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    for cmd in ["render", "report"] {
+        let o = explant([cmd.as_ref(), empty.as_os_str()]);
+        let err = assert_clean_failure(&o, &format!("{cmd} on an empty directory"));
+        assert!(
+            err.contains(&format!("`{}` is not an explant run directory", empty.display()))
+                && err.contains("`manifest.json`"),
+            "{err}"
+        );
+    }
+    let missing = dir.join("missing");
+    let err = assert_clean_failure(&explant(["render".as_ref(), missing.as_os_str()]), "render on a missing path");
+    assert!(err.contains(&format!("`{}` does not exist", missing.display())), "{err}");
+}
+
+#[test]
+fn unknown_gene_ligand_or_snapshot_is_named() {
+    let dir = TempDir::new("unknown_gene_ligand_or_snapshot_is_named");
+    let run = dir.join("run");
+    run_scene(&short_lateral_inhibition(&dir), &run);
+
+    let o = explant(["render".as_ref(), run.as_os_str(), "--gene".as_ref(), "HES".as_ref()]);
+    let err = assert_clean_failure(&o, "render --gene HES");
+    assert!(err.contains("unknown gene `HES` for `--gene`"), "{err}");
+    assert!(err.contains("`DLL1`, `NOTCH1` and `HES1`") && err.contains("did you mean `HES1`?"), "{err}");
+    assert!(err.contains("tissue.h5ad"), "the snapshot is named: {err}");
+    assert!(!run.join("figures").exists(), "nothing is written before the options are checked");
+
+    let o = explant(["render".as_ref(), run.as_os_str(), "--ligand".as_ref(), "WNT3A".as_ref()]);
+    let err = assert_clean_failure(&o, "render --ligand on a run without ligands");
+    assert!(err.contains("unknown ligand `WNT3A`") && err.contains("holds no ligand fields"), "{err}");
+
+    let o = explant(["render".as_ref(), run.as_os_str(), "--snapshot".as_ref(), "snapshots/tick_9.h5ad".as_ref()]);
+    let err = assert_clean_failure(&o, "render --snapshot of a missing file");
+    assert!(err.contains("snapshot `snapshots/tick_9.h5ad` for `--snapshot` not found"), "{err}");
+
+    let not_h5 = write(&dir.join("notes.h5ad"), "not HDF5");
+    let o = explant(["render".as_ref(), run.as_os_str(), "--snapshot".as_ref(), not_h5.as_os_str()]);
+    let err = assert_clean_failure(&o, "render --snapshot of a text file");
+    assert!(err.contains("notes.h5ad") && err.contains("not an HDF5 file"), "{err}");
+}
+
+/// The Python with `squidpy`, or why there is none.
+fn python_with_squidpy() -> Result<PathBuf, String> {
+    let python = std::env::var_os("EXPLANT_PYTHON").map_or_else(|| repo().join(".venv/bin/python"), PathBuf::from);
+    match Command::new(&python).args(["-c", "import anndata, squidpy"]).output() {
+        Ok(o) if o.status.success() => Ok(python),
+        Ok(o) => {
+            let err = stderr(&o);
+            let last = err.trim().lines().last().unwrap_or_default().to_owned();
+            Err(format!(
+                "`{}` cannot import anndata and squidpy: {last} (scripts/setup.sh installs them)",
+                python.display()
+            ))
+        }
+        Err(e) => Err(format!("cannot start `{}`: {e}", python.display())),
+    }
+}
+
+#[test]
+fn squidpy_builds_the_neighbour_graph_the_lattice_implies() {
+    const TEST: &str = "squidpy_builds_the_neighbour_graph_the_lattice_implies";
+    let python = match python_with_squidpy() {
+        Ok(p) => p,
+        Err(why) if std::env::var("EXPLANT_REQUIRE_PYTHON").as_deref() != Ok("1") => {
+            loud(&format!("SKIPPED: {TEST}: {why}"));
+            return;
+        }
+        Err(why) => panic!("EXPLANT_REQUIRE_PYTHON=1 but {why}"),
+    };
+    let dir = TempDir::new(TEST);
+    let run = dir.join("run");
+    run_scene(&short_lateral_inhibition(&dir), &run);
+    let o = Command::new(&python)
+        .arg(repo().join("tests/python/squidpy_neighbors.py"))
+        .arg(run.join("tissue.h5ad"))
+        .env("HDF5_USE_FILE_LOCKING", "FALSE")
+        .output()
+        .expect("start python");
+    assert_success(&o, "squidpy_neighbors.py");
+    assert!(stdout(&o).lines().any(|l| l.starts_with("ok: 900 cells")), "squidpy_neighbors.py said:\n{}", stdout(&o));
+}
