@@ -267,6 +267,7 @@ fn check_h5ad_script(python: &Path, h5ad: &Path, n_obs: usize, scene_contains: &
         .arg("2")
         .args(["--categories", "organiser,responder"])
         .args(["--scene-contains", scene_contains])
+        .arg("--run-columns")
         .output()
         .expect("start python");
     assert_success(&o, &format!("check_h5ad.py {}", h5ad.display()));

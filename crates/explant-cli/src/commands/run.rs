@@ -106,7 +106,13 @@ pub fn run(args: RunArgs) -> Result<()> {
         None => "completed".to_string(),
         Some(e) => format!("failed: {e}"),
     };
-    let written = write_outputs(&mut sim, control.as_mut(), &scene, &args, &status, wall)?;
+    let mut written = write_outputs(&mut sim, control.as_mut(), &scene, &args, &status, wall)?;
+    // Figures (tissue by cell type, time series, response versus distance) in figures/;
+    // the run's data is already safe, so a drawing problem is only a warning.
+    match crate::commands::render::render_figures(&args.out, &crate::commands::render::RenderOptions::default()) {
+        Ok(mut paths) => written.append(&mut paths),
+        Err(e) => eprintln!("warning: figures were not drawn: {e:#}"),
+    }
     eprintln!("{}", stage_table(&sim, wall));
     for p in &written {
         println!("wrote {}", p.display());
