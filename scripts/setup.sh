@@ -5,7 +5,8 @@
 #     installed through apt when run as root, otherwise we stop and print the exact command;
 #   * libtorch 2.13.0 (CPU) assembled from the PyPI wheels into
 #     ${EXPLANT_CACHE:-~/.cache/explant}/libtorch-2.13.0 and version-checked;
-#   * a project-local Python virtualenv in .venv with the clients the tests use (anndata);
+#   * a project-local Python virtualenv in .venv with the clients the tests use (anndata,
+#     squidpy, snakemake);
 #   * .cargo/config.toml (not committed) pointing tch at that libtorch and putting its
 #     lib/ folder on every binary's rpath, so nobody has to set LIBTORCH or LD_LIBRARY_PATH.
 #
@@ -53,7 +54,7 @@ if [ "${#need_pkgs[@]}" -gt 0 ]; then
 fi
 
 # --- Python virtualenv ---------------------------------------------------------
-PY_REQS="anndata==0.12.* numpy h5py squidpy==1.8.*"
+PY_REQS="anndata==0.12.* numpy h5py squidpy==1.8.* snakemake==9.*"
 if [ ! -x "$VENV/bin/python" ]; then
   say "creating Python virtualenv in $VENV"
   python3 -m venv "$VENV"

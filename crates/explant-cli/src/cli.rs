@@ -27,6 +27,9 @@ pub enum Command {
     /// Learned response models.
     #[command(subcommand)]
     Model(ModelCommand),
+    /// Parameter sweeps: many runs over parameters and seeds, locally (resumable) or as a
+    /// Snakemake workflow; `collect` and `report` subcommands.
+    Sweep(SweepArgs),
     /// Measure the speed of a stage on this machine.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -164,6 +167,9 @@ pub struct RunArgs {
     /// beside a scene that has perturbations.
     #[arg(long)]
     pub no_control: bool,
+    /// Do not draw figures/ at the end (sweeps skip them).
+    #[arg(long)]
+    pub no_figures: bool,
 }
 
 /// `explant check`.
@@ -236,4 +242,56 @@ pub struct FitArgs {
 pub struct ShowArgs {
     /// The `.pt` file.
     pub model: PathBuf,
+}
+
+/// `explant sweep SPEC --out DIR` (run), `explant sweep SPEC --emit snakemake --out DIR`,
+/// `explant sweep collect SPEC DIR`, `explant sweep report DIR`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct SweepArgs {
+    /// `collect` or `report` (without one, the sweep runs or is emitted).
+    #[command(subcommand)]
+    pub command: Option<SweepCommand>,
+    /// The sweep spec (TOML).
+    #[arg(required = true)]
+    pub spec: Option<PathBuf>,
+    /// Output directory: scenes/, runs/, results.csv.
+    #[arg(long, short, required = true)]
+    pub out: Option<PathBuf>,
+    /// Write a workflow for another engine instead of running here.
+    #[arg(long, value_enum)]
+    pub emit: Option<EmitKind>,
+    /// Runs at once (0: cores ÷ threads).
+    #[arg(long, default_value_t = 0)]
+    pub jobs: usize,
+    /// Worker threads per run.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Workflow engines `explant sweep --emit` writes for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EmitKind {
+    /// A Snakefile (`snakemake --cores N`, or SLURM through Snakemake's executor plugin).
+    Snakemake,
+}
+
+/// `explant sweep` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum SweepCommand {
+    /// Gather the finished runs of a sweep directory into results.csv.
+    Collect {
+        /// The sweep spec.
+        spec: PathBuf,
+        /// The sweep's output directory.
+        dir: PathBuf,
+    },
+    /// The effect of each parameter on each readout: sweep_report.csv and sweep_report.svg.
+    Report {
+        /// The sweep's output directory (with results.csv and sweep.toml).
+        dir: PathBuf,
+    },
 }

@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         cli::Command::Check(args) => commands::check::check(args),
         cli::Command::Render(args) => commands::render::render(args),
         cli::Command::Report(args) => commands::report::report(args),
+        cli::Command::Sweep(args) => commands::sweep::sweep(args),
         cli::Command::Model(cli::ModelCommand::Fit(args)) => commands::model::fit(args),
         cli::Command::Model(cli::ModelCommand::Show(args)) => commands::model::show(args),
         cli::Command::Bench(cli::BenchCommand::Diffusion(args)) => commands::bench::diffusion(args),

@@ -109,9 +109,11 @@ pub fn run(args: RunArgs) -> Result<()> {
     let mut written = write_outputs(&mut sim, control.as_mut(), &scene, &args, &status, wall)?;
     // Figures (tissue by cell type, time series, response versus distance) in figures/;
     // the run's data is already safe, so a drawing problem is only a warning.
-    match crate::commands::render::render_figures(&args.out, &crate::commands::render::RenderOptions::default()) {
-        Ok(mut paths) => written.append(&mut paths),
-        Err(e) => eprintln!("warning: figures were not drawn: {e:#}"),
+    if !args.no_figures {
+        match crate::commands::render::render_figures(&args.out, &crate::commands::render::RenderOptions::default()) {
+            Ok(mut paths) => written.append(&mut paths),
+            Err(e) => eprintln!("warning: figures were not drawn: {e:#}"),
+        }
     }
     eprintln!("{}", stage_table(&sim, wall));
     for p in &written {
