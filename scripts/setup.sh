@@ -54,7 +54,7 @@ if [ "${#need_pkgs[@]}" -gt 0 ]; then
 fi
 
 # --- Python virtualenv ---------------------------------------------------------
-PY_REQS="anndata==0.12.* numpy h5py squidpy==1.8.* snakemake==9.*"
+PY_REQS="anndata==0.12.* numpy h5py pyarrow squidpy==1.8.* snakemake==9.*"
 if [ ! -x "$VENV/bin/python" ]; then
   say "creating Python virtualenv in $VENV"
   python3 -m venv "$VENV"

@@ -185,6 +185,23 @@ fn a_local_sweep_records_failures_resumes_after_a_crash_and_matches_snakemake() 
     let svg = std::fs::read_to_string(good.join("sweep_report.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("hes1"));
 
+    // results.parquet holds the same table (read by pyarrow through pandas).
+    let python = repo().join(".venv/bin/python");
+    if python.exists() {
+        let script = "import sys, pandas as pd, numpy as np\n\
+                      p = pd.read_parquet(sys.argv[1] + '/results.parquet'); c = pd.read_csv(sys.argv[1] + '/results.csv')\n\
+                      assert list(p.columns) == list(c.columns), (list(p.columns), list(c.columns))\n\
+                      assert len(p) == len(c) == 6\n\
+                      assert (p['run'] == c['run']).all() and (p['seed'] == c['seed']).all()\n\
+                      assert np.allclose(p['hes1'], c['hes1'], rtol=1e-12) and np.allclose(p['cells'], c['cells'])\n\
+                      assert str(p['seed'].dtype) == 'int64' and str(p['hes1'].dtype) == 'float64'\n\
+                      print('ok', len(p))\n";
+        let o = Command::new(&python).args(["-c", script]).arg(&good).output().expect("start python");
+        assert!(o.status.success(), "reading results.parquet: {}{}", text(&o.stdout), text(&o.stderr));
+    } else if std::env::var("EXPLANT_REQUIRE_PYTHON").as_deref() == Ok("1") {
+        panic!("EXPLANT_REQUIRE_PYTHON=1 but `{}` does not exist", python.display());
+    }
+
     // The same sweep through Snakemake gives the same table.
     let snakemake = repo().join(".venv/bin/snakemake");
     if !snakemake.exists() {

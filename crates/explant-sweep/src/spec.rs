@@ -274,6 +274,10 @@ impl Mix {
 /// A number in the parameter's range at fraction `u` ∈ [0, 1].
 fn in_range(p: &Parameter, u: f64) -> toml::Value {
     let (a, b) = (p.from.unwrap_or(0.0), p.to.unwrap_or(0.0));
+    // The ends exactly, not through exp(ln(·)).
+    if u == 0.0 || u == 1.0 {
+        return toml::Value::Float(if u == 0.0 { a } else { b });
+    }
     let v = if p.log { (a.ln() + u * (b.ln() - a.ln())).exp() } else { a + u * (b - a) };
     toml::Value::Float(v)
 }

@@ -5,7 +5,7 @@
 //! `points.csv` (run id, seed, parameter values), `scenes/run_NNNNN.toml` (the scene of
 //! each point), `runs/run_NNNNN/` (a finished run: written as `runs/.partial-run_NNNNN`
 //! and renamed when `explant run` succeeds), `runs/run_NNNNN.failed` (the error of a
-//! failed run), `results.csv` (one row per run).
+//! failed run), `results.csv` and `results.parquet` (one row per run).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use explant_scene::LoadedScene;
-use explant_sweep::{Point, RunResult, SweepSpec, plan, readouts, results_csv, scene_text};
+use explant_sweep::{Point, RunResult, SweepSpec, plan, readouts, results_csv, results_parquet, scene_text};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::{EmitKind, SweepArgs, SweepCommand};
@@ -158,9 +158,8 @@ fn run_local(prepared: &Prepared, out: &Path, jobs: usize, threads: usize, quiet
     });
     bar.finish_and_clear();
     let rows = collect_rows(&prepared.spec, &prepared.points, out)?;
-    let table = out.join("results.csv");
-    std::fs::write(&table, results_csv(&prepared.spec, &rows))?;
-    println!("wrote {}", table.display());
+    let table = write_tables(&prepared.spec, &rows, out)?;
+    println!("wrote {} and results.parquet", table.display());
     let failed = failures.into_inner().unwrap_or_default();
     if !failed.is_empty() {
         bail!(
@@ -249,6 +248,20 @@ fn collect_rows(spec: &SweepSpec, points: &[Point], out: &Path) -> Result<Vec<Ru
     Ok(rows)
 }
 
+/// `results.csv` and `results.parquet`, each written to a temporary name and renamed.
+fn write_tables(spec: &SweepSpec, rows: &[RunResult], dir: &Path) -> Result<PathBuf> {
+    let csv = dir.join("results.csv");
+    for (path, bytes) in [
+        (csv.clone(), results_csv(spec, rows).into_bytes()),
+        (dir.join("results.parquet"), results_parquet(spec, rows)),
+    ] {
+        let tmp = path.with_extension("partial");
+        std::fs::write(&tmp, bytes).with_context(|| format!("cannot write `{}`", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("cannot write `{}`", path.display()))?;
+    }
+    Ok(csv)
+}
+
 /// `explant sweep collect SPEC DIR`: results.csv from whatever runs are finished (the
 /// last step of the Snakemake workflow).
 fn collect(spec_path: &Path, dir: &Path) -> Result<PathBuf> {
@@ -257,8 +270,7 @@ fn collect(spec_path: &Path, dir: &Path) -> Result<PathBuf> {
         .with_context(|| format!("sweep spec `{}`: field `scene`", spec_path.display()))?;
     let points = plan(&spec, base.scene.seed);
     let rows = collect_rows(&spec, &points, dir)?;
-    let table = dir.join("results.csv");
-    std::fs::write(&table, results_csv(&spec, &rows))?;
+    let table = write_tables(&spec, &rows, dir)?;
     let done = rows.iter().filter(|r| r.status == "completed").count();
     println!("wrote {} ({done} of {} runs completed)", table.display(), rows.len());
     Ok(table)
