@@ -163,3 +163,22 @@ fn readouts_come_from_the_run_tables() {
     assert!(e.contains("no column `C`") && e.contains("timeseries.csv"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn every_shipped_sweep_spec_expands_into_valid_scenes() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenes/sweeps");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let s = SweepSpec::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+        let base = s.scene_path(&path);
+        let loaded = explant_scene::LoadedScene::from_file(&base).unwrap_or_else(|e| panic!("{e}"));
+        let points = plan(&s, loaded.scene.seed);
+        assert!(!points.is_empty());
+        for p in &points {
+            scene_text(&s, &loaded.text, &base, p).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        }
+        n += 1;
+    }
+    assert!(n >= 1);
+}
