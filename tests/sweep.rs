@@ -231,3 +231,68 @@ fn a_local_sweep_records_failures_resumes_after_a_crash_and_matches_snakemake() 
     assert!(o.status.success(), "snakemake failed:\n{}\n{}", text(&o.stdout), text(&o.stderr));
     assert_eq!(table(&wf), before, "Snakemake and the local runner give the same table");
 }
+
+#[test]
+fn a_sweep_killed_with_sigkill_resumes_without_losing_or_duplicating_runs() {
+    let tmp = TempDir::new("kill");
+    let dir = &tmp.0;
+    std::fs::write(dir.join("tiny.toml"), SCENE).unwrap();
+    let spec = spec("").replace("replicates = 2", "replicates = 4");
+    std::fs::write(dir.join("sweep.toml"), spec).unwrap();
+    let out = dir.join("out");
+    let mut child = Command::new(EXE)
+        .args(["sweep".as_ref(), dir.join("sweep.toml").as_os_str(), "--out".as_ref(), out.as_os_str()])
+        .args(["--quiet", "--jobs", "1"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start explant sweep");
+    // Kill it (SIGKILL) once some, but not all, of the 12 runs are done.
+    let started = std::time::Instant::now();
+    loop {
+        let done = std::fs::read_dir(out.join("runs"))
+            .map(|d| d.filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with("run_")).count())
+            .unwrap_or(0);
+        if done >= 2 {
+            break;
+        }
+        assert!(started.elapsed().as_secs() < 120, "the sweep made no progress");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().expect("kill -9");
+    child.wait().unwrap();
+    // The run in flight is orphaned; let it finish (it renames its own directory or
+    // leaves a partial one) before resuming.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let finished_before: usize = std::fs::read_dir(out.join("runs"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("run_"))
+        .count();
+    assert!(finished_before < 12, "the sweep finished before it was killed");
+    let o = explant(&[
+        "sweep".as_ref(),
+        dir.join("sweep.toml").as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+        "--quiet".as_ref(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains(&format!("({finished_before} done, {} to run)", 12 - finished_before)),
+        "{}",
+        text(&o.stderr)
+    );
+    let rows = table(&out);
+    assert_eq!(rows.len(), 12);
+    assert!(rows.iter().all(|r| r.contains(",completed,")), "{rows:?}");
+    let mut ids: Vec<&str> = rows.iter().map(|r| r.split(',').next().unwrap()).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 12, "no run twice");
+    assert!(
+        std::fs::read_dir(out.join("runs")).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".partial"))
+    );
+}
