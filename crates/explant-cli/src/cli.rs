@@ -43,6 +43,26 @@ pub enum BenchCommand {
     /// Neighbours + mechanics + fate on packed tissues of growing size: time per tick, ns
     /// per cell and memory per cell.
     Tissue(BenchTissueArgs),
+    /// Inference through the TorchScript response model beside libtorch's raw rate for the
+    /// same layers: cells per second per tick.
+    Model(BenchModelArgs),
+}
+
+/// `explant bench model`.
+#[derive(Debug, Args)]
+pub struct BenchModelArgs {
+    /// The TorchScript model (`.pt`, with its `.json` beside it).
+    #[arg(long, default_value = "models/default.pt")]
+    pub model: PathBuf,
+    /// Population sizes, comma separated.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![10_000usize, 100_000, 1_000_000])]
+    pub cells: Vec<usize>,
+    /// Timed repetitions per size and path (after one warm-up); the median is reported.
+    #[arg(long, default_value_t = 5)]
+    pub reps: usize,
+    /// libtorch intra-op threads (0: its default).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
 }
 
 /// `explant bench tissue`.

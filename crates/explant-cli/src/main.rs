@@ -25,6 +25,7 @@ fn main() -> ExitCode {
         cli::Command::Model(cli::ModelCommand::Show(args)) => commands::model::show(args),
         cli::Command::Bench(cli::BenchCommand::Diffusion(args)) => commands::bench::diffusion(args),
         cli::Command::Bench(cli::BenchCommand::Tissue(args)) => commands::bench::tissue(args),
+        cli::Command::Bench(cli::BenchCommand::Model(args)) => commands::bench::model(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

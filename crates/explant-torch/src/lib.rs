@@ -11,10 +11,12 @@
 
 mod error;
 mod fit;
+mod layers;
 mod meta;
 
 pub use error::TorchError;
 pub use fit::{FitOptions, FitReport, fit_to_teacher};
+pub use layers::{LayerShape, RawMlp, archive_constant_shapes, check_chain, intra_op_threads, layers_from_shapes};
 pub use meta::{CheckCase, ModelMeta, TrainingInfo};
 
 use std::path::{Path, PathBuf};
@@ -84,6 +86,27 @@ impl TorchModel {
     /// The metadata.
     pub fn meta(&self) -> &ModelMeta {
         &self.meta
+    }
+
+    /// The device the model runs on.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// The network's dense layers, in order: from its parameters, or for a traced model
+    /// (weights as graph constants, as `explant model fit` exports) from the constants in
+    /// its archive. Checked to chain from the input width `2G + L + T` to `G`.
+    pub fn layer_shapes(&self) -> Result<Vec<LayerShape>, TorchError> {
+        let mut layers = layers::layers_from_parameters(&self.module)?;
+        if layers.is_empty() {
+            layers = layers_from_shapes(&archive_constant_shapes(&self.path)?);
+        }
+        let (g, l, t) = (self.meta.genes.len(), self.meta.ligands.len(), self.meta.cell_types.len());
+        check_chain(&layers, (2 * g + l + t) as i64, g as i64).map_err(|message| TorchError::NotTorchScript {
+            path: self.path.clone(),
+            message: format!("cannot read its dense layers: {message}"),
+        })?;
+        Ok(layers)
     }
 
     /// Output width and the stored check case.

@@ -2,6 +2,9 @@
 //! per voxel-ligand-step (BioFVM's unit) and voxel-ligand updates per second.
 //! `explant bench tissue`: the cost of a tick's cell stages (neighbours, mechanics, fate)
 //! on packed tissues of 10⁴–10⁶ cells, in ns per cell, and the memory per cell.
+//! `explant bench model`: cells per second through the TorchScript response model
+//! (`TorchModel::rates`, copies and one-hot included) beside libtorch's raw rate for the
+//! same dense layers, whole and in `CHUNK_ROWS` chunks.
 
 use std::time::Instant;
 
@@ -200,4 +203,135 @@ pub fn tissue(args: BenchTissueArgs) -> Result<()> {
     }
     println!("neigh = the sense stage (cell-list neighbour search + contact means); cell stages = neigh + mech + fate");
     Ok(())
+}
+
+/// Median seconds of each of `paths` over `reps` rounds, after one warm-up call each.
+/// The paths take turns within a round, so load from other processes on the machine
+/// falls on all of them alike.
+#[cfg(feature = "torch")]
+fn interleaved_medians(reps: usize, paths: &mut [&mut dyn FnMut() -> Result<()>]) -> Result<Vec<f64>> {
+    for f in paths.iter_mut() {
+        f()?;
+    }
+    let mut times = vec![Vec::with_capacity(reps.max(1)); paths.len()];
+    for _ in 0..reps.max(1) {
+        for (f, t) in paths.iter_mut().zip(&mut times) {
+            let start = Instant::now();
+            f()?;
+            t.push(start.elapsed().as_secs_f64());
+        }
+    }
+    Ok(times
+        .into_iter()
+        .map(|mut t| {
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
+        })
+        .collect())
+}
+
+/// Time `TorchModel::rates` on synthetic populations beside plain tch matmuls of the same
+/// layer shapes (whole, and in `CHUNK_ROWS` chunks) and print a table.
+#[cfg(feature = "torch")]
+pub fn model(args: crate::cli::BenchModelArgs) -> Result<()> {
+    use explant_core::{ResponseInput, ResponseModel};
+    use explant_torch::{CHUNK_ROWS, RawMlp, TorchModel};
+
+    if let Some(bad) = args.cells.iter().find(|&&n| n == 0) {
+        anyhow::bail!("`--cells` values must be at least 1 (got `{bad}`)");
+    }
+    let mut model =
+        TorchModel::load(&args.model, args.threads).with_context(|| format!("loading `{}`", args.model.display()))?;
+    let layers = model.layer_shapes()?;
+    let meta = model.meta().clone();
+    let (g, l, t) = (meta.genes.len(), meta.ligands.len(), meta.cell_types.len());
+    // Inputs uniform in [0, upper end of the training range] (1 when the model has none).
+    let ranges = meta.training.as_ref().map(|tr| tr.input_ranges.clone()).filter(|r| r.len() == g + l);
+    let range = |k: usize| ranges.as_ref().map_or(1.0, |r| r[k]);
+    let shapes: Vec<String> =
+        std::iter::once(layers[0].inputs.to_string()).chain(layers.iter().map(|s| s.outputs.to_string())).collect();
+    println!(
+        "{} on {:?}: dense layers {} (tanh between); {} libtorch threads; median of {} reps after a warm-up",
+        args.model.display(),
+        model.device(),
+        shapes.join(" → "),
+        explant_torch::intra_op_threads(),
+        args.reps
+    );
+    println!(
+        "{:>9} {:>14} {:>16} {:>18} {:>12} {:>14}",
+        "cells", "model cells/s", "raw whole cells/s", "raw chunked cells/s", "model/whole", "model/chunked"
+    );
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut uniform = move || {
+        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (state >> 40) as f32 / (1u64 << 24) as f32
+    };
+    let mut last_ratio = None;
+    for &n in &args.cells {
+        let expression: Vec<f32> = (0..n * g).map(|i| uniform() * range(i % g)).collect();
+        let sensed: Vec<f32> = (0..n * l).map(|i| uniform() * range(g + i % l)).collect();
+        let contact: Vec<f32> = (0..n * g).map(|i| uniform() * range(i % g)).collect();
+        let cell_type: Vec<u32> = (0..n).map(|_| ((uniform() * t as f32) as u32).min(t as u32 - 1)).collect();
+        let input = ResponseInput {
+            cells: n,
+            expression: &expression,
+            sensed: &sensed,
+            contact: &contact,
+            neighbour_types: &[],
+            cell_type: &cell_type,
+            dt: 0.1,
+        };
+        let mut rates = vec![0.0f32; n * g];
+        let raw = RawMlp::new(&layers, n, model.device());
+        let times = interleaved_medians(
+            args.reps,
+            &mut [
+                &mut || Ok(model.rates(&input, &mut rates)?),
+                &mut || {
+                    std::hint::black_box(raw.run_whole());
+                    Ok(())
+                },
+                &mut || {
+                    std::hint::black_box(raw.run_chunked(CHUNK_ROWS));
+                    Ok(())
+                },
+            ],
+        )?;
+        let (model_s, whole_s, chunked_s) = (times[0], times[1], times[2]);
+        drop(raw);
+        if rates.iter().any(|r| !r.is_finite()) {
+            anyhow::bail!("the model returned a non-finite rate for {n} synthetic cells");
+        }
+        let rate = |s: f64| n as f64 / s;
+        println!(
+            "{n:>9} {:>14.3e} {:>16.3e} {:>18.3e} {:>11.0} % {:>12.0} %",
+            rate(model_s),
+            rate(whole_s),
+            rate(chunked_s),
+            100.0 * whole_s / model_s,
+            100.0 * chunked_s / model_s
+        );
+        last_ratio = Some((n, whole_s / model_s, chunked_s / model_s));
+    }
+    if let Some((n, whole, chunked)) = last_ratio {
+        let worst = whole.min(chunked);
+        println!(
+            "at {n} cells the model runs at {:.0} % of the raw whole-tensor rate and {:.0} % of the raw chunked rate: {} the goal of 50 % of the faster raw path",
+            100.0 * whole,
+            100.0 * chunked,
+            if worst >= 0.5 { "meets" } else { "below" }
+        );
+    }
+    println!(
+        "raw = the same dense layers as plain tch linear + tanh on one contiguous [N, {}] float32 tensor (random weights, no copies in or out); chunked = the same on {CHUNK_ROWS}-row views",
+        layers[0].inputs
+    );
+    Ok(())
+}
+
+/// The model benchmark needs libtorch.
+#[cfg(not(feature = "torch"))]
+pub fn model(_args: crate::cli::BenchModelArgs) -> Result<()> {
+    anyhow::bail!("`explant bench model` needs TorchScript support, which is not enabled in this build")
 }
