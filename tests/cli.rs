@@ -14,13 +14,13 @@
 //!   unless `EXPLANT_REQUIRE_PYTHON=1`.
 //! - `EXPLANT_REQUIRE_GPU_ADAPTER=1`: fail instead of skipping when wgpu finds no adapter.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
 
-const EXE: &str = env!("CARGO_BIN_EXE_explant");
+mod common;
+use common::{EXE, TempDir, loud, repo};
 
 /// The genes of `scenes/default.toml`, in order.
 const GENES: [&str; 7] = ["WNT3A", "FZD7", "AXIN2", "LGR5", "DLL1", "NOTCH1", "HES1"];
@@ -40,43 +40,8 @@ const RECORD_TICKS: [u64; 3] = [0, 10, 20];
 const SECRETION_RATE: f64 = 30.0;
 const DECAY: f64 = 0.02;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 fn default_model() -> PathBuf {
     repo().join("models/default.pt")
-}
-
-/// A scratch folder for one test, removed on success and kept on failure.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(test: &str) -> Self {
-        let path = std::env::temp_dir().join(format!("explant-cli-test-{}-{test}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("cannot create `{}`: {e}", path.display()));
-        Self(path)
-    }
-
-    fn join(&self, p: &str) -> PathBuf {
-        self.0.join(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            loud(&format!("kept the failing test's files in `{}`", self.0.display()));
-        } else {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-/// Print past the test harness's output capture, so a skip is seen in a normal run.
-fn loud(msg: &str) {
-    let _ = writeln!(std::io::stderr(), "{msg}");
 }
 
 fn skip(test: &str, what: &str, why: &str) {
@@ -316,7 +281,7 @@ fn mean(values: impl Iterator<Item = f64>) -> f64 {
 
 #[test]
 fn run_writes_anndata_picture_and_manifest() {
-    let dir = TempDir::new("run_writes_anndata_picture_and_manifest");
+    let dir = TempDir::new("cli", "run_writes_anndata_picture_and_manifest");
     let scene = write_short_scene(&dir);
     let out = dir.join("out");
     let o = run_ok(&scene, &out, &["--diffusion", "cpu"]);
@@ -476,7 +441,7 @@ fn teacher_and_torchscript_model_agree_on_the_default_scene() {
     // over 10 min the responders' mean expression should track the teacher's closely;
     // the largest gap seen when this test was written was about 0.011 (NOTCH1).
     const TOLERANCE: f64 = 0.02;
-    let dir = TempDir::new("teacher_and_torchscript_model_agree");
+    let dir = TempDir::new("cli", "teacher_and_torchscript_model_agree");
     let scene = write_short_scene(&dir);
     let (teacher, model) = (dir.join("teacher"), dir.join("model"));
     run_ok(&scene, &teacher, &["--diffusion", "cpu", "--teacher"]);
@@ -521,7 +486,7 @@ fn teacher_and_torchscript_model_agree_on_the_default_scene() {
 
 #[test]
 fn same_seed_gives_identical_results_on_1_and_2_threads() {
-    let dir = TempDir::new("same_seed_identical_on_1_and_2_threads");
+    let dir = TempDir::new("cli", "same_seed_identical_on_1_and_2_threads");
     let scene = write_short_scene(&dir);
     let (one, two) = (dir.join("one"), dir.join("two"));
     run_ok(&scene, &one, &["--diffusion", "cpu", "--threads", "1"]);
@@ -536,7 +501,7 @@ fn same_seed_gives_identical_results_on_1_and_2_threads() {
 
 #[test]
 fn gpu_and_cpu_runs_agree() {
-    let dir = TempDir::new("gpu_and_cpu_runs_agree");
+    let dir = TempDir::new("cli", "gpu_and_cpu_runs_agree");
     let scene = write_short_scene(&dir);
     let (gpu, cpu) = (dir.join("gpu"), dir.join("cpu"));
     let o = run(&scene, &gpu, &["--diffusion", "gpu", "--teacher"]);
@@ -578,7 +543,7 @@ fn gpu_and_cpu_runs_agree() {
 
 #[test]
 fn unknown_scene_field_names_file_field_and_line() {
-    let dir = TempDir::new("unknown_scene_field");
+    let dir = TempDir::new("cli", "unknown_scene_field");
     let text = replace_once(&short_scene_text(&default_model()), "seed = 7\n", "seed = 7\nsede = 3\n");
     let line = text.lines().position(|l| l == "sede = 3").expect("inserted line") + 1;
     let scene = write_scene(&dir, "typo.toml", &text);
@@ -596,7 +561,7 @@ fn unknown_scene_field_names_file_field_and_line() {
 
 #[test]
 fn unknown_receptor_gene_is_named_with_a_suggestion() {
-    let dir = TempDir::new("unknown_receptor_gene");
+    let dir = TempDir::new("cli", "unknown_receptor_gene");
     let text = replace_once(&short_scene_text(&default_model()), "receptor = \"FZD7\"", "receptor = \"FZD8\"");
     let scene = write_scene(&dir, "receptor.toml", &text);
     let err = assert_clean_failure(&run(&scene, &dir.join("out"), &[]), "a scene with an unknown receptor");
@@ -608,7 +573,7 @@ fn unknown_receptor_gene_is_named_with_a_suggestion() {
 
 #[test]
 fn non_empty_output_directory_is_refused_without_force() {
-    let dir = TempDir::new("non_empty_output_directory");
+    let dir = TempDir::new("cli", "non_empty_output_directory");
     let scene = write_short_scene(&dir);
     let out = dir.join("out");
     std::fs::create_dir_all(&out).unwrap();
@@ -628,7 +593,7 @@ fn non_empty_output_directory_is_refused_without_force() {
 
 #[test]
 fn missing_scene_file_is_reported() {
-    let dir = TempDir::new("missing_scene_file");
+    let dir = TempDir::new("cli", "missing_scene_file");
     let scene = dir.join("no-such-scene.toml");
     let out = dir.join("out");
     let err = assert_clean_failure(&run(&scene, &out, &[]), "a missing scene file");
@@ -649,7 +614,7 @@ fn copy_model(dir: &TempDir) -> (PathBuf, PathBuf) {
 
 #[test]
 fn model_with_a_different_gene_order_is_refused() {
-    let dir = TempDir::new("model_gene_order");
+    let dir = TempDir::new("cli", "model_gene_order");
     let (pt, json) = copy_model(&dir);
     // Swap AXIN2 and LGR5 in the metadata. The `.pt` and its check case are
     // untouched, so the model still loads; its signature no longer fits the scene.
@@ -669,7 +634,7 @@ fn model_with_a_different_gene_order_is_refused() {
 
 #[test]
 fn pt_file_that_is_not_torchscript_is_refused() {
-    let dir = TempDir::new("pt_not_torchscript");
+    let dir = TempDir::new("cli", "pt_not_torchscript");
     let (pt, _json) = copy_model(&dir);
     let garbage: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     std::fs::write(&pt, garbage).unwrap();
@@ -711,7 +676,7 @@ fn every_shipped_scene_checks() {
 
 #[test]
 fn asking_for_a_gpu_that_is_not_there_names_what_was_tried() {
-    let dir = TempDir::new("nogpu");
+    let dir = TempDir::new("cli", "nogpu");
     let scene = write_short_scene(&dir);
     let out = dir.join("out");
     let o = Command::new(EXE)
@@ -752,7 +717,7 @@ fn asking_for_a_gpu_that_is_not_there_names_what_was_tried() {
 
 #[test]
 fn implicit_scheme_runs_on_the_gpu_and_matches_the_cpu() {
-    let dir = TempDir::new("implicit_gpu_cpu");
+    let dir = TempDir::new("cli", "implicit_gpu_cpu");
     let text = std::fs::read_to_string(repo().join("scenes/morphogen_flag.toml")).expect("flag scene");
     let text = replace_once(&text, "duration = 300.0", "duration = 20.0");
     let text = replace_once(&text, "record_every = 30.0", "record_every = 10.0");
@@ -793,7 +758,7 @@ fn implicit_scheme_runs_on_the_gpu_and_matches_the_cpu() {
 fn a_run_restarts_from_its_own_anndata_output() {
     // Run the short scene, then import its final tissue.h5ad as the initial tissue of a
     // second run: the second run starts from exactly the first one's end state.
-    let dir = TempDir::new("a_run_restarts_from_its_own_anndata_output");
+    let dir = TempDir::new("cli", "a_run_restarts_from_its_own_anndata_output");
     let scene = write_short_scene(&dir);
     let first = dir.join("first");
     run_ok(&scene, &first, &["--diffusion", "cpu", "--teacher"]);
@@ -859,7 +824,7 @@ json.dump({
 
 #[test]
 fn a_perturbation_runs_beside_its_paired_control() {
-    let dir = TempDir::new("a_perturbation_runs_beside_its_paired_control");
+    let dir = TempDir::new("cli", "a_perturbation_runs_beside_its_paired_control");
     let mut text = short_scene_text(&default_model());
     text.push_str(
         "\n[[perturbations]]\nkind = \"knockout\"\ngene = \"DLL1\"\nstart = 0.0\n\
@@ -958,7 +923,7 @@ fn a_perturbation_runs_beside_its_paired_control() {
 
 #[test]
 fn chosen_snapshot_times_and_named_regions_are_written() {
-    let dir = TempDir::new("chosen_snapshot_times_and_named_regions_are_written");
+    let dir = TempDir::new("cli", "chosen_snapshot_times_and_named_regions_are_written");
     let text = replace_once(
         &short_scene_text(&default_model()),
         "[output]\n",
@@ -993,4 +958,37 @@ fn chosen_snapshot_times_and_named_regions_are_written() {
     assert!(cells("core", "organiser") > 20);
     assert_eq!(cells("rim", "organiser"), 0);
     assert!(cells("rim", "responder") > 20);
+}
+
+#[test]
+fn a_run_draws_its_figures_unless_told_not_to() {
+    let dir = TempDir::new("cli", "a_run_draws_its_figures_unless_told_not_to");
+    let scene = write_short_scene(&dir);
+    let out = dir.join("out");
+    run_ok(&scene, &out, &["--diffusion", "cpu", "--teacher"]);
+    for f in ["figures/tissue_cell_type.png", "figures/timeseries.svg"] {
+        assert!(out.join(f).is_file(), "no {f}");
+    }
+    let bare = dir.join("bare");
+    run_ok(&scene, &bare, &["--diffusion", "cpu", "--teacher", "--no-figures"]);
+    assert!(!bare.join("figures").exists());
+}
+
+#[test]
+fn a_mechanics_step_beyond_the_stability_estimate_is_pointed_out() {
+    let dir = TempDir::new("cli", "a_mechanics_step_beyond_the_stability_estimate_is_pointed_out");
+    let text = short_scene_text(&default_model());
+    let quiet = run_ok(
+        &write_scene(&dir, "ok.toml", &text),
+        &dir.join("ok"),
+        &["--diffusion", "cpu", "--teacher", "--no-figures"],
+    );
+    assert!(!stderr(&quiet).contains("stability estimate"), "{}", stderr(&quiet));
+    let stiff = replace_once(&text, "repulsion = 4.0", "repulsion = 40.0");
+    let o = run_ok(
+        &write_scene(&dir, "stiff.toml", &stiff),
+        &dir.join("stiff"),
+        &["--diffusion", "cpu", "--teacher", "--no-figures"],
+    );
+    assert!(stderr(&o).contains("more than twice the explicit stability estimate"), "{}", stderr(&o));
 }

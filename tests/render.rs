@@ -11,49 +11,14 @@
 //!   `<repo>/.venv/bin/python`); without squidpy the squidpy test is skipped loudly, unless
 //!   `EXPLANT_REQUIRE_PYTHON=1`.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const EXE: &str = env!("CARGO_BIN_EXE_explant");
+mod common;
+use common::{EXE, TempDir, loud, repo};
 
 /// The genes of `scenes/lateral_inhibition.toml`, in order.
 const LATERAL_GENES: [&str; 3] = ["DLL1", "NOTCH1", "HES1"];
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// A scratch folder for one test, removed on success and kept on failure.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(test: &str) -> Self {
-        let path = std::env::temp_dir().join(format!("explant-render-test-{}-{test}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("cannot create `{}`: {e}", path.display()));
-        Self(path)
-    }
-
-    fn join(&self, p: &str) -> PathBuf {
-        self.0.join(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            loud(&format!("kept the failing test's files in `{}`", self.0.display()));
-        } else {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-/// Print past the test harness's output capture, so a skip is seen in a normal run.
-fn loud(msg: &str) {
-    let _ = writeln!(std::io::stderr(), "{msg}");
-}
 
 /// Replace `from` (which must occur exactly once) by `to`, so that a change to the shipped
 /// scene breaks this test loudly instead of silently running the long scene.
@@ -120,6 +85,7 @@ fn explant_ok(args: &[&std::ffi::OsStr]) -> Output {
 }
 
 /// `explant run SCENE --out OUT --quiet --teacher --diffusion cpu`, which must succeed.
+/// `explant run` without its own figures, so each test decides what `render` draws.
 fn run_scene(scene: &Path, out: &Path) {
     explant_ok(&[
         "run".as_ref(),
@@ -130,6 +96,7 @@ fn run_scene(scene: &Path, out: &Path) {
         "--teacher".as_ref(),
         "--diffusion".as_ref(),
         "cpu".as_ref(),
+        "--no-figures".as_ref(),
     ]);
 }
 
@@ -183,7 +150,7 @@ fn wrote(o: &Output) -> Vec<PathBuf> {
 
 #[test]
 fn render_and_report_a_perturbed_run() {
-    let dir = TempDir::new("render_and_report_a_perturbed_run");
+    let dir = TempDir::new("render", "render_and_report_a_perturbed_run");
     let run = dir.join("run");
     run_scene(&short_lateral_inhibition(&dir), &run);
 
@@ -264,7 +231,7 @@ fn render_and_report_a_perturbed_run() {
 
 #[test]
 fn a_ligand_field_is_drawn_and_chosen_by_name() {
-    let dir = TempDir::new("a_ligand_field_is_drawn_and_chosen_by_name");
+    let dir = TempDir::new("render", "a_ligand_field_is_drawn_and_chosen_by_name");
     let run = dir.join("run");
     run_scene(&short_default(&dir), &run);
 
@@ -289,7 +256,7 @@ fn a_ligand_field_is_drawn_and_chosen_by_name() {
 
 #[test]
 fn render_refuses_what_is_not_a_run_directory() {
-    let dir = TempDir::new("render_refuses_what_is_not_a_run_directory");
+    let dir = TempDir::new("render", "render_refuses_what_is_not_a_run_directory");
     let empty = dir.join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     for cmd in ["render", "report"] {
@@ -308,7 +275,7 @@ fn render_refuses_what_is_not_a_run_directory() {
 
 #[test]
 fn unknown_gene_ligand_or_snapshot_is_named() {
-    let dir = TempDir::new("unknown_gene_ligand_or_snapshot_is_named");
+    let dir = TempDir::new("render", "unknown_gene_ligand_or_snapshot_is_named");
     let run = dir.join("run");
     run_scene(&short_lateral_inhibition(&dir), &run);
 
@@ -361,7 +328,7 @@ fn squidpy_builds_the_neighbour_graph_the_lattice_implies() {
         }
         Err(why) => panic!("EXPLANT_REQUIRE_PYTHON=1 but {why}"),
     };
-    let dir = TempDir::new(TEST);
+    let dir = TempDir::new("render", TEST);
     let run = dir.join("run");
     run_scene(&short_lateral_inhibition(&dir), &run);
     let o = Command::new(&python)

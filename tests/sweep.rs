@@ -2,36 +2,11 @@
 //! crash, the emitted Snakemake workflow run by a real `snakemake` (its table must equal
 //! the local one), and the report.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-const EXE: &str = env!("CARGO_BIN_EXE_explant");
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// A scratch folder removed when the test passes.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(test: &str) -> Self {
-        let path = std::env::temp_dir().join(format!("explant-sweep-test-{}-{test}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        Self(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("kept {}", self.0.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
+mod common;
+use common::{EXE, TempDir, repo};
 
 fn explant(args: &[&std::ffi::OsStr]) -> Output {
     Command::new(EXE).args(args).env("NO_COLOR", "1").output().expect("start explant")
@@ -118,7 +93,7 @@ fn table(dir: &Path) -> Vec<String> {
 
 #[test]
 fn a_local_sweep_records_failures_resumes_after_a_crash_and_matches_snakemake() {
-    let tmp = TempDir::new("local");
+    let tmp = TempDir::new("sweep", "local");
     let dir = &tmp.0;
     std::fs::write(dir.join("tiny.toml"), SCENE).unwrap();
     // 3 weights × 2 max rates (one of them runs away) × 2 seeds = 12 runs, 6 fail.
@@ -234,7 +209,7 @@ fn a_local_sweep_records_failures_resumes_after_a_crash_and_matches_snakemake() 
 
 #[test]
 fn a_sweep_killed_with_sigkill_resumes_without_losing_or_duplicating_runs() {
-    let tmp = TempDir::new("kill");
+    let tmp = TempDir::new("sweep", "kill");
     let dir = &tmp.0;
     std::fs::write(dir.join("tiny.toml"), SCENE).unwrap();
     let spec = spec("").replace("replicates = 2", "replicates = 4");

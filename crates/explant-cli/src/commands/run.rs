@@ -60,6 +60,21 @@ pub fn run(args: RunArgs) -> Result<()> {
     if let Some(note) = note {
         eprintln!("note: {note}");
     }
+    // The explicit mechanics step's stability estimate (see explant_core::stages::mechanics).
+    let m = &sc.mechanics;
+    let reach = 2.0 * sc.tissue.cell_radius;
+    let neighbours = if sc.dims() == 3 { 12.0 } else { 6.0 };
+    let dt_mech = sc.time.mechanics_dt.unwrap_or(sc.time.dt);
+    let limit = 2.0 / (neighbours * 2.0 * m.mobility * (m.repulsion / reach + m.adhesion / (1.25 * reach))).max(1e-30);
+    // The estimate is conservative (the stiffness of fully overlapping cells); warn only
+    // well beyond it.
+    if m.mobility > 0.0 && dt_mech > 2.0 * limit {
+        eprintln!(
+            "note: the mechanics step ({dt_mech} min) is more than twice the explicit stability estimate ({limit:.3} min) for these \
+             forces; displacements are capped at half a radius per step, so packed cells may jitter (set \
+             `time.mechanics_dt` or lower `mechanics.repulsion`)"
+        );
+    }
     if control.is_some() {
         eprintln!(
             "paired control: the same scene and seed without its {} perturbation(s) runs alongside (--no-control to skip)",
