@@ -992,3 +992,42 @@ fn a_mechanics_step_beyond_the_stability_estimate_is_pointed_out() {
     );
     assert!(stderr(&o).contains("more than twice the explicit stability estimate"), "{}", stderr(&o));
 }
+
+#[test]
+fn train_fits_the_teacher_on_trajectories_deterministically_with_hold_outs() {
+    let dir = TempDir::new("cli", "train_fits_the_teacher_on_trajectories_deterministically_with_hold_outs");
+    let scene = write_short_scene(&dir);
+    let train = |out: &str, extra: &[&str]| {
+        let mut args: Vec<std::ffi::OsString> =
+            vec!["train".into(), scene.clone().into(), "--out".into(), dir.join(out).into()];
+        args.extend(["--seed", "3", "--steps", "400", "--contexts", "6", "--per-context", "500"].map(Into::into));
+        args.extend(extra.iter().map(Into::into));
+        explant(args)
+    };
+    let o = train("a.pt", &["--hold-out-type", "organiser", "--hold-out-genes", "HES1"]);
+    assert_success(&o, "explant train");
+    let meta: Value = serde_json::from_str(&read(&dir.join("a.json"))).unwrap();
+    let t = &meta["training"];
+    assert_eq!(t["contexts"], 6);
+    assert_eq!(t["hold_out_type"], "organiser");
+    assert_eq!(t["hold_out_genes"], serde_json::json!(["HES1"]));
+    let (mse, none) = (t["val_mse"].as_f64().unwrap(), t["val_mse_no_change"].as_f64().unwrap());
+    assert!(mse < 0.2 * none, "the model should beat predicting no change on held-out contexts: {mse} vs {none}");
+    assert!(t["command"].as_str().unwrap().contains("--hold-out-type organiser --hold-out-genes HES1"));
+    // The same seed gives the same model (the check case's output is the model's output).
+    assert_success(
+        &train("b.pt", &["--hold-out-type", "organiser", "--hold-out-genes", "HES1"]),
+        "explant train again",
+    );
+    let again: Value = serde_json::from_str(&read(&dir.join("b.json"))).unwrap();
+    assert_eq!(meta["check"], again["check"]);
+    assert_eq!(t["val_mse"], again["training"]["val_mse"]);
+    // A trained model loads and runs in the scene it was trained for.
+    let o = explant(["model".as_ref(), "show".as_ref(), dir.join("a.pt").as_os_str()]);
+    assert_success(&o, "explant model show");
+    // Unknown names are refused with a suggestion.
+    let err = assert_clean_failure(&train("c.pt", &["--hold-out-type", "organizer"]), "unknown hold-out type");
+    assert!(err.contains("--hold-out-type") && err.contains("organiser"), "{err}");
+    let err = assert_clean_failure(&train("c.pt", &["--hold-out-genes", "HES2"]), "unknown hold-out gene");
+    assert!(err.contains("--hold-out-genes") && err.contains("HES1"), "{err}");
+}

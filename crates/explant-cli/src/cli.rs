@@ -24,6 +24,9 @@ pub enum Command {
     Render(RenderArgs),
     /// Write a run's report: one self-contained HTML file with its figures and tables.
     Report(ReportArgs),
+    /// Train a network on the teacher's trajectories across perturbation contexts and
+    /// export it as TorchScript with its metadata.
+    Train(TrainArgs),
     /// Learned response models.
     #[command(subcommand)]
     Model(ModelCommand),
@@ -255,6 +258,35 @@ pub struct FitArgs {
     /// Most Adam steps.
     #[arg(long, default_value_t = 6000)]
     pub steps: usize,
+}
+
+/// `explant train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// The scene whose teacher generates the training data.
+    pub scene: PathBuf,
+    /// Output `.pt` path (the `.json` metadata is written beside it).
+    #[arg(long, short)]
+    pub out: PathBuf,
+    /// Seed of the contexts, sampling and initialisation.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Most Adam steps (early stopping on the validation error may end sooner).
+    #[arg(long, default_value_t = 6000)]
+    pub steps: usize,
+    /// Teacher runs under varied perturbations (knockout or overexpression of each gene
+    /// in one cell type, and unperturbed runs); every fifth is kept for validation.
+    #[arg(long, default_value_t = 30)]
+    pub contexts: usize,
+    /// Samples taken from each run (at most).
+    #[arg(long, default_value_t = 4000)]
+    pub per_context: usize,
+    /// Leave this cell type out of training (for held-out evaluation).
+    #[arg(long)]
+    pub hold_out_type: Option<String>,
+    /// Never perturb these genes in training (comma separated).
+    #[arg(long, value_delimiter = ',')]
+    pub hold_out_genes: Vec<String>,
 }
 
 /// `explant model show`.

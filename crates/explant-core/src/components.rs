@@ -232,6 +232,13 @@ pub struct Batch {
     pub neighbours: Vec<u32>,
     /// `dx/dt` from the model, `N × G`.
     pub rates: Vec<f32>,
+    /// When set, `respond` keeps a copy of the expression the model was given in
+    /// [`Batch::inputs`], so that (inputs, sensed, contact, cell_type, rates) of the last
+    /// model call form consistent rows (e.g. to collect training data from trajectories;
+    /// later stages may reorder the rows of [`States`]).
+    pub keep_inputs: bool,
+    /// See `keep_inputs`: expression as the model saw it, `N × G`.
+    pub inputs: Vec<f32>,
 }
 
 /// Fixed per-run settings the stages read.

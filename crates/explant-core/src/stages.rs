@@ -280,6 +280,10 @@ pub fn respond(
         cell_type: &b.cell_type,
         dt,
     };
+    if b.keep_inputs {
+        b.inputs.clear();
+        b.inputs.extend_from_slice(&states.data);
+    }
     let result = match model.0.lock() {
         Ok(mut m) => m.rates(&input, &mut b.rates),
         Err(_) => {

@@ -49,6 +49,14 @@ pub enum TorchError {
         /// Why.
         source: std::io::Error,
     },
+    /// A training option names something the scene does not have.
+    #[error("option `--{option}`: {message}")]
+    BadOption {
+        /// The option.
+        option: String,
+        /// What is wrong.
+        message: String,
+    },
     /// Running the teacher to find the input ranges failed.
     #[error("running the teacher: {0}")]
     Teacher(#[from] explant_core::CoreError),

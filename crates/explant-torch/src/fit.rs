@@ -4,7 +4,10 @@
 //! actually take; inputs are then drawn uniformly over those ranges (a box a little
 //! larger than what the run visited, so the network also sees states a perturbation
 //! can reach) with the counter-based generator, labelled with the teacher's `dx/dt`,
-//! and split into training and validation sets. An MLP
+//! and split into training and validation sets. With `contexts > 0` (`explant train`)
+//! the scene is also run with the teacher under that many perturbation contexts and
+//! the inputs the cells actually saw are added (every fifth context for validation),
+//! leaving out a held-out cell type and the perturbations of held-out genes. An MLP
 //! `[x, s, c, onehot(type)] → 64 → 64 → G` (tanh) is fitted with Adam on the mean
 //! squared error of the rates, keeping the weights with the best validation error
 //! (early stopping). Everything is seeded; libtorch runs on one thread while fitting,
@@ -42,6 +45,15 @@ pub struct FitOptions {
     pub hidden: i64,
     /// The command line to record in the metadata.
     pub command: String,
+    /// Teacher runs under varied perturbations that provide on-trajectory samples
+    /// (0: box samples only). A fifth of them (at least one) are kept for validation.
+    pub contexts: usize,
+    /// On-trajectory samples taken from each run (at most).
+    pub per_context: usize,
+    /// Leave this cell type out of training entirely.
+    pub hold_out_type: Option<String>,
+    /// Never perturb these genes in the training contexts.
+    pub hold_out_genes: Vec<String>,
 }
 
 impl Default for FitOptions {
@@ -56,6 +68,10 @@ impl Default for FitOptions {
             lr: 3e-3,
             hidden: 64,
             command: String::new(),
+            contexts: 0,
+            per_context: 4000,
+            hold_out_type: None,
+            hold_out_genes: Vec::new(),
         }
     }
 }
@@ -79,6 +95,156 @@ struct Samples {
     y: Tensor,
 }
 
+impl Samples {
+    fn len(&self) -> usize {
+        self.x.size()[0] as usize
+    }
+
+    fn join(self, other: Samples) -> Samples {
+        Samples {
+            x: Tensor::cat(&[self.x, other.x], 0),
+            s: Tensor::cat(&[self.s, other.s], 0),
+            c: Tensor::cat(&[self.c, other.c], 0),
+            t: Tensor::cat(&[self.t, other.t], 0),
+            y: Tensor::cat(&[self.y, other.y], 0),
+        }
+    }
+
+    fn select(&self, idx: &Tensor) -> Samples {
+        Samples {
+            x: self.x.index_select(0, idx),
+            s: self.s.index_select(0, idx),
+            c: self.c.index_select(0, idx),
+            t: self.t.index_select(0, idx),
+            y: self.y.index_select(0, idx),
+        }
+    }
+}
+
+/// The perturbation of training context `k`: none, or a knockout or an overexpression
+/// (to the teacher's ceiling α/γ) of one of the genes not held out, in all cells of one
+/// cell type that is not held out, from the start. Consecutive contexts take the cell
+/// types in turn; the gene and kind advance every round of types.
+fn context_perturbation(
+    sc: &explant_scene::Scene,
+    opts: &FitOptions,
+    held_type: Option<u32>,
+    k: usize,
+) -> Option<explant_scene::Perturbation> {
+    let genes: Vec<&String> = sc.genes.iter().filter(|g| !opts.hold_out_genes.contains(g)).collect();
+    let types: Vec<&String> =
+        sc.cell_types.iter().enumerate().filter(|(i, _)| Some(*i as u32) != held_type).map(|(_, t)| &t.name).collect();
+    let cycle = 2 * genes.len() + 1;
+    let j = (k / types.len().max(1)) % cycle;
+    if j == 0 || types.is_empty() {
+        return None;
+    }
+    let gene = genes[(j - 1) / 2];
+    let teacher = &sc.teacher;
+    let alpha = *teacher.max_rate.get(gene).unwrap_or(&teacher.default_max_rate);
+    let ceiling = if teacher.degradation > 0.0 { alpha / teacher.degradation } else { 1.0 };
+    let knockout = (j - 1).is_multiple_of(2);
+    Some(explant_scene::Perturbation {
+        kind: if knockout {
+            explant_scene::PerturbationName::Knockout
+        } else {
+            explant_scene::PerturbationName::Overexpress
+        },
+        gene: Some(gene.clone()),
+        ligand: None,
+        fraction: None,
+        value: (!knockout).then_some(ceiling),
+        rate: None,
+        cells: None,
+        cell_type: Some(types[k % types.len()].clone()),
+        region: None,
+        ids: None,
+        when: None,
+        start: 0.0,
+        stop: None,
+    })
+}
+
+/// Samples from the teacher's own trajectories: the scene run with the teacher under each
+/// context of `contexts` (its own seed and [`context_perturbation`]); at every recording
+/// interval every cell's inputs (own expression, sensed ligands, contact means, type) as
+/// the simulation produced them, labelled with the teacher's `dx/dt` for those inputs.
+/// Cells of the held-out type are left out; at most `per_context` samples per context,
+/// evenly strided.
+fn trajectory_samples(
+    scene: &LoadedScene,
+    opts: &FitOptions,
+    held_type: Option<u32>,
+    contexts: Vec<usize>,
+) -> Result<Samples, TorchError> {
+    let sc0 = &scene.scene;
+    let (g, l, nt) = (sc0.genes.len(), sc0.ligands.len(), sc0.cell_types.len());
+    let (mut xs, mut ss, mut cs, mut ts) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for k in contexts {
+        let mut sc = sc0.clone();
+        sc.seed = opts.seed.wrapping_mul(1000).wrapping_add(k as u64);
+        sc.perturbations = context_perturbation(sc0, opts, held_type, k).into_iter().collect();
+        let teacher = Teacher::from_scene(&sc);
+        let mut sim = Simulation::new(
+            &sc,
+            Box::new(explant_field::CpuDiffusion::with_scheme(sc.grid.scheme)),
+            Box::new(teacher),
+        )?;
+        sim.world.resource_mut::<explant_core::Batch>().keep_inputs = true;
+        let interval = sc.record_interval().max(1);
+        let captures = (sim.total_ticks() / interval).max(1) as usize;
+        let (mut cx, mut csn, mut cc, mut ct) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..sim.total_ticks() {
+            sim.step()?;
+            if !sim.clock().tick.is_multiple_of(interval) {
+                continue;
+            }
+            // The last model call's rows: expression, sensed, contact and type of the same
+            // cells in the same order (States may have been re-sorted since).
+            let b = sim.world.resource::<explant_core::Batch>();
+            let n = b.cells;
+            if b.inputs.len() < n * g || b.sensed.len() < n * l || b.contact.len() < n * g {
+                continue;
+            }
+            let stride = (n * captures / opts.per_context.max(1)).max(1);
+            for i in (0..n).step_by(stride) {
+                if Some(b.cell_type[i]) == held_type {
+                    continue;
+                }
+                cx.extend_from_slice(&b.inputs[i * g..(i + 1) * g]);
+                csn.extend_from_slice(&b.sensed[i * l..(i + 1) * l]);
+                cc.extend_from_slice(&b.contact[i * g..(i + 1) * g]);
+                ct.push(b.cell_type[i]);
+            }
+        }
+        xs.extend(cx);
+        ss.extend(csn);
+        cs.extend(cc);
+        ts.extend(ct);
+    }
+    let n = ts.len();
+    let mut ys = vec![0.0f32; n * g];
+    let mut teacher = Teacher::from_scene(sc0);
+    let input = explant_core::ResponseInput {
+        cells: n,
+        expression: &xs,
+        sensed: &ss,
+        contact: &cs,
+        neighbour_types: &[],
+        cell_type: &ts,
+        dt: sc0.time.dt,
+    };
+    teacher.rates(&input, &mut ys)?;
+    let ti: Vec<i64> = ts.iter().map(|&v| i64::from(v)).collect();
+    Ok(Samples {
+        x: Tensor::from_slice(&xs).view([n as i64, g as i64]),
+        s: Tensor::from_slice(&ss).view([n as i64, l as i64]),
+        c: Tensor::from_slice(&cs).view([n as i64, g as i64]),
+        t: Tensor::from_slice(&ti).one_hot(nt as i64).to_kind(Kind::Float),
+        y: Tensor::from_slice(&ys).view([n as i64, g as i64]),
+    })
+}
+
 /// Fit a network to the scene's teacher and write `out` (`.pt`) with its `.json`.
 pub fn fit_to_teacher(
     scene: &LoadedScene,
@@ -90,6 +256,28 @@ pub fn fit_to_teacher(
     let (g, l, nt) = (sc.genes.len(), sc.ligands.len(), sc.cell_types.len());
     let mut teacher = Teacher::from_scene(sc);
     let ranges = input_ranges(scene)?;
+    let held_type = match &opts.hold_out_type {
+        Some(t) => Some(sc.cell_type_index(t).ok_or_else(|| TorchError::BadOption {
+            option: "hold-out-type".into(),
+            message: format!("unknown cell type `{t}`{}", explant_scene::suggest(t, &sc.cell_type_names())),
+        })? as u32),
+        None => None,
+    };
+    for gname in &opts.hold_out_genes {
+        if sc.gene_index(gname).is_none() {
+            return Err(TorchError::BadOption {
+                option: "hold-out-genes".into(),
+                message: format!("unknown gene `{gname}`{}", explant_scene::suggest(gname, &sc.genes)),
+            });
+        }
+    }
+    let allowed: Vec<u32> = (0..nt as u32).filter(|t| Some(*t) != held_type).collect();
+    if allowed.is_empty() {
+        return Err(TorchError::BadOption {
+            option: "hold-out-type".into(),
+            message: "the scene has no other cell type to train on".into(),
+        });
+    }
 
     let mut draw = |n: usize, stream: u64| -> Result<Samples, TorchError> {
         let (mut xs, mut ss, mut cs, mut ts) =
@@ -107,7 +295,8 @@ pub fn fit_to_teacher(
                     cs[i * g + k] = u(i, (g + l + k) as u64) * ranges[k];
                 }
             }
-            ts.push(((u(i, (2 * g + l) as u64) * nt as f32) as u32).min(nt as u32 - 1));
+            let k = ((u(i, (2 * g + l) as u64) * allowed.len() as f32) as usize).min(allowed.len() - 1);
+            ts.push(allowed[k]);
         }
         let mut ys = vec![0.0f32; n * g];
         let input = explant_core::ResponseInput {
@@ -129,19 +318,44 @@ pub fn fit_to_teacher(
             y: Tensor::from_slice(&ys).view([n as i64, g as i64]),
         })
     };
-    let train = draw(opts.train, 1)?;
-    let val = draw(opts.val, 2)?;
+    let mut train = draw(opts.train, 1)?;
+    let mut val = draw(opts.val, 2)?;
+    if opts.contexts > 0 {
+        // On-trajectory samples: every fifth context (interleaved, so validation sees the
+        // same kinds of perturbation as training) is kept for validation.
+        let mut val_contexts: Vec<usize> = (0..opts.contexts).filter(|k| k % 5 == 4).collect();
+        if val_contexts.is_empty() {
+            // Fewer than five contexts: one extra for validation.
+            val_contexts.push(opts.contexts);
+        }
+        let train_contexts: Vec<usize> = (0..opts.contexts).filter(|k| k % 5 != 4).collect();
+        let t = trajectory_samples(scene, opts, held_type, train_contexts)?;
+        let v = trajectory_samples(scene, opts, held_type, val_contexts)?;
+        train = train.join(t);
+        val = val.join(v);
+    }
+    let (n_train_samples, n_val_samples) = (train.len(), val.len());
 
     tch::set_num_threads(1);
     tch::manual_seed(opts.seed as i64);
     let vs = nn::VarStore::new(Device::Cpu);
     let root = vs.root();
     let width = (2 * g + l + nt) as i64;
-    // Inputs are scaled by their sampling range so every column is O(1).
+    // Inputs are scaled by their range so every column is O(1): the sampling box, widened
+    // to what the training trajectories reached (a perturbation can push a ligand far past
+    // the unperturbed run).
+    let reach = |t: &Tensor| -> Vec<f32> {
+        Vec::<f32>::try_from(t.abs().amax(&[0i64][..], false).contiguous()).unwrap_or_default()
+    };
+    let (rx, rs) = (reach(&train.x), reach(&train.s));
+    let widened: Vec<f32> = (0..g)
+        .map(|k| ranges[k].max(rx.get(k).copied().unwrap_or(0.0)))
+        .chain((0..l).map(|k| ranges[g + k].max(rs.get(k).copied().unwrap_or(0.0))))
+        .collect();
     let scale: Vec<f32> = (0..g)
-        .map(|k| ranges[k])
-        .chain((0..l).map(|k| ranges[g + k]))
-        .chain((0..g).map(|k| ranges[k]))
+        .map(|k| widened[k])
+        .chain((0..l).map(|k| widened[g + k]))
+        .chain((0..g).map(|k| widened[k]))
         .chain(std::iter::repeat_n(1.0, nt))
         .map(|r| 1.0 / r.max(1e-6))
         .collect();
@@ -162,7 +376,10 @@ pub fn fit_to_teacher(
     let mut best = (f64::INFINITY, 0usize);
     let mut best_weights: Option<Vec<Tensor>> = None;
     let mut steps_taken = 0;
-    let n_train = opts.train as i64;
+    let n_train = n_train_samples as i64;
+    // Shuffle once (seeded) so mini-batches mix box and trajectory samples.
+    let order = Tensor::randperm(n_train, (Kind::Int64, Device::Cpu));
+    let train = train.select(&order);
     for step in 0..opts.steps {
         let lo = ((step * opts.batch) as i64) % (n_train - opts.batch as i64).max(1);
         let idx = Tensor::arange_start(lo, lo + opts.batch as i64, (Kind::Int64, Device::Cpu));
@@ -225,11 +442,14 @@ pub fn fit_to_teacher(
         scene: scene.path.display().to_string(),
         seed: opts.seed,
         steps: steps_taken,
-        samples: (opts.train, opts.val),
+        samples: (n_train_samples, n_val_samples),
         val_mse,
         val_mse_no_change,
         val_mse_mean,
-        input_ranges: ranges.clone(),
+        input_ranges: widened.clone(),
+        contexts: opts.contexts,
+        hold_out_type: opts.hold_out_type.clone(),
+        hold_out_genes: opts.hold_out_genes.clone(),
     };
     let sig = ModelSignature::of_scene(sc);
     let meta = ModelMeta {

@@ -73,6 +73,16 @@ pub struct TrainingInfo {
     pub val_mse_mean: f64,
     /// Upper ends of the sampled input ranges (expression, sensed per ligand).
     pub input_ranges: Vec<f32>,
+    /// Teacher runs (perturbation contexts) the on-trajectory samples came from (0: the
+    /// samples were all drawn from the input box).
+    #[serde(default)]
+    pub contexts: usize,
+    /// Cell type left out of training (for held-out evaluation).
+    #[serde(default)]
+    pub hold_out_type: Option<String>,
+    /// Genes whose perturbations were left out of training.
+    #[serde(default)]
+    pub hold_out_genes: Vec<String>,
 }
 
 impl ModelMeta {

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 
-use crate::cli::{FitArgs, ShowArgs};
+use crate::cli::{FitArgs, ShowArgs, TrainArgs};
 
 /// Fit a network to a scene's teacher.
 #[cfg(feature = "torch")]
@@ -33,6 +33,62 @@ pub fn fit(args: FitArgs) -> Result<()> {
         t.val_mse, t.val_mse_no_change, t.val_mse_mean, t.steps
     );
     Ok(())
+}
+
+/// `explant train`: fit on the teacher's trajectories under varied perturbations (plus
+/// samples spread over the input box), with a validation split by context and early
+/// stopping.
+#[cfg(feature = "torch")]
+pub fn train(args: TrainArgs) -> Result<()> {
+    use explant_scene::LoadedScene;
+    use explant_torch::{FitOptions, fit_to_teacher};
+    let scene = LoadedScene::from_file(&args.scene)?;
+    let mut command = format!(
+        "explant train {} --out {} --seed {} --steps {} --contexts {} --per-context {}",
+        args.scene.display(),
+        args.out.display(),
+        args.seed,
+        args.steps,
+        args.contexts,
+        args.per_context
+    );
+    if let Some(t) = &args.hold_out_type {
+        command.push_str(&format!(" --hold-out-type {t}"));
+    }
+    if !args.hold_out_genes.is_empty() {
+        command.push_str(&format!(" --hold-out-genes {}", args.hold_out_genes.join(",")));
+    }
+    let opts = FitOptions {
+        seed: args.seed,
+        steps: args.steps,
+        contexts: args.contexts,
+        per_context: args.per_context,
+        hold_out_type: args.hold_out_type.clone(),
+        hold_out_genes: args.hold_out_genes.clone(),
+        command,
+        ..Default::default()
+    };
+    eprintln!(
+        "running the teacher on `{}`: input ranges, then {} perturbation contexts...",
+        args.scene.display(),
+        args.contexts
+    );
+    let report = fit_to_teacher(&scene, &args.out, &opts, &mut |step, val| {
+        eprintln!("  step {step:>5}: validation MSE {val:.3e}");
+    })?;
+    let t = &report.training;
+    println!("wrote {} and {}", report.model.display(), report.meta.display());
+    println!(
+        "validation MSE of dx/dt ({} training, {} validation samples): model {:.3e}, no-change baseline {:.3e}, mean baseline {:.3e} ({} steps)",
+        t.samples.0, t.samples.1, t.val_mse, t.val_mse_no_change, t.val_mse_mean, t.steps
+    );
+    Ok(())
+}
+
+/// Training needs libtorch.
+#[cfg(not(feature = "torch"))]
+pub fn train(_args: TrainArgs) -> Result<()> {
+    anyhow::bail!("this build of explant has no libtorch support (build with the `torch` feature)")
 }
 
 /// Fit needs libtorch.
