@@ -1031,3 +1031,62 @@ fn train_fits_the_teacher_on_trajectories_deterministically_with_hold_outs() {
     let err = assert_clean_failure(&train("c.pt", &["--hold-out-genes", "HES2"]), "unknown hold-out gene");
     assert!(err.contains("--hold-out-genes") && err.contains("HES1"), "{err}");
 }
+
+#[test]
+fn eval_scores_a_trained_model_and_the_baselines_on_held_out_knockouts() {
+    let dir = TempDir::new("cli", "eval_scores_a_trained_model_and_the_baselines_on_held_out_knockouts");
+    let scene = write_short_scene(&dir);
+    let model = dir.join("m.pt");
+    let mut args: Vec<std::ffi::OsString> =
+        vec!["train".into(), scene.clone().into(), "--out".into(), model.clone().into()];
+    args.extend(
+        [
+            "--steps",
+            "300",
+            "--contexts",
+            "5",
+            "--per-context",
+            "300",
+            "--hold-out-type",
+            "organiser",
+            "--hold-out-genes",
+            "HES1,LGR5",
+        ]
+        .map(Into::into),
+    );
+    assert_success(&explant(args), "explant train with hold-outs");
+    let csv = dir.join("eval.csv");
+    let mut args: Vec<std::ffi::OsString> = vec!["eval".into(), scene.clone().into(), "--model".into(), model.into()];
+    args.extend(["--hold-out-type", "organiser", "--perturb", "HES1,LGR5", "--contexts", "5", "--out"].map(Into::into));
+    args.push(csv.clone().into());
+    let o = explant(args);
+    assert_success(&o, "explant eval");
+    let text = read(&csv);
+    let rows: Vec<Vec<&str>> = text.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    assert!(text.starts_with("model,group,perturbations,mae,pearson_delta,pds,de_overlap"));
+    for model in ["no-change", "mean", "learned", "ridge"] {
+        let r = rows
+            .iter()
+            .find(|r| r[0] == model && r[1] == "perturbed")
+            .unwrap_or_else(|| panic!("no {model} row:\n{text}"));
+        assert_eq!(r[2], "2");
+        let (mae, pds): (f64, f64) = (r[3].parse().unwrap(), r[5].parse().unwrap());
+        assert!(mae.is_finite() && mae >= 0.0, "{r:?}");
+        assert!((0.0..=1.0).contains(&pds), "{r:?}");
+    }
+    // No change predicts no delta: no correlation to speak of.
+    assert_eq!(rows.iter().find(|r| r[0] == "no-change").unwrap()[4], "NaN");
+    // Bad input is named.
+    let o = explant([
+        "eval".as_ref(),
+        scene.as_os_str(),
+        "--model".as_ref(),
+        dir.join("m.pt").as_os_str(),
+        "--hold-out-type".as_ref(),
+        "organizer".as_ref(),
+        "--perturb".as_ref(),
+        "HES1,LGR5".as_ref(),
+    ]);
+    let err = assert_clean_failure(&o, "eval with an unknown type");
+    assert!(err.contains("--hold-out-type") && err.contains("organiser"), "{err}");
+}

@@ -27,6 +27,9 @@ pub enum Command {
     /// Train a network on the teacher's trajectories across perturbation contexts and
     /// export it as TorchScript with its metadata.
     Train(TrainArgs),
+    /// Score a learned model on held-out knockouts in a held-out cell type, in tissue,
+    /// against the teacher and simple baselines.
+    Eval(EvalArgs),
     /// Learned response models.
     #[command(subcommand)]
     Model(ModelCommand),
@@ -287,6 +290,31 @@ pub struct TrainArgs {
     /// Never perturb these genes in training (comma separated).
     #[arg(long, value_delimiter = ',')]
     pub hold_out_genes: Vec<String>,
+}
+
+/// `explant eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// The scene (its teacher is the truth).
+    pub scene: PathBuf,
+    /// The learned model (`.pt` with its `.json`), trained with the same hold-outs.
+    #[arg(long, short)]
+    pub model: PathBuf,
+    /// The held-out cell type: the knockouts act on its cells.
+    #[arg(long)]
+    pub hold_out_type: String,
+    /// The held-out genes to knock out (comma separated, at least two).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub perturb: Vec<String>,
+    /// Write the score table as CSV here.
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
+    /// Seed and number of training contexts for the ridge baseline (as `explant train`).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// See `seed`.
+    #[arg(long, default_value_t = 30)]
+    pub contexts: usize,
 }
 
 /// `explant model show`.

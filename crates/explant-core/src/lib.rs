@@ -31,6 +31,7 @@ mod life;
 pub mod model;
 pub mod neighbours;
 pub mod rng;
+pub mod score;
 mod stages;
 mod tissue;
 

@@ -512,3 +512,72 @@ fn input_ranges(scene: &LoadedScene) -> Result<Vec<f32>, TorchError> {
     }
     Ok(hi)
 }
+
+/// A linear response model `dx/dt = [x, s, c, onehot(type), 1] · W` (the ridge-regression
+/// baseline of `explant eval`).
+#[derive(Debug, Clone)]
+pub struct LinearModel {
+    signature: ModelSignature,
+    genes: usize,
+    ligands: usize,
+    types: usize,
+    /// Weights, `(2G + L + T + 1) × G`, row-major.
+    pub weights: Vec<f32>,
+}
+
+impl ResponseModel for LinearModel {
+    fn name(&self) -> String {
+        "ridge regression (linear baseline)".into()
+    }
+
+    fn signature(&self) -> &ModelSignature {
+        &self.signature
+    }
+
+    fn rates(
+        &mut self,
+        input: &explant_core::ResponseInput<'_>,
+        rates: &mut [f32],
+    ) -> Result<(), explant_core::ModelError> {
+        let (g, l, nt) = (self.genes, self.ligands, self.types);
+        let width = 2 * g + l + nt + 1;
+        let mut z = vec![0.0f32; width];
+        for i in 0..input.cells {
+            z[..g].copy_from_slice(&input.expression[i * g..(i + 1) * g]);
+            z[g..g + l].copy_from_slice(&input.sensed[i * l..(i + 1) * l]);
+            z[g + l..2 * g + l].copy_from_slice(&input.contact[i * g..(i + 1) * g]);
+            z[2 * g + l..2 * g + l + nt].fill(0.0);
+            z[2 * g + l + input.cell_type[i] as usize] = 1.0;
+            z[width - 1] = 1.0;
+            let out = &mut rates[i * g..(i + 1) * g];
+            out.fill(0.0);
+            for (k, zk) in z.iter().enumerate() {
+                if *zk != 0.0 {
+                    for (o, w) in out.iter_mut().zip(&self.weights[k * g..(k + 1) * g]) {
+                        *o += zk * w;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Fit the ridge-regression baseline on the same on-trajectory samples `explant train`
+/// uses (all `opts.contexts`, with its hold-outs): `W = (ZᵀZ + λI)⁻¹ Zᵀ Y` with the
+/// features `Z = [x, s, c, onehot(type), 1]` and `Y` the teacher's `dx/dt`.
+pub fn fit_ridge(scene: &LoadedScene, opts: &FitOptions, lambda: f64) -> Result<LinearModel, TorchError> {
+    let sc = &scene.scene;
+    let (g, l, nt) = (sc.genes.len(), sc.ligands.len(), sc.cell_types.len());
+    let held_type = opts.hold_out_type.as_deref().and_then(|t| sc.cell_type_index(t)).map(|t| t as u32);
+    let samples = trajectory_samples(scene, opts, held_type, (0..opts.contexts.max(1)).collect())?;
+    let n = samples.len() as i64;
+    let ones = Tensor::ones([n, 1], (Kind::Float, Device::Cpu));
+    let z = Tensor::cat(&[&samples.x, &samples.s, &samples.c, &samples.t, &ones], 1).to_kind(Kind::Double);
+    let y = samples.y.to_kind(Kind::Double);
+    let width = (2 * g + l + nt + 1) as i64;
+    let a = z.tr().matmul(&z) + Tensor::eye(width, (Kind::Double, Device::Cpu)) * lambda;
+    let w = Tensor::linalg_solve(&a, &z.tr().matmul(&y), true).to_kind(Kind::Float).contiguous();
+    let weights = Vec::<f32>::try_from(w.view([-1]))?;
+    Ok(LinearModel { signature: ModelSignature::of_scene(sc), genes: g, ligands: l, types: nt, weights })
+}

@@ -15,7 +15,7 @@ mod layers;
 mod meta;
 
 pub use error::TorchError;
-pub use fit::{FitOptions, FitReport, fit_to_teacher};
+pub use fit::{FitOptions, FitReport, LinearModel, fit_ridge, fit_to_teacher};
 pub use layers::{LayerShape, RawMlp, archive_constant_shapes, check_chain, intra_op_threads, layers_from_shapes};
 pub use meta::{CheckCase, ModelMeta, TrainingInfo};
 

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod check;
+pub mod eval;
 pub mod model;
 pub mod render;
 pub mod report;
