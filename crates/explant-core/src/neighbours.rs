@@ -204,7 +204,10 @@ impl CellList {
             }
         }
         out.truncate(len);
-        out[first..].sort_unstable();
+        // Rows kept in bin order (see `life::sort_rows`) usually come out sorted already.
+        if !out[first..].is_sorted() {
+            out[first..].sort_unstable();
+        }
     }
 
     /// Every cell's neighbours within the radius, written as CSR into `offsets`

@@ -213,7 +213,7 @@ pub fn sense(
     b.neighbour_types.clear();
     b.neighbour_types.resize(n * nt, 0.0);
     let (offsets, neighbours, expression, types) = (&b.offsets, &b.neighbours, &states.data, &b.cell_type);
-    let mask = &settings.contact_mask;
+    let contact_genes: Vec<usize> = (0..g).filter(|&k| settings.contact_mask[k]).collect();
     b.contact.par_chunks_mut(g.max(1)).zip(b.neighbour_types.par_chunks_mut(nt.max(1))).enumerate().for_each(
         |(i, (out, counts))| {
             let list = &neighbours[offsets[i] as usize..offsets[i + 1] as usize];
@@ -222,30 +222,33 @@ pub fn sense(
             }
             for &j in list {
                 let xj = &expression[j as usize * g..(j as usize + 1) * g];
-                for k in 0..g {
-                    if mask[k] {
-                        out[k] += xj[k];
-                    }
+                for &k in &contact_genes {
+                    out[k] += xj[k];
                 }
                 counts[types[j as usize] as usize] += 1.0;
             }
             let inv = 1.0 / list.len() as f32;
-            out.iter_mut().for_each(|v| *v *= inv);
+            for &k in &contact_genes {
+                out[k] *= inv;
+            }
         },
     );
 
     // Ligands at the cell's voxel × receptor expression.
     b.sensed.clear();
     b.sensed.resize(n * l, 0.0);
-    let grid = ligands.field.grid;
-    let voxels = grid.voxels();
-    for i in 0..n {
-        let v = grid.voxel_of(b.positions[i].to_array());
-        for c in 0..l {
-            let receptor = states.data[i * g + ligands.receptor[c]].max(0.0);
-            let open = if b.unblocked.is_empty() { 1.0 } else { b.unblocked[i * l + c] };
-            b.sensed[i * l + c] = ligands.field.data[c * voxels + v] * receptor * open;
-        }
+    if l > 0 {
+        let grid = ligands.field.grid;
+        let voxels = grid.voxels();
+        let (positions, unblocked) = (&b.positions, &b.unblocked);
+        b.sensed.par_chunks_mut(l).enumerate().for_each(|(i, out)| {
+            let v = grid.voxel_of(positions[i].to_array());
+            for c in 0..l {
+                let receptor = states.data[i * g + ligands.receptor[c]].max(0.0);
+                let open = if unblocked.is_empty() { 1.0 } else { unblocked[i * l + c] };
+                out[c] = ligands.field.data[c * voxels + v] * receptor * open;
+            }
+        });
     }
     timers.add(Stage::Sense, t0.elapsed());
 }
