@@ -178,7 +178,7 @@ fn trajectory_samples(
     contexts: Vec<usize>,
 ) -> Result<Samples, TorchError> {
     let sc0 = &scene.scene;
-    let (g, l, nt) = (sc0.genes.len(), sc0.ligands.len(), sc0.cell_types.len());
+    let (g, l) = (sc0.genes.len(), sc0.ligands.len());
     let (mut xs, mut ss, mut cs, mut ts) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for k in contexts {
         let mut sc = sc0.clone();
@@ -222,24 +222,37 @@ fn trajectory_samples(
         cs.extend(cc);
         ts.extend(ct);
     }
+    labelled(sc0, &mut Teacher::from_scene(sc0), &xs, &ss, &cs, &ts)
+}
+
+/// Label inputs (`N × G` expression, `N × L` sensed, `N × G` contact, `N` types) with the
+/// teacher's `dx/dt` and pack them as tensors.
+fn labelled(
+    sc: &explant_scene::Scene,
+    teacher: &mut Teacher,
+    xs: &[f32],
+    ss: &[f32],
+    cs: &[f32],
+    ts: &[u32],
+) -> Result<Samples, TorchError> {
+    let (g, l, nt) = (sc.genes.len(), sc.ligands.len(), sc.cell_types.len());
     let n = ts.len();
     let mut ys = vec![0.0f32; n * g];
-    let mut teacher = Teacher::from_scene(sc0);
     let input = explant_core::ResponseInput {
         cells: n,
-        expression: &xs,
-        sensed: &ss,
-        contact: &cs,
+        expression: xs,
+        sensed: ss,
+        contact: cs,
         neighbour_types: &[],
-        cell_type: &ts,
-        dt: sc0.time.dt,
+        cell_type: ts,
+        dt: sc.time.dt,
     };
     teacher.rates(&input, &mut ys)?;
     let ti: Vec<i64> = ts.iter().map(|&v| i64::from(v)).collect();
     Ok(Samples {
-        x: Tensor::from_slice(&xs).view([n as i64, g as i64]),
-        s: Tensor::from_slice(&ss).view([n as i64, l as i64]),
-        c: Tensor::from_slice(&cs).view([n as i64, g as i64]),
+        x: Tensor::from_slice(xs).view([n as i64, g as i64]),
+        s: Tensor::from_slice(ss).view([n as i64, l as i64]),
+        c: Tensor::from_slice(cs).view([n as i64, g as i64]),
         t: Tensor::from_slice(&ti).one_hot(nt as i64).to_kind(Kind::Float),
         y: Tensor::from_slice(&ys).view([n as i64, g as i64]),
     })
@@ -298,25 +311,7 @@ pub fn fit_to_teacher(
             let k = ((u(i, (2 * g + l) as u64) * allowed.len() as f32) as usize).min(allowed.len() - 1);
             ts.push(allowed[k]);
         }
-        let mut ys = vec![0.0f32; n * g];
-        let input = explant_core::ResponseInput {
-            cells: n,
-            expression: &xs,
-            sensed: &ss,
-            contact: &cs,
-            neighbour_types: &[],
-            cell_type: &ts,
-            dt: sc.time.dt,
-        };
-        teacher.rates(&input, &mut ys)?;
-        let ti: Vec<i64> = ts.iter().map(|&v| i64::from(v)).collect();
-        Ok(Samples {
-            x: Tensor::from_slice(&xs).view([n as i64, g as i64]),
-            s: Tensor::from_slice(&ss).view([n as i64, l as i64]),
-            c: Tensor::from_slice(&cs).view([n as i64, g as i64]),
-            t: Tensor::from_slice(&ti).one_hot(nt as i64).to_kind(Kind::Float),
-            y: Tensor::from_slice(&ys).view([n as i64, g as i64]),
-        })
+        labelled(sc, &mut teacher, &xs, &ss, &cs, &ts)
     };
     let mut train = draw(opts.train, 1)?;
     let mut val = draw(opts.val, 2)?;
