@@ -20,7 +20,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 mod common;
-use common::{EXE, TempDir, loud, repo};
+use common::{EXE, TempDir, assert_clean_failure, assert_success, explant, loud, read, repo, stderr, stdout};
 
 /// The genes of `scenes/default.toml`, in order.
 const GENES: [&str; 7] = ["WNT3A", "FZD7", "AXIN2", "LGR5", "DLL1", "NOTCH1", "HES1"];
@@ -76,26 +76,6 @@ fn write_scene(dir: &TempDir, name: &str, text: &str) -> PathBuf {
     path
 }
 
-fn explant<I, S>(args: I) -> Output
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<std::ffi::OsStr>,
-{
-    Command::new(EXE).args(args).env("NO_COLOR", "1").output().expect("start the explant binary")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn assert_success(o: &Output, what: &str) {
-    assert!(o.status.success(), "{what} failed ({}):\nstdout:\n{}\nstderr:\n{}", o.status, stdout(o), stderr(o));
-}
-
 /// `explant run SCENE --out OUT --quiet EXTRA...`, which must succeed.
 fn run_ok(scene: &Path, out: &Path, extra: &[&str]) -> Output {
     let o = run(scene, out, extra);
@@ -108,22 +88,6 @@ fn run(scene: &Path, out: &Path, extra: &[&str]) -> Output {
     args.push("--quiet".into());
     args.extend(extra.iter().map(Into::into));
     explant(args)
-}
-
-/// A refusal: exit status 1, an `error:` line, and no panic or backtrace.
-fn assert_clean_failure(o: &Output, what: &str) -> String {
-    let err = stderr(o);
-    assert_eq!(o.status.code(), Some(1), "{what}: expected exit status 1, got {}; stderr:\n{err}", o.status);
-    assert!(err.contains("error: "), "{what}: no `error:` line in stderr:\n{err}");
-    let lower = err.to_lowercase();
-    for bad in ["panicked", "backtrace", "frame #", "exception raised from"] {
-        assert!(!lower.contains(bad), "{what}: stderr contains `{bad}`:\n{err}");
-    }
-    err
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read `{}`: {e}", path.display()))
 }
 
 fn manifest(out: &Path) -> Value {

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 mod common;
-use common::{EXE, TempDir, loud, repo};
+use common::{TempDir, assert_clean_failure, assert_success, explant, loud, read, repo, stderr, stdout};
 
 /// The genes of `scenes/lateral_inhibition.toml`, in order.
 const LATERAL_GENES: [&str; 3] = ["DLL1", "NOTCH1", "HES1"];
@@ -56,26 +56,6 @@ fn write(path: &Path, text: &str) -> PathBuf {
     path.to_path_buf()
 }
 
-fn explant<I, S>(args: I) -> Output
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<std::ffi::OsStr>,
-{
-    Command::new(EXE).args(args).env("NO_COLOR", "1").output().expect("start the explant binary")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn assert_success(o: &Output, what: &str) {
-    assert!(o.status.success(), "{what} failed ({}):\nstdout:\n{}\nstderr:\n{}", o.status, stdout(o), stderr(o));
-}
-
 /// `explant ARGS...`, which must succeed.
 fn explant_ok(args: &[&std::ffi::OsStr]) -> Output {
     let o = explant(args);
@@ -98,22 +78,6 @@ fn run_scene(scene: &Path, out: &Path) {
         "cpu".as_ref(),
         "--no-figures".as_ref(),
     ]);
-}
-
-/// A refusal: exit status 1, an `error:` line, and no panic or backtrace.
-fn assert_clean_failure(o: &Output, what: &str) -> String {
-    let err = stderr(o);
-    assert_eq!(o.status.code(), Some(1), "{what}: expected exit status 1, got {}; stderr:\n{err}", o.status);
-    assert!(err.contains("error: "), "{what}: no `error:` line in stderr:\n{err}");
-    let lower = err.to_lowercase();
-    for bad in ["panicked", "backtrace", "frame #"] {
-        assert!(!lower.contains(bad), "{what}: stderr contains `{bad}`:\n{err}");
-    }
-    err
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read `{}`: {e}", path.display()))
 }
 
 fn assert_png(path: &Path) {
