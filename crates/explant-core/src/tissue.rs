@@ -241,7 +241,9 @@ pub(crate) fn generate(scene: &Scene) -> Vec<(Vec3, Option<usize>)> {
             let up = dims - 1;
             let mut out = Vec::new();
             let mut base = lo[up];
+            let mut per_layer = Vec::with_capacity(t.layers.len());
             for layer in &t.layers {
+                let layer_start = out.len();
                 let ty = scene.cell_type_index(&layer.cell_type);
                 let rows = (layer.thickness / a).round().max(1.0) as usize;
                 let dz = layer.thickness / rows as f32;
@@ -275,23 +277,24 @@ pub(crate) fn generate(scene: &Scene) -> Vec<(Vec3, Option<usize>)> {
                     }
                     out.extend(sheet.into_iter().map(|p| (p, ty)));
                 }
+                per_layer.push(out.len() - layer_start);
                 base += layer.thickness;
             }
             if t.packing == Packing::Random {
-                // Same count per layer, uniform positions within the layer.
-                let mut base = lo[up];
-                for (k, layer) in t.layers.iter().enumerate() {
-                    let ty = scene.cell_type_index(&layer.cell_type);
-                    let count = out.iter().filter(|(_, c)| *c == ty).count();
+                // Same count per layer (each layer's cells are contiguous in `out`), uniform
+                // positions within the layer.
+                let (mut base, mut first) = (lo[up], 0);
+                for (k, (layer, &count)) in t.layers.iter().zip(&per_layer).enumerate() {
                     let mut l = lo;
                     let mut h = hi;
                     l[up] = base;
                     h[up] = base + layer.thickness;
                     let pts = random_points(seed ^ k as u64, l, h, count, dims, |_| true);
-                    for (slot, p) in out.iter_mut().filter(|(_, c)| *c == ty).zip(pts) {
+                    for (slot, p) in out[first..first + count].iter_mut().zip(pts) {
                         slot.0 = p;
                     }
                     base += layer.thickness;
+                    first += count;
                 }
                 out
             } else {

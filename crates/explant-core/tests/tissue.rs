@@ -218,3 +218,29 @@ fn imported_cells_are_mapped_by_type_name_and_gene_and_checked_against_the_grid(
     };
     assert!(e.contains("x.h5ad") && e.contains("imports its tissue"), "{e}");
 }
+
+#[test]
+fn random_packing_keeps_each_layer_in_its_slab_even_when_two_layers_share_a_type() {
+    let s = scene(
+        "[400.0, 200.0]",
+        "shape = \"epithelium\"\nmin = [0.0, 20.0]\nmax = [400.0, 0.0]\npacking = \"random\"\ncell_radius = 5.0\n\
+         cell_type = \"basal\"\nlayers = [\n  { cell_type = \"basal\", thickness = 10.0 },\n  \
+         { cell_type = \"suprabasal\", thickness = 20.0 },\n  { cell_type = \"basal\", thickness = 10.0 },\n]",
+    )
+    .unwrap();
+    let t = cells(&s);
+    assert_eq!(Some(t.ids.len()), s.expected_cells());
+    // Basal cells at 20–30 µm and 50–60 µm, suprabasal between; none elsewhere.
+    let (mut low, mut high) = (0, 0);
+    for (p, &ty) in t.positions.iter().zip(&t.cell_types) {
+        let y = p[1];
+        match ty {
+            0 if (20.0..=30.0).contains(&y) => low += 1,
+            0 if (50.0..=60.0).contains(&y) => high += 1,
+            1 => assert!((30.0..=50.0).contains(&y), "suprabasal at {y}"),
+            _ => panic!("type {ty} at {y}"),
+        }
+    }
+    assert_eq!(low, high, "the two basal layers have one sheet each");
+    assert!(low > 10);
+}

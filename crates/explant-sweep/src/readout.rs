@@ -22,8 +22,24 @@ impl Csv {
             message: format!("cannot read `{file}`: {e}"),
         })?;
         let mut lines = text.lines();
-        let header = lines.next().unwrap_or("").split(',').map(String::from).collect();
-        let rows = lines.filter(|l| !l.is_empty()).map(|l| l.split(',').map(String::from).collect()).collect();
+        let header: Vec<String> = lines.next().unwrap_or("").split(',').map(String::from).collect();
+        let mut rows = Vec::new();
+        for (k, line) in lines.enumerate().filter(|(_, l)| !l.is_empty()) {
+            let row: Vec<String> = line.split(',').map(String::from).collect();
+            if row.len() != header.len() {
+                return Err(SweepError::Readout {
+                    dir: dir.to_path_buf(),
+                    readout: readout.into(),
+                    message: format!(
+                        "`{file}` line {}: {} fields where the header has {} (a damaged file?)",
+                        k + 2,
+                        row.len(),
+                        header.len()
+                    ),
+                });
+            }
+            rows.push(row);
+        }
         Ok(Self { header, rows })
     }
 

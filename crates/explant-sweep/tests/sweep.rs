@@ -161,6 +161,10 @@ fn readouts_come_from_the_run_tables() {
     let missing = spec(&format!("{HEAD}[[readouts]]\nkind = \"pseudobulk\"\nname = \"c\"\ngene = \"C\"\n")).unwrap();
     let e = readouts(&missing, &dir).unwrap_err().to_string();
     assert!(e.contains("no column `C`") && e.contains("timeseries.csv"), "{e}");
+    // A truncated row is refused, not indexed past its end.
+    std::fs::write(dir.join("ligand_totals.csv"), "tick,time_min,L\n0,0,1.5\n10,5\n").unwrap();
+    let e = readouts(&s, &dir).unwrap_err().to_string();
+    assert!(e.contains("ligand_totals.csv` line 3: 2 fields where the header has 3"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
