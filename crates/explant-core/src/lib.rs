@@ -323,15 +323,14 @@ impl Simulation {
         (d, m)
     }
 
-    /// Distance of each cell (in [`Simulation::cells`] order) from the perturbations that
-    /// have started, µm: to the region of a perturbation that has one (0 inside), else to
+    /// Distance of each cell of `cells` (a [`Simulation::cells`] table of this world) from
+    /// the perturbations that have started, µm: to the region of a perturbation that has one (0 inside), else to
     /// the nearest cell a perturbation acts on (0 for those cells) or the nearest ablated
     /// cell; a bolus or source without a region is everywhere (0). NaN when no
     /// perturbation has started.
-    pub fn perturbation_distance(&mut self) -> Vec<f32> {
+    pub fn perturbation_distance(&self, cells: &CellTable) -> Vec<f32> {
         use explant_scene::PerturbationKind as K;
         let t = self.clock().time() as f32;
-        let cells = self.cells();
         let settings = self.world.resource::<Settings>();
         let log = self.world.resource::<PerturbationLog>();
         let mut d = vec![f32::NAN; cells.ids.len()];

@@ -507,14 +507,13 @@ pub fn sort_rows(world: &mut World, radius: f32) {
     if order.iter().enumerate().all(|(k, &o)| o as usize == k) {
         return;
     }
-    let keys: Vec<(u32, u32, u32)> = order.iter().map(|&o| (0, 0, o)).collect();
-    let mut new_row = vec![0u32; keys.len()];
+    let mut new_row = vec![0u32; order.len()];
     {
         let mut states = world.resource_mut::<States>();
         let g = states.genes;
         let mut data = vec![0.0; states.data.len()];
-        let mut owner = Vec::with_capacity(keys.len());
-        for (k, &(_, _, old)) in keys.iter().enumerate() {
+        let mut owner = Vec::with_capacity(order.len());
+        for (k, &old) in order.iter().enumerate() {
             let old = old as usize;
             data[k * g..(k + 1) * g].copy_from_slice(states.row(old));
             owner.push(states.owner[old]);

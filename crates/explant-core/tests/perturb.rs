@@ -153,12 +153,12 @@ fn ablation_removes_the_targets_at_its_start_and_distances_follow_the_region() {
     let inside =
         before.positions.iter().filter(|p| ((p[0] - 200.0).powi(2) + (p[1] - 200.0).powi(2)).sqrt() <= 40.0).count();
     assert!(inside > 20);
-    assert!(sim.perturbation_distance().iter().all(|d| d.is_nan()), "nothing has started yet");
+    assert!(sim.perturbation_distance(&before).iter().all(|d| d.is_nan()), "nothing has started yet");
     run(&mut sim, 11);
     let after = sim.cells();
     assert_eq!(after.ids.len(), before.ids.len() - inside);
     assert_eq!(sim.world.resource::<PerturbationLog>().ablated.len(), inside);
-    let d = sim.perturbation_distance();
+    let d = sim.perturbation_distance(&after);
     for (p, d) in after.positions.iter().zip(&d) {
         let r = ((p[0] - 200.0).powi(2) + (p[1] - 200.0).powi(2)).sqrt();
         assert!((d - (r - 40.0).max(0.0)).abs() < 1e-3, "{d} vs {r}");
@@ -223,7 +223,7 @@ fn paired_effects_single_out_the_perturbed_cells_and_fall_off_with_distance() {
     run(&mut sim, 60);
     run(&mut ctrl, 60);
     let (a, b) = (sim.cells(), ctrl.cells());
-    let d = sim.perturbation_distance();
+    let d = sim.perturbation_distance(&a);
     let rows = effects(&a, &b, &d, &[0.0, 25.0, 50.0, 100.0], 3);
     let row = |group: &str, from: f32, gene: usize| {
         rows.iter().find(|r| r.group == group && r.from == from && r.gene == gene).unwrap().clone()

@@ -89,7 +89,7 @@ fn paired(name: &str, ticks: u64) -> (explant_scene::Scene, Simulation, Simulati
 fn lateral_inhibition_resolves_into_salt_and_pepper_and_the_hes1_knockout_lifts_it() {
     let (sc, mut sim, mut ctrl) = paired("lateral_inhibition.toml", 300);
     let t = sim.cells();
-    let d = sim.perturbation_distance();
+    let d = sim.perturbation_distance(&t);
     let dll1 = sc.gene_index("DLL1").unwrap();
     let g = sc.genes.len();
     let x: Vec<f32> = (0..t.ids.len()).map(|i| t.expression[i * g + dll1]).collect();

@@ -64,8 +64,9 @@ mod imp {
         for _ in 0..sim.total_ticks() {
             sim.step()?;
         }
-        let d = sim.perturbation_distance();
-        Ok((sim.cells(), d))
+        let cells = sim.cells();
+        let d = sim.perturbation_distance(&cells);
+        Ok((cells, d))
     }
 
     fn runs(

@@ -188,7 +188,7 @@ fn write_snapshot(
 ) -> Result<()> {
     let cells = sim.cells();
     let g = scene.scene.genes.len();
-    let distance = if scene.scene.perturbations.is_empty() { Vec::new() } else { sim.perturbation_distance() };
+    let distance = if scene.scene.perturbations.is_empty() { Vec::new() } else { sim.perturbation_distance(&cells) };
     let control_x = control.map(|c| explant_core::effects::aligned_control(&cells, &c.cells(), g));
     let clock = sim.clock();
     let sc = &scene.scene;
@@ -269,7 +269,7 @@ fn write_effects(
 ) -> Result<()> {
     use explant_core::effects::{effects, response_vs_distance};
     let (cells, ctrl) = (sim.cells(), control.cells());
-    let distance = sim.perturbation_distance();
+    let distance = sim.perturbation_distance(&cells);
     let g = sc.genes.len();
     let time = sim.clock().time();
     let mut csv =
