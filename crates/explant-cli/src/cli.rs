@@ -284,7 +284,7 @@ pub struct TrainArgs {
     /// Samples taken from each run (at most).
     #[arg(long, default_value_t = 4000)]
     pub per_context: usize,
-    /// Leave this cell type out of training (for held-out evaluation).
+    /// Hold this cell type out (for held-out evaluation): never perturbed in training and seen only in the unperturbed runs, as its control cells.
     #[arg(long)]
     pub hold_out_type: Option<String>,
     /// Never perturb these genes in training (comma separated).

@@ -162,3 +162,61 @@ pub fn response_vs_distance(
         })
         .collect()
 }
+
+/// For each cell of `table`, the mean of `values` (`N × k`, row-major, one row per cell of
+/// the table) over the cell itself and every other cell within `radius` µm of it: the
+/// one-step neighbourhood average used by the neighbour-average baseline of `explant eval`.
+pub fn neighbourhood_mean(table: &CellTable, values: &[f32], k: usize, radius: f32) -> Vec<f32> {
+    let n = table.ids.len();
+    debug_assert_eq!(values.len(), n * k);
+    let positions: Vec<glam::Vec3> = table.positions.iter().map(|p| glam::Vec3::from_array(*p)).collect();
+    let csr = crate::neighbours::CellList::new(&positions, radius).neighbours();
+    let mut out = vec![0.0f32; n * k];
+    for i in 0..n {
+        let row = &mut out[i * k..(i + 1) * k];
+        let mut count = 0usize;
+        for j in std::iter::once(i as u32).chain(csr.list(i).iter().copied().filter(|&j| j as usize != i)) {
+            let j = j as usize;
+            for (o, v) in row.iter_mut().zip(&values[j * k..(j + 1) * k]) {
+                *o += v;
+            }
+            count += 1;
+        }
+        for o in row.iter_mut() {
+            *o /= count as f32;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(xs: &[f32]) -> CellTable {
+        let n = xs.len();
+        CellTable {
+            ids: (0..n as u64).collect(),
+            cell_types: vec![0; n],
+            generations: vec![0; n],
+            positions: xs.iter().map(|&x| [x, 0.0, 0.0]).collect(),
+            radii: vec![5.0; n],
+            perturbed: vec![false; n],
+            parents: vec![u64::MAX; n],
+            phases: vec![crate::Phase::Cycling; n],
+            expression: vec![0.0; n],
+        }
+    }
+
+    #[test]
+    fn neighbourhood_mean_averages_a_cell_with_those_within_the_radius() {
+        // Cells at 0, 10, 20 and 100 µm; radius 15: 0↔10, 10↔20, 100 alone.
+        let t = line(&[0.0, 10.0, 20.0, 100.0]);
+        let v = [3.0, 0.0, 6.0, 9.0, 1.0, 1.0, 0.0, 5.0];
+        let m = neighbourhood_mean(&t, &v, 2, 15.0);
+        let want = [4.5, 4.5, 10.0 / 3.0, 10.0 / 3.0, 3.5, 5.0, 0.0, 5.0];
+        for (a, b) in m.iter().zip(want) {
+            assert!((a - b).abs() < 1e-6, "{m:?} vs {want:?}");
+        }
+    }
+}

@@ -50,7 +50,8 @@ pub struct FitOptions {
     pub contexts: usize,
     /// On-trajectory samples taken from each run (at most).
     pub per_context: usize,
-    /// Leave this cell type out of training entirely.
+    /// Never perturb this cell type in training and keep it out of the box samples: the
+    /// model sees it only in the unperturbed contexts (its control trajectories).
     pub hold_out_type: Option<String>,
     /// Never perturb these genes in the training contexts.
     pub hold_out_genes: Vec<String>,
@@ -169,8 +170,10 @@ fn context_perturbation(
 /// context of `contexts` (its own seed and [`context_perturbation`]); at every recording
 /// interval every cell's inputs (own expression, sensed ligands, contact means, type) as
 /// the simulation produced them, labelled with the teacher's `dx/dt` for those inputs.
-/// Cells of the held-out type are left out; at most `per_context` samples per context,
-/// evenly strided.
+/// Cells of the held-out type are kept only from the unperturbed contexts: a model sees
+/// the held-out type's control trajectories (as the Virtual Cell Challenge and scGen give
+/// a model the control cells of the context it must predict), never the type under a
+/// perturbation. At most `per_context` samples per context, evenly strided.
 fn trajectory_samples(
     scene: &LoadedScene,
     opts: &FitOptions,
@@ -184,6 +187,7 @@ fn trajectory_samples(
         let mut sc = sc0.clone();
         sc.seed = opts.seed.wrapping_mul(1000).wrapping_add(k as u64);
         sc.perturbations = context_perturbation(sc0, opts, held_type, k).into_iter().collect();
+        let perturbed = !sc.perturbations.is_empty();
         let teacher = Teacher::from_scene(&sc);
         let mut sim = Simulation::new(
             &sc,
@@ -208,7 +212,7 @@ fn trajectory_samples(
             }
             let stride = (n * captures / opts.per_context.max(1)).max(1);
             for i in (0..n).step_by(stride) {
-                if Some(b.cell_type[i]) == held_type {
+                if perturbed && Some(b.cell_type[i]) == held_type {
                     continue;
                 }
                 cx.extend_from_slice(&b.inputs[i * g..(i + 1) * g]);
@@ -354,6 +358,18 @@ pub fn fit_to_teacher(
         .chain(std::iter::repeat_n(1.0, nt))
         .map(|r| 1.0 / r.max(1e-6))
         .collect();
+    // A cell type no training sample had (a type absent from the tissue, or held out
+    // with no unperturbed context) would meet first-layer weights that never left their
+    // random initialisation: its one-hot column is zeroed instead, so the model treats
+    // such cells as of no known type.
+    let seen: Vec<f32> = Vec::<f32>::try_from(train.t.sum_dim_intlist(&[0i64][..], false, Kind::Float).contiguous())?
+        .iter()
+        .map(|&n| if n > 0.0 { 1.0 } else { 0.0 })
+        .collect();
+    let unseen: Vec<String> =
+        sc.cell_types.iter().zip(&seen).filter(|(_, m)| **m == 0.0).map(|(t, _)| t.name.clone()).collect();
+    let scale: Vec<f32> =
+        scale.iter().enumerate().map(|(k, v)| if k >= 2 * g + l { v * seen[k - 2 * g - l] } else { *v }).collect();
     let scale = Tensor::from_slice(&scale).view([1, width]);
     // Outputs are learned in units of the largest rate magnitude.
     let out_scale = train.y.abs().max().double_value(&[]).max(1e-6);
@@ -445,6 +461,7 @@ pub fn fit_to_teacher(
         contexts: opts.contexts,
         hold_out_type: opts.hold_out_type.clone(),
         hold_out_genes: opts.hold_out_genes.clone(),
+        unseen_types: unseen,
     };
     let sig = ModelSignature::of_scene(sc);
     let meta = ModelMeta {

@@ -83,6 +83,9 @@ pub struct TrainingInfo {
     /// Genes whose perturbations were left out of training.
     #[serde(default)]
     pub hold_out_genes: Vec<String>,
+    /// Cell types no training sample had: their one-hot column is ignored by the model.
+    #[serde(default)]
+    pub unseen_types: Vec<String>,
 }
 
 impl ModelMeta {
