@@ -93,6 +93,8 @@ struct Samples {
     s: Tensor,
     c: Tensor,
     t: Tensor,
+    /// Neighbours by cell type, `N × T` (zeros where the teacher reads no counts).
+    k: Tensor,
     y: Tensor,
 }
 
@@ -107,6 +109,7 @@ impl Samples {
             s: Tensor::cat(&[self.s, other.s], 0),
             c: Tensor::cat(&[self.c, other.c], 0),
             t: Tensor::cat(&[self.t, other.t], 0),
+            k: Tensor::cat(&[self.k, other.k], 0),
             y: Tensor::cat(&[self.y, other.y], 0),
         }
     }
@@ -117,6 +120,7 @@ impl Samples {
             s: self.s.index_select(0, idx),
             c: self.c.index_select(0, idx),
             t: self.t.index_select(0, idx),
+            k: self.k.index_select(0, idx),
             y: self.y.index_select(0, idx),
         }
     }
@@ -181,8 +185,8 @@ fn trajectory_samples(
     contexts: Vec<usize>,
 ) -> Result<Samples, TorchError> {
     let sc0 = &scene.scene;
-    let (g, l) = (sc0.genes.len(), sc0.ligands.len());
-    let (mut xs, mut ss, mut cs, mut ts) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (g, l, nt) = (sc0.genes.len(), sc0.ligands.len(), sc0.cell_types.len());
+    let (mut xs, mut ss, mut cs, mut ks, mut ts) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for k in contexts {
         let mut sc = sc0.clone();
         sc.seed = opts.seed.wrapping_mul(1000).wrapping_add(k as u64);
@@ -197,7 +201,7 @@ fn trajectory_samples(
         sim.world.resource_mut::<explant_core::Batch>().keep_inputs = true;
         let interval = sc.record_interval().max(1);
         let captures = (sim.total_ticks() / interval).max(1) as usize;
-        let (mut cx, mut csn, mut cc, mut ct) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut cx, mut csn, mut cc, mut ck, mut ct) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..sim.total_ticks() {
             sim.step()?;
             if !sim.clock().tick.is_multiple_of(interval) {
@@ -207,7 +211,11 @@ fn trajectory_samples(
             // cells in the same order (States may have been re-sorted since).
             let b = sim.world.resource::<explant_core::Batch>();
             let n = b.cells;
-            if b.inputs.len() < n * g || b.sensed.len() < n * l || b.contact.len() < n * g {
+            if b.inputs.len() < n * g
+                || b.sensed.len() < n * l
+                || b.contact.len() < n * g
+                || b.neighbour_types.len() < n * nt
+            {
                 continue;
             }
             let stride = (n * captures / opts.per_context.max(1)).max(1);
@@ -218,25 +226,28 @@ fn trajectory_samples(
                 cx.extend_from_slice(&b.inputs[i * g..(i + 1) * g]);
                 csn.extend_from_slice(&b.sensed[i * l..(i + 1) * l]);
                 cc.extend_from_slice(&b.contact[i * g..(i + 1) * g]);
+                ck.extend_from_slice(&b.neighbour_types[i * nt..(i + 1) * nt]);
                 ct.push(b.cell_type[i]);
             }
         }
         xs.extend(cx);
         ss.extend(csn);
         cs.extend(cc);
+        ks.extend(ck);
         ts.extend(ct);
     }
-    labelled(sc0, &mut Teacher::from_scene(sc0), &xs, &ss, &cs, &ts)
+    labelled(sc0, &mut Teacher::from_scene(sc0), &xs, &ss, &cs, &ks, &ts)
 }
 
-/// Label inputs (`N × G` expression, `N × L` sensed, `N × G` contact, `N` types) with the
-/// teacher's `dx/dt` and pack them as tensors.
+/// Label inputs (`N × G` expression, `N × L` sensed, `N × G` contact, `N × T`
+/// neighbours by type, `N` types) with the teacher's `dx/dt` and pack them as tensors.
 fn labelled(
     sc: &explant_scene::Scene,
     teacher: &mut Teacher,
     xs: &[f32],
     ss: &[f32],
     cs: &[f32],
+    ks: &[f32],
     ts: &[u32],
 ) -> Result<Samples, TorchError> {
     let (g, l, nt) = (sc.genes.len(), sc.ligands.len(), sc.cell_types.len());
@@ -247,7 +258,7 @@ fn labelled(
         expression: xs,
         sensed: ss,
         contact: cs,
-        neighbour_types: &[],
+        neighbour_types: ks,
         cell_type: ts,
         dt: sc.time.dt,
     };
@@ -258,6 +269,7 @@ fn labelled(
         s: Tensor::from_slice(ss).view([n as i64, l as i64]),
         c: Tensor::from_slice(cs).view([n as i64, g as i64]),
         t: Tensor::from_slice(&ti).one_hot(nt as i64).to_kind(Kind::Float),
+        k: Tensor::from_slice(ks).view([n as i64, nt as i64]),
         y: Tensor::from_slice(&ys).view([n as i64, g as i64]),
     })
 }
@@ -272,7 +284,9 @@ pub fn fit_to_teacher(
     let sc = &scene.scene;
     let (g, l, nt) = (sc.genes.len(), sc.ligands.len(), sc.cell_types.len());
     let mut teacher = Teacher::from_scene(sc);
-    let ranges = input_ranges(scene)?;
+    // Neighbour counts by type are an input only where the teacher reads them.
+    let counts = !teacher.n.is_empty();
+    let (ranges, count_ranges) = input_ranges(scene)?;
     let held_type = match &opts.hold_out_type {
         Some(t) => Some(sc.cell_type_index(t).ok_or_else(|| TorchError::BadOption {
             option: "hold-out-type".into(),
@@ -297,8 +311,13 @@ pub fn fit_to_teacher(
     }
 
     let mut draw = |n: usize, stream: u64| -> Result<Samples, TorchError> {
-        let (mut xs, mut ss, mut cs, mut ts) =
-            (Vec::with_capacity(n * g), Vec::with_capacity(n * l), vec![0.0f32; n * g], Vec::with_capacity(n));
+        let (mut xs, mut ss, mut cs, mut ks, mut ts) = (
+            Vec::with_capacity(n * g),
+            Vec::with_capacity(n * l),
+            vec![0.0f32; n * g],
+            vec![0.0f32; n * nt],
+            Vec::with_capacity(n),
+        );
         let u = |i: usize, k: u64| uniform(opts.seed, (stream << 40) | i as u64, k, Purpose::Inheritance, 0) as f32;
         for i in 0..n {
             for k in 0..g {
@@ -314,8 +333,13 @@ pub fn fit_to_teacher(
             }
             let k = ((u(i, (2 * g + l) as u64) * allowed.len() as f32) as usize).min(allowed.len() - 1);
             ts.push(allowed[k]);
+            if counts {
+                for (k, r) in count_ranges.iter().enumerate() {
+                    ks[i * nt + k] = (u(i, (2 * g + l + 1 + k) as u64) * (r + 1.0)).floor().min(*r);
+                }
+            }
         }
-        labelled(sc, &mut teacher, &xs, &ss, &cs, &ts)
+        labelled(sc, &mut teacher, &xs, &ss, &cs, &ks, &ts)
     };
     let mut train = draw(opts.train, 1)?;
     let mut val = draw(opts.val, 2)?;
@@ -339,7 +363,7 @@ pub fn fit_to_teacher(
     tch::manual_seed(opts.seed as i64);
     let vs = nn::VarStore::new(Device::Cpu);
     let root = vs.root();
-    let width = (2 * g + l + nt) as i64;
+    let width = (2 * g + l + nt + if counts { nt } else { 0 }) as i64;
     // Inputs are scaled by their range so every column is O(1): the sampling box, widened
     // to what the training trajectories reached (a perturbation can push a ligand far past
     // the unperturbed run).
@@ -356,6 +380,7 @@ pub fn fit_to_teacher(
         .chain((0..l).map(|k| widened[g + k]))
         .chain((0..g).map(|k| widened[k]))
         .chain(std::iter::repeat_n(1.0, nt))
+        .chain(count_ranges.iter().copied().filter(|_| counts))
         .map(|r| 1.0 / r.max(1e-6))
         .collect();
     // A cell type no training sample had (a type absent from the tissue, or held out
@@ -368,8 +393,11 @@ pub fn fit_to_teacher(
         .collect();
     let unseen: Vec<String> =
         sc.cell_types.iter().zip(&seen).filter(|(_, m)| **m == 0.0).map(|(t, _)| t.name.clone()).collect();
-    let scale: Vec<f32> =
-        scale.iter().enumerate().map(|(k, v)| if k >= 2 * g + l { v * seen[k - 2 * g - l] } else { *v }).collect();
+    let scale: Vec<f32> = scale
+        .iter()
+        .enumerate()
+        .map(|(k, v)| if (2 * g + l..2 * g + l + nt).contains(&k) { v * seen[k - 2 * g - l] } else { *v })
+        .collect();
     let scale = Tensor::from_slice(&scale).view([1, width]);
     // Outputs are learned in units of the largest rate magnitude.
     let out_scale = train.y.abs().max().double_value(&[]).max(1e-6);
@@ -379,8 +407,8 @@ pub fn fit_to_teacher(
         .add(nn::linear(&root / "l2", opts.hidden, opts.hidden, Default::default()))
         .add_fn(|t| t.tanh())
         .add(nn::linear(&root / "l3", opts.hidden, g as i64, Default::default()));
-    let forward = |x: &Tensor, s: &Tensor, c: &Tensor, t: &Tensor| -> Tensor {
-        let z = Tensor::cat(&[x, s, c, t], 1) * &scale;
+    let forward = |x: &Tensor, s: &Tensor, c: &Tensor, t: &Tensor, k: &Tensor| -> Tensor {
+        let z = if counts { Tensor::cat(&[x, s, c, t, k], 1) } else { Tensor::cat(&[x, s, c, t], 1) } * &scale;
         net.forward(&z) * out_scale
     };
     let mut opt = nn::Adam::default().build(&vs, opts.lr)?;
@@ -399,13 +427,14 @@ pub fn fit_to_teacher(
             &train.s.index_select(0, &idx),
             &train.c.index_select(0, &idx),
             &train.t.index_select(0, &idx),
+            &train.k.index_select(0, &idx),
         );
         let loss = (pred - train.y.index_select(0, &idx)).square().mean(Kind::Float) / (out_scale * out_scale);
         opt.backward_step(&loss);
         steps_taken = step + 1;
         if step % 100 == 99 {
             let v = tch::no_grad(|| {
-                (forward(&val.x, &val.s, &val.c, &val.t) - &val.y).square().mean(Kind::Float).double_value(&[])
+                (forward(&val.x, &val.s, &val.c, &val.t, &val.k) - &val.y).square().mean(Kind::Float).double_value(&[])
             });
             progress(step + 1, v);
             if v < best.0 {
@@ -425,7 +454,7 @@ pub fn fit_to_teacher(
     }
 
     let mse = |pred: &Tensor| (pred - &val.y).square().mean(Kind::Float).double_value(&[]);
-    let val_mse = tch::no_grad(|| mse(&forward(&val.x, &val.s, &val.c, &val.t)));
+    let val_mse = tch::no_grad(|| mse(&forward(&val.x, &val.s, &val.c, &val.t, &val.k)));
     let val_mse_no_change = mse(&val.y.zeros_like());
     let val_mse_mean = mse(&train.y.mean_dim(0, true, Kind::Float).expand_as(&val.y));
 
@@ -433,10 +462,14 @@ pub fn fit_to_teacher(
     // recorded as constants rather than as tensors that require grad).
     let mut vs = vs;
     vs.freeze();
-    let example = [val.x.narrow(0, 0, 4), val.s.narrow(0, 0, 4), val.c.narrow(0, 0, 4), val.t.narrow(0, 0, 4)];
+    let mut example = vec![val.x.narrow(0, 0, 4), val.s.narrow(0, 0, 4), val.c.narrow(0, 0, 4), val.t.narrow(0, 0, 4)];
+    if counts {
+        example.push(val.k.narrow(0, 0, 4));
+    }
     let module = tch::no_grad(|| {
         CModule::create_by_tracing("ExplantResponse", "forward", &example, &mut |inp: &[Tensor]| {
-            vec![forward(&inp[0], &inp[1], &inp[2], &inp[3])]
+            let none = Tensor::zeros([inp[0].size()[0], 0], (Kind::Float, Device::Cpu));
+            vec![forward(&inp[0], &inp[1], &inp[2], &inp[3], inp.get(4).unwrap_or(&none))]
         })
     })?;
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -447,7 +480,7 @@ pub fn fit_to_teacher(
     // The check case: the first validation sample.
     let row = |t: &Tensor| -> Vec<f32> { Vec::<f32>::try_from(t.get(0).contiguous()).unwrap_or_default() };
     let cell_type = val.t.get(0).argmax(0, false).int64_value(&[]) as u32;
-    let output = tch::no_grad(|| row(&forward(&val.x, &val.s, &val.c, &val.t)));
+    let output = tch::no_grad(|| row(&forward(&val.x, &val.s, &val.c, &val.t, &val.k)));
     let training = TrainingInfo {
         command: opts.command.clone(),
         scene: scene.path.display().to_string(),
@@ -470,9 +503,11 @@ pub fn fit_to_teacher(
         genes: sig.genes,
         ligands: sig.ligands,
         cell_types: sig.cell_types,
+        neighbour_counts: counts,
         contract: "forward(expression [N,G] f32, sensed [N,L] f32 = ligand concentration × receptor expression, \
                    contact [N,G] f32 = neighbour mean of contact genes (0 elsewhere), cell_type_onehot [N,T] f32) \
-                   -> dx/dt [N,G] f32 per minute"
+                   [, neighbour_types [N,T] f32 = neighbours of each type within the contact radius, \
+                   when neighbour_counts]) -> dx/dt [N,G] f32 per minute"
             .into(),
         training: Some(training.clone()),
         check: CheckCase {
@@ -480,6 +515,7 @@ pub fn fit_to_teacher(
             sensed: row(&val.s),
             contact: row(&val.c),
             cell_type,
+            neighbour_types: counts.then(|| row(&val.k)),
             output,
             teacher_output: Some(row(&val.y)),
         },
@@ -492,7 +528,10 @@ pub fn fit_to_teacher(
 /// Upper ends of the input ranges: per gene (expression, also used for contact means),
 /// then per ligand (sensed). Found by running the scene with the teacher, then widened
 /// by 50 % (at least to the teacher's ceiling α/γ for expression).
-fn input_ranges(scene: &LoadedScene) -> Result<Vec<f32>, TorchError> {
+///
+/// Also the most neighbours of each cell type a cell had in that run, widened by 50 %
+/// and at least 1 (the range of the neighbour-count inputs).
+fn input_ranges(scene: &LoadedScene) -> Result<(Vec<f32>, Vec<f32>), TorchError> {
     let sc = &scene.scene;
     let teacher = Teacher::from_scene(sc);
     let ceiling: Vec<f32> = teacher
@@ -501,8 +540,9 @@ fn input_ranges(scene: &LoadedScene) -> Result<Vec<f32>, TorchError> {
         .map(|a| if teacher.degradation > 0.0 { a / teacher.degradation } else { 1.0 })
         .collect();
     let mut sim = Simulation::new(sc, Box::new(explant_field::CpuDiffusion::new()), Box::new(teacher))?;
-    let (g, l) = (sc.genes.len(), sc.ligands.len());
+    let (g, l, nt) = (sc.genes.len(), sc.ligands.len(), sc.cell_types.len());
     let mut hi = vec![0.0f32; g + l];
+    let mut most = vec![0.0f32; nt];
     for _ in 0..sim.total_ticks() {
         sim.step()?;
         let b = sim.world.resource::<explant_core::Batch>();
@@ -515,6 +555,9 @@ fn input_ranges(scene: &LoadedScene) -> Result<Vec<f32>, TorchError> {
                 hi[g + k] = hi[g + k].max(b.sensed[i * l + k]);
             }
         }
+        for (k, c) in b.neighbour_types.iter().enumerate() {
+            most[k % nt.max(1)] = most[k % nt.max(1)].max(*c);
+        }
     }
     for k in 0..g {
         hi[k] = (1.5 * hi[k]).max(1.1 * ceiling[k]).max(1e-3);
@@ -522,18 +565,20 @@ fn input_ranges(scene: &LoadedScene) -> Result<Vec<f32>, TorchError> {
     for v in &mut hi[g..] {
         *v = (1.5 * *v).max(1e-3);
     }
-    Ok(hi)
+    Ok((hi, most.iter().map(|m| (1.5 * m).ceil().max(1.0)).collect()))
 }
 
-/// A linear response model `dx/dt = [x, s, c, onehot(type), 1] · W` (the ridge-regression
-/// baseline of `explant eval`).
+/// A linear response model `dx/dt = [x, s, c, onehot(type), k, 1] · W` (the
+/// ridge-regression baseline of `explant eval`), where the neighbour counts by type `k`
+/// are a feature only when the scene's teacher reads them.
 #[derive(Debug, Clone)]
 pub struct LinearModel {
     signature: ModelSignature,
     genes: usize,
     ligands: usize,
     types: usize,
-    /// Weights, `(2G + L + T + 1) × G`, row-major.
+    counts: bool,
+    /// Weights, `(2G + L + T [+ T] + 1) × G`, row-major.
     pub weights: Vec<f32>,
 }
 
@@ -552,7 +597,9 @@ impl ResponseModel for LinearModel {
         rates: &mut [f32],
     ) -> Result<(), explant_core::ModelError> {
         let (g, l, nt) = (self.genes, self.ligands, self.types);
-        let width = 2 * g + l + nt + 1;
+        let kw = if self.counts { nt } else { 0 };
+        let width = 2 * g + l + nt + kw + 1;
+        let counted = input.neighbour_types.len() == input.cells * nt;
         let mut z = vec![0.0f32; width];
         for i in 0..input.cells {
             z[..g].copy_from_slice(&input.expression[i * g..(i + 1) * g]);
@@ -560,6 +607,9 @@ impl ResponseModel for LinearModel {
             z[g + l..2 * g + l].copy_from_slice(&input.contact[i * g..(i + 1) * g]);
             z[2 * g + l..2 * g + l + nt].fill(0.0);
             z[2 * g + l + input.cell_type[i] as usize] = 1.0;
+            if self.counts && counted {
+                z[2 * g + l + nt..width - 1].copy_from_slice(&input.neighbour_types[i * nt..(i + 1) * nt]);
+            }
             z[width - 1] = 1.0;
             let out = &mut rates[i * g..(i + 1) * g];
             out.fill(0.0);
@@ -577,7 +627,8 @@ impl ResponseModel for LinearModel {
 
 /// Fit the ridge-regression baseline on the same on-trajectory samples `explant train`
 /// uses (all `opts.contexts`, with its hold-outs): `W = (ZᵀZ + λI)⁻¹ Zᵀ Y` with the
-/// features `Z = [x, s, c, onehot(type), 1]` and `Y` the teacher's `dx/dt`.
+/// features `Z = [x, s, c, onehot(type), k, 1]` (`k` only where the teacher reads
+/// neighbour counts) and `Y` the teacher's `dx/dt`.
 pub fn fit_ridge(scene: &LoadedScene, opts: &FitOptions, lambda: f64) -> Result<LinearModel, TorchError> {
     let sc = &scene.scene;
     let (g, l, nt) = (sc.genes.len(), sc.ligands.len(), sc.cell_types.len());
@@ -585,11 +636,17 @@ pub fn fit_ridge(scene: &LoadedScene, opts: &FitOptions, lambda: f64) -> Result<
     let samples = trajectory_samples(scene, opts, held_type, (0..opts.contexts.max(1)).collect())?;
     let n = samples.len() as i64;
     let ones = Tensor::ones([n, 1], (Kind::Float, Device::Cpu));
-    let z = Tensor::cat(&[&samples.x, &samples.s, &samples.c, &samples.t, &ones], 1).to_kind(Kind::Double);
+    let counts = !Teacher::from_scene(sc).n.is_empty();
+    let mut parts = vec![&samples.x, &samples.s, &samples.c, &samples.t];
+    if counts {
+        parts.push(&samples.k);
+    }
+    parts.push(&ones);
+    let z = Tensor::cat(&parts, 1).to_kind(Kind::Double);
     let y = samples.y.to_kind(Kind::Double);
-    let width = (2 * g + l + nt + 1) as i64;
+    let width = z.size()[1];
     let a = z.tr().matmul(&z) + Tensor::eye(width, (Kind::Double, Device::Cpu)) * lambda;
     let w = Tensor::linalg_solve(&a, &z.tr().matmul(&y), true).to_kind(Kind::Float).contiguous();
     let weights = Vec::<f32>::try_from(w.view([-1]))?;
-    Ok(LinearModel { signature: ModelSignature::of_scene(sc), genes: g, ligands: l, types: nt, weights })
+    Ok(LinearModel { signature: ModelSignature::of_scene(sc), genes: g, ligands: l, types: nt, counts, weights })
 }

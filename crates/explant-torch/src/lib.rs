@@ -4,7 +4,9 @@
 //! A model is two files side by side: `NAME.pt` (TorchScript) and `NAME.json`
 //! ([`ModelMeta`]: gene, ligand and cell-type names in input order, and a check case).
 //! Its `forward(expression [N,G], sensed [N,L], contact [N,G], cell_type_onehot [N,T])`
-//! returns `dx/dt` as `[N,G]` float32. Loading refuses a model whose names differ from
+//! returns `dx/dt` as `[N,G]` float32; a model whose metadata sets `neighbour_counts`
+//! takes a fifth input, `neighbour_types [N,T]` (neighbours of each type within the
+//! contact radius). Loading refuses a model whose names differ from
 //! the scene's, whose output width is wrong, or whose check case does not reproduce.
 
 #![allow(unsafe_code)] // none of ours; tch's types are used through their safe API
@@ -93,6 +95,13 @@ impl TorchModel {
         self.device
     }
 
+    /// Width of the network's concatenated input: `2G + L + T`, plus `T` with neighbour
+    /// counts.
+    pub fn input_width(&self) -> usize {
+        let (g, l, t) = (self.meta.genes.len(), self.meta.ligands.len(), self.meta.cell_types.len());
+        2 * g + l + t + if self.meta.neighbour_counts { t } else { 0 }
+    }
+
     /// The network's dense layers, in order: from its parameters, or for a traced model
     /// (weights as graph constants, as `explant model fit` exports) from the constants in
     /// its archive. Checked to chain from the input width `2G + L + T` to `G`.
@@ -101,10 +110,11 @@ impl TorchModel {
         if layers.is_empty() {
             layers = layers_from_shapes(&archive_constant_shapes(&self.path)?);
         }
-        let (g, l, t) = (self.meta.genes.len(), self.meta.ligands.len(), self.meta.cell_types.len());
-        check_chain(&layers, (2 * g + l + t) as i64, g as i64).map_err(|message| TorchError::NotTorchScript {
-            path: self.path.clone(),
-            message: format!("cannot read its dense layers: {message}"),
+        check_chain(&layers, self.input_width() as i64, self.meta.genes.len() as i64).map_err(|message| {
+            TorchError::NotTorchScript {
+                path: self.path.clone(),
+                message: format!("cannot read its dense layers: {message}"),
+            }
         })?;
         Ok(layers)
     }
@@ -126,13 +136,23 @@ impl TorchModel {
                 message: format!("`check.cell_type` is `{}` but there are {t} cell types", check.cell_type),
             });
         }
+        let counts = check.neighbour_types.clone().unwrap_or_default();
+        if self.meta.neighbour_counts && counts.len() != t {
+            return Err(TorchError::BadMeta {
+                path: meta_path(&self.path),
+                message: format!(
+                    "the model takes neighbour counts but `check.neighbour_types` has {} entries, not one per cell type ({t})",
+                    counts.len()
+                ),
+            });
+        }
         let mut out = vec![0.0f32; g];
         let input = ResponseInput {
             cells: 1,
             expression: &check.expression,
             sensed: &check.sensed,
             contact: &check.contact,
-            neighbour_types: &[],
+            neighbour_types: &counts,
             cell_type: &[check.cell_type],
             dt: 1.0,
         };
@@ -156,10 +176,18 @@ impl TorchModel {
             };
             let types: Vec<i64> = input.cell_type[start..start + n].iter().map(|&c| i64::from(c)).collect();
             let onehot = Tensor::from_slice(&types).to_device(self.device).one_hot(t as i64).to_kind(Kind::Float);
-            let out = self
-                .module
-                .forward_ts(&[rows(input.expression, g), rows(input.sensed, l), rows(input.contact, g), onehot])
-                .map_err(|e| err(first_line(&e.to_string())))?;
+            let mut args = vec![rows(input.expression, g), rows(input.sensed, l), rows(input.contact, g), onehot];
+            if self.meta.neighbour_counts {
+                if input.neighbour_types.len() != input.cells * t {
+                    return Err(err(format!(
+                        "the model takes neighbour counts by cell type, but {} were given for {} cells of {t} types",
+                        input.neighbour_types.len(),
+                        input.cells
+                    )));
+                }
+                args.push(rows(input.neighbour_types, t));
+            }
+            let out = self.module.forward_ts(&args).map_err(|e| err(first_line(&e.to_string())))?;
             if out.size() != [n as i64, g as i64] {
                 return Err(err(format!("returned shape {:?}, expected [{n}, {g}] (one rate per gene)", out.size())));
             }

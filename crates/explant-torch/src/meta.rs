@@ -25,6 +25,10 @@ pub struct ModelMeta {
     pub cell_types: Vec<String>,
     /// Human-readable description of the inputs and output.
     pub contract: String,
+    /// Whether `forward` takes a fifth input, `neighbour_types [N,T]`: the number of
+    /// neighbours of each cell type within the contact radius (absent: four inputs).
+    #[serde(default)]
+    pub neighbour_counts: bool,
     /// How it was trained, if by explant.
     #[serde(default)]
     pub training: Option<TrainingInfo>,
@@ -44,6 +48,9 @@ pub struct CheckCase {
     pub contact: Vec<f32>,
     /// Cell type index.
     pub cell_type: u32,
+    /// Neighbours by cell type, `T` (only for a model with `neighbour_counts`).
+    #[serde(default)]
+    pub neighbour_types: Option<Vec<f32>>,
     /// The model's `dx/dt`, `G`.
     pub output: Vec<f32>,
     /// The teacher's `dx/dt` for the same input, when trained on one.

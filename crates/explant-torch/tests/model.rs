@@ -235,3 +235,70 @@ fn mismatched_pt_and_json_are_refused() {
     assert!(matches!(err, TorchError::CheckFailed { .. }), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// A scene whose teacher reads neighbour counts (`neighbours:tumour → IFNG` in
+/// `scenes/tumour_immune.toml`, cut to 1 h and 600 cells) gets a model with the fifth
+/// input, and the model learns the edge: a T cell's IFNG rate rises with its tumour
+/// neighbours as the teacher's does.
+#[test]
+fn a_teacher_that_reads_neighbour_counts_gets_a_model_that_learns_them() {
+    let path = repo().join("scenes/tumour_immune.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = text.replace("duration = 720.0", "duration = 60.0").replace("cells = 3000", "cells = 600");
+    let scene = LoadedScene::from_str(&text, &path).unwrap();
+    let dir = tmpdir("counts");
+    let out = dir.join("counts.pt");
+    let opts = explant_torch::FitOptions {
+        seed: 1,
+        train: 20_000,
+        val: 4_000,
+        steps: 3_000,
+        contexts: 3,
+        per_context: 2_000,
+        ..Default::default()
+    };
+    let report = explant_torch::fit_to_teacher(&scene, &out, &opts, &mut |_, _| {}).unwrap();
+    let mut model = TorchModel::load_for(&out, &ModelSignature::of_scene(&scene.scene), 1).unwrap();
+    assert!(model.meta().neighbour_counts);
+    let sc = &scene.scene;
+    let (g, l, t) = (sc.genes.len(), sc.ligands.len(), sc.cell_types.len());
+    assert_eq!(model.meta().check.neighbour_types.as_ref().map(Vec::len), Some(t));
+    assert_eq!(model.input_width(), 2 * g + l + 2 * t);
+    assert!(report.training.val_mse < 0.05 * report.training.val_mse_no_change, "{:?}", report.training);
+    // A T cell at its baseline, with 0 to 4 tumour neighbours.
+    let (tcell, tumour, ifng) =
+        (sc.cell_type_index("tcell").unwrap(), sc.cell_type_index("tumour").unwrap(), sc.gene_index("IFNG").unwrap());
+    let n = 5;
+    let rest = sc.gene_vector(&sc.cell_types[tcell].baseline);
+    let expression: Vec<f32> = (0..n).flat_map(|_| rest.iter().copied()).collect();
+    let (sensed, contact) = (vec![0.0f32; n * l], vec![0.0f32; n * g]);
+    let mut counts = vec![0.0f32; n * t];
+    for i in 0..n {
+        counts[i * t + tumour] = i as f32;
+    }
+    let input = ResponseInput {
+        cells: n,
+        expression: &expression,
+        sensed: &sensed,
+        contact: &contact,
+        neighbour_types: &counts,
+        cell_type: &vec![tcell as u32; n],
+        dt: 1.0,
+    };
+    let (mut learned, mut truth) = (vec![0.0f32; n * g], vec![0.0f32; n * g]);
+    model.rates(&input, &mut learned).unwrap();
+    Teacher::from_scene(sc).rates(&input, &mut truth).unwrap();
+    let rise = |r: &[f32]| r[(n - 1) * g + ifng] - r[ifng];
+    assert!(rise(&truth) > 0.0);
+    assert!(
+        (rise(&learned) - rise(&truth)).abs() < 0.25 * rise(&truth),
+        "IFNG rate rise over 0..4 tumour neighbours: learned {} vs teacher {}",
+        rise(&learned),
+        rise(&truth)
+    );
+    // Without the counts the model refuses to run rather than guess.
+    let blind = ResponseInput { neighbour_types: &[], ..input };
+    let err = model.rates(&blind, &mut learned).unwrap_err().to_string();
+    assert!(err.contains("neighbour counts"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

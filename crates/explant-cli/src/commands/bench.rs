@@ -273,12 +273,17 @@ pub fn model(args: crate::cli::BenchModelArgs) -> Result<()> {
         let sensed: Vec<f32> = (0..n * l).map(|i| uniform() * range(g + i % l)).collect();
         let contact: Vec<f32> = (0..n * g).map(|i| uniform() * range(i % g)).collect();
         let cell_type: Vec<u32> = (0..n).map(|_| ((uniform() * t as f32) as u32).min(t as u32 - 1)).collect();
+        let counts: Vec<f32> = if model.meta().neighbour_counts {
+            (0..n * t).map(|_| (uniform() * 4.0).floor()).collect()
+        } else {
+            Vec::new()
+        };
         let input = ResponseInput {
             cells: n,
             expression: &expression,
             sensed: &sensed,
             contact: &contact,
-            neighbour_types: &[],
+            neighbour_types: &counts,
             cell_type: &cell_type,
             dt: 0.1,
         };
