@@ -104,6 +104,7 @@ mod imp {
     /// ids) and the per-gene rank-sum p-values (perturbed-run cells vs their control cells).
     struct GroupResponse {
         pseudobulk: Vec<f64>,
+        control: Vec<f64>,
         delta: Vec<f64>,
         p: Vec<f64>,
     }
@@ -124,12 +125,14 @@ mod imp {
                 let col = |t: &CellTable, idx: &dyn Fn(&(usize, usize)) -> usize, gene: usize| -> Vec<f64> {
                     cells.iter().map(|c| f64::from(t.expression[idx(c) * g + gene])).collect()
                 };
-                let mut out = GroupResponse { pseudobulk: Vec::new(), delta: Vec::new(), p: Vec::new() };
+                let mut out =
+                    GroupResponse { pseudobulk: Vec::new(), control: Vec::new(), delta: Vec::new(), p: Vec::new() };
                 for gene in 0..g {
                     let a = col(pert, &|c| c.0, gene);
                     let b = col(ctrl, &|c| c.1, gene);
                     let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
                     out.pseudobulk.push(ma);
+                    out.control.push(mb);
                     out.delta.push(ma - mb);
                     out.p.push(rank_sum_p(&a, &b));
                 }
@@ -286,8 +289,7 @@ mod imp {
                     (0..g).filter(|&x| adj[x] < 0.05 && r.delta[x] != 0.0).collect()
                 })
                 .collect();
-            let control_pb: Vec<Vec<f64>> =
-                t.iter().map(|r| r.pseudobulk.iter().zip(&r.delta).map(|(a, d)| a - d).collect()).collect();
+            let control_pb: Vec<Vec<f64>> = t.iter().map(|r| r.control.clone()).collect();
             // Mean delta of the training knockouts in this group.
             let train_deltas: Vec<&Vec<f64>> = train_r.iter().filter_map(|p| p[k].as_ref().map(|r| &r.delta)).collect();
             let mean_delta: Vec<f64> = (0..g)
