@@ -107,8 +107,21 @@ pub fn show(args: ShowArgs) -> Result<()> {
     println!("  ligands:    {}", m.ligands.join(", "));
     println!("  cell types: {}", m.cell_types.join(", "));
     println!("  contract:   {}", m.contract);
+    println!(
+        "  inputs:     expression, sensed, contact, cell_type_onehot{}",
+        if m.neighbour_counts { ", neighbour_types" } else { "" }
+    );
     if let Some(t) = &m.training {
         println!("  trained by: {}", t.command);
+        if let Some(ty) = &t.hold_out_type {
+            println!("  held out:   cell type `{ty}` (seen only unperturbed)");
+        }
+        if !t.hold_out_genes.is_empty() {
+            println!("  held out:   perturbations of {}", t.hold_out_genes.join(", "));
+        }
+        if !t.unseen_types.is_empty() {
+            println!("  unseen:     {} (one-hot column ignored)", t.unseen_types.join(", "));
+        }
         println!(
             "  validation MSE: {:.3e} (no change {:.3e}, mean {:.3e})",
             t.val_mse, t.val_mse_no_change, t.val_mse_mean
