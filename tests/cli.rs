@@ -989,6 +989,28 @@ fn train_fits_the_teacher_on_trajectories_deterministically_with_hold_outs() {
     // A trained model loads and runs in the scene it was trained for.
     let o = explant(["model".as_ref(), "show".as_ref(), dir.join("a.pt").as_os_str()]);
     assert_success(&o, "explant model show");
+    assert!(stdout(&o).contains("cell type `organiser` (seen only unperturbed)"), "{}", stdout(&o));
+    // An ensemble: its first member is the single network of the same seed, so the two
+    // models differ (the mean moved) but the ensemble is as deterministic.
+    let o = train("e.pt", &["--hold-out-type", "organiser", "--hold-out-genes", "HES1", "--members", "2"]);
+    assert_success(&o, "explant train --members 2");
+    let ensemble: Value = serde_json::from_str(&read(&dir.join("e.json"))).unwrap();
+    assert_eq!(ensemble["training"]["members"], 2);
+    assert_ne!(ensemble["check"]["output"], meta["check"]["output"]);
+    assert!(ensemble["training"]["command"].as_str().unwrap().ends_with("--members 2"));
+    let o = explant(["model".as_ref(), "show".as_ref(), dir.join("e.pt").as_os_str()]);
+    assert_success(&o, "explant model show (ensemble)");
+    assert!(stdout(&o).contains("mean of 2 networks (seeds 3..=4)"), "{}", stdout(&o));
+    let o = explant(
+        ["bench", "model", "--cells", "100", "--reps", "1", "--model"]
+            .map(std::ffi::OsString::from)
+            .into_iter()
+            .chain([dir.join("e.pt").into_os_string()]),
+    );
+    let err = assert_clean_failure(&o, "bench model on an ensemble");
+    assert!(err.contains("ensemble of 2 networks"), "{err}");
+    let o = train("c.pt", &["--members", "0"]);
+    assert!(!o.status.success() && stderr(&o).contains("'--members <MEMBERS>': 0 is not in 1..=64"), "{}", stderr(&o));
     // Unknown names are refused with a suggestion.
     let err = assert_clean_failure(&train("c.pt", &["--hold-out-type", "organizer"]), "unknown hold-out type");
     assert!(err.contains("--hold-out-type") && err.contains("organiser"), "{err}");

@@ -284,12 +284,17 @@ pub struct TrainArgs {
     /// Samples taken from each run (at most).
     #[arg(long, default_value_t = 4000)]
     pub per_context: usize,
-    /// Hold this cell type out (for held-out evaluation): never perturbed in training and seen only in the unperturbed runs, as its control cells.
+    /// Hold this cell type out (for held-out evaluation): never perturbed in training and
+    /// seen only in the unperturbed runs, as its control cells.
     #[arg(long)]
     pub hold_out_type: Option<String>,
     /// Never perturb these genes in training (comma separated).
     #[arg(long, value_delimiter = ',')]
     pub hold_out_genes: Vec<String>,
+    /// Networks to train on the same samples (seeds SEED, SEED+1, ...); the model is
+    /// their mean rate. More than 1 costs that many times the training time.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub members: u32,
 }
 
 /// `explant eval`.

@@ -55,6 +55,8 @@ pub struct FitOptions {
     pub hold_out_type: Option<String>,
     /// Never perturb these genes in the training contexts.
     pub hold_out_genes: Vec<String>,
+    /// Networks trained (seeds `seed`, `seed + 1`, ...) whose mean rate is the model.
+    pub members: usize,
 }
 
 impl Default for FitOptions {
@@ -73,6 +75,7 @@ impl Default for FitOptions {
             per_context: 4000,
             hold_out_type: None,
             hold_out_genes: Vec::new(),
+            members: 1,
         }
     }
 }
@@ -360,9 +363,6 @@ pub fn fit_to_teacher(
     let (n_train_samples, n_val_samples) = (train.len(), val.len());
 
     tch::set_num_threads(1);
-    tch::manual_seed(opts.seed as i64);
-    let vs = nn::VarStore::new(Device::Cpu);
-    let root = vs.root();
     let width = (2 * g + l + nt + if counts { nt } else { 0 }) as i64;
     // Inputs are scaled by their range so every column is O(1): the sampling box, widened
     // to what the training trajectories reached (a perturbation can push a ligand far past
@@ -401,67 +401,89 @@ pub fn fit_to_teacher(
     let scale = Tensor::from_slice(&scale).view([1, width]);
     // Outputs are learned in units of the largest rate magnitude.
     let out_scale = train.y.abs().max().double_value(&[]).max(1e-6);
-    let net = nn::seq()
-        .add(nn::linear(&root / "l1", width, opts.hidden, Default::default()))
-        .add_fn(|t| t.tanh())
-        .add(nn::linear(&root / "l2", opts.hidden, opts.hidden, Default::default()))
-        .add_fn(|t| t.tanh())
-        .add(nn::linear(&root / "l3", opts.hidden, g as i64, Default::default()));
-    let forward = |x: &Tensor, s: &Tensor, c: &Tensor, t: &Tensor, k: &Tensor| -> Tensor {
-        let z = if counts { Tensor::cat(&[x, s, c, t, k], 1) } else { Tensor::cat(&[x, s, c, t], 1) } * &scale;
-        net.forward(&z) * out_scale
+    let input = |x: &Tensor, s: &Tensor, c: &Tensor, t: &Tensor, k: &Tensor| -> Tensor {
+        let z = if counts { Tensor::cat(&[x, s, c, t, k], 1) } else { Tensor::cat(&[x, s, c, t], 1) };
+        z * &scale
     };
-    let mut opt = nn::Adam::default().build(&vs, opts.lr)?;
-    let mut best = (f64::INFINITY, 0usize);
-    let mut best_weights: Option<Vec<Tensor>> = None;
-    let mut steps_taken = 0;
     let n_train = n_train_samples as i64;
-    // Shuffle once (seeded) so mini-batches mix box and trajectory samples.
-    let order = Tensor::randperm(n_train, (Kind::Int64, Device::Cpu));
-    let train = train.select(&order);
-    for step in 0..opts.steps {
-        let lo = ((step * opts.batch) as i64) % (n_train - opts.batch as i64).max(1);
-        let idx = Tensor::arange_start(lo, lo + opts.batch as i64, (Kind::Int64, Device::Cpu));
-        let pred = forward(
-            &train.x.index_select(0, &idx),
-            &train.s.index_select(0, &idx),
-            &train.c.index_select(0, &idx),
-            &train.t.index_select(0, &idx),
-            &train.k.index_select(0, &idx),
-        );
-        let loss = (pred - train.y.index_select(0, &idx)).square().mean(Kind::Float) / (out_scale * out_scale);
-        opt.backward_step(&loss);
-        steps_taken = step + 1;
-        if step % 100 == 99 {
-            let v = tch::no_grad(|| {
-                (forward(&val.x, &val.s, &val.c, &val.t, &val.k) - &val.y).square().mean(Kind::Float).double_value(&[])
-            });
-            progress(step + 1, v);
-            if v < best.0 {
-                best = (v, step);
-                best_weights = Some(tch::no_grad(|| vs.trainable_variables().iter().map(|t| t.copy()).collect()));
-            } else if (step - best.1) / 100 >= opts.patience {
-                break;
+    let mut members: Vec<(nn::VarStore, nn::Sequential)> = Vec::with_capacity(opts.members.max(1));
+    let mut steps_taken = 0;
+    for m in 0..opts.members.max(1) {
+        // Member m is seeded with seed + m (member 0 is the single network of earlier
+        // versions, bit for bit): its initialisation and its shuffle of the samples.
+        tch::manual_seed(opts.seed.wrapping_add(m as u64) as i64);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let root = vs.root();
+        let net = nn::seq()
+            .add(nn::linear(&root / "l1", width, opts.hidden, Default::default()))
+            .add_fn(|t| t.tanh())
+            .add(nn::linear(&root / "l2", opts.hidden, opts.hidden, Default::default()))
+            .add_fn(|t| t.tanh())
+            .add(nn::linear(&root / "l3", opts.hidden, g as i64, Default::default()));
+        let forward = |x: &Tensor, s: &Tensor, c: &Tensor, t: &Tensor, k: &Tensor| -> Tensor {
+            net.forward(&input(x, s, c, t, k)) * out_scale
+        };
+        let mut opt = nn::Adam::default().build(&vs, opts.lr)?;
+        let mut best = (f64::INFINITY, 0usize);
+        let mut best_weights: Option<Vec<Tensor>> = None;
+        // Shuffle once (seeded) so mini-batches mix box and trajectory samples.
+        let order = Tensor::randperm(n_train, (Kind::Int64, Device::Cpu));
+        let train = train.select(&order);
+        for step in 0..opts.steps {
+            let lo = ((step * opts.batch) as i64) % (n_train - opts.batch as i64).max(1);
+            let idx = Tensor::arange_start(lo, lo + opts.batch as i64, (Kind::Int64, Device::Cpu));
+            let pred = forward(
+                &train.x.index_select(0, &idx),
+                &train.s.index_select(0, &idx),
+                &train.c.index_select(0, &idx),
+                &train.t.index_select(0, &idx),
+                &train.k.index_select(0, &idx),
+            );
+            let loss = (pred - train.y.index_select(0, &idx)).square().mean(Kind::Float) / (out_scale * out_scale);
+            opt.backward_step(&loss);
+            steps_taken += 1;
+            if step % 100 == 99 {
+                let v = tch::no_grad(|| {
+                    (forward(&val.x, &val.s, &val.c, &val.t, &val.k) - &val.y)
+                        .square()
+                        .mean(Kind::Float)
+                        .double_value(&[])
+                });
+                progress(m * opts.steps + step + 1, v);
+                if v < best.0 {
+                    best = (v, step);
+                    best_weights = Some(tch::no_grad(|| vs.trainable_variables().iter().map(|t| t.copy()).collect()));
+                } else if (step - best.1) / 100 >= opts.patience {
+                    break;
+                }
             }
         }
+        if let Some(w) = best_weights {
+            tch::no_grad(|| {
+                for (mut v, b) in vs.trainable_variables().into_iter().zip(w) {
+                    v.copy_(&b);
+                }
+            });
+        }
+        let mut vs = vs;
+        // Weights frozen, so that tracing records them as constants rather than as
+        // tensors that require grad.
+        vs.freeze();
+        members.push((vs, net));
     }
-    if let Some(w) = best_weights {
-        tch::no_grad(|| {
-            for (mut v, b) in vs.trainable_variables().into_iter().zip(w) {
-                v.copy_(&b);
-            }
-        });
-    }
+    // The model: the mean of its members' rates.
+    let forward = |x: &Tensor, s: &Tensor, c: &Tensor, t: &Tensor, k: &Tensor| -> Tensor {
+        let z = input(x, s, c, t, k);
+        let sum = members[1..].iter().fold(members[0].1.forward(&z), |a, (_, net)| a + net.forward(&z));
+        sum * (out_scale / members.len() as f64)
+    };
 
     let mse = |pred: &Tensor| (pred - &val.y).square().mean(Kind::Float).double_value(&[]);
     let val_mse = tch::no_grad(|| mse(&forward(&val.x, &val.s, &val.c, &val.t, &val.k)));
     let val_mse_no_change = mse(&val.y.zeros_like());
     let val_mse_mean = mse(&train.y.mean_dim(0, true, Kind::Float).expand_as(&val.y));
 
-    // Export: trace the forward pass into TorchScript (weights frozen, so they are
-    // recorded as constants rather than as tensors that require grad).
-    let mut vs = vs;
-    vs.freeze();
+    // Export: trace the forward pass into TorchScript.
     let mut example = vec![val.x.narrow(0, 0, 4), val.s.narrow(0, 0, 4), val.c.narrow(0, 0, 4), val.t.narrow(0, 0, 4)];
     if counts {
         example.push(val.k.narrow(0, 0, 4));
@@ -486,6 +508,7 @@ pub fn fit_to_teacher(
         scene: scene.path.display().to_string(),
         seed: opts.seed,
         steps: steps_taken,
+        members: members.len(),
         samples: (n_train_samples, n_val_samples),
         val_mse,
         val_mse_no_change,

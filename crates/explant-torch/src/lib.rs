@@ -106,6 +106,12 @@ impl TorchModel {
     /// (weights as graph constants, as `explant model fit` exports) from the constants in
     /// its archive. Checked to chain from the input width `2G + L + T` to `G`.
     pub fn layer_shapes(&self) -> Result<Vec<LayerShape>, TorchError> {
+        if let Some(k) = self.meta.training.as_ref().map(|t| t.members).filter(|&k| k > 1) {
+            return Err(TorchError::NotTorchScript {
+                path: self.path.clone(),
+                message: format!("it is an ensemble of {k} networks; its dense layers are not one chain"),
+            });
+        }
         let mut layers = layers::layers_from_parameters(&self.module)?;
         if layers.is_empty() {
             layers = layers_from_shapes(&archive_constant_shapes(&self.path)?);

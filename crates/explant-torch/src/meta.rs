@@ -68,8 +68,11 @@ pub struct TrainingInfo {
     pub scene: String,
     /// Seed.
     pub seed: u64,
-    /// Adam steps taken.
+    /// Adam steps taken (all members together).
     pub steps: usize,
+    /// Networks averaged (an ensemble when more than 1).
+    #[serde(default = "one")]
+    pub members: usize,
     /// Training and validation samples.
     pub samples: (usize, usize),
     /// Validation mean squared error of `dx/dt`.
@@ -93,6 +96,10 @@ pub struct TrainingInfo {
     /// Cell types no training sample had: their one-hot column is ignored by the model.
     #[serde(default)]
     pub unseen_types: Vec<String>,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl ModelMeta {

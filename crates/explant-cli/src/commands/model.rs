@@ -58,6 +58,9 @@ pub fn train(args: TrainArgs) -> Result<()> {
     if !args.hold_out_genes.is_empty() {
         command.push_str(&format!(" --hold-out-genes {}", args.hold_out_genes.join(",")));
     }
+    if args.members > 1 {
+        command.push_str(&format!(" --members {}", args.members));
+    }
     let opts = FitOptions {
         seed: args.seed,
         steps: args.steps,
@@ -65,6 +68,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
         per_context: args.per_context,
         hold_out_type: args.hold_out_type.clone(),
         hold_out_genes: args.hold_out_genes.clone(),
+        members: args.members as usize,
         command,
         ..Default::default()
     };
@@ -118,6 +122,14 @@ pub fn show(args: ShowArgs) -> Result<()> {
         }
         if !t.hold_out_genes.is_empty() {
             println!("  held out:   perturbations of {}", t.hold_out_genes.join(", "));
+        }
+        if t.members > 1 {
+            println!(
+                "  ensemble:   mean of {} networks (seeds {}..={})",
+                t.members,
+                t.seed,
+                t.seed + t.members as u64 - 1
+            );
         }
         if !t.unseen_types.is_empty() {
             println!("  unseen:     {} (one-hot column ignored)", t.unseen_types.join(", "));
