@@ -1035,6 +1035,29 @@ fn small_panel_scene(dir: &TempDir) -> PathBuf {
 }
 
 #[test]
+fn eval_says_when_the_model_was_not_trained_with_its_hold_outs() {
+    // The shipped model saw every cell type and knockout: its scores are in-sample.
+    let dir = TempDir::new("cli", "eval_says_when_the_model_was_not_trained_with_its_hold_outs");
+    let scene = write_short_scene(&dir);
+    let o = explant([
+        "eval".as_ref(),
+        scene.as_os_str(),
+        "--model".as_ref(),
+        default_model().as_os_str(),
+        "--hold-out-type".as_ref(),
+        "responder".as_ref(),
+        "--perturb".as_ref(),
+        "HES1,AXIN2".as_ref(),
+        "--contexts".as_ref(),
+        "1".as_ref(),
+    ]);
+    assert_success(&o, "explant eval with the shipped model");
+    let err = stderr(&o);
+    assert!(err.contains("note: the model was trained with no cell type held out, not `responder`"), "{err}");
+    assert!(err.contains("may have seen perturbations of HES1, AXIN2"), "{err}");
+}
+
+#[test]
 fn eval_a_learned_model_beats_the_mean_baseline_on_held_out_knockouts_in_a_held_out_type() {
     let dir =
         TempDir::new("cli", "eval_a_learned_model_beats_the_mean_baseline_on_held_out_knockouts_in_a_held_out_type");
@@ -1059,6 +1082,8 @@ fn eval_a_learned_model_beats_the_mean_baseline_on_held_out_knockouts_in_a_held_
     args.extend(hold_out.map(Into::into));
     let o = explant(args);
     assert_success(&o, "explant eval");
+    // Trained with the same hold-outs: no in-sample warning.
+    assert!(!stderr(&o).contains("in-sample") && !stderr(&o).contains("may have seen"), "{}", stderr(&o));
     let text = read(&csv);
     assert!(text.starts_with(
         "model,group,perturbations,mae,mae_off_target,pearson_delta,pds,de_overlap,mae_vs_mean,pds_vs_mean,de_vs_mean\n"

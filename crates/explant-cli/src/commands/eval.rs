@@ -194,6 +194,33 @@ mod imp {
         out
     }
 
+    /// Where the model's training did not hold out what this evaluation holds out: each
+    /// such score is in-sample, and the user should know.
+    fn hold_out_mismatch(model: &std::path::Path, ty: &str, genes: &[String]) -> Result<Vec<String>> {
+        let meta = explant_torch::ModelMeta::read(&explant_torch::meta_path(model))?;
+        let Some(t) = meta.training else {
+            return Ok(vec![format!(
+                "`{}` records no training provenance: whether this evaluation is held out is unknown",
+                model.display()
+            )]);
+        };
+        let mut out = Vec::new();
+        if t.hold_out_type.as_deref() != Some(ty) {
+            out.push(format!(
+                "the model was trained with {} held out, not `{ty}`: its scores for `{ty}` are in-sample",
+                t.hold_out_type.as_deref().map_or("no cell type".to_string(), |h| format!("`{h}`"))
+            ));
+        }
+        let seen: Vec<&str> = genes.iter().filter(|g| !t.hold_out_genes.contains(g)).map(String::as_str).collect();
+        if !seen.is_empty() {
+            out.push(format!(
+                "the model may have seen perturbations of {} in training (not in its hold-out genes)",
+                seen.join(", ")
+            ));
+        }
+        Ok(out)
+    }
+
     /// `explant eval`.
     pub fn eval(args: EvalArgs) -> Result<()> {
         let scene = LoadedScene::from_file(&args.scene)?;
@@ -228,6 +255,9 @@ mod imp {
         let truth = runs(sc, &args.perturb, &ty, &teacher)?;
         let training = runs(sc, &train_genes, &ty, &teacher)?;
         eprintln!("learned model `{}`...", args.model.display());
+        for line in hold_out_mismatch(&args.model, &ty, &args.perturb)? {
+            eprintln!("note: {line}");
+        }
         let model_path = args.model.clone();
         let learned = runs(sc, &args.perturb, &ty, &|| -> Result<Box<dyn ResponseModel>> {
             Ok(Box::new(explant_torch::TorchModel::load_for(
