@@ -81,9 +81,18 @@ mod imp {
         cell_type: &str,
         make: &dyn Fn() -> Result<Box<dyn ResponseModel>>,
     ) -> Result<Runs> {
+        let started = std::time::Instant::now();
         let control = run(scene, None, make()?)?.0;
-        let perturbed =
-            genes.iter().map(|g| run(scene, Some(knockout(g, cell_type)), make()?)).collect::<Result<_>>()?;
+        eprintln!("  control: {:.1} s", started.elapsed().as_secs_f64());
+        let perturbed = genes
+            .iter()
+            .map(|g| {
+                let started = std::time::Instant::now();
+                let r = run(scene, Some(knockout(g, cell_type)), make()?);
+                eprintln!("  {g} knockout: {:.1} s", started.elapsed().as_secs_f64());
+                r
+            })
+            .collect::<Result<_>>()?;
         Ok(Runs { control, perturbed })
     }
 
