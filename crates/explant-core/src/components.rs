@@ -59,6 +59,24 @@ pub struct Cycle {
     pub volume_at_death: f32,
 }
 
+/// What a response model with fate outputs last said of a cell (see
+/// [`crate::ResponseModel::respond`]): an apoptosis hazard per minute, added to the cell
+/// type's own rate, and a factor in `[0, 1]` on its cycle progression. Without such a
+/// model: no hazard and full progression.
+#[derive(Component, Debug, Clone, Copy, PartialEq)]
+pub struct ModelFate {
+    /// Apoptosis hazard, 1/min (≥ 0).
+    pub hazard: f32,
+    /// Cycle progression factor, `[0, 1]`.
+    pub progression: f32,
+}
+
+impl Default for ModelFate {
+    fn default() -> Self {
+        Self { hazard: 0.0, progression: 1.0 }
+    }
+}
+
 /// Migration direction (unit vector, or zero) kept between direction changes.
 #[derive(Component, Debug, Clone, Copy, PartialEq, Default)]
 pub struct Motility(pub Vec3);
@@ -232,6 +250,10 @@ pub struct Batch {
     pub neighbours: Vec<u32>,
     /// `dx/dt` from the model, `N × G`.
     pub rates: Vec<f32>,
+    /// Secretion from a model that gives it, `N × L` amount/min (else empty).
+    pub secretion: Vec<f32>,
+    /// Fate scores from a model that gives them, `N × 2` (else empty).
+    pub fate_scores: Vec<f32>,
     /// When set, `respond` keeps a copy of the expression the model was given in
     /// [`Batch::inputs`], so that (inputs, sensed, contact, cell_type, rates) of the last
     /// model call form consistent rows (e.g. to collect training data from trajectories;

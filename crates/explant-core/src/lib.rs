@@ -47,7 +47,7 @@ use glam::Vec3;
 pub use components::*;
 pub use error::{CoreError, ModelError};
 pub use life::{SORT_INTERVAL, sort_rows};
-pub use model::{ModelSignature, ResponseInput, ResponseModel, Teacher};
+pub use model::{Extras, ModelSignature, ResponseInput, ResponseModel, Teacher};
 pub use stages::{PseudobulkRow, RUNAWAY, Recording, RegionRow};
 pub use tissue::InitialCells;
 

@@ -264,8 +264,8 @@ pub fn fate(world: &mut World) {
         else {
             return;
         };
-        let mut q = world.query::<(Entity, &CellId, &Row, &CellType, &Position, &mut Cycle, &mut Radius)>();
-        for (entity, id, row, ty, pos, mut cycle, mut radius) in q.iter_mut(world) {
+        let mut q = world.query::<(Entity, &CellId, &Row, &CellType, &Position, &ModelFate, &mut Cycle, &mut Radius)>();
+        for (entity, id, row, ty, pos, model_fate, mut cycle, mut radius) in q.iter_mut(world) {
             let rules = &settings.rules[ty.0 as usize];
             let i = row.0 as usize;
             let x = states.row(i);
@@ -274,12 +274,13 @@ pub fn fate(world: &mut World) {
             match c.phase {
                 Phase::Cycling => {
                     let u = || rng::uniform(seed, id.0, tick, Purpose::Death, 0);
-                    if let Some((a, gene)) = &rules.apoptosis {
-                        let high = gene.is_some_and(|k| x[k] >= a.threshold);
-                        let rate = if high { a.rate_above } else { a.rate };
-                        if rate > 0.0 && u() < chance(rate, dt) {
-                            c.phase = Phase::Apoptotic;
-                        }
+                    let own = rules.apoptosis.as_ref().map_or(0.0, |(a, gene)| {
+                        if gene.is_some_and(|k| x[k] >= a.threshold) { a.rate_above } else { a.rate }
+                    });
+                    // A response model's hazard adds to the type's own rate.
+                    let rate = own + model_fate.hazard;
+                    if rate > 0.0 && u() < chance(rate, dt) {
+                        c.phase = Phase::Apoptotic;
                     }
                     if c.phase == Phase::Cycling
                         && let Some((nspec, ligand)) = &rules.necrosis
@@ -303,7 +304,7 @@ pub fn fate(world: &mut World) {
                         .is_some_and(|max| i < batch.cells && batch.offsets[i + 1] - batch.offsets[i] > max);
                     let gated = gate.is_some_and(|k| x[k] < spec.threshold);
                     if !crowded && !gated {
-                        c.progress += dt;
+                        c.progress += dt * model_fate.progression;
                     }
                     let f = (c.progress / c.length).min(1.0);
                     radius.0 = sphere_radius(full * (0.5 + 0.5 * f));
@@ -445,6 +446,7 @@ pub fn fate(world: &mut World) {
                 flag,
                 new_cycle(child_id),
                 dir,
+                ModelFate::default(),
             ))
             .id();
         world.resource_mut::<States>().push(child, &child_state);
@@ -473,6 +475,7 @@ pub fn fate(world: &mut World) {
                     Perturbed(true),
                     cycle,
                     Motility::default(),
+                    ModelFate::default(),
                 ))
                 .id();
             let x = settings.baselines[ty as usize].clone();

@@ -84,6 +84,36 @@ pub trait ResponseModel: Send {
 
     /// Write `dx/dt` (`N × G`, row-major) for every cell into `rates`.
     fn rates(&mut self, input: &ResponseInput<'_>, rates: &mut [f32]) -> Result<(), ModelError>;
+
+    /// The optional outputs this model gives beside `dx/dt` (none by default).
+    fn extras(&self) -> Extras {
+        Extras::default()
+    }
+
+    /// `dx/dt` into `rates` and, where [`extras`](Self::extras) says so, per-cell
+    /// secretion (`N × L`, amount/min released into the cell's voxel) into `secretion`
+    /// and fate scores (`N × 2`: an apoptosis hazard per minute, and a cycle progression
+    /// factor in `[0, 1]`) into `fate`. The slices of outputs the model does not give are
+    /// empty. The default calls [`rates`](Self::rates).
+    fn respond(
+        &mut self,
+        input: &ResponseInput<'_>,
+        rates: &mut [f32],
+        secretion: &mut [f32],
+        fate: &mut [f32],
+    ) -> Result<(), ModelError> {
+        let _ = (secretion, fate);
+        self.rates(input, rates)
+    }
+}
+
+/// Which optional outputs a response model gives (see [`ResponseModel::respond`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Extras {
+    /// Secretion per cell and ligand, amount/min (`N × L`).
+    pub secretion: bool,
+    /// Fate scores per cell: apoptosis hazard per minute, cycle progression factor (`N × 2`).
+    pub fate: bool,
 }
 
 /// The mechanistic reference model (the teacher):

@@ -256,12 +256,15 @@ pub fn sense(
 /// Respond: one call of the response model on the whole population's expression
 /// matrix ([`States`], no copy), then an explicit Euler step in place, kept
 /// non-negative. Runs every `state_every` ticks with a step of that many ticks.
+#[allow(clippy::too_many_arguments)] // a system: each argument is a resource it uses
 pub fn respond(
     mut states: ResMut<States>,
     model: Res<Model>,
     clock: Res<Clock>,
     settings: Res<Settings>,
     mut batch: ResMut<Batch>,
+    mut ligands: ResMut<Ligands>,
+    mut fates: Query<&mut ModelFate>,
     mut timers: ResMut<StageTimers>,
     mut failure: ResMut<Failure>,
 ) {
@@ -274,6 +277,26 @@ pub fn respond(
     let b = &mut *batch;
     b.rates.clear();
     b.rates.resize(b.cells * g, 0.0);
+    let mut guard = match model.0.lock() {
+        Ok(m) => m,
+        Err(_) => {
+            failure.0 = Some(CoreError::Model(crate::ModelError::Run {
+                model: "response model".into(),
+                message: "a previous call panicked".into(),
+            }));
+            return;
+        }
+    };
+    let extras = guard.extras();
+    let nl = ligands.params.len();
+    b.secretion.clear();
+    b.fate_scores.clear();
+    if extras.secretion {
+        b.secretion.resize(b.cells * nl, 0.0);
+    }
+    if extras.fate {
+        b.fate_scores.resize(b.cells * 2, 0.0);
+    }
     let input = ResponseInput {
         cells: b.cells,
         expression: &states.data,
@@ -287,12 +310,9 @@ pub fn respond(
         b.inputs.clear();
         b.inputs.extend_from_slice(&states.data);
     }
-    let result = match model.0.lock() {
-        Ok(mut m) => m.rates(&input, &mut b.rates),
-        Err(_) => {
-            Err(crate::ModelError::Run { model: "response model".into(), message: "a previous call panicked".into() })
-        }
-    };
+    let result = guard.respond(&input, &mut b.rates, &mut b.secretion, &mut b.fate_scores);
+    let name = guard.name();
+    drop(guard);
     if let Err(e) = result {
         failure.0 = Some(CoreError::Model(e));
         return;
@@ -302,6 +322,44 @@ pub fn respond(
             *x = (*x + dt * r).max(0.0);
         }
     });
+    let bad = |what: &str| {
+        Some(CoreError::Model(crate::ModelError::Run {
+            model: name.clone(),
+            message: format!("returned a non-finite {what}"),
+        }))
+    };
+    if b.secretion.iter().chain(&b.fate_scores).any(|v| !v.is_finite()) {
+        failure.0 = bad(if b.secretion.iter().any(|v| !v.is_finite()) { "secretion" } else { "fate score" });
+        return;
+    }
+    // Model secretion: released into the voxel holding the cell's centre over the state
+    // step, and entered in the exchange ledger (negative values count as none: uptake
+    // stays with the receptor coupling of `secrete`).
+    if extras.secretion && nl > 0 {
+        let grid = ligands.field.grid;
+        let (voxels, vv) = (grid.voxels(), grid.voxel_volume());
+        for i in 0..b.cells {
+            if !b.alive[i] {
+                continue;
+            }
+            let v = grid.voxel_of(b.positions[i].to_array());
+            for c in 0..nl {
+                let amount = dt * b.secretion[i * nl + c].max(0.0);
+                if amount > 0.0 {
+                    ligands.field.data[c * voxels + v] += amount / vv;
+                    ligands.exchanged[c] += f64::from(amount);
+                }
+            }
+        }
+    }
+    if extras.fate {
+        for (i, e) in states.owner.iter().enumerate().take(b.cells) {
+            if let Ok(mut f) = fates.get_mut(*e) {
+                f.hazard = b.fate_scores[2 * i].max(0.0);
+                f.progression = b.fate_scores[2 * i + 1].clamp(0.0, 1.0);
+            }
+        }
+    }
     timers.add(Stage::Respond, t0.elapsed());
 }
 

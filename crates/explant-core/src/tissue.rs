@@ -389,6 +389,7 @@ pub(crate) fn populate(world: &mut World, scene: &Scene, given: Option<InitialCe
                 Perturbed(false),
                 cycle,
                 Motility::default(),
+                ModelFate::default(),
             ))
             .id();
         states.push(entity, &x);

@@ -527,6 +527,8 @@ pub fn fit_to_teacher(
         ligands: sig.ligands,
         cell_types: sig.cell_types,
         neighbour_counts: counts,
+        secretion: false,
+        fate: false,
         contract: "forward(expression [N,G] f32, sensed [N,L] f32 = ligand concentration × receptor expression, \
                    contact [N,G] f32 = neighbour mean of contact genes (0 elsewhere), cell_type_onehot [N,T] f32) \
                    [, neighbour_types [N,T] f32 = neighbours of each type within the contact radius, \
@@ -541,6 +543,8 @@ pub fn fit_to_teacher(
             neighbour_types: counts.then(|| row(&val.k)),
             output,
             teacher_output: Some(row(&val.y)),
+            secretion: None,
+            fate: None,
         },
     };
     let meta_file = meta_path(out);

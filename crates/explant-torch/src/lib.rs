@@ -6,7 +6,8 @@
 //! Its `forward(expression [N,G], sensed [N,L], contact [N,G], cell_type_onehot [N,T])`
 //! returns `dx/dt` as `[N,G]` float32; a model whose metadata sets `neighbour_counts`
 //! takes a fifth input, `neighbour_types [N,T]` (neighbours of each type within the
-//! contact radius). Loading refuses a model whose names differ from
+//! contact radius); one whose metadata sets `secretion` and/or `fate` also returns
+//! secretion `[N,L]` and fate scores `[N,2]`, as a tuple or side by side in one tensor. Loading refuses a model whose names differ from
 //! the scene's, whose output width is wrong, or whose check case does not reproduce.
 
 #![allow(unsafe_code)] // none of ours; tch's types are used through their safe API
@@ -23,8 +24,8 @@ pub use meta::{CheckCase, ModelMeta, TrainingInfo};
 
 use std::path::{Path, PathBuf};
 
-use explant_core::{ModelError, ModelSignature, ResponseInput, ResponseModel};
-use tch::{CModule, Device, Kind, Tensor};
+use explant_core::{Extras, ModelError, ModelSignature, ResponseInput, ResponseModel};
+use tch::{CModule, Device, IValue, Kind, Tensor};
 
 /// Rows per forward call. Small enough that the hidden activations of the shipped
 /// 64-wide network (4096 × 64 × 4 B = 1 MiB) stay in cache: on the dev machine 4096 rows
@@ -162,16 +163,43 @@ impl TorchModel {
             cell_type: &[check.cell_type],
             dt: 1.0,
         };
-        self.forward(&input, &mut out).map_err(TorchError::Model)?;
-        let worst = out.iter().zip(&check.output).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        let mut secretion = vec![0.0f32; if self.meta.secretion { l } else { 0 }];
+        let mut fate = vec![0.0f32; if self.meta.fate { 2 } else { 0 }];
+        self.forward(&input, &mut out, &mut secretion, &mut fate).map_err(TorchError::Model)?;
+        let mut worst = out.iter().zip(&check.output).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        for (got, want) in [(&secretion, &check.secretion), (&fate, &check.fate)] {
+            if let Some(want) = want {
+                if want.len() != got.len() {
+                    return Err(TorchError::BadMeta {
+                        path: meta_path(&self.path),
+                        message: format!(
+                            "a `check` output has {} entries where the model gives {}",
+                            want.len(),
+                            got.len()
+                        ),
+                    });
+                }
+                worst = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(worst, f32::max);
+            }
+        }
         if worst > 1e-4 {
             return Err(TorchError::CheckFailed { path: self.path.clone(), worst });
         }
         Ok(())
     }
 
-    fn forward(&mut self, input: &ResponseInput<'_>, rates: &mut [f32]) -> Result<(), ModelError> {
+    /// Run the module over `input` in chunks of [`CHUNK_ROWS`]: `dx/dt` into `rates` and,
+    /// for a model whose metadata declares them, secretion (`N × L`) and fate scores
+    /// (`N × 2`) into `secretion` and `fate` (which must then have those lengths).
+    fn forward(
+        &mut self,
+        input: &ResponseInput<'_>,
+        rates: &mut [f32],
+        secretion: &mut [f32],
+        fate: &mut [f32],
+    ) -> Result<(), ModelError> {
         let (g, l, t) = (self.meta.genes.len(), self.meta.ligands.len(), self.meta.cell_types.len());
+        let (want_s, want_f) = (self.meta.secretion, self.meta.fate);
         let err = |message: String| ModelError::Run { model: self.path.display().to_string(), message };
         let _guard = tch::no_grad_guard();
         let mut start = 0;
@@ -193,12 +221,63 @@ impl TorchModel {
                 }
                 args.push(rows(input.neighbour_types, t));
             }
-            let out = self.module.forward_ts(&args).map_err(|e| err(first_line(&e.to_string())))?;
-            if out.size() != [n as i64, g as i64] {
-                return Err(err(format!("returned shape {:?}, expected [{n}, {g}] (one rate per gene)", out.size())));
+            let outs: Vec<Tensor> = if want_s || want_f {
+                let args: Vec<IValue> = args.into_iter().map(IValue::Tensor).collect();
+                match self.module.forward_is(&args).map_err(|e| err(first_line(&e.to_string())))? {
+                    IValue::Tuple(v) | IValue::GenericList(v) => v
+                        .into_iter()
+                        .map(|x| match x {
+                            IValue::Tensor(t) => Ok(t),
+                            other => Err(err(format!("returned a tuple holding {other:?}, expected tensors"))),
+                        })
+                        .collect::<Result<_, _>>()?,
+                    // One tensor: the outputs concatenated along the columns.
+                    IValue::Tensor(all) => {
+                        let widths: Vec<i64> = [Some(g), want_s.then_some(l), want_f.then_some(2)]
+                            .into_iter()
+                            .flatten()
+                            .map(|w| w as i64)
+                            .collect();
+                        let total: i64 = widths.iter().sum();
+                        if all.size() != [n as i64, total] {
+                            return Err(err(format!(
+                                "returned shape {:?}; its metadata declares {}, so expected [{n}, {total}] \
+                                 (the outputs side by side) or a tuple of them",
+                                all.size(),
+                                [Some("rates"), want_s.then_some("secretion"), want_f.then_some("fate")]
+                                    .into_iter()
+                                    .flatten()
+                                    .collect::<Vec<_>>()
+                                    .join(" + ")
+                            )));
+                        }
+                        all.split_with_sizes(&widths, 1)
+                    }
+                    other => return Err(err(format!("returned {other:?}, expected a tuple of tensors"))),
+                }
+            } else {
+                vec![self.module.forward_ts(&args).map_err(|e| err(first_line(&e.to_string())))?]
+            };
+            let expected = 1 + usize::from(want_s) + usize::from(want_f);
+            if outs.len() != expected {
+                return Err(err(format!("returned {} outputs, its metadata declares {expected}", outs.len())));
             }
-            let out = out.to_kind(Kind::Float).to_device(Device::Cpu).contiguous();
-            out.f_copy_data(&mut rates[start * g..(start + n) * g], n * g).map_err(|e| err(e.to_string()))?;
+            let mut outs = outs.into_iter();
+            let mut copy = |what: &str, width: usize, dst: &mut [f32]| -> Result<(), ModelError> {
+                let out = outs.next().ok_or_else(|| err(format!("returned no output for {what}")))?;
+                if out.size() != [n as i64, width as i64] {
+                    return Err(err(format!("returned shape {:?}, expected [{n}, {width}] ({what})", out.size())));
+                }
+                let out = out.to_kind(Kind::Float).to_device(Device::Cpu).contiguous();
+                out.f_copy_data(&mut dst[start * width..(start + n) * width], n * width).map_err(|e| err(e.to_string()))
+            };
+            copy("one rate per gene", g, rates)?;
+            if want_s {
+                copy("secretion: one per ligand", l, secretion)?;
+            }
+            if want_f {
+                copy("fate scores: apoptosis hazard, progression", 2, fate)?;
+            }
             start += n;
         }
         Ok(())
@@ -215,7 +294,24 @@ impl ResponseModel for TorchModel {
     }
 
     fn rates(&mut self, input: &ResponseInput<'_>, rates: &mut [f32]) -> Result<(), ModelError> {
-        self.forward(input, rates)
+        let (l, n) = (self.meta.ligands.len(), input.cells);
+        let mut secretion = vec![0.0f32; if self.meta.secretion { n * l } else { 0 }];
+        let mut fate = vec![0.0f32; if self.meta.fate { n * 2 } else { 0 }];
+        self.forward(input, rates, &mut secretion, &mut fate)
+    }
+
+    fn extras(&self) -> Extras {
+        Extras { secretion: self.meta.secretion, fate: self.meta.fate }
+    }
+
+    fn respond(
+        &mut self,
+        input: &ResponseInput<'_>,
+        rates: &mut [f32],
+        secretion: &mut [f32],
+        fate: &mut [f32],
+    ) -> Result<(), ModelError> {
+        self.forward(input, rates, secretion, fate)
     }
 }
 

@@ -29,6 +29,15 @@ pub struct ModelMeta {
     /// neighbours of each cell type within the contact radius (absent: four inputs).
     #[serde(default)]
     pub neighbour_counts: bool,
+    /// Whether `forward` also returns secretion per cell and ligand, `[N,L]` amount/min.
+    /// A model with optional outputs returns a tuple (rates, secretion if declared, fate
+    /// if declared), or one tensor holding them side by side in that order.
+    #[serde(default)]
+    pub secretion: bool,
+    /// Whether `forward` also returns fate scores, `[N,2]`: an apoptosis hazard per
+    /// minute and a cycle progression factor in `[0, 1]`.
+    #[serde(default)]
+    pub fate: bool,
     /// How it was trained, if by explant.
     #[serde(default)]
     pub training: Option<TrainingInfo>,
@@ -56,6 +65,12 @@ pub struct CheckCase {
     /// The teacher's `dx/dt` for the same input, when trained on one.
     #[serde(default)]
     pub teacher_output: Option<Vec<f32>>,
+    /// The model's secretion for this input, `L` (checked when given).
+    #[serde(default)]
+    pub secretion: Option<Vec<f32>>,
+    /// The model's fate scores for this input, 2 (checked when given).
+    #[serde(default)]
+    pub fate: Option<Vec<f32>>,
 }
 
 /// Provenance and held-out accuracy of a fitted model.

@@ -60,3 +60,30 @@ fn a_model_scripted_in_pytorch_loads_reproduces_its_check_case_and_runs_a_batch(
         assert!((a - b).abs() < 1e-5, "{batch:?} vs {:?}", model.meta().check.output);
     }
 }
+
+/// A scripted model returning its optional outputs as a tuple (rates, secretion, fate):
+/// `tests/python/export_model_extras.py`, written with torch 2.11.0+cu130.
+#[test]
+fn a_scripted_model_with_a_tuple_of_outputs_loads_and_gives_each_output() {
+    let pt = exported().with_file_name("extras_model.pt");
+    let mut model = TorchModel::load(&pt, 1).unwrap();
+    assert_eq!(model.extras(), explant_core::Extras { secretion: true, fate: true });
+    let g = 7;
+    let (expression, contact, sensed) = (vec![0.3f32; 2 * g], vec![0.0f32; 2 * g], [0.1f32, 0.2]);
+    let input = ResponseInput {
+        cells: 2,
+        expression: &expression,
+        sensed: &sensed,
+        contact: &contact,
+        neighbour_types: &[],
+        cell_type: &[0, 1],
+        dt: 1.0,
+    };
+    let (mut rates, mut secretion, mut fate) = (vec![1.0f32; 2 * g], [9.0f32; 2], [9.0f32; 4]);
+    model.respond(&input, &mut rates, &mut secretion, &mut fate).unwrap();
+    assert!(rates.iter().all(|&r| r == 0.0));
+    // Organisers secrete 0.5, responders nothing; responders carry hazard 0.01, half speed.
+    assert_eq!(secretion, [0.5, 0.0]);
+    assert!((fate[0] - 0.0).abs() < 1e-7 && (fate[1] - 1.0).abs() < 1e-7, "{fate:?}");
+    assert!((fate[2] - 0.01).abs() < 1e-7 && (fate[3] - 0.5).abs() < 1e-7, "{fate:?}");
+}
