@@ -958,6 +958,30 @@ fn a_mechanics_step_beyond_the_stability_estimate_is_pointed_out() {
 }
 
 #[test]
+fn run_model_option_replaces_the_scenes_model_and_the_copy_records_it() {
+    let dir = TempDir::new("cli", "run_model_option_replaces_the_scenes_model_and_the_copy_records_it");
+    let text = replace_once(&short_scene_text(&default_model()), "kind = \"torchscript\"", "kind = \"teacher\"");
+    let scene = write_scene(&dir, "teacher.toml", &text);
+    let out = dir.join("out");
+    run_ok(&scene, &out, &["--diffusion", "cpu", "--no-figures", "--model", default_model().to_str().unwrap()]);
+    let name = manifest(&out)["response_model"].as_str().unwrap_or_default().to_string();
+    assert!(name.starts_with("torchscript") && name.contains("default.pt"), "ran `{name}`");
+    let copy = read(&out.join("scene.toml"));
+    assert!(copy.contains("kind = \"torchscript\"") && copy.contains("default.pt"), "{copy}");
+    // The copy runs again to the same result.
+    let again = dir.join("again");
+    run_ok(&out.join("scene.toml"), &again, &["--diffusion", "cpu", "--no-figures"]);
+    assert_eq!(read(&out.join("timeseries.csv")), read(&again.join("timeseries.csv")));
+    // A model for other genes is refused by name, and nothing is written.
+    let panel = repo().join("scenes/signalling_panel.toml");
+    let refused = dir.join("refused");
+    let o = run(&panel, &refused, &["--model", default_model().to_str().unwrap()]);
+    let err = assert_clean_failure(&o, "a model for another scene");
+    assert!(err.contains("ATOH1"), "{err}");
+    assert!(!refused.exists());
+}
+
+#[test]
 fn train_fits_the_teacher_on_trajectories_deterministically_with_hold_outs() {
     let dir = TempDir::new("cli", "train_fits_the_teacher_on_trajectories_deterministically_with_hold_outs");
     let scene = write_short_scene(&dir);

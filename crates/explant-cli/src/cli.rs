@@ -178,8 +178,12 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = DiffusionChoice::Auto)]
     pub diffusion: DiffusionChoice,
     /// Run with the scene's mechanistic teacher instead of its `[model]`.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "model")]
     pub teacher: bool,
+    /// Run with this TorchScript model (`.pt` with its `.json`) instead of the scene's
+    /// `[model]`; the run's copy of the scene records it.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
     /// Worker threads (0: all cores). Results are identical for any count.
     #[arg(long, default_value_t = 0)]
     pub threads: usize,

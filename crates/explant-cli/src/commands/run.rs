@@ -20,7 +20,24 @@ pub const COMMIT: &str = env!("EXPLANT_GIT_COMMIT");
 
 /// Run a scene and write its outputs.
 pub fn run(args: RunArgs) -> Result<()> {
-    let scene = LoadedScene::from_file(&args.scene)?;
+    let mut scene = LoadedScene::from_file(&args.scene)?;
+    if let Some(model) = &args.model {
+        let path = std::path::absolute(model).with_context(|| format!("option `--model`: `{}`", model.display()))?;
+        // The run's copy of the scene (scene.toml, the h5ad's `uns`) names the model used.
+        let mut doc: toml::Table = toml::from_str(&scene.text).context("re-reading the scene to record `--model`")?;
+        let mut table = toml::Table::new();
+        table.insert("kind".into(), "torchscript".into());
+        table.insert("path".into(), path.display().to_string().into());
+        doc.insert("model".into(), toml::Value::Table(table));
+        scene.text = format!(
+            "# `{}` as run with `--model {}` (the original's comments are not kept)\n{}",
+            scene.path.display(),
+            path.display(),
+            toml::to_string(&doc).context("writing the scene with `--model`")?
+        );
+        scene.scene.model =
+            explant_scene::ModelConfig { kind: explant_scene::ModelSpec::Torchscript, path: Some(path) };
+    }
     // Refuse a non-empty output early, but create or clear it only once the backends
     // have loaded, so a refused run leaves nothing behind.
     check_out_dir(&args.out, args.force)?;
