@@ -1157,4 +1157,29 @@ fn eval_a_learned_model_beats_the_mean_baseline_on_held_out_knockouts_in_a_held_
     ]);
     let err = assert_clean_failure(&o, "eval with an unknown type");
     assert!(err.contains("--hold-out-type") && err.contains("progenitor"), "{err}");
+    let o = explant([
+        "eval".as_ref(),
+        scene.as_os_str(),
+        "--model".as_ref(),
+        dir.join("m.pt").as_os_str(),
+        "--hold-out-type".as_ref(),
+        "progenitor".as_ref(),
+        "--perturb".as_ref(),
+        "HES1,AXIN2,HES1".as_ref(),
+    ]);
+    let err = assert_clean_failure(&o, "eval with a gene twice");
+    assert!(err.contains("`HES1` is given twice (at positions 1 and 3)"), "{err}");
+    // A model that does not exist fails before any simulation.
+    let o = explant([
+        "eval".as_ref(),
+        scene.as_os_str(),
+        "--model".as_ref(),
+        dir.join("missing.pt").as_os_str(),
+        "--hold-out-type".as_ref(),
+        "progenitor".as_ref(),
+        "--perturb".as_ref(),
+        "HES1,AXIN2".as_ref(),
+    ]);
+    let err = assert_clean_failure(&o, "eval with a missing model");
+    assert!(err.contains("missing.json") && !stderr(&o).contains("truth:"), "{err}");
 }

@@ -239,7 +239,8 @@ fn chance(rate: f32, dt: f32) -> f64 {
 ///
 /// Division: the daughter gets a new id, half the full volume (as does the mother),
 /// the mother's expression times `exp(noise · N(0,1))` per gene (the mother gets her own
-/// draw), the mother's type, perturbation flag and migration direction, and the next
+/// draw), the mother's type, perturbation flag, migration direction and model fate
+/// scores ([`ModelFate`]), and the next
 /// generation; the two are placed `0.5 r` either side of the mother's centre along a random
 /// direction (in the plane for 2D).
 pub fn fate(world: &mut World) {
@@ -397,6 +398,8 @@ pub fn fate(world: &mut World) {
         ) else {
             continue;
         };
+        // The daughter carries what the response model last said of her mother.
+        let model_fate = m.get::<ModelFate>().copied().unwrap_or_default();
         let Some((spec, _)) = settings.rules[ty.0 as usize].cycle.clone() else { continue };
         let child_id = {
             let mut next = world.resource_mut::<NextId>();
@@ -446,7 +449,7 @@ pub fn fate(world: &mut World) {
                 flag,
                 new_cycle(child_id),
                 dir,
-                ModelFate::default(),
+                model_fate,
             ))
             .id();
         world.resource_mut::<States>().push(child, &child_state);

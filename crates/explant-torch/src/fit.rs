@@ -383,10 +383,11 @@ pub fn fit_to_teacher(
         .chain(count_ranges.iter().copied().filter(|_| counts))
         .map(|r| 1.0 / r.max(1e-6))
         .collect();
-    // A cell type no training sample had (a type absent from the tissue, or held out
-    // with no unperturbed context) would meet first-layer weights that never left their
-    // random initialisation: its one-hot column is zeroed instead, so the model treats
-    // such cells as of no known type.
+    // A cell type no training sample had (in practice a held-out type with no
+    // unperturbed training context: the box samples draw every other type) would meet
+    // first-layer weights that never left their random initialisation. Its one-hot
+    // column is zeroed instead: such cells reach the network with an all-zero type
+    // vector, which it never saw in training either, but which adds no random offset.
     let seen: Vec<f32> = Vec::<f32>::try_from(train.t.sum_dim_intlist(&[0i64][..], false, Kind::Float).contiguous())?
         .iter()
         .map(|&n| if n > 0.0 { 1.0 } else { 0.0 })
@@ -408,6 +409,10 @@ pub fn fit_to_teacher(
     let n_train = n_train_samples as i64;
     let mut members: Vec<(nn::VarStore, nn::Sequential)> = Vec::with_capacity(opts.members.max(1));
     let mut steps_taken = 0;
+    // The mean training rate (the mean baseline of the metadata), summed in the order of
+    // the first member's shuffle as it always was, so a single network's `.json` is
+    // reproduced to the last digit.
+    let mut mean_rate: Option<Tensor> = None;
     for m in 0..opts.members.max(1) {
         // Member m is seeded with seed + m (member 0 is the single network of earlier
         // versions, bit for bit): its initialisation and its shuffle of the samples.
@@ -429,6 +434,9 @@ pub fn fit_to_teacher(
         // Shuffle once (seeded) so mini-batches mix box and trajectory samples.
         let order = Tensor::randperm(n_train, (Kind::Int64, Device::Cpu));
         let train = train.select(&order);
+        if mean_rate.is_none() {
+            mean_rate = Some(train.y.mean_dim(0, true, Kind::Float));
+        }
         for step in 0..opts.steps {
             let lo = ((step * opts.batch) as i64) % (n_train - opts.batch as i64).max(1);
             let idx = Tensor::arange_start(lo, lo + opts.batch as i64, (Kind::Int64, Device::Cpu));
@@ -481,7 +489,8 @@ pub fn fit_to_teacher(
     let mse = |pred: &Tensor| (pred - &val.y).square().mean(Kind::Float).double_value(&[]);
     let val_mse = tch::no_grad(|| mse(&forward(&val.x, &val.s, &val.c, &val.t, &val.k)));
     let val_mse_no_change = mse(&val.y.zeros_like());
-    let val_mse_mean = mse(&train.y.mean_dim(0, true, Kind::Float).expand_as(&val.y));
+    let mean_rate = mean_rate.unwrap_or_else(|| train.y.mean_dim(0, true, Kind::Float));
+    let val_mse_mean = mse(&mean_rate.expand_as(&val.y));
 
     // Export: trace the forward pass into TorchScript.
     let mut example = vec![val.x.narrow(0, 0, 4), val.s.narrow(0, 0, 4), val.c.narrow(0, 0, 4), val.t.narrow(0, 0, 4)];

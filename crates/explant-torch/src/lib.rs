@@ -167,13 +167,13 @@ impl TorchModel {
         let mut fate = vec![0.0f32; if self.meta.fate { 2 } else { 0 }];
         self.forward(&input, &mut out, &mut secretion, &mut fate).map_err(TorchError::Model)?;
         let mut worst = out.iter().zip(&check.output).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-        for (got, want) in [(&secretion, &check.secretion), (&fate, &check.fate)] {
+        for (name, got, want) in [("secretion", &secretion, &check.secretion), ("fate", &fate, &check.fate)] {
             if let Some(want) = want {
                 if want.len() != got.len() {
                     return Err(TorchError::BadMeta {
                         path: meta_path(&self.path),
                         message: format!(
-                            "a `check` output has {} entries where the model gives {}",
+                            "`check.{name}` has {} entries where the model gives {} (is `{name}` declared?)",
                             want.len(),
                             got.len()
                         ),
@@ -224,6 +224,7 @@ impl TorchModel {
             let outs: Vec<Tensor> = if want_s || want_f {
                 let args: Vec<IValue> = args.into_iter().map(IValue::Tensor).collect();
                 match self.module.forward_is(&args).map_err(|e| err(first_line(&e.to_string())))? {
+                    IValue::TensorList(v) => v,
                     IValue::Tuple(v) | IValue::GenericList(v) => v
                         .into_iter()
                         .map(|x| match x {
@@ -256,7 +257,17 @@ impl TorchModel {
                     other => return Err(err(format!("returned {other:?}, expected a tuple of tensors"))),
                 }
             } else {
-                vec![self.module.forward_ts(&args).map_err(|e| err(first_line(&e.to_string())))?]
+                vec![self.module.forward_ts(&args).map_err(|e| {
+                    let message = first_line(&e.to_string());
+                    if message.contains("Tuple") || message.contains("List") {
+                        err(format!(
+                            "{message} (a model that returns several outputs must declare them in its \
+                             metadata: `\"secretion\": true` and/or `\"fate\": true`)"
+                        ))
+                    } else {
+                        err(message)
+                    }
+                })?]
             };
             let expected = 1 + usize::from(want_s) + usize::from(want_f);
             if outs.len() != expected {

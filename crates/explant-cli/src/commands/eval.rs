@@ -8,12 +8,16 @@
 //! far cells: MAE of pseudobulk expression, Pearson correlation of the deltas across
 //! genes, the perturbation discrimination score (L1, target gene left out) and the DE
 //! overlap (Wilcoxon rank-sum of perturbed-run against control-run cells, BH FDR < 0.05,
-//! top-k of the prediction against the true DE set), the MAE again without the knocked-out
-//! gene itself (`mae_off_target`: the knockout's clamp is applied by the simulator whatever
-//! the model, so this is the part a model must predict), and MAE, PDS and DE overlap
+//! top-k of the prediction against the true DE set; a ranking holds only the genes the
+//! prediction changes), the MAE again without the knocked-out gene (`mae_off_target`: in
+//! the knocked-out cells the simulator clamps that gene whatever the model, so there this
+//! is the part a model must predict; in the other groups it is simply the error on the
+//! other genes), and MAE, PDS and DE overlap
 //! normalised against the mean baseline as `cell-eval` does (unclipped, so a loss shows as
 //! a negative number). Baselines: no change; the mean delta of the training knockouts
-//! (the other genes, same tissue context, by the teacher); a neighbour average (the
+//! (the other genes, applied by the teacher to the same held-out type in the same tissue:
+//! responses of that type to perturbations, which the network and ridge never see, so
+//! the comparison favours this baseline); a neighbour average (the
 //! knockout's direct effect alone, spread to unperturbed cells as the mean over their
 //! contact neighbourhood); and a ridge regression fitted on the same training
 //! trajectories as the network.
@@ -197,7 +201,7 @@ mod imp {
             if let Some(j) = *j {
                 let row = &mut out.expression[i * g..(i + 1) * g];
                 row.copy_from_slice(&control.expression[j * g..(j + 1) * g]);
-                row[target] = if knocked[j] { 0.0 } else { row[target] + spread[j] };
+                row[target] = if knocked[j] { 0.0 } else { (row[target] + spread[j]).max(0.0) };
             }
         }
         out
@@ -250,11 +254,29 @@ mod imp {
         if args.perturb.len() < 2 {
             bail!("option `--perturb`: give at least two held-out genes (the discrimination score compares them)");
         }
+        if let Some((i, gene)) = args.perturb.iter().enumerate().find(|(i, x)| args.perturb[..*i].contains(x)) {
+            bail!(
+                "option `--perturb`: `{gene}` is given twice (at positions {} and {})",
+                args.perturb.iter().position(|x| x == gene).unwrap_or(0) + 1,
+                i + 1
+            );
+        }
         let train_genes: Vec<String> = sc.genes.iter().filter(|x| !args.perturb.contains(x)).cloned().collect();
+        if train_genes.is_empty() {
+            bail!(
+                "option `--perturb`: every gene of the scene is held out, so no training knockout is left for the \
+                 mean baseline (hold out fewer genes)"
+            );
+        }
         let targets: Vec<usize> = args.perturb.iter().filter_map(|x| sc.gene_index(x)).collect();
         let bands = &sc.output.distance_bands;
         let ty = args.hold_out_type.clone();
 
+        // The model first: a wrong path or names fail now, not after the teacher's runs.
+        explant_torch::TorchModel::load_for(&args.model, &explant_core::ModelSignature::of_scene(sc), 0)?;
+        for line in hold_out_mismatch(&args.model, &ty, &args.perturb)? {
+            eprintln!("note: {line}");
+        }
         eprintln!(
             "truth: the teacher under {} held-out and {} training knockouts in `{ty}`...",
             args.perturb.len(),
@@ -264,9 +286,6 @@ mod imp {
         let truth = runs(sc, &args.perturb, &ty, &teacher)?;
         let training = runs(sc, &train_genes, &ty, &teacher)?;
         eprintln!("learned model `{}`...", args.model.display());
-        for line in hold_out_mismatch(&args.model, &ty, &args.perturb)? {
-            eprintln!("note: {line}");
-        }
         let model_path = args.model.clone();
         let learned = runs(sc, &args.perturb, &ty, &|| -> Result<Box<dyn ResponseModel>> {
             Ok(Box::new(explant_torch::TorchModel::load_for(
@@ -331,6 +350,13 @@ mod imp {
             let control_pb: Vec<Vec<f64>> = t.iter().map(|r| r.control.clone()).collect();
             // Mean delta of the training knockouts in this group.
             let train_deltas: Vec<&Vec<f64>> = train_r.iter().filter_map(|p| p[k].as_ref().map(|r| &r.delta)).collect();
+            if train_deltas.len() < train_r.len() {
+                eprintln!(
+                    "note: group `{name}`: the mean baseline averages {} of {} training knockouts (the others have no cells there)",
+                    train_deltas.len(),
+                    train_r.len()
+                );
+            }
             let mean_delta: Vec<f64> = (0..g)
                 .map(|x| train_deltas.iter().map(|d| d[x]).sum::<f64>() / train_deltas.len().max(1) as f64)
                 .collect();
@@ -357,8 +383,11 @@ mod imp {
                     de: mean_of((0..n).map(|p| de_overlap(&real_de[p], &ranking[p])).collect()),
                 }
             };
+            // Rankings hold only the genes a prediction changes at all: a gene it leaves
+            // exactly as in the control is not predicted DE (else ties would fill the
+            // top k in the scene's gene order).
             let by_size = |d: &[f64]| -> Vec<usize> {
-                let mut idx: Vec<usize> = (0..g).collect();
+                let mut idx: Vec<usize> = (0..g).filter(|&x| d[x] != 0.0).collect();
                 idx.sort_by(|&a, &b| d[b].abs().total_cmp(&d[a].abs()));
                 idx
             };
@@ -384,7 +413,7 @@ mod imp {
                 let ranking: Vec<Vec<usize>> = got
                     .iter()
                     .map(|r| {
-                        let mut idx: Vec<usize> = (0..g).collect();
+                        let mut idx: Vec<usize> = (0..g).filter(|&x| r.delta[x] != 0.0).collect();
                         idx.sort_by(|&a, &b| {
                             r.p[a].total_cmp(&r.p[b]).then(r.delta[b].abs().total_cmp(&r.delta[a].abs()))
                         });

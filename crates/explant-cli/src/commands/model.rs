@@ -128,7 +128,7 @@ pub fn show(args: ShowArgs) -> Result<()> {
                 "  ensemble:   mean of {} networks (seeds {}..={})",
                 t.members,
                 t.seed,
-                t.seed + t.members as u64 - 1
+                t.seed.wrapping_add(t.members as u64 - 1)
             );
         }
         if !t.unseen_types.is_empty() {
