@@ -60,4 +60,7 @@ pub enum TorchError {
     /// Running the teacher to find the input ranges failed.
     #[error("running the teacher: {0}")]
     Teacher(#[from] explant_core::CoreError),
+    /// A simulation of the evaluation failed.
+    #[error("running the scene: {0}")]
+    Simulation(explant_core::CoreError),
 }

@@ -13,11 +13,13 @@
 #![allow(unsafe_code)] // none of ours; tch's types are used through their safe API
 
 mod error;
+mod eval;
 mod fit;
 mod layers;
 mod meta;
 
 pub use error::TorchError;
+pub use eval::{EvalOptions, EvalRow, Evaluation, evaluate};
 pub use fit::{FitOptions, FitReport, LinearModel, fit_ridge, fit_to_teacher};
 pub use layers::{LayerShape, RawMlp, archive_constant_shapes, check_chain, intra_op_threads, layers_from_shapes};
 pub use meta::{CheckCase, ModelMeta, TrainingInfo};

@@ -1,26 +1,5 @@
-//! `explant eval`: the Virtual Cell Challenge protocol, in tissue.
-//!
-//! A cell type and a set of gene knockouts are held out. Each held-out knockout is applied
-//! to every cell of the held-out type in the full tissue and run with the teacher (the
-//! truth) and with each model; every run is compared cell by cell (matched on id) with the
-//! same model's unperturbed run of the same seed. Responses are scored for the knocked-out
-//! cells, for unperturbed cells in each distance band of `output.distance_bands`, and for
-//! far cells: MAE of pseudobulk expression, Pearson correlation of the deltas across
-//! genes, the perturbation discrimination score (L1, target gene left out) and the DE
-//! overlap (Wilcoxon rank-sum of perturbed-run against control-run cells, BH FDR < 0.05,
-//! top-k of the prediction against the true DE set; a ranking holds only the genes the
-//! prediction changes), the MAE again without the knocked-out gene (`mae_off_target`: in
-//! the knocked-out cells the simulator clamps that gene whatever the model, so there this
-//! is the part a model must predict; in the other groups it is simply the error on the
-//! other genes), and MAE, PDS and DE overlap
-//! normalised against the mean baseline as `cell-eval` does (unclipped, so a loss shows as
-//! a negative number). Baselines: no change; the mean delta of the training knockouts
-//! (the other genes, applied by the teacher to the same held-out type in the same tissue:
-//! responses of that type to perturbations, which the network and ridge never see, so
-//! the comparison favours this baseline); a neighbour average (the
-//! knockout's direct effect alone, spread to unperturbed cells as the mean over their
-//! contact neighbourhood); and a ridge regression fitted on the same training
-//! trajectories as the network.
+//! `explant eval`: the Virtual Cell Challenge protocol, in tissue (the protocol and its
+//! scores are `explant_torch::evaluate`; this prints the table and writes the CSV).
 
 #[cfg(feature = "torch")]
 pub use imp::eval;
@@ -35,296 +14,23 @@ pub fn eval(_args: crate::cli::EvalArgs) -> anyhow::Result<()> {
 mod imp {
     use std::fmt::Write as _;
 
-    use anyhow::{Context, Result, bail};
-    use explant_core::effects::match_ids;
-    use explant_core::score::{benjamini_hochberg, de_overlap, discrimination, mae, pearson, rank_sum_p};
-    use explant_core::{CellTable, ResponseModel, Simulation, Teacher};
-    use explant_scene::{LoadedScene, Perturbation, PerturbationName, Scene};
+    use anyhow::{Context, Result};
+    use explant_scene::LoadedScene;
+    use explant_torch::{EvalOptions, evaluate};
 
     use crate::cli::EvalArgs;
-
-    /// One model's runs: the control and each held-out knockout.
-    struct Runs {
-        control: CellTable,
-        perturbed: Vec<(CellTable, Vec<f32>)>,
-    }
-
-    fn knockout(gene: &str, cell_type: &str) -> Perturbation {
-        Perturbation {
-            kind: PerturbationName::Knockout,
-            gene: Some(gene.into()),
-            ligand: None,
-            fraction: None,
-            value: None,
-            rate: None,
-            cells: None,
-            cell_type: Some(cell_type.into()),
-            region: None,
-            ids: None,
-            when: None,
-            start: 0.0,
-            stop: None,
-        }
-    }
-
-    fn run(scene: &Scene, p: Option<Perturbation>, model: Box<dyn ResponseModel>) -> Result<(CellTable, Vec<f32>)> {
-        let mut sc = scene.clone();
-        sc.perturbations = p.into_iter().collect();
-        let mut sim = Simulation::new(&sc, Box::new(explant_field::CpuDiffusion::with_scheme(sc.grid.scheme)), model)?;
-        for _ in 0..sim.total_ticks() {
-            sim.step()?;
-        }
-        let cells = sim.cells();
-        let d = sim.perturbation_distance(&cells);
-        Ok((cells, d))
-    }
-
-    fn runs(
-        scene: &Scene,
-        genes: &[String],
-        cell_type: &str,
-        make: &dyn Fn() -> Result<Box<dyn ResponseModel>>,
-    ) -> Result<Runs> {
-        let started = std::time::Instant::now();
-        let control = run(scene, None, make()?)?.0;
-        eprintln!("  control: {:.1} s", started.elapsed().as_secs_f64());
-        let perturbed = genes
-            .iter()
-            .map(|g| {
-                let started = std::time::Instant::now();
-                let r = run(scene, Some(knockout(g, cell_type)), make()?);
-                eprintln!("  {g} knockout: {:.1} s", started.elapsed().as_secs_f64());
-                r
-            })
-            .collect::<Result<_>>()?;
-        Ok(Runs { control, perturbed })
-    }
-
-    /// Group membership per cell of a perturbed run: 0 = perturbed, 1.. = bands, last = far.
-    fn group_of(table: &CellTable, d: &[f32], bands: &[f32]) -> Vec<usize> {
-        (0..table.ids.len())
-            .map(|i| {
-                if table.perturbed[i] {
-                    0
-                } else {
-                    1 + bands.windows(2).position(|w| d[i] >= w[0] && d[i] < w[1]).unwrap_or(bands.len() - 1)
-                }
-            })
-            .collect()
-    }
-
-    /// Per group: the perturbed run's pseudobulk, the delta against the control (matched
-    /// ids) and the per-gene rank-sum p-values (perturbed-run cells vs their control cells).
-    struct GroupResponse {
-        pseudobulk: Vec<f64>,
-        control: Vec<f64>,
-        delta: Vec<f64>,
-        p: Vec<f64>,
-    }
-
-    fn responses(pert: &CellTable, d: &[f32], ctrl: &CellTable, bands: &[f32], g: usize) -> Vec<Option<GroupResponse>> {
-        let groups = group_of(pert, d, bands);
-        let matched = match_ids(pert, ctrl);
-        (0..=bands.len())
-            .map(|k| {
-                let cells: Vec<(usize, usize)> = (0..pert.ids.len())
-                    .filter(|&i| groups[i] == k)
-                    .filter_map(|i| matched[i].map(|j| (i, j)))
-                    .collect();
-                if cells.is_empty() {
-                    return None;
-                }
-                let n = cells.len() as f64;
-                let col = |t: &CellTable, idx: &dyn Fn(&(usize, usize)) -> usize, gene: usize| -> Vec<f64> {
-                    cells.iter().map(|c| f64::from(t.expression[idx(c) * g + gene])).collect()
-                };
-                let mut out =
-                    GroupResponse { pseudobulk: Vec::new(), control: Vec::new(), delta: Vec::new(), p: Vec::new() };
-                for gene in 0..g {
-                    let a = col(pert, &|c| c.0, gene);
-                    let b = col(ctrl, &|c| c.1, gene);
-                    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
-                    out.pseudobulk.push(ma);
-                    out.control.push(mb);
-                    out.delta.push(ma - mb);
-                    out.p.push(rank_sum_p(&a, &b));
-                }
-                Some(out)
-            })
-            .collect()
-    }
-
-    /// One model's scores in one group, averaged over the held-out knockouts.
-    #[derive(Clone)]
-    struct Scores {
-        n: usize,
-        mae: f64,
-        mae_off_target: f64,
-        pearson: f64,
-        pds: f64,
-        de: f64,
-    }
-
-    impl Scores {
-        /// Normalised against a baseline as `cell-eval` does (unclipped): for MAE
-        /// `(base − m) / base`, for PDS and DE overlap `(s − base) / (1 − base)`. Positive
-        /// means better than the baseline, 0 as good, 1 perfect; NaN where the baseline
-        /// is already perfect or undefined.
-        fn against(&self, base: &Scores) -> (f64, f64, f64) {
-            let up = |s: f64, b: f64| if b < 1.0 { (s - b) / (1.0 - b) } else { f64::NAN };
-            let m = if base.mae > 0.0 { (base.mae - self.mae) / base.mae } else { f64::NAN };
-            (m, up(self.pds, base.pds), up(self.de, base.de))
-        }
-    }
-
-    /// The neighbour-average baseline for one held-out knockout: the knockout's direct
-    /// effect and nothing downstream of it, spread to neighbours by averaging. Knocked-out
-    /// cells (as flagged in the true perturbed run `pert`) take their control expression
-    /// with the target gene at 0; every other cell takes its control expression plus the
-    /// mean direct change over itself and its neighbours within the contact `radius`.
-    /// Returned as a table shaped like `pert` (cells without a control twin keep `pert`'s
-    /// rows, and are not scored: `responses` matches ids with the control).
-    fn neighbour_average(pert: &CellTable, control: &CellTable, target: usize, radius: f32, g: usize) -> CellTable {
-        let matched = match_ids(pert, control);
-        let mut knocked = vec![false; control.ids.len()];
-        for (i, j) in matched.iter().enumerate() {
-            if let Some(j) = j {
-                knocked[*j] = pert.perturbed[i];
-            }
-        }
-        let direct: Vec<f32> = (0..control.ids.len())
-            .map(|j| if knocked[j] { -control.expression[j * g + target] } else { 0.0 })
-            .collect();
-        let spread = explant_core::effects::neighbourhood_mean(control, &direct, 1, radius);
-        let mut out = pert.clone();
-        for (i, j) in matched.iter().enumerate() {
-            if let Some(j) = *j {
-                let row = &mut out.expression[i * g..(i + 1) * g];
-                row.copy_from_slice(&control.expression[j * g..(j + 1) * g]);
-                row[target] = if knocked[j] { 0.0 } else { (row[target] + spread[j]).max(0.0) };
-            }
-        }
-        out
-    }
-
-    /// Where the model's training did not hold out what this evaluation holds out: each
-    /// such score is in-sample, and the user should know.
-    fn hold_out_mismatch(model: &std::path::Path, ty: &str, genes: &[String]) -> Result<Vec<String>> {
-        let meta = explant_torch::ModelMeta::read(&explant_torch::meta_path(model))?;
-        let Some(t) = meta.training else {
-            return Ok(vec![format!(
-                "`{}` records no training provenance: whether this evaluation is held out is unknown",
-                model.display()
-            )]);
-        };
-        let mut out = Vec::new();
-        if t.hold_out_type.as_deref() != Some(ty) {
-            out.push(format!(
-                "the model was trained with {} held out, not `{ty}`: its scores for `{ty}` are in-sample",
-                t.hold_out_type.as_deref().map_or("no cell type".to_string(), |h| format!("`{h}`"))
-            ));
-        }
-        let seen: Vec<&str> = genes.iter().filter(|g| !t.hold_out_genes.contains(g)).map(String::as_str).collect();
-        if !seen.is_empty() {
-            out.push(format!(
-                "the model may have seen perturbations of {} in training (not in its hold-out genes)",
-                seen.join(", ")
-            ));
-        }
-        Ok(out)
-    }
 
     /// `explant eval`.
     pub fn eval(args: EvalArgs) -> Result<()> {
         let scene = LoadedScene::from_file(&args.scene)?;
-        let sc = &scene.scene;
-        let g = sc.genes.len();
-        if sc.cell_type_index(&args.hold_out_type).is_none() {
-            bail!(
-                "option `--hold-out-type`: unknown cell type `{}`{}",
-                args.hold_out_type,
-                explant_scene::suggest(&args.hold_out_type, &sc.cell_type_names())
-            );
-        }
-        for gene in &args.perturb {
-            if sc.gene_index(gene).is_none() {
-                bail!("option `--perturb`: unknown gene `{gene}`{}", explant_scene::suggest(gene, &sc.genes));
-            }
-        }
-        if args.perturb.len() < 2 {
-            bail!("option `--perturb`: give at least two held-out genes (the discrimination score compares them)");
-        }
-        if let Some((i, gene)) = args.perturb.iter().enumerate().find(|(i, x)| args.perturb[..*i].contains(x)) {
-            bail!(
-                "option `--perturb`: `{gene}` is given twice (at positions {} and {})",
-                args.perturb.iter().position(|x| x == gene).unwrap_or(0) + 1,
-                i + 1
-            );
-        }
-        let train_genes: Vec<String> = sc.genes.iter().filter(|x| !args.perturb.contains(x)).cloned().collect();
-        if train_genes.is_empty() {
-            bail!(
-                "option `--perturb`: every gene of the scene is held out, so no training knockout is left for the \
-                 mean baseline (hold out fewer genes)"
-            );
-        }
-        let targets: Vec<usize> = args.perturb.iter().filter_map(|x| sc.gene_index(x)).collect();
-        let bands = &sc.output.distance_bands;
-        let ty = args.hold_out_type.clone();
-
-        // The model first: a wrong path or names fail now, not after the teacher's runs.
-        explant_torch::TorchModel::load_for(&args.model, &explant_core::ModelSignature::of_scene(sc), 0)?;
-        for line in hold_out_mismatch(&args.model, &ty, &args.perturb)? {
-            eprintln!("note: {line}");
-        }
-        eprintln!(
-            "truth: the teacher under {} held-out and {} training knockouts in `{ty}`...",
-            args.perturb.len(),
-            train_genes.len()
-        );
-        let teacher = || -> Result<Box<dyn ResponseModel>> { Ok(Box::new(Teacher::from_scene(sc))) };
-        let truth = runs(sc, &args.perturb, &ty, &teacher)?;
-        let training = runs(sc, &train_genes, &ty, &teacher)?;
-        eprintln!("learned model `{}`...", args.model.display());
-        let model_path = args.model.clone();
-        let learned = runs(sc, &args.perturb, &ty, &|| -> Result<Box<dyn ResponseModel>> {
-            Ok(Box::new(explant_torch::TorchModel::load_for(
-                &model_path,
-                &explant_core::ModelSignature::of_scene(sc),
-                0,
-            )?))
-        })?;
-        eprintln!("ridge regression on the training trajectories...");
-        let opts = explant_torch::FitOptions {
+        let opts = EvalOptions {
+            model: args.model.clone(),
+            hold_out_type: args.hold_out_type.clone(),
+            perturb: args.perturb.clone(),
             seed: args.seed,
             contexts: args.contexts,
-            hold_out_type: Some(ty.clone()),
-            hold_out_genes: args.perturb.clone(),
-            ..Default::default()
         };
-        let ridge_model = explant_torch::fit_ridge(&scene, &opts, 1e-3).context("fitting the ridge baseline")?;
-        let ridge =
-            runs(sc, &args.perturb, &ty, &|| -> Result<Box<dyn ResponseModel>> { Ok(Box::new(ridge_model.clone())) })?;
-
-        let per = |r: &Runs| -> Vec<Vec<Option<GroupResponse>>> {
-            r.perturbed.iter().map(|(t, d)| responses(t, d, &r.control, bands, g)).collect()
-        };
-        let (truth_r, train_r) = (per(&truth), per(&training));
-        let neighbour_r: Vec<Vec<Option<GroupResponse>>> = truth
-            .perturbed
-            .iter()
-            .zip(&targets)
-            .map(|((t, d), &target)| {
-                let pred = neighbour_average(t, &truth.control, target, sc.contact.radius, g);
-                responses(&pred, d, &truth.control, bands, g)
-            })
-            .collect();
-        let models: Vec<(&str, Vec<Vec<Option<GroupResponse>>>)> =
-            vec![("neighbour-avg", neighbour_r), ("learned", per(&learned)), ("ridge", per(&ridge))];
-        let group_names: Vec<String> = std::iter::once("perturbed".to_string())
-            .chain(bands.windows(2).map(|w| format!("{}-{} um", w[0], w[1])))
-            .chain(std::iter::once(format!("far (>= {} um)", bands.last().copied().unwrap_or(0.0))))
-            .collect();
+        let result = evaluate(&scene, &opts, &mut |line| eprintln!("{line}"))?;
         let mut csv = String::from(
             "model,group,perturbations,mae,mae_off_target,pearson_delta,pds,de_overlap,mae_vs_mean,pds_vs_mean,de_vs_mean\n",
         );
@@ -334,114 +40,40 @@ mod imp {
             "{:<13} {:<16} {:>8} {:>8} {:>8} {:>6} {:>6} {:>8} {:>8} {:>8}",
             "model", "group", "MAE", "MAE off", "Pearson", "PDS", "DE", "MAE/mn", "PDS/mn", "DE/mn"
         );
-        for (k, name) in group_names.iter().enumerate() {
-            // Truth for this group, per held-out knockout.
-            let t: Vec<&GroupResponse> = truth_r.iter().filter_map(|p| p[k].as_ref()).collect();
-            if t.len() != args.perturb.len() {
-                continue;
-            }
-            let real_de: Vec<Vec<usize>> = t
-                .iter()
-                .map(|r| {
-                    let adj = benjamini_hochberg(&r.p);
-                    (0..g).filter(|&x| adj[x] < 0.05 && r.delta[x] != 0.0).collect()
-                })
-                .collect();
-            let control_pb: Vec<Vec<f64>> = t.iter().map(|r| r.control.clone()).collect();
-            // Mean delta of the training knockouts in this group.
-            let train_deltas: Vec<&Vec<f64>> = train_r.iter().filter_map(|p| p[k].as_ref().map(|r| &r.delta)).collect();
-            if train_deltas.len() < train_r.len() {
-                eprintln!(
-                    "note: group `{name}`: the mean baseline averages {} of {} training knockouts (the others have no cells there)",
-                    train_deltas.len(),
-                    train_r.len()
-                );
-            }
-            let mean_delta: Vec<f64> = (0..g)
-                .map(|x| train_deltas.iter().map(|d| d[x]).sum::<f64>() / train_deltas.len().max(1) as f64)
-                .collect();
-            let score = |pb: &[Vec<f64>], delta: &[Vec<f64>], ranking: &[Vec<usize>]| -> Scores {
-                let n = pb.len();
-                let mean_of = |v: Vec<f64>| -> f64 {
-                    let v: Vec<f64> = v.into_iter().filter(|x| x.is_finite()).collect();
-                    if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 }
-                };
-                let off_target = |a: &[f64], b: &[f64], skip: usize| -> f64 {
-                    let keep: Vec<usize> = (0..g).filter(|&x| x != skip).collect();
-                    let a: Vec<f64> = keep.iter().map(|&x| a[x]).collect();
-                    let b: Vec<f64> = keep.iter().map(|&x| b[x]).collect();
-                    mae(&a, &b)
-                };
-                let truth_d: Vec<Vec<f64>> = t.iter().map(|x| x.delta.clone()).collect();
-                Scores {
-                    n,
-                    mae: (0..n).map(|p| mae(&pb[p], &t[p].pseudobulk)).sum::<f64>() / n as f64,
-                    mae_off_target: (0..n).map(|p| off_target(&pb[p], &t[p].pseudobulk, targets[p])).sum::<f64>()
-                        / n as f64,
-                    pearson: mean_of((0..n).map(|p| pearson(&delta[p], &t[p].delta)).collect()),
-                    pds: discrimination(delta, &truth_d, &targets).iter().sum::<f64>() / n as f64,
-                    de: mean_of((0..n).map(|p| de_overlap(&real_de[p], &ranking[p])).collect()),
-                }
-            };
-            // Rankings hold only the genes a prediction changes at all: a gene it leaves
-            // exactly as in the control is not predicted DE (else ties would fill the
-            // top k in the scene's gene order).
-            let by_size = |d: &[f64]| -> Vec<usize> {
-                let mut idx: Vec<usize> = (0..g).filter(|&x| d[x] != 0.0).collect();
-                idx.sort_by(|&a, &b| d[b].abs().total_cmp(&d[a].abs()));
-                idx
-            };
-            let n = t.len();
-            let mut rows: Vec<(&str, Scores)> = Vec::new();
-            rows.push(("no-change", score(&control_pb, &vec![vec![0.0; g]; n], &vec![Vec::new(); n])));
-            rows.push((
-                "mean",
-                score(
-                    &control_pb
-                        .iter()
-                        .map(|c| c.iter().zip(&mean_delta).map(|(a, d)| a + d).collect())
-                        .collect::<Vec<_>>(),
-                    &vec![mean_delta.clone(); n],
-                    &vec![by_size(&mean_delta); n],
-                ),
-            ));
-            for (label, rs) in &models {
-                let got: Vec<&GroupResponse> = rs.iter().filter_map(|p| p[k].as_ref()).collect();
-                if got.len() != n {
-                    continue;
-                }
-                let ranking: Vec<Vec<usize>> = got
-                    .iter()
-                    .map(|r| {
-                        let mut idx: Vec<usize> = (0..g).filter(|&x| r.delta[x] != 0.0).collect();
-                        idx.sort_by(|&a, &b| {
-                            r.p[a].total_cmp(&r.p[b]).then(r.delta[b].abs().total_cmp(&r.delta[a].abs()))
-                        });
-                        idx
-                    })
-                    .collect();
-                let pb: Vec<Vec<f64>> = got.iter().map(|r| r.pseudobulk.clone()).collect();
-                let delta: Vec<Vec<f64>> = got.iter().map(|r| r.delta.clone()).collect();
-                rows.push((label, score(&pb, &delta, &ranking)));
-            }
-            let base = rows[1].1.clone();
-            for (label, s) in &rows {
-                let (m, p, d) = s.against(&base);
-                let _ = writeln!(
-                    csv,
-                    "{label},{name},{},{},{},{},{},{},{m},{p},{d}",
-                    s.n, s.mae, s.mae_off_target, s.pearson, s.pds, s.de
-                );
-                let _ = writeln!(
-                    table,
-                    "{label:<13} {name:<16} {:>8.4} {:>8.4} {:>8.3} {:>6.3} {:>6.3} {m:>8.3} {p:>8.3} {d:>8.3}",
-                    s.mae, s.mae_off_target, s.pearson, s.pds, s.de
-                );
-            }
+        for r in &result.rows {
+            let _ = writeln!(
+                csv,
+                "{},{},{},{},{},{},{},{},{},{},{}",
+                r.model,
+                r.group,
+                r.perturbations,
+                r.mae,
+                r.mae_off_target,
+                r.pearson_delta,
+                r.pds,
+                r.de_overlap,
+                r.mae_vs_mean,
+                r.pds_vs_mean,
+                r.de_vs_mean
+            );
+            let _ = writeln!(
+                table,
+                "{:<13} {:<16} {:>8.4} {:>8.4} {:>8.3} {:>6.3} {:>6.3} {:>8.3} {:>8.3} {:>8.3}",
+                r.model,
+                r.group,
+                r.mae,
+                r.mae_off_target,
+                r.pearson_delta,
+                r.pds,
+                r.de_overlap,
+                r.mae_vs_mean,
+                r.pds_vs_mean,
+                r.de_vs_mean
+            );
         }
         println!(
-            "held-out cell type `{ty}`, held-out knockouts {:?}; training knockouts {:?}",
-            args.perturb, train_genes
+            "held-out cell type `{}`, held-out knockouts {:?}; training knockouts {:?}",
+            args.hold_out_type, args.perturb, result.train_genes
         );
         print!("{table}");
         if let Some(out) = &args.out {
