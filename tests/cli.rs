@@ -1145,41 +1145,24 @@ fn eval_a_learned_model_beats_the_mean_baseline_on_held_out_knockouts_in_a_held_
     // off-target error as no change.
     assert_eq!(row("neighbour-avg", "perturbed")[1], row("no-change", "perturbed")[1]);
     // Bad input is named.
-    let o = explant([
-        "eval".as_ref(),
-        scene.as_os_str(),
-        "--model".as_ref(),
-        dir.join("m.pt").as_os_str(),
-        "--hold-out-type".as_ref(),
-        "progenitors".as_ref(),
-        "--perturb".as_ref(),
-        "HES1,AXIN2".as_ref(),
-    ]);
-    let err = assert_clean_failure(&o, "eval with an unknown type");
+    let bad = |model: &str, ty: &str, perturb: &str| {
+        explant([
+            "eval".as_ref(),
+            scene.as_os_str(),
+            "--model".as_ref(),
+            dir.join(model).as_os_str(),
+            "--hold-out-type".as_ref(),
+            ty.as_ref(),
+            "--perturb".as_ref(),
+            perturb.as_ref(),
+        ])
+    };
+    let err = assert_clean_failure(&bad("m.pt", "progenitors", "HES1,AXIN2"), "eval with an unknown type");
     assert!(err.contains("--hold-out-type") && err.contains("progenitor"), "{err}");
-    let o = explant([
-        "eval".as_ref(),
-        scene.as_os_str(),
-        "--model".as_ref(),
-        dir.join("m.pt").as_os_str(),
-        "--hold-out-type".as_ref(),
-        "progenitor".as_ref(),
-        "--perturb".as_ref(),
-        "HES1,AXIN2,HES1".as_ref(),
-    ]);
-    let err = assert_clean_failure(&o, "eval with a gene twice");
+    let err = assert_clean_failure(&bad("m.pt", "progenitor", "HES1,AXIN2,HES1"), "eval with a gene twice");
     assert!(err.contains("`HES1` is given twice (at positions 1 and 3)"), "{err}");
     // A model that does not exist fails before any simulation.
-    let o = explant([
-        "eval".as_ref(),
-        scene.as_os_str(),
-        "--model".as_ref(),
-        dir.join("missing.pt").as_os_str(),
-        "--hold-out-type".as_ref(),
-        "progenitor".as_ref(),
-        "--perturb".as_ref(),
-        "HES1,AXIN2".as_ref(),
-    ]);
+    let o = bad("missing.pt", "progenitor", "HES1,AXIN2");
     let err = assert_clean_failure(&o, "eval with a missing model");
     assert!(err.contains("missing.json") && !stderr(&o).contains("truth:"), "{err}");
 }
