@@ -41,12 +41,7 @@ mod imp {
             "model", "group", "MAE", "MAE off", "Pearson", "PDS", "DE", "MAE/mn", "PDS/mn", "DE/mn"
         );
         for r in &result.rows {
-            let _ = writeln!(
-                csv,
-                "{},{},{},{},{},{},{},{},{},{},{}",
-                r.model,
-                r.group,
-                r.perturbations,
+            let scores = [
                 r.mae,
                 r.mae_off_target,
                 r.pearson_delta,
@@ -54,22 +49,21 @@ mod imp {
                 r.de_overlap,
                 r.mae_vs_mean,
                 r.pds_vs_mean,
-                r.de_vs_mean
-            );
-            let _ = writeln!(
-                table,
-                "{:<13} {:<16} {:>8.4} {:>8.4} {:>8.3} {:>6.3} {:>6.3} {:>8.3} {:>8.3} {:>8.3}",
-                r.model,
-                r.group,
-                r.mae,
-                r.mae_off_target,
-                r.pearson_delta,
-                r.pds,
-                r.de_overlap,
-                r.mae_vs_mean,
-                r.pds_vs_mean,
-                r.de_vs_mean
-            );
+                r.de_vs_mean,
+            ];
+            let _ = write!(csv, "{},{},{}", r.model, r.group, r.perturbations);
+            let _ = write!(table, "{:<13} {:<16}", r.model, r.group);
+            // Columns as in the header: MAE and MAE off to 4 decimals, the rest to 3.
+            for (k, v) in scores.iter().enumerate() {
+                let _ = write!(csv, ",{v}");
+                let _ = match k {
+                    0 | 1 => write!(table, " {v:>8.4}"),
+                    3 | 4 => write!(table, " {v:>6.3}"),
+                    _ => write!(table, " {v:>8.3}"),
+                };
+            }
+            csv.push('\n');
+            table.push('\n');
         }
         println!(
             "held-out cell type `{}`, held-out knockouts {:?}; training knockouts {:?}",

@@ -8,7 +8,7 @@ use crate::cli::{FitArgs, ShowArgs, TrainArgs};
 #[cfg(feature = "torch")]
 pub fn fit(args: FitArgs) -> Result<()> {
     use explant_scene::LoadedScene;
-    use explant_torch::{FitOptions, fit_to_teacher};
+    use explant_torch::FitOptions;
     let scene = LoadedScene::from_file(&args.scene)?;
     let opts = FitOptions {
         seed: args.seed,
@@ -23,14 +23,24 @@ pub fn fit(args: FitArgs) -> Result<()> {
         ..Default::default()
     };
     eprintln!("running the teacher on `{}` to find input ranges...", args.scene.display());
-    let report = fit_to_teacher(&scene, &args.out, &opts, &mut |step, val| {
+    fit_and_report(&scene, &args.out, &opts)
+}
+
+/// Fit with progress on stderr, then say what was written and how it validated.
+#[cfg(feature = "torch")]
+fn fit_and_report(
+    scene: &explant_scene::LoadedScene,
+    out: &std::path::Path,
+    opts: &explant_torch::FitOptions,
+) -> Result<()> {
+    let report = explant_torch::fit_to_teacher(scene, out, opts, &mut |step, val| {
         eprintln!("  step {step:>5}: validation MSE {val:.3e}");
     })?;
     let t = &report.training;
     println!("wrote {} and {}", report.model.display(), report.meta.display());
     println!(
-        "validation MSE of dx/dt: model {:.3e}, no-change baseline {:.3e}, mean baseline {:.3e} ({} steps)",
-        t.val_mse, t.val_mse_no_change, t.val_mse_mean, t.steps
+        "validation MSE of dx/dt ({} training, {} validation samples): model {:.3e}, no-change baseline {:.3e}, mean baseline {:.3e} ({} steps)",
+        t.samples.0, t.samples.1, t.val_mse, t.val_mse_no_change, t.val_mse_mean, t.steps
     );
     Ok(())
 }
@@ -41,7 +51,7 @@ pub fn fit(args: FitArgs) -> Result<()> {
 #[cfg(feature = "torch")]
 pub fn train(args: TrainArgs) -> Result<()> {
     use explant_scene::LoadedScene;
-    use explant_torch::{FitOptions, fit_to_teacher};
+    use explant_torch::FitOptions;
     let scene = LoadedScene::from_file(&args.scene)?;
     let mut command = format!(
         "explant train {} --out {} --seed {} --steps {} --contexts {} --per-context {}",
@@ -77,16 +87,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
         args.scene.display(),
         args.contexts
     );
-    let report = fit_to_teacher(&scene, &args.out, &opts, &mut |step, val| {
-        eprintln!("  step {step:>5}: validation MSE {val:.3e}");
-    })?;
-    let t = &report.training;
-    println!("wrote {} and {}", report.model.display(), report.meta.display());
-    println!(
-        "validation MSE of dx/dt ({} training, {} validation samples): model {:.3e}, no-change baseline {:.3e}, mean baseline {:.3e} ({} steps)",
-        t.samples.0, t.samples.1, t.val_mse, t.val_mse_no_change, t.val_mse_mean, t.steps
-    );
-    Ok(())
+    fit_and_report(&scene, &args.out, &opts)
 }
 
 /// Training needs libtorch.
