@@ -311,8 +311,6 @@ pub fn respond(
         b.inputs.extend_from_slice(&states.data);
     }
     let result = guard.respond(&input, &mut b.rates, &mut b.secretion, &mut b.fate_scores);
-    let name = guard.name();
-    drop(guard);
     if let Err(e) = result {
         failure.0 = Some(CoreError::Model(e));
         return;
@@ -322,16 +320,15 @@ pub fn respond(
             *x = (*x + dt * r).max(0.0);
         }
     });
-    let bad = |what: &str| {
-        Some(CoreError::Model(crate::ModelError::Run {
-            model: name.clone(),
-            message: format!("returned a non-finite {what}"),
-        }))
-    };
     if b.secretion.iter().chain(&b.fate_scores).any(|v| !v.is_finite()) {
-        failure.0 = bad(if b.secretion.iter().any(|v| !v.is_finite()) { "secretion" } else { "fate score" });
+        let what = if b.secretion.iter().any(|v| !v.is_finite()) { "secretion" } else { "fate score" };
+        failure.0 = Some(CoreError::Model(crate::ModelError::Run {
+            model: guard.name(),
+            message: format!("returned a non-finite {what}"),
+        }));
         return;
     }
+    drop(guard);
     // Model secretion: released into the voxel holding the cell's centre over the state
     // step, and entered in the exchange ledger (negative values count as none: uptake
     // stays with the receptor coupling of `secrete`).
