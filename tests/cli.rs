@@ -19,8 +19,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-mod common;
-use common::{EXE, TempDir, assert_clean_failure, assert_success, explant, loud, read, repo, stderr, stdout};
+use crate::common::{EXE, TempDir, assert_clean_failure, assert_success, explant, loud, read, repo, stderr, stdout};
 
 /// The genes of `scenes/default.toml`, in order.
 const GENES: [&str; 7] = ["WNT3A", "FZD7", "AXIN2", "LGR5", "DLL1", "NOTCH1", "HES1"];

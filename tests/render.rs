@@ -14,8 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-mod common;
-use common::{TempDir, assert_clean_failure, assert_success, explant, loud, read, repo, stderr, stdout};
+use crate::common::{TempDir, assert_clean_failure, assert_success, explant, loud, read, repo, stderr, stdout};
 
 /// The genes of `scenes/lateral_inhibition.toml`, in order.
 const LATERAL_GENES: [&str; 3] = ["DLL1", "NOTCH1", "HES1"];

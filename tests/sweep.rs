@@ -5,8 +5,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-mod common;
-use common::{EXE, TempDir, repo};
+use crate::common::{EXE, TempDir, repo};
 
 fn explant(args: &[&std::ffi::OsStr]) -> Output {
     Command::new(EXE).args(args).env("NO_COLOR", "1").output().expect("start explant")

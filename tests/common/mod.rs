@@ -1,5 +1,5 @@
-//! Helpers shared by the end-to-end tests of the `explant` binary (`tests/*.rs`).
-#![allow(dead_code)] // each test file uses a different subset
+//! Helpers shared by the end-to-end tests of the `explant` binary (`tests/main.rs`).
+#![allow(dead_code)] // not every helper is used by every module
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};

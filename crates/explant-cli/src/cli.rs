@@ -166,6 +166,16 @@ pub enum DiffusionChoice {
     Gpu,
 }
 
+impl From<DiffusionChoice> for explant_run::DiffusionChoice {
+    fn from(c: DiffusionChoice) -> Self {
+        match c {
+            DiffusionChoice::Auto => Self::Auto,
+            DiffusionChoice::Cpu => Self::Cpu,
+            DiffusionChoice::Gpu => Self::Gpu,
+        }
+    }
+}
+
 /// `explant run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {

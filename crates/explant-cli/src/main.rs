@@ -3,10 +3,9 @@
 //! A thin layer over the library crates: argument parsing here, one file per
 //! subcommand in `commands/`, no domain logic.
 
-mod backends;
 mod cli;
 mod commands;
-mod tissue;
+mod progress;
 
 use std::process::ExitCode;
 

@@ -2,15 +2,16 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
-/// Errors of a sweep spec, a parameter path or a readout.
+/// Errors of a sweep spec, a parameter path, a readout or the sweep's runs.
 #[derive(Debug, Error)]
 pub enum SweepError {
     /// The spec file could not be read.
-    #[error("cannot read sweep spec `{}`: {source}", path.display())]
+    #[error("cannot read sweep spec `{}`", path.display())]
     Read {
         /// The file.
         path: PathBuf,
         /// Why.
+        #[source]
         source: std::io::Error,
     },
     /// The spec is not valid TOML or has unknown fields.
@@ -32,11 +33,12 @@ pub enum SweepError {
         message: String,
     },
     /// The base scene, or the scene of a point, is not valid.
-    #[error("sweep point {point}: {source}")]
+    #[error("sweep point {point}")]
     Scene {
         /// The point's id.
         point: String,
         /// The scene's error.
+        #[source]
         source: explant_scene::SceneError,
     },
     /// A run's output could not be read for a readout.
@@ -49,4 +51,29 @@ pub enum SweepError {
         /// What is wrong.
         message: String,
     },
+    /// A file or folder of the sweep could not be read or written.
+    #[error("cannot {action} `{}`", path.display())]
+    File {
+        /// `read`, `write`, `create`, `remove`, `move`…
+        action: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Reading or writing a run's files failed.
+    #[error(transparent)]
+    Run(#[from] explant_run::RunError),
+    /// The sweep cannot go on, or some of its runs failed; the message says what to do.
+    #[error("{0}")]
+    Stopped(String),
+}
+
+impl SweepError {
+    /// A file error.
+    pub(crate) fn file(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| Self::File { action, path, source }
+    }
 }

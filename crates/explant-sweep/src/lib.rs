@@ -5,15 +5,20 @@
 //! grid, random or Latin-hypercube samples), replicate seeds and the readouts to collect
 //! from each run. [`plan`] expands it into points, [`scene_text`] writes the scene of one
 //! point, [`readouts`] reads the named summaries back from a finished run directory, and
-//! [`results_csv`] makes the one table of the sweep. Running the points (locally or
-//! through Snakemake) is the CLI's job; everything here is deterministic and has no
-//! side effects beyond the files it is asked to read.
+//! [`results_csv`] makes the one table of the sweep. [`runner`] runs the points here
+//! (concurrent, atomic, resumable), [`snakemake`] emits them as a workflow, and [`report`]
+//! summarises each parameter's effect on each readout.
 
 mod error;
 mod parquet;
 mod path;
 mod readout;
+pub mod report;
+pub mod runner;
+pub mod snakemake;
 mod spec;
+
+use explant_run::tables::TableData;
 
 pub use error::SweepError;
 pub use parquet::{Column, to_parquet};
@@ -36,33 +41,29 @@ pub struct RunResult {
     pub error: String,
 }
 
-/// The results table as CSV: `run,status,seed,<parameter paths>,<readout names>,wall_seconds,error`.
-pub fn results_csv(spec: &SweepSpec, rows: &[RunResult]) -> String {
-    let quote = |s: &str| {
-        if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
-    };
-    let mut out = String::from("run,status,seed");
-    for p in &spec.parameters {
-        out.push(',');
-        out.push_str(&quote(&p.path));
-    }
-    for r in &spec.readouts {
-        out.push(',');
-        out.push_str(&quote(r.name()));
-    }
-    out.push_str(",wall_seconds,error\n");
+/// The results table: `run,status,seed,<parameter paths>,<readout names>,wall_seconds,error`.
+pub fn results_table(spec: &SweepSpec, rows: &[RunResult]) -> TableData {
+    let header = ["run", "status", "seed"]
+        .map(String::from)
+        .into_iter()
+        .chain(spec.parameters.iter().map(|p| p.path.clone()))
+        .chain(spec.readouts.iter().map(|r| r.name().to_owned()))
+        .chain(["wall_seconds", "error"].map(String::from));
+    let mut t = TableData::new(header);
     for row in rows {
-        out.push_str(&format!("{},{},{}", row.point.id(), row.status, row.point.seed));
-        for v in &row.point.values {
-            out.push(',');
-            out.push_str(&quote(&spec::value_text(v)));
-        }
-        for v in &row.values {
-            out.push_str(&format!(",{v}"));
-        }
-        out.push_str(&format!(",{},{}\n", row.wall_seconds, quote(&row.error)));
+        let mut cells = vec![row.point.id(), row.status.clone(), row.point.seed.to_string()];
+        cells.extend(row.point.values.iter().map(spec::value_text));
+        cells.extend(row.values.iter().map(f64::to_string));
+        cells.push(row.wall_seconds.to_string());
+        cells.push(row.error.clone());
+        t.rows.push(cells);
     }
-    out
+    t
+}
+
+/// The results table as CSV text ([`results_table`], quoted where a field needs it).
+pub fn results_csv(spec: &SweepSpec, rows: &[RunResult]) -> String {
+    explant_run::tables::csv_text(&results_table(spec, rows)).unwrap_or_default()
 }
 
 /// The results table as Parquet: the same columns as [`results_csv`], numbers as doubles

@@ -9,7 +9,11 @@ use crate::cli::CheckArgs;
 pub fn check(args: CheckArgs) -> Result<()> {
     for path in &args.scenes {
         let s = LoadedScene::from_file(path)?;
-        let cells = match crate::tissue::imported_cells(&s)? {
+        let (imported, notes) = explant_run::imported_cells(&s)?;
+        for note in notes {
+            eprintln!("note: {note}");
+        }
+        let cells = match imported {
             Some(c) => c.positions.len(),
             None => s.scene.expected_cells().unwrap_or(0),
         };

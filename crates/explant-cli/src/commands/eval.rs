@@ -7,14 +7,15 @@ pub use imp::eval;
 /// `explant eval` needs libtorch.
 #[cfg(not(feature = "torch"))]
 pub fn eval(_args: crate::cli::EvalArgs) -> anyhow::Result<()> {
-    anyhow::bail!("this build of explant has no libtorch support (build with the `torch` feature)")
+    Err(explant_run::backends::torch::not_enabled("`explant eval`".into()).into())
 }
 
 #[cfg(feature = "torch")]
 mod imp {
     use std::fmt::Write as _;
 
-    use anyhow::{Context, Result};
+    use anyhow::Result;
+    use explant_run::tables::{TableData, write_table};
     use explant_scene::LoadedScene;
     use explant_torch::{EvalOptions, evaluate};
 
@@ -31,9 +32,8 @@ mod imp {
             contexts: args.contexts,
         };
         let result = evaluate(&scene, &opts, &mut |line| eprintln!("{line}"))?;
-        let mut csv = String::from(
-            "model,group,perturbations,mae,mae_off_target,pearson_delta,pds,de_overlap,mae_vs_mean,pds_vs_mean,de_vs_mean\n",
-        );
+        let header = "model,group,perturbations,mae,mae_off_target,pearson_delta,pds,de_overlap,mae_vs_mean,pds_vs_mean,de_vs_mean";
+        let mut csv = TableData::new(header.split(',').map(String::from));
         let mut table = String::new();
         let _ = writeln!(
             table,
@@ -51,18 +51,18 @@ mod imp {
                 r.pds_vs_mean,
                 r.de_vs_mean,
             ];
-            let _ = write!(csv, "{},{},{}", r.model, r.group, r.perturbations);
+            let mut row = vec![r.model.clone(), r.group.clone(), r.perturbations.to_string()];
             let _ = write!(table, "{:<13} {:<16}", r.model, r.group);
             // Columns as in the header: MAE and MAE off to 4 decimals, the rest to 3.
             for (k, v) in scores.iter().enumerate() {
-                let _ = write!(csv, ",{v}");
+                row.push(v.to_string());
                 let _ = match k {
                     0 | 1 => write!(table, " {v:>8.4}"),
                     3 | 4 => write!(table, " {v:>6.3}"),
                     _ => write!(table, " {v:>8.3}"),
                 };
             }
-            csv.push('\n');
+            csv.rows.push(row);
             table.push('\n');
         }
         println!(
@@ -71,7 +71,7 @@ mod imp {
         );
         print!("{table}");
         if let Some(out) = &args.out {
-            std::fs::write(out, &csv).with_context(|| format!("cannot write `{}`", out.display()))?;
+            write_table(out, &csv)?;
             println!("wrote {}", out.display());
         }
         Ok(())

@@ -1,0 +1,19 @@
+//! The wgpu diffusion backend (this build has the `gpu` feature).
+
+use explant_field::{DiffusionBackend, Scheme};
+use explant_gpu::{AdapterPolicy, GpuDiffusion};
+
+use crate::RunError;
+
+/// Whether this build has the GPU backend.
+pub const ENABLED: bool = true;
+
+/// The wgpu backend for `scheme`; `hardware_only` refuses CPU emulations such as lavapipe.
+///
+/// # Errors
+///
+/// When no adapter fits (the message names every backend tried).
+pub fn diffusion(hardware_only: bool, scheme: Scheme) -> Result<Box<dyn DiffusionBackend>, RunError> {
+    let policy = if hardware_only { AdapterPolicy::HardwareOnly } else { AdapterPolicy::Any };
+    Ok(Box::new(GpuDiffusion::with_scheme(policy, scheme)?))
+}

@@ -1,0 +1,44 @@
+//! TorchScript models are not in this build (no `torch` feature).
+
+use std::io::Write;
+use std::path::Path;
+
+use explant_core::{ModelSignature, ResponseModel};
+
+pub use super::ModelBench;
+use crate::RunError;
+
+/// Whether this build has libtorch.
+pub const ENABLED: bool = false;
+
+/// Always [`RunError::NotEnabled`].
+///
+/// # Errors
+///
+/// Always: this build has no libtorch.
+pub fn model(path: &Path, _sig: &ModelSignature, _threads: usize) -> Result<Box<dyn ResponseModel>, RunError> {
+    Err(not_enabled(format!("model `{}`", path.display())))
+}
+
+/// The error for anything that needs libtorch.
+pub fn not_enabled(what: String) -> RunError {
+    RunError::NotEnabled { feature: "torch", what, alternative: ", or run with `--teacher`" }
+}
+
+/// Always [`RunError::NotEnabled`].
+///
+/// # Errors
+///
+/// Always: this build has no libtorch.
+pub fn bench_model(_args: &ModelBench, _out: &mut dyn Write) -> Result<(), RunError> {
+    Err(not_enabled("`explant bench model`".into()))
+}
+
+/// Always [`RunError::NotEnabled`].
+///
+/// # Errors
+///
+/// Always: this build has no libtorch.
+pub fn describe_model(path: &Path) -> Result<String, RunError> {
+    Err(not_enabled(format!("model `{}`", path.display())))
+}

@@ -1,0 +1,258 @@
+//! Benchmarks of the stages on this machine, as `explant bench` prints them.
+//!
+//! - [`diffusion`]: the cost of a diffusion–decay step, in ns per voxel-ligand-step
+//!   (BioFVM's unit) and voxel-ligand updates per second, on the CPU and the GPU;
+//! - [`tissue`]: the cost of a tick's cell stages (neighbours, mechanics, fate) on packed
+//!   tissues of 10⁴–10⁶ cells, in ns per cell, and the memory per cell;
+//! - `backends::torch::bench_model`: cells per second through the TorchScript response
+//!   model beside libtorch's raw rate for the same dense layers.
+//!
+//! Each prints a table to `out`; the numbers are medians of repeated steps.
+
+use std::io::Write;
+use std::time::Instant;
+
+use explant_field::{ChannelParams, CpuDiffusion, DiffusionBackend, Field, Grid, Scheme, substeps};
+
+use crate::RunError;
+
+/// Backends measured by [`diffusion`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BenchBackends {
+    /// CPU and GPU (any adapter); a GPU that cannot start is skipped with a note.
+    Both,
+    /// CPU only.
+    Cpu,
+    /// GPU only (any adapter).
+    Gpu,
+}
+
+/// What [`diffusion`] measures: a synthetic field of `channels` ligands on a `size`ⁿ grid.
+#[derive(Debug, Clone, Copy)]
+pub struct DiffusionBench {
+    /// Voxels along each axis.
+    pub size: usize,
+    /// 2 or 3.
+    pub dims: u8,
+    /// Ligand channels.
+    pub channels: usize,
+    /// Voxel edge, µm.
+    pub dx: f32,
+    /// Time step, minutes.
+    pub dt: f32,
+    /// Diffusion coefficient, µm²/min.
+    pub diffusion: f32,
+    /// Decay rate, 1/min.
+    pub decay: f32,
+    /// Time integration scheme.
+    pub scheme: Scheme,
+    /// Timed steps (after one warm-up step).
+    pub steps: usize,
+    /// Which backends.
+    pub backend: BenchBackends,
+}
+
+/// What [`tissue`] measures.
+#[derive(Debug, Clone)]
+pub struct TissueBench {
+    /// Population sizes.
+    pub cells: Vec<usize>,
+    /// Dimensions (2 and/or 3).
+    pub dims: Vec<u8>,
+    /// Timed ticks per size (after one warm-up tick).
+    pub ticks: usize,
+}
+
+/// Time diffusion steps on each requested backend and print a table.
+pub fn diffusion(args: &DiffusionBench, out: &mut dyn Write) -> Result<(), RunError> {
+    let n = args.size;
+    let grid = Grid { nx: n, ny: n, nz: if args.dims == 3 { n } else { 1 }, dx: args.dx, origin: [0.0; 3] };
+    let params = vec![ChannelParams::new(args.diffusion, args.decay); args.channels];
+    let scheme = args.scheme;
+    let dt = args.dt;
+    let per_step = (grid.voxels() * args.channels) as f64;
+    let plan = match scheme {
+        Scheme::Explicit => format!("{} explicit substeps per step", substeps(&grid, &params, dt)?.count),
+        Scheme::Implicit => "implicit (one LOD solve per step)".to_string(),
+    };
+    let _ = writeln!(
+        out,
+        "grid {} × {} ligands, dx {} µm, dt {} min, D {} µm²/min, decay {} /min: {plan}; median of {} steps",
+        if args.dims == 3 { format!("{n}³") } else { format!("{n}²") },
+        args.channels,
+        args.dx,
+        dt,
+        args.diffusion,
+        args.decay,
+        args.steps
+    );
+    let mut backends: Vec<Box<dyn DiffusionBackend>> = Vec::new();
+    if args.backend != BenchBackends::Gpu {
+        backends.push(Box::new(CpuDiffusion::with_scheme(scheme)));
+    }
+    if args.backend != BenchBackends::Cpu {
+        match crate::backends::gpu::diffusion(false, scheme) {
+            Ok(b) => backends.push(b),
+            Err(e) if args.backend == BenchBackends::Both => {
+                let _ = writeln!(out, "gpu: skipped: {}", crate::error_chain(&e));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let mut results = Vec::new();
+    for mut b in backends {
+        let mut field = Field::zeros(grid, args.channels);
+        for (i, v) in field.data.iter_mut().enumerate() {
+            *v = ((i.wrapping_mul(2_654_435_761) >> 7) % 1000) as f32 * 1e-3;
+        }
+        b.step(&mut field, &params, dt)?;
+        let mut times: Vec<f64> = Vec::with_capacity(args.steps);
+        for _ in 0..args.steps.max(1) {
+            let t = Instant::now();
+            b.step(&mut field, &params, dt)?;
+            times.push(t.elapsed().as_secs_f64());
+        }
+        times.sort_by(f64::total_cmp);
+        let median = times[times.len() / 2];
+        let _ = writeln!(
+            out,
+            "{:<72} {:>10.3} ms/step {:>9.3} ns/voxel-ligand-step {:>10.3e} voxel-ligand-steps/s",
+            b.name(),
+            median * 1e3,
+            median * 1e9 / per_step,
+            per_step / median
+        );
+        results.push((b.name(), median, field.data.iter().map(|&v| f64::from(v)).sum::<f64>()));
+    }
+    if results.len() == 2 {
+        let (a, b) = (&results[0], &results[1]);
+        let _ = writeln!(
+            out,
+            "ratio {} / {}: {:.2}×; field sums {:.6e} vs {:.6e} (relative difference {:.1e})",
+            a.0,
+            b.0,
+            a.1 / b.1,
+            a.2,
+            b.2,
+            ((a.2 - b.2) / a.2.abs().max(1e-30)).abs()
+        );
+    }
+    let _ =
+        writeln!(out, "(threads: {}; each GPU step uploads the field and reads it back)", rayon::current_num_threads());
+    Ok(())
+}
+
+/// A packed tissue of `n` cells (radius 5 µm, hexagonal in 2D, cubic in 3D, filling a
+/// disk or ball), one gene, no ligands, the teacher with no edges, the default mechanics
+/// and a contact radius of 2.5 cell radii.
+fn tissue_scene(n: usize, dims: u8) -> Result<explant_scene::Scene, RunError> {
+    // Area or volume per cell at spacing 10 µm; the domain leaves a 10 % margin.
+    let radius = if dims == 2 {
+        (n as f64 * 100.0 * 3f64.sqrt() / 2.0 / std::f64::consts::PI).sqrt()
+    } else {
+        (n as f64 * 1000.0 * 3.0 / (4.0 * std::f64::consts::PI)).cbrt()
+    } as f32;
+    let side = 2.2 * radius;
+    let c = side / 2.0;
+    let (size, centre) = if dims == 2 {
+        (format!("[{side}, {side}]"), format!("[{c}, {c}]"))
+    } else {
+        (format!("[{side}, {side}, {side}]"), format!("[{c}, {c}, {c}]"))
+    };
+    let text = format!(
+        r#"version = 1
+name = "bench-tissue"
+genes = ["G"]
+[time]
+dt = 0.1
+duration = 1.0
+record_every = 1000.0
+[grid]
+size = {size}
+dx = {dx}
+[contact]
+radius = 12.5
+[[cell_types]]
+name = "cell"
+[tissue]
+centre = {centre}
+radius = {radius}
+cells = {n}
+cell_radius = 5.0
+cell_type = "cell"
+"#,
+        dx = side / 16.0,
+    );
+    Ok(explant_scene::LoadedScene::from_str(&text, std::path::Path::new("bench-tissue.toml"))?.scene)
+}
+
+/// Resident memory of this process, bytes (Linux; 0 elsewhere).
+fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// Time the cell stages of a tick on packed tissues of each size and print a table.
+pub fn tissue(args: &TissueBench, out: &mut dyn Write) -> Result<(), RunError> {
+    use explant_core::{Simulation, Stage, Teacher};
+    let _ = writeln!(
+        out,
+        "packed tissue, cell radius 5 µm, contact radius 12.5 µm, default mechanics; median of {} ticks; {} threads",
+        args.ticks,
+        rayon::current_num_threads()
+    );
+    let _ = writeln!(
+        out,
+        "{:>3} {:>9} {:>11} {:>11} {:>11} {:>11} {:>13} {:>11} {:>12}",
+        "dim", "cells", "build s", "neigh ms", "mech ms", "fate ms", "cell stages ms", "ns/cell", "bytes/cell"
+    );
+    for &dims in &args.dims {
+        let mut first_per_cell = None;
+        for &n in &args.cells {
+            let scene = tissue_scene(n, dims)?;
+            let before = resident_bytes();
+            let t = Instant::now();
+            let mut sim =
+                Simulation::new(&scene, Box::new(CpuDiffusion::new()), Box::new(Teacher::from_scene(&scene)))?;
+            sim.step()?;
+            let build = t.elapsed().as_secs_f64();
+            let memory = resident_bytes().saturating_sub(before);
+            let mut per_stage: Vec<[f64; 3]> = Vec::new();
+            for _ in 0..args.ticks.max(1) {
+                let before = sim.stage_times();
+                sim.step()?;
+                let after = sim.stage_times();
+                let d = |s: Stage| (after[s as usize].1 - before[s as usize].1).as_secs_f64();
+                per_stage.push([d(Stage::Sense), d(Stage::Mechanics), d(Stage::Fate)]);
+            }
+            let median = |k: usize| {
+                let mut v: Vec<f64> = per_stage.iter().map(|r| r[k]).collect();
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2]
+            };
+            let mut totals: Vec<f64> = per_stage.iter().map(|r| r.iter().sum()).collect();
+            totals.sort_by(f64::total_cmp);
+            let total = totals[totals.len() / 2];
+            let cells = sim.cells().ids.len();
+            let per_cell = total * 1e9 / cells as f64;
+            let first = *first_per_cell.get_or_insert(per_cell);
+            let _ = writeln!(
+                out,
+                "{dims:>3} {cells:>9} {build:>11.2} {:>11.2} {:>11.2} {:>11.2} {:>13.2} {per_cell:>11.1} {:>12.0}   ({:.2}× the ns/cell of the smallest)",
+                median(0) * 1e3,
+                median(1) * 1e3,
+                median(2) * 1e3,
+                total * 1e3,
+                memory as f64 / cells as f64,
+                per_cell / first
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "neigh = the sense stage (cell-list neighbour search + contact means); cell stages = neigh + mech + fate"
+    );
+    Ok(())
+}

@@ -1,0 +1,74 @@
+//! A run of explant as a library.
+//!
+//! Everything between "here is a scene" and "here is a run directory" lives here, so the
+//! CLI, sweeps, and later explanations, checkpoints and Python start runs from library
+//! code rather than from a subprocess:
+//!
+//! - [`run`]: one scene end to end with its paired control ([`PairedRun`]): the same
+//!   scene and seed without perturbations, stepped tick for tick), snapshots at the
+//!   recording cadence, and the failure path (outputs up to the failing tick, a manifest
+//!   that names the stage and tick);
+//! - [`ModelChoice`]: `--teacher` and `--model` overrides, recorded in the run's
+//!   `scene.toml` so that rerunning that copy gives the same result;
+//! - [`backends`]: the diffusion backend and the response model, with one
+//!   enabled/disabled module pair per optional backend (`gpu`, `torch` features);
+//! - [`RunDir`] and [`RunFile`]: the one owner of the run directory's file names;
+//!   [`Manifest`] its typed manifest; [`tables`] one writer and one reader for every CSV
+//!   table (through the `csv` crate, so names with commas round-trip);
+//! - [`figures`] and [`report`]: a run's pictures and its HTML page, read back through
+//!   [`RunDir`].
+
+pub mod backends;
+pub mod bench;
+mod error;
+pub mod figures;
+mod import;
+mod layout;
+mod manifest;
+mod model_choice;
+pub mod report;
+mod run;
+mod snapshot;
+pub mod tables;
+
+pub use backends::DiffusionChoice;
+pub use error::RunError;
+pub use import::imported_cells;
+pub use layout::{RunDir, RunFile, snapshot_name};
+pub use manifest::{Manifest, Outputs, Status, fnv1a64};
+pub use model_choice::ModelChoice;
+pub use run::{Failure, Observer, PairedRun, RunOptions, RunOutcome, run};
+pub use snapshot::write_snapshot;
+
+/// Version of this build.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Git commit of this build.
+pub const COMMIT: &str = env!("EXPLANT_GIT_COMMIT");
+
+/// An error and its causes on one line, `outer: cause: cause`.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    s
+}
+
+/// Use `n` worker threads for the CPU stages (0: all cores). Results are identical for any
+/// count; only the first call in a process takes effect.
+///
+/// # Errors
+///
+/// When the pool cannot be built (e.g. it was already built with another count).
+pub fn use_threads(n: usize) -> Result<(), RunError> {
+    if n > 0 {
+        rayon::ThreadPoolBuilder::new().num_threads(n).build_global().map_err(|e| RunError::Option {
+            option: "--threads".into(),
+            message: format!("cannot set up {n} worker threads: {e}"),
+        })?;
+    }
+    Ok(())
+}

@@ -1,0 +1,435 @@
+//! One run end to end: the perturbed simulation and its paired control stepped side by
+//! side, snapshots at the recording cadence, and every output written through
+//! [`RunDir`], also when the simulation fails part way.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use explant_core::{CoreError, Simulation, Stage};
+use explant_io::{CellColour, TissueView, render_png};
+use explant_scene::LoadedScene;
+
+use crate::backends::{self, DiffusionChoice};
+use crate::manifest::{Manifest, Outputs, Status, fnv1a64};
+use crate::snapshot::write_snapshot;
+use crate::tables::{self, write_table};
+use crate::{COMMIT, ModelChoice, RunDir, RunError, RunFile, VERSION};
+
+/// How to run a scene.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// The output directory (created; it must be empty or absent unless `force`).
+    pub out: PathBuf,
+    /// Where diffusion runs.
+    pub diffusion: DiffusionChoice,
+    /// The response model.
+    pub model: ModelChoice,
+    /// Worker threads of the model (0: its default); the rayon pool is the caller's.
+    pub threads: usize,
+    /// Replace the contents of a non-empty output directory.
+    pub force: bool,
+    /// Skip the paired control of a perturbed scene.
+    pub no_control: bool,
+    /// Skip `figures/` at the end.
+    pub no_figures: bool,
+    /// The command line, for the manifest.
+    pub command_line: Vec<String>,
+}
+
+/// What a run tells its caller while it goes.
+pub trait Observer {
+    /// Something the user should read (a fallback, a warning, what runs).
+    fn note(&mut self, _text: &str) {}
+    /// The tick loop starts: `total` ticks.
+    fn started(&mut self, _total: u64) {}
+    /// A tick finished.
+    fn progress(&mut self, _tick: u64, _time_min: f64) {}
+    /// The tick loop ended (completed or failed).
+    fn finished(&mut self) {}
+}
+
+/// An observer that ignores everything.
+impl Observer for () {}
+
+/// The perturbed simulation and, for a perturbed scene, its paired control: the same
+/// scene and seed without perturbations, stepped tick for tick.
+pub struct PairedRun {
+    /// The simulation of the scene as given.
+    pub sim: Simulation,
+    /// The paired control, when there is one.
+    pub control: Option<Simulation>,
+}
+
+impl PairedRun {
+    /// Build both simulations with fresh backends; `notes` gains what the user should know
+    /// (a GPU fallback, genes an imported tissue lacks).
+    ///
+    /// # Errors
+    ///
+    /// When a backend cannot start, the imported tissue does not fit, or the model does not
+    /// fit the scene.
+    pub fn build(
+        scene: &LoadedScene,
+        diffusion: DiffusionChoice,
+        threads: usize,
+        control: bool,
+        notes: &mut Vec<String>,
+    ) -> Result<Self, RunError> {
+        let (diffuser, note) = backends::diffusion(diffusion, scene.scene.grid.scheme)?;
+        notes.extend(note);
+        let model = backends::model(scene, threads)?;
+        let (cells, import_notes) = crate::import::imported_cells(scene)?;
+        notes.extend(import_notes);
+        let sim = Simulation::with_cells(&scene.scene, diffuser, model, cells.clone())?;
+        let control = if scene.scene.perturbations.is_empty() || !control {
+            None
+        } else {
+            let mut bare = scene.scene.clone();
+            bare.perturbations.clear();
+            let (diffuser, _) = backends::diffusion(diffusion, bare.grid.scheme)?;
+            let model = backends::model(scene, threads)?;
+            Some(Simulation::with_cells(&bare, diffuser, model, cells)?)
+        };
+        Ok(Self { sim, control })
+    }
+
+    /// One tick of both; the error names which one failed.
+    ///
+    /// # Errors
+    ///
+    /// The first simulation error, with the stage that produced it.
+    pub fn step(&mut self) -> Result<(), Failure> {
+        self.sim.step().map_err(|e| Failure::new(e, false))?;
+        if let Some(c) = self.control.as_mut() {
+            c.step().map_err(|e| Failure::new(e, true))?;
+        }
+        Ok(())
+    }
+}
+
+/// A simulation that stopped: the error, the stage that produced it and whether it was
+/// the paired control.
+#[derive(Debug)]
+pub struct Failure {
+    /// The error.
+    pub error: CoreError,
+    /// The stage that produced it.
+    pub stage: Stage,
+    /// Whether the paired control failed (else the perturbed run).
+    pub in_control: bool,
+}
+
+impl Failure {
+    fn new(error: CoreError, in_control: bool) -> Self {
+        let stage = match &error {
+            CoreError::Field(_) => Stage::Diffuse,
+            CoreError::Model(_) => Stage::Respond,
+            // Non-finite and runaway values are found by the record stage's check.
+            _ => Stage::Record,
+        };
+        Self { error, stage, in_control }
+    }
+
+    /// The stage's name, prefixed with `control ` when the control failed.
+    pub fn stage_name(&self) -> String {
+        if self.in_control { format!("control {}", self.stage.name()) } else { self.stage.name().to_owned() }
+    }
+}
+
+/// What [`run`] did.
+pub struct RunOutcome {
+    /// The run directory.
+    pub dir: RunDir,
+    /// Every file written, in order.
+    pub written: Vec<PathBuf>,
+    /// The manifest as written.
+    pub manifest: Manifest,
+    /// The per-stage time table, for printing.
+    pub stage_table: String,
+    /// The failure that stopped the simulation, if any (the outputs hold the state up to it).
+    pub failure: Option<Failure>,
+}
+
+/// Run `scene` end to end as `opts` asks and write every output into `opts.out`.
+///
+/// A failure of the simulation itself (NaN, runaway values, a model error) is not an
+/// `Err`: the outputs up to that tick are written, the manifest says where it stopped, and
+/// [`RunOutcome::failure`] holds it.
+///
+/// # Errors
+///
+/// When the output directory cannot be used, a backend cannot start, or a file cannot be
+/// written.
+pub fn run(mut scene: LoadedScene, opts: &RunOptions, obs: &mut dyn Observer) -> Result<RunOutcome, RunError> {
+    opts.model.apply(&mut scene)?;
+    // Refuse a non-empty output early, but create or clear it only once the backends
+    // have loaded, so a refused run leaves nothing behind.
+    check_out_dir(&opts.out, opts.force)?;
+    let mut notes = Vec::new();
+    let mut paired = PairedRun::build(&scene, opts.diffusion, opts.threads, !opts.no_control, &mut notes)?;
+    prepare_out_dir(&opts.out)?;
+    let dir = RunDir::new(&opts.out);
+    announce(&scene, &paired, &notes, obs);
+
+    let snapshots = dir.path(RunFile::Snapshots);
+    std::fs::create_dir_all(&snapshots).map_err(RunError::file("create", &snapshots))?;
+    write_snapshot(&mut paired.sim, paired.control.as_mut(), &scene, &dir.snapshot(0))?;
+
+    let started = Instant::now();
+    let failure = step_all(&mut paired, &scene, &dir, obs)?;
+    obs.finished();
+    let wall = started.elapsed().as_secs_f64();
+
+    let status = match &failure {
+        None => Status::Completed,
+        Some(f) => Status::Failed {
+            stage: f.stage_name(),
+            tick: paired.sim.clock().tick,
+            message: crate::error_chain(&f.error),
+        },
+    };
+    let mut written = write_outputs(&mut paired, &scene, &dir, opts, status, wall)?;
+    let manifest = dir.manifest()?;
+    // Figures (tissue by cell type, time series, response versus distance) in figures/;
+    // the run's data is already safe, so a drawing problem is only a warning.
+    if !opts.no_figures {
+        match crate::figures::render_figures(dir.root(), &crate::figures::RenderOptions::default()) {
+            Ok(mut paths) => written.append(&mut paths),
+            Err(e) => obs.note(&format!("warning: figures were not drawn: {}", crate::error_chain(&e))),
+        }
+    }
+    let stage_table = stage_table(&paired.sim, wall);
+    Ok(RunOutcome { dir, written, manifest, stage_table, failure })
+}
+
+/// Tell the observer what is about to run.
+fn announce(scene: &LoadedScene, paired: &PairedRun, notes: &[String], obs: &mut dyn Observer) {
+    let sc = &scene.scene;
+    let sim = &paired.sim;
+    obs.note(&format!(
+        "explant {VERSION} ({COMMIT}): scene `{}` — {} cells, {} genes, {} ligands, {}D, {} ticks of {} min",
+        sc.name,
+        cell_count(sim),
+        sc.genes.len(),
+        sc.ligands.len(),
+        sc.dims(),
+        sim.total_ticks(),
+        sc.time.dt
+    ));
+    for note in notes {
+        obs.note(&format!("note: {note}"));
+    }
+    if let Some(note) = mechanics_stability_note(sc) {
+        obs.note(&format!("note: {note}"));
+    }
+    if paired.control.is_some() {
+        obs.note(&format!(
+            "paired control: the same scene and seed without its {} perturbation(s) runs alongside (--no-control to skip)",
+            sc.perturbations.len()
+        ));
+    }
+    let (dname, mname) = sim.backend_names();
+    obs.note(&format!("diffusion: {dname}\nmodel:     {mname}"));
+}
+
+fn cell_count(sim: &Simulation) -> usize {
+    sim.world.resource::<explant_core::States>().len()
+}
+
+/// Step every planned tick, writing a snapshot at the recording interval and at the
+/// scene's extra snapshot times; stop at the first failure.
+fn step_all(
+    paired: &mut PairedRun,
+    scene: &LoadedScene,
+    dir: &RunDir,
+    obs: &mut dyn Observer,
+) -> Result<Option<Failure>, RunError> {
+    let total = paired.sim.total_ticks();
+    let interval = scene.scene.record_interval();
+    let extra_snapshots = scene.scene.snapshot_ticks();
+    obs.started(total);
+    for _ in 0..total {
+        if let Err(f) = paired.step() {
+            return Ok(Some(f));
+        }
+        let clock = paired.sim.clock();
+        obs.progress(clock.tick, clock.time());
+        if clock.tick.is_multiple_of(interval) || extra_snapshots.binary_search(&clock.tick).is_ok() {
+            write_snapshot(&mut paired.sim, paired.control.as_mut(), scene, &dir.snapshot(clock.tick))?;
+        }
+    }
+    Ok(None)
+}
+
+fn check_out_dir(out: &Path, force: bool) -> Result<(), RunError> {
+    if !out.exists() {
+        return Ok(());
+    }
+    if !out.is_dir() {
+        return Err(RunError::OutDir { path: out.into(), message: "exists and is not a directory".into() });
+    }
+    let non_empty = std::fs::read_dir(out).map_err(RunError::file("read", out))?.next().is_some();
+    if non_empty && !force {
+        return Err(RunError::OutDir {
+            path: out.into(),
+            message: "the directory is not empty; choose another or pass `--force` to replace its contents".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Create the output directory, emptying it first (only reached after `check_out_dir`).
+fn prepare_out_dir(out: &Path) -> Result<(), RunError> {
+    if out.is_dir() {
+        for entry in std::fs::read_dir(out).map_err(RunError::file("read", out))? {
+            let p = entry.map_err(RunError::file("read", out))?.path();
+            if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) }
+                .map_err(RunError::file("remove", &p))?;
+        }
+    }
+    std::fs::create_dir_all(out).map_err(RunError::file("create", out))
+}
+
+/// Every output of the run at its current state: the final AnnData, the tables, the
+/// picture, the scene copy and the manifest (last, so a run directory with a manifest is
+/// complete).
+fn write_outputs(
+    paired: &mut PairedRun,
+    scene: &LoadedScene,
+    dir: &RunDir,
+    opts: &RunOptions,
+    status: Status,
+    wall: f64,
+) -> Result<Vec<PathBuf>, RunError> {
+    let sc = &scene.scene;
+    let mut written = Vec::new();
+    let table = |file: RunFile, data: &tables::TableData, written: &mut Vec<PathBuf>| {
+        let path = dir.path(file);
+        write_table(&path, data).map(|()| written.push(path))
+    };
+
+    let h5ad = dir.path(RunFile::Tissue);
+    write_snapshot(&mut paired.sim, paired.control.as_mut(), scene, &h5ad)?;
+    written.push(h5ad);
+
+    let rec = paired.sim.recording().clone();
+    table(RunFile::Timeseries, &tables::timeseries(sc, &rec), &mut written)?;
+    if let Some(t) = tables::regions(sc, &rec) {
+        table(RunFile::TimeseriesRegions, &t, &mut written)?;
+    }
+    if let Some(control) = paired.control.as_mut() {
+        use explant_core::effects::{effects, response_vs_distance};
+        let (cells, ctrl) = (paired.sim.cells(), control.cells());
+        let distance = paired.sim.perturbation_distance(&cells);
+        let g = sc.genes.len();
+        let time = paired.sim.clock().time();
+        let rows = effects(&cells, &ctrl, &distance, &sc.output.distance_bands, g);
+        table(RunFile::Effects, &tables::effects(sc, time, &rows), &mut written)?;
+        let bins = response_vs_distance(&cells, &ctrl, &distance, sc.output.distance_bin, g);
+        table(RunFile::ResponseVsDistance, &tables::response_vs_distance(sc, &bins), &mut written)?;
+        table(RunFile::TimeseriesControl, &tables::timeseries(sc, control.recording()), &mut written)?;
+    }
+    table(RunFile::LigandTotals, &tables::ligand_totals(sc, &rec), &mut written)?;
+
+    written.push(draw_picture(&mut paired.sim, scene, dir)?);
+
+    let scene_copy = dir.path(RunFile::Scene);
+    std::fs::write(&scene_copy, &scene.text).map_err(RunError::file("write", &scene_copy))?;
+    written.push(scene_copy);
+
+    let manifest = manifest(&paired.sim, paired.control.is_some(), scene, opts, status, wall);
+    let path = dir.path(RunFile::Manifest);
+    manifest.write(&path)?;
+    written.push(path);
+    Ok(written)
+}
+
+/// `tissue.png`: cells coloured by the scene's `output.colour_by_gene` (else by type) over
+/// the heat map of `output.heatmap_ligand` (else the first ligand).
+fn draw_picture(sim: &mut Simulation, scene: &LoadedScene, dir: &RunDir) -> Result<PathBuf, RunError> {
+    let sc = &scene.scene;
+    let cells = sim.cells();
+    let g = sc.genes.len();
+    let ligands = sim.ligands();
+    let ligand =
+        sc.output.heatmap_ligand.as_ref().and_then(|n| sc.ligands.iter().position(|l| &l.name == n)).unwrap_or(0);
+    let field = (ligands.field.channels > 0).then(|| (&ligands.field.grid, ligands.field.channel(ligand)));
+    let values: Vec<f32>;
+    let colour = match sc.output.colour_by_gene.as_ref().and_then(|n| sc.gene_index(n)) {
+        Some(gi) => {
+            values = (0..cells.ids.len()).map(|i| cells.expression[i * g + gi]).collect();
+            CellColour::Value(&values)
+        }
+        None => CellColour::Category(&cells.cell_types),
+    };
+    let png = dir.path(RunFile::Picture);
+    let view =
+        TissueView { field, positions: &cells.positions, radii: &cells.radii, colour, width_px: sc.output.image_width };
+    render_png(&png, &view)?;
+    Ok(png)
+}
+
+fn manifest(
+    sim: &Simulation,
+    paired_control: bool,
+    scene: &LoadedScene,
+    opts: &RunOptions,
+    status: Status,
+    wall: f64,
+) -> Manifest {
+    let sc = &scene.scene;
+    let (diffusion_backend, response_model) = sim.backend_names();
+    Manifest {
+        explant_version: VERSION.into(),
+        git_commit: COMMIT.into(),
+        command_line: opts.command_line.clone(),
+        scene: scene.path.display().to_string(),
+        scene_fnv1a64: format!("{:016x}", fnv1a64(scene.text.as_bytes())),
+        seed: sc.seed,
+        status,
+        ticks_completed: sim.clock().tick,
+        ticks_planned: sim.total_ticks(),
+        dt_min: sc.time.dt,
+        time_min: sim.clock().time(),
+        cells: cell_count(sim),
+        diffusion_backend,
+        response_model,
+        threads: rayon::current_num_threads(),
+        wall_seconds: wall,
+        stage_seconds: sim.stage_times().iter().map(|(s, d)| (s.name().to_string(), d.as_secs_f64())).collect(),
+        outputs: Outputs::default(),
+        paired_control,
+    }
+}
+
+/// The per-stage wall times as a table for the terminal.
+fn stage_table(sim: &Simulation, wall: f64) -> String {
+    let times = sim.stage_times();
+    let ticks = sim.clock().tick.max(1) as f64;
+    let mut s = String::from("stage        total (s)   per tick (ms)   share\n");
+    let sum: f64 = times.iter().map(|(_, d)| d.as_secs_f64()).sum();
+    for (stage, d) in &times {
+        let secs = d.as_secs_f64();
+        let _ = writeln!(
+            s,
+            "{:<12} {:>9.3}   {:>13.3}   {:>4.1}%",
+            stage.name(),
+            secs,
+            1e3 * secs / ticks,
+            100.0 * secs / sum.max(1e-12)
+        );
+    }
+    let _ = write!(s, "{:<12} {:>9.3}   (wall, including progress and snapshots)", "all", wall);
+    s
+}
+
+// TEMPORARY until explant-core has it (core-tick branch).
+fn mechanics_stability_note(sc: &explant_scene::Scene) -> Option<String> {
+    let m = &sc.mechanics;
+    let reach = 2.0 * sc.tissue.cell_radius;
+    let neighbours = if sc.dims() == 3 { 12.0 } else { 6.0 };
+    let dt_mech = sc.time.mechanics_dt.unwrap_or(sc.time.dt);
+    let limit = 2.0 / (neighbours * 2.0 * m.mobility * (m.repulsion / reach + m.adhesion / (1.25 * reach))).max(1e-30);
+    (m.mobility > 0.0 && dt_mech > 2.0 * limit).then(|| format!("the mechanics step ({dt_mech} min) is more than twice the explicit stability estimate ({limit:.3} min) for these forces; displacements are capped at half a radius per step, so packed cells may jitter (set `time.mechanics_dt` or lower `mechanics.repulsion`)"))
+}
