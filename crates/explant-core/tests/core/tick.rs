@@ -6,7 +6,7 @@ use explant_core::{Simulation, Stage, Teacher};
 use explant_field::CpuDiffusion;
 use explant_scene::{LoadedScene, Scene};
 
-const DEFAULT: &str = include_str!("../../../scenes/default.toml");
+const DEFAULT: &str = include_str!("../../../../scenes/default.toml");
 
 fn scene(edit: impl FnOnce(&mut String)) -> Scene {
     let mut text = DEFAULT.replace("kind = \"torchscript\"", "kind = \"teacher\"");
