@@ -366,7 +366,7 @@ pub(crate) fn populate(world: &mut World, scene: &Scene, given: Option<InitialCe
             })
             .collect(),
     };
-    let mut states = States { genes: g, ..Default::default() };
+    world.insert_resource(States { genes: g, ..Default::default() });
     let n = cells.len();
     for (i, (p, ty, x)) in cells.into_iter().enumerate() {
         let id = i as u64;
@@ -377,23 +377,7 @@ pub(crate) fn populate(world: &mut World, scene: &Scene, given: Option<InitialCe
             0,
             scene.tissue.cell_radius,
         );
-        let row = states.len() as u32;
-        let entity = world
-            .spawn((
-                CellId(id),
-                Row(row),
-                Position(p),
-                Radius(radius),
-                CellType(ty as u32),
-                Lineage { parent: None, generation: 0, grafted: false },
-                Perturbed(false),
-                cycle,
-                Motility::default(),
-                ModelFate::default(),
-            ))
-            .id();
-        states.push(entity, &x);
+        spawn_cell(world, CellBundle::founder(id, p, radius, ty as u32, cycle, false), &x);
     }
-    world.insert_resource(states);
     world.insert_resource(NextId(n as u64));
 }
