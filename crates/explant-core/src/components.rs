@@ -138,7 +138,8 @@ impl States {
     }
 }
 
-/// The components of a cell but its [`Row`], which only [`spawn_cell`] assigns.
+/// The components of a cell but its [`Row`], which the crate assigns as it spawns the
+/// cell and appends its row of [`States`] (one helper does both, for every new cell).
 #[derive(Bundle, Debug, Clone)]
 pub struct CellBundle {
     /// Identity.

@@ -4,10 +4,9 @@
 //! [`CellType`], a [`Row`] of the population's contiguous `N × G` expression matrix
 //! ([`States`], which the response model reads and updates in place), a [`Cycle`]
 //! (phase, age, progress), a [`Motility`] direction, a [`Lineage`] and a [`Perturbed`]
-//! flag. Ligands live on a grid ([`Ligands`]) advanced by a
-//! [`DiffusionBackend`](explant_field::DiffusionBackend); the cells' response is a
-//! [`ResponseModel`] run on the whole population at once. Both backends are traits, so
-//! this crate builds and tests without wgpu or libtorch.
+//! flag. Ligands live on a grid ([`Ligands`]) advanced by a [`DiffusionBackend`]; the
+//! cells' response is a [`ResponseModel`] run on the whole population at once. Both
+//! backends are traits, so this crate builds and tests without wgpu or libtorch.
 //!
 //! One tick runs the stages of [`Stage`] in order, each a system in a `bevy_ecs`
 //! schedule:
