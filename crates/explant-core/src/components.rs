@@ -138,6 +138,60 @@ impl States {
     }
 }
 
+/// The components of a cell but its [`Row`], which the crate assigns as it spawns the
+/// cell and appends its row of [`States`] (one helper does both, for every new cell).
+#[derive(Bundle, Debug, Clone)]
+pub struct CellBundle {
+    /// Identity.
+    pub id: CellId,
+    /// Centre.
+    pub position: Position,
+    /// Radius.
+    pub radius: Radius,
+    /// Type.
+    pub cell_type: CellType,
+    /// Parent, generation, graft origin.
+    pub lineage: Lineage,
+    /// Perturbation flag.
+    pub perturbed: Perturbed,
+    /// Life-cycle state.
+    pub cycle: Cycle,
+    /// Migration direction.
+    pub motility: Motility,
+    /// What the response model last said of the cell.
+    pub model_fate: ModelFate,
+}
+
+impl CellBundle {
+    /// A founder: no parent, generation 0, at rest, no model fate scores yet. A grafted
+    /// founder (`grafted`) is flagged as perturbed, as its progeny will be.
+    pub fn founder(id: u64, position: Vec3, radius: f32, cell_type: u32, cycle: Cycle, grafted: bool) -> Self {
+        Self {
+            id: CellId(id),
+            position: Position(position),
+            radius: Radius(radius),
+            cell_type: CellType(cell_type),
+            lineage: Lineage { parent: None, generation: 0, grafted },
+            perturbed: Perturbed(grafted),
+            cycle,
+            motility: Motility::default(),
+            model_fate: ModelFate::default(),
+        }
+    }
+}
+
+/// Spawn a cell with its expression row appended to [`States`]. Every cell enters the
+/// world here, so the invariant "the entity's [`Row`] is its row of [`States`], and that
+/// row's owner is the entity" holds from birth (removals keep it:
+/// [`States::swap_remove`] names the entity whose row moved).
+pub(crate) fn spawn_cell(world: &mut World, cell: CellBundle, expression: &[f32]) -> Entity {
+    let row = world.resource::<States>().len() as u32;
+    let entity = world.spawn((cell, Row(row))).id();
+    let pushed = world.resource_mut::<States>().push(entity, expression);
+    debug_assert_eq!(pushed, row);
+    entity
+}
+
 /// The next cell id to hand out (ids are never reused).
 #[derive(Resource, Debug, Clone, Copy, Default)]
 pub struct NextId(pub u64);

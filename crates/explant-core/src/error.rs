@@ -1,6 +1,11 @@
 use thiserror::Error;
 
 /// Errors from building or running a simulation.
+///
+/// The CLI prints an error and then each cause of its chain, so a message never
+/// interpolates an error it also marks as its `#[source]`: the wrapped backend and model
+/// errors are `transparent` (their own message, their own causes), the others carry
+/// text only.
 #[derive(Debug, Error)]
 pub enum CoreError {
     /// The diffusion backend failed.
@@ -58,4 +63,42 @@ pub enum ModelError {
         /// What went wrong.
         message: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+
+    use super::*;
+
+    /// As the CLI prints it: the message, then each cause.
+    fn printed(e: &dyn Error) -> Vec<String> {
+        let mut out = vec![e.to_string()];
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            out.push(c.to_string());
+            cause = c.source();
+        }
+        out
+    }
+
+    #[test]
+    fn every_cause_of_an_error_is_printed_once() {
+        let errors = [
+            CoreError::Field(explant_field::FieldError::BadTimeStep { dt: -1.0 }),
+            CoreError::Model(ModelError::Run { model: "m.pt".into(), message: "out of memory".into() }),
+            CoreError::Model(ModelError::Mismatch { model: "m.pt".into(), what: "gene `A` is missing".into() }),
+            CoreError::Initial { ligand: "L".into(), path: "l.npy".into(), message: "bad shape".into() },
+            CoreError::Tissue { path: "t.h5ad".into(), message: "no cells".into() },
+            CoreError::Unstable { tick: 3, time: 1.5, what: "gene #0 is `NaN`".into() },
+        ];
+        for e in &errors {
+            let lines = printed(e);
+            for (k, line) in lines.iter().enumerate() {
+                for earlier in &lines[..k] {
+                    assert!(!earlier.contains(line.as_str()), "{line:?} is printed twice in {lines:?}");
+                }
+            }
+        }
+    }
 }

@@ -4,10 +4,9 @@
 //! [`CellType`], a [`Row`] of the population's contiguous `N × G` expression matrix
 //! ([`States`], which the response model reads and updates in place), a [`Cycle`]
 //! (phase, age, progress), a [`Motility`] direction, a [`Lineage`] and a [`Perturbed`]
-//! flag. Ligands live on a grid ([`Ligands`]) advanced by a
-//! [`DiffusionBackend`](explant_field::DiffusionBackend); the cells' response is a
-//! [`ResponseModel`] run on the whole population at once. Both backends are traits, so
-//! this crate builds and tests without wgpu or libtorch.
+//! flag. Ligands live on a grid ([`Ligands`]) advanced by a [`DiffusionBackend`]; the
+//! cells' response is a [`ResponseModel`] run on the whole population at once. Both
+//! backends are traits, so this crate builds and tests without wgpu or libtorch.
 //!
 //! One tick runs the stages of [`Stage`] in order, each a system in a `bevy_ecs`
 //! schedule:
@@ -28,9 +27,12 @@ pub mod effects;
 mod error;
 mod initial;
 mod life;
+mod mechanics;
 pub mod model;
 pub mod neighbours;
+mod recording;
 pub mod rng;
+mod schedule;
 pub mod score;
 mod stages;
 mod tissue;
@@ -39,7 +41,6 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bevy_ecs::prelude::*;
-use bevy_ecs::schedule::SingleThreadedExecutor;
 use explant_field::{ChannelParams, DiffusionBackend, Grid};
 use explant_scene::Scene;
 use glam::Vec3;
@@ -47,11 +48,19 @@ use glam::Vec3;
 pub use components::*;
 pub use error::{CoreError, ModelError};
 pub use life::{SORT_INTERVAL, sort_rows};
+pub use mechanics::mechanics_stability_note;
 pub use model::{Extras, ModelSignature, ResponseInput, ResponseModel, Teacher};
-pub use stages::{PseudobulkRow, RUNAWAY, Recording, RegionRow};
+pub use recording::{PseudobulkRow, RUNAWAY, Recording, RegionRow};
 pub use tissue::InitialCells;
 
-/// The stages of a tick, in the order they run.
+/// The stages of a tick, in the order they run (the crate docs say what each does).
+///
+/// Each is a `bevy_ecs` system set, chained in this order. Every stage is skipped once
+/// a stage has failed in the tick; sense runs at the ticks where respond or mechanics
+/// do, respond every `time.state_dt`, mechanics and fate every `time.mechanics_dt`, and
+/// perturb only when the scene plans perturbations. These are run conditions on the
+/// sets (see the `schedule` module), as is the timing of each stage
+/// ([`Simulation::stage_times`]), so the stage bodies hold only their physics.
 #[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Stage {
     /// Ligand genes deposit onto the grid.
@@ -150,79 +159,25 @@ impl Simulation {
         model: Box<dyn ResponseModel>,
         cells: Option<InitialCells>,
     ) -> Result<Self, CoreError> {
-        if scene.tissue.shape == explant_scene::TissueShape::Import && cells.is_none() {
-            return Err(CoreError::Tissue {
-                path: scene.tissue.path.clone().unwrap_or_default(),
-                message: "the scene imports its tissue: read the file first (explant_io::read_tissue) and pass the \
-                          cells to `Simulation::with_cells`"
-                    .into(),
-            });
-        }
+        check_import(scene, cells.as_ref())?;
         model.signature().check_against(&ModelSignature::of_scene(scene), &model.name())?;
         let mut world = World::new();
-        let dims = scene.dims();
-        let size = Vec3::new(scene.grid.size[0], scene.grid.size[1], if dims == 3 { scene.grid.size[2] } else { 0.0 });
-        let grid = Grid {
-            nx: (size.x / scene.grid.dx).ceil() as usize,
-            ny: (size.y / scene.grid.dx).ceil() as usize,
-            nz: if dims == 3 { (size.z / scene.grid.dx).ceil() as usize } else { 1 },
-            dx: scene.grid.dx,
-            origin: [0.0; 3],
-        };
-        let gene = |name: &str| scene.gene_index(name).unwrap_or(0);
-        world.insert_resource(Ligands {
-            field: initial::field(scene, grid)?,
-            params: scene
-                .ligands
-                .iter()
-                .map(|l| ChannelParams { diffusion: l.diffusion, decay: l.decay, boundary: l.boundary.faces() })
-                .collect(),
-            coupling: scene
-                .ligands
-                .iter()
-                .map(|l| Coupling {
-                    gene: gene(&l.secreted_by),
-                    export: l.export_rate,
-                    secretion: l.secretion_rate,
-                    saturation: l.saturation,
-                    uptake: l.uptake_rate,
-                    receptor: gene(&l.receptor),
-                })
-                .collect(),
-            receptor: scene.ligands.iter().map(|l| gene(&l.receptor)).collect(),
-            exchanged: vec![0.0; scene.ligands.len()],
-        });
-        let perturbations: Vec<PlannedPerturbation> =
-            scene.perturbations.iter().filter_map(|p| PlannedPerturbation::of(scene, p)).collect();
+        let (domain, grid) = domain_and_grid(scene);
+        world.insert_resource(ligands(scene, grid)?);
+        let settings = settings(scene, domain);
         world.insert_resource(PerturbationLog {
-            fired: vec![false; perturbations.len()],
+            fired: vec![false; settings.perturbations.len()],
             ablated: Vec::new(),
             injected: vec![0.0; scene.ligands.len()],
         });
-        world.insert_resource(Settings {
-            genes: scene.genes.len(),
-            ligands: scene.ligands.len(),
-            cell_types: scene.cell_types.len(),
-            contact_mask: scene.genes.iter().map(|g| scene.contact.genes.contains(g)).collect(),
-            rules: TypeRules::of_scene(scene),
-            cell_radius: scene.tissue.cell_radius,
-            baselines: scene.cell_types.iter().map(|t| scene.gene_vector(&t.baseline)).collect(),
-            contact_radius: scene.contact.radius,
-            mechanics: scene.mechanics,
-            domain: size,
-            dims,
-            perturbations,
-            record_interval: scene.record_interval(),
-            mechanics_every: scene.step_ratios().0,
-            state_every: scene.step_ratios().1,
-            seed: scene.seed,
-        });
+        world.insert_resource(settings);
         world.insert_resource(Clock { tick: 0, dt: scene.time.dt });
         world.insert_resource(Diffuser(diffuser));
         world.insert_resource(Model(Mutex::new(model)));
         world.insert_resource(Batch::default());
         world.insert_resource(Failure::default());
         world.insert_resource(StageTimers::default());
+        world.insert_resource(schedule::StageStart::default());
         world.insert_resource(Recording {
             cell_types: scene.cell_types.len(),
             regions: scene.output.regions.clone(),
@@ -230,32 +185,7 @@ impl Simulation {
         });
         tissue::populate(&mut world, scene, cells);
         life::sort_rows(&mut world, scene.contact.radius);
-
-        let mut schedule = Schedule::default();
-        schedule.set_executor(SingleThreadedExecutor::new());
-        schedule.configure_sets(
-            (
-                Stage::Secrete,
-                Stage::Diffuse,
-                Stage::Sense,
-                Stage::Respond,
-                Stage::Perturb,
-                Stage::Mechanics,
-                Stage::Fate,
-                Stage::Record,
-            )
-                .chain(),
-        );
-        schedule.add_systems((
-            stages::secrete.in_set(Stage::Secrete),
-            stages::diffuse.in_set(Stage::Diffuse),
-            stages::sense.in_set(Stage::Sense),
-            stages::respond.in_set(Stage::Respond),
-            stages::perturb.in_set(Stage::Perturb),
-            stages::mechanics.in_set(Stage::Mechanics),
-            stages::fate.in_set(Stage::Fate),
-            stages::record.in_set(Stage::Record),
-        ));
+        let schedule = schedule::tick();
         let mut sim = Self { world, schedule, ticks: scene.ticks() };
         sim.record_now()?;
         Ok(sim)
@@ -287,8 +217,7 @@ impl Simulation {
         let clock = self.clock();
         let settings = self.world.resource::<Settings>().clone();
         let mut q = self.world.query::<(&CellType, &Row, &Position)>();
-        let mut rows: Vec<(u32, u32, Vec3)> = q.iter(&self.world).map(|(t, r, p)| (r.0, t.0, p.0)).collect();
-        rows.sort_unstable_by_key(|r| r.0);
+        let rows = recording::in_row_order(q.iter(&self.world));
         let world = &mut self.world;
         world.resource_scope(|world, mut rec: Mut<Recording>| {
             let states = world.resource::<States>();
@@ -392,5 +321,83 @@ impl Simulation {
             t.expression.extend_from_slice(states.row(e.0 as usize));
         }
         t
+    }
+}
+
+/// A scene whose tissue is imported needs the imported cells.
+fn check_import(scene: &Scene, cells: Option<&InitialCells>) -> Result<(), CoreError> {
+    if scene.tissue.shape == explant_scene::TissueShape::Import && cells.is_none() {
+        return Err(CoreError::Tissue {
+            path: scene.tissue.path.clone().unwrap_or_default(),
+            message: "the scene imports its tissue: read the file first (explant_io::read_tissue) and pass the \
+                      cells to `Simulation::with_cells`"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
+/// The domain's extent (z = 0 in 2D) and the ligand grid covering it (`grid.dx` voxels,
+/// rounded up; one layer in 2D).
+fn domain_and_grid(scene: &Scene) -> (Vec3, Grid) {
+    let dims = scene.dims();
+    let size = Vec3::new(scene.grid.size[0], scene.grid.size[1], if dims == 3 { scene.grid.size[2] } else { 0.0 });
+    let grid = Grid {
+        nx: (size.x / scene.grid.dx).ceil() as usize,
+        ny: (size.y / scene.grid.dx).ceil() as usize,
+        nz: if dims == 3 { (size.z / scene.grid.dx).ceil() as usize } else { 1 },
+        dx: scene.grid.dx,
+        origin: [0.0; 3],
+    };
+    (size, grid)
+}
+
+/// The ligands at time 0, with their transport constants and their coupling to the
+/// genes that secrete and sense them.
+fn ligands(scene: &Scene, grid: Grid) -> Result<Ligands, CoreError> {
+    let gene = |name: &str| scene.gene_index(name).unwrap_or(0);
+    Ok(Ligands {
+        field: initial::field(scene, grid)?,
+        params: scene
+            .ligands
+            .iter()
+            .map(|l| ChannelParams { diffusion: l.diffusion, decay: l.decay, boundary: l.boundary.faces() })
+            .collect(),
+        coupling: scene
+            .ligands
+            .iter()
+            .map(|l| Coupling {
+                gene: gene(&l.secreted_by),
+                export: l.export_rate,
+                secretion: l.secretion_rate,
+                saturation: l.saturation,
+                uptake: l.uptake_rate,
+                receptor: gene(&l.receptor),
+            })
+            .collect(),
+        receptor: scene.ligands.iter().map(|l| gene(&l.receptor)).collect(),
+        exchanged: vec![0.0; scene.ligands.len()],
+    })
+}
+
+/// The run's fixed settings, names resolved to indices.
+fn settings(scene: &Scene, domain: Vec3) -> Settings {
+    Settings {
+        genes: scene.genes.len(),
+        ligands: scene.ligands.len(),
+        cell_types: scene.cell_types.len(),
+        contact_mask: scene.genes.iter().map(|g| scene.contact.genes.contains(g)).collect(),
+        rules: TypeRules::of_scene(scene),
+        cell_radius: scene.tissue.cell_radius,
+        baselines: scene.cell_types.iter().map(|t| scene.gene_vector(&t.baseline)).collect(),
+        contact_radius: scene.contact.radius,
+        mechanics: scene.mechanics,
+        domain,
+        dims: scene.dims(),
+        perturbations: scene.perturbations.iter().filter_map(|p| PlannedPerturbation::of(scene, p)).collect(),
+        record_interval: scene.record_interval(),
+        mechanics_every: scene.step_ratios().0,
+        state_every: scene.step_ratios().1,
+        seed: scene.seed,
     }
 }

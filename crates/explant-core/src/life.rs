@@ -1,165 +1,18 @@
-//! Mechanics (motion) and fate (growth, division, death): the last stages of a tick.
-
-use std::time::Instant;
+//! Fate: growth, division and death, the once-only perturbations that add or remove
+//! cells (grafts, ablations), and the spatial re-sort of the rows. The stage is one
+//! exclusive system, as it is the only one that spawns and despawns cells; [`fate`]
+//! reads as its list of steps, each a function here.
+//!
+//! Cells enter the world only through [`spawn_cell`] (founders, daughters, grafts) and
+//! leave it only through [`remove`], which keep each entity's [`Row`] equal to its row of
+//! [`States`].
 
 use bevy_ecs::prelude::*;
+use explant_scene::PerturbationKind as K;
 use glam::Vec3;
-use rayon::prelude::*;
 
-use crate::Stage;
 use crate::components::*;
 use crate::rng::{self, Purpose};
-
-/// Mechanics: overdamped centre-based motion, `v = mobility × Σ F + v_migration`, with
-/// PhysiCell's potentials between neighbours at distance `d`: repulsion `c_r (1 − d/R)²`
-/// for `d < R = r_i + r_j` and adhesion `−c_a (1 − d/R_a)²` for `d < R_a = 1.25 R`, along
-/// the line of centres. With `walls`, each face of the domain repels a cell closer than
-/// its radius `r` with `c_r (1 − d/r)²`; a basement membrane repels the same way from
-/// its plane, adheres with `c_a,m (1 − d/1.25r)²` and cannot be crossed.
-///
-/// Chemotaxis: a migrating cell keeps its direction and re-chooses it with probability
-/// `1 − exp(−Δt/persistence)` per tick, as `bias · ∇ĉ + (1 − bias) · random unit`
-/// (normalised), then moves at the type's speed.
-///
-/// **Time step.** Explicit Euler of `ẋ = μF` is stable while `Δt · μ · k_max ≤ 2`,
-/// with `k_max` the largest eigenvalue of the force Jacobian; for a packed tissue with
-/// `z` neighbours, `k_max ≤ z · 2 (c_r/R + c_a/R_a)`. Scenes should keep
-/// `Δt ≤ R / (z μ (c_r + c_a))` (for PhysiCell's defaults, R = 16.8 µm, c_r = 10,
-/// c_a = 0.4, μ = 1, z = 12: 0.13 min, and PhysiCell's 0.1 min step is inside it).
-/// Beyond it, force-driven displacements are capped at half a cell radius per step
-/// (migration is not capped), so a stiff
-/// scene jitters instead of exploding. Runs every `mechanics_every` ticks, with a step
-/// of that many ticks (as does `fate`).
-#[allow(clippy::too_many_arguments)]
-pub fn mechanics(
-    mut cells: Query<(&Row, &mut Position, &mut Motility)>,
-    states: Res<States>,
-    ligands: Res<Ligands>,
-    settings: Res<Settings>,
-    clock: Res<Clock>,
-    mut batch: ResMut<Batch>,
-    mut timers: ResMut<StageTimers>,
-    failure: Res<Failure>,
-) {
-    if failure.0.is_some() || !clock.tick.is_multiple_of(settings.mechanics_every) {
-        return;
-    }
-    let t0 = Instant::now();
-    let m = settings.mechanics;
-    let dt = clock.dt * settings.mechanics_every as f32;
-    let tick = clock.tick;
-    let b = &mut *batch;
-    let n = b.cells;
-    let migrates = settings.rules.iter().any(|r| r.chemotaxis.is_some());
-    let mut directions = vec![Vec3::ZERO; if migrates { n } else { 0 }];
-    if migrates {
-        for (row, _, dir) in &cells {
-            directions[row.0 as usize] = dir.0;
-        }
-    }
-    let b = &*b;
-    let hi = settings.domain;
-    let dims = settings.dims;
-    let g = settings.genes;
-    let moves: Vec<(Vec3, Vec3)> = (0..n)
-        .into_par_iter()
-        .map(|i| {
-            let p = b.positions[i];
-            let ri = b.radii[i];
-            let mut force = Vec3::ZERO;
-            for &j in &b.neighbours[b.offsets[i] as usize..b.offsets[i + 1] as usize] {
-                let j = j as usize;
-                let delta = p - b.positions[j];
-                let d = delta.length();
-                if d <= 1e-6 {
-                    continue;
-                }
-                let rr = ri + b.radii[j];
-                let ra = 1.25 * rr;
-                let mut f = 0.0;
-                if d < rr {
-                    f += m.repulsion * (1.0 - d / rr).powi(2);
-                }
-                if d < ra {
-                    f -= m.adhesion * (1.0 - d / ra).powi(2);
-                }
-                force += delta * (f / d);
-            }
-            if m.walls {
-                for a in 0..dims {
-                    let lo = p[a];
-                    let up = hi[a] - p[a];
-                    if lo < ri {
-                        force[a] += m.repulsion * (1.0 - lo.max(0.0) / ri).powi(2);
-                    }
-                    if up < ri {
-                        force[a] -= m.repulsion * (1.0 - up.max(0.0) / ri).powi(2);
-                    }
-                }
-            }
-            if let Some(mb) = m.membrane {
-                let a = mb.axis.index();
-                let off = p[a] - mb.position;
-                let (d, side) = (off.abs(), if off >= 0.0 { 1.0 } else { -1.0 });
-                if d < ri {
-                    force[a] += side * mb.repulsion * (1.0 - d / ri).powi(2);
-                }
-                if d < 1.25 * ri {
-                    force[a] -= side * mb.adhesion * (1.0 - d / (1.25 * ri)).powi(2);
-                }
-            }
-            // The cap applies to the passive (force-driven) displacement only.
-            let mut step = force * (m.mobility * dt);
-            let cap = 0.5 * ri;
-            if step.length() > cap {
-                step = step.normalize() * cap;
-            }
-            let mut dir = Vec3::ZERO;
-            if migrates && b.alive[i] {
-                dir = directions[i];
-                let rules = &settings.rules[b.cell_type[i] as usize];
-                if let Some((c, ligand, gate)) = &rules.chemotaxis {
-                    let crowded = c.max_neighbours.is_some_and(|max| b.offsets[i + 1] - b.offsets[i] > max);
-                    let on = !crowded && gate.is_none_or(|k| states.data[i * g + k] >= c.threshold);
-                    let id = b.ids[i];
-                    let renew = dir == Vec3::ZERO
-                        || rng::uniform(settings.seed, id, tick, Purpose::Motility, 0)
-                            < 1.0 - (-f64::from(dt / c.persistence)).exp();
-                    if renew {
-                        let grad = Vec3::from(ligands.field.gradient(*ligand, p.to_array()));
-                        let up = grad.normalize_or_zero();
-                        let random = rng::unit_vector(settings.seed, id, tick, Purpose::Motility, dims);
-                        dir = (c.bias * up + (1.0 - c.bias) * random).normalize_or_zero();
-                    }
-                    if on {
-                        step += dir * (c.speed * dt);
-                    }
-                }
-            }
-            let mut q = (p + step).clamp(Vec3::ZERO, hi);
-            if let Some(mb) = m.membrane {
-                // The membrane cannot be crossed: stay on the side the cell started on.
-                let a = mb.axis.index();
-                if (p[a] - mb.position) * (q[a] - mb.position) < 0.0 {
-                    q[a] = mb.position;
-                }
-            }
-            (q, dir)
-        })
-        .collect();
-    for (row, mut pos, mut dir) in &mut cells {
-        let (q, d) = moves[row.0 as usize];
-        pos.0 = q;
-        if migrates && dir.0 != d {
-            dir.0 = d;
-        }
-    }
-    let b = &mut *batch;
-    for (p, (q, _)) in b.positions.iter_mut().zip(&moves) {
-        *p = *q;
-    }
-    timers.add(Stage::Mechanics, t0.elapsed());
-}
 
 /// The cycle length of a newborn cell: log-normal with the type's mean and coefficient
 /// of variation.
@@ -243,105 +96,182 @@ fn chance(rate: f32, dt: f32) -> f64 {
 /// scores ([`ModelFate`]), and the next
 /// generation; the two are placed `0.5 r` either side of the mother's centre along a random
 /// direction (in the plane for 2D).
-pub fn fate(world: &mut World) {
-    if world.resource::<Failure>().0.is_some() {
-        return;
+///
+/// Runs every `mechanics_every` ticks, with a step of that many ticks; the body is the
+/// list of its steps, in order.
+pub(crate) fn fate(world: &mut World) {
+    let step = FateStep::of(world);
+    // 1. ages, death phases, growth: who divides and who is removed;
+    let Some((mut deaths, births)) = advance_cycles(world, &step) else { return };
+    // 2. ablations and grafts whose time has come;
+    let grafts = fire_ablations_and_grafts(world, &step, &mut deaths);
+    // 3. removals, 4. divisions, 5. grafted cells;
+    remove(world, deaths);
+    divide_all(world, &step, births);
+    graft(world, &step, grafts);
+    // 6. the batch is stale, and every SORT_INTERVAL steps the rows are re-sorted.
+    world.resource_mut::<Batch>().fresh = false;
+    if (step.tick / step.every + 1).is_multiple_of(SORT_INTERVAL) {
+        sort_rows(world, step.settings.contact_radius);
     }
-    let clock = *world.resource::<Clock>();
-    let every = world.resource::<Settings>().mechanics_every;
-    if !clock.tick.is_multiple_of(every) {
-        return;
+}
+
+/// What every step of one fate stage reads.
+struct FateStep {
+    /// A copy of the settings (the stage changes the world while reading them).
+    settings: Settings,
+    /// The clock at the start of the stage.
+    clock: Clock,
+    /// Ticks per fate step (`mechanics_every`).
+    every: u64,
+    /// The step, minutes.
+    dt: f32,
+    tick: u64,
+    seed: u64,
+    /// Volume of a full-grown cell, µm³.
+    full: f32,
+}
+
+impl FateStep {
+    fn of(world: &World) -> Self {
+        let clock = *world.resource::<Clock>();
+        let every = world.resource::<Settings>().mechanics_every;
+        let settings = world.resource::<Settings>().clone();
+        let (dt, tick, seed) = (clock.dt * every as f32, clock.tick, settings.seed);
+        let full = sphere_volume(settings.cell_radius);
+        Self { settings, clock, every, dt, tick, seed, full }
     }
-    let t0 = Instant::now();
-    let settings = world.resource::<Settings>().clone();
-    let (dt, tick, seed) = (clock.dt * every as f32, clock.tick, settings.seed);
-    let full = sphere_volume(settings.cell_radius);
+}
+
+/// One cell as the cycle step sees it.
+struct Looked<'a> {
+    id: u64,
+    row: usize,
+    position: Vec3,
+    model_fate: ModelFate,
+    expression: &'a [f32],
+}
+
+/// Cells to remove `(row, entity)` and mothers to divide `(id, entity)`.
+type Changes = (Vec<(u32, Entity)>, Vec<(u64, Entity)>);
+
+/// Advance every cell's age and life phase; returns the cells whose death phase is over
+/// and the cells that finished their cycle (`None`, changing nothing, if the world
+/// lacks the expression, batch or ligand resources).
+fn advance_cycles(world: &mut World, step: &FateStep) -> Option<Changes> {
     let mut deaths: Vec<(u32, Entity)> = Vec::new();
     let mut births: Vec<(u64, Entity)> = Vec::new();
-    {
-        // Taken out of the world while the query borrows it, put back below.
-        let (Some(states), Some(batch), Some(ligands)) =
-            (world.remove_resource::<States>(), world.remove_resource::<Batch>(), world.remove_resource::<Ligands>())
-        else {
-            return;
-        };
-        let mut q = world.query::<(Entity, &CellId, &Row, &CellType, &Position, &ModelFate, &mut Cycle, &mut Radius)>();
-        for (entity, id, row, ty, pos, model_fate, mut cycle, mut radius) in q.iter_mut(world) {
-            let rules = &settings.rules[ty.0 as usize];
-            let i = row.0 as usize;
-            let x = states.row(i);
-            let c = &mut *cycle;
-            c.age += dt;
-            match c.phase {
-                Phase::Cycling => {
-                    let u = || rng::uniform(seed, id.0, tick, Purpose::Death, 0);
-                    let own = rules.apoptosis.as_ref().map_or(0.0, |(a, gene)| {
-                        if gene.is_some_and(|k| x[k] >= a.threshold) { a.rate_above } else { a.rate }
-                    });
-                    // A response model's hazard adds to the type's own rate.
-                    let rate = own + model_fate.hazard;
-                    if rate > 0.0 && u() < chance(rate, dt) {
-                        c.phase = Phase::Apoptotic;
-                    }
-                    if c.phase == Phase::Cycling
-                        && let Some((nspec, ligand)) = &rules.necrosis
-                    {
-                        let field = &ligands.field;
-                        let conc = field.data[ligand * field.grid.voxels() + field.grid.voxel_of(pos.0.to_array())];
-                        if conc < nspec.below
-                            && rng::uniform(seed, id.0, tick, Purpose::Death, 1) < chance(nspec.rate, dt)
-                        {
-                            c.phase = Phase::Necrotic;
-                        }
-                    }
-                    if c.phase != Phase::Cycling {
-                        c.dying = 0.0;
-                        c.volume_at_death = sphere_volume(radius.0);
-                        continue;
-                    }
-                    let Some((spec, gate)) = &rules.cycle else { continue };
-                    let crowded = spec
-                        .max_neighbours
-                        .is_some_and(|max| i < batch.cells && batch.offsets[i + 1] - batch.offsets[i] > max);
-                    let gated = gate.is_some_and(|k| x[k] < spec.threshold);
-                    if !crowded && !gated {
-                        c.progress += dt * model_fate.progression;
-                    }
-                    let f = (c.progress / c.length).min(1.0);
-                    radius.0 = sphere_radius(full * (0.5 + 0.5 * f));
-                    if c.progress >= c.length {
-                        births.push((id.0, entity));
-                    }
+    // Taken out of the world while the query borrows it, put back below.
+    let (Some(states), Some(batch), Some(ligands)) =
+        (world.remove_resource::<States>(), world.remove_resource::<Batch>(), world.remove_resource::<Ligands>())
+    else {
+        return None;
+    };
+    let mut q = world.query::<(Entity, &CellId, &Row, &CellType, &Position, &ModelFate, &mut Cycle, &mut Radius)>();
+    for (entity, id, row, ty, pos, model_fate, mut cycle, mut radius) in q.iter_mut(world) {
+        let rules = &step.settings.rules[ty.0 as usize];
+        let i = row.0 as usize;
+        let cell = Looked { id: id.0, row: i, position: pos.0, model_fate: *model_fate, expression: states.row(i) };
+        let c = &mut *cycle;
+        c.age += step.dt;
+        match c.phase {
+            Phase::Cycling => {
+                if let Some(phase) = step.death(&cell, rules, &ligands) {
+                    c.phase = phase;
+                    c.dying = 0.0;
+                    c.volume_at_death = sphere_volume(radius.0);
+                } else if step.grow(&cell, rules, &batch, c, &mut radius.0) {
+                    births.push((id.0, entity));
                 }
-                Phase::Apoptotic | Phase::Necrotic => {
-                    c.dying += dt;
-                    let duration = match c.phase {
-                        Phase::Apoptotic => rules.apoptosis.as_ref().map_or(0.0, |a| a.0.duration),
-                        _ => rules.necrosis.as_ref().map_or(0.0, |n| n.0.duration),
-                    };
-                    let f = (c.dying / duration).min(1.0);
-                    let v = if c.phase == Phase::Apoptotic {
-                        c.volume_at_death * (1.0 - f).max(0.05)
-                    } else {
-                        c.volume_at_death * (1.0 + f)
-                    };
-                    radius.0 = sphere_radius(v);
-                    if c.dying >= duration {
-                        deaths.push((row.0, entity));
-                    }
+            }
+            Phase::Apoptotic | Phase::Necrotic => {
+                if step.wither(rules, c, &mut radius.0) {
+                    deaths.push((row.0, entity));
                 }
             }
         }
-        world.insert_resource(states);
-        world.insert_resource(batch);
-        world.insert_resource(ligands);
+    }
+    world.insert_resource(states);
+    world.insert_resource(batch);
+    world.insert_resource(ligands);
+    Some((deaths, births))
+}
+
+impl FateStep {
+    /// The death phase a living cell enters in this step, if any: apoptosis at the
+    /// type's rate (or `rate_above` while the driving gene is high) plus the model's
+    /// hazard, else necrosis while the ligand at its voxel is below threshold.
+    fn death(&self, cell: &Looked, rules: &TypeRules, ligands: &Ligands) -> Option<Phase> {
+        let (x, dt) = (cell.expression, self.dt);
+        let u = || rng::uniform(self.seed, cell.id, self.tick, Purpose::Death, 0);
+        let own = rules
+            .apoptosis
+            .as_ref()
+            .map_or(0.0, |(a, gene)| if gene.is_some_and(|k| x[k] >= a.threshold) { a.rate_above } else { a.rate });
+        // A response model's hazard adds to the type's own rate.
+        let rate = own + cell.model_fate.hazard;
+        if rate > 0.0 && u() < chance(rate, dt) {
+            return Some(Phase::Apoptotic);
+        }
+        if let Some((nspec, ligand)) = &rules.necrosis {
+            let field = &ligands.field;
+            let conc = field.data[ligand * field.grid.voxels() + field.grid.voxel_of(cell.position.to_array())];
+            if conc < nspec.below
+                && rng::uniform(self.seed, cell.id, self.tick, Purpose::Death, 1) < chance(nspec.rate, dt)
+            {
+                return Some(Phase::Necrotic);
+            }
+        }
+        None
     }
 
-    // Ablations and grafts fire once, at the first fate step at or after their start.
-    let t = clock.time() as f32;
+    /// A living cell progresses through its cycle (unless crowded or gated off, at the
+    /// model's progression factor) and grows from half to full volume; returns whether
+    /// it finished its cycle.
+    fn grow(&self, cell: &Looked, rules: &TypeRules, batch: &Batch, c: &mut Cycle, radius: &mut f32) -> bool {
+        let Some((spec, gate)) = &rules.cycle else { return false };
+        let i = cell.row;
+        let crowded =
+            spec.max_neighbours.is_some_and(|max| i < batch.cells && batch.offsets[i + 1] - batch.offsets[i] > max);
+        let gated = gate.is_some_and(|k| cell.expression[k] < spec.threshold);
+        if !crowded && !gated {
+            c.progress += self.dt * cell.model_fate.progression;
+        }
+        let f = (c.progress / c.length).min(1.0);
+        *radius = sphere_radius(self.full * (0.5 + 0.5 * f));
+        c.progress >= c.length
+    }
+
+    /// A dying cell shrinks (apoptosis, to 5 % of its volume) or swells (necrosis, to
+    /// twice it) over the phase's duration; returns whether its time is up.
+    fn wither(&self, rules: &TypeRules, c: &mut Cycle, radius: &mut f32) -> bool {
+        c.dying += self.dt;
+        let duration = match c.phase {
+            Phase::Apoptotic => rules.apoptosis.as_ref().map_or(0.0, |a| a.0.duration),
+            _ => rules.necrosis.as_ref().map_or(0.0, |n| n.0.duration),
+        };
+        let f = (c.dying / duration).min(1.0);
+        let v = if c.phase == Phase::Apoptotic {
+            c.volume_at_death * (1.0 - f).max(0.05)
+        } else {
+            c.volume_at_death * (1.0 + f)
+        };
+        *radius = sphere_radius(v);
+        c.dying >= duration
+    }
+}
+
+/// Ablations and grafts fire once, at the first fate step at or after their start:
+/// an ablation adds its targets to `deaths` (and their positions to the log, by id); a
+/// graft is returned with its cell count, to be added after the divisions.
+fn fire_ablations_and_grafts(
+    world: &mut World,
+    step: &FateStep,
+    deaths: &mut Vec<(u32, Entity)>,
+) -> Vec<(PlannedPerturbation, usize)> {
+    let t = step.clock.time() as f32;
     let mut grafts = Vec::new();
-    for (k, p) in settings.perturbations.iter().enumerate() {
-        use explant_scene::PerturbationKind as K;
+    for (k, p) in step.settings.perturbations.iter().enumerate() {
         if t < p.spec.start || world.resource::<PerturbationLog>().fired[k] {
             continue;
         }
@@ -368,8 +298,12 @@ pub fn fate(world: &mut World) {
             _ => {}
         }
     }
+    grafts
+}
 
-    // Removals, highest row first, so each swap moves a row that stays.
+/// Remove cells and their rows, highest row first, so each swap moves a row that stays
+/// (and that row's entity gets its new [`Row`]).
+fn remove(world: &mut World, mut deaths: Vec<(u32, Entity)>) {
     deaths.sort_unstable_by_key(|d| std::cmp::Reverse(d.0));
     deaths.dedup_by_key(|d| d.0);
     for &(row, entity) in &deaths {
@@ -381,115 +315,120 @@ pub fn fate(world: &mut World) {
             r.0 = row;
         }
     }
+}
 
-    // Births, in ascending id of the mother.
+/// Hand out the next cell id (ids are never reused).
+fn next_id(world: &mut World) -> u64 {
+    let mut next = world.resource_mut::<NextId>();
+    next.0 += 1;
+    next.0 - 1
+}
+
+/// Divide the mothers, in ascending id.
+fn divide_all(world: &mut World, step: &FateStep, mut births: Vec<(u64, Entity)>) {
     births.sort_unstable_by_key(|b| b.0);
-    let dims = settings.dims;
-    let half = sphere_radius(0.5 * full);
     for &(mother_id, mother) in &births {
-        let Ok(m) = world.get_entity(mother) else { continue };
-        let (Some(row), Some(pos), Some(ty), Some(lin), Some(flag), Some(dir)) = (
-            m.get::<Row>().copied(),
-            m.get::<Position>().copied(),
-            m.get::<CellType>().copied(),
-            m.get::<Lineage>().copied(),
-            m.get::<Perturbed>().copied(),
-            m.get::<Motility>().copied(),
-        ) else {
-            continue;
-        };
-        // The daughter carries what the response model last said of her mother.
-        let model_fate = m.get::<ModelFate>().copied().unwrap_or_default();
-        let Some((spec, _)) = settings.rules[ty.0 as usize].cycle.clone() else { continue };
-        let child_id = {
-            let mut next = world.resource_mut::<NextId>();
-            next.0 += 1;
-            next.0 - 1
-        };
-        let axis = rng::unit_vector(seed, mother_id, tick, Purpose::Division, dims);
-        let offset = axis * (0.5 * half);
-        let hi = settings.domain;
-        let mut mother_state = world.resource::<States>().row(row.0 as usize).to_vec();
-        let mut child_state = mother_state.clone();
-        if spec.inheritance_noise > 0.0 {
-            for (k, (a, b)) in mother_state.iter_mut().zip(child_state.iter_mut()).enumerate() {
-                let na = rng::normal(seed, mother_id, tick, Purpose::Inheritance, k as u64);
-                let nb = rng::normal(seed, child_id, tick, Purpose::Inheritance, k as u64);
-                *a *= (spec.inheritance_noise * na as f32).exp();
-                *b *= (spec.inheritance_noise * nb as f32).exp();
-            }
-        }
-        world.resource_mut::<States>().row_mut(row.0 as usize).copy_from_slice(&mother_state);
-        let next_generation = Lineage { parent: lin.parent, generation: lin.generation + 1, grafted: lin.grafted };
-        let new_cycle = |id: u64| Cycle {
-            phase: Phase::Cycling,
-            age: 0.0,
-            progress: 0.0,
-            length: cycle_length(&spec, seed, id, tick),
-            dying: 0.0,
-            volume_at_death: 0.0,
-        };
-        if let Ok(mut m) = world.get_entity_mut(mother) {
-            m.insert((
-                Position((pos.0 - offset).clamp(Vec3::ZERO, hi)),
-                Radius(half),
-                new_cycle(mother_id),
-                next_generation,
-            ));
-        }
-        let child_row = world.resource::<States>().len() as u32;
-        let child = world
-            .spawn((
-                CellId(child_id),
-                Row(child_row),
-                Position((pos.0 + offset).clamp(Vec3::ZERO, hi)),
-                Radius(half),
-                ty,
-                Lineage { parent: Some(mother_id), generation: lin.generation + 1, grafted: lin.grafted },
-                flag,
-                new_cycle(child_id),
-                dir,
-                model_fate,
-            ))
-            .id();
-        world.resource_mut::<States>().push(child, &child_state);
+        divide(world, step, mother_id, mother);
     }
-    // Grafts, in the order of the scene's perturbations.
+}
+
+/// One division (see [`fate`]): the mother restarts her cycle at half volume on one
+/// side, the daughter is spawned on the other.
+fn divide(world: &mut World, step: &FateStep, mother_id: u64, mother: Entity) {
+    let Ok(m) = world.get_entity(mother) else { return };
+    let (Some(row), Some(pos), Some(ty), Some(lin), Some(flag), Some(dir)) = (
+        m.get::<Row>().copied(),
+        m.get::<Position>().copied(),
+        m.get::<CellType>().copied(),
+        m.get::<Lineage>().copied(),
+        m.get::<Perturbed>().copied(),
+        m.get::<Motility>().copied(),
+    ) else {
+        return;
+    };
+    // The daughter carries what the response model last said of her mother.
+    let model_fate = m.get::<ModelFate>().copied().unwrap_or_default();
+    let Some((spec, _)) = step.settings.rules[ty.0 as usize].cycle.clone() else { return };
+    let (seed, tick) = (step.seed, step.tick);
+    let child_id = next_id(world);
+    let half = sphere_radius(0.5 * step.full);
+    let axis = rng::unit_vector(seed, mother_id, tick, Purpose::Division, step.settings.dims);
+    let offset = axis * (0.5 * half);
+    let hi = step.settings.domain;
+    let (mother_state, child_state) =
+        inherit(world.resource::<States>().row(row.0 as usize), &spec, seed, tick, mother_id, child_id);
+    world.resource_mut::<States>().row_mut(row.0 as usize).copy_from_slice(&mother_state);
+    let next_generation = Lineage { parent: lin.parent, generation: lin.generation + 1, grafted: lin.grafted };
+    let new_cycle = |id: u64| Cycle {
+        phase: Phase::Cycling,
+        age: 0.0,
+        progress: 0.0,
+        length: cycle_length(&spec, seed, id, tick),
+        dying: 0.0,
+        volume_at_death: 0.0,
+    };
+    if let Ok(mut m) = world.get_entity_mut(mother) {
+        m.insert((
+            Position((pos.0 - offset).clamp(Vec3::ZERO, hi)),
+            Radius(half),
+            new_cycle(mother_id),
+            next_generation,
+        ));
+    }
+    let daughter = CellBundle {
+        id: CellId(child_id),
+        position: Position((pos.0 + offset).clamp(Vec3::ZERO, hi)),
+        radius: Radius(half),
+        cell_type: ty,
+        lineage: Lineage { parent: Some(mother_id), generation: lin.generation + 1, grafted: lin.grafted },
+        perturbed: flag,
+        cycle: new_cycle(child_id),
+        motility: dir,
+        model_fate,
+    };
+    spawn_cell(world, daughter, &child_state);
+}
+
+/// The expression of mother and daughter after a division: the mother's, each times
+/// `exp(noise · N(0,1))` per gene with its own draw (unchanged without noise).
+fn inherit(
+    mother: &[f32],
+    spec: &explant_scene::CycleSpec,
+    seed: u64,
+    tick: u64,
+    mother_id: u64,
+    child_id: u64,
+) -> (Vec<f32>, Vec<f32>) {
+    let mut mother_state = mother.to_vec();
+    let mut child_state = mother_state.clone();
+    if spec.inheritance_noise > 0.0 {
+        for (k, (a, b)) in mother_state.iter_mut().zip(child_state.iter_mut()).enumerate() {
+            let na = rng::normal(seed, mother_id, tick, Purpose::Inheritance, k as u64);
+            let nb = rng::normal(seed, child_id, tick, Purpose::Inheritance, k as u64);
+            *a *= (spec.inheritance_noise * na as f32).exp();
+            *b *= (spec.inheritance_noise * nb as f32).exp();
+        }
+    }
+    (mother_state, child_state)
+}
+
+/// Add the grafted cells, in the order of the scene's perturbations: founders of the
+/// graft's type at random points of its region, with the type's baseline expression,
+/// flagged as perturbed for life.
+fn graft(world: &mut World, step: &FateStep, grafts: Vec<(PlannedPerturbation, usize)>) {
+    let (settings, seed, tick) = (&step.settings, step.seed, step.tick);
     for (p, cells) in grafts {
         let (Some(ty), Some(region)) = (p.cell_type, p.spec.region.as_ref()) else { continue };
         let rules = &settings.rules[ty as usize];
         for _ in 0..cells {
-            let id = {
-                let mut next = world.resource_mut::<NextId>();
-                next.0 += 1;
-                next.0 - 1
-            };
+            let id = next_id(world);
             let (cycle, radius) =
                 founder_cycle(rules.cycle.as_ref().map(|c| &c.0), seed, id, tick, settings.cell_radius);
-            let row = world.resource::<States>().len() as u32;
-            let entity = world
-                .spawn((
-                    CellId(id),
-                    Row(row),
-                    Position(point_in(region, dims, seed, id, tick)),
-                    Radius(radius),
-                    CellType(ty),
-                    Lineage { parent: None, generation: 0, grafted: true },
-                    Perturbed(true),
-                    cycle,
-                    Motility::default(),
-                    ModelFate::default(),
-                ))
-                .id();
-            let x = settings.baselines[ty as usize].clone();
-            world.resource_mut::<States>().push(entity, &x);
+            let position = point_in(region, settings.dims, seed, id, tick);
+            let cell = CellBundle::founder(id, position, radius, ty, cycle, true);
+            spawn_cell(world, cell, &settings.baselines[ty as usize]);
         }
     }
-    world.resource_mut::<Batch>().fresh = false;
-    if (tick / every + 1).is_multiple_of(SORT_INTERVAL) {
-        sort_rows(world, settings.contact_radius);
-    }
-    world.resource_mut::<StageTimers>().add(Stage::Fate, t0.elapsed());
 }
 
 /// Mechanics steps between spatial re-sorts of the rows ([`sort_rows`]).

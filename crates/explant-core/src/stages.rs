@@ -1,17 +1,20 @@
-//! The stage bodies, one system each, in tick order (see [`Stage`](crate::Stage)).
+//! The stage bodies, one system each, in tick order (see [`Stage`](crate::Stage)):
+//! secrete, diffuse, sense, respond and perturb here; mechanics in
+//! [`mechanics`](crate::mechanics), fate in [`life`](crate::life), record in
+//! [`recording`](crate::recording). When and whether a stage runs (after a failure, at
+//! coarser steps) and its timing are the schedule's ([`schedule`](crate::schedule)), so a
+//! body holds only its physics.
 
-use std::time::Instant;
+use std::sync::MutexGuard;
 
 use bevy_ecs::prelude::*;
 use glam::Vec3;
 use rayon::prelude::*;
 
 use crate::components::*;
-use crate::model::ResponseInput;
-use crate::neighbours;
-use crate::{CoreError, Stage};
-
-pub use crate::life::{fate, mechanics};
+use crate::model::{Extras, ResponseInput, ResponseModel};
+use crate::schedule::TickContext;
+use crate::{CoreError, ModelError, neighbours};
 
 /// Copy positions, radii, types, ids and life phase into the batch, indexed by [`Row`].
 fn gather(cells: &Query<(&CellId, &Row, &Position, &Radius, &CellType, &Cycle)>, n: usize, b: &mut Batch) {
@@ -44,31 +47,23 @@ fn gather(cells: &Query<(&CellId, &Row, &Position, &Radius, &CellType, &Cycle)>,
 /// Cells are visited in row order, so sums are reproducible; the net amount each
 /// ligand gained is added to [`Ligands::exchanged`]. Apoptotic and necrotic cells
 /// neither secrete nor take up.
-#[allow(clippy::too_many_arguments)]
-pub fn secrete(
+pub(crate) fn secrete(
+    ctx: TickContext,
     cells: Query<(&CellId, &Row, &Position, &Radius, &CellType, &Cycle)>,
     states: Res<States>,
-    settings: Res<Settings>,
     mut log: ResMut<PerturbationLog>,
     mut batch: ResMut<Batch>,
     mut ligands: ResMut<Ligands>,
-    clock: Res<Clock>,
-    mut timers: ResMut<StageTimers>,
-    failure: Res<Failure>,
 ) {
-    if failure.0.is_some() {
-        return;
-    }
-    let t0 = Instant::now();
     if !batch.fresh || batch.cells != states.len() {
         gather(&cells, states.len(), &mut batch);
         batch.fresh = true;
     }
     let ligands = &mut *ligands;
-    let dt = clock.dt;
-    let t = clock.time() as f32;
-    ligand_perturbations(&settings, &mut log, ligands, t, dt);
-    receptor_blocks(&settings, &states, &mut batch, t);
+    let dt = ctx.clock.dt;
+    let t = ctx.time();
+    ligand_perturbations(&ctx.settings, &mut log, ligands, t, dt);
+    receptor_blocks(&ctx.settings, &states, &mut batch, t);
     let b = &*batch;
     let grid = ligands.field.grid;
     let voxels = grid.voxels();
@@ -97,7 +92,6 @@ pub fn secrete(
             ligands.exchanged[c] += f64::from(*rho - before) * f64::from(vv);
         }
     }
-    timers.add(Stage::Secrete, t0.elapsed());
 }
 
 /// Boluses (once, at their start) and steady sources (every tick while active) add to
@@ -158,47 +152,26 @@ fn receptor_blocks(settings: &Settings, states: &States, batch: &mut Batch, t: f
 }
 
 /// Diffuse: advance the ligand field by one tick on the chosen backend.
-pub fn diffuse(
+pub(crate) fn diffuse(
     mut ligands: ResMut<Ligands>,
     mut diffuser: ResMut<Diffuser>,
     clock: Res<Clock>,
-    mut timers: ResMut<StageTimers>,
     mut failure: ResMut<Failure>,
 ) {
-    if failure.0.is_some() {
-        return;
-    }
-    let t0 = Instant::now();
     let ligands = &mut *ligands;
     if ligands.field.channels > 0
         && let Err(e) = diffuser.0.step(&mut ligands.field, &ligands.params, clock.dt)
     {
         failure.0 = Some(CoreError::Field(e));
     }
-    timers.add(Stage::Diffuse, t0.elapsed());
 }
 
 /// Sense: find neighbours within the contact radius (a cell list rebuilt each tick,
 /// [`neighbours::CellList`]), average the contact genes over neighbours, count
 /// neighbours by cell type, and read each ligand at the cell's voxel, gated by the
-/// receptor's expression.
-#[allow(clippy::too_many_arguments)]
-pub fn sense(
-    states: Res<States>,
-    clock: Res<Clock>,
-    ligands: Res<Ligands>,
-    settings: Res<Settings>,
-    mut batch: ResMut<Batch>,
-    mut timers: ResMut<StageTimers>,
-    failure: Res<Failure>,
-) {
-    if failure.0.is_some() {
-        return;
-    }
-    if !(clock.tick.is_multiple_of(settings.mechanics_every) || clock.tick.is_multiple_of(settings.state_every)) {
-        return;
-    }
-    let t0 = Instant::now();
+/// receptor's expression. Runs at the ticks where mechanics or respond run.
+pub(crate) fn sense(ctx: TickContext, states: Res<States>, ligands: Res<Ligands>, mut batch: ResMut<Batch>) {
+    let settings = &*ctx.settings;
     let (g, l, nt) = (settings.genes, settings.ligands, settings.cell_types);
     let b = &mut *batch;
     let n = b.cells;
@@ -250,45 +223,54 @@ pub fn sense(
             }
         });
     }
-    timers.add(Stage::Sense, t0.elapsed());
 }
 
 /// Respond: one call of the response model on the whole population's expression
 /// matrix ([`States`], no copy), then an explicit Euler step in place, kept
-/// non-negative. Runs every `state_every` ticks with a step of that many ticks.
-#[allow(clippy::too_many_arguments)] // a system: each argument is a resource it uses
-pub fn respond(
+/// non-negative. Runs every `state_every` ticks with a step of that many ticks. A model
+/// with extra outputs ([`Extras`]) has its secretion released onto the grid and its fate
+/// scores kept on the cells ([`ModelFate`]).
+pub(crate) fn respond(
+    ctx: TickContext,
     mut states: ResMut<States>,
     model: Res<Model>,
-    clock: Res<Clock>,
-    settings: Res<Settings>,
     mut batch: ResMut<Batch>,
     mut ligands: ResMut<Ligands>,
     mut fates: Query<&mut ModelFate>,
-    mut timers: ResMut<StageTimers>,
     mut failure: ResMut<Failure>,
 ) {
-    if failure.0.is_some() || !clock.tick.is_multiple_of(settings.state_every) {
-        return;
-    }
-    let t0 = Instant::now();
-    let g = settings.genes;
-    let dt = clock.dt * settings.state_every as f32;
+    let dt = ctx.state_dt();
     let b = &mut *batch;
-    b.rates.clear();
-    b.rates.resize(b.cells * g, 0.0);
-    let mut guard = match model.0.lock() {
-        Ok(m) => m,
-        Err(_) => {
-            failure.0 = Some(CoreError::Model(crate::ModelError::Run {
-                model: "response model".into(),
-                message: "a previous call panicked".into(),
-            }));
+    let extras = match run_model(&model, &mut states, b, ctx.settings.genes, ligands.params.len(), dt) {
+        Ok(extras) => extras,
+        Err(e) => {
+            failure.0 = Some(e);
             return;
         }
     };
+    if extras.secretion && !ligands.params.is_empty() {
+        release_secretion(b, &mut ligands, dt);
+    }
+    if extras.fate {
+        keep_fate_scores(b, &states, &mut fates);
+    }
+}
+
+/// Call the model on the population (rates into [`Batch::rates`], its extra outputs
+/// into [`Batch::secretion`] and [`Batch::fate_scores`]) and take the Euler step. Fails
+/// when a previous call panicked, the model fails, or its extra outputs are not finite.
+fn run_model(
+    model: &Model,
+    states: &mut States,
+    b: &mut Batch,
+    g: usize,
+    nl: usize,
+    dt: f32,
+) -> Result<Extras, CoreError> {
+    b.rates.clear();
+    b.rates.resize(b.cells * g, 0.0);
+    let mut guard = lock(model)?;
     let extras = guard.extras();
-    let nl = ligands.params.len();
     b.secretion.clear();
     b.fate_scores.clear();
     if extras.secretion {
@@ -310,73 +292,87 @@ pub fn respond(
         b.inputs.clear();
         b.inputs.extend_from_slice(&states.data);
     }
-    let result = guard.respond(&input, &mut b.rates, &mut b.secretion, &mut b.fate_scores);
-    if let Err(e) = result {
-        failure.0 = Some(CoreError::Model(e));
-        return;
-    }
-    states.data.par_chunks_mut(4096).zip(b.rates.par_chunks(4096)).for_each(|(x, r)| {
+    guard.respond(&input, &mut b.rates, &mut b.secretion, &mut b.fate_scores)?;
+    euler_step(&mut states.data, &b.rates, dt);
+    check_extras(&**guard, b)?;
+    Ok(extras)
+}
+
+/// The response model, unless a previous call panicked while holding it.
+fn lock(model: &Model) -> Result<MutexGuard<'_, Box<dyn ResponseModel>>, CoreError> {
+    model.0.lock().map_err(|_| {
+        CoreError::Model(ModelError::Run { model: "response model".into(), message: "a previous call panicked".into() })
+    })
+}
+
+/// Explicit Euler step of `dx/dt = rates` over `dt`, kept non-negative:
+/// `x ← max(x + Δt · rate, 0)`.
+fn euler_step(x: &mut [f32], rates: &[f32], dt: f32) {
+    x.par_chunks_mut(4096).zip(rates.par_chunks(4096)).for_each(|(x, r)| {
         for (x, r) in x.iter_mut().zip(r) {
             *x = (*x + dt * r).max(0.0);
         }
     });
+}
+
+/// Refuse non-finite secretion or fate scores (the model's name is formatted only
+/// then).
+fn check_extras(model: &dyn ResponseModel, b: &Batch) -> Result<(), CoreError> {
     if b.secretion.iter().chain(&b.fate_scores).any(|v| !v.is_finite()) {
         let what = if b.secretion.iter().any(|v| !v.is_finite()) { "secretion" } else { "fate score" };
-        failure.0 = Some(CoreError::Model(crate::ModelError::Run {
-            model: guard.name(),
+        return Err(CoreError::Model(ModelError::Run {
+            model: model.name(),
             message: format!("returned a non-finite {what}"),
         }));
-        return;
     }
-    drop(guard);
-    // Model secretion: released into the voxel holding the cell's centre over the state
-    // step, and entered in the exchange ledger (negative values count as none: uptake
-    // stays with the receptor coupling of `secrete`).
-    if extras.secretion && nl > 0 {
-        let grid = ligands.field.grid;
-        let (voxels, vv) = (grid.voxels(), grid.voxel_volume());
-        for i in 0..b.cells {
-            if !b.alive[i] {
-                continue;
-            }
-            let v = grid.voxel_of(b.positions[i].to_array());
-            for c in 0..nl {
-                let amount = dt * b.secretion[i * nl + c].max(0.0);
-                if amount > 0.0 {
-                    ligands.field.data[c * voxels + v] += amount / vv;
-                    ligands.exchanged[c] += f64::from(amount);
-                }
+    Ok(())
+}
+
+/// Model secretion: released into the voxel holding the cell's centre over the state
+/// step `dt`, and entered in the exchange ledger (negative values count as none: uptake
+/// stays with the receptor coupling of `secrete`). Dying cells release nothing.
+fn release_secretion(b: &Batch, ligands: &mut Ligands, dt: f32) {
+    let nl = ligands.params.len();
+    let grid = ligands.field.grid;
+    let (voxels, vv) = (grid.voxels(), grid.voxel_volume());
+    for i in 0..b.cells {
+        if !b.alive[i] {
+            continue;
+        }
+        let v = grid.voxel_of(b.positions[i].to_array());
+        for c in 0..nl {
+            let amount = dt * b.secretion[i * nl + c].max(0.0);
+            if amount > 0.0 {
+                ligands.field.data[c * voxels + v] += amount / vv;
+                ligands.exchanged[c] += f64::from(amount);
             }
         }
     }
-    if extras.fate {
-        for (i, e) in states.owner.iter().enumerate().take(b.cells) {
-            if let Ok(mut f) = fates.get_mut(*e) {
-                f.hazard = b.fate_scores[2 * i].max(0.0);
-                f.progression = b.fate_scores[2 * i + 1].clamp(0.0, 1.0);
-            }
+}
+
+/// Model fate scores: the apoptosis hazard (≥ 0) and cycle progression (in `[0, 1]`)
+/// of each cell, kept on its [`ModelFate`] for the fate stage.
+fn keep_fate_scores(b: &Batch, states: &States, fates: &mut Query<&mut ModelFate>) {
+    for (i, e) in states.owner.iter().enumerate().take(b.cells) {
+        if let Ok(mut f) = fates.get_mut(*e) {
+            f.hazard = b.fate_scores[2 * i].max(0.0);
+            f.progression = b.fate_scores[2 * i + 1].clamp(0.0, 1.0);
         }
     }
-    timers.add(Stage::Respond, t0.elapsed());
 }
 
 /// Perturb: apply the scene's gene clamps (knockout, knockdown, overexpression) to the
 /// cells they target, and flag every cell a gene clamp or a receptor block acts on.
-pub fn perturb(
+/// Runs only when the scene plans perturbations.
+pub(crate) fn perturb(
+    ctx: TickContext,
     mut cells: Query<(&CellId, &Row, &Position, &CellType, &Lineage, &mut Perturbed)>,
     mut states: ResMut<States>,
-    clock: Res<Clock>,
-    settings: Res<Settings>,
-    mut timers: ResMut<StageTimers>,
-    failure: Res<Failure>,
 ) {
     use explant_scene::PerturbationKind as K;
-    if failure.0.is_some() || settings.perturbations.is_empty() {
-        return;
-    }
-    let t0 = Instant::now();
-    let t = clock.time() as f32;
-    let active: Vec<&PlannedPerturbation> = settings
+    let t = ctx.time();
+    let active: Vec<&PlannedPerturbation> = ctx
+        .settings
         .perturbations
         .iter()
         .filter(|p| {
@@ -408,150 +404,9 @@ pub fn perturb(
             flag.0 = hit;
         }
     }
-    timers.add(Stage::Perturb, t0.elapsed());
 }
 
-/// Record: advance the clock, and at each recording interval append pseudobulk
-/// expression by cell type and ligand totals to the [`Recording`]; check the state
-/// for NaN or runaway values.
-#[allow(clippy::too_many_arguments)]
-pub fn record(
-    cells: Query<(&CellType, &Row, &Position)>,
-    states: Res<States>,
-    ligands: Res<Ligands>,
-    settings: Res<Settings>,
-    mut clock: ResMut<Clock>,
-    mut recording: ResMut<Recording>,
-    mut timers: ResMut<StageTimers>,
-    mut failure: ResMut<Failure>,
-) {
-    if failure.0.is_some() {
-        return;
-    }
-    let t0 = Instant::now();
+/// The first system of the record stage: the tick is done, the clock advances.
+pub(crate) fn advance_clock(mut clock: ResMut<Clock>) {
     clock.tick += 1;
-    if clock.tick.is_multiple_of(settings.record_interval) {
-        let mut rows: Vec<(u32, u32, Vec3)> = cells.iter().map(|(t, r, p)| (r.0, t.0, p.0)).collect();
-        rows.sort_unstable_by_key(|r| r.0);
-        let it = rows.iter().map(|&(r, t, p)| (t, p, states.row(r as usize)));
-        if let Err(e) = recording.capture(&clock, &settings, it, &ligands) {
-            failure.0 = Some(e);
-        }
-    }
-    timers.add(Stage::Record, t0.elapsed());
-}
-
-/// Time series recorded during a run.
-#[derive(Resource, Debug, Clone, Default)]
-pub struct Recording {
-    /// One row per (time point, cell type).
-    pub pseudobulk: Vec<PseudobulkRow>,
-    /// One row per time point: total amount of each ligand on the grid.
-    pub ligand_totals: Vec<(u64, f64, Vec<f64>)>,
-    /// Number of cell types.
-    pub cell_types: usize,
-    /// One row per (time point, named region of `output.regions`, cell type).
-    pub regional: Vec<RegionRow>,
-    /// The named regions.
-    pub regions: Vec<explant_scene::NamedRegion>,
-}
-
-/// Mean expression of one cell type in one named region at one time point.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RegionRow {
-    /// Index into [`Recording::regions`].
-    pub region: usize,
-    /// The pseudobulk of the cells of that type inside the region.
-    pub row: PseudobulkRow,
-}
-
-/// Mean expression of one cell type at one time point.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PseudobulkRow {
-    /// Tick.
-    pub tick: u64,
-    /// Minutes.
-    pub time: f64,
-    /// Cell type index.
-    pub cell_type: u32,
-    /// Cells of that type.
-    pub cells: usize,
-    /// Mean expression per gene.
-    pub mean: Vec<f64>,
-}
-
-/// Largest expression value accepted before the run is stopped as unstable.
-pub const RUNAWAY: f32 = 1.0e6;
-
-impl Recording {
-    /// Append one time point; fails on NaN, infinite or runaway values.
-    pub fn capture<'a>(
-        &mut self,
-        clock: &Clock,
-        settings: &Settings,
-        cells: impl Iterator<Item = (u32, Vec3, &'a [f32])>,
-        ligands: &Ligands,
-    ) -> Result<(), CoreError> {
-        let g = settings.genes;
-        let nr = self.regions.len();
-        let mut sums = vec![vec![0.0f64; g]; self.cell_types];
-        let mut counts = vec![0usize; self.cell_types];
-        let mut rsums = vec![vec![0.0f64; g]; self.cell_types * nr];
-        let mut rcounts = vec![0usize; self.cell_types * nr];
-        for (t, p, x) in cells {
-            for (k, region) in self.regions.iter().enumerate() {
-                if region.shape.contains(p.to_array()) {
-                    let slot = k * self.cell_types + t as usize;
-                    rcounts[slot] += 1;
-                    for (s, v) in rsums[slot].iter_mut().zip(x) {
-                        *s += f64::from(*v);
-                    }
-                }
-            }
-            if let Some(bad) = x.iter().position(|v| !v.is_finite() || v.abs() > RUNAWAY) {
-                return Err(CoreError::Unstable {
-                    tick: clock.tick,
-                    time: clock.time(),
-                    what: format!("expression of gene #{bad} is `{}`: lower `time.dt` or check the model", x[bad]),
-                });
-            }
-            counts[t as usize] += 1;
-            for (s, v) in sums[t as usize].iter_mut().zip(x) {
-                *s += f64::from(*v);
-            }
-        }
-        for (t, (s, &n)) in sums.into_iter().zip(&counts).enumerate() {
-            let mean = s.into_iter().map(|v| if n > 0 { v / n as f64 } else { 0.0 }).collect();
-            self.pseudobulk.push(PseudobulkRow {
-                tick: clock.tick,
-                time: clock.time(),
-                cell_type: t as u32,
-                cells: n,
-                mean,
-            });
-        }
-        for (slot, (s, &n)) in rsums.into_iter().zip(&rcounts).enumerate() {
-            let mean = s.into_iter().map(|v| if n > 0 { v / n as f64 } else { 0.0 }).collect();
-            self.regional.push(RegionRow {
-                region: slot / self.cell_types,
-                row: PseudobulkRow {
-                    tick: clock.tick,
-                    time: clock.time(),
-                    cell_type: (slot % self.cell_types) as u32,
-                    cells: n,
-                    mean,
-                },
-            });
-        }
-        let totals: Vec<f64> = (0..ligands.field.channels).map(|c| ligands.field.total(c)).collect();
-        if let Some(c) = totals.iter().position(|v| !v.is_finite()) {
-            return Err(CoreError::Unstable {
-                tick: clock.tick,
-                time: clock.time(),
-                what: format!("ligand #{c} is not finite"),
-            });
-        }
-        self.ligand_totals.push((clock.tick, clock.time(), totals));
-        Ok(())
-    }
 }

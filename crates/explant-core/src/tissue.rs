@@ -167,142 +167,159 @@ fn random_points(seed: u64, lo: Vec3, hi: Vec3, n: usize, dims: usize, contains:
 /// Generated cell positions with the type each gets from its shape (the epithelium's
 /// layer) before regions apply.
 pub(crate) fn generate(scene: &Scene) -> Vec<(Vec3, Option<usize>)> {
-    let t = &scene.tissue;
-    let dims = scene.dims();
-    let seed = scene.seed;
-    let jitter = |pts: Vec<Vec3>, spacing: f32| -> Vec<Vec3> {
-        pts.into_iter()
-            .enumerate()
-            .map(|(i, p)| {
-                let j = |d: u64| (uniform(seed, i as u64, 0, Purpose::Placement, d) as f32 - 0.5) * 0.2 * spacing;
-                p + Vec3::new(j(0), j(1), if dims == 3 { j(2) } else { 0.0 })
-            })
-            .collect()
-    };
-    match t.shape {
-        TissueShape::Disk => {
-            let (centre, r, n) =
-                (vec3(t.centre.as_deref().unwrap_or(&[0.0; 3])), t.radius.unwrap_or(0.0), t.cells.unwrap_or(0));
-            let pts = match t.packing {
-                Packing::Lattice => {
-                    let measure = if dims == 2 {
-                        std::f32::consts::PI * r * r
-                    } else {
-                        4.0 / 3.0 * std::f32::consts::PI * r.powi(3)
-                    };
-                    let a = spacing_for(measure, n, dims);
-                    // A margin of two spacings so that the n nearest always exist.
-                    let margin = Vec3::new(r + 2.0 * a, r + 2.0 * a, if dims == 3 { r + 2.0 * a } else { 0.0 });
-                    jitter(nearest(lattice_points(centre - margin, centre + margin, a, dims), centre, n), a)
-                }
-                Packing::Random => {
-                    let rv = Vec3::new(r, r, if dims == 3 { r } else { 0.0 });
-                    random_points(seed, centre - rv, centre + rv, n, dims, |p| (p - centre).length() <= r)
-                }
-            };
-            pts.into_iter().map(|p| (p, None)).collect()
-        }
-        TissueShape::Box => {
-            let (lo, hi, n) = (
-                vec3(t.min.as_deref().unwrap_or(&[0.0; 3])),
-                vec3(t.max.as_deref().unwrap_or(&[0.0; 3])),
-                t.cells.unwrap_or(0),
-            );
-            let pts = match t.packing {
-                Packing::Lattice => {
-                    let e = hi - lo;
-                    let measure = if dims == 2 { e.x * e.y } else { e.x * e.y * e.z };
-                    let a = spacing_for(measure, n, dims);
-                    let half = |a: f32| Vec3::new(0.5 * a, 0.5 * a, if dims == 3 { 0.5 * a } else { 0.0 });
-                    // A lattice rarely holds exactly n points: refine until it holds enough.
-                    let mut a2 = a;
-                    let mut pts = lattice_points(lo + half(a2), hi, a2, dims);
-                    while pts.len() < n {
-                        a2 *= 0.97;
-                        pts = lattice_points(lo + half(a2), hi, a2, dims);
-                    }
-                    // Fill the whole box: drop the surplus lattice points at random rather than
-                    // keeping the n nearest the centre (which would round the corners).
-                    let mut keyed: Vec<(u64, usize)> = (0..pts.len())
-                        .map(|i| (crate::rng::bits(seed, i as u64, 0, Purpose::Placement, 5), i))
-                        .collect();
-                    keyed.sort_unstable();
-                    let mut keep: Vec<usize> = keyed[..n].iter().map(|k| k.1).collect();
-                    keep.sort_unstable();
-                    jitter(keep.into_iter().map(|i| pts[i]).collect(), a2)
-                }
-                Packing::Random => random_points(seed, lo, hi, n, dims, |_| true),
-            };
-            pts.into_iter().map(|p| (p, None)).collect()
-        }
-        TissueShape::Epithelium => {
-            let (lo, hi) = (vec3(t.min.as_deref().unwrap_or(&[0.0; 3])), vec3(t.max.as_deref().unwrap_or(&[0.0; 3])));
-            let a = 2.0 * t.cell_radius;
-            let up = dims - 1;
-            let mut out = Vec::new();
-            let mut base = lo[up];
-            let mut per_layer = Vec::with_capacity(t.layers.len());
-            for layer in &t.layers {
-                let layer_start = out.len();
-                let ty = scene.cell_type_index(&layer.cell_type);
-                let rows = (layer.thickness / a).round().max(1.0) as usize;
-                let dz = layer.thickness / rows as f32;
-                for r in 0..rows {
-                    let level = base + (r as f32 + 0.5) * dz;
-                    // One sheet: a row of cells (2D) or a hexagonal sheet (3D).
-                    let mut sheet = Vec::new();
-                    if dims == 2 {
-                        let count = ((hi.x - lo.x) / a).floor().max(1.0) as usize;
-                        let shift = if r % 2 == 1 { 0.5 * a } else { 0.0 };
-                        for c in 0..count {
-                            let x = lo.x + (c as f32 + 0.5) * a + shift;
-                            if x <= hi.x {
-                                sheet.push(Vec3::new(x, level, 0.0));
-                            }
-                        }
-                    } else {
-                        // Square sheets, alternate sheets shifted by half a spacing.
-                        let (cx, cy) = (
-                            ((hi.x - lo.x) / a).floor().max(1.0) as usize,
-                            ((hi.y - lo.y) / a).floor().max(1.0) as usize,
-                        );
-                        let shift = if r % 2 == 1 { 0.5 * a } else { 0.0 };
-                        for i in 0..cx {
-                            for j in 0..cy {
-                                let x = (lo.x + (i as f32 + 0.5) * a + shift).min(hi.x);
-                                let y = (lo.y + (j as f32 + 0.5) * a + shift).min(hi.y);
-                                sheet.push(Vec3::new(x, y, level));
-                            }
-                        }
-                    }
-                    out.extend(sheet.into_iter().map(|p| (p, ty)));
-                }
-                per_layer.push(out.len() - layer_start);
-                base += layer.thickness;
-            }
-            if t.packing == Packing::Random {
-                // Same count per layer (each layer's cells are contiguous in `out`), uniform
-                // positions within the layer.
-                let (mut base, mut first) = (lo[up], 0);
-                for (k, (layer, &count)) in t.layers.iter().zip(&per_layer).enumerate() {
-                    let mut l = lo;
-                    let mut h = hi;
-                    l[up] = base;
-                    h[up] = base + layer.thickness;
-                    let pts = random_points(seed ^ k as u64, l, h, count, dims, |_| true);
-                    for (slot, p) in out[first..first + count].iter_mut().zip(pts) {
-                        slot.0 = p;
-                    }
-                    base += layer.thickness;
-                    first += count;
-                }
-                out
-            } else {
-                let pts = jitter(out.iter().map(|c| c.0).collect(), a);
-                out.iter().zip(pts).map(|(c, p)| (p, c.1)).collect()
-            }
-        }
+    let untyped = |pts: Vec<Vec3>| pts.into_iter().map(|p| (p, None)).collect();
+    match scene.tissue.shape {
+        TissueShape::Disk => untyped(disk(scene)),
+        TissueShape::Box => untyped(box_of_cells(scene)),
+        TissueShape::Epithelium => epithelium(scene),
         TissueShape::Import => Vec::new(),
+    }
+}
+
+/// Move each lattice point by up to ±10 % of the spacing per axis (keyed by its index),
+/// so the lattice does not show.
+fn jitter(seed: u64, dims: usize, pts: Vec<Vec3>, spacing: f32) -> Vec<Vec3> {
+    pts.into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let j = |d: u64| (uniform(seed, i as u64, 0, Purpose::Placement, d) as f32 - 0.5) * 0.2 * spacing;
+            p + Vec3::new(j(0), j(1), if dims == 3 { j(2) } else { 0.0 })
+        })
+        .collect()
+}
+
+/// A disk (2D) or ball (3D): the `n` lattice points nearest the centre at the spacing
+/// that fills it, or `n` uniform random points in it.
+fn disk(scene: &Scene) -> Vec<Vec3> {
+    let (t, dims, seed) = (&scene.tissue, scene.dims(), scene.seed);
+    let (centre, r, n) =
+        (vec3(t.centre.as_deref().unwrap_or(&[0.0; 3])), t.radius.unwrap_or(0.0), t.cells.unwrap_or(0));
+    match t.packing {
+        Packing::Lattice => {
+            let measure =
+                if dims == 2 { std::f32::consts::PI * r * r } else { 4.0 / 3.0 * std::f32::consts::PI * r.powi(3) };
+            let a = spacing_for(measure, n, dims);
+            // A margin of two spacings so that the n nearest always exist.
+            let margin = Vec3::new(r + 2.0 * a, r + 2.0 * a, if dims == 3 { r + 2.0 * a } else { 0.0 });
+            jitter(seed, dims, nearest(lattice_points(centre - margin, centre + margin, a, dims), centre, n), a)
+        }
+        Packing::Random => {
+            let rv = Vec3::new(r, r, if dims == 3 { r } else { 0.0 });
+            random_points(seed, centre - rv, centre + rv, n, dims, |p| (p - centre).length() <= r)
+        }
+    }
+}
+
+/// A box filled with `n` cells: a lattice refined until it holds at least `n` points,
+/// thinned at random to `n`; or `n` uniform random points.
+fn box_of_cells(scene: &Scene) -> Vec<Vec3> {
+    let (t, dims, seed) = (&scene.tissue, scene.dims(), scene.seed);
+    let (lo, hi, n) = (
+        vec3(t.min.as_deref().unwrap_or(&[0.0; 3])),
+        vec3(t.max.as_deref().unwrap_or(&[0.0; 3])),
+        t.cells.unwrap_or(0),
+    );
+    match t.packing {
+        Packing::Lattice => {
+            let e = hi - lo;
+            let measure = if dims == 2 { e.x * e.y } else { e.x * e.y * e.z };
+            let a = spacing_for(measure, n, dims);
+            let half = |a: f32| Vec3::new(0.5 * a, 0.5 * a, if dims == 3 { 0.5 * a } else { 0.0 });
+            // A lattice rarely holds exactly n points: refine until it holds enough.
+            let mut a2 = a;
+            let mut pts = lattice_points(lo + half(a2), hi, a2, dims);
+            while pts.len() < n {
+                a2 *= 0.97;
+                pts = lattice_points(lo + half(a2), hi, a2, dims);
+            }
+            // Fill the whole box: drop the surplus lattice points at random rather than
+            // keeping the n nearest the centre (which would round the corners).
+            let mut keyed: Vec<(u64, usize)> =
+                (0..pts.len()).map(|i| (crate::rng::bits(seed, i as u64, 0, Purpose::Placement, 5), i)).collect();
+            keyed.sort_unstable();
+            let mut keep: Vec<usize> = keyed[..n].iter().map(|k| k.1).collect();
+            keep.sort_unstable();
+            jitter(seed, dims, keep.into_iter().map(|i| pts[i]).collect(), a2)
+        }
+        Packing::Random => random_points(seed, lo, hi, n, dims, |_| true),
+    }
+}
+
+/// A layered epithelium: each layer, bottom up along the last axis, is
+/// `thickness / 2r` sheets of cells of the layer's type, jittered; with random packing
+/// each layer keeps its count and scatters it uniformly within its slab.
+fn epithelium(scene: &Scene) -> Vec<(Vec3, Option<usize>)> {
+    let (t, dims, seed) = (&scene.tissue, scene.dims(), scene.seed);
+    let (lo, hi) = (vec3(t.min.as_deref().unwrap_or(&[0.0; 3])), vec3(t.max.as_deref().unwrap_or(&[0.0; 3])));
+    let a = 2.0 * t.cell_radius;
+    let up = dims - 1;
+    let mut out = Vec::new();
+    let mut base = lo[up];
+    let mut per_layer = Vec::with_capacity(t.layers.len());
+    for layer in &t.layers {
+        let layer_start = out.len();
+        let ty = scene.cell_type_index(&layer.cell_type);
+        let rows = (layer.thickness / a).round().max(1.0) as usize;
+        let dz = layer.thickness / rows as f32;
+        for r in 0..rows {
+            let level = base + (r as f32 + 0.5) * dz;
+            out.extend(sheet(lo, hi, a, level, r, dims).into_iter().map(|p| (p, ty)));
+        }
+        per_layer.push(out.len() - layer_start);
+        base += layer.thickness;
+    }
+    if t.packing == Packing::Random {
+        scatter_layers(scene, lo, hi, &per_layer, &mut out);
+        out
+    } else {
+        let pts = jitter(seed, dims, out.iter().map(|c| c.0).collect(), a);
+        out.iter().zip(pts).map(|(c, p)| (p, c.1)).collect()
+    }
+}
+
+/// One sheet of an epithelium at height `level`: a row of cells (2D) or a square sheet
+/// (3D) at spacing `a`, odd sheets (`r`) shifted by half a spacing.
+fn sheet(lo: Vec3, hi: Vec3, a: f32, level: f32, r: usize, dims: usize) -> Vec<Vec3> {
+    let mut sheet = Vec::new();
+    let shift = if r % 2 == 1 { 0.5 * a } else { 0.0 };
+    if dims == 2 {
+        let count = ((hi.x - lo.x) / a).floor().max(1.0) as usize;
+        for c in 0..count {
+            let x = lo.x + (c as f32 + 0.5) * a + shift;
+            if x <= hi.x {
+                sheet.push(Vec3::new(x, level, 0.0));
+            }
+        }
+    } else {
+        let (cx, cy) = (((hi.x - lo.x) / a).floor().max(1.0) as usize, ((hi.y - lo.y) / a).floor().max(1.0) as usize);
+        for i in 0..cx {
+            for j in 0..cy {
+                let x = (lo.x + (i as f32 + 0.5) * a + shift).min(hi.x);
+                let y = (lo.y + (j as f32 + 0.5) * a + shift).min(hi.y);
+                sheet.push(Vec3::new(x, y, level));
+            }
+        }
+    }
+    sheet
+}
+
+/// Random packing of an epithelium: the same count per layer (each layer's cells are
+/// contiguous in `out`), at uniform positions within the layer's slab.
+fn scatter_layers(scene: &Scene, lo: Vec3, hi: Vec3, per_layer: &[usize], out: &mut [(Vec3, Option<usize>)]) {
+    let (t, dims, seed) = (&scene.tissue, scene.dims(), scene.seed);
+    let up = dims - 1;
+    let (mut base, mut first) = (lo[up], 0);
+    for (k, (layer, &count)) in t.layers.iter().zip(per_layer).enumerate() {
+        let mut l = lo;
+        let mut h = hi;
+        l[up] = base;
+        h[up] = base + layer.thickness;
+        let pts = random_points(seed ^ k as u64, l, h, count, dims, |_| true);
+        for (slot, p) in out[first..first + count].iter_mut().zip(pts) {
+            slot.0 = p;
+        }
+        base += layer.thickness;
+        first += count;
     }
 }
 
@@ -366,7 +383,7 @@ pub(crate) fn populate(world: &mut World, scene: &Scene, given: Option<InitialCe
             })
             .collect(),
     };
-    let mut states = States { genes: g, ..Default::default() };
+    world.insert_resource(States { genes: g, ..Default::default() });
     let n = cells.len();
     for (i, (p, ty, x)) in cells.into_iter().enumerate() {
         let id = i as u64;
@@ -377,23 +394,7 @@ pub(crate) fn populate(world: &mut World, scene: &Scene, given: Option<InitialCe
             0,
             scene.tissue.cell_radius,
         );
-        let row = states.len() as u32;
-        let entity = world
-            .spawn((
-                CellId(id),
-                Row(row),
-                Position(p),
-                Radius(radius),
-                CellType(ty as u32),
-                Lineage { parent: None, generation: 0, grafted: false },
-                Perturbed(false),
-                cycle,
-                Motility::default(),
-                ModelFate::default(),
-            ))
-            .id();
-        states.push(entity, &x);
+        spawn_cell(world, CellBundle::founder(id, p, radius, ty as u32, cycle, false), &x);
     }
-    world.insert_resource(states);
     world.insert_resource(NextId(n as u64));
 }

@@ -6,7 +6,7 @@ use explant_core::{Simulation, Stage, Teacher};
 use explant_field::CpuDiffusion;
 use explant_scene::{LoadedScene, Scene};
 
-const DEFAULT: &str = include_str!("../../../scenes/default.toml");
+const DEFAULT: &str = include_str!("../../../../scenes/default.toml");
 
 fn scene(edit: impl FnOnce(&mut String)) -> Scene {
     let mut text = DEFAULT.replace("kind = \"torchscript\"", "kind = \"teacher\"");
@@ -308,4 +308,57 @@ fn initial_field_from_a_numpy_file_is_loaded_or_refused_with_the_shape() {
         .to_string();
     assert!(err.contains("bad.npy") && err.contains("[50, 60]") && err.contains("[60, 60]"), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// The teacher, failing at its `fail_at`-th call.
+struct FailsAt {
+    teacher: Teacher,
+    calls: usize,
+    fail_at: usize,
+}
+
+impl explant_core::ResponseModel for FailsAt {
+    fn name(&self) -> String {
+        "fails-at".into()
+    }
+
+    fn signature(&self) -> &explant_core::ModelSignature {
+        self.teacher.signature()
+    }
+
+    fn rates(
+        &mut self,
+        input: &explant_core::ResponseInput<'_>,
+        rates: &mut [f32],
+    ) -> Result<(), explant_core::ModelError> {
+        self.calls += 1;
+        if self.calls == self.fail_at {
+            return Err(explant_core::ModelError::Run { model: self.name(), message: "on purpose".into() });
+        }
+        self.teacher.rates(input, rates)
+    }
+}
+
+#[test]
+fn a_failed_stage_skips_the_rest_of_its_tick_and_the_clock_stays() {
+    let s = scene(|_| {});
+    let model = FailsAt { teacher: Teacher::from_scene(&s), calls: 0, fail_at: 3 };
+    let mut sim = Simulation::new(&s, Box::new(CpuDiffusion::new()), Box::new(model)).unwrap();
+    for _ in 0..2 {
+        sim.step().unwrap();
+    }
+    let times = |sim: &Simulation| sim.stage_times().into_iter().map(|(_, d)| d).collect::<Vec<_>>();
+    let (before, positions) = (times(&sim), sim.cells().positions);
+    let e = sim.step().unwrap_err().to_string();
+    assert!(e.contains("fails-at") && e.contains("on purpose"), "{e}");
+    assert_eq!(sim.clock().tick, 2, "the failed tick does not advance the clock");
+    let after = times(&sim);
+    for stage in [Stage::Perturb, Stage::Mechanics, Stage::Fate, Stage::Record] {
+        assert_eq!(after[stage as usize], before[stage as usize], "{stage:?} ran after the failure");
+    }
+    assert!(after[Stage::Secrete as usize] > before[Stage::Secrete as usize], "stages before it ran");
+    assert_eq!(sim.cells().positions, positions, "mechanics did not run");
+    // The failure is reported once: the next tick runs.
+    sim.step().unwrap();
+    assert_eq!(sim.clock().tick, 3);
 }

@@ -1,0 +1,287 @@
+//! Mechanics: overdamped centre-based motion of the cells, as in PhysiCell (Ghaffarizadeh
+//! et al. 2018, PLoS Comput Biol 14:e1005991), plus walls, a basement membrane and
+//! chemotaxis; and the explicit step's stability estimate
+//! ([`mechanics_stability_note`]), kept next to the forces it describes so the two
+//! change together.
+
+use bevy_ecs::prelude::*;
+use explant_scene::MechanicsSpec;
+use glam::Vec3;
+use rayon::prelude::*;
+
+use crate::components::*;
+use crate::rng::{self, Purpose};
+use crate::schedule::TickContext;
+
+/// Mechanics: overdamped centre-based motion, `v = mobility × Σ F + v_migration`, with
+/// PhysiCell's potentials between neighbours at distance `d`: repulsion `c_r (1 − d/R)²`
+/// for `d < R = r_i + r_j` and adhesion `−c_a (1 − d/R_a)²` for `d < R_a = 1.25 R`, along
+/// the line of centres. With `walls`, each face of the domain repels a cell closer than
+/// its radius `r` with `c_r (1 − d/r)²`; a basement membrane repels the same way from
+/// its plane, adheres with `c_a,m (1 − d/1.25r)²` and cannot be crossed.
+///
+/// Chemotaxis: a migrating cell keeps its direction and re-chooses it with probability
+/// `1 − exp(−Δt/persistence)` per tick, as `bias · ∇ĉ + (1 − bias) · random unit`
+/// (normalised), then moves at the type's speed.
+///
+/// **Time step.** Explicit Euler of `ẋ = μF` is stable while `Δt · μ · k_max ≤ 2`,
+/// with `k_max` the largest eigenvalue of the force Jacobian; for a packed tissue with
+/// `z` neighbours, `k_max ≤ z · 2 (c_r/R + c_a/R_a)`. Scenes should keep
+/// `Δt ≤ R / (z μ (c_r + c_a))` (for PhysiCell's defaults, R = 16.8 µm, c_r = 10,
+/// c_a = 0.4, μ = 1, z = 12: 0.13 min, and PhysiCell's 0.1 min step is inside it).
+/// Beyond it, force-driven displacements are capped at half a cell radius per step
+/// (migration is not capped), so a stiff
+/// scene jitters instead of exploding ([`mechanics_stability_note`] warns of it). Runs
+/// every `mechanics_every` ticks, with a step of that many ticks (as does `fate`).
+pub(crate) fn mechanics(
+    ctx: TickContext,
+    mut cells: Query<(&Row, &mut Position, &mut Motility)>,
+    states: Res<States>,
+    ligands: Res<Ligands>,
+    mut batch: ResMut<Batch>,
+) {
+    let settings = &*ctx.settings;
+    let migrates = settings.rules.iter().any(|r| r.chemotaxis.is_some());
+    let directions = if migrates { directions(&cells, batch.cells) } else { Vec::new() };
+    let motion = Motion {
+        settings,
+        m: settings.mechanics,
+        b: &batch,
+        states: &states,
+        ligands: &ligands,
+        directions: &directions,
+        migrates,
+        dt: ctx.mechanics_dt(),
+        tick: ctx.clock.tick,
+    };
+    let moves: Vec<(Vec3, Vec3)> = (0..batch.cells).into_par_iter().map(|i| motion.move_cell(i)).collect();
+    apply(&mut cells, &mut batch, &moves, migrates);
+}
+
+/// Each cell's migration direction, by row.
+fn directions(cells: &Query<(&Row, &mut Position, &mut Motility)>, n: usize) -> Vec<Vec3> {
+    let mut directions = vec![Vec3::ZERO; n];
+    for (row, _, dir) in cells {
+        directions[row.0 as usize] = dir.0;
+    }
+    directions
+}
+
+/// Write the new positions (and changed directions) to the cells and the batch.
+fn apply(
+    cells: &mut Query<(&Row, &mut Position, &mut Motility)>,
+    b: &mut Batch,
+    moves: &[(Vec3, Vec3)],
+    migrates: bool,
+) {
+    for (row, mut pos, mut dir) in cells {
+        let (q, d) = moves[row.0 as usize];
+        pos.0 = q;
+        if migrates && dir.0 != d {
+            dir.0 = d;
+        }
+    }
+    for (p, (q, _)) in b.positions.iter_mut().zip(moves) {
+        *p = *q;
+    }
+}
+
+/// What one mechanics step reads; [`Motion::move_cell`] moves one cell.
+struct Motion<'a> {
+    settings: &'a Settings,
+    m: MechanicsSpec,
+    b: &'a Batch,
+    states: &'a States,
+    ligands: &'a Ligands,
+    /// Migration directions by row (empty when no type migrates).
+    directions: &'a [Vec3],
+    migrates: bool,
+    /// The mechanics step, minutes.
+    dt: f32,
+    tick: u64,
+}
+
+impl Motion<'_> {
+    /// Cell `i`'s new position and migration direction: the forces, the capped passive
+    /// step, migration, then the domain and the membrane.
+    fn move_cell(&self, i: usize) -> (Vec3, Vec3) {
+        let p = self.b.positions[i];
+        let ri = self.b.radii[i];
+        let mut force = self.contact_force(i, p, ri);
+        self.add_wall_forces(&mut force, p, ri);
+        self.add_membrane_force(&mut force, p, ri);
+        // The cap applies to the passive (force-driven) displacement only.
+        let mut step = force * (self.m.mobility * self.dt);
+        let cap = 0.5 * ri;
+        if step.length() > cap {
+            step = step.normalize() * cap;
+        }
+        let mut dir = Vec3::ZERO;
+        if self.migrates && self.b.alive[i] {
+            dir = self.migrate(i, p, &mut step);
+        }
+        let q = (p + step).clamp(Vec3::ZERO, self.settings.domain);
+        (self.same_side_of_membrane(p, q), dir)
+    }
+
+    /// Repulsion and adhesion from the neighbours, summed in neighbour order.
+    fn contact_force(&self, i: usize, p: Vec3, ri: f32) -> Vec3 {
+        let (b, m) = (self.b, &self.m);
+        let mut force = Vec3::ZERO;
+        for &j in &b.neighbours[b.offsets[i] as usize..b.offsets[i + 1] as usize] {
+            let j = j as usize;
+            let delta = p - b.positions[j];
+            let d = delta.length();
+            if d <= 1e-6 {
+                continue;
+            }
+            let rr = ri + b.radii[j];
+            let ra = 1.25 * rr;
+            let mut f = 0.0;
+            if d < rr {
+                f += m.repulsion * (1.0 - d / rr).powi(2);
+            }
+            if d < ra {
+                f -= m.adhesion * (1.0 - d / ra).powi(2);
+            }
+            force += delta * (f / d);
+        }
+        force
+    }
+
+    /// With `walls`: each face of the domain repels a cell closer than its radius.
+    fn add_wall_forces(&self, force: &mut Vec3, p: Vec3, ri: f32) {
+        if !self.m.walls {
+            return;
+        }
+        let hi = self.settings.domain;
+        for a in 0..self.settings.dims {
+            let lo = p[a];
+            let up = hi[a] - p[a];
+            if lo < ri {
+                force[a] += self.m.repulsion * (1.0 - lo.max(0.0) / ri).powi(2);
+            }
+            if up < ri {
+                force[a] -= self.m.repulsion * (1.0 - up.max(0.0) / ri).powi(2);
+            }
+        }
+    }
+
+    /// A basement membrane repels a cell closer than its radius and adheres within 1.25
+    /// radii, on whichever side the cell is.
+    fn add_membrane_force(&self, force: &mut Vec3, p: Vec3, ri: f32) {
+        let Some(mb) = self.m.membrane else { return };
+        let a = mb.axis.index();
+        let off = p[a] - mb.position;
+        let (d, side) = (off.abs(), if off >= 0.0 { 1.0 } else { -1.0 });
+        if d < ri {
+            force[a] += side * mb.repulsion * (1.0 - d / ri).powi(2);
+        }
+        if d < 1.25 * ri {
+            force[a] -= side * mb.adhesion * (1.0 - d / (1.25 * ri)).powi(2);
+        }
+    }
+
+    /// Chemotaxis of a living cell of a migrating type: re-choose the direction at the
+    /// persistence rate, add the migration step unless crowded or gated off; returns the
+    /// direction kept.
+    fn migrate(&self, i: usize, p: Vec3, step: &mut Vec3) -> Vec3 {
+        let (settings, b) = (self.settings, self.b);
+        let mut dir = self.directions[i];
+        let rules = &settings.rules[b.cell_type[i] as usize];
+        if let Some((c, ligand, gate)) = &rules.chemotaxis {
+            let crowded = c.max_neighbours.is_some_and(|max| b.offsets[i + 1] - b.offsets[i] > max);
+            let on = !crowded && gate.is_none_or(|k| self.states.data[i * settings.genes + k] >= c.threshold);
+            let (seed, id, tick) = (settings.seed, b.ids[i], self.tick);
+            let renew = dir == Vec3::ZERO
+                || rng::uniform(seed, id, tick, Purpose::Motility, 0)
+                    < 1.0 - (-f64::from(self.dt / c.persistence)).exp();
+            if renew {
+                let grad = Vec3::from(self.ligands.field.gradient(*ligand, p.to_array()));
+                let up = grad.normalize_or_zero();
+                let random = rng::unit_vector(seed, id, tick, Purpose::Motility, settings.dims);
+                dir = (c.bias * up + (1.0 - c.bias) * random).normalize_or_zero();
+            }
+            if on {
+                *step += dir * (c.speed * self.dt);
+            }
+        }
+        dir
+    }
+
+    /// The membrane cannot be crossed: a cell that would cross it stops on it, on the
+    /// side it started on.
+    fn same_side_of_membrane(&self, p: Vec3, mut q: Vec3) -> Vec3 {
+        if let Some(mb) = self.m.membrane {
+            let a = mb.axis.index();
+            if (p[a] - mb.position) * (q[a] - mb.position) < 0.0 {
+                q[a] = mb.position;
+            }
+        }
+        q
+    }
+}
+
+/// A note when the scene's mechanics step is well beyond the explicit stability
+/// estimate of its forces (`None` when it is fine).
+///
+/// Why: the mechanics stage takes an explicit Euler step of overdamped springs,
+/// `x ← x + Δt μ F(x)`, which is stable only while `Δt < 2 / k`, with `k` the largest
+/// stiffness `μ ∂F/∂x` (the largest eigenvalue of the force Jacobian). Each neighbour
+/// at contact distance `R = 2r` contributes at most `2 c_r / R` (repulsion
+/// `c_r (1 − d/R)²`) plus `2 c_a / (1.25 R)` (adhesion within `1.25 R`), and a packed
+/// tissue has `z` = 6 neighbours in 2D and 12 in 3D, so
+///
+/// `Δt_limit = 2 / (z · 2 μ (c_r / R + c_a / (1.25 R)))`.
+///
+/// The estimate is conservative (the stiffness of fully overlapping cells), so the note
+/// comes only when the mechanics step (`time.mechanics_dt`, else `time.dt`) is more than
+/// twice it. Beyond it the stage caps displacements at half a radius per step, so the
+/// tissue jitters rather than explodes.
+pub fn mechanics_stability_note(scene: &explant_scene::Scene) -> Option<String> {
+    let m = &scene.mechanics;
+    let reach = 2.0 * scene.tissue.cell_radius;
+    let neighbours = if scene.dims() == 3 { 12.0 } else { 6.0 };
+    let dt_mech = scene.time.mechanics_dt.unwrap_or(scene.time.dt);
+    let limit = 2.0 / (neighbours * 2.0 * m.mobility * (m.repulsion / reach + m.adhesion / (1.25 * reach))).max(1e-30);
+    (m.mobility > 0.0 && dt_mech > 2.0 * limit).then(|| {
+        format!(
+            "the mechanics step ({dt_mech} min) is more than twice the explicit stability estimate ({limit:.3} min) for \
+             these forces; displacements are capped at half a radius per step, so packed cells may jitter (set \
+             `time.mechanics_dt` or lower `mechanics.repulsion`)"
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use explant_scene::{LoadedScene, Scene};
+
+    use super::mechanics_stability_note;
+
+    fn default_scene() -> Scene {
+        let text = include_str!("../../../scenes/default.toml").replace("kind = \"torchscript\"", "kind = \"teacher\"");
+        LoadedScene::from_str(&text, Path::new("default.toml")).unwrap().scene
+    }
+
+    #[test]
+    fn a_stiff_scene_gets_the_stability_note_and_a_soft_one_does_not() {
+        let mut stiff = default_scene();
+        stiff.mechanics.mobility = 1.0;
+        stiff.mechanics.repulsion = 1.0e3;
+        stiff.time.mechanics_dt = None;
+        let note = mechanics_stability_note(&stiff).expect("a stiff scene gets the note");
+        assert!(note.contains(&format!("mechanics step ({} min)", stiff.time.dt)), "{note}");
+        assert!(note.contains("`time.mechanics_dt`") && note.contains("`mechanics.repulsion`"), "{note}");
+
+        let mut soft = stiff.clone();
+        soft.mechanics.repulsion = 1.0e-3;
+        soft.mechanics.adhesion = 0.0;
+        assert_eq!(mechanics_stability_note(&soft), None);
+        let mut still = stiff;
+        still.mechanics.mobility = 0.0;
+        assert_eq!(mechanics_stability_note(&still), None, "cells that do not move need no note");
+    }
+}

@@ -1,0 +1,10 @@
+//! The integration tests of `explant-core`, one test binary (as ripgrep's `tests/tests.rs`
+//! and uv's `crates/uv/tests/it`): one link step instead of six, and the modules can
+//! share helpers. Scene files are read relative to `CARGO_MANIFEST_DIR` (`../../scenes`).
+
+mod life;
+mod neighbours;
+mod perturb;
+mod scenes;
+mod tick;
+mod tissue;
