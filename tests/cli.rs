@@ -981,6 +981,27 @@ fn run_model_option_replaces_the_scenes_model_and_the_copy_records_it() {
 }
 
 #[test]
+fn run_teacher_option_is_recorded_so_the_copy_reruns_to_the_same_result() {
+    let dir = TempDir::new("cli", "run_teacher_option_is_recorded_so_the_copy_reruns_to_the_same_result");
+    let scene = write_short_scene(&dir);
+    assert!(read(&scene).contains("kind = \"torchscript\""), "the short scene runs the learned model");
+    let out = dir.join("out");
+    run_ok(&scene, &out, &["--diffusion", "cpu", "--no-figures", "--teacher"]);
+    assert!(manifest(&out)["response_model"].as_str().unwrap_or_default().starts_with("teacher"));
+    let copy = read(&out.join("scene.toml"));
+    assert!(copy.contains("kind = \"teacher\"") && !copy.contains("torchscript"), "{copy}");
+    assert!(copy.starts_with("# ") && copy.lines().next().unwrap_or_default().contains("--teacher"), "{copy}");
+    // The copy, run without any option, is the same run; the original scene is not.
+    let again = dir.join("again");
+    run_ok(&out.join("scene.toml"), &again, &["--diffusion", "cpu", "--no-figures"]);
+    assert!(manifest(&again)["response_model"].as_str().unwrap_or_default().starts_with("teacher"));
+    assert_eq!(read(&out.join("timeseries.csv")), read(&again.join("timeseries.csv")));
+    let learned = dir.join("learned");
+    run_ok(&scene, &learned, &["--diffusion", "cpu", "--no-figures"]);
+    assert_ne!(read(&out.join("timeseries.csv")), read(&learned.join("timeseries.csv")));
+}
+
+#[test]
 fn train_fits_the_teacher_on_trajectories_deterministically_with_hold_outs() {
     let dir = TempDir::new("cli", "train_fits_the_teacher_on_trajectories_deterministically_with_hold_outs");
     let scene = write_short_scene(&dir);

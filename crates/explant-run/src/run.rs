@@ -220,7 +220,7 @@ fn announce(scene: &LoadedScene, paired: &PairedRun, notes: &[String], obs: &mut
     for note in notes {
         obs.note(&format!("note: {note}"));
     }
-    if let Some(note) = mechanics_stability_note(sc) {
+    if let Some(note) = explant_core::mechanics_stability_note(sc) {
         obs.note(&format!("note: {note}"));
     }
     if paired.control.is_some() {
@@ -424,12 +424,3 @@ fn stage_table(sim: &Simulation, wall: f64) -> String {
     s
 }
 
-// TEMPORARY until explant-core has it (core-tick branch).
-fn mechanics_stability_note(sc: &explant_scene::Scene) -> Option<String> {
-    let m = &sc.mechanics;
-    let reach = 2.0 * sc.tissue.cell_radius;
-    let neighbours = if sc.dims() == 3 { 12.0 } else { 6.0 };
-    let dt_mech = sc.time.mechanics_dt.unwrap_or(sc.time.dt);
-    let limit = 2.0 / (neighbours * 2.0 * m.mobility * (m.repulsion / reach + m.adhesion / (1.25 * reach))).max(1e-30);
-    (m.mobility > 0.0 && dt_mech > 2.0 * limit).then(|| format!("the mechanics step ({dt_mech} min) is more than twice the explicit stability estimate ({limit:.3} min) for these forces; displacements are capped at half a radius per step, so packed cells may jitter (set `time.mechanics_dt` or lower `mechanics.repulsion`)"))
-}
