@@ -535,7 +535,7 @@ fn unknown_receptor_gene_is_named_with_a_suggestion() {
 }
 
 #[test]
-fn non_empty_output_directory_is_refused_without_force() {
+fn output_directory_is_replaced_only_with_force_only_when_an_earlier_run_and_never_holding_an_input() {
     let dir = TempDir::new("cli", "non_empty_output_directory");
     let scene = write_short_scene(&dir);
     let out = dir.join("out");
@@ -548,10 +548,27 @@ fn non_empty_output_directory_is_refused_without_force() {
     let entries: Vec<_> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(entries, ["precious.txt"], "a refused run wrote into the directory");
 
-    // With `--force` the old contents are replaced.
-    run_ok(&scene, &out, &["--diffusion", "cpu", "--teacher", "--force"]);
-    assert!(!out.join("precious.txt").exists(), "--force kept the old contents");
-    assert_eq!(manifest(&out)["status"], "completed");
+    // `--force` does not empty a folder that is not an explant run.
+    let forced = run(&scene, &out, &["--diffusion", "cpu", "--teacher", "--force"]);
+    let err = assert_clean_failure(&forced, "--force on a folder that is not a run");
+    assert!(err.contains("replaces only an earlier explant run") && err.contains("nothing was deleted"), "{err}");
+    assert_eq!(read(&out.join("precious.txt")), "keep me\n", "--force deleted a user's file");
+
+    // An earlier run is replaced with `--force`: its old contents go.
+    let earlier = dir.join("earlier");
+    run_ok(&scene, &earlier, &["--diffusion", "cpu", "--teacher", "--no-figures"]);
+    std::fs::write(earlier.join("stale.txt"), "old\n").unwrap();
+    run_ok(&scene, &earlier, &["--diffusion", "cpu", "--teacher", "--force"]);
+    assert!(!earlier.join("stale.txt").exists(), "--force kept the old contents");
+    assert_eq!(manifest(&earlier)["status"], "completed");
+    assert!(!earlier.join(".explant.lock").exists(), "the lock is removed when the run ends");
+
+    // ... but never when it holds the scene (or another input) of the new run.
+    let inside = earlier.join("scene.toml");
+    let forced = run(&inside, &earlier, &["--diffusion", "cpu", "--force"]);
+    let err = assert_clean_failure(&forced, "--force on the directory holding the scene");
+    assert!(err.contains("which this run reads") && err.contains("scene.toml"), "{err}");
+    assert!(inside.exists() && earlier.join("tissue.h5ad").exists(), "the refused run deleted files");
 }
 
 #[test]

@@ -73,8 +73,8 @@ fn a_cell_type_named_with_a_comma_round_trips_through_run_render_report_and_a_sw
         &spec,
         format!(
             "version = 1\nname = \"names\"\nscene = \"scene.toml\"\n[[parameters]]\npath = \"output.image_width\"\nvalues = [320]\n\
-             [[readouts]]\nkind = \"cell_count\"\nname = \"t cells\"\ncell_type = \"{LABEL}\"\n\
-             [[readouts]]\nkind = \"pseudobulk\"\nname = \"hes1, in t cells\"\ngene = \"HES1\"\ncell_type = \"{LABEL}\"\n"
+             [[readouts]]\nkind = \"cell_count\"\nname = \"t_cells\"\ncell_type = \"{LABEL}\"\n\
+             [[readouts]]\nkind = \"pseudobulk\"\nname = \"hes1_t\"\ngene = \"HES1\"\ncell_type = \"{LABEL}\"\n"
         ),
     )
     .unwrap();
@@ -94,8 +94,8 @@ fn a_cell_type_named_with_a_comma_round_trips_through_run_render_report_and_a_sw
         |name: &str| rows[0].iter().position(|h| h == name).unwrap_or_else(|| panic!("no `{name}` in {:?}", rows[0]));
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert_eq!(rows[1][col("status")], "completed", "{rows:?}");
-    let cells: f64 = rows[1][col("t cells")].parse().expect("a cell count");
+    let cells: f64 = rows[1][col("t_cells")].parse().expect("a cell count");
     assert!(cells > 0.0 && cells == final_cells, "the sweep's run counts {cells} cells, the run {final_cells}");
-    let hes1: f64 = rows[1][col("hes1, in t cells")].parse().expect("a mean");
+    let hes1: f64 = rows[1][col("hes1_t")].parse().expect("a mean");
     assert!(hes1.is_finite() && hes1 > 0.0, "HES1 pseudobulk {hes1}");
 }

@@ -322,6 +322,10 @@ pub struct Batch {
 pub struct Settings {
     /// Number of genes.
     pub genes: usize,
+    /// Gene names, in the scene's order (for messages).
+    pub gene_names: Vec<String>,
+    /// Ligand names, in the scene's order (for messages).
+    pub ligand_names: Vec<String>,
     /// Number of ligands.
     pub ligands: usize,
     /// Number of cell types.

@@ -384,6 +384,8 @@ fn ligands(scene: &Scene, grid: Grid) -> Result<Ligands, CoreError> {
 fn settings(scene: &Scene, domain: Vec3) -> Settings {
     Settings {
         genes: scene.genes.len(),
+        gene_names: scene.genes.clone(),
+        ligand_names: scene.ligand_names(),
         ligands: scene.ligands.len(),
         cell_types: scene.cell_types.len(),
         contact_mask: scene.genes.iter().map(|g| scene.contact.genes.contains(g)).collect(),

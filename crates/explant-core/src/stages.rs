@@ -241,7 +241,7 @@ pub(crate) fn respond(
 ) {
     let dt = ctx.state_dt();
     let b = &mut *batch;
-    let extras = match run_model(&model, &mut states, b, ctx.settings.genes, ligands.params.len(), dt) {
+    let extras = match run_model(&model, &mut states, b, &ctx.settings, dt) {
         Ok(extras) => extras,
         Err(e) => {
             failure.0 = Some(e);
@@ -258,15 +258,16 @@ pub(crate) fn respond(
 
 /// Call the model on the population (rates into [`Batch::rates`], its extra outputs
 /// into [`Batch::secretion`] and [`Batch::fate_scores`]) and take the Euler step. Fails
-/// when a previous call panicked, the model fails, or its extra outputs are not finite.
+/// when a previous call panicked, the model fails, or any of its outputs is not finite
+/// (checked before the step, which would otherwise turn a NaN rate into 0).
 fn run_model(
     model: &Model,
     states: &mut States,
     b: &mut Batch,
-    g: usize,
-    nl: usize,
+    settings: &Settings,
     dt: f32,
 ) -> Result<Extras, CoreError> {
+    let (g, nl) = (settings.genes, settings.ligands);
     b.rates.clear();
     b.rates.resize(b.cells * g, 0.0);
     let mut guard = lock(model)?;
@@ -293,8 +294,8 @@ fn run_model(
         b.inputs.extend_from_slice(&states.data);
     }
     guard.respond(&input, &mut b.rates, &mut b.secretion, &mut b.fate_scores)?;
+    check_outputs(&**guard, b, settings)?;
     euler_step(&mut states.data, &b.rates, dt);
-    check_extras(&**guard, b)?;
     Ok(extras)
 }
 
@@ -315,15 +316,30 @@ fn euler_step(x: &mut [f32], rates: &[f32], dt: f32) {
     });
 }
 
-/// Refuse non-finite secretion or fate scores (the model's name is formatted only
-/// then).
-fn check_extras(model: &dyn ResponseModel, b: &Batch) -> Result<(), CoreError> {
-    if b.secretion.iter().chain(&b.fate_scores).any(|v| !v.is_finite()) {
-        let what = if b.secretion.iter().any(|v| !v.is_finite()) { "secretion" } else { "fate score" };
-        return Err(CoreError::Model(ModelError::Run {
+/// Refuse a non-finite rate, secretion or fate score, naming the output, the cell (by
+/// id) and the gene or ligand: a NaN must stop the run at the stage that made it, never
+/// become a number (`max(x + Δt·NaN, 0)` is 0). The model's name is formatted only then.
+fn check_outputs(model: &dyn ResponseModel, b: &Batch, settings: &Settings) -> Result<(), CoreError> {
+    let first_bad = |v: &[f32]| v.par_iter().position_first(|x| !x.is_finite());
+    let found = |what: String, k: usize, width: usize, v: f32| {
+        let cell = b.ids.get(k / width.max(1)).copied().unwrap_or_default();
+        Err(CoreError::Model(ModelError::Run {
             model: model.name(),
-            message: format!("returned a non-finite {what}"),
-        }));
+            message: format!("returned the non-finite {what} `{v}` for cell {cell}"),
+        }))
+    };
+    let name = |names: &[String], k: usize| names.get(k).cloned().unwrap_or_else(|| format!("#{k}"));
+    if let Some(k) = first_bad(&b.rates) {
+        let g = settings.genes.max(1);
+        return found(format!("rate of `{}`", name(&settings.gene_names, k % g)), k, g, b.rates[k]);
+    }
+    if let Some(k) = first_bad(&b.secretion) {
+        let nl = settings.ligands.max(1);
+        return found(format!("secretion of `{}`", name(&settings.ligand_names, k % nl)), k, nl, b.secretion[k]);
+    }
+    if let Some(k) = first_bad(&b.fate_scores) {
+        let what = if k % 2 == 0 { "apoptosis hazard" } else { "cycle progression factor" };
+        return found(what.to_owned(), k, 2, b.fate_scores[k]);
     }
     Ok(())
 }

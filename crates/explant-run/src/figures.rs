@@ -90,6 +90,18 @@ pub fn draw_figures(run_dir: &Path, opts: &RenderOptions) -> Result<Figures, Run
     let width_px = scene.as_ref().map_or(DEFAULT_WIDTH_PX, |s| s.scene.output.image_width);
     let (tissue, tissue_caption) = draw_tissue(&snap, &snapshot_path, named, gene, ligand.as_deref(), width_px, &out)?;
     let mut notes = Vec::new();
+    match dir.manifest().map(|m| m.status) {
+        Ok(crate::Status::Completed) => {}
+        Ok(crate::Status::Running) => notes.push(format!(
+            "`{}` is a partial run: its manifest records no end (still running, or killed); the figures show what it wrote",
+            run_dir.display()
+        )),
+        Ok(crate::Status::Failed { stage, tick, .. }) => notes.push(format!(
+            "`{}` is a partial run: it failed in {stage} at tick {tick}; the figures show the state up to then",
+            run_dir.display()
+        )),
+        Err(e) => notes.push(format!("the manifest cannot be read ({})", crate::error_chain(&e))),
+    }
     let timeseries = draw_timeseries(&dir, gene.map(|g| snap.genes[g].as_str()), &out)?;
     if timeseries.is_none() {
         notes.push(format!("`{}` has no `timeseries.csv`; no time-series figure", run_dir.display()));

@@ -26,6 +26,7 @@ mod import;
 mod layout;
 mod manifest;
 mod model_choice;
+pub mod outdir;
 pub mod report;
 mod run;
 mod snapshot;

@@ -3,7 +3,7 @@
 //! [`RunDir`], also when the simulation fails part way.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use explant_core::{CoreError, Simulation, Stage};
@@ -12,6 +12,7 @@ use explant_scene::LoadedScene;
 
 use crate::backends::{self, DiffusionChoice};
 use crate::manifest::{Manifest, Outputs, Status, fnv1a64};
+use crate::outdir::{self, OutDirLock};
 use crate::snapshot::write_snapshot;
 use crate::tables::{self, write_table};
 use crate::{COMMIT, ModelChoice, RunDir, RunError, RunFile, VERSION};
@@ -163,14 +164,18 @@ pub struct RunOutcome {
 /// written.
 pub fn run(mut scene: LoadedScene, opts: &RunOptions, obs: &mut dyn Observer) -> Result<RunOutcome, RunError> {
     opts.model.apply(&mut scene)?;
-    // Refuse a non-empty output early, but create or clear it only once the backends
-    // have loaded, so a refused run leaves nothing behind.
-    check_out_dir(&opts.out, opts.force)?;
+    // Refuse an output directory that may not be written early, but create, lock or clear
+    // it only once the backends have loaded, so a refused run leaves nothing behind.
+    outdir::check(&opts.out, opts.force, &outdir::scene_inputs(&scene))?;
     let mut notes = Vec::new();
     let mut paired = PairedRun::build(&scene, opts.diffusion, opts.threads, !opts.no_control, &mut notes)?;
-    prepare_out_dir(&opts.out)?;
+    let lock = OutDirLock::take(&opts.out)?;
     let dir = RunDir::new(&opts.out);
     announce(&scene, &paired, &notes, obs);
+    // A manifest from the start: a run killed part way is still a run directory that
+    // `render` and `report` read, and says it did not finish.
+    manifest(&paired.sim, paired.control.is_some(), &scene, opts, Status::Running, 0.0)
+        .write(&dir.path(RunFile::Manifest))?;
 
     let snapshots = dir.path(RunFile::Snapshots);
     std::fs::create_dir_all(&snapshots).map_err(RunError::file("create", &snapshots))?;
@@ -200,6 +205,7 @@ pub fn run(mut scene: LoadedScene, opts: &RunOptions, obs: &mut dyn Observer) ->
         }
     }
     let stage_table = stage_table(&paired.sim, wall);
+    lock.release();
     Ok(RunOutcome { dir, written, manifest, stage_table, failure })
 }
 
@@ -260,35 +266,6 @@ fn step_all(
         }
     }
     Ok(None)
-}
-
-fn check_out_dir(out: &Path, force: bool) -> Result<(), RunError> {
-    if !out.exists() {
-        return Ok(());
-    }
-    if !out.is_dir() {
-        return Err(RunError::OutDir { path: out.into(), message: "exists and is not a directory".into() });
-    }
-    let non_empty = std::fs::read_dir(out).map_err(RunError::file("read", out))?.next().is_some();
-    if non_empty && !force {
-        return Err(RunError::OutDir {
-            path: out.into(),
-            message: "the directory is not empty; choose another or pass `--force` to replace its contents".into(),
-        });
-    }
-    Ok(())
-}
-
-/// Create the output directory, emptying it first (only reached after `check_out_dir`).
-fn prepare_out_dir(out: &Path) -> Result<(), RunError> {
-    if out.is_dir() {
-        for entry in std::fs::read_dir(out).map_err(RunError::file("read", out))? {
-            let p = entry.map_err(RunError::file("read", out))?.path();
-            if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) }
-                .map_err(RunError::file("remove", &p))?;
-        }
-    }
-    std::fs::create_dir_all(out).map_err(RunError::file("create", out))
 }
 
 /// Every output of the run at its current state: the final AnnData, the tables, the
@@ -423,4 +400,3 @@ fn stage_table(sim: &Simulation, wall: f64) -> String {
     let _ = write!(s, "{:<12} {:>9.3}   (wall, including progress and snapshots)", "all", wall);
     s
 }
-

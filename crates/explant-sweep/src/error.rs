@@ -32,14 +32,14 @@ pub enum SweepError {
         /// What is wrong.
         message: String,
     },
-    /// The base scene, or the scene of a point, is not valid.
-    #[error("sweep point {point}")]
+    /// The scene of a point is not valid (its error is part of this message, not a
+    /// separate cause, so tables and logs that keep one line keep the reason).
+    #[error("sweep point {point}: {error}")]
     Scene {
         /// The point's id.
         point: String,
         /// The scene's error.
-        #[source]
-        source: explant_scene::SceneError,
+        error: explant_scene::SceneError,
     },
     /// A run's output could not be read for a readout.
     #[error("run `{}`: readout `{readout}`: {message}", dir.display())]

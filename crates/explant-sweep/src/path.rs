@@ -161,6 +161,6 @@ pub fn scene_text(spec: &SweepSpec, base_text: &str, base_path: &Path, point: &P
     }
     let text = toml::to_string(&doc).map_err(|e| fail(e.to_string()))?;
     explant_scene::LoadedScene::from_str(&text, &base.join(format!("{}.toml", point.id())))
-        .map_err(|source| SweepError::Scene { point: point.id(), source })?;
+        .map_err(|source| SweepError::Scene { point: point.id(), error: source })?;
     Ok(text)
 }

@@ -184,9 +184,9 @@ fn remove_partials(out: &Path) -> Result<(), SweepError> {
     Ok(())
 }
 
-/// Whether the point's run is in place (it has a manifest).
+/// Whether the point's run is in place and completed.
 fn finished(out: &Path, point: &Point) -> bool {
-    RunDir::new(run_dir(out, point)).has(RunFile::Manifest)
+    RunDir::new(run_dir(out, point)).manifest().is_ok_and(|m| m.status.is_completed())
 }
 
 /// One run: `explant run` into `runs/.partial-ID`, renamed to `runs/ID` on success.

@@ -362,3 +362,55 @@ fn a_failed_stage_skips_the_rest_of_its_tick_and_the_clock_stays() {
     sim.step().unwrap();
     assert_eq!(sim.clock().tick, 3);
 }
+
+/// The teacher, except that one rate of one cell is NaN from the third call on.
+struct NanAt {
+    teacher: Teacher,
+    calls: usize,
+    row: usize,
+    gene: usize,
+}
+
+impl explant_core::ResponseModel for NanAt {
+    fn name(&self) -> String {
+        "nan-at".into()
+    }
+
+    fn signature(&self) -> &explant_core::ModelSignature {
+        self.teacher.signature()
+    }
+
+    fn rates(
+        &mut self,
+        input: &explant_core::ResponseInput<'_>,
+        rates: &mut [f32],
+    ) -> Result<(), explant_core::ModelError> {
+        self.calls += 1;
+        self.teacher.rates(input, rates)?;
+        if self.calls >= 3 {
+            rates[self.row * self.teacher.signature().genes.len() + self.gene] = f32::NAN;
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_non_finite_rate_stops_the_run_naming_cell_and_gene_and_never_becomes_zero() {
+    let s = scene(|_| {});
+    let gene = s.gene_index("AXIN2").unwrap();
+    let model = NanAt { teacher: Teacher::from_scene(&s), calls: 0, row: 5, gene };
+    let mut sim = Simulation::new(&s, Box::new(CpuDiffusion::new()), Box::new(model)).unwrap();
+    sim.step().unwrap();
+    sim.step().unwrap();
+    let before = sim.cells();
+    let e = sim.step().unwrap_err().to_string();
+    assert!(e.contains("nan-at") && e.contains("non-finite rate of `AXIN2`") && e.contains("`NaN`"), "{e}");
+    // The cell named is the one whose row the model spoiled, and nothing was stepped:
+    // no expression became 0 (or anything else) because of the NaN.
+    let id: u64 = e.rsplit("cell ").next().and_then(|t| t.trim().parse().ok()).expect("a cell id in the message");
+    let mut rows = sim.world.query::<(&explant_core::CellId, &explant_core::Row)>();
+    let at_row_5 = rows.iter(&sim.world).find(|(_, r)| r.0 == 5).map(|(c, _)| c.0);
+    assert_eq!(Some(id), at_row_5, "the message names the cell of row 5");
+    assert_eq!(sim.cells().expression, before.expression, "the failed respond step changed expression");
+    assert!(sim.cells().expression.iter().all(|x| x.is_finite()));
+}
