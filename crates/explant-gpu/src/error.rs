@@ -26,8 +26,8 @@ pub enum GpuError {
         /// Each adapter found and why it was refused.
         found: String,
     },
-    /// The chosen adapter would not give a device.
-    #[error("adapter `{adapter}` refused to create a device: {source}")]
+    /// The chosen adapter would not give a device (wgpu's error is the source).
+    #[error("adapter `{adapter}` refused to create a device")]
     RequestDevice {
         /// The adapter's name, backend and type.
         adapter: String,

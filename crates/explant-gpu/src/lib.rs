@@ -17,8 +17,8 @@
 //!   [`explant_field::implicit::coefficients`]. One step per `Δt`, whatever its size.
 //!
 //! Either way the GPU agrees with the CPU to float32 rounding, not bit for bit (the GPU
-//! compiler may fuse multiply–adds), which `tests/gpu_matches_cpu.rs` and
-//! `tests/gpu_implicit.rs` check to `1e-5` relative.
+//! compiler may fuse multiply–adds), which `tests/gpu/gpu_matches_cpu.rs` and
+//! `tests/gpu/gpu_implicit.rs` check to `1e-5` relative.
 //!
 //! Each face of the grid follows its channel's [`explant_field::Boundary`]: the
 //! neighbour beyond the face is the voxel itself for `ZeroFlux`, `2.0 * value - c` for

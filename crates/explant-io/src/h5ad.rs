@@ -149,90 +149,18 @@ struct Prepared {
 }
 
 impl Prepared {
+    /// Check the snapshot (lengths, extra columns, layers, expression, `dims`, cell types,
+    /// fields, unique names, in that order) and convert its strings.
     fn new(path: &Path, snap: &Snapshot<'_>) -> Result<Self, IoError> {
-        let n_obs = snap.cell_ids.len();
-        let n_vars = snap.genes.len();
-        let mismatch = |what, found, expected, why: String| IoError::LengthMismatch {
-            path: path.to_path_buf(),
-            what,
-            found,
-            expected,
-            why,
-        };
-        let per_cell = format!("one per cell, and `cell_ids` has {n_obs}");
-        for (what, found) in [
-            ("cell_types", snap.cell_types.len()),
-            ("generations", snap.generations.len()),
-            ("perturbed", snap.perturbed.len()),
-            ("positions", snap.positions.len()),
-        ] {
-            if found != n_obs {
-                return Err(mismatch(what, found, n_obs, per_cell.clone()));
-            }
-        }
-        let mut names: Vec<&str> = vec!["cell_type", "generation", "perturbed"];
-        for (i, c) in snap.extra_obs.iter().enumerate() {
-            if c.len() != n_obs {
-                return Err(mismatch("extra_obs", c.len(), n_obs, format!("column `{}`: {per_cell}", c.name())));
-            }
-            to_h5_string(path, || format!("extra_obs[{i}].name"), c.name())?;
-            names.push(c.name());
-            if let ObsColumn::Category { categories, codes, .. } = c {
-                check_unique(path, "extra_obs categories", categories.iter().map(String::as_str))?;
-                to_h5_strings(path, c.name(), categories)?;
-                if let Some((cell, &code)) = codes.iter().enumerate().find(|&(_, &k)| k as usize >= categories.len()) {
-                    return Err(IoError::BadCellType { path: path.to_path_buf(), cell, code, names: categories.len() });
-                }
-            }
-        }
-        check_unique(path, "obs columns", names.iter().copied())?;
-        for (i, (name, values)) in snap.layers.iter().enumerate() {
-            to_h5_string(path, || format!("layers[{i}].name"), name)?;
-            if Some(values.len()) != n_obs.checked_mul(n_vars) {
-                return Err(mismatch("layers", values.len(), n_obs * n_vars, format!("layer `{name}`: cells × genes")));
-            }
-        }
-        check_unique(path, "layers", snap.layers.iter().map(|l| l.0))?;
-        let cells_x_genes = n_obs.checked_mul(n_vars);
-        if cells_x_genes != Some(snap.expression.len()) {
-            return Err(mismatch(
-                "expression",
-                snap.expression.len(),
-                cells_x_genes.unwrap_or(usize::MAX),
-                format!("{n_obs} cells × {n_vars} genes"),
-            ));
-        }
-        if !matches!(snap.dims, 2 | 3) {
-            return Err(IoError::BadDims { path: path.to_path_buf(), dims: snap.dims });
-        }
-        let names = snap.cell_type_names.len();
-        if let Some((cell, &code)) = snap.cell_types.iter().enumerate().find(|&(_, &c)| c as usize >= names) {
-            return Err(IoError::BadCellType { path: path.to_path_buf(), cell, code, names });
-        }
-        if let Some(f) = &snap.fields {
-            let voxels = f.grid.voxels();
-            let expected = voxels.saturating_mul(f.names.len());
-            if f.data.len() != expected {
-                return Err(mismatch(
-                    "fields.data",
-                    f.data.len(),
-                    expected,
-                    format!("{} ligands × {voxels} voxels", f.names.len()),
-                ));
-            }
-            check_unique(path, "fields.names", f.names.iter().map(String::as_str))?;
-            for (i, n) in f.names.iter().enumerate() {
-                to_h5_string(path, || format!("fields.names[{i}]"), n)?;
-            }
-        }
-        check_unique(path, "genes", snap.genes.iter().map(String::as_str))?;
-        check_unique(path, "cell_type_names", snap.cell_type_names.iter().map(String::as_str))?;
-        let ids: Vec<String> = snap.cell_ids.iter().map(u64::to_string).collect();
-        check_unique(path, "cell_ids", ids.iter().map(String::as_str))?;
-
+        check_per_cell_lengths(path, snap)?;
+        check_extra_obs(path, snap)?;
+        check_layers(path, snap)?;
+        check_expression_and_types(path, snap)?;
+        check_fields(path, snap)?;
+        let ids = check_names(path, snap)?;
         Ok(Self {
-            n_obs,
-            n_vars,
+            n_obs: snap.cell_ids.len(),
+            n_vars: snap.genes.len(),
             genes: to_h5_strings(path, "genes", snap.genes)?,
             categories: to_h5_strings(path, "cell_type_names", snap.cell_type_names)?,
             cell_ids: to_h5_strings(path, "cell_ids", &ids)?,
@@ -240,6 +168,131 @@ impl Prepared {
             version: to_h5_string(path, || "explant_version".to_owned(), snap.explant_version)?,
         })
     }
+}
+
+/// The error for an input `what` of length `found` where `expected` (from `why`) was needed.
+fn mismatch(path: &Path, what: &'static str, found: usize, expected: usize, why: String) -> IoError {
+    IoError::LengthMismatch { path: path.to_path_buf(), what, found, expected, why }
+}
+
+/// Why a per-cell input needs `n_obs` entries.
+fn per_cell(n_obs: usize) -> String {
+    format!("one per cell, and `cell_ids` has {n_obs}")
+}
+
+/// Cell types, generations, perturbed flags and positions: one per cell id.
+fn check_per_cell_lengths(path: &Path, snap: &Snapshot<'_>) -> Result<(), IoError> {
+    let n_obs = snap.cell_ids.len();
+    for (what, found) in [
+        ("cell_types", snap.cell_types.len()),
+        ("generations", snap.generations.len()),
+        ("perturbed", snap.perturbed.len()),
+        ("positions", snap.positions.len()),
+    ] {
+        if found != n_obs {
+            return Err(mismatch(path, what, found, n_obs, per_cell(n_obs)));
+        }
+    }
+    Ok(())
+}
+
+/// Each extra `obs` column: one entry per cell, an HDF5-safe name, unique categories
+/// that its codes stay within; and no two `obs` columns with the same name.
+fn check_extra_obs(path: &Path, snap: &Snapshot<'_>) -> Result<(), IoError> {
+    let n_obs = snap.cell_ids.len();
+    let mut names: Vec<&str> = vec!["cell_type", "generation", "perturbed"];
+    for (i, c) in snap.extra_obs.iter().enumerate() {
+        if c.len() != n_obs {
+            return Err(mismatch(
+                path,
+                "extra_obs",
+                c.len(),
+                n_obs,
+                format!("column `{}`: {}", c.name(), per_cell(n_obs)),
+            ));
+        }
+        to_h5_string(path, || format!("extra_obs[{i}].name"), c.name())?;
+        names.push(c.name());
+        if let ObsColumn::Category { categories, codes, .. } = c {
+            check_unique(path, "extra_obs categories", categories.iter().map(String::as_str))?;
+            to_h5_strings(path, c.name(), categories)?;
+            if let Some((cell, &code)) = codes.iter().enumerate().find(|&(_, &k)| k as usize >= categories.len()) {
+                return Err(IoError::BadCellType { path: path.to_path_buf(), cell, code, names: categories.len() });
+            }
+        }
+    }
+    check_unique(path, "obs columns", names.iter().copied())
+}
+
+/// Each layer: an HDF5-safe name and cells × genes values; no two layers with the same name.
+fn check_layers(path: &Path, snap: &Snapshot<'_>) -> Result<(), IoError> {
+    let (n_obs, n_vars) = (snap.cell_ids.len(), snap.genes.len());
+    for (i, (name, values)) in snap.layers.iter().enumerate() {
+        to_h5_string(path, || format!("layers[{i}].name"), name)?;
+        if Some(values.len()) != n_obs.checked_mul(n_vars) {
+            return Err(mismatch(
+                path,
+                "layers",
+                values.len(),
+                n_obs * n_vars,
+                format!("layer `{name}`: cells × genes"),
+            ));
+        }
+    }
+    check_unique(path, "layers", snap.layers.iter().map(|l| l.0))
+}
+
+/// Expression of cells × genes values, `dims` 2 or 3, and cell types within the names.
+fn check_expression_and_types(path: &Path, snap: &Snapshot<'_>) -> Result<(), IoError> {
+    let (n_obs, n_vars) = (snap.cell_ids.len(), snap.genes.len());
+    let cells_x_genes = n_obs.checked_mul(n_vars);
+    if cells_x_genes != Some(snap.expression.len()) {
+        return Err(mismatch(
+            path,
+            "expression",
+            snap.expression.len(),
+            cells_x_genes.unwrap_or(usize::MAX),
+            format!("{n_obs} cells × {n_vars} genes"),
+        ));
+    }
+    if !matches!(snap.dims, 2 | 3) {
+        return Err(IoError::BadDims { path: path.to_path_buf(), dims: snap.dims });
+    }
+    let names = snap.cell_type_names.len();
+    if let Some((cell, &code)) = snap.cell_types.iter().enumerate().find(|&(_, &c)| c as usize >= names) {
+        return Err(IoError::BadCellType { path: path.to_path_buf(), cell, code, names });
+    }
+    Ok(())
+}
+
+/// Ligand fields, if any: one grid of values per ligand, unique HDF5-safe names.
+fn check_fields(path: &Path, snap: &Snapshot<'_>) -> Result<(), IoError> {
+    let Some(f) = &snap.fields else { return Ok(()) };
+    let voxels = f.grid.voxels();
+    let expected = voxels.saturating_mul(f.names.len());
+    if f.data.len() != expected {
+        return Err(mismatch(
+            path,
+            "fields.data",
+            f.data.len(),
+            expected,
+            format!("{} ligands × {voxels} voxels", f.names.len()),
+        ));
+    }
+    check_unique(path, "fields.names", f.names.iter().map(String::as_str))?;
+    for (i, n) in f.names.iter().enumerate() {
+        to_h5_string(path, || format!("fields.names[{i}]"), n)?;
+    }
+    Ok(())
+}
+
+/// Unique genes, cell type names and cell ids; returns the ids as text.
+fn check_names(path: &Path, snap: &Snapshot<'_>) -> Result<Vec<String>, IoError> {
+    check_unique(path, "genes", snap.genes.iter().map(String::as_str))?;
+    check_unique(path, "cell_type_names", snap.cell_type_names.iter().map(String::as_str))?;
+    let ids: Vec<String> = snap.cell_ids.iter().map(u64::to_string).collect();
+    check_unique(path, "cell_ids", ids.iter().map(String::as_str))?;
+    Ok(ids)
 }
 
 fn check_unique<'s>(path: &Path, what: &'static str, names: impl Iterator<Item = &'s str>) -> Result<(), IoError> {

@@ -206,31 +206,29 @@ impl LinePlot {
     /// `None`, else nested at `(x, y)` inside another.
     fn write_svg(&self, out: &mut String, at: Option<(f64, f64)>) {
         let l = self.layout();
-        let (w, h) = (l.width, l.height);
-        match at {
-            None => {
-                let _ = write!(
-                    out,
-                    r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
-                );
-            }
-            Some((x, y)) => {
-                let _ = write!(out, r#"<svg x="{x}" y="{y}" width="{w}" height="{h}" viewBox="0 0 {w} {h}">"#);
-            }
+        open_svg(out, &l, at);
+        let frame = self.frame(&l);
+        self.write_labels(out, &l);
+        frame.write_axes(out);
+        for (i, s) in self.series.iter().enumerate() {
+            frame.write_series(out, i, s);
         }
-        out.push('\n');
-        let _ = writeln!(out, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
+        out.push_str("</svg>\n");
+    }
+
+    /// The axes over the finite points of all series (0 to 1 where there are none).
+    fn frame<'a>(&self, l: &'a Layout) -> Frame<'a> {
         let xs =
             finite_range(self.series.iter().flat_map(|s| s.points.iter().filter(|p| p.1.is_finite()).map(|p| p.0)));
         let ys =
             finite_range(self.series.iter().flat_map(|s| s.points.iter().filter(|p| p.0.is_finite()).map(|p| p.1)));
         let (xa, xb) = xs.unwrap_or((0.0, 1.0));
         let (ya, yb) = ys.unwrap_or((0.0, 1.0));
-        let (xaxis, yaxis) = (Axis::nice(xa, xb, 5), Axis::nice(ya, yb, 5));
-        let px = |v: f64| l.x0 + xaxis.scale(v, l.x1 - l.x0);
-        let py = |v: f64| l.y1 - yaxis.scale(v, l.y1 - l.y0);
+        Frame { l, xaxis: Axis::nice(xa, xb, 5), yaxis: Axis::nice(ya, yb, 5) }
+    }
 
-        // Title and axis labels.
+    /// The title and the axis labels.
+    fn write_labels(&self, out: &mut String, l: &Layout) {
         let _ = writeln!(
             out,
             r#"<text x="{}" y="22" text-anchor="middle" font-size="14" font-weight="bold" fill="{INK}">{}</text>"#,
@@ -250,8 +248,51 @@ impl LinePlot {
             r#"<text x="{lx}" y="{ly}" text-anchor="middle" transform="rotate(-90 {lx} {ly})" fill="{INK}">{}</text>"#,
             escape(&self.y_label)
         );
+    }
+}
 
-        // Plot area, grid lines and ticks.
+/// The opening `<svg>` tag (the root with the namespace, or nested at `at`) and the white background.
+fn open_svg(out: &mut String, l: &Layout, at: Option<(f64, f64)>) {
+    let (w, h) = (l.width, l.height);
+    match at {
+        None => {
+            let _ = write!(
+                out,
+                r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
+            );
+        }
+        Some((x, y)) => {
+            let _ = write!(out, r#"<svg x="{x}" y="{y}" width="{w}" height="{h}" viewBox="0 0 {w} {h}">"#);
+        }
+    }
+    out.push('\n');
+    let _ = writeln!(out, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
+}
+
+/// A plot's axes placed in its layout: data coordinates to pixels.
+struct Frame<'a> {
+    /// Where things go.
+    l: &'a Layout,
+    /// The horizontal axis.
+    xaxis: Axis,
+    /// The vertical axis.
+    yaxis: Axis,
+}
+
+impl Frame<'_> {
+    /// Horizontal pixel of `v`.
+    fn px(&self, v: f64) -> f64 {
+        self.l.x0 + self.xaxis.scale(v, self.l.x1 - self.l.x0)
+    }
+
+    /// Vertical pixel of `v`.
+    fn py(&self, v: f64) -> f64 {
+        self.l.y1 - self.yaxis.scale(v, self.l.y1 - self.l.y0)
+    }
+
+    /// The plot area, grid lines, ticks with their labels, and the dashed `y = 0` line.
+    fn write_axes(&self, out: &mut String) {
+        let l = self.l;
         let _ = writeln!(
             out,
             r#"<rect class="plot-area" x="{}" y="{}" width="{}" height="{}" fill="none" stroke="{INK}"/>"#,
@@ -260,8 +301,8 @@ impl LinePlot {
             l.x1 - l.x0,
             l.y1 - l.y0
         );
-        for &t in &xaxis.ticks {
-            let x = px(t);
+        for &t in &self.xaxis.ticks {
+            let x = self.px(t);
             let _ = writeln!(out, r#"<line x1="{x:.2}" y1="{}" x2="{x:.2}" y2="{}" stroke="{GRID}"/>"#, l.y0, l.y1);
             let _ =
                 writeln!(out, r#"<line x1="{x:.2}" y1="{}" x2="{x:.2}" y2="{}" stroke="{INK}"/>"#, l.y1, l.y1 + 5.0);
@@ -269,11 +310,11 @@ impl LinePlot {
                 out,
                 r#"<text class="xtick" x="{x:.2}" y="{}" text-anchor="middle" fill="{INK}">{}</text>"#,
                 l.y1 + 18.0,
-                xaxis.label(t)
+                self.xaxis.label(t)
             );
         }
-        for &t in &yaxis.ticks {
-            let y = py(t);
+        for &t in &self.yaxis.ticks {
+            let y = self.py(t);
             let _ = writeln!(out, r#"<line x1="{}" y1="{y:.2}" x2="{}" y2="{y:.2}" stroke="{GRID}"/>"#, l.x0, l.x1);
             let _ =
                 writeln!(out, r#"<line x1="{}" y1="{y:.2}" x2="{}" y2="{y:.2}" stroke="{INK}"/>"#, l.x0 - 5.0, l.x0);
@@ -282,68 +323,69 @@ impl LinePlot {
                 r#"<text class="ytick" x="{}" y="{:.2}" text-anchor="end" fill="{INK}">{}</text>"#,
                 l.x0 - 8.0,
                 y + 4.0,
-                yaxis.label(t)
+                self.yaxis.label(t)
             );
         }
-        if yaxis.lo < 0.0 && yaxis.hi > 0.0 {
-            let y = py(0.0);
+        if self.yaxis.lo < 0.0 && self.yaxis.hi > 0.0 {
+            let y = self.py(0.0);
             let _ = writeln!(
                 out,
                 r##"<line class="zero" x1="{}" y1="{y:.2}" x2="{}" y2="{y:.2}" stroke="#888888" stroke-dasharray="2 3"/>"##,
                 l.x0, l.x1
             );
         }
+    }
 
-        // The series, then the legend.
-        for (i, s) in self.series.iter().enumerate() {
-            let colour = palette(s.colour.unwrap_or(i));
-            let dash = if s.dashed { r#" stroke-dasharray="6 4""# } else { "" };
-            let mut d = String::new();
-            let mut pen_down = false;
-            let mut marks = Vec::new();
-            for &(x, y) in &s.points {
-                if !(x.is_finite() && y.is_finite()) {
-                    pen_down = false;
-                    continue;
-                }
-                let (x, y) = (px(x), py(y));
-                if !d.is_empty() {
-                    d.push(' ');
-                }
-                let _ = write!(d, "{}{x:.2} {y:.2}", if pen_down { 'L' } else { 'M' });
-                pen_down = true;
-                marks.push((x, y));
+    /// Series `i`: its line (broken at non-finite points), its markers (at most
+    /// [`MAX_MARKED_POINTS`] points) and its legend entry.
+    fn write_series(&self, out: &mut String, i: usize, s: &Series) {
+        let l = self.l;
+        let colour = palette(s.colour.unwrap_or(i));
+        let dash = if s.dashed { r#" stroke-dasharray="6 4""# } else { "" };
+        let mut d = String::new();
+        let mut pen_down = false;
+        let mut marks = Vec::new();
+        for &(x, y) in &s.points {
+            if !(x.is_finite() && y.is_finite()) {
+                pen_down = false;
+                continue;
             }
-            let _ = writeln!(
-                out,
-                r#"<path class="series" d="{d}" fill="none" stroke="{colour}" stroke-width="2"{dash}><title>{}</title></path>"#,
-                escape(&s.name)
-            );
-            if s.points.len() <= MAX_MARKED_POINTS {
-                for (x, y) in marks {
-                    let fill = if s.dashed { "white" } else { colour.as_str() };
-                    let _ = writeln!(
-                        out,
-                        r#"<circle cx="{x:.2}" cy="{y:.2}" r="2.5" fill="{fill}" stroke="{colour}" stroke-width="1.2"/>"#
-                    );
-                }
+            let (x, y) = (self.px(x), self.py(y));
+            if !d.is_empty() {
+                d.push(' ');
             }
-            let ly = l.y0 + 10.0 + LEGEND_ROW * i as f64;
-            let lx = l.x1 + 12.0;
-            let _ = writeln!(
-                out,
-                r#"<line x1="{lx}" y1="{ly}" x2="{}" y2="{ly}" stroke="{colour}" stroke-width="2"{dash}/>"#,
-                lx + 26.0
-            );
-            let _ = writeln!(
-                out,
-                r#"<text class="legend" x="{}" y="{}" fill="{INK}">{}</text>"#,
-                lx + 32.0,
-                ly + 4.0,
-                escape(&s.name)
-            );
+            let _ = write!(d, "{}{x:.2} {y:.2}", if pen_down { 'L' } else { 'M' });
+            pen_down = true;
+            marks.push((x, y));
         }
-        out.push_str("</svg>\n");
+        let _ = writeln!(
+            out,
+            r#"<path class="series" d="{d}" fill="none" stroke="{colour}" stroke-width="2"{dash}><title>{}</title></path>"#,
+            escape(&s.name)
+        );
+        if s.points.len() <= MAX_MARKED_POINTS {
+            for (x, y) in marks {
+                let fill = if s.dashed { "white" } else { colour.as_str() };
+                let _ = writeln!(
+                    out,
+                    r#"<circle cx="{x:.2}" cy="{y:.2}" r="2.5" fill="{fill}" stroke="{colour}" stroke-width="1.2"/>"#
+                );
+            }
+        }
+        let ly = l.y0 + 10.0 + LEGEND_ROW * i as f64;
+        let lx = l.x1 + 12.0;
+        let _ = writeln!(
+            out,
+            r#"<line x1="{lx}" y1="{ly}" x2="{}" y2="{ly}" stroke="{colour}" stroke-width="2"{dash}/>"#,
+            lx + 26.0
+        );
+        let _ = writeln!(
+            out,
+            r#"<text class="legend" x="{}" y="{}" fill="{INK}">{}</text>"#,
+            lx + 32.0,
+            ly + 4.0,
+            escape(&s.name)
+        );
     }
 }
 

@@ -38,8 +38,8 @@ pub enum TorchError {
     /// The model does not fit the scene, or failed to run.
     #[error(transparent)]
     Model(#[from] explant_core::ModelError),
-    /// libtorch failed during fitting or export.
-    #[error("libtorch: {0}")]
+    /// libtorch failed during fitting or export (its error is the source).
+    #[error("libtorch reported an error")]
     Torch(#[from] tch::TchError),
     /// Writing an output failed.
     #[error("cannot write `{}`", path.display())]
@@ -57,10 +57,11 @@ pub enum TorchError {
         /// What is wrong.
         message: String,
     },
-    /// Running the teacher to find the input ranges failed.
-    #[error("running the teacher: {0}")]
+    /// Running the teacher to find the input ranges failed (the simulation's error is the
+    /// source).
+    #[error("running the teacher failed")]
     Teacher(#[from] explant_core::CoreError),
-    /// A simulation of the evaluation failed.
-    #[error("running the scene: {0}")]
-    Simulation(explant_core::CoreError),
+    /// A simulation of the evaluation failed (the simulation's error is the source).
+    #[error("running the scene failed")]
+    Simulation(#[source] explant_core::CoreError),
 }

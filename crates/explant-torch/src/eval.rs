@@ -286,13 +286,29 @@ fn hold_out_mismatch(model: &std::path::Path, ty: &str, genes: &[String]) -> Res
 /// of every model and baseline in every group. `progress` gets a line per step.
 pub fn evaluate(scene: &LoadedScene, opts: &EvalOptions, progress: &mut dyn FnMut(&str)) -> Result<Evaluation> {
     let sc = &scene.scene;
-    let g = sc.genes.len();
-    let ty = opts.hold_out_type.clone();
+    let train_genes = training_knockouts(sc, opts)?;
+    let targets: Vec<usize> = opts.perturb.iter().filter_map(|x| sc.gene_index(x)).collect();
+    let signature = explant_core::ModelSignature::of_scene(sc);
+    let mut notes = model_notes(opts, &signature, progress)?;
+    let runs = all_runs(scene, opts, &signature, &train_genes, progress)?;
+    let scoring = Scoring::new(sc, &runs, &targets, opts.perturb.len());
+    let mut rows = Vec::new();
+    for (k, name) in group_names(&sc.output.distance_bands).iter().enumerate() {
+        rows.extend(scoring.group(k, name, &mut notes, progress));
+    }
+    Ok(Evaluation { train_genes, notes, rows })
+}
+
+/// The training knockouts (the scene's genes not held out), after checking that the
+/// held-out cell type and genes exist, that at least two distinct genes are held out,
+/// and that at least one is left to train on.
+fn training_knockouts(sc: &Scene, opts: &EvalOptions) -> Result<Vec<String>> {
+    let ty = &opts.hold_out_type;
     let perturb = &opts.perturb;
-    if sc.cell_type_index(&ty).is_none() {
+    if sc.cell_type_index(ty).is_none() {
         return Err(bad(
             "hold-out-type",
-            format!("unknown cell type `{ty}`{}", explant_scene::suggest(&ty, &sc.cell_type_names())),
+            format!("unknown cell type `{ty}`{}", explant_scene::suggest(ty, &sc.cell_type_names())),
         ));
     }
     for gene in perturb {
@@ -316,32 +332,62 @@ pub fn evaluate(scene: &LoadedScene, opts: &EvalOptions, progress: &mut dyn FnMu
                 .into(),
         ));
     }
-    let targets: Vec<usize> = perturb.iter().filter_map(|x| sc.gene_index(x)).collect();
-    let bands = &sc.output.distance_bands;
-    let signature = explant_core::ModelSignature::of_scene(sc);
+    Ok(train_genes)
+}
 
-    // The model first: a wrong path or names fail now, not after the teacher's runs.
-    crate::TorchModel::load_for(&opts.model, &signature, 0)?;
-    let mut notes = hold_out_mismatch(&opts.model, &ty, perturb)?;
+/// Load the learned model once (a wrong path or names fail now, not after the teacher's
+/// runs) and note, through `progress` too, where its training did not hold out the same.
+fn model_notes(
+    opts: &EvalOptions,
+    signature: &explant_core::ModelSignature,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Vec<String>> {
+    crate::TorchModel::load_for(&opts.model, signature, 0)?;
+    let notes = hold_out_mismatch(&opts.model, &opts.hold_out_type, &opts.perturb)?;
     for line in &notes {
         progress(&format!("note: {line}"));
     }
+    Ok(notes)
+}
+
+/// Every model's runs: the teacher's (the truth, and the training knockouts), the
+/// learned model's and the ridge baseline's.
+struct AllRuns {
+    /// The teacher under the held-out knockouts.
+    truth: Runs,
+    /// The teacher under the training knockouts.
+    training: Runs,
+    /// The learned model under the held-out knockouts.
+    learned: Runs,
+    /// The ridge baseline under the held-out knockouts.
+    ridge: Runs,
+}
+
+/// Run the teacher (truth, then training knockouts), the learned model and the ridge
+/// baseline (fitted first on the training trajectories), in that order.
+fn all_runs(
+    scene: &LoadedScene,
+    opts: &EvalOptions,
+    signature: &explant_core::ModelSignature,
+    train_genes: &[String],
+    progress: &mut dyn FnMut(&str),
+) -> Result<AllRuns> {
+    let sc = &scene.scene;
+    let (ty, perturb) = (&opts.hold_out_type, &opts.perturb);
     progress(&format!(
         "truth: the teacher under {} held-out and {} training knockouts in `{ty}`...",
         perturb.len(),
         train_genes.len()
     ));
     let teacher = || -> Result<Box<dyn ResponseModel>> { Ok(Box::new(Teacher::from_scene(sc))) };
-    let truth = runs(sc, perturb, &ty, &teacher, progress)?;
-    let training = runs(sc, &train_genes, &ty, &teacher, progress)?;
+    let truth = runs(sc, perturb, ty, &teacher, progress)?;
+    let training = runs(sc, train_genes, ty, &teacher, progress)?;
     progress(&format!("learned model `{}`...", opts.model.display()));
     let learned = runs(
         sc,
         perturb,
-        &ty,
-        &|| -> Result<Box<dyn ResponseModel>> {
-            Ok(Box::new(crate::TorchModel::load_for(&opts.model, &signature, 0)?))
-        },
+        ty,
+        &|| -> Result<Box<dyn ResponseModel>> { Ok(Box::new(crate::TorchModel::load_for(&opts.model, signature, 0)?)) },
         progress,
     )?;
     progress("ridge regression on the training trajectories...");
@@ -354,43 +400,106 @@ pub fn evaluate(scene: &LoadedScene, opts: &EvalOptions, progress: &mut dyn FnMu
     };
     let ridge_model = crate::fit_ridge(scene, &fit, 1e-3)?;
     let ridge =
-        runs(sc, perturb, &ty, &|| -> Result<Box<dyn ResponseModel>> { Ok(Box::new(ridge_model.clone())) }, progress)?;
+        runs(sc, perturb, ty, &|| -> Result<Box<dyn ResponseModel>> { Ok(Box::new(ridge_model.clone())) }, progress)?;
+    Ok(AllRuns { truth, training, learned, ridge })
+}
 
-    let per = |r: &Runs| -> Vec<Vec<Option<GroupResponse>>> {
-        r.perturbed.iter().map(|(t, d)| responses(t, d, &r.control, bands, g)).collect()
-    };
-    let (truth_r, train_r) = (per(&truth), per(&training));
-    let neighbour_r: Vec<Vec<Option<GroupResponse>>> = truth
-        .perturbed
-        .iter()
-        .zip(&targets)
-        .map(|((t, d), &target)| {
-            let pred = neighbour_average(t, &truth.control, target, sc.contact.radius, g);
-            responses(&pred, d, &truth.control, bands, g)
-        })
-        .collect();
-    let models: Vec<(&str, Vec<Vec<Option<GroupResponse>>>)> =
-        vec![("neighbour-avg", neighbour_r), ("learned", per(&learned)), ("ridge", per(&ridge))];
-    let group_names: Vec<String> = std::iter::once("perturbed".to_string())
+/// Names of the groups of cells: `perturbed`, each distance band, then `far`.
+fn group_names(bands: &[f32]) -> Vec<String> {
+    std::iter::once("perturbed".to_string())
         .chain(bands.windows(2).map(|w| format!("{}-{} um", w[0], w[1])))
         .chain(std::iter::once(format!("far (>= {} um)", bands.last().copied().unwrap_or(0.0))))
-        .collect();
-    let mut out = Vec::new();
-    for (k, name) in group_names.iter().enumerate() {
-        // Truth for this group, per held-out knockout.
-        let t: Vec<&GroupResponse> = truth_r.iter().filter_map(|p| p[k].as_ref()).collect();
-        if t.len() != perturb.len() {
-            continue;
-        }
-        let real_de: Vec<Vec<usize>> = t
+        .collect()
+}
+
+/// Responses per held-out (or training) knockout, per group.
+type Responses = Vec<Vec<Option<GroupResponse>>>;
+
+/// Every model's responses, ready to be scored group by group.
+struct Scoring<'a> {
+    /// Genes.
+    g: usize,
+    /// Index of each held-out gene.
+    targets: &'a [usize],
+    /// Held-out knockouts: a group is scored only where the truth has cells for each.
+    held_out: usize,
+    /// The teacher's responses to the held-out knockouts.
+    truth: Responses,
+    /// The teacher's responses to the training knockouts.
+    training: Responses,
+    /// The neighbour average, the learned model and the ridge baseline.
+    models: Vec<(&'static str, Responses)>,
+}
+
+impl<'a> Scoring<'a> {
+    /// The responses of every run (and of the neighbour average, built from the truth).
+    fn new(sc: &Scene, runs: &AllRuns, targets: &'a [usize], held_out: usize) -> Self {
+        let g = sc.genes.len();
+        let bands = &sc.output.distance_bands;
+        let truth = &runs.truth;
+        let per = |r: &Runs| -> Responses {
+            r.perturbed.iter().map(|(t, d)| responses(t, d, &r.control, bands, g)).collect()
+        };
+        let (truth_r, train_r) = (per(truth), per(&runs.training));
+        let neighbour_r: Responses = truth
+            .perturbed
             .iter()
-            .map(|r| {
-                let adj = benjamini_hochberg(&r.p);
-                (0..g).filter(|&x| adj[x] < 0.05 && r.delta[x] != 0.0).collect()
+            .zip(targets)
+            .map(|((t, d), &target)| {
+                let pred = neighbour_average(t, &truth.control, target, sc.contact.radius, g);
+                responses(&pred, d, &truth.control, bands, g)
             })
             .collect();
-        let control_pb: Vec<Vec<f64>> = t.iter().map(|r| r.control.clone()).collect();
-        // Mean delta of the training knockouts in this group.
+        let models = vec![("neighbour-avg", neighbour_r), ("learned", per(&runs.learned)), ("ridge", per(&runs.ridge))];
+        Self { g, targets, held_out, truth: truth_r, training: train_r, models }
+    }
+
+    /// The rows of group `k` (named `name`): the baselines, then each model with
+    /// responses in every held-out knockout; none where the truth lacks cells for one.
+    fn group(&self, k: usize, name: &str, notes: &mut Vec<String>, progress: &mut dyn FnMut(&str)) -> Vec<EvalRow> {
+        let g = self.g;
+        // Truth for this group, per held-out knockout.
+        let t: Vec<&GroupResponse> = self.truth.iter().filter_map(|p| p[k].as_ref()).collect();
+        if t.len() != self.held_out {
+            return Vec::new();
+        }
+        let truth = GroupTruth::new(t, self.targets, g);
+        let control_pb: Vec<Vec<f64>> = truth.t.iter().map(|r| r.control.clone()).collect();
+        let mean_delta = self.mean_training_delta(k, name, notes, progress);
+        let n = truth.t.len();
+        let mut rows: Vec<(&str, Scores)> = Vec::new();
+        rows.push(("no-change", truth.score(&control_pb, &vec![vec![0.0; g]; n], &vec![Vec::new(); n])));
+        rows.push((
+            "mean",
+            truth.score(
+                &control_pb.iter().map(|c| c.iter().zip(&mean_delta).map(|(a, d)| a + d).collect()).collect::<Vec<_>>(),
+                &vec![mean_delta.clone(); n],
+                &vec![by_size(&mean_delta, g); n],
+            ),
+        ));
+        for (label, rs) in &self.models {
+            let got: Vec<&GroupResponse> = rs.iter().filter_map(|p| p[k].as_ref()).collect();
+            if got.len() != n {
+                continue;
+            }
+            let ranking: Vec<Vec<usize>> = got.iter().map(|r| by_p_value(r, g)).collect();
+            let pb: Vec<Vec<f64>> = got.iter().map(|r| r.pseudobulk.clone()).collect();
+            let delta: Vec<Vec<f64>> = got.iter().map(|r| r.delta.clone()).collect();
+            rows.push((label, truth.score(&pb, &delta, &ranking)));
+        }
+        eval_rows(name, &rows)
+    }
+
+    /// Mean delta of the training knockouts in group `k`, noting (in `notes` and through
+    /// `progress`) when some of them have no cells there.
+    fn mean_training_delta(
+        &self,
+        k: usize,
+        name: &str,
+        notes: &mut Vec<String>,
+        progress: &mut dyn FnMut(&str),
+    ) -> Vec<f64> {
+        let train_r = &self.training;
         let train_deltas: Vec<&Vec<f64>> = train_r.iter().filter_map(|p| p[k].as_ref().map(|r| &r.delta)).collect();
         if train_deltas.len() < train_r.len() {
             let note = format!(
@@ -401,73 +510,87 @@ pub fn evaluate(scene: &LoadedScene, opts: &EvalOptions, progress: &mut dyn FnMu
             progress(&format!("note: {note}"));
             notes.push(note);
         }
-        let mean_delta: Vec<f64> =
-            (0..g).map(|x| train_deltas.iter().map(|d| d[x]).sum::<f64>() / train_deltas.len().max(1) as f64).collect();
-        let score = |pb: &[Vec<f64>], delta: &[Vec<f64>], ranking: &[Vec<usize>]| -> Scores {
-            let n = pb.len();
-            let mean_of = |v: Vec<f64>| -> f64 {
-                let v: Vec<f64> = v.into_iter().filter(|x| x.is_finite()).collect();
-                if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 }
-            };
-            let off_target = |a: &[f64], b: &[f64], skip: usize| -> f64 {
-                let keep: Vec<usize> = (0..g).filter(|&x| x != skip).collect();
-                let a: Vec<f64> = keep.iter().map(|&x| a[x]).collect();
-                let b: Vec<f64> = keep.iter().map(|&x| b[x]).collect();
-                mae(&a, &b)
-            };
-            let truth_d: Vec<Vec<f64>> = t.iter().map(|x| x.delta.clone()).collect();
-            Scores {
-                n,
-                mae: (0..n).map(|p| mae(&pb[p], &t[p].pseudobulk)).sum::<f64>() / n as f64,
-                mae_off_target: (0..n).map(|p| off_target(&pb[p], &t[p].pseudobulk, targets[p])).sum::<f64>()
-                    / n as f64,
-                pearson: mean_of((0..n).map(|p| pearson(&delta[p], &t[p].delta)).collect()),
-                pds: discrimination(delta, &truth_d, &targets).iter().sum::<f64>() / n as f64,
-                de: mean_of((0..n).map(|p| de_overlap(&real_de[p], &ranking[p])).collect()),
-            }
+        (0..self.g).map(|x| train_deltas.iter().map(|d| d[x]).sum::<f64>() / train_deltas.len().max(1) as f64).collect()
+    }
+}
+
+/// The truth in one group, per held-out knockout, with its DE genes.
+struct GroupTruth<'a> {
+    /// The truth's response per held-out knockout.
+    t: Vec<&'a GroupResponse>,
+    /// Truly DE genes per held-out knockout (BH-adjusted p < 0.05 and a nonzero delta).
+    real_de: Vec<Vec<usize>>,
+    /// Index of each held-out gene.
+    targets: &'a [usize],
+    /// Genes.
+    g: usize,
+}
+
+impl<'a> GroupTruth<'a> {
+    /// The truth `t` with its DE genes.
+    fn new(t: Vec<&'a GroupResponse>, targets: &'a [usize], g: usize) -> Self {
+        let real_de: Vec<Vec<usize>> = t
+            .iter()
+            .map(|r| {
+                let adj = benjamini_hochberg(&r.p);
+                (0..g).filter(|&x| adj[x] < 0.05 && r.delta[x] != 0.0).collect()
+            })
+            .collect();
+        Self { t, real_de, targets, g }
+    }
+
+    /// Scores of a prediction (pseudobulk, delta and DE ranking per held-out knockout)
+    /// against the truth, averaged over the knockouts.
+    fn score(&self, pb: &[Vec<f64>], delta: &[Vec<f64>], ranking: &[Vec<usize>]) -> Scores {
+        let (t, targets, real_de, g) = (&self.t, self.targets, &self.real_de, self.g);
+        let n = pb.len();
+        let mean_of = |v: Vec<f64>| -> f64 {
+            let v: Vec<f64> = v.into_iter().filter(|x| x.is_finite()).collect();
+            if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 }
         };
-        // Rankings hold only the genes a prediction changes at all: a gene it leaves
-        // exactly as in the control is not predicted DE (else ties would fill the
-        // top k in the scene's gene order).
-        let by_size = |d: &[f64]| -> Vec<usize> {
-            let mut idx: Vec<usize> = (0..g).filter(|&x| d[x] != 0.0).collect();
-            idx.sort_by(|&a, &b| d[b].abs().total_cmp(&d[a].abs()));
-            idx
+        let off_target = |a: &[f64], b: &[f64], skip: usize| -> f64 {
+            let keep: Vec<usize> = (0..g).filter(|&x| x != skip).collect();
+            let a: Vec<f64> = keep.iter().map(|&x| a[x]).collect();
+            let b: Vec<f64> = keep.iter().map(|&x| b[x]).collect();
+            mae(&a, &b)
         };
-        let n = t.len();
-        let mut rows: Vec<(&str, Scores)> = Vec::new();
-        rows.push(("no-change", score(&control_pb, &vec![vec![0.0; g]; n], &vec![Vec::new(); n])));
-        rows.push((
-            "mean",
-            score(
-                &control_pb.iter().map(|c| c.iter().zip(&mean_delta).map(|(a, d)| a + d).collect()).collect::<Vec<_>>(),
-                &vec![mean_delta.clone(); n],
-                &vec![by_size(&mean_delta); n],
-            ),
-        ));
-        for (label, rs) in &models {
-            let got: Vec<&GroupResponse> = rs.iter().filter_map(|p| p[k].as_ref()).collect();
-            if got.len() != n {
-                continue;
-            }
-            let ranking: Vec<Vec<usize>> = got
-                .iter()
-                .map(|r| {
-                    let mut idx: Vec<usize> = (0..g).filter(|&x| r.delta[x] != 0.0).collect();
-                    idx.sort_by(|&a, &b| r.p[a].total_cmp(&r.p[b]).then(r.delta[b].abs().total_cmp(&r.delta[a].abs())));
-                    idx
-                })
-                .collect();
-            let pb: Vec<Vec<f64>> = got.iter().map(|r| r.pseudobulk.clone()).collect();
-            let delta: Vec<Vec<f64>> = got.iter().map(|r| r.delta.clone()).collect();
-            rows.push((label, score(&pb, &delta, &ranking)));
+        let truth_d: Vec<Vec<f64>> = t.iter().map(|x| x.delta.clone()).collect();
+        Scores {
+            n,
+            mae: (0..n).map(|p| mae(&pb[p], &t[p].pseudobulk)).sum::<f64>() / n as f64,
+            mae_off_target: (0..n).map(|p| off_target(&pb[p], &t[p].pseudobulk, targets[p])).sum::<f64>() / n as f64,
+            pearson: mean_of((0..n).map(|p| pearson(&delta[p], &t[p].delta)).collect()),
+            pds: discrimination(delta, &truth_d, targets).iter().sum::<f64>() / n as f64,
+            de: mean_of((0..n).map(|p| de_overlap(&real_de[p], &ranking[p])).collect()),
         }
-        let base = rows[1].1.clone();
-        for (label, s) in &rows {
+    }
+}
+
+/// A baseline's DE ranking: the genes it changes, largest change first. Rankings hold
+/// only the genes a prediction changes at all: a gene it leaves exactly as in the
+/// control is not predicted DE (else ties would fill the top k in the scene's gene order).
+fn by_size(d: &[f64], g: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..g).filter(|&x| d[x] != 0.0).collect();
+    idx.sort_by(|&a, &b| d[b].abs().total_cmp(&d[a].abs()));
+    idx
+}
+
+/// A model's DE ranking: the genes it changes, by rank-sum p-value, then largest change first.
+fn by_p_value(r: &GroupResponse, g: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..g).filter(|&x| r.delta[x] != 0.0).collect();
+    idx.sort_by(|&a, &b| r.p[a].total_cmp(&r.p[b]).then(r.delta[b].abs().total_cmp(&r.delta[a].abs())));
+    idx
+}
+
+/// The rows of one group, each normalised against the mean baseline (the second row).
+fn eval_rows(name: &str, rows: &[(&str, Scores)]) -> Vec<EvalRow> {
+    let base = rows[1].1.clone();
+    rows.iter()
+        .map(|(label, s)| {
             let (mae_vs_mean, pds_vs_mean, de_vs_mean) = s.against(&base);
-            out.push(EvalRow {
+            EvalRow {
                 model: label.to_string(),
-                group: name.clone(),
+                group: name.to_string(),
                 perturbations: s.n,
                 mae: s.mae,
                 mae_off_target: s.mae_off_target,
@@ -477,8 +600,7 @@ pub fn evaluate(scene: &LoadedScene, opts: &EvalOptions, progress: &mut dyn FnMu
                 mae_vs_mean,
                 pds_vs_mean,
                 de_vs_mean,
-            });
-        }
-    }
-    Ok(Evaluation { train_genes, notes, rows: out })
+            }
+        })
+        .collect()
 }

@@ -278,6 +278,10 @@ fn labelled(
 }
 
 /// Fit a network to the scene's teacher and write `out` (`.pt`) with its `.json`.
+///
+/// The steps: the input ranges from a teacher run, the hold-outs, the training and
+/// validation samples, the input scaling, the networks (one per member), their
+/// validation errors, the TorchScript export and the metadata with its check case.
 pub fn fit_to_teacher(
     scene: &LoadedScene,
     out: &Path,
@@ -285,11 +289,51 @@ pub fn fit_to_teacher(
     progress: &mut dyn FnMut(usize, f64),
 ) -> Result<FitReport, TorchError> {
     let sc = &scene.scene;
-    let (g, l, nt) = (sc.genes.len(), sc.ligands.len(), sc.cell_types.len());
     let mut teacher = Teacher::from_scene(sc);
     // Neighbour counts by type are an input only where the teacher reads them.
     let counts = !teacher.n.is_empty();
     let (ranges, count_ranges) = input_ranges(scene)?;
+    let (held_type, allowed) = hold_outs(sc, opts)?;
+    let sampler = BoxSampler { sc, seed: opts.seed, ranges: &ranges, count_ranges: &count_ranges, allowed, counts };
+    let (train, val) = training_sets(scene, opts, &sampler, &mut teacher, held_type)?;
+    let samples = (train.len(), val.len());
+
+    tch::set_num_threads(1);
+    let inputs = InputScaling::fit(sc, &train, &ranges, &count_ranges, counts)?;
+    // Outputs are learned in units of the largest rate magnitude.
+    let out_scale = train.y.abs().max().double_value(&[]).max(1e-6);
+    let trainer = Trainer { inputs: &inputs, out_scale, train: &train, val: &val, opts, genes: sc.genes.len() };
+    let (members, steps_taken, mean_rate) = trainer.members(progress)?;
+    let model = Ensemble { members, inputs: &inputs, out_scale };
+
+    let errors = model.validation_errors(&train, &val, mean_rate);
+    model.export(&val, out)?;
+    let check = model.check_case(&val);
+    let training = TrainingInfo {
+        command: opts.command.clone(),
+        scene: scene.path.display().to_string(),
+        seed: opts.seed,
+        steps: steps_taken,
+        members: model.members.len(),
+        samples,
+        val_mse: errors.0,
+        val_mse_no_change: errors.1,
+        val_mse_mean: errors.2,
+        input_ranges: inputs.widened.clone(),
+        contexts: opts.contexts,
+        hold_out_type: opts.hold_out_type.clone(),
+        hold_out_genes: opts.hold_out_genes.clone(),
+        unseen_types: inputs.unseen.clone(),
+    };
+    let meta_file = meta_path(out);
+    model_meta(sc, counts, training.clone(), check).write(&meta_file)?;
+    Ok(FitReport { model: out.to_path_buf(), meta: meta_file, training })
+}
+
+/// The held-out cell type, if any, after checking the hold-out options name a cell type
+/// and genes of the scene, with the cell types left for the box samples.
+fn hold_outs(sc: &explant_scene::Scene, opts: &FitOptions) -> Result<(Option<u32>, Vec<u32>), TorchError> {
+    let nt = sc.cell_types.len();
     let held_type = match &opts.hold_out_type {
         Some(t) => Some(sc.cell_type_index(t).ok_or_else(|| TorchError::BadOption {
             option: "hold-out-type".into(),
@@ -312,8 +356,30 @@ pub fn fit_to_teacher(
             message: "the scene has no other cell type to train on".into(),
         });
     }
+    Ok((held_type, allowed))
+}
 
-    let mut draw = |n: usize, stream: u64| -> Result<Samples, TorchError> {
+/// Inputs drawn uniformly over the box of input ranges with the counter-based generator.
+struct BoxSampler<'a> {
+    /// The scene.
+    sc: &'a explant_scene::Scene,
+    /// Seed of the generator.
+    seed: u64,
+    /// Upper ends per gene, then per ligand (from [`input_ranges`]).
+    ranges: &'a [f32],
+    /// Most neighbours of each cell type.
+    count_ranges: &'a [f32],
+    /// Cell types the samples may have (all but the held-out one).
+    allowed: Vec<u32>,
+    /// Whether neighbour counts by type are an input.
+    counts: bool,
+}
+
+impl BoxSampler<'_> {
+    /// `n` samples from stream `stream` of the generator, labelled by `teacher`.
+    fn draw(&self, teacher: &mut Teacher, n: usize, stream: u64) -> Result<Samples, TorchError> {
+        let (sc, ranges, allowed) = (self.sc, self.ranges, &self.allowed);
+        let (g, l, nt) = (sc.genes.len(), sc.ligands.len(), sc.cell_types.len());
         let (mut xs, mut ss, mut cs, mut ks, mut ts) = (
             Vec::with_capacity(n * g),
             Vec::with_capacity(n * l),
@@ -321,7 +387,7 @@ pub fn fit_to_teacher(
             vec![0.0f32; n * nt],
             Vec::with_capacity(n),
         );
-        let u = |i: usize, k: u64| uniform(opts.seed, (stream << 40) | i as u64, k, Purpose::Inheritance, 0) as f32;
+        let u = |i: usize, k: u64| uniform(self.seed, (stream << 40) | i as u64, k, Purpose::Inheritance, 0) as f32;
         for i in 0..n {
             for k in 0..g {
                 xs.push(u(i, k as u64) * ranges[k]);
@@ -336,16 +402,27 @@ pub fn fit_to_teacher(
             }
             let k = ((u(i, (2 * g + l) as u64) * allowed.len() as f32) as usize).min(allowed.len() - 1);
             ts.push(allowed[k]);
-            if counts {
-                for (k, r) in count_ranges.iter().enumerate() {
+            if self.counts {
+                for (k, r) in self.count_ranges.iter().enumerate() {
                     ks[i * nt + k] = (u(i, (2 * g + l + 1 + k) as u64) * (r + 1.0)).floor().min(*r);
                 }
             }
         }
-        labelled(sc, &mut teacher, &xs, &ss, &cs, &ks, &ts)
-    };
-    let mut train = draw(opts.train, 1)?;
-    let mut val = draw(opts.val, 2)?;
+        labelled(sc, teacher, &xs, &ss, &cs, &ks, &ts)
+    }
+}
+
+/// The training and validation sets: box samples (streams 1 and 2), then with
+/// `opts.contexts > 0` the on-trajectory samples of the training and validation contexts.
+fn training_sets(
+    scene: &LoadedScene,
+    opts: &FitOptions,
+    sampler: &BoxSampler<'_>,
+    teacher: &mut Teacher,
+    held_type: Option<u32>,
+) -> Result<(Samples, Samples), TorchError> {
+    let mut train = sampler.draw(teacher, opts.train, 1)?;
+    let mut val = sampler.draw(teacher, opts.val, 2)?;
     if opts.contexts > 0 {
         // On-trajectory samples: every fifth context (interleaved, so validation sees the
         // same kinds of perturbation as training) is kept for validation.
@@ -360,87 +437,178 @@ pub fn fit_to_teacher(
         train = train.join(t);
         val = val.join(v);
     }
-    let (n_train_samples, n_val_samples) = (train.len(), val.len());
+    Ok((train, val))
+}
 
-    tch::set_num_threads(1);
-    let width = (2 * g + l + nt + if counts { nt } else { 0 }) as i64;
-    // Inputs are scaled by their range so every column is O(1): the sampling box, widened
-    // to what the training trajectories reached (a perturbation can push a ligand far past
-    // the unperturbed run).
-    let reach = |t: &Tensor| -> Vec<f32> {
-        Vec::<f32>::try_from(t.abs().amax(&[0i64][..], false).contiguous()).unwrap_or_default()
-    };
-    let (rx, rs) = (reach(&train.x), reach(&train.s));
-    let widened: Vec<f32> = (0..g)
-        .map(|k| ranges[k].max(rx.get(k).copied().unwrap_or(0.0)))
-        .chain((0..l).map(|k| ranges[g + k].max(rs.get(k).copied().unwrap_or(0.0))))
-        .collect();
-    let scale: Vec<f32> = (0..g)
-        .map(|k| widened[k])
-        .chain((0..l).map(|k| widened[g + k]))
-        .chain((0..g).map(|k| widened[k]))
-        .chain(std::iter::repeat_n(1.0, nt))
-        .chain(count_ranges.iter().copied().filter(|_| counts))
-        .map(|r| 1.0 / r.max(1e-6))
-        .collect();
-    // A cell type no training sample had (in practice a held-out type with no
-    // unperturbed training context: the box samples draw every other type) would meet
-    // first-layer weights that never left their random initialisation. Its one-hot
-    // column is zeroed instead: such cells reach the network with an all-zero type
-    // vector, which it never saw in training either, but which adds no random offset.
-    let seen: Vec<f32> = Vec::<f32>::try_from(train.t.sum_dim_intlist(&[0i64][..], false, Kind::Float).contiguous())?
-        .iter()
-        .map(|&n| if n > 0.0 { 1.0 } else { 0.0 })
-        .collect();
-    let unseen: Vec<String> =
-        sc.cell_types.iter().zip(&seen).filter(|(_, m)| **m == 0.0).map(|(t, _)| t.name.clone()).collect();
-    let scale: Vec<f32> = scale
-        .iter()
-        .enumerate()
-        .map(|(k, v)| if (2 * g + l..2 * g + l + nt).contains(&k) { v * seen[k - 2 * g - l] } else { *v })
-        .collect();
-    let scale = Tensor::from_slice(&scale).view([1, width]);
-    // Outputs are learned in units of the largest rate magnitude.
-    let out_scale = train.y.abs().max().double_value(&[]).max(1e-6);
-    let input = |x: &Tensor, s: &Tensor, c: &Tensor, t: &Tensor, k: &Tensor| -> Tensor {
-        let z = if counts { Tensor::cat(&[x, s, c, t, k], 1) } else { Tensor::cat(&[x, s, c, t], 1) };
-        z * &scale
-    };
-    let n_train = n_train_samples as i64;
-    let mut members: Vec<(nn::VarStore, nn::Sequential)> = Vec::with_capacity(opts.members.max(1));
-    let mut steps_taken = 0;
-    // The mean training rate (the mean baseline of the metadata), summed in the order of
-    // the first member's shuffle as it always was, so a single network's `.json` is
-    // reproduced to the last digit.
-    let mut mean_rate: Option<Tensor> = None;
-    for m in 0..opts.members.max(1) {
-        // Member m is seeded with seed + m (member 0 is the single network of earlier
-        // versions, bit for bit): its initialisation and its shuffle of the samples.
-        tch::manual_seed(opts.seed.wrapping_add(m as u64) as i64);
-        let vs = nn::VarStore::new(Device::Cpu);
-        let root = vs.root();
-        let net = nn::seq()
-            .add(nn::linear(&root / "l1", width, opts.hidden, Default::default()))
-            .add_fn(|t| t.tanh())
-            .add(nn::linear(&root / "l2", opts.hidden, opts.hidden, Default::default()))
-            .add_fn(|t| t.tanh())
-            .add(nn::linear(&root / "l3", opts.hidden, g as i64, Default::default()));
-        let forward = |x: &Tensor, s: &Tensor, c: &Tensor, t: &Tensor, k: &Tensor| -> Tensor {
-            net.forward(&input(x, s, c, t, k)) * out_scale
+/// How the network's inputs are scaled so every column is O(1).
+struct InputScaling {
+    /// Per input column, `1 × width`.
+    scale: Tensor,
+    /// Width of the concatenated input.
+    width: i64,
+    /// Whether neighbour counts by type are an input.
+    counts: bool,
+    /// The input ranges, widened to what the training samples reached (the metadata's `input_ranges`).
+    widened: Vec<f32>,
+    /// Cell types no training sample had.
+    unseen: Vec<String>,
+}
+
+impl InputScaling {
+    /// The scaling for `train`: one over each column's range, with the one-hot columns of
+    /// cell types no training sample had zeroed.
+    fn fit(
+        sc: &explant_scene::Scene,
+        train: &Samples,
+        ranges: &[f32],
+        count_ranges: &[f32],
+        counts: bool,
+    ) -> Result<Self, TorchError> {
+        let (g, l, nt) = (sc.genes.len(), sc.ligands.len(), sc.cell_types.len());
+        let width = (2 * g + l + nt + if counts { nt } else { 0 }) as i64;
+        // Inputs are scaled by their range so every column is O(1): the sampling box, widened
+        // to what the training trajectories reached (a perturbation can push a ligand far past
+        // the unperturbed run).
+        let reach = |t: &Tensor| -> Vec<f32> {
+            Vec::<f32>::try_from(t.abs().amax(&[0i64][..], false).contiguous()).unwrap_or_default()
         };
-        let mut opt = nn::Adam::default().build(&vs, opts.lr)?;
+        let (rx, rs) = (reach(&train.x), reach(&train.s));
+        let widened: Vec<f32> = (0..g)
+            .map(|k| ranges[k].max(rx.get(k).copied().unwrap_or(0.0)))
+            .chain((0..l).map(|k| ranges[g + k].max(rs.get(k).copied().unwrap_or(0.0))))
+            .collect();
+        let scale: Vec<f32> = (0..g)
+            .map(|k| widened[k])
+            .chain((0..l).map(|k| widened[g + k]))
+            .chain((0..g).map(|k| widened[k]))
+            .chain(std::iter::repeat_n(1.0, nt))
+            .chain(count_ranges.iter().copied().filter(|_| counts))
+            .map(|r| 1.0 / r.max(1e-6))
+            .collect();
+        // A cell type no training sample had (in practice a held-out type with no
+        // unperturbed training context: the box samples draw every other type) would meet
+        // first-layer weights that never left their random initialisation. Its one-hot
+        // column is zeroed instead: such cells reach the network with an all-zero type
+        // vector, which it never saw in training either, but which adds no random offset.
+        let seen: Vec<f32> =
+            Vec::<f32>::try_from(train.t.sum_dim_intlist(&[0i64][..], false, Kind::Float).contiguous())?
+                .iter()
+                .map(|&n| if n > 0.0 { 1.0 } else { 0.0 })
+                .collect();
+        let unseen: Vec<String> =
+            sc.cell_types.iter().zip(&seen).filter(|(_, m)| **m == 0.0).map(|(t, _)| t.name.clone()).collect();
+        let scale: Vec<f32> = scale
+            .iter()
+            .enumerate()
+            .map(|(k, v)| if (2 * g + l..2 * g + l + nt).contains(&k) { v * seen[k - 2 * g - l] } else { *v })
+            .collect();
+        let scale = Tensor::from_slice(&scale).view([1, width]);
+        Ok(Self { scale, width, counts, widened, unseen })
+    }
+
+    /// The scaled network input `[x, s, c, t (, k)]`.
+    fn input(&self, x: &Tensor, s: &Tensor, c: &Tensor, t: &Tensor, k: &Tensor) -> Tensor {
+        let z = if self.counts { Tensor::cat(&[x, s, c, t, k], 1) } else { Tensor::cat(&[x, s, c, t], 1) };
+        z * &self.scale
+    }
+}
+
+/// One trained network with its weights.
+type Member = (nn::VarStore, nn::Sequential);
+
+/// What the networks are trained with.
+struct Trainer<'a> {
+    /// The input scaling.
+    inputs: &'a InputScaling,
+    /// Outputs are learned in units of this rate.
+    out_scale: f64,
+    /// Training samples (before each member's shuffle).
+    train: &'a Samples,
+    /// Validation samples.
+    val: &'a Samples,
+    /// Steps, batch, learning rate, patience, members, seed.
+    opts: &'a FitOptions,
+    /// Genes: the network's output width.
+    genes: usize,
+}
+
+impl Trainer<'_> {
+    /// Train every member in turn, frozen for tracing; with the Adam steps taken in all
+    /// and the mean training rate (summed in the first member's shuffle order).
+    fn members(
+        &self,
+        progress: &mut dyn FnMut(usize, f64),
+    ) -> Result<(Vec<Member>, usize, Option<Tensor>), TorchError> {
+        let opts = self.opts;
+        let n_train = self.train.len() as i64;
+        let mut members: Vec<Member> = Vec::with_capacity(opts.members.max(1));
+        let mut steps_taken = 0;
+        // The mean training rate (the mean baseline of the metadata), summed in the order of
+        // the first member's shuffle as it always was, so a single network's `.json` is
+        // reproduced to the last digit.
+        let mut mean_rate: Option<Tensor> = None;
+        for m in 0..opts.members.max(1) {
+            // Member m is seeded with seed + m (member 0 is the single network of earlier
+            // versions, bit for bit): its initialisation and its shuffle of the samples.
+            tch::manual_seed(opts.seed.wrapping_add(m as u64) as i64);
+            let vs = nn::VarStore::new(Device::Cpu);
+            let net = self.network(&vs);
+            let opt = nn::Adam::default().build(&vs, opts.lr)?;
+            // Shuffle once (seeded) so mini-batches mix box and trajectory samples.
+            let order = Tensor::randperm(n_train, (Kind::Int64, Device::Cpu));
+            let train = self.train.select(&order);
+            if mean_rate.is_none() {
+                mean_rate = Some(train.y.mean_dim(0, true, Kind::Float));
+            }
+            steps_taken += self.train_member(m, &vs, &net, opt, &train, progress)?;
+            let mut vs = vs;
+            // Weights frozen, so that tracing records them as constants rather than as
+            // tensors that require grad.
+            vs.freeze();
+            members.push((vs, net));
+        }
+        Ok((members, steps_taken, mean_rate))
+    }
+
+    /// The MLP `width → hidden → hidden → G` (tanh) with its weights in `vs`.
+    fn network(&self, vs: &nn::VarStore) -> nn::Sequential {
+        let root = vs.root();
+        let hidden = self.opts.hidden;
+        nn::seq()
+            .add(nn::linear(&root / "l1", self.inputs.width, hidden, Default::default()))
+            .add_fn(|t| t.tanh())
+            .add(nn::linear(&root / "l2", hidden, hidden, Default::default()))
+            .add_fn(|t| t.tanh())
+            .add(nn::linear(&root / "l3", hidden, self.genes as i64, Default::default()))
+    }
+
+    /// One network's rates for the inputs.
+    fn forward(&self, net: &nn::Sequential, x: &Tensor, s: &Tensor, c: &Tensor, t: &Tensor, k: &Tensor) -> Tensor {
+        net.forward(&self.inputs.input(x, s, c, t, k)) * self.out_scale
+    }
+
+    /// Adam on mini-batches of the shuffled `train`, validated every 100 steps, stopped
+    /// after `patience` evaluations without improvement; the best weights are restored.
+    /// Returns the steps taken.
+    fn train_member(
+        &self,
+        m: usize,
+        vs: &nn::VarStore,
+        net: &nn::Sequential,
+        mut opt: nn::Optimizer,
+        train: &Samples,
+        progress: &mut dyn FnMut(usize, f64),
+    ) -> Result<usize, TorchError> {
+        let (opts, val, out_scale) = (self.opts, self.val, self.out_scale);
+        let n_train = train.len() as i64;
+        let mut steps_taken = 0;
         let mut best = (f64::INFINITY, 0usize);
         let mut best_weights: Option<Vec<Tensor>> = None;
-        // Shuffle once (seeded) so mini-batches mix box and trajectory samples.
-        let order = Tensor::randperm(n_train, (Kind::Int64, Device::Cpu));
-        let train = train.select(&order);
-        if mean_rate.is_none() {
-            mean_rate = Some(train.y.mean_dim(0, true, Kind::Float));
-        }
         for step in 0..opts.steps {
             let lo = ((step * opts.batch) as i64) % (n_train - opts.batch as i64).max(1);
             let idx = Tensor::arange_start(lo, lo + opts.batch as i64, (Kind::Int64, Device::Cpu));
-            let pred = forward(
+            let pred = self.forward(
+                net,
                 &train.x.index_select(0, &idx),
                 &train.s.index_select(0, &idx),
                 &train.c.index_select(0, &idx),
@@ -452,7 +620,7 @@ pub fn fit_to_teacher(
             steps_taken += 1;
             if step % 100 == 99 {
                 let v = tch::no_grad(|| {
-                    (forward(&val.x, &val.s, &val.c, &val.t, &val.k) - &val.y)
+                    (self.forward(net, &val.x, &val.s, &val.c, &val.t, &val.k) - &val.y)
                         .square()
                         .mean(Kind::Float)
                         .double_value(&[])
@@ -473,63 +641,84 @@ pub fn fit_to_teacher(
                 }
             });
         }
-        let mut vs = vs;
-        // Weights frozen, so that tracing records them as constants rather than as
-        // tensors that require grad.
-        vs.freeze();
-        members.push((vs, net));
+        Ok(steps_taken)
     }
-    // The model: the mean of its members' rates.
-    let forward = |x: &Tensor, s: &Tensor, c: &Tensor, t: &Tensor, k: &Tensor| -> Tensor {
-        let z = input(x, s, c, t, k);
+}
+
+/// The fitted model: the mean of its members' rates.
+struct Ensemble<'a> {
+    /// The trained networks.
+    members: Vec<Member>,
+    /// The input scaling they were trained with.
+    inputs: &'a InputScaling,
+    /// Outputs are in units of this rate.
+    out_scale: f64,
+}
+
+impl Ensemble<'_> {
+    /// The model's rates: the mean of its members' rates.
+    fn forward(&self, x: &Tensor, s: &Tensor, c: &Tensor, t: &Tensor, k: &Tensor) -> Tensor {
+        let members = &self.members;
+        let z = self.inputs.input(x, s, c, t, k);
         let sum = members[1..].iter().fold(members[0].1.forward(&z), |a, (_, net)| a + net.forward(&z));
-        sum * (out_scale / members.len() as f64)
-    };
-
-    let mse = |pred: &Tensor| (pred - &val.y).square().mean(Kind::Float).double_value(&[]);
-    let val_mse = tch::no_grad(|| mse(&forward(&val.x, &val.s, &val.c, &val.t, &val.k)));
-    let val_mse_no_change = mse(&val.y.zeros_like());
-    let mean_rate = mean_rate.unwrap_or_else(|| train.y.mean_dim(0, true, Kind::Float));
-    let val_mse_mean = mse(&mean_rate.expand_as(&val.y));
-
-    // Export: trace the forward pass into TorchScript.
-    let mut example = vec![val.x.narrow(0, 0, 4), val.s.narrow(0, 0, 4), val.c.narrow(0, 0, 4), val.t.narrow(0, 0, 4)];
-    if counts {
-        example.push(val.k.narrow(0, 0, 4));
+        sum * (self.out_scale / members.len() as f64)
     }
-    let module = tch::no_grad(|| {
-        CModule::create_by_tracing("ExplantResponse", "forward", &example, &mut |inp: &[Tensor]| {
-            let none = Tensor::zeros([inp[0].size()[0], 0], (Kind::Float, Device::Cpu));
-            vec![forward(&inp[0], &inp[1], &inp[2], &inp[3], inp.get(4).unwrap_or(&none))]
-        })
-    })?;
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| TorchError::Write { path: dir.to_path_buf(), source })?;
-    }
-    module.save(out)?;
 
-    // The check case: the first validation sample.
-    let row = |t: &Tensor| -> Vec<f32> { Vec::<f32>::try_from(t.get(0).contiguous()).unwrap_or_default() };
-    let cell_type = val.t.get(0).argmax(0, false).int64_value(&[]) as u32;
-    let output = tch::no_grad(|| row(&forward(&val.x, &val.s, &val.c, &val.t, &val.k)));
-    let training = TrainingInfo {
-        command: opts.command.clone(),
-        scene: scene.path.display().to_string(),
-        seed: opts.seed,
-        steps: steps_taken,
-        members: members.len(),
-        samples: (n_train_samples, n_val_samples),
-        val_mse,
-        val_mse_no_change,
-        val_mse_mean,
-        input_ranges: widened.clone(),
-        contexts: opts.contexts,
-        hold_out_type: opts.hold_out_type.clone(),
-        hold_out_genes: opts.hold_out_genes.clone(),
-        unseen_types: unseen,
-    };
+    /// Validation MSE of the model, of no change and of the mean training rate
+    /// (`mean_rate`, else the mean over `train`).
+    fn validation_errors(&self, train: &Samples, val: &Samples, mean_rate: Option<Tensor>) -> (f64, f64, f64) {
+        let mse = |pred: &Tensor| (pred - &val.y).square().mean(Kind::Float).double_value(&[]);
+        let val_mse = tch::no_grad(|| mse(&self.forward(&val.x, &val.s, &val.c, &val.t, &val.k)));
+        let val_mse_no_change = mse(&val.y.zeros_like());
+        let mean_rate = mean_rate.unwrap_or_else(|| train.y.mean_dim(0, true, Kind::Float));
+        let val_mse_mean = mse(&mean_rate.expand_as(&val.y));
+        (val_mse, val_mse_no_change, val_mse_mean)
+    }
+
+    /// Trace the forward pass (on the first validation samples) into TorchScript and save it as `out`.
+    fn export(&self, val: &Samples, out: &Path) -> Result<(), TorchError> {
+        let mut example =
+            vec![val.x.narrow(0, 0, 4), val.s.narrow(0, 0, 4), val.c.narrow(0, 0, 4), val.t.narrow(0, 0, 4)];
+        if self.inputs.counts {
+            example.push(val.k.narrow(0, 0, 4));
+        }
+        let module = tch::no_grad(|| {
+            CModule::create_by_tracing("ExplantResponse", "forward", &example, &mut |inp: &[Tensor]| {
+                let none = Tensor::zeros([inp[0].size()[0], 0], (Kind::Float, Device::Cpu));
+                vec![self.forward(&inp[0], &inp[1], &inp[2], &inp[3], inp.get(4).unwrap_or(&none))]
+            })
+        })?;
+        if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| TorchError::Write { path: dir.to_path_buf(), source })?;
+        }
+        module.save(out)?;
+        Ok(())
+    }
+
+    /// The check case: the first validation sample, with the model's and the teacher's rates.
+    fn check_case(&self, val: &Samples) -> CheckCase {
+        let row = |t: &Tensor| -> Vec<f32> { Vec::<f32>::try_from(t.get(0).contiguous()).unwrap_or_default() };
+        let cell_type = val.t.get(0).argmax(0, false).int64_value(&[]) as u32;
+        let output = tch::no_grad(|| row(&self.forward(&val.x, &val.s, &val.c, &val.t, &val.k)));
+        CheckCase {
+            expression: row(&val.x),
+            sensed: row(&val.s),
+            contact: row(&val.c),
+            cell_type,
+            neighbour_types: self.inputs.counts.then(|| row(&val.k)),
+            output,
+            teacher_output: Some(row(&val.y)),
+            secretion: None,
+            fate: None,
+        }
+    }
+}
+
+/// The metadata of a fitted model: the scene's names, the input contract, the training
+/// provenance and the check case.
+fn model_meta(sc: &explant_scene::Scene, counts: bool, training: TrainingInfo, check: CheckCase) -> ModelMeta {
     let sig = ModelSignature::of_scene(sc);
-    let meta = ModelMeta {
+    ModelMeta {
         format: META_FORMAT.into(),
         version: 1,
         genes: sig.genes,
@@ -543,22 +732,9 @@ pub fn fit_to_teacher(
                    [, neighbour_types [N,T] f32 = neighbours of each type within the contact radius, \
                    when neighbour_counts]) -> dx/dt [N,G] f32 per minute"
             .into(),
-        training: Some(training.clone()),
-        check: CheckCase {
-            expression: row(&val.x),
-            sensed: row(&val.s),
-            contact: row(&val.c),
-            cell_type,
-            neighbour_types: counts.then(|| row(&val.k)),
-            output,
-            teacher_output: Some(row(&val.y)),
-            secretion: None,
-            fate: None,
-        },
-    };
-    let meta_file = meta_path(out);
-    meta.write(&meta_file)?;
-    Ok(FitReport { model: out.to_path_buf(), meta: meta_file, training })
+        training: Some(training),
+        check,
+    }
 }
 
 /// Upper ends of the input ranges: per gene (expression, also used for contact means),

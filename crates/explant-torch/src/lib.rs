@@ -200,98 +200,143 @@ impl TorchModel {
         secretion: &mut [f32],
         fate: &mut [f32],
     ) -> Result<(), ModelError> {
-        let (g, l, t) = (self.meta.genes.len(), self.meta.ligands.len(), self.meta.cell_types.len());
-        let (want_s, want_f) = (self.meta.secretion, self.meta.fate);
-        let err = |message: String| ModelError::Run { model: self.path.display().to_string(), message };
         let _guard = tch::no_grad_guard();
         let mut start = 0;
         while start < input.cells {
             let n = (input.cells - start).min(CHUNK_ROWS);
-            let rows = |s: &[f32], w: usize| {
-                Tensor::from_slice(&s[start * w..(start + n) * w]).view([n as i64, w as i64]).to_device(self.device)
-            };
-            let types: Vec<i64> = input.cell_type[start..start + n].iter().map(|&c| i64::from(c)).collect();
-            let onehot = Tensor::from_slice(&types).to_device(self.device).one_hot(t as i64).to_kind(Kind::Float);
-            let mut args = vec![rows(input.expression, g), rows(input.sensed, l), rows(input.contact, g), onehot];
-            if self.meta.neighbour_counts {
-                if input.neighbour_types.len() != input.cells * t {
-                    return Err(err(format!(
-                        "the model takes neighbour counts by cell type, but {} were given for {} cells of {t} types",
-                        input.neighbour_types.len(),
-                        input.cells
-                    )));
-                }
-                args.push(rows(input.neighbour_types, t));
+            let args = self.chunk_args(input, start, n)?;
+            let outs = self.run_module(args, n)?;
+            self.copy_outputs(outs, start, n, rates, secretion, fate)?;
+            start += n;
+        }
+        Ok(())
+    }
+
+    /// A run error naming this model.
+    fn run_error(&self, message: String) -> ModelError {
+        ModelError::Run { model: self.path.display().to_string(), message }
+    }
+
+    /// The module's arguments for the `n` rows from `start`: expression, sensed, contact,
+    /// the one-hot cell type and, for a model that takes them, the neighbour counts.
+    fn chunk_args(&self, input: &ResponseInput<'_>, start: usize, n: usize) -> Result<Vec<Tensor>, ModelError> {
+        let (g, l, t) = (self.meta.genes.len(), self.meta.ligands.len(), self.meta.cell_types.len());
+        let rows = |s: &[f32], w: usize| {
+            Tensor::from_slice(&s[start * w..(start + n) * w]).view([n as i64, w as i64]).to_device(self.device)
+        };
+        let types: Vec<i64> = input.cell_type[start..start + n].iter().map(|&c| i64::from(c)).collect();
+        let onehot = Tensor::from_slice(&types).to_device(self.device).one_hot(t as i64).to_kind(Kind::Float);
+        let mut args = vec![rows(input.expression, g), rows(input.sensed, l), rows(input.contact, g), onehot];
+        if self.meta.neighbour_counts {
+            if input.neighbour_types.len() != input.cells * t {
+                return Err(self.run_error(format!(
+                    "the model takes neighbour counts by cell type, but {} were given for {} cells of {t} types",
+                    input.neighbour_types.len(),
+                    input.cells
+                )));
             }
-            let outs: Vec<Tensor> = if want_s || want_f {
-                let args: Vec<IValue> = args.into_iter().map(IValue::Tensor).collect();
-                match self.module.forward_is(&args).map_err(|e| err(first_line(&e.to_string())))? {
-                    IValue::TensorList(v) => v,
-                    IValue::Tuple(v) | IValue::GenericList(v) => v
-                        .into_iter()
-                        .map(|x| match x {
-                            IValue::Tensor(t) => Ok(t),
-                            other => Err(err(format!("returned a tuple holding {other:?}, expected tensors"))),
-                        })
-                        .collect::<Result<_, _>>()?,
-                    // One tensor: the outputs concatenated along the columns.
-                    IValue::Tensor(all) => {
-                        let widths: Vec<i64> = [Some(g), want_s.then_some(l), want_f.then_some(2)]
+            args.push(rows(input.neighbour_types, t));
+        }
+        Ok(args)
+    }
+
+    /// Call the module on one chunk of `n` rows: its outputs in order (rates, then
+    /// secretion and fate where the metadata declares them).
+    fn run_module(&self, args: Vec<Tensor>, n: usize) -> Result<Vec<Tensor>, ModelError> {
+        let (want_s, want_f) = (self.meta.secretion, self.meta.fate);
+        if want_s || want_f {
+            let args: Vec<IValue> = args.into_iter().map(IValue::Tensor).collect();
+            let value = self.module.forward_is(&args).map_err(|e| self.run_error(first_line(&e.to_string())))?;
+            self.split_outputs(value, n)
+        } else {
+            Ok(vec![self.module.forward_ts(&args).map_err(|e| {
+                let message = first_line(&e.to_string());
+                if message.contains("Tuple") || message.contains("List") {
+                    self.run_error(format!(
+                        "{message} (a model that returns several outputs must declare them in its \
+                         metadata: `\"secretion\": true` and/or `\"fate\": true`)"
+                    ))
+                } else {
+                    self.run_error(message)
+                }
+            })?])
+        }
+    }
+
+    /// The outputs of a model with several: a tuple or list of tensors, or one tensor of
+    /// `n` rows holding them side by side.
+    fn split_outputs(&self, value: IValue, n: usize) -> Result<Vec<Tensor>, ModelError> {
+        let (g, l) = (self.meta.genes.len(), self.meta.ligands.len());
+        let (want_s, want_f) = (self.meta.secretion, self.meta.fate);
+        let err = |message: String| self.run_error(message);
+        Ok(match value {
+            IValue::TensorList(v) => v,
+            IValue::Tuple(v) | IValue::GenericList(v) => v
+                .into_iter()
+                .map(|x| match x {
+                    IValue::Tensor(t) => Ok(t),
+                    other => Err(err(format!("returned a tuple holding {other:?}, expected tensors"))),
+                })
+                .collect::<Result<_, _>>()?,
+            // One tensor: the outputs concatenated along the columns.
+            IValue::Tensor(all) => {
+                let widths: Vec<i64> = [Some(g), want_s.then_some(l), want_f.then_some(2)]
+                    .into_iter()
+                    .flatten()
+                    .map(|w| w as i64)
+                    .collect();
+                let total: i64 = widths.iter().sum();
+                if all.size() != [n as i64, total] {
+                    return Err(err(format!(
+                        "returned shape {:?}; its metadata declares {}, so expected [{n}, {total}] \
+                         (the outputs side by side) or a tuple of them",
+                        all.size(),
+                        [Some("rates"), want_s.then_some("secretion"), want_f.then_some("fate")]
                             .into_iter()
                             .flatten()
-                            .map(|w| w as i64)
-                            .collect();
-                        let total: i64 = widths.iter().sum();
-                        if all.size() != [n as i64, total] {
-                            return Err(err(format!(
-                                "returned shape {:?}; its metadata declares {}, so expected [{n}, {total}] \
-                                 (the outputs side by side) or a tuple of them",
-                                all.size(),
-                                [Some("rates"), want_s.then_some("secretion"), want_f.then_some("fate")]
-                                    .into_iter()
-                                    .flatten()
-                                    .collect::<Vec<_>>()
-                                    .join(" + ")
-                            )));
-                        }
-                        all.split_with_sizes(&widths, 1)
-                    }
-                    other => return Err(err(format!("returned {other:?}, expected a tuple of tensors"))),
+                            .collect::<Vec<_>>()
+                            .join(" + ")
+                    )));
                 }
-            } else {
-                vec![self.module.forward_ts(&args).map_err(|e| {
-                    let message = first_line(&e.to_string());
-                    if message.contains("Tuple") || message.contains("List") {
-                        err(format!(
-                            "{message} (a model that returns several outputs must declare them in its \
-                             metadata: `\"secretion\": true` and/or `\"fate\": true`)"
-                        ))
-                    } else {
-                        err(message)
-                    }
-                })?]
-            };
-            let expected = 1 + usize::from(want_s) + usize::from(want_f);
-            if outs.len() != expected {
-                return Err(err(format!("returned {} outputs, its metadata declares {expected}", outs.len())));
+                all.split_with_sizes(&widths, 1)
             }
-            let mut outs = outs.into_iter();
-            let mut copy = |what: &str, width: usize, dst: &mut [f32]| -> Result<(), ModelError> {
-                let out = outs.next().ok_or_else(|| err(format!("returned no output for {what}")))?;
-                if out.size() != [n as i64, width as i64] {
-                    return Err(err(format!("returned shape {:?}, expected [{n}, {width}] ({what})", out.size())));
-                }
-                let out = out.to_kind(Kind::Float).to_device(Device::Cpu).contiguous();
-                out.f_copy_data(&mut dst[start * width..(start + n) * width], n * width).map_err(|e| err(e.to_string()))
-            };
-            copy("one rate per gene", g, rates)?;
-            if want_s {
-                copy("secretion: one per ligand", l, secretion)?;
+            other => return Err(err(format!("returned {other:?}, expected a tuple of tensors"))),
+        })
+    }
+
+    /// Check the count and shapes of one chunk's outputs and copy them into rows
+    /// `start..start + n` of `rates`, `secretion` and `fate`.
+    fn copy_outputs(
+        &self,
+        outs: Vec<Tensor>,
+        start: usize,
+        n: usize,
+        rates: &mut [f32],
+        secretion: &mut [f32],
+        fate: &mut [f32],
+    ) -> Result<(), ModelError> {
+        let (g, l) = (self.meta.genes.len(), self.meta.ligands.len());
+        let (want_s, want_f) = (self.meta.secretion, self.meta.fate);
+        let err = |message: String| self.run_error(message);
+        let expected = 1 + usize::from(want_s) + usize::from(want_f);
+        if outs.len() != expected {
+            return Err(err(format!("returned {} outputs, its metadata declares {expected}", outs.len())));
+        }
+        let mut outs = outs.into_iter();
+        let mut copy = |what: &str, width: usize, dst: &mut [f32]| -> Result<(), ModelError> {
+            let out = outs.next().ok_or_else(|| err(format!("returned no output for {what}")))?;
+            if out.size() != [n as i64, width as i64] {
+                return Err(err(format!("returned shape {:?}, expected [{n}, {width}] ({what})", out.size())));
             }
-            if want_f {
-                copy("fate scores: apoptosis hazard, progression", 2, fate)?;
-            }
-            start += n;
+            let out = out.to_kind(Kind::Float).to_device(Device::Cpu).contiguous();
+            out.f_copy_data(&mut dst[start * width..(start + n) * width], n * width).map_err(|e| err(e.to_string()))
+        };
+        copy("one rate per gene", g, rates)?;
+        if want_s {
+            copy("secretion: one per ligand", l, secretion)?;
+        }
+        if want_f {
+            copy("fate scores: apoptosis hazard, progression", 2, fate)?;
         }
         Ok(())
     }

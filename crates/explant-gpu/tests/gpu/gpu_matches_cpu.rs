@@ -11,8 +11,7 @@
 //! `SKIPPED: no wgpu adapter: …` and pass, unless `EXPLANT_REQUIRE_GPU_ADAPTER=1`, in
 //! which case they fail: set it wherever an adapter is known to exist (CI with lavapipe).
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use explant_field::{
     Boundary, ChannelParams, CpuDiffusion, DiffusionBackend, Faces, Field, FieldError, Grid, Scheme, substeps,

@@ -75,7 +75,9 @@ fn python() -> Option<PathBuf> {
     }
     let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
     if venv.exists() {
+        let guard = crate::lock();
         let has_anndata = Command::new(&venv).args(["-c", "import anndata"]).output().is_ok_and(|o| o.status.success());
+        drop(guard);
         if has_anndata {
             return Some(venv);
         }
@@ -92,7 +94,9 @@ fn python() -> Option<PathBuf> {
 /// while others start Python; HDF5 opens files without close-on-exec, so a child started
 /// while another test's file is open inherits that descriptor and its `flock`, and a
 /// reader of that file would then fail to take its own lock. The reader does not need
-/// the lock (every file is complete before it is read), so it is switched off.
+/// the lock (every file is complete before it is read), so it is switched off. Readers
+/// are started under `crate::lock`, which the import tests (`read.rs`, in the same
+/// binary) hold while they write files that they read back with locking on.
 fn reader(py: &Path) -> Command {
     let mut c = Command::new(py);
     c.env("HDF5_USE_FILE_LOCKING", "FALSE");
@@ -102,6 +106,7 @@ fn reader(py: &Path) -> Command {
 fn python_check(path: &Path, d: &Data, extra: &[String]) {
     let Some(py) = python() else { return };
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/check_h5ad.py");
+    let guard = crate::lock();
     let out = reader(&py)
         .arg(&script)
         .arg(path)
@@ -113,6 +118,7 @@ fn python_check(path: &Path, d: &Data, extra: &[String]) {
         .args(extra)
         .output()
         .unwrap_or_else(|e| panic!("cannot run `{}`: {e}", py.display()));
+    drop(guard);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "check_h5ad.py failed on {}:\n{stdout}\n{stderr}", path.display());
@@ -261,7 +267,9 @@ fn ligand_fields_open_in_one_line_of_python() {
          assert list(g['origin']) == [1.0, 2.0, 0.0]; assert g['spacing'] == 10.0; assert list(g['shape']) == [4, 5]; print('ok')",
         path.display().to_string()
     );
+    let guard = crate::lock();
     let out = reader(&py).args(["-c", &code]).output().unwrap();
+    drop(guard);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     // A field of the wrong size is refused.

@@ -9,8 +9,7 @@
 //! `SKIPPED: no wgpu adapter: …` and pass, unless `EXPLANT_REQUIRE_GPU_ADAPTER=1`, in
 //! which case they fail.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use explant_field::{
     Boundary, ChannelParams, CpuDiffusion, DiffusionBackend, Field, FieldError, Grid, Scheme, substeps,

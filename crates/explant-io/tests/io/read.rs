@@ -3,18 +3,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
 
 use explant_io::{Coordinates, ImportRequest, ImportedTissue, IoError, Snapshot, read_tissue, write_h5ad};
 
-/// Held while this binary writes an HDF5 file or runs a Python child. HDF5 opens files
-/// without close-on-exec, so a child started while a file is being written would inherit
-/// that descriptor and its lock, and a later read of that file could then fail to lock it.
-static HDF5_CHILDREN: Mutex<()> = Mutex::new(());
-
-fn lock() -> std::sync::MutexGuard<'static, ()> {
-    HDF5_CHILDREN.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
+// Held while this module writes an HDF5 file or runs a Python child (see `crate::lock`).
+use crate::lock;
 
 /// A fresh, empty directory for one test.
 fn scratch(name: &str) -> PathBuf {

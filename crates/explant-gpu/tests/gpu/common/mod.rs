@@ -1,5 +1,4 @@
-//! Helpers shared by the GPU test binaries.
-#![allow(dead_code)] // each test binary uses a different subset
+//! Helpers shared by the GPU test modules.
 
 use explant_field::{ChannelParams, DiffusionBackend, Faces, Field, Grid, Scheme};
 use explant_gpu::{AdapterPolicy, GpuDiffusion};

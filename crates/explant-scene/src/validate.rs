@@ -1,0 +1,683 @@
+//! The checks behind [`Scene::validate`], one section of the scene per function.
+//!
+//! Each function checks one part of the file and returns the first problem it finds;
+//! [`Scene::validate`] calls them in file order, so the first error reported for a bad
+//! scene is the one nearest the top.
+
+use std::path::Path;
+
+use crate::{
+    CellTypeSpec, Initial, MAX_FIELD_BYTES, ModelSpec, SCENE_VERSION, Scene, SceneError, TissueShape, suggest,
+};
+
+/// A scene being checked, with the file it came from (named in every message).
+pub(crate) struct Validator<'a> {
+    /// The scene under check.
+    scene: &'a Scene,
+    /// Its file, for messages.
+    path: &'a Path,
+}
+
+impl<'a> Validator<'a> {
+    /// Start checking `scene`, read from `path`.
+    pub(crate) fn new(scene: &'a Scene, path: &'a Path) -> Self {
+        Self { scene, path }
+    }
+
+    /// The error for `field` with `message`.
+    fn bad(&self, field: String, message: String) -> SceneError {
+        SceneError::Invalid { path: self.path.to_path_buf(), field, message }
+    }
+
+    /// `name` must be a gene of the scene; returns its index.
+    fn gene(&self, field: String, name: &str) -> Result<usize, SceneError> {
+        self.scene
+            .gene_index(name)
+            .ok_or_else(|| self.bad(field, format!("unknown gene `{name}`{}", suggest(name, &self.scene.genes))))
+    }
+
+    /// `name` must be a ligand of the scene; returns its index.
+    fn ligand(&self, field: String, name: &str) -> Result<usize, SceneError> {
+        self.scene.ligands.iter().position(|l| l.name == name).ok_or_else(|| {
+            self.bad(field, format!("unknown ligand `{name}`{}", suggest(name, &self.scene.ligand_names())))
+        })
+    }
+
+    /// `name` must be a cell type of the scene; returns its index.
+    fn cell_type(&self, field: String, name: &str) -> Result<usize, SceneError> {
+        self.scene.cell_type_index(name).ok_or_else(|| {
+            self.bad(field, format!("unknown cell type `{name}`{}", suggest(name, &self.scene.cell_type_names())))
+        })
+    }
+
+    /// `v` must be finite and above 0.
+    fn positive(&self, field: String, v: f32) -> Result<(), SceneError> {
+        if v.is_finite() && v > 0.0 { Ok(()) } else { Err(self.bad(field, format!("`{v}` must be a positive number"))) }
+    }
+
+    /// `v` must be finite and at least 0.
+    fn non_negative(&self, field: String, v: f32) -> Result<(), SceneError> {
+        if v.is_finite() && v >= 0.0 {
+            Ok(())
+        } else {
+            Err(self.bad(field, format!("`{v}` must be a non-negative number")))
+        }
+    }
+
+    /// The format version is the one this build reads.
+    pub(crate) fn version(&self) -> Result<(), SceneError> {
+        let version = self.scene.version;
+        if version != SCENE_VERSION {
+            return Err(self.bad(
+                "version".into(),
+                format!("`{version}` is not supported; this build reads version `{SCENE_VERSION}`"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// At least one gene, none listed twice.
+    pub(crate) fn genes(&self) -> Result<(), SceneError> {
+        let genes = &self.scene.genes;
+        if genes.is_empty() {
+            return Err(self.bad("genes".into(), "at least one gene is needed".into()));
+        }
+        for (i, g) in genes.iter().enumerate() {
+            if genes[..i].contains(g) {
+                return Err(self.bad(format!("genes[{i}]"), format!("gene `{g}` is listed twice")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Positive time steps; mechanics and state steps whole multiples of `time.dt`; at least one tick.
+    pub(crate) fn time(&self) -> Result<(), SceneError> {
+        let time = &self.scene.time;
+        self.positive("time.dt".into(), time.dt)?;
+        self.positive("time.duration".into(), time.duration)?;
+        self.positive("time.record_every".into(), time.record_every)?;
+        for (field, v) in [("time.mechanics_dt", time.mechanics_dt), ("time.state_dt", time.state_dt)] {
+            let Some(v) = v else { continue };
+            self.positive(field.into(), v)?;
+            let k = f64::from(v) / f64::from(time.dt);
+            if k < 0.999 || (k - k.round()).abs() > 1e-3 * k {
+                return Err(
+                    self.bad(field.into(), format!("`{v}` must be a whole multiple of `time.dt` (= {})", time.dt))
+                );
+            }
+        }
+        if time.duration < time.dt {
+            return Err(self.bad(
+                "time.duration".into(),
+                format!("`{}` is shorter than one tick (`time.dt` = `{}`)", time.duration, time.dt),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A 2D or 3D grid of positive size whose ligand fields fit in [`MAX_FIELD_BYTES`].
+    pub(crate) fn grid(&self) -> Result<(), SceneError> {
+        let grid = &self.scene.grid;
+        if !(2..=3).contains(&grid.size.len()) {
+            return Err(self
+                .bad("grid.size".into(), format!("has {} entries; give 2 (a 2D tissue) or 3 (3D)", grid.size.len())));
+        }
+        self.positive("grid.dx".into(), grid.dx)?;
+        for (i, &s) in grid.size.iter().enumerate() {
+            self.positive(format!("grid.size[{i}]"), s)?;
+        }
+        let ligands = self.scene.ligands.len();
+        let voxels: f64 = grid.size.iter().map(|&s| (f64::from(s) / f64::from(grid.dx)).ceil()).product();
+        // The field, its scratch copy and a readback staging copy, in f32.
+        let bytes = voxels * ligands.max(1) as f64 * 4.0 * 3.0;
+        if bytes > MAX_FIELD_BYTES {
+            return Err(self.bad(
+                "grid".into(),
+                format!(
+                    "{voxels:.0} voxels × {} ligands needs about {:.1} GiB; the limit is {:.0} GiB: use a larger `grid.dx` or a smaller `grid.size`",
+                    ligands,
+                    bytes / 1073741824.0,
+                    MAX_FIELD_BYTES / 1073741824.0
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Each ligand: a unique name, non-negative rates, consistent boundaries, a valid
+    /// initial field, and known secreting and receptor genes.
+    pub(crate) fn ligands(&self) -> Result<(), SceneError> {
+        let dims = self.scene.dims();
+        for (i, l) in self.scene.ligands.iter().enumerate() {
+            if self.scene.ligands[..i].iter().any(|o| o.name == l.name) {
+                return Err(self.bad(format!("ligands[{i}].name"), format!("ligand `{}` is listed twice", l.name)));
+            }
+            self.non_negative(format!("ligands[{i}].diffusion"), l.diffusion)?;
+            self.non_negative(format!("ligands[{i}].decay"), l.decay)?;
+            self.non_negative(format!("ligands[{i}].secretion_rate"), l.secretion_rate)?;
+            self.non_negative(format!("ligands[{i}].export_rate"), l.export_rate)?;
+            self.non_negative(format!("ligands[{i}].saturation"), l.saturation)?;
+            self.non_negative(format!("ligands[{i}].uptake_rate"), l.uptake_rate)?;
+            let faces = l.boundary.faces();
+            let names = ["x", "y", "z"];
+            for axis in 0..dims {
+                let (lo, hi) = (faces[2 * axis], faces[2 * axis + 1]);
+                if (lo == explant_field::Boundary::Periodic) != (hi == explant_field::Boundary::Periodic) {
+                    return Err(self.bad(
+                        format!("ligands[{i}].boundary.{}_min", names[axis]),
+                        format!("a periodic boundary needs both `{0}_min` and `{0}_max` periodic", names[axis]),
+                    ));
+                }
+            }
+            for (f, face) in faces.iter().enumerate() {
+                if let explant_field::Boundary::Fixed { value } = face {
+                    self.non_negative(format!("ligands[{i}].boundary (face {f})"), *value)?;
+                }
+            }
+            match &l.initial {
+                Initial::Uniform { value } => self.non_negative(format!("ligands[{i}].initial.value"), *value)?,
+                Initial::Region { shape, value, background } => {
+                    self.non_negative(format!("ligands[{i}].initial.value"), *value)?;
+                    self.non_negative(format!("ligands[{i}].initial.background"), *background)?;
+                    shape.check(dims, &format!("ligands[{i}].initial.shape")).map_err(|(f, m)| self.bad(f, m))?;
+                }
+                Initial::File { path } => {
+                    if path.extension().is_none_or(|e| e != "npy") {
+                        return Err(self.bad(
+                            format!("ligands[{i}].initial.path"),
+                            format!("`{}` must be a NumPy `.npy` file", path.display()),
+                        ));
+                    }
+                }
+            }
+            self.gene(format!("ligands[{i}].secreted_by"), &l.secreted_by)?;
+            self.gene(format!("ligands[{i}].receptor"), &l.receptor)?;
+        }
+        Ok(())
+    }
+
+    /// A positive contact radius and known contact genes.
+    pub(crate) fn contact(&self) -> Result<(), SceneError> {
+        let contact = &self.scene.contact;
+        self.positive("contact.radius".into(), contact.radius)?;
+        for (i, g) in contact.genes.iter().enumerate() {
+            self.gene(format!("contact.genes[{i}]"), g)?;
+        }
+        Ok(())
+    }
+
+    /// At least one cell type, none listed twice, each with known genes and valid
+    /// cycle, apoptosis, necrosis and chemotaxis settings.
+    pub(crate) fn cell_types(&self) -> Result<(), SceneError> {
+        let types = &self.scene.cell_types;
+        if types.is_empty() {
+            return Err(self.bad("cell_types".into(), "at least one cell type is needed".into()));
+        }
+        for (i, t) in types.iter().enumerate() {
+            if types[..i].iter().any(|o| o.name == t.name) {
+                return Err(
+                    self.bad(format!("cell_types[{i}].name"), format!("cell type `{}` is listed twice", t.name))
+                );
+            }
+            self.cell_type_fates(i, t)?;
+        }
+        Ok(())
+    }
+
+    /// One cell type's baseline and bias genes, then its cycle, apoptosis, necrosis and chemotaxis.
+    fn cell_type_fates(&self, i: usize, t: &CellTypeSpec) -> Result<(), SceneError> {
+        let dt = self.scene.time.dt;
+        for (g, &v) in &t.baseline {
+            self.gene(format!("cell_types[{i}].baseline.{g}"), g)?;
+            self.non_negative(format!("cell_types[{i}].baseline.{g}"), v)?;
+        }
+        for g in t.bias.keys() {
+            self.gene(format!("cell_types[{i}].bias.{g}"), g)?;
+        }
+        let at = |f: &str| format!("cell_types[{i}].{f}");
+        if let Some(c) = &t.cycle {
+            self.positive(at("cycle.duration"), c.duration)?;
+            self.non_negative(at("cycle.cv"), c.cv)?;
+            self.non_negative(at("cycle.threshold"), c.threshold)?;
+            self.non_negative(at("cycle.inheritance_noise"), c.inheritance_noise)?;
+            if let Some(g) = &c.gene {
+                self.gene(at("cycle.gene"), g)?;
+            }
+            if c.duration < dt {
+                return Err(self.bad(
+                    at("cycle.duration"),
+                    format!("`{}` min is shorter than one tick (`time.dt` = {dt})", c.duration),
+                ));
+            }
+        }
+        if let Some(a) = &t.apoptosis {
+            self.non_negative(at("apoptosis.rate"), a.rate)?;
+            self.non_negative(at("apoptosis.rate_above"), a.rate_above)?;
+            self.non_negative(at("apoptosis.threshold"), a.threshold)?;
+            self.positive(at("apoptosis.duration"), a.duration)?;
+            if let Some(g) = &a.gene {
+                self.gene(at("apoptosis.gene"), g)?;
+            }
+        }
+        if let Some(n) = &t.necrosis {
+            self.ligand(at("necrosis.ligand"), &n.ligand)?;
+            self.non_negative(at("necrosis.below"), n.below)?;
+            self.non_negative(at("necrosis.rate"), n.rate)?;
+            self.positive(at("necrosis.duration"), n.duration)?;
+        }
+        if let Some(c) = &t.chemotaxis {
+            self.ligand(at("chemotaxis.ligand"), &c.ligand)?;
+            self.non_negative(at("chemotaxis.speed"), c.speed)?;
+            self.positive(at("chemotaxis.persistence"), c.persistence)?;
+            self.non_negative(at("chemotaxis.threshold"), c.threshold)?;
+            if !(0.0..=1.0).contains(&c.bias) {
+                return Err(self.bad(at("chemotaxis.bias"), format!("`{}` must be between 0 and 1", c.bias)));
+            }
+            if let Some(g) = &c.gene {
+                self.gene(at("chemotaxis.gene"), g)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `tissue.{field}`, required by the shape: one finite coordinate per grid axis.
+    fn coords(&self, field: &str, v: &Option<Vec<f32>>) -> Result<Vec<f32>, SceneError> {
+        let tissue = &self.scene.tissue;
+        let dims = self.scene.dims();
+        let Some(v) = v else {
+            return Err(
+                self.bad(format!("tissue.{field}"), format!("is required for `shape = \"{}\"`", tissue.shape.name()))
+            );
+        };
+        if v.len() != dims {
+            return Err(
+                self.bad(format!("tissue.{field}"), format!("has {} coordinates but the grid is {dims}D", v.len()))
+            );
+        }
+        if let Some(x) = v.iter().find(|x| !x.is_finite()) {
+            return Err(self.bad(format!("tissue.{field}"), format!("`{x}` is not a finite number")));
+        }
+        Ok(v.clone())
+    }
+
+    /// `tissue.{field}` belongs to another shape: refused rather than silently ignored.
+    fn unused(&self, field: &str, present: bool) -> Result<(), SceneError> {
+        if present {
+            return Err(self.bad(
+                format!("tissue.{field}"),
+                format!("is not used by `shape = \"{}\"`; remove it", self.scene.tissue.shape.name()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The tissue's box `lo`–`hi` lies inside the grid.
+    fn inside(&self, field: &str, lo: &[f32], hi: &[f32]) -> Result<(), SceneError> {
+        for (i, ((a, b), s)) in lo.iter().zip(hi).zip(&self.scene.grid.size).enumerate() {
+            if *a < 0.0 || *b > *s {
+                return Err(self.bad(
+                    format!("tissue.{field}"),
+                    format!("the tissue spans `{a}`–`{b}` on axis {i}, outside the grid (0–{s})"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The tissue: its cell size and noise, the fields of its shape, its cell count and regions.
+    pub(crate) fn tissue(&self) -> Result<(), SceneError> {
+        self.tissue_common()?;
+        match self.scene.tissue.shape {
+            TissueShape::Disk => self.tissue_disk()?,
+            TissueShape::Box | TissueShape::Epithelium => self.tissue_box_or_epithelium()?,
+            TissueShape::Import => self.tissue_import()?,
+        }
+        self.tissue_cells()?;
+        self.tissue_regions()
+    }
+
+    /// Cell radius and expression noise; a generated tissue has no import fields and names its cell type.
+    fn tissue_common(&self) -> Result<(), SceneError> {
+        let tissue = &self.scene.tissue;
+        self.positive("tissue.cell_radius".into(), tissue.cell_radius)?;
+        self.non_negative("tissue.expression_noise".into(), tissue.expression_noise)?;
+        let generated = tissue.shape != TissueShape::Import;
+        if generated {
+            self.unused("path", tissue.path.is_some())?;
+            self.unused("obsm", tissue.obsm.is_some())?;
+            self.unused("obs_columns", tissue.obs_columns.is_some())?;
+            self.unused("cell_type_column", tissue.cell_type_column.is_some())?;
+            self.unused("offset", tissue.offset.is_some())?;
+            self.unused("scale", tissue.scale != 1.0)?;
+            let Some(t) = &tissue.cell_type else {
+                return Err(
+                    self.bad("tissue.cell_type".into(), "the type of cells outside every region is required".into())
+                );
+            };
+            self.cell_type("tissue.cell_type".into(), t)?;
+        }
+        Ok(())
+    }
+
+    /// A disk: a centre and a positive radius, inside the grid.
+    fn tissue_disk(&self) -> Result<(), SceneError> {
+        let tissue = &self.scene.tissue;
+        let c = self.coords("centre", &tissue.centre)?;
+        let Some(r) = tissue.radius else {
+            return Err(self.bad("tissue.radius".into(), "is required for `shape = \"disk\"`".into()));
+        };
+        self.positive("tissue.radius".into(), r)?;
+        self.unused("min", tissue.min.is_some())?;
+        self.unused("max", tissue.max.is_some())?;
+        self.unused("layers", !tissue.layers.is_empty())?;
+        let lo: Vec<f32> = c.iter().map(|x| x - r).collect();
+        let hi: Vec<f32> = c.iter().map(|x| x + r).collect();
+        self.inside("radius", &lo, &hi)
+    }
+
+    /// A box or an epithelium: `min` below `max` (an epithelium's top is its layers'
+    /// thickness), known layer cell types, inside the grid.
+    fn tissue_box_or_epithelium(&self) -> Result<(), SceneError> {
+        let tissue = &self.scene.tissue;
+        let dims = self.scene.dims();
+        let lo = self.coords("min", &tissue.min)?;
+        let mut hi = self.coords("max", &tissue.max)?;
+        self.unused("centre", tissue.centre.is_some())?;
+        self.unused("radius", tissue.radius.is_some())?;
+        if tissue.shape == TissueShape::Box {
+            self.unused("layers", !tissue.layers.is_empty())?;
+            if lo.iter().zip(&hi).any(|(a, b)| a >= b) {
+                return Err(self.bad("tissue.max".into(), "every `max` coordinate must exceed `min`".into()));
+            }
+        } else {
+            self.unused("cells", tissue.cells.is_some())?;
+            if tissue.layers.is_empty() {
+                return Err(self.bad("tissue.layers".into(), "an epithelium needs at least one layer".into()));
+            }
+            for (i, l) in tissue.layers.iter().enumerate() {
+                self.cell_type(format!("tissue.layers[{i}].cell_type"), &l.cell_type)?;
+                self.positive(format!("tissue.layers[{i}].thickness"), l.thickness)?;
+            }
+            let top = lo[dims - 1] + tissue.layers.iter().map(|l| l.thickness).sum::<f32>();
+            hi[dims - 1] = top;
+            if lo.iter().zip(&hi).any(|(a, b)| a >= b) {
+                return Err(self.bad("tissue.max".into(), "every `max` coordinate must exceed `min`".into()));
+            }
+        }
+        self.inside("max", &lo, &hi)
+    }
+
+    /// An imported tissue: a path, positions from `obsm` or `obs_columns`, cell types
+    /// from a column or one `cell_type`, a positive scale.
+    fn tissue_import(&self) -> Result<(), SceneError> {
+        let tissue = &self.scene.tissue;
+        let dims = self.scene.dims();
+        for (f, present) in [
+            ("centre", tissue.centre.is_some()),
+            ("radius", tissue.radius.is_some()),
+            ("min", tissue.min.is_some()),
+            ("max", tissue.max.is_some()),
+            ("cells", tissue.cells.is_some()),
+            ("layers", !tissue.layers.is_empty()),
+        ] {
+            self.unused(f, present)?;
+        }
+        if tissue.path.is_none() {
+            return Err(self.bad("tissue.path".into(), "an imported tissue needs the `.h5ad` file's `path`".into()));
+        }
+        if tissue.obsm.is_some() && tissue.obs_columns.is_some() {
+            return Err(self.bad("tissue.obs_columns".into(), "give either `obsm` or `obs_columns`, not both".into()));
+        }
+        if let Some(cols) = &tissue.obs_columns
+            && cols.len() != dims
+        {
+            return Err(
+                self.bad("tissue.obs_columns".into(), format!("names {} columns but the grid is {dims}D", cols.len()))
+            );
+        }
+        match (&tissue.cell_type, &tissue.cell_type_column) {
+            (None, None) => {
+                return Err(self.bad(
+                    "tissue.cell_type_column".into(),
+                    "give the `obs` column of cell types, or one `cell_type` for every cell".into(),
+                ));
+            }
+            (Some(t), None) => {
+                self.cell_type("tissue.cell_type".into(), t)?;
+            }
+            (Some(_), Some(_)) => {
+                return Err(self.bad("tissue.cell_type".into(), "give either `cell_type` or `cell_type_column`".into()));
+            }
+            (None, Some(_)) => {}
+        }
+        self.positive("tissue.scale".into(), tissue.scale)?;
+        if tissue.offset.is_some() {
+            self.coords("offset", &tissue.offset)?;
+        }
+        Ok(())
+    }
+
+    /// A disk or box gives at least one cell; the starting cells fit in [`MAX_FIELD_BYTES`].
+    fn tissue_cells(&self) -> Result<(), SceneError> {
+        let tissue = &self.scene.tissue;
+        if matches!(tissue.shape, TissueShape::Disk | TissueShape::Box) {
+            match tissue.cells {
+                None => {
+                    return Err(self.bad(
+                        "tissue.cells".into(),
+                        format!("the number of cells is required for `shape = \"{}\"`", tissue.shape.name()),
+                    ));
+                }
+                Some(0) => return Err(self.bad("tissue.cells".into(), "`0`: at least one cell is needed".into())),
+                Some(_) => {}
+            }
+        }
+        if let Some(n) = self.scene.expected_cells() {
+            // Expression, contact, rates and the model's copies: about 6 floats per gene per cell.
+            let cell_bytes = n as f64 * (self.scene.genes.len() as f64 * 6.0 * 4.0 + 256.0);
+            if cell_bytes > MAX_FIELD_BYTES {
+                return Err(self.bad(
+                    "tissue.cells".into(),
+                    format!(
+                        "`{n}` cells need about {:.1} GiB; the limit is {:.0} GiB",
+                        cell_bytes / 1073741824.0,
+                        MAX_FIELD_BYTES / 1073741824.0
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Each tissue region: one cell type or a mixture adding up to more than 0, and a valid shape.
+    fn tissue_regions(&self) -> Result<(), SceneError> {
+        let dims = self.scene.dims();
+        for (i, r) in self.scene.tissue.regions.iter().enumerate() {
+            match (&r.cell_type, &r.mixture) {
+                (Some(t), None) => {
+                    self.cell_type(format!("tissue.regions[{i}].cell_type"), t)?;
+                }
+                (None, Some(mix)) => {
+                    let mut total = 0.0;
+                    for (t, &f) in mix {
+                        self.cell_type(format!("tissue.regions[{i}].mixture.{t}"), t)?;
+                        self.non_negative(format!("tissue.regions[{i}].mixture.{t}"), f)?;
+                        total += f;
+                    }
+                    if total <= 0.0 {
+                        return Err(self.bad(
+                            format!("tissue.regions[{i}].mixture"),
+                            "the fractions must add up to more than 0".into(),
+                        ));
+                    }
+                }
+                _ => {
+                    return Err(self.bad(
+                        format!("tissue.regions[{i}]"),
+                        "give either `cell_type` or `mixture` (fractions by cell type)".into(),
+                    ));
+                }
+            }
+            r.shape.check(dims, &format!("tissue.regions[{i}]")).map_err(|(f, m)| self.bad(f, m))?;
+        }
+        Ok(())
+    }
+
+    /// Non-negative mechanics; a membrane on an axis of the grid, strictly inside the domain.
+    pub(crate) fn mechanics(&self) -> Result<(), SceneError> {
+        let mechanics = &self.scene.mechanics;
+        self.non_negative("mechanics.mobility".into(), mechanics.mobility)?;
+        self.non_negative("mechanics.repulsion".into(), mechanics.repulsion)?;
+        self.non_negative("mechanics.adhesion".into(), mechanics.adhesion)?;
+        if let Some(m) = &mechanics.membrane {
+            self.non_negative("mechanics.membrane.adhesion".into(), m.adhesion)?;
+            self.non_negative("mechanics.membrane.repulsion".into(), m.repulsion)?;
+            let axis = m.axis.index();
+            if axis >= self.scene.dims() {
+                return Err(self.bad("mechanics.membrane.axis".into(), format!("`{:?}` but the grid is 2D", m.axis)));
+            }
+            let extent = self.scene.grid.size[axis];
+            if !(m.position.is_finite() && m.position > 0.0 && m.position < extent) {
+                return Err(self.bad(
+                    "mechanics.membrane.position".into(),
+                    format!("`{}` must lie inside the domain (0 to {extent})", m.position),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A TorchScript model names its file.
+    pub(crate) fn model(&self) -> Result<(), SceneError> {
+        if self.scene.model.kind == ModelSpec::Torchscript && self.scene.model.path.is_none() {
+            return Err(self.bad("model.path".into(), "a `torchscript` model needs a `path` to its `.pt` file".into()));
+        }
+        Ok(())
+    }
+
+    /// The teacher: non-negative degradation, edges between known genes, ligands and
+    /// cell types, non-negative maximum rates of known genes.
+    pub(crate) fn teacher(&self) -> Result<(), SceneError> {
+        let teacher = &self.scene.teacher;
+        self.non_negative("teacher.degradation".into(), teacher.degradation)?;
+        for (i, e) in teacher.edges.iter().enumerate() {
+            self.gene(format!("teacher.edges[{i}].target"), &e.target)?;
+            match e.source.split_once(':') {
+                Some(("gene", g)) | Some(("contact", g)) => {
+                    self.gene(format!("teacher.edges[{i}].source"), g)?;
+                }
+                Some(("neighbours", t)) => {
+                    self.cell_type(format!("teacher.edges[{i}].source"), t)?;
+                }
+                Some(("ligand", l)) => {
+                    self.ligand(format!("teacher.edges[{i}].source"), l)?;
+                }
+                _ => {
+                    return Err(self.bad(
+                        format!("teacher.edges[{i}].source"),
+                        format!(
+                            "`{}` must be `gene:NAME`, `ligand:NAME`, `contact:NAME` or `neighbours:CELL_TYPE`",
+                            e.source
+                        ),
+                    ));
+                }
+            }
+        }
+        for (g, &v) in &teacher.max_rate {
+            self.gene(format!("teacher.max_rate.{g}"), g)?;
+            self.non_negative(format!("teacher.max_rate.{g}"), v)?;
+        }
+        Ok(())
+    }
+
+    /// Each perturbation: one action, known targets, a valid region and condition,
+    /// a window that starts within the run and does not end before it starts.
+    pub(crate) fn perturbations(&self) -> Result<(), SceneError> {
+        let duration = self.scene.time.duration;
+        for (i, p) in self.scene.perturbations.iter().enumerate() {
+            let at = |f: &str| format!("perturbations[{i}].{f}");
+            p.action().map_err(|(f, m)| self.bad(at(&f), m))?;
+            if let Some(g) = &p.gene {
+                self.gene(at("gene"), g)?;
+            }
+            if let Some(l) = &p.ligand {
+                self.ligand(at("ligand"), l)?;
+            }
+            if let Some(t) = &p.cell_type {
+                self.cell_type(at("cell_type"), t)?;
+            }
+            if let Some(shape) = &p.region {
+                shape.check(self.scene.dims(), &at("region")).map_err(|(f, m)| self.bad(f, m))?;
+            }
+            if let Some(w) = &p.when {
+                self.gene(at("when.gene"), &w.gene)?;
+                if w.above.is_none() && w.below.is_none() {
+                    return Err(self.bad(at("when"), "give `above`, `below` or both".into()));
+                }
+            }
+            if let Some(ids) = &p.ids
+                && ids.is_empty()
+            {
+                return Err(self.bad(at("ids"), "an empty list targets no cell".into()));
+            }
+            self.non_negative(at("start"), p.start)?;
+            if p.stop.is_some_and(|s| s < p.start) {
+                return Err(self.bad(at("stop"), "ends before its `start`".into()));
+            }
+            if p.start > duration {
+                return Err(self.bad(
+                    at("start"),
+                    format!("`{}` is after the end of the run (`time.duration` = {duration})", p.start),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Outputs: increasing distance bands, a positive bin, snapshot times within the
+    /// run, plainly and uniquely named regions, a known gene and ligand to colour by.
+    pub(crate) fn output(&self) -> Result<(), SceneError> {
+        let output = &self.scene.output;
+        let duration = self.scene.time.duration;
+        let bands = &output.distance_bands;
+        if bands.is_empty()
+            || bands.iter().any(|b| !b.is_finite() || *b < 0.0)
+            || bands.windows(2).any(|w| w[0] >= w[1])
+        {
+            return Err(self.bad(
+                "output.distance_bands".into(),
+                format!("`{bands:?}` must be non-negative, increasing edges (µm), at least one"),
+            ));
+        }
+        self.positive("output.distance_bin".into(), output.distance_bin)?;
+        for (i, &t) in output.snapshot_times.iter().enumerate() {
+            if !(t.is_finite() && t >= 0.0 && t <= duration) {
+                return Err(self.bad(
+                    format!("output.snapshot_times[{i}]"),
+                    format!("`{t}` must lie within the run (0 to {duration} min)"),
+                ));
+            }
+        }
+        for (i, r) in output.regions.iter().enumerate() {
+            if r.name.is_empty() || r.name.contains([',', '\n', '"']) {
+                return Err(self.bad(
+                    format!("output.regions[{i}].name"),
+                    format!("`{}` must be a plain, non-empty name", r.name),
+                ));
+            }
+            if output.regions[..i].iter().any(|o| o.name == r.name) {
+                return Err(
+                    self.bad(format!("output.regions[{i}].name"), format!("region `{}` is named twice", r.name))
+                );
+            }
+            r.shape.check(self.scene.dims(), &format!("output.regions[{i}].shape")).map_err(|(f, m)| self.bad(f, m))?;
+        }
+        if let Some(g) = &output.colour_by_gene {
+            self.gene("output.colour_by_gene".into(), g)?;
+        }
+        if let Some(l) = &output.heatmap_ligand {
+            self.ligand("output.heatmap_ligand".into(), l)?;
+        }
+        Ok(())
+    }
+}
