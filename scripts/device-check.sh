@@ -17,7 +17,7 @@ fi
 {
   echo "== machine"; nvidia-smi -L 2>&1; nproc
   echo "== GPU vs CPU tests (release)"
-  EXPLANT_REQUIRE_GPU_ADAPTER=1 ./devcheck/gpu_matches_cpu --test-threads=1 2>&1 | tail -25
+  EXPLANT_REQUIRE_GPU_ADAPTER=1 ./devcheck/gpu_matches_cpu gpu_matches_cpu:: --test-threads=1 2>&1 | tail -25
   for scheme in implicit explicit; do
     echo "== explant bench diffusion ($scheme): 2D 1024² × 8, then 3D 100³ × 10 (dx 10, dt 0.01, D 1e5, k 0.1)"
     ./devcheck/explant bench diffusion --scheme $scheme --dims 2 --size 1024 --channels 8 --steps 5 2>&1

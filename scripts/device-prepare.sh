@@ -8,7 +8,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 rm -rf devcheck && mkdir -p devcheck/lib
 cargo build --release --locked -p explant-cli --no-default-features --features gpu
 cp target/release/explant devcheck/explant
-test_bin=$(cargo test --release --locked -p explant-gpu --test gpu_matches_cpu --no-run --message-format=json 2>/dev/null |
+test_bin=$(cargo test --release --locked -p explant-gpu --test gpu --no-run --message-format=json 2>/dev/null |
   python3 -c 'import json,sys; print([m["executable"] for m in map(json.loads, sys.stdin) if m.get("executable")][-1])')
 cp "$test_bin" devcheck/gpu_matches_cpu
 strip devcheck/explant devcheck/gpu_matches_cpu # the carry limit is 64 MiB

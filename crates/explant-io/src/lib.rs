@@ -12,9 +12,8 @@
 //!   genes) from an `.h5ad` file written by `anndata`, old or new, dense or sparse.
 //! - [`read_snapshot`] reads a run's own snapshot back whole ([`RunSnapshot`]: every gene,
 //!   the control layer, the ligand fields and their grid), to draw it again.
-//! - [`LinePlot::to_svg`] draws line plots as self-contained SVG; [`read_csv`],
-//!   [`timeseries_plots`], [`response_plot`] and [`largest_effects`] turn a run's tables into
-//!   plots and rows, and [`Report::to_html`] lays them out as one HTML file with the
+//! - [`LinePlot::to_svg`] draws line plots as self-contained SVG; [`timeseries_plots`],
+//!   [`response_plot`] and [`largest_effects`] turn a run's tables into plots and rows, and [`Report::to_html`] lays them out as one HTML file with the
 //!   pictures embedded.
 //!
 //! The readers and writers return an [`IoError`] naming the file rather than panicking. The writers check
@@ -37,6 +36,6 @@ pub use plot::{LinePlot, Series, panels_svg};
 pub use read::{Coordinates, ImportRequest, ImportedTissue, RunSnapshot, SnapshotFields, read_snapshot, read_tissue};
 pub use render::{CellColour, TissueView, render_png};
 pub use report::{
-    Block, Effect, Report, Section, Table, base64, escape_html, largest_effects, read_csv, response_plot,
-    timeseries_genes, timeseries_plots, write_text,
+    Block, Effect, Report, Section, Table, base64, escape_html, largest_effects, response_plot, timeseries_genes,
+    timeseries_plots, write_text,
 };

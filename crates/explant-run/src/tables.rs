@@ -246,8 +246,14 @@ mod tests {
         std::fs::write(&path, "tick,time_min,L\n0,0,1.5\n10,5\n").unwrap();
         let e = read_table(&path).unwrap_err().to_string();
         assert!(e.contains("ligand_totals.csv` line 3: 2 fields where the header has 3"), "{e}");
-        std::fs::write(&path, "").unwrap();
-        assert!(read_table(&path).is_err());
+        std::fs::write(&path, "a,b\n1,2\n3\n").unwrap();
+        let e = read_table(&path).unwrap_err().to_string();
+        assert!(e.contains("line 3: 1 fields where the header has 2"), "{e}");
+        for empty in ["", "\n"] {
+            std::fs::write(&path, empty).unwrap();
+            let e = read_table(&path).unwrap_err().to_string();
+            assert!(e.contains("no header"), "{empty:?}: {e}");
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
