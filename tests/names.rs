@@ -33,7 +33,7 @@ fn a_cell_type_named_with_a_comma_round_trips_through_run_render_report_and_a_sw
     let scene = dir.join("scene.toml");
     std::fs::write(&scene, scene_text()).unwrap();
     let run = dir.join("run");
-    let o = explant(&[
+    let o = explant([
         "run".as_ref(),
         scene.as_os_str(),
         "--out".as_ref(),
@@ -59,11 +59,11 @@ fn a_cell_type_named_with_a_comma_round_trips_through_run_render_report_and_a_sw
     }
 
     // render and report read the run back; the report shows the label.
-    let o = explant(&["render".as_ref(), run.as_os_str()]);
+    let o = explant(["render".as_ref(), run.as_os_str()]);
     assert_success(&o, "explant render");
     assert!(run.join("figures/timeseries.svg").exists());
     assert!(read(&run.join("figures/timeseries.svg")).contains(LABEL), "the legend names the type");
-    let o = explant(&["report".as_ref(), run.as_os_str()]);
+    let o = explant(["report".as_ref(), run.as_os_str()]);
     assert_success(&o, "explant report");
     assert!(read(&run.join("report.html")).contains(LABEL));
 
@@ -79,7 +79,7 @@ fn a_cell_type_named_with_a_comma_round_trips_through_run_render_report_and_a_sw
     )
     .unwrap();
     let out = dir.join("sweep");
-    let o = explant(&[
+    let o = explant([
         "sweep".as_ref(),
         spec.as_os_str(),
         "--out".as_ref(),
