@@ -33,6 +33,31 @@ pub struct LoadedScene {
     pub text: String,
 }
 
+/// Refuse `nan` and `inf` anywhere in a scene (TOML allows them): a non-finite weight,
+/// rate or coordinate would reach the simulation and, clamped or compared, turn into an
+/// ordinary number. The field is named as sweep paths name it (`teacher.edges[1].weight`).
+fn refuse_non_finite(text: &str, path: &Path) -> Result<(), SceneError> {
+    fn find(v: &toml::Value, at: String) -> Option<(String, f64)> {
+        match v {
+            toml::Value::Float(f) if !f.is_finite() => Some((at, *f)),
+            toml::Value::Table(t) => {
+                t.iter().find_map(|(k, v)| find(v, if at.is_empty() { k.clone() } else { format!("{at}.{k}") }))
+            }
+            toml::Value::Array(a) => a.iter().enumerate().find_map(|(i, v)| find(v, format!("{at}[{i}]"))),
+            _ => None,
+        }
+    }
+    let Ok(doc) = toml::from_str::<toml::Table>(text) else { return Ok(()) };
+    match find(&toml::Value::Table(doc), String::new()) {
+        Some((field, value)) => Err(SceneError::Invalid {
+            path: path.to_path_buf(),
+            field,
+            message: format!("`{value}` is not a finite number"),
+        }),
+        None => Ok(()),
+    }
+}
+
 impl LoadedScene {
     /// Read, parse and validate a scene file.
     pub fn from_file(path: &Path) -> Result<Self, SceneError> {
@@ -46,6 +71,7 @@ impl LoadedScene {
     pub fn from_str(text: &str, path: &Path) -> Result<Self, SceneError> {
         let scene: Scene =
             toml::from_str(text).map_err(|e| SceneError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+        refuse_non_finite(text, path)?;
         scene.validate(path)?;
         let mut loaded = Self { scene, path: path.to_path_buf(), text: text.to_string() };
         // Paths inside the scene are relative to the scene file.

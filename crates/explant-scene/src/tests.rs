@@ -115,3 +115,19 @@ fn each_perturbation_kind_takes_its_own_fields() {
     .scene;
     assert_eq!(ok.perturbations[0].action().unwrap(), PerturbationKind::ReceptorBlock { fraction: 1.0 });
 }
+
+#[test]
+fn nan_and_inf_anywhere_are_refused_with_the_field() {
+    // `bias = nan` in the teacher passed every range check before (NaN compares false).
+    for (from, to, field) in [
+        ("bias = -3.0", "bias = nan", "teacher.bias"),
+        ("weight = 6.0", "weight = nan", "teacher.edges[0].weight"),
+        ("decay = 0.02", "decay = inf", "ligands[0].decay"),
+        ("decay = 0.02", "decay = -inf", "ligands[0].decay"),
+    ] {
+        assert!(DEFAULT.contains(from), "the default scene has `{from}`");
+        let err = load(&DEFAULT.replacen(from, to, 1)).unwrap_err().to_string();
+        assert!(err.contains(&format!("field `{field}`")) && err.contains("is not a finite number"), "{err}");
+    }
+    assert!(load(DEFAULT).is_ok(), "finite values pass");
+}

@@ -168,7 +168,7 @@ impl TorchModel {
         let mut secretion = vec![0.0f32; if self.meta.secretion { l } else { 0 }];
         let mut fate = vec![0.0f32; if self.meta.fate { 2 } else { 0 }];
         self.forward(&input, &mut out, &mut secretion, &mut fate).map_err(TorchError::Model)?;
-        let mut worst = out.iter().zip(&check.output).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        let mut worst = out.iter().zip(&check.output).map(|(a, b)| (a - b).abs()).fold(0.0f32, worse);
         for (name, got, want) in [("secretion", &secretion, &check.secretion), ("fate", &fate, &check.fate)] {
             if let Some(want) = want {
                 if want.len() != got.len() {
@@ -181,10 +181,11 @@ impl TorchModel {
                         ),
                     });
                 }
-                worst = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(worst, f32::max);
+                worst = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(worst, worse);
             }
         }
-        if worst > 1e-4 {
+        // Written so that a NaN difference (a non-finite output) fails too.
+        if worst.is_nan() || worst > 1e-4 {
             return Err(TorchError::CheckFailed { path: self.path.clone(), worst });
         }
         Ok(())
@@ -378,4 +379,10 @@ impl ResponseModel for TorchModel {
 fn first_line(s: &str) -> String {
     let lines = || s.lines().map(str::trim).filter(|l| !l.is_empty());
     lines().rfind(|l| l.contains("Error: ")).or_else(|| lines().next()).unwrap_or(s).to_string()
+}
+
+/// The larger of two differences, where NaN (a non-finite output) is the worst of all;
+/// `f32::max` would skip it.
+fn worse(a: f32, b: f32) -> f32 {
+    if a.is_nan() || b.is_nan() { f32::NAN } else { a.max(b) }
 }

@@ -236,6 +236,32 @@ fn mismatched_pt_and_json_are_refused() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+#[test]
+fn a_model_that_returns_nan_fails_its_check_case() {
+    // The shipped metadata (a finite check output) beside a module whose every output is
+    // NaN: a comparison that skips NaN would let it load.
+    let dir = tmpdir("nan");
+    let pt = copy_model(&dir);
+    let meta = ModelMeta::read(&meta_path(&pt)).unwrap();
+    assert!(meta.check.output.iter().all(|v| v.is_finite()));
+    let (g, l, t) = (meta.genes.len() as i64, meta.ligands.len() as i64, meta.cell_types.len() as i64);
+    let example = [
+        tch::Tensor::zeros([2, g], tch::kind::FLOAT_CPU),
+        tch::Tensor::zeros([2, l], tch::kind::FLOAT_CPU),
+        tch::Tensor::zeros([2, g], tch::kind::FLOAT_CPU),
+        tch::Tensor::zeros([2, t], tch::kind::FLOAT_CPU),
+    ];
+    let module = tch::CModule::create_by_tracing("Nan", "forward", &example, &mut |inp: &[tch::Tensor]| {
+        vec![(&inp[0] * 0.0) / 0.0]
+    })
+    .unwrap();
+    module.save(&pt).unwrap();
+    let err = TorchModel::load(&pt, 1).unwrap_err();
+    assert!(matches!(err, TorchError::CheckFailed { .. }), "{err}");
+    assert!(err.to_string().contains("NaN"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 /// A scene whose teacher reads neighbour counts (`neighbours:tumour → IFNG` in
 /// `scenes/tumour_immune.toml`, cut to 1 h and 600 cells) gets a model with the fifth
 /// input, and the model learns the edge: a T cell's IFNG rate rises with its tumour
