@@ -998,6 +998,23 @@ fn run_model_option_replaces_the_scenes_model_and_the_copy_records_it() {
 }
 
 #[test]
+fn time_series_end_at_the_final_time_when_the_duration_is_not_a_multiple_of_record_every() {
+    let dir = TempDir::new("cli", "time_series_end_at_the_final_time");
+    // 10 min recorded every 4 min: records at 0, 4 and 8 min, and the end at 10.
+    let text = replace_once(&short_scene_text(&default_model()), "record_every = 5.0", "record_every = 4.0");
+    let scene = write_scene(&dir, "scene.toml", &text);
+    let out = dir.join("out");
+    run_ok(&scene, &out, &["--diffusion", "cpu", "--no-figures", "--teacher"]);
+    for file in ["timeseries.csv", "ligand_totals.csv"] {
+        let text = read(&out.join(file));
+        let times: Vec<f64> = text.lines().skip(1).map(|l| l.split(',').nth(1).unwrap().parse().unwrap()).collect();
+        let mut distinct = times.clone();
+        distinct.dedup();
+        assert_eq!(distinct, [0.0, 4.0, 8.0, 10.0], "{file}");
+    }
+}
+
+#[test]
 fn run_teacher_option_is_recorded_so_the_copy_reruns_to_the_same_result() {
     let dir = TempDir::new("cli", "run_teacher_option_is_recorded_so_the_copy_reruns_to_the_same_result");
     let scene = write_short_scene(&dir);

@@ -95,6 +95,25 @@ impl PairedRun {
         Ok(Self { sim, control })
     }
 
+    /// Record the final state of both when the last tick was not a recording tick (a
+    /// duration that is not a multiple of `output.record_every`), so every time series
+    /// ends at the end of the run.
+    ///
+    /// # Errors
+    ///
+    /// When the final state is not finite (the record stage's check).
+    pub fn record_final(&mut self) -> Result<(), Failure> {
+        for (sim, in_control) in
+            std::iter::once((&mut self.sim, false)).chain(self.control.iter_mut().map(|c| (c, true)))
+        {
+            let tick = sim.clock().tick;
+            if sim.recording().ligand_totals.last().is_none_or(|r| r.0 < tick) {
+                sim.record_now().map_err(|e| Failure::new(e, in_control))?;
+            }
+        }
+        Ok(())
+    }
+
     /// One tick of both; the error names which one failed.
     ///
     /// # Errors
@@ -182,9 +201,12 @@ pub fn run(mut scene: LoadedScene, opts: &RunOptions, obs: &mut dyn Observer) ->
     write_snapshot(&mut paired.sim, paired.control.as_mut(), &scene, &dir.snapshot(0))?;
 
     let started = Instant::now();
-    let failure = step_all(&mut paired, &scene, &dir, obs)?;
+    let mut failure = step_all(&mut paired, &scene, &dir, obs)?;
     obs.finished();
     let wall = started.elapsed().as_secs_f64();
+    if failure.is_none() {
+        failure = paired.record_final().err();
+    }
 
     let status = match &failure {
         None => Status::Completed,
