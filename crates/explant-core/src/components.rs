@@ -140,7 +140,7 @@ impl States {
 
 /// The components of a cell but its [`Row`], which the crate assigns as it spawns the
 /// cell and appends its row of [`States`] (one helper does both, for every new cell).
-#[derive(Bundle, Debug, Clone)]
+#[derive(Bundle, Debug, Clone, PartialEq)]
 pub struct CellBundle {
     /// Identity.
     pub id: CellId,

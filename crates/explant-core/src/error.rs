@@ -32,6 +32,9 @@ pub enum CoreError {
         /// What is wrong.
         message: String,
     },
+    /// A saved state does not fit the scene it is restored into.
+    #[error("the checkpoint does not fit the scene: {0}")]
+    Checkpoint(String),
     /// The state became NaN, infinite or ran away.
     #[error("tick {tick} (t = {time} min): {what}")]
     Unstable {

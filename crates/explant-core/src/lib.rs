@@ -22,6 +22,7 @@
 //! 7. **fate** — growth, division, apoptosis and necrosis (cells are added and removed);
 //! 8. **record** — the clock advances; pseudobulk time series and sanity checks.
 
+mod checkpoint;
 mod components;
 pub mod effects;
 mod error;
@@ -45,6 +46,7 @@ use explant_field::{ChannelParams, DiffusionBackend, Grid};
 use explant_scene::Scene;
 use glam::Vec3;
 
+pub use checkpoint::{Decoder, Encoder, SimState};
 pub use components::*;
 pub use error::{CoreError, ModelError};
 pub use life::{SORT_INTERVAL, sort_rows};
@@ -160,35 +162,37 @@ impl Simulation {
         cells: Option<InitialCells>,
     ) -> Result<Self, CoreError> {
         check_import(scene, cells.as_ref())?;
-        model.signature().check_against(&ModelSignature::of_scene(scene), &model.name())?;
-        let mut world = World::new();
-        let (domain, grid) = domain_and_grid(scene);
-        world.insert_resource(ligands(scene, grid)?);
-        let settings = settings(scene, domain);
-        world.insert_resource(PerturbationLog {
-            fired: vec![false; settings.perturbations.len()],
-            ablated: Vec::new(),
-            injected: vec![0.0; scene.ligands.len()],
-        });
-        world.insert_resource(settings);
-        world.insert_resource(Clock { tick: 0, dt: scene.time.dt });
-        world.insert_resource(Diffuser(diffuser));
-        world.insert_resource(Model(Mutex::new(model)));
-        world.insert_resource(Batch::default());
-        world.insert_resource(Failure::default());
-        world.insert_resource(StageTimers::default());
-        world.insert_resource(schedule::StageStart::default());
-        world.insert_resource(Recording {
-            cell_types: scene.cell_types.len(),
-            regions: scene.output.regions.clone(),
-            ..Default::default()
-        });
+        let mut world = base_world(scene, diffuser, model)?;
         tissue::populate(&mut world, scene, cells);
         life::sort_rows(&mut world, scene.contact.radius);
         let schedule = schedule::tick();
         let mut sim = Self { world, schedule, ticks: scene.ticks() };
         sim.record_now()?;
         Ok(sim)
+    }
+
+    /// A simulation of `scene` in the state `state` (from [`Simulation::state`] of a
+    /// simulation of the same scene): stepping it gives, bit for bit, what stepping the
+    /// saved one would have. The tissue is not generated or imported.
+    ///
+    /// # Errors
+    ///
+    /// When the model does not fit the scene or the state does not fit it (another scene:
+    /// other genes, grid, perturbations or cell types), naming what differs.
+    pub fn restore(
+        scene: &Scene,
+        diffuser: Box<dyn DiffusionBackend>,
+        model: Box<dyn ResponseModel>,
+        state: SimState,
+    ) -> Result<Self, CoreError> {
+        let mut world = base_world(scene, diffuser, model)?;
+        state.into_world(&mut world).map_err(CoreError::Checkpoint)?;
+        Ok(Self { world, schedule: schedule::tick(), ticks: scene.ticks() })
+    }
+
+    /// Everything of the state a later tick reads, for a checkpoint ([`Simulation::restore`]).
+    pub fn state(&mut self) -> SimState {
+        SimState::of_world(&mut self.world)
     }
 
     /// Ticks the scene asks for.
@@ -322,6 +326,39 @@ impl Simulation {
         }
         t
     }
+}
+
+/// A world for `scene` with every resource but the cells: the ligands at time 0, the
+/// settings, the clock at tick 0, the backends and empty recordings.
+fn base_world(
+    scene: &Scene,
+    diffuser: Box<dyn DiffusionBackend>,
+    model: Box<dyn ResponseModel>,
+) -> Result<World, CoreError> {
+    model.signature().check_against(&ModelSignature::of_scene(scene), &model.name())?;
+    let mut world = World::new();
+    let (domain, grid) = domain_and_grid(scene);
+    world.insert_resource(ligands(scene, grid)?);
+    let settings = settings(scene, domain);
+    world.insert_resource(PerturbationLog {
+        fired: vec![false; settings.perturbations.len()],
+        ablated: Vec::new(),
+        injected: vec![0.0; scene.ligands.len()],
+    });
+    world.insert_resource(settings);
+    world.insert_resource(Clock { tick: 0, dt: scene.time.dt });
+    world.insert_resource(Diffuser(diffuser));
+    world.insert_resource(Model(Mutex::new(model)));
+    world.insert_resource(Batch::default());
+    world.insert_resource(Failure::default());
+    world.insert_resource(StageTimers::default());
+    world.insert_resource(schedule::StageStart::default());
+    world.insert_resource(Recording {
+        cell_types: scene.cell_types.len(),
+        regions: scene.output.regions.clone(),
+        ..Default::default()
+    });
+    Ok(world)
 }
 
 /// A scene whose tissue is imported needs the imported cells.
