@@ -162,8 +162,8 @@ impl SimState {
         let mut e = Encoder::default();
         e.u64(self.tick);
         e.u64(self.next_id);
-        e.len(self.genes);
-        e.len(self.cells.len());
+        e.size(self.genes);
+        e.size(self.cells.len());
         for c in &self.cells {
             e.u64(c.id.0);
             e.vec3(c.position.0);
@@ -189,28 +189,28 @@ impl SimState {
         e.f32s(&self.expression);
         e.f32s(&self.field);
         e.f64s(&self.exchanged);
-        e.len(self.fired.len());
+        e.size(self.fired.len());
         for &f in &self.fired {
             e.bool(f);
         }
-        e.len(self.ablated.len());
+        e.size(self.ablated.len());
         for &p in &self.ablated {
             e.vec3(p);
         }
         e.f64s(&self.injected);
-        e.len(self.pseudobulk.len());
+        e.size(self.pseudobulk.len());
         for r in &self.pseudobulk {
             e.pseudobulk(r);
         }
-        e.len(self.ligand_totals.len());
+        e.size(self.ligand_totals.len());
         for (tick, time, totals) in &self.ligand_totals {
             e.u64(*tick);
             e.f64(*time);
             e.f64s(totals);
         }
-        e.len(self.regional.len());
+        e.size(self.regional.len());
         for r in &self.regional {
-            e.len(r.region);
+            e.size(r.region);
             e.pseudobulk(&r.row);
         }
         e.0
@@ -221,8 +221,8 @@ impl SimState {
         let mut d = Decoder { bytes, at: 0 };
         let tick = d.u64()?;
         let next_id = d.u64()?;
-        let genes = d.len()?;
-        let n = d.len()?;
+        let genes = d.size()?;
+        let n = d.size()?;
         let mut cells = Vec::with_capacity(n.min(bytes.len() / 64));
         for _ in 0..n {
             let id = CellId(d.u64()?);
@@ -254,14 +254,14 @@ impl SimState {
         let expression = d.f32s()?;
         let field = d.f32s()?;
         let exchanged = d.f64s()?;
-        let fired = (0..d.len()?).map(|_| d.bool()).collect::<Result<_, _>>()?;
-        let ablated = (0..d.len()?).map(|_| d.vec3()).collect::<Result<_, _>>()?;
+        let fired = (0..d.size()?).map(|_| d.bool()).collect::<Result<_, _>>()?;
+        let ablated = (0..d.size()?).map(|_| d.vec3()).collect::<Result<_, _>>()?;
         let injected = d.f64s()?;
-        let pseudobulk = (0..d.len()?).map(|_| d.pseudobulk()).collect::<Result<_, _>>()?;
+        let pseudobulk = (0..d.size()?).map(|_| d.pseudobulk()).collect::<Result<_, _>>()?;
         let ligand_totals =
-            (0..d.len()?).map(|_| Ok((d.u64()?, d.f64()?, d.f64s()?))).collect::<Result<_, String>>()?;
-        let regional = (0..d.len()?)
-            .map(|_| Ok(RegionRow { region: d.len()?, row: d.pseudobulk()? }))
+            (0..d.size()?).map(|_| Ok((d.u64()?, d.f64()?, d.f64s()?))).collect::<Result<_, String>>()?;
+        let regional = (0..d.size()?)
+            .map(|_| Ok(RegionRow { region: d.size()?, row: d.pseudobulk()? }))
             .collect::<Result<_, String>>()?;
         if d.at != bytes.len() {
             return Err(format!("{} bytes left over after the state", bytes.len() - d.at));
@@ -306,7 +306,7 @@ impl Encoder {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
     /// A length or index, as eight bytes.
-    pub fn len(&mut self, v: usize) {
+    pub fn size(&mut self, v: usize) {
         self.u64(v as u64);
     }
     /// The bits of an `f32`.
@@ -325,7 +325,7 @@ impl Encoder {
     }
     /// A length, then the values.
     pub fn f32s(&mut self, v: &[f32]) {
-        self.len(v.len());
+        self.size(v.len());
         self.0.reserve(4 * v.len());
         for &x in v {
             self.f32(x);
@@ -333,21 +333,21 @@ impl Encoder {
     }
     /// A length, then the values.
     pub fn f64s(&mut self, v: &[f64]) {
-        self.len(v.len());
+        self.size(v.len());
         for &x in v {
             self.f64(x);
         }
     }
     /// A length, then UTF-8 bytes.
     pub fn str(&mut self, s: &str) {
-        self.len(s.len());
+        self.size(s.len());
         self.0.extend_from_slice(s.as_bytes());
     }
     fn pseudobulk(&mut self, r: &PseudobulkRow) {
         self.u64(r.tick);
         self.f64(r.time);
         self.u32(r.cell_type);
-        self.len(r.cells);
+        self.size(r.cells);
         self.f64s(&r.mean);
     }
 }
@@ -399,7 +399,7 @@ impl<'a> Decoder<'a> {
     }
     /// A length: no more than the bytes left could hold (so a damaged length cannot ask
     /// for more memory than the file's size).
-    pub fn len(&mut self) -> Result<usize, String> {
+    pub fn size(&mut self) -> Result<usize, String> {
         let v = self.u64()?;
         let left = (self.bytes.len() - self.at) as u64;
         if v > left.saturating_mul(8).max(1 << 20) {
@@ -421,17 +421,17 @@ impl<'a> Decoder<'a> {
     }
     /// A length, then the values.
     pub fn f32s(&mut self) -> Result<Vec<f32>, String> {
-        let n = self.len()?;
+        let n = self.size()?;
         (0..n).map(|_| self.f32()).collect()
     }
     /// A length, then the values.
     pub fn f64s(&mut self) -> Result<Vec<f64>, String> {
-        let n = self.len()?;
+        let n = self.size()?;
         (0..n).map(|_| self.f64()).collect()
     }
     /// A length, then UTF-8 bytes.
     pub fn str(&mut self) -> Result<String, String> {
-        let n = self.len()?;
+        let n = self.size()?;
         let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len()).ok_or("truncated string")?;
         let s = std::str::from_utf8(&self.bytes[self.at..end]).map_err(|e| format!("text at byte {}: {e}", self.at))?;
         self.at = end;
@@ -442,7 +442,7 @@ impl<'a> Decoder<'a> {
             tick: self.u64()?,
             time: self.f64()?,
             cell_type: self.u32()?,
-            cells: self.len()?,
+            cells: self.size()?,
             mean: self.f64s()?,
         })
     }

@@ -443,8 +443,7 @@ region = { kind = "circle", centre = [400.0, 300.0], radius = 50.0 }
     let mut fresh_clock = saved.clone();
     fresh_clock.tick = 0;
     let mut wrong =
-        Simulation::restore(&s, Box::new(CpuDiffusion::new()), Box::new(Teacher::from_scene(&s)), fresh_clock)
-            .unwrap();
+        Simulation::restore(&s, Box::new(CpuDiffusion::new()), Box::new(Teacher::from_scene(&s)), fresh_clock).unwrap();
     run(&mut wrong, 63);
     assert_ne!(wrong.cells(), a, "a restore that loses the clock should not match");
 }
