@@ -1,9 +1,10 @@
 //! End-to-end tests of the `explant` binary, as one test binary (one link instead of
 //! one per file): runs and their outputs (`cli`), `render` and `report` (`render`), and
-//! sweeps (`sweep`), and names that need quoting in CSV (`names`). Helpers shared by all of them are in `common`.
+//! sweeps (`sweep`), checkpoint and resume (`resume`), and names that need quoting in CSV (`names`). Helpers shared by all of them are in `common`.
 
 mod cli;
 mod common;
 mod names;
 mod render;
+mod resume;
 mod sweep;

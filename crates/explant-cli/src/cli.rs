@@ -18,6 +18,9 @@ pub struct Cli {
 pub enum Command {
     /// Run a scene end to end and write its results (AnnData, picture, time series).
     Run(RunArgs),
+    /// Continue a run from its latest checkpoint (`run --checkpoint-every`) to the end of
+    /// its scene, or to a new `--duration`: the outputs are those of an uninterrupted run.
+    Resume(ResumeArgs),
     /// Parse and validate a scene without running it.
     Check(CheckArgs),
     /// Draw a run's figures: the tissue (PNG), time series and response curves (SVG).
@@ -210,6 +213,28 @@ pub struct RunArgs {
     /// Do not draw figures/ at the end (sweeps skip them).
     #[arg(long)]
     pub no_figures: bool,
+    /// Write a checkpoint (OUT/checkpoint.explant, replaced each time) every MIN
+    /// simulated minutes and at the end, so `explant resume OUT` can finish a run that was
+    /// killed, or extend it, with the same results as an uninterrupted run.
+    #[arg(long, value_name = "MIN")]
+    pub checkpoint_every: Option<f64>,
+}
+
+/// `explant resume`.
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// The run's output directory (run with `--checkpoint-every`).
+    pub run_dir: PathBuf,
+    /// Run to this many simulated minutes instead of the scene's duration (to extend a
+    /// run; the run's scene.toml records it).
+    #[arg(long, value_name = "MIN")]
+    pub duration: Option<f64>,
+    /// Worker threads (0: all cores). Results are identical for any count.
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 /// `explant check`.

@@ -16,6 +16,7 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
         cli::Command::Run(args) => commands::run::run(args),
+        cli::Command::Resume(args) => commands::run::resume(args),
         cli::Command::Check(args) => commands::check::check(args),
         cli::Command::Render(args) => commands::render::render(args),
         cli::Command::Report(args) => commands::report::report(args),

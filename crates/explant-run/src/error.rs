@@ -100,6 +100,14 @@ pub enum RunError {
     /// run directory); the message names the option or path and the value.
     #[error("{0}")]
     Invalid(String),
+    /// A checkpoint cannot be used.
+    #[error("checkpoint `{}`: {message}", path.display())]
+    Checkpoint {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why it cannot be used.
+        message: String,
+    },
     /// A user's option is invalid.
     #[error("option `{option}`: {message}")]
     Option {

@@ -39,6 +39,9 @@ pub enum RunFile {
     Figures,
     /// `report.html`: the page written by `explant report`.
     Report,
+    /// `checkpoint.explant`: the latest checkpoint (`--checkpoint-every`), read by
+    /// `explant resume`.
+    Checkpoint,
 }
 
 impl RunFile {
@@ -58,6 +61,7 @@ impl RunFile {
             RunFile::ResponseVsDistance => "response_vs_distance.csv",
             RunFile::Figures => "figures",
             RunFile::Report => "report.html",
+            RunFile::Checkpoint => "checkpoint.explant",
         }
     }
 }

@@ -20,6 +20,7 @@
 
 pub mod backends;
 pub mod bench;
+mod checkpoint;
 mod error;
 pub mod figures;
 mod import;
@@ -33,12 +34,13 @@ mod snapshot;
 pub mod tables;
 
 pub use backends::DiffusionChoice;
+pub use checkpoint::Checkpoint;
 pub use error::RunError;
 pub use import::imported_cells;
 pub use layout::{RunDir, RunFile, snapshot_name};
 pub use manifest::{Manifest, Outputs, Status, fnv1a64};
 pub use model_choice::ModelChoice;
-pub use run::{Failure, Observer, PairedRun, RunOptions, RunOutcome, run};
+pub use run::{Failure, Observer, PairedRun, ResumeOptions, RunOptions, RunOutcome, resume, run};
 pub use snapshot::write_snapshot;
 
 /// Version of this build.

@@ -109,6 +109,13 @@ pub struct Manifest {
     pub outputs: Outputs,
     /// Whether the paired control ran.
     pub paired_control: bool,
+    /// Checkpoint interval, ticks (`--checkpoint-every`), when checkpoints are written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_every_ticks: Option<u64>,
+    /// The ticks `explant resume` continued from, in order (empty for a run that ran
+    /// through).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resumed_from_ticks: Vec<u64>,
 }
 
 impl Manifest {
@@ -186,6 +193,8 @@ mod tests {
                 .collect(),
             outputs: Outputs::default(),
             paired_control: true,
+            checkpoint_every_ticks: Some(4),
+            resumed_from_ticks: vec![2],
         }
     }
 

@@ -121,14 +121,13 @@ pub struct OutDirLock {
 }
 
 impl OutDirLock {
-    /// Create `out` if needed, lock it, and remove what an earlier run left in it (only
-    /// reached after [`check`]).
+    /// Create `out` if needed and lock it, leaving its contents as they are (to resume a
+    /// run in it).
     ///
     /// # Errors
     ///
-    /// When another process holds the lock (another run is writing there), or a file
-    /// cannot be created or removed.
-    pub fn take(out: &Path) -> Result<Self, RunError> {
+    /// When another process holds the lock, or the lock file cannot be created.
+    pub fn hold(out: &Path) -> Result<Self, RunError> {
         std::fs::create_dir_all(out).map_err(RunError::file("create", out))?;
         let path = out.join(LOCK_FILE);
         let file = File::options()
@@ -149,15 +148,27 @@ impl OutDirLock {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(RunError::file("lock", &path)(e)),
         }
+        Ok(Self { file, path })
+    }
+
+    /// Create `out` if needed, lock it, and remove what an earlier run left in it (only
+    /// reached after [`check`]).
+    ///
+    /// # Errors
+    ///
+    /// When another process holds the lock (another run is writing there), or a file
+    /// cannot be created or removed.
+    pub fn take(out: &Path) -> Result<Self, RunError> {
+        let lock = Self::hold(out)?;
         for entry in std::fs::read_dir(out).map_err(RunError::file("read", out))? {
             let p = entry.map_err(RunError::file("read", out))?.path();
-            if p == path {
+            if p == lock.path {
                 continue;
             }
             if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) }
                 .map_err(RunError::file("remove", &p))?;
         }
-        Ok(Self { file, path })
+        Ok(lock)
     }
 
     /// Remove the lock file and release the lock (the run's outputs are complete).

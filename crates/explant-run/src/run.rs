@@ -15,7 +15,7 @@ use crate::manifest::{Manifest, Outputs, Status, fnv1a64};
 use crate::outdir::{self, OutDirLock};
 use crate::snapshot::write_snapshot;
 use crate::tables::{self, write_table};
-use crate::{COMMIT, ModelChoice, RunDir, RunError, RunFile, VERSION};
+use crate::{COMMIT, Checkpoint, ModelChoice, RunDir, RunError, RunFile, VERSION};
 
 /// How to run a scene.
 #[derive(Debug, Clone, Default)]
@@ -34,6 +34,20 @@ pub struct RunOptions {
     pub no_control: bool,
     /// Skip `figures/` at the end.
     pub no_figures: bool,
+    /// The command line, for the manifest.
+    pub command_line: Vec<String>,
+    /// Write a checkpoint (`checkpoint.explant`) every this many simulated minutes, and
+    /// at the end, for `explant resume`.
+    pub checkpoint_every: Option<f64>,
+}
+
+/// How to resume a run from its checkpoint.
+#[derive(Debug, Clone, Default)]
+pub struct ResumeOptions {
+    /// The run directory.
+    pub dir: PathBuf,
+    /// A new duration, minutes (to extend a run); else the scene's.
+    pub duration: Option<f64>,
     /// The command line, for the manifest.
     pub command_line: Vec<String>,
 }
@@ -93,6 +107,48 @@ impl PairedRun {
             Some(Simulation::with_cells(&bare, diffuser, model, cells)?)
         };
         Ok(Self { sim, control })
+    }
+
+    /// Both simulations as a checkpoint saved them, with fresh backends.
+    ///
+    /// # Errors
+    ///
+    /// When a backend cannot start or a state does not fit the scene.
+    pub fn restore(scene: &LoadedScene, checkpoint: &Checkpoint, notes: &mut Vec<String>) -> Result<Self, RunError> {
+        let sc = &scene.scene;
+        let (diffuser, note) = backends::diffusion(checkpoint.diffusion, sc.grid.scheme)?;
+        notes.extend(note);
+        let model = backends::model(scene, checkpoint.threads)?;
+        let sim = Simulation::restore(sc, diffuser, model, checkpoint.sim.clone())?;
+        let control = match &checkpoint.control {
+            None => None,
+            Some(state) => {
+                let mut bare = sc.clone();
+                bare.perturbations.clear();
+                let (diffuser, _) = backends::diffusion(checkpoint.diffusion, bare.grid.scheme)?;
+                let model = backends::model(scene, checkpoint.threads)?;
+                Some(Simulation::restore(&bare, diffuser, model, state.clone())?)
+            }
+        };
+        Ok(Self { sim, control })
+    }
+
+    /// The checkpoint of both at the current tick.
+    fn checkpoint(&mut self, scene: &LoadedScene, plan: &Plan, wall_seconds: f64) -> Checkpoint {
+        Checkpoint {
+            explant_version: VERSION.into(),
+            scene_path: plan.scene_path.clone(),
+            scene_text: scene.text.clone(),
+            diffusion: plan.diffusion,
+            diffusion_backend: self.sim.backend_names().0,
+            threads: plan.threads,
+            no_figures: plan.no_figures,
+            every_ticks: plan.checkpoint_ticks.unwrap_or(0),
+            command_line: plan.command_line.clone(),
+            wall_seconds,
+            sim: self.sim.state(),
+            control: self.control.as_mut().map(Simulation::state),
+        }
     }
 
     /// Record the final state of both when the last tick was not a recording tick (a
@@ -171,6 +227,26 @@ pub struct RunOutcome {
     pub failure: Option<Failure>,
 }
 
+/// What the tick loop and the outputs need, whether a run starts or resumes.
+struct Plan {
+    /// The scene file the run started from (absolute).
+    scene_path: PathBuf,
+    /// Where diffusion was asked to run.
+    diffusion: DiffusionChoice,
+    /// Worker threads of the model.
+    threads: usize,
+    /// Skip the figures.
+    no_figures: bool,
+    /// The command line that started the run.
+    command_line: Vec<String>,
+    /// Checkpoint interval, ticks.
+    checkpoint_ticks: Option<u64>,
+    /// Wall seconds of the tick loop before this process (a resumed run).
+    wall_before: f64,
+    /// Ticks resumed from, for the manifest.
+    resumed_from: Vec<u64>,
+}
+
 /// Run `scene` end to end as `opts` asks and write every output into `opts.out`.
 ///
 /// A failure of the simulation itself (NaN, runaway values, a model error) is not an
@@ -183,6 +259,7 @@ pub struct RunOutcome {
 /// written.
 pub fn run(mut scene: LoadedScene, opts: &RunOptions, obs: &mut dyn Observer) -> Result<RunOutcome, RunError> {
     opts.model.apply(&mut scene)?;
+    let checkpoint_ticks = checkpoint_ticks(opts.checkpoint_every, scene.scene.time.dt)?;
     // Refuse an output directory that may not be written early, but create, lock or clear
     // it only once the backends have loaded, so a refused run leaves nothing behind.
     outdir::check(&opts.out, opts.force, &outdir::scene_inputs(&scene))?;
@@ -191,20 +268,172 @@ pub fn run(mut scene: LoadedScene, opts: &RunOptions, obs: &mut dyn Observer) ->
     let lock = OutDirLock::take(&opts.out)?;
     let dir = RunDir::new(&opts.out);
     announce(&scene, &paired, &notes, obs);
+    let plan = Plan {
+        scene_path: std::path::absolute(&scene.path).unwrap_or_else(|_| scene.path.clone()),
+        diffusion: opts.diffusion,
+        threads: opts.threads,
+        no_figures: opts.no_figures,
+        command_line: opts.command_line.clone(),
+        checkpoint_ticks,
+        wall_before: 0.0,
+        resumed_from: Vec::new(),
+    };
     // A manifest from the start: a run killed part way is still a run directory that
     // `render` and `report` read, and says it did not finish.
-    manifest(&paired.sim, paired.control.is_some(), &scene, opts, Status::Running, 0.0)
+    manifest(&paired.sim, paired.control.is_some(), &scene, &plan, Status::Running, 0.0)
         .write(&dir.path(RunFile::Manifest))?;
 
     let snapshots = dir.path(RunFile::Snapshots);
     std::fs::create_dir_all(&snapshots).map_err(RunError::file("create", &snapshots))?;
     write_snapshot(&mut paired.sim, paired.control.as_mut(), &scene, &dir.snapshot(0))?;
+    finish(paired, &scene, &plan, dir, lock, obs)
+}
 
+/// Continue the run in `opts.dir` from its latest checkpoint to the end of its scene (or
+/// to `opts.duration`), writing every output as the uninterrupted run would have: the
+/// same bits in every array and table.
+///
+/// # Errors
+///
+/// When the directory is not a run, another process holds it, it has no usable
+/// checkpoint (none, damaged, another explant version, another scene than its
+/// manifest's), the run failed or completed (without a longer duration), or a file cannot
+/// be written.
+pub fn resume(opts: &ResumeOptions, obs: &mut dyn Observer) -> Result<RunOutcome, RunError> {
+    let dir = RunDir::open(&opts.dir)?;
+    let lock = OutDirLock::hold(dir.root())?;
+    let manifest_path = dir.path(RunFile::Manifest);
+    let previous = Manifest::read(&manifest_path)?;
+    let path = dir.path(RunFile::Checkpoint);
+    if !path.is_file() {
+        let message = match previous.checkpoint_every_ticks {
+            Some(every) => format!(
+                "it has no `{}` yet: the run stopped before its first checkpoint (tick {every}); run the scene again",
+                RunFile::Checkpoint.name()
+            ),
+            None => format!(
+                "it has no `{}`: only a run started with `--checkpoint-every MIN` can be resumed",
+                RunFile::Checkpoint.name()
+            ),
+        };
+        return Err(RunError::NotARun { path: dir.root().to_path_buf(), message });
+    }
+    let ck = Checkpoint::read(&path)?;
+    let refuse = |message: String| RunError::Checkpoint { path: path.clone(), message };
+    if ck.scene_fnv1a64() != previous.scene_fnv1a64 {
+        return Err(refuse(format!(
+            "it is of another scene (fingerprint {}) than the run in `{}` (fingerprint {} in its manifest)",
+            ck.scene_fnv1a64(),
+            dir.root().display(),
+            previous.scene_fnv1a64
+        )));
+    }
+    if let Status::Failed { stage, tick, .. } = &previous.status {
+        return Err(refuse(format!(
+            "the run failed at tick {tick} (stage {stage}); resuming would fail the same way: change the scene and \
+             run it again"
+        )));
+    }
+    let mut scene = LoadedScene::from_str(&ck.scene_text, &ck.scene_path).map_err(|e| {
+        refuse(format!("its scene no longer loads (files it names may have moved): {}", crate::error_chain(&e)))
+    })?;
+    let dt = scene.scene.time.dt;
+    let at = ck.tick() as f64 * f64::from(dt);
+    match opts.duration {
+        Some(d) => set_duration(&mut scene, d, at)?,
+        None if previous.status.is_completed() => {
+            return Err(RunError::Option {
+                option: "--duration".into(),
+                message: format!(
+                    "the run in `{}` is complete ({} min); give a longer `--duration` to extend it",
+                    dir.root().display(),
+                    scene.scene.time.duration
+                ),
+            });
+        }
+        None => {}
+    }
+    let mut notes = Vec::new();
+    let paired = PairedRun::restore(&scene, &ck, &mut notes)?;
+    let backend = paired.sim.backend_names().0;
+    if backend != ck.diffusion_backend {
+        notes.push(format!(
+            "diffusion ran on `{}` before the checkpoint and runs on `{backend}` now: the results may differ in the \
+             last bits from an uninterrupted run",
+            ck.diffusion_backend
+        ));
+    }
+    notes.push(format!("resuming from the checkpoint at tick {} (t = {at} min)", ck.tick()));
+    announce(&scene, &paired, &notes, obs);
+    let mut resumed_from = previous.resumed_from_ticks.clone();
+    resumed_from.push(ck.tick());
+    let plan = Plan {
+        scene_path: ck.scene_path.clone(),
+        diffusion: ck.diffusion,
+        threads: ck.threads,
+        no_figures: ck.no_figures,
+        command_line: ck.command_line.clone(),
+        checkpoint_ticks: (ck.every_ticks > 0).then_some(ck.every_ticks),
+        wall_before: ck.wall_seconds,
+        resumed_from,
+    };
+    manifest(&paired.sim, paired.control.is_some(), &scene, &plan, Status::Running, ck.wall_seconds)
+        .write(&manifest_path)?;
+    finish(paired, &scene, &plan, dir, lock, obs)
+}
+
+/// A new duration for a resumed run: finite, and not before the checkpoint; the run's copy
+/// of the scene records it.
+fn set_duration(scene: &mut LoadedScene, duration: f64, at: f64) -> Result<(), RunError> {
+    let bad = |message: String| RunError::Option { option: "--duration".into(), message };
+    if !duration.is_finite() || duration < at {
+        return Err(bad(format!("`{duration}` must be a number of minutes at or after the checkpoint ({at} min)")));
+    }
+    let mut doc: toml::Table = toml::from_str(&scene.text).map_err(|e| bad(e.to_string()))?;
+    let Some(toml::Value::Table(time)) = doc.get_mut("time") else {
+        return Err(bad("the scene has no [time] table".into()));
+    };
+    time.insert("duration".into(), toml::Value::Float(duration));
+    let body = toml::to_string(&doc).map_err(|e| bad(e.to_string()))?;
+    scene.text = format!("# extended by `explant resume --duration {duration}`\n{body}");
+    scene.scene.time.duration = duration as f32;
+    scene.scene.validate(&scene.path).map_err(|e| bad(crate::error_chain(&e)))?;
+    Ok(())
+}
+
+/// `--checkpoint-every` in ticks: a positive, finite number of minutes, rounded to whole
+/// ticks (at least one).
+fn checkpoint_ticks(every: Option<f64>, dt: f32) -> Result<Option<u64>, RunError> {
+    let Some(minutes) = every else { return Ok(None) };
+    if !minutes.is_finite() || minutes <= 0.0 {
+        return Err(RunError::Option {
+            option: "--checkpoint-every".into(),
+            message: format!("`{minutes}` must be a positive number of simulated minutes"),
+        });
+    }
+    Ok(Some(((minutes / f64::from(dt)).round() as u64).max(1)))
+}
+
+/// The tick loop, the final recording and every output, for a run that starts or
+/// resumes with `paired` at its current tick.
+fn finish(
+    mut paired: PairedRun,
+    scene: &LoadedScene,
+    plan: &Plan,
+    dir: RunDir,
+    lock: OutDirLock,
+    obs: &mut dyn Observer,
+) -> Result<RunOutcome, RunError> {
     let started = Instant::now();
-    let mut failure = step_all(&mut paired, &scene, &dir, obs)?;
+    let mut failure = step_all(&mut paired, scene, plan, &dir, obs)?;
     obs.finished();
-    let wall = started.elapsed().as_secs_f64();
+    let wall = plan.wall_before + started.elapsed().as_secs_f64();
     if failure.is_none() {
+        // The last checkpoint is of the final state before its closing record, so a
+        // longer `--duration` continues the regular recording cadence.
+        if plan.checkpoint_ticks.is_some() {
+            paired.checkpoint(scene, plan, wall).write(&dir.path(RunFile::Checkpoint))?;
+        }
         failure = paired.record_final().err();
     }
 
@@ -216,11 +445,11 @@ pub fn run(mut scene: LoadedScene, opts: &RunOptions, obs: &mut dyn Observer) ->
             message: crate::error_chain(&f.error),
         },
     };
-    let mut written = write_outputs(&mut paired, &scene, &dir, opts, status, wall)?;
+    let mut written = write_outputs(&mut paired, scene, &dir, plan, status, wall)?;
     let manifest = dir.manifest()?;
     // Figures (tissue by cell type, time series, response versus distance) in figures/;
     // the run's data is already safe, so a drawing problem is only a warning.
-    if !opts.no_figures {
+    if !plan.no_figures {
         match crate::figures::render_figures(dir.root(), &crate::figures::RenderOptions::default()) {
             Ok(mut paths) => written.append(&mut paths),
             Err(e) => obs.note(&format!("warning: figures were not drawn: {}", crate::error_chain(&e))),
@@ -270,14 +499,17 @@ fn cell_count(sim: &Simulation) -> usize {
 fn step_all(
     paired: &mut PairedRun,
     scene: &LoadedScene,
+    plan: &Plan,
     dir: &RunDir,
     obs: &mut dyn Observer,
 ) -> Result<Option<Failure>, RunError> {
     let total = paired.sim.total_ticks();
     let interval = scene.scene.record_interval();
     let extra_snapshots = scene.scene.snapshot_ticks();
+    let started = Instant::now();
     obs.started(total);
-    for _ in 0..total {
+    obs.progress(paired.sim.clock().tick, paired.sim.clock().time());
+    while paired.sim.clock().tick < total {
         if let Err(f) = paired.step() {
             return Ok(Some(f));
         }
@@ -285,6 +517,14 @@ fn step_all(
         obs.progress(clock.tick, clock.time());
         if clock.tick.is_multiple_of(interval) || extra_snapshots.binary_search(&clock.tick).is_ok() {
             write_snapshot(&mut paired.sim, paired.control.as_mut(), scene, &dir.snapshot(clock.tick))?;
+        }
+        // After the snapshot of the same tick, so a resumed run never lacks one.
+        if let Some(every) = plan.checkpoint_ticks
+            && clock.tick.is_multiple_of(every)
+            && clock.tick < total
+        {
+            let wall = plan.wall_before + started.elapsed().as_secs_f64();
+            paired.checkpoint(scene, plan, wall).write(&dir.path(RunFile::Checkpoint))?;
         }
     }
     Ok(None)
@@ -297,7 +537,7 @@ fn write_outputs(
     paired: &mut PairedRun,
     scene: &LoadedScene,
     dir: &RunDir,
-    opts: &RunOptions,
+    plan: &Plan,
     status: Status,
     wall: f64,
 ) -> Result<Vec<PathBuf>, RunError> {
@@ -337,7 +577,7 @@ fn write_outputs(
     std::fs::write(&scene_copy, &scene.text).map_err(RunError::file("write", &scene_copy))?;
     written.push(scene_copy);
 
-    let manifest = manifest(&paired.sim, paired.control.is_some(), scene, opts, status, wall);
+    let manifest = manifest(&paired.sim, paired.control.is_some(), scene, plan, status, wall);
     let path = dir.path(RunFile::Manifest);
     manifest.write(&path)?;
     written.push(path);
@@ -373,7 +613,7 @@ fn manifest(
     sim: &Simulation,
     paired_control: bool,
     scene: &LoadedScene,
-    opts: &RunOptions,
+    plan: &Plan,
     status: Status,
     wall: f64,
 ) -> Manifest {
@@ -382,7 +622,7 @@ fn manifest(
     Manifest {
         explant_version: VERSION.into(),
         git_commit: COMMIT.into(),
-        command_line: opts.command_line.clone(),
+        command_line: plan.command_line.clone(),
         scene: scene.path.display().to_string(),
         scene_fnv1a64: format!("{:016x}", fnv1a64(scene.text.as_bytes())),
         seed: sc.seed,
@@ -399,6 +639,8 @@ fn manifest(
         stage_seconds: sim.stage_times().iter().map(|(s, d)| (s.name().to_string(), d.as_secs_f64())).collect(),
         outputs: Outputs::default(),
         paired_control,
+        checkpoint_every_ticks: plan.checkpoint_ticks,
+        resumed_from_ticks: plan.resumed_from.clone(),
     }
 }
 

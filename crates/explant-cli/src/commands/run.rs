@@ -1,10 +1,12 @@
 //! `explant run`: one scene end to end (the run itself is `explant_run::run`).
 
 use anyhow::Result;
-use explant_run::{ModelChoice, RunOptions};
+use std::path::Path;
+
+use explant_run::{ModelChoice, ResumeOptions, RunOptions, RunOutcome};
 use explant_scene::LoadedScene;
 
-use crate::cli::RunArgs;
+use crate::cli::{ResumeArgs, RunArgs};
 use crate::progress::RunProgress;
 
 /// Run a scene and write its outputs.
@@ -25,8 +27,23 @@ pub fn run(args: RunArgs) -> Result<()> {
         no_control: args.no_control,
         no_figures: args.no_figures,
         command_line: std::env::args().collect(),
+        checkpoint_every: args.checkpoint_every,
     };
     let outcome = explant_run::run(scene, &opts, &mut RunProgress::new(args.quiet))?;
+    report(outcome, &args.out)
+}
+
+/// Continue a run from its checkpoint.
+pub fn resume(args: ResumeArgs) -> Result<()> {
+    explant_run::use_threads(args.threads)?;
+    let opts =
+        ResumeOptions { dir: args.run_dir.clone(), duration: args.duration, command_line: std::env::args().collect() };
+    let outcome = explant_run::resume(&opts, &mut RunProgress::new(args.quiet))?;
+    report(outcome, &args.run_dir)
+}
+
+/// Print what a run wrote; a simulation failure becomes the error.
+fn report(outcome: RunOutcome, out: &Path) -> Result<()> {
     eprintln!("{}", outcome.stage_table);
     for p in &outcome.written {
         println!("wrote {}", p.display());
@@ -35,7 +52,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         return Err(anyhow::Error::new(f.error).context(format!(
             "the run stopped at tick {}; results up to then are in `{}`",
             outcome.manifest.ticks_completed,
-            args.out.display()
+            out.display()
         )));
     }
     Ok(())
