@@ -139,8 +139,9 @@ fn claim(out: &Path, spec_path: &Path, copy: &str, created: &mut Created) -> Res
     }
     let absolute = std::path::absolute(out).unwrap_or(out.to_path_buf());
     if let Some(top) = absolute.ancestors().take_while(|a| !a.exists()).last() {
-        std::fs::create_dir_all(out).map_err(SweepError::file("create", out))?;
+        // Remembered first: a creation that fails part way is undone too.
         created.0.push(top.to_path_buf());
+        std::fs::create_dir_all(out).map_err(SweepError::file("create", out))?;
     }
     let lock = created.make(&out.join(LOCK_FILE), |_| hold(out))?;
     let copy_path = out.join("sweep.toml");
