@@ -1,6 +1,8 @@
 //! `explant sweep` end to end: a local sweep with a failing point, resumption after a
 //! crash, the emitted Snakemake workflow run by a real `snakemake` (its table must equal
-//! the local one), and the report.
+//! the local one), and the report; what hostile input and faults do to a sweep: a
+//! misspelt readout, a damaged run, a second sweep into the same folder, and a sweep
+//! killed with SIGTERM or SIGKILL while its runs compute.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -234,9 +236,10 @@ fn a_sweep_killed_with_sigkill_resumes_without_losing_or_duplicating_runs() {
     }
     child.kill().expect("kill -9");
     child.wait().unwrap();
-    // The run in flight is orphaned; let it finish (it renames its own directory or
-    // leaves a partial one) before resuming.
+    // The run in flight dies with the sweep (its parent-death signal); a partial
+    // directory it leaves is redone on resume.
     std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(child_runs(&out).is_empty(), "a run outlived the killed sweep");
     let finished_before: usize = std::fs::read_dir(out.join("runs"))
         .unwrap()
         .filter_map(|e| e.ok())
@@ -269,4 +272,190 @@ fn a_sweep_killed_with_sigkill_resumes_without_losing_or_duplicating_runs() {
             .to_string_lossy()
             .starts_with(".partial"))
     );
+}
+
+#[test]
+fn a_misspelt_readout_is_refused_before_any_run_starts_and_leaves_no_folder() {
+    let tmp = TempDir::new("sweep", "readout");
+    let dir = &tmp.0;
+    std::fs::write(dir.join("tiny.toml"), SCENE).unwrap();
+    std::fs::write(dir.join("bad.toml"), spec("").replace("gene = \"HES1\"", "gene = \"HES2\"")).unwrap();
+    let out = dir.join("out");
+    let o = explant(&["sweep".as_ref(), dir.join("bad.toml").as_os_str(), "--out".as_ref(), out.as_os_str()]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("bad.toml")
+            && err.contains("field `readouts[0].gene`")
+            && err.contains("`HES2` is not a gene")
+            && err.contains("did you mean `HES1`?"),
+        "{err}"
+    );
+    assert!(!out.exists(), "the refused sweep created `{}` (and so could have started runs)", out.display());
+}
+
+#[test]
+fn a_run_with_a_missing_or_damaged_manifest_is_redone_on_resume_and_never_stops_the_table() {
+    let tmp = TempDir::new("sweep", "damaged");
+    let dir = &tmp.0;
+    std::fs::write(dir.join("tiny.toml"), SCENE).unwrap();
+    std::fs::write(dir.join("sweep.toml"), spec("")).unwrap();
+    let out = dir.join("out");
+    let run = || {
+        explant(&[
+            "sweep".as_ref(),
+            dir.join("sweep.toml").as_os_str(),
+            "--out".as_ref(),
+            out.as_os_str(),
+            "--quiet".as_ref(),
+        ])
+    };
+    let o = run();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let before = table(&out);
+    assert_eq!(before.len(), 6);
+    // One finished run loses its manifest, another's is truncated; a stale failure
+    // marker of an earlier sweep sits beside a completed run.
+    std::fs::remove_file(out.join("runs/run_00002/manifest.json")).unwrap();
+    std::fs::write(out.join("runs/run_00004/manifest.json"), "{\"status\": \"compl").unwrap();
+    std::fs::write(out.join("runs/run_00001.failed"), "run_00001: an old failure\n").unwrap();
+
+    // The table is still written, the damaged runs marked, the others as before.
+    let o = explant(&["sweep".as_ref(), "collect".as_ref(), out.join("sweep.toml").as_os_str(), out.as_os_str()]);
+    assert!(o.status.success(), "one damaged manifest stopped the table: {}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("4 of 6 runs completed"), "{}", text(&o.stdout));
+    let rows = table(&out);
+    let row = |id: &str| rows.iter().find(|r| r.starts_with(&format!("{id},"))).cloned().unwrap_or_default();
+    assert!(row("run_00002").contains(",failed,") && row("run_00002").contains("has no"), "{rows:?}");
+    assert!(row("run_00004").contains(",failed,") && row("run_00004").contains("is damaged"), "{rows:?}");
+    for id in ["run_00001", "run_00003", "run_00005", "run_00006"] {
+        assert!(before.contains(&row(id)), "{id} changed: {rows:?}");
+    }
+
+    // The resume redoes exactly those two, says so, and ends with the same table.
+    let o = run();
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("run_00002: the run has no `runs/run_00002/manifest.json`; redoing it"), "{err}");
+    assert!(err.contains("run_00004: `runs/run_00004/manifest.json` is damaged"), "{err}");
+    assert!(err.contains("(4 done, 2 to run)"), "{err}");
+    assert_eq!(table(&out), before, "the redone runs give the same rows");
+    assert!(!out.join("runs/run_00001.failed").exists(), "a stale failure marker was kept");
+}
+
+/// Process ids of the live `explant run` processes writing under `out` (from `/proc`;
+/// a zombie has no command line and is not counted).
+fn child_runs(out: &Path) -> Vec<u32> {
+    let needle = out.to_string_lossy().into_owned();
+    let Ok(procs) = std::fs::read_dir("/proc") else { return Vec::new() };
+    procs
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args: Vec<String> =
+                cmdline.split(|&b| b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+            args.get(1).is_some_and(|a| a == "run") && args.iter().any(|a| a.contains(&needle))
+        })
+        .collect()
+}
+
+/// Wait until `f` holds (polling), at most `secs` seconds.
+fn wait_for(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let started = std::time::Instant::now();
+    while started.elapsed().as_secs() < secs {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    f()
+}
+
+/// Kill leftover runs (so a failing test does not leave them computing) and fail.
+fn no_survivors(out: &Path, what: &str) {
+    let left = child_runs(out);
+    for pid in &left {
+        let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+    }
+    assert!(left.is_empty(), "{what}: runs {left:?} outlived the sweep");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn killing_a_sweep_ends_its_runs_and_a_second_sweep_into_its_folder_is_refused_meanwhile() {
+    let tmp = TempDir::new("sweep", "sigterm");
+    let dir = &tmp.0;
+    // Runs that would compute for many minutes.
+    let long = SCENE
+        .replace("duration = 20.0", "duration = 1000000.0")
+        .replace("record_every = 10.0", "record_every = 500000.0");
+    std::fs::write(dir.join("tiny.toml"), long).unwrap();
+    std::fs::write(dir.join("sweep.toml"), spec("")).unwrap();
+    let out = dir.join("out");
+    let start = || {
+        Command::new(EXE)
+            .args(["sweep".as_ref(), dir.join("sweep.toml").as_os_str(), "--out".as_ref(), out.as_os_str()])
+            .args(["--quiet", "--jobs", "2"])
+            .env("NO_COLOR", "1")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start explant sweep")
+    };
+    let mut sweep = start();
+    let running = wait_for(120, || child_runs(&out).len() == 2);
+    if !running {
+        let _ = sweep.kill();
+        no_survivors(&out, "setup");
+        panic!("the sweep did not start two runs");
+    }
+    let runs = child_runs(&out);
+
+    // A second sweep into the folder is refused while the first lives, and starts nothing.
+    let o = explant(&["sweep".as_ref(), dir.join("sweep.toml").as_os_str(), "--out".as_ref(), out.as_os_str()]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("another `explant sweep` is using") && err.contains("out"), "{err}");
+    let mut now = child_runs(&out);
+    now.sort();
+    let mut was = runs.clone();
+    was.sort();
+    assert_eq!(now, was, "the refused sweep started or stopped runs");
+
+    // SIGTERM: the sweep kills its runs, discards their partial outputs, writes the table
+    // and exits non-zero.
+    let _ = Command::new("kill").args(["-TERM", &sweep.id().to_string()]).status();
+    let ended = wait_for(60, || sweep.try_wait().ok().flatten().is_some());
+    if !ended {
+        let _ = sweep.kill();
+    }
+    let o = sweep.wait_with_output().unwrap();
+    let gone = wait_for(10, || child_runs(&out).is_empty());
+    if !gone {
+        no_survivors(&out, "SIGTERM");
+    }
+    assert!(ended, "the sweep did not end on SIGTERM");
+    let err = text(&o.stderr);
+    assert_ne!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("sweep stopped by SIGTERM: 2 run(s) in flight were killed")
+            && err.contains("rerun the same command"),
+        "{err}"
+    );
+    let names: Vec<String> = std::fs::read_dir(out.join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.is_empty(), "killed runs are neither failures nor partial leftovers: {names:?}");
+    let rows = table(&out);
+    assert!(rows.len() == 6 && rows.iter().all(|r| r.contains(",missing,")), "{rows:?}");
+
+    // SIGKILL cannot be caught: the runs die with the sweep all the same.
+    let mut sweep = start();
+    let running = wait_for(120, || child_runs(&out).len() == 2);
+    sweep.kill().expect("kill -9");
+    sweep.wait().unwrap();
+    assert!(running, "the resumed sweep did not start two runs");
+    if !wait_for(10, || child_runs(&out).is_empty()) {
+        no_survivors(&out, "SIGKILL");
+    }
 }

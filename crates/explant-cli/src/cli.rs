@@ -379,7 +379,8 @@ pub struct SweepArgs {
     /// The sweep spec (TOML).
     #[arg(required = true)]
     pub spec: Option<PathBuf>,
-    /// Output directory: scenes/, runs/, results.csv.
+    /// Output directory: scenes/, runs/, results.csv. New, empty, or this same sweep's
+    /// (which resumes it); one sweep at a time holds it.
     #[arg(long, short, required = true)]
     pub out: Option<PathBuf>,
     /// Write a workflow for another engine instead of running here.

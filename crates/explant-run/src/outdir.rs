@@ -121,14 +121,36 @@ pub struct OutDirLock {
 }
 
 impl OutDirLock {
-    /// Create `out` if needed and lock it, leaving its contents as they are (to resume a
-    /// run in it).
+    /// Create `out` if needed, lock it, and remove what an earlier run left in it (only
+    /// reached after [`check`]).
     ///
     /// # Errors
     ///
-    /// When another process holds the lock, or the lock file cannot be created.
-    pub fn hold(out: &Path) -> Result<Self, RunError> {
+    /// When another process holds the lock (another run is writing there), or a file
+    /// cannot be created or removed.
+    pub fn take(out: &Path) -> Result<Self, RunError> {
         std::fs::create_dir_all(out).map_err(RunError::file("create", out))?;
+        let lock = Self::hold(out)?;
+        for entry in std::fs::read_dir(out).map_err(RunError::file("read", out))? {
+            let p = entry.map_err(RunError::file("read", out))?.path();
+            if p == lock.path {
+                continue;
+            }
+            if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) }
+                .map_err(RunError::file("remove", &p))?;
+        }
+        Ok(lock)
+    }
+
+    /// Lock the existing directory `out` and change nothing else in it: a directory that
+    /// keeps its contents between holders (a sweep directory, which a second run of the
+    /// same sweep resumes). The lock file stays when this is dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`RunError::OutDir`] when another process holds the lock; a file error when the
+    /// lock file cannot be created.
+    pub fn hold(out: &Path) -> Result<Self, RunError> {
         let path = out.join(LOCK_FILE);
         let file = File::options()
             .create(true)
@@ -149,26 +171,6 @@ impl OutDirLock {
             Err(std::fs::TryLockError::Error(e)) => return Err(RunError::file("lock", &path)(e)),
         }
         Ok(Self { file, path })
-    }
-
-    /// Create `out` if needed, lock it, and remove what an earlier run left in it (only
-    /// reached after [`check`]).
-    ///
-    /// # Errors
-    ///
-    /// When another process holds the lock (another run is writing there), or a file
-    /// cannot be created or removed.
-    pub fn take(out: &Path) -> Result<Self, RunError> {
-        let lock = Self::hold(out)?;
-        for entry in std::fs::read_dir(out).map_err(RunError::file("read", out))? {
-            let p = entry.map_err(RunError::file("read", out))?.path();
-            if p == lock.path {
-                continue;
-            }
-            if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) }
-                .map_err(RunError::file("remove", &p))?;
-        }
-        Ok(lock)
     }
 
     /// Remove the lock file and release the lock (the run's outputs are complete).
@@ -229,6 +231,23 @@ mod tests {
         let again = OutDirLock::take(&dir).unwrap();
         assert!(!dir.join("tissue.h5ad").exists());
         again.release();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn holding_a_directory_keeps_its_contents_and_refuses_a_second_holder() {
+        let dir = temp("hold");
+        std::fs::write(dir.join("results.csv"), "kept").unwrap();
+        let first = OutDirLock::hold(&dir).unwrap();
+        assert_eq!(std::fs::read_to_string(dir.join("results.csv")).unwrap(), "kept");
+        let e = OutDirLock::hold(&dir).unwrap_err().to_string();
+        assert!(e.contains("another explant run is writing"), "{e}");
+        assert!(OutDirLock::take(&dir).is_err(), "a run cannot take a held directory");
+        assert!(dir.join("results.csv").exists());
+        drop(first);
+        let again = OutDirLock::hold(&dir).unwrap();
+        assert!(dir.join("results.csv").exists());
+        drop(again);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

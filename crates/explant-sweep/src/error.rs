@@ -65,7 +65,45 @@ pub enum SweepError {
     /// Reading or writing a run's files failed.
     #[error(transparent)]
     Run(#[from] explant_run::RunError),
-    /// The sweep cannot go on, or some of its runs failed; the message says what to do.
+    /// Another sweep holds the sweep directory (its lock, `.explant.lock`).
+    #[error("another `explant sweep` is using `{}`; wait for it to end or choose another `--out`", path.display())]
+    Locked {
+        /// The sweep directory.
+        path: PathBuf,
+    },
+    /// Some runs failed (their simulation, not the sweep's input); the table was written
+    /// with their errors. A caller can tell this from an invalid input by its variant.
+    #[error(
+        "{} of {total} runs failed ({}); their errors are in `{}`; rerun the same command to retry them",
+        runs.len(),
+        runs.join(", "),
+        dir.join("runs").join("*.failed").display()
+    )]
+    RunsFailed {
+        /// The failed runs' ids.
+        runs: Vec<String>,
+        /// All runs of the sweep.
+        total: usize,
+        /// The sweep directory.
+        dir: PathBuf,
+    },
+    /// A signal stopped the sweep: its runs in flight were killed and their partial
+    /// outputs discarded; the table holds what finished.
+    #[error(
+        "sweep stopped by {signal}: {stopped} run(s) in flight were killed and discarded, {done} of {total} runs \
+         are complete; rerun the same command to resume"
+    )]
+    Interrupted {
+        /// `SIGINT` or `SIGTERM`.
+        signal: &'static str,
+        /// Runs killed.
+        stopped: usize,
+        /// Runs complete.
+        done: usize,
+        /// All runs of the sweep.
+        total: usize,
+    },
+    /// The sweep cannot go on; the message says what to do.
     #[error("{0}")]
     Stopped(String),
 }

@@ -9,6 +9,7 @@
 //! (concurrent, atomic, resumable), [`snakemake`] emits them as a workflow, and [`report`]
 //! summarises each parameter's effect on each readout.
 
+mod children;
 mod error;
 mod parquet;
 mod path;

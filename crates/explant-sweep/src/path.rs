@@ -136,6 +136,16 @@ fn absolutise(v: Option<&mut toml::Value>, base: &Path) {
 /// values, relative file paths made absolute; validated as a scene. `base_path` is the
 /// base scene file (for relative paths and messages).
 pub fn scene_text(spec: &SweepSpec, base_text: &str, base_path: &Path, point: &Point) -> Result<String, SweepError> {
+    point_scene(spec, base_text, base_path, point).map(|(text, _)| text)
+}
+
+/// [`scene_text`] with the scene it validated.
+pub(crate) fn point_scene(
+    spec: &SweepSpec,
+    base_text: &str,
+    base_path: &Path,
+    point: &Point,
+) -> Result<(String, explant_scene::LoadedScene), SweepError> {
     let fail = |message: String| SweepError::Invalid {
         path: base_path.to_path_buf(),
         field: format!("point {}", point.id()),
@@ -160,7 +170,7 @@ pub fn scene_text(spec: &SweepSpec, base_text: &str, base_path: &Path, point: &P
         }
     }
     let text = toml::to_string(&doc).map_err(|e| fail(e.to_string()))?;
-    explant_scene::LoadedScene::from_str(&text, &base.join(format!("{}.toml", point.id())))
+    let scene = explant_scene::LoadedScene::from_str(&text, &base.join(format!("{}.toml", point.id())))
         .map_err(|source| SweepError::Scene { point: point.id(), error: source })?;
-    Ok(text)
+    Ok((text, scene))
 }

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use explant_run::{RunDir, RunFile, tables::Table};
+use explant_scene::Scene;
 
 use crate::{Readout, SweepError, SweepSpec};
 
@@ -43,6 +44,71 @@ impl<'a> Source<'a> {
     fn rows(&self) -> &[Vec<String>] {
         &self.table.rows
     }
+}
+
+/// Check every readout of the spec against what a run of `scene` will write: its genes,
+/// ligands, cell types and named regions, and a paired control for a `response`. `which`
+/// names the scene in messages (`the base scene `…``, `the scene of point run_00003`).
+///
+/// # Errors
+///
+/// [`SweepError::Invalid`] naming the spec file, the readout's field and the bad value,
+/// with a "did you mean" when a name is close to one that exists.
+pub(crate) fn check(spec: &SweepSpec, spec_path: &Path, scene: &Scene, which: &str) -> Result<(), SweepError> {
+    let genes = &scene.genes;
+    let ligands: Vec<String> = scene.ligands.iter().map(|l| l.name.clone()).collect();
+    let cell_types: Vec<String> = scene.cell_types.iter().map(|c| c.name.clone()).collect();
+    let regions: Vec<String> = scene.output.regions.iter().map(|r| r.name.clone()).collect();
+    for (i, r) in spec.readouts.iter().enumerate() {
+        let bad = |field: &str, message: String| SweepError::Invalid {
+            path: spec_path.into(),
+            field: format!("readouts[{i}].{field}"),
+            message,
+        };
+        let one_of = |field: &str, what: &str, value: &str, names: &[String]| {
+            if names.iter().any(|n| n == value) {
+                return Ok(());
+            }
+            let known = if names.is_empty() { "none".to_string() } else { names.join(", ") };
+            Err(bad(
+                field,
+                format!(
+                    "`{value}` is not a {what} of {which} ({what}s: {known}){}",
+                    explant_scene::suggest(value, names)
+                ),
+            ))
+        };
+        match r {
+            Readout::Pseudobulk { gene, cell_type, region, .. } => {
+                one_of("gene", "gene", gene, genes)?;
+                if let Some(t) = cell_type {
+                    one_of("cell_type", "cell type", t, &cell_types)?;
+                }
+                if let Some(g) = region {
+                    one_of("region", "region", g, &regions)?;
+                }
+            }
+            Readout::CellCount { cell_type, .. } => {
+                if let Some(t) = cell_type {
+                    one_of("cell_type", "cell type", t, &cell_types)?;
+                }
+            }
+            Readout::LigandTotal { ligand, .. } => one_of("ligand", "ligand", ligand, &ligands)?,
+            Readout::Response { gene, .. } => {
+                one_of("gene", "gene", gene, genes)?;
+                if scene.perturbations.is_empty() {
+                    return Err(bad(
+                        "kind",
+                        format!(
+                            "`response` needs perturbations (the effect is measured against the paired control), \
+                             and {which} has none"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn number(s: &str) -> f64 {

@@ -6,19 +6,29 @@
 //! `points.csv` (run id, seed, parameter values), `scenes/run_NNNNN.toml` (the scene of
 //! each point), `runs/run_NNNNN/` (a finished run: written as `runs/.partial-run_NNNNN`
 //! and renamed when `explant run` succeeds), `runs/run_NNNNN.failed` (the error of a
-//! failed run), `results.csv` and `results.parquet` (one row per run).
+//! failed run), `results.csv` and `results.parquet` (one row per run), and
+//! `.explant.lock`, held by the one sweep that uses the directory.
+//!
+//! Nothing is written before the whole spec is known to be good: every point's scene is
+//! validated and every readout checked against it first, so a refused spec leaves no
+//! folder behind; should writing then fail, what this sweep created is removed again.
+//! Runs are started as children tied to the sweep ([`crate::children`]): stopping the
+//! sweep stops them.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use explant_run::outdir::{LOCK_FILE, OutDirLock};
 use explant_run::tables::{TableData, write_table};
-use explant_run::{RunDir, RunFile};
+use explant_run::{Manifest, RunDir, RunFile};
 use explant_scene::LoadedScene;
 
-use crate::{Point, RunResult, SweepError, SweepSpec, plan, readouts, results_parquet, results_table, scene_text};
+use crate::children::Children;
+use crate::path::point_scene;
+use crate::{Point, RunResult, SweepError, SweepSpec, plan, readouts, results_parquet, results_table};
 
 /// What a running sweep tells its caller; called from several worker threads.
 pub trait Progress: Sync {
@@ -35,21 +45,26 @@ pub trait Progress: Sync {
 /// A progress that ignores everything.
 impl Progress for () {}
 
-/// A spec with its base scene's points, written into a sweep directory.
+/// A spec with its base scene's points, written into a sweep directory that this
+/// sweep holds (its lock) until this is dropped.
 pub struct Prepared {
     /// The spec.
     pub spec: SweepSpec,
     /// Every point, in order.
     pub points: Vec<Point>,
+    _lock: OutDirLock,
 }
 
-/// Read the spec and its base scene, expand the points, and write `sweep.toml`,
-/// `points.csv` and every point's scene (each validated) into `out`.
+/// Read the spec and its base scene, expand the points, validate every point's scene and
+/// check every readout against it; then take `out` (new, empty, or this same sweep's
+/// directory, locked) and write `sweep.toml`, `points.csv` and every point's scene.
 ///
 /// # Errors
 ///
-/// When the spec or scene is invalid, it expands to no runs, `out` already holds a
-/// different sweep, or a file cannot be written.
+/// When the spec, a point's scene or a readout is invalid, the spec expands to no runs
+/// (nothing is written in these cases); when `out` holds a different sweep or something
+/// else, another sweep is using it, or a file cannot be written (what this call created
+/// is removed again).
 pub fn prepare(spec_path: &Path, out: &Path) -> Result<Prepared, SweepError> {
     let spec = SweepSpec::from_file(spec_path)?;
     let scene_path = spec.scene_path(spec_path);
@@ -58,40 +73,132 @@ pub fn prepare(spec_path: &Path, out: &Path) -> Result<Prepared, SweepError> {
     if points.is_empty() {
         return Err(SweepError::Stopped(format!("sweep spec `{}` expands to no runs", spec_path.display())));
     }
-    // The copy keeps the spec's text with the scene path made absolute, so `collect` and
-    // the Snakefile work from the sweep directory alone.
+    crate::readout::check(&spec, spec_path, &base.scene, &format!("the base scene `{}`", scene_path.display()))?;
+    let mut scenes = Vec::with_capacity(points.len());
+    for point in &points {
+        let (text, scene) = point_scene(&spec, &base.text, &scene_path, point)?;
+        crate::readout::check(&spec, spec_path, &scene.scene, &format!("the scene of point {}", point.id()))?;
+        scenes.push(text);
+    }
+    let copy = spec_copy(spec_path, &scene_path)?;
+
+    let mut created = Created::default();
+    let result = claim(out, spec_path, &copy, &mut created)
+        .and_then(|lock| write_sweep(out, &spec, &points, &scenes, &copy, &mut created).map(|()| lock));
+    match result {
+        Ok(lock) => Ok(Prepared { spec, points, _lock: lock }),
+        Err(e) => {
+            created.undo();
+            Err(e)
+        }
+    }
+}
+
+/// The spec's text with the scene path made absolute, so `collect` and the Snakefile
+/// work from the sweep directory alone.
+fn spec_copy(spec_path: &Path, scene_path: &Path) -> Result<String, SweepError> {
     let text = std::fs::read_to_string(spec_path).map_err(SweepError::file("read", spec_path))?;
     let invalid = |e: &dyn std::fmt::Display| SweepError::Parse { path: spec_path.into(), message: e.to_string() };
     let mut doc: toml::Table = toml::from_str(&text).map_err(|e| invalid(&e))?;
-    let absolute = std::path::absolute(&scene_path).unwrap_or(scene_path.clone());
+    let absolute = std::path::absolute(scene_path).unwrap_or(scene_path.to_path_buf());
     doc.insert("scene".into(), toml::Value::String(absolute.display().to_string()));
-    let copy = toml::to_string(&doc).map_err(|e| invalid(&e))?;
-    for sub in ["scenes", "runs"] {
-        std::fs::create_dir_all(out.join(sub)).map_err(SweepError::file("create", out.join(sub)))?;
+    toml::to_string(&doc).map_err(|e| invalid(&e))
+}
+
+/// Paths this sweep created, removed again (last first) when preparing fails.
+#[derive(Default)]
+struct Created(Vec<PathBuf>);
+
+impl Created {
+    /// Run `make` for `path`, remembering `path` when it did not exist before.
+    fn make<T>(&mut self, path: &Path, make: impl FnOnce(&Path) -> Result<T, SweepError>) -> Result<T, SweepError> {
+        let new = !path.exists();
+        let made = make(path)?;
+        if new {
+            self.0.push(path.to_path_buf());
+        }
+        Ok(made)
     }
-    let copy_path = out.join("sweep.toml");
-    if let Ok(existing) = std::fs::read_to_string(&copy_path)
-        && existing != copy
-    {
+
+    fn undo(&self) {
+        for p in self.0.iter().rev() {
+            let _ = if p.is_dir() { std::fs::remove_dir_all(p) } else { std::fs::remove_file(p) };
+        }
+    }
+}
+
+/// Take `out` for the sweep whose spec copy is `copy`: create it if needed (remembering
+/// the topmost folder created) and lock it; refuse it when another sweep holds it, when
+/// it holds a different sweep, or when it holds anything but a sweep.
+fn claim(out: &Path, spec_path: &Path, copy: &str, created: &mut Created) -> Result<OutDirLock, SweepError> {
+    if out.exists() && !out.is_dir() {
         return Err(SweepError::Stopped(format!(
+            "`{}` exists and is not a directory; choose another `--out`",
+            out.display()
+        )));
+    }
+    let absolute = std::path::absolute(out).unwrap_or(out.to_path_buf());
+    if let Some(top) = absolute.ancestors().take_while(|a| !a.exists()).last() {
+        // Remembered first: a creation that fails part way is undone too.
+        created.0.push(top.to_path_buf());
+        std::fs::create_dir_all(out).map_err(SweepError::file("create", out))?;
+    }
+    let lock = created.make(&out.join(LOCK_FILE), |_| hold(out))?;
+    let copy_path = out.join("sweep.toml");
+    match std::fs::read_to_string(&copy_path) {
+        Ok(existing) if existing != copy => Err(SweepError::Stopped(format!(
             "`{}` holds a different sweep (its sweep.toml differs from `{}`); use another `--out`",
             out.display(),
             spec_path.display()
-        )));
+        ))),
+        Ok(_) => Ok(lock),
+        Err(_) => {
+            let mut others = std::fs::read_dir(out)
+                .map_err(SweepError::file("read", out))?
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name() != LOCK_FILE);
+            match others.next() {
+                None => Ok(lock),
+                Some(e) => Err(SweepError::Stopped(format!(
+                    "`{}` is not empty (it holds `{}`) and holds no sweep (no sweep.toml); choose a new or empty `--out`",
+                    out.display(),
+                    e.file_name().to_string_lossy()
+                ))),
+            }
+        }
     }
-    std::fs::write(&copy_path, &copy).map_err(SweepError::file("write", &copy_path))?;
+}
+
+/// The sweep directory's lock (the run library's, without clearing anything).
+fn hold(dir: &Path) -> Result<OutDirLock, SweepError> {
+    OutDirLock::hold(dir).map_err(|e| match e {
+        explant_run::RunError::OutDir { .. } => SweepError::Locked { path: dir.into() },
+        other => other.into(),
+    })
+}
+
+/// `sweep.toml`, `scenes/`, `runs/` and `points.csv`.
+fn write_sweep(
+    out: &Path,
+    spec: &SweepSpec,
+    points: &[Point],
+    scenes: &[String],
+    copy: &str,
+    created: &mut Created,
+) -> Result<(), SweepError> {
+    for sub in ["scenes", "runs"] {
+        created.make(&out.join(sub), |d| std::fs::create_dir_all(d).map_err(SweepError::file("create", d)))?;
+    }
+    created.make(&out.join("sweep.toml"), |p| std::fs::write(p, copy).map_err(SweepError::file("write", p)))?;
     let header = ["run", "seed"].map(String::from).into_iter().chain(spec.parameters.iter().map(|p| p.path.clone()));
     let mut table = TableData::new(header);
-    for point in &points {
-        let scene = scene_text(&spec, &base.text, &scene_path, point)?;
-        let path = scene_file(out, point);
-        std::fs::write(&path, scene).map_err(SweepError::file("write", &path))?;
+    for (point, scene) in points.iter().zip(scenes) {
+        created.make(&scene_file(out, point), |p| std::fs::write(p, scene).map_err(SweepError::file("write", p)))?;
         let mut row = vec![point.id(), point.seed.to_string()];
         row.extend(point.values.iter().map(crate::spec::value_text));
         table.rows.push(row);
     }
-    write_table(&out.join("points.csv"), &table)?;
-    Ok(Prepared { spec, points })
+    created.make(&out.join("points.csv"), |p| write_table(p, &table).map_err(SweepError::from))
 }
 
 /// The spec's base scene is not valid.
@@ -113,12 +220,17 @@ fn scene_file(out: &Path, point: &Point) -> PathBuf {
 
 /// Run every point not yet finished with the `explant` executable `exe`, `jobs` at a
 /// time (0: cores ÷ threads) with `threads` threads each. Failures are recorded and the
-/// sweep goes on; the tables are written in any case.
+/// sweep goes on; the tables are written in any case. A run whose directory is there but
+/// whose manifest is missing, damaged or not `completed` is redone (with a note).
+///
+/// SIGINT and SIGTERM stop the sweep: its runs in flight are killed and discarded, the
+/// tables are written, and [`SweepError::Interrupted`] is returned.
 ///
 /// # Errors
 ///
-/// When a leftover cannot be removed, a table cannot be written, or some runs failed (the
-/// message lists them and says how to retry).
+/// When a leftover cannot be removed or a table cannot be written; when some runs
+/// failed ([`SweepError::RunsFailed`], the message lists them and says how to retry);
+/// when a signal stopped the sweep ([`SweepError::Interrupted`]).
 pub fn run_local(
     prepared: &Prepared,
     exe: &Path,
@@ -128,7 +240,20 @@ pub fn run_local(
     progress: &dyn Progress,
 ) -> Result<PathBuf, SweepError> {
     remove_partials(out)?;
-    let todo: Vec<&Point> = prepared.points.iter().filter(|p| !finished(out, p)).collect();
+    let mut todo: Vec<&Point> = Vec::new();
+    for point in &prepared.points {
+        match state(out, point) {
+            // A marker left by an earlier attempt of a run that has since completed.
+            RunState::Finished(_) => remove_if_there(&failed_file(out, point))?,
+            RunState::Absent => todo.push(point),
+            RunState::Damaged(why) => {
+                progress.note(&format!("{}: {why}; redoing it", point.id()));
+                let dir = run_dir(out, point);
+                std::fs::remove_dir_all(&dir).map_err(SweepError::file("remove the damaged run", &dir))?;
+                todo.push(point);
+            }
+        }
+    }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let jobs = if jobs == 0 { (cores / threads).max(1) } else { jobs };
     progress.note(&format!(
@@ -138,38 +263,66 @@ pub fn run_local(
         todo.len()
     ));
     progress.start(todo.len() as u64);
+    let children = Children::new();
     let next = AtomicUsize::new(0);
+    let stopped = AtomicUsize::new(0);
     let failures = Mutex::new(Vec::new());
     std::thread::scope(|s| {
-        for _ in 0..jobs.min(todo.len()) {
-            s.spawn(|| {
-                while let Some(point) = todo.get(next.fetch_add(1, Ordering::SeqCst)) {
-                    let failed = run_point(exe, out, point, threads).err();
-                    if let Some(e) = &failed {
-                        let _ = std::fs::write(failed_file(out, point), format!("{}\n", explant_run::error_chain(e)));
-                        if let Ok(mut f) = failures.lock() {
-                            f.push(point.id());
+        let workers: Vec<_> = (0..jobs.min(todo.len()))
+            .map(|_| {
+                s.spawn(|| {
+                    while children.stop_signal().is_none()
+                        && let Some(point) = todo.get(next.fetch_add(1, Ordering::SeqCst))
+                    {
+                        let result = run_point(&children, exe, out, point, threads);
+                        if result.is_err() && children.stop_signal().is_some() {
+                            // Killed by the sweep's own stop: not a failure of the run.
+                            stopped.fetch_add(1, Ordering::SeqCst);
+                            continue;
                         }
+                        let failed = result.err();
+                        if let Some(e) = &failed {
+                            let _ =
+                                std::fs::write(failed_file(out, point), format!("{}\n", explant_run::error_chain(e)));
+                            if let Ok(mut f) = failures.lock() {
+                                f.push(point.id());
+                            }
+                        }
+                        progress.done(failed.is_some().then(|| point.id()).as_deref());
                     }
-                    progress.done(failed.is_some().then(|| point.id()).as_deref());
-                }
-            });
+                })
+            })
+            .collect();
+        // This thread watches for a stop and kills the runs in flight (again and again,
+        // so a run that starts while the stop arrives is caught too).
+        while !workers.iter().all(|w| w.is_finished()) {
+            if children.stop_signal().is_some() {
+                children.kill_all();
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     });
     progress.finish();
-    let rows = collect_rows(&prepared.spec, &prepared.points, out)?;
+    let rows = collect_rows(&prepared.spec, &prepared.points, out);
     let table = write_tables(&prepared.spec, &rows, out)?;
-    let failed = failures.into_inner().unwrap_or_default();
-    if !failed.is_empty() {
-        return Err(SweepError::Stopped(format!(
-            "{} of {} runs failed ({}); their errors are in `{}/runs/*.failed`; rerun the same command to retry them",
-            failed.len(),
-            prepared.points.len(),
-            failed.join(", "),
-            out.display()
-        )));
+    let total = prepared.points.len();
+    if let Some(signal) = children.stop_signal() {
+        let done = rows.iter().filter(|r| r.status == "completed").count();
+        return Err(SweepError::Interrupted { signal, stopped: stopped.into_inner(), done, total });
+    }
+    let mut runs = failures.into_inner().unwrap_or_default();
+    if !runs.is_empty() {
+        runs.sort();
+        return Err(SweepError::RunsFailed { runs, total, dir: out.to_path_buf() });
     }
     Ok(table)
+}
+
+fn remove_if_there(path: &Path) -> Result<(), SweepError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(SweepError::file("remove", path)(e)),
+        _ => Ok(()),
+    }
 }
 
 /// Leftovers of a crash: partial outputs are discarded and redone.
@@ -184,23 +337,45 @@ fn remove_partials(out: &Path) -> Result<(), SweepError> {
     Ok(())
 }
 
-/// Whether the point's run is in place and completed.
-fn finished(out: &Path, point: &Point) -> bool {
-    RunDir::new(run_dir(out, point)).manifest().is_ok_and(|m| m.status.is_completed())
+/// Where a point's run stands in the sweep directory.
+enum RunState {
+    /// No run directory.
+    Absent,
+    /// A run directory with a manifest that says `completed`.
+    Finished(Box<Manifest>),
+    /// A run directory whose manifest is missing, unreadable or not `completed`: why.
+    Damaged(String),
+}
+
+fn state(out: &Path, point: &Point) -> RunState {
+    let dir = RunDir::new(run_dir(out, point));
+    if !dir.root().exists() {
+        return RunState::Absent;
+    }
+    let shown = format!("runs/{}/{}", point.id(), RunFile::Manifest.name());
+    if !dir.has(RunFile::Manifest) {
+        return RunState::Damaged(format!("the run has no `{shown}`"));
+    }
+    match dir.manifest() {
+        Ok(m) if m.status.is_completed() => RunState::Finished(Box::new(m)),
+        Ok(m) => RunState::Damaged(format!("`{shown}` says the run did not complete ({:?})", m.status)),
+        Err(e) => RunState::Damaged(format!("`{shown}` is damaged ({})", explant_run::error_chain(&e))),
+    }
 }
 
 /// One run: `explant run` into `runs/.partial-ID`, renamed to `runs/ID` on success.
-fn run_point(exe: &Path, out: &Path, point: &Point, threads: usize) -> Result<(), SweepError> {
+fn run_point(children: &Children, exe: &Path, out: &Path, point: &Point, threads: usize) -> Result<(), SweepError> {
     let partial = out.join("runs").join(format!(".partial-{}", point.id()));
     let _ = std::fs::remove_file(failed_file(out, point));
     let started = Instant::now();
-    let o = Command::new(exe)
-        .arg("run")
-        .arg(scene_file(out, point))
-        .arg("--out")
-        .arg(&partial)
-        .args(["--quiet", "--force", "--no-figures", "--threads", &threads.to_string()])
-        .output()
+    let o = children
+        .output(Command::new(exe).arg("run").arg(scene_file(out, point)).arg("--out").arg(&partial).args([
+            "--quiet",
+            "--force",
+            "--no-figures",
+            "--threads",
+            &threads.to_string(),
+        ]))
         .map_err(SweepError::file("start `explant run` as", exe))?;
     if !o.status.success() {
         let _ = std::fs::remove_dir_all(&partial);
@@ -210,19 +385,19 @@ fn run_point(exe: &Path, out: &Path, point: &Point, threads: usize) -> Result<()
             "{} after {:.1} s: {}",
             point.id(),
             started.elapsed().as_secs_f64(),
-            last.join(" | ")
+            if last.is_empty() { format!("`explant run` ended with {}", o.status) } else { last.join(" | ") }
         )));
     }
     let dest = run_dir(out, point);
     std::fs::rename(&partial, &dest).map_err(SweepError::file("move a finished run into", &dest))
 }
 
-/// The results rows of every point: completed runs with their readouts, failed runs
-/// with their error, the rest as missing.
-fn collect_rows(spec: &SweepSpec, points: &[Point], out: &Path) -> Result<Vec<RunResult>, SweepError> {
+/// The results rows of every point: completed runs with their readouts; failed runs,
+/// and runs whose directory is damaged, with their error; the rest as missing. A
+/// damaged run never stops the others' rows.
+fn collect_rows(spec: &SweepSpec, points: &[Point], out: &Path) -> Vec<RunResult> {
     let mut rows = Vec::with_capacity(points.len());
     for point in points {
-        let dir = RunDir::new(run_dir(out, point));
         let nan = vec![f64::NAN; spec.readouts.len()];
         let result = |status: &str, values: Vec<f64>, wall_seconds: f64, error: String| RunResult {
             point: point.clone(),
@@ -231,20 +406,22 @@ fn collect_rows(spec: &SweepSpec, points: &[Point], out: &Path) -> Result<Vec<Ru
             wall_seconds,
             error,
         };
-        let row = if dir.has(RunFile::Manifest) {
-            let wall = dir.manifest()?.wall_seconds;
-            match readouts(spec, dir.root()) {
-                Ok(values) => result("completed", values, wall, String::new()),
-                Err(e) => result("failed", nan, wall, e.to_string()),
+        let row = match state(out, point) {
+            RunState::Finished(manifest) => match readouts(spec, &run_dir(out, point)) {
+                Ok(values) => result("completed", values, manifest.wall_seconds, String::new()),
+                Err(e) => result("failed", nan, manifest.wall_seconds, e.to_string()),
+            },
+            RunState::Damaged(why) => {
+                result("failed", nan, f64::NAN, format!("{}: {why}; rerun the sweep to redo it", point.id()))
             }
-        } else if let Ok(err) = std::fs::read_to_string(failed_file(out, point)) {
-            result("failed", nan, f64::NAN, err.trim().to_string())
-        } else {
-            result("missing", nan, f64::NAN, String::new())
+            RunState::Absent => match std::fs::read_to_string(failed_file(out, point)) {
+                Ok(err) => result("failed", nan, f64::NAN, err.trim().to_string()),
+                Err(_) => result("missing", nan, f64::NAN, String::new()),
+            },
         };
         rows.push(row);
     }
-    Ok(rows)
+    rows
 }
 
 /// `results.csv` and `results.parquet`, each written to a temporary name and renamed.
@@ -264,12 +441,17 @@ fn write_tables(spec: &SweepSpec, rows: &[RunResult], dir: &Path) -> Result<Path
 ///
 /// # Errors
 ///
-/// When the spec or its scene is invalid, or a table cannot be read or written.
+/// When the spec or its scene is invalid, `dir` does not exist or another sweep is
+/// using it, or a table cannot be written.
 pub fn collect(spec_path: &Path, dir: &Path) -> Result<(PathBuf, usize, usize), SweepError> {
     let spec = SweepSpec::from_file(spec_path)?;
     let base = LoadedScene::from_file(&spec.scene_path(spec_path)).map_err(|e| base_scene(spec_path, &e))?;
     let points = plan(&spec, base.scene.seed);
-    let rows = collect_rows(&spec, &points, dir)?;
+    if !dir.is_dir() {
+        return Err(SweepError::Stopped(format!("`{}` is not a sweep directory (it does not exist)", dir.display())));
+    }
+    let _lock = hold(dir)?;
+    let rows = collect_rows(&spec, &points, dir);
     let table = write_tables(&spec, &rows, dir)?;
     let done = rows.iter().filter(|r| r.status == "completed").count();
     Ok((table, done, rows.len()))

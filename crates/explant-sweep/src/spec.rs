@@ -238,6 +238,14 @@ impl SweepSpec {
             if spec.readouts[..i].iter().any(|q| q.name() == r.name()) {
                 return Err(bad(format!("readouts[{i}].name"), format!("`{}` is used twice", r.name())));
             }
+            if let Readout::Response { distance, .. } = r
+                && !(distance.is_finite() && *distance >= 0.0)
+            {
+                return Err(bad(
+                    format!("readouts[{i}].distance"),
+                    format!("`{distance}`: give a distance in µm, 0 or more"),
+                ));
+            }
             if r.name().is_empty() || r.name().contains([',', '"', '\n']) {
                 return Err(bad(
                     format!("readouts[{i}].name"),

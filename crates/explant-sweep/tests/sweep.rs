@@ -186,3 +186,132 @@ fn every_shipped_sweep_spec_expands_into_valid_scenes() {
     }
     assert!(n >= 1);
 }
+
+/// A fresh temporary folder for one test.
+fn temp(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("explant-sweep-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A spec over the shipped lateral-inhibition scene (genes DLL1, NOTCH1, HES1; cell
+/// type `epithelium`; no ligands, no named regions; one perturbation) with `extra`.
+fn lateral_spec(dir: &Path, extra: &str) -> std::path::PathBuf {
+    let scene = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenes/lateral_inhibition.toml");
+    let path = dir.join("spec.toml");
+    std::fs::write(&path, format!("version = 1\nscene = {:?}\n{extra}", scene.display().to_string())).unwrap();
+    path
+}
+
+#[test]
+fn a_bad_readout_is_refused_by_prepare_naming_the_field_and_value_and_nothing_is_written() {
+    let dir = temp("readouts");
+    let out = dir.join("out");
+    let cases = [
+        ("kind = \"pseudobulk\"\nname = \"x\"\ngene = \"HES2\"", "readouts[0].gene", "`HES2` is not a gene", "HES1"),
+        (
+            "kind = \"pseudobulk\"\nname = \"x\"\ngene = \"HES1\"\ncell_type = \"epithelial\"",
+            "readouts[0].cell_type",
+            "`epithelial` is not a cell type",
+            "epithelium",
+        ),
+        (
+            "kind = \"pseudobulk\"\nname = \"x\"\ngene = \"HES1\"\nregion = \"core\"",
+            "readouts[0].region",
+            "`core` is not a region",
+            "",
+        ),
+        ("kind = \"cell_count\"\nname = \"x\"\ncell_type = \"Epithelium\"", "readouts[0].cell_type", "", "epithelium"),
+        ("kind = \"ligand_total\"\nname = \"x\"\nligand = \"WNT3A\"", "readouts[0].ligand", "(ligands: none)", ""),
+        ("kind = \"response\"\nname = \"x\"\ngene = \"NOTCH\"\ndistance = 10.0", "readouts[0].gene", "", "NOTCH1"),
+        ("kind = \"response\"\nname = \"x\"\ngene = \"HES1\"\ndistance = nan", "readouts[0].distance", "`NaN`", ""),
+    ];
+    for (readout, field, fragment, suggestion) in cases {
+        let spec = lateral_spec(&dir, &format!("[[readouts]]\n{readout}\n"));
+        let e = explant_sweep::runner::prepare(&spec, &out).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("spec.toml") && e.contains(&format!("field `{field}`")) && e.contains(fragment), "{e}");
+        if !suggestion.is_empty() {
+            assert!(e.contains(&format!("did you mean `{suggestion}`?")), "{e}");
+        }
+        assert!(!out.exists(), "a refused spec left `{}` behind ({e})", out.display());
+    }
+    // Checked against every point's scene, not only the base scene: a parameter that
+    // removes the perturbations leaves `response` nothing to measure.
+    let spec = lateral_spec(
+        &dir,
+        "[[parameters]]\npath = \"perturbations\"\nvalues = [[]]\n\
+         [[readouts]]\nkind = \"response\"\nname = \"r\"\ngene = \"HES1\"\ndistance = 10.0\n",
+    );
+    let e = explant_sweep::runner::prepare(&spec, &out).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        e.contains("field `readouts[0].kind`") && e.contains("point run_00001") && e.contains("perturbations"),
+        "{e}"
+    );
+    assert!(!out.exists());
+    // The same readouts, spelt right, are accepted.
+    let spec = lateral_spec(
+        &dir,
+        "[[readouts]]\nkind = \"pseudobulk\"\nname = \"h\"\ngene = \"HES1\"\ncell_type = \"epithelium\"\n\
+         [[readouts]]\nkind = \"response\"\nname = \"r\"\ngene = \"HES1\"\ndistance = 10.0\n",
+    );
+    let prepared = explant_sweep::runner::prepare(&spec, &out).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(prepared.points.len(), 1);
+    drop(prepared);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_refused_spec_leaves_no_folder_and_the_corrected_spec_then_takes_it() {
+    let dir = temp("refused");
+    let out = dir.join("new/parent/out");
+    // The second value is refused by the scene's validation (a negative decay).
+    let bad = lateral_spec(&dir, "[[parameters]]\npath = \"teacher.degradation\"\nvalues = [0.05, -1.0]\n");
+    let e = explant_sweep::runner::prepare(&bad, &out).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(e.contains("run_00002"), "{e}");
+    assert!(!dir.join("new").exists(), "a refused spec left a folder behind");
+    let good = lateral_spec(&dir, "[[parameters]]\npath = \"teacher.degradation\"\nvalues = [0.05, 0.1]\n");
+    let prepared = explant_sweep::runner::prepare(&good, &out).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(prepared.points.len(), 2);
+    assert!(out.join("scenes/run_00002.toml").exists() && out.join("points.csv").exists());
+    drop(prepared);
+    // A different spec into it is refused and changes nothing there.
+    let before: Vec<_> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let other = lateral_spec(&dir, "[[parameters]]\npath = \"teacher.degradation\"\nvalues = [0.2]\n");
+    let e = explant_sweep::runner::prepare(&other, &out).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(e.contains("holds a different sweep"), "{e}");
+    let after: Vec<_> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(before, after);
+    assert!(std::fs::read_to_string(out.join("sweep.toml")).unwrap().contains("0.1"), "the first spec's copy stays");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_folder_that_holds_something_else_is_refused_and_left_as_it_was() {
+    let dir = temp("foreign");
+    std::fs::write(dir.join("notes.txt"), "mine").unwrap();
+    let spec = lateral_spec(&dir, "");
+    let e = explant_sweep::runner::prepare(&spec, &dir).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(e.contains("holds no sweep") && e.contains("choose a new or empty `--out`"), "{e}");
+    let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    names.sort();
+    assert_eq!(names, ["notes.txt", "spec.toml"], "nothing added, nothing removed");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn one_sweep_at_a_time_holds_a_sweep_folder() {
+    let dir = temp("lock");
+    let out = dir.join("out");
+    let spec = lateral_spec(&dir, "");
+    let first = explant_sweep::runner::prepare(&spec, &out).unwrap_or_else(|e| panic!("{e}"));
+    let e = explant_sweep::runner::prepare(&spec, &out).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(e.contains("another `explant sweep` is using") && e.contains("out"), "{e}");
+    let e = explant_sweep::runner::collect(&spec, &out).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(e.contains("another `explant sweep` is using"), "collect too: {e}");
+    assert!(out.join("sweep.toml").exists(), "the refused sweep removed nothing");
+    drop(first);
+    let again = explant_sweep::runner::prepare(&spec, &out).unwrap_or_else(|e| panic!("{e}"));
+    drop(again);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
