@@ -94,10 +94,9 @@ fn strings(case: &toml::Table, key: &str) -> Vec<String> {
     match case.get(key) {
         None => Vec::new(),
         Some(toml::Value::String(s)) => vec![s.clone()],
-        Some(toml::Value::Array(a)) => a
-            .iter()
-            .map(|v| v.as_str().unwrap_or_else(|| panic!("`{key}` must hold strings")).to_owned())
-            .collect(),
+        Some(toml::Value::Array(a)) => {
+            a.iter().map(|v| v.as_str().unwrap_or_else(|| panic!("`{key}` must hold strings")).to_owned()).collect()
+        }
         Some(other) => panic!("`{key}` must be a string or a list of strings, not {other}"),
     }
 }
@@ -258,7 +257,8 @@ fn every_case_of_the_hostile_input_corpus_gives_its_exit_code_and_message() {
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let Some(case) = cases.get(i) else { break };
-                    let problems = check_case(case, &corpus, &dir.0, i);
+                    let problems = std::panic::catch_unwind(|| check_case(case, &corpus, &dir.0, i))
+                        .unwrap_or_else(|_| vec!["the case itself is malformed (see the panic above)".into()]);
                     if !problems.is_empty() {
                         let name = case.get("name").and_then(|v| v.as_str()).unwrap_or("?");
                         failures.lock().unwrap().push(format!("case {i:03} `{name}`:\n  {}", problems.join("\n  ")));
@@ -269,5 +269,11 @@ fn every_case_of_the_hostile_input_corpus_gives_its_exit_code_and_message() {
     });
     let failures = failures.into_inner().unwrap();
     loud(&format!("hostile-input corpus: {} cases, {} failed", cases.len(), failures.len()));
-    assert!(failures.is_empty(), "{} of {} cases misbehaved:\n\n{}", failures.len(), cases.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases misbehaved:\n\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n\n")
+    );
 }

@@ -4,6 +4,7 @@
 
 mod cli;
 mod common;
+mod hostile;
 mod names;
 mod render;
 mod resume;
