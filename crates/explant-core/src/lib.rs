@@ -184,6 +184,10 @@ impl Simulation {
             ..Default::default()
         });
         tissue::populate(&mut world, scene, cells);
+        let (start, limit) = (world.resource::<States>().len(), world.resource::<Settings>().cell_limit.clone());
+        if start > limit.cells {
+            return Err(CoreError::TooManyCells { tick: 0, time: 0.0, cells: start, limit });
+        }
         life::sort_rows(&mut world, scene.contact.radius);
         let schedule = schedule::tick();
         let mut sim = Self { world, schedule, ticks: scene.ticks() };
@@ -401,5 +405,6 @@ fn settings(scene: &Scene, domain: Vec3) -> Settings {
         mechanics_every: scene.step_ratios().0,
         state_every: scene.step_ratios().1,
         seed: scene.seed,
+        cell_limit: scene.cell_limit(),
     }
 }
