@@ -187,11 +187,15 @@ impl Scene {
     }
 
     /// The most cells a run of this scene may hold: `tissue.max_cells`, else as many as fit
-    /// in half of the memory available now ([`memory`]).
+    /// in half of the memory available now ([`memory`]), shared with the paired control
+    /// when the scene has perturbations.
     pub fn cell_limit(&self) -> CellLimit {
         match self.tissue.max_cells {
             Some(cells) => CellLimit { cells, origin: memory::LimitOrigin::Scene },
-            None => CellLimit::from_memory(memory::available_memory(), self.genes.len()),
+            None => {
+                let simulations = if self.perturbations.is_empty() { 1 } else { 2 };
+                CellLimit::from_memory(memory::available_memory(), self.genes.len(), simulations)
+            }
         }
     }
 

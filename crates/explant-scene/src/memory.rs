@@ -10,16 +10,17 @@
 //! A scene may set `tissue.max_cells`; without it the limit is the number of cells whose
 //! measured cost fits in half of the memory the machine has available when the run
 //! starts (Linux `MemAvailable`), or in half of [`FALLBACK_MEMORY_BYTES`] where that
-//! cannot be read. Half leaves room for the ligand fields, the paired control's growth
-//! and the rest of the machine.
+//! cannot be read. Half leaves room for the ligand fields and the rest of the machine; a
+//! scene with perturbations runs a paired control beside it, so each of the two gets half
+//! of that half.
 
 use std::fmt;
 
 /// Measured memory per cell that does not depend on the number of genes, bytes.
-pub const BYTES_PER_CELL: f64 = 735.0;
+pub const BYTES_PER_CELL: f64 = 572.0;
 
 /// Measured memory per cell per gene of the scene, bytes.
-pub const BYTES_PER_CELL_PER_GENE: f64 = 0.0;
+pub const BYTES_PER_CELL_PER_GENE: f64 = 16.2;
 
 /// Memory assumed available where the machine does not say (not Linux), bytes: 8 GiB.
 pub const FALLBACK_MEMORY_BYTES: u64 = 8 << 30;
@@ -67,6 +68,8 @@ pub enum LimitOrigin {
         bytes: u64,
         /// The measured cost of one cell of the scene, bytes.
         per_cell: u64,
+        /// Simulations sharing the memory (2 with a paired control).
+        simulations: usize,
     },
     /// Half of [`FALLBACK_MEMORY_BYTES`] (the available memory could not be read).
     Fallback,
@@ -74,13 +77,16 @@ pub enum LimitOrigin {
 
 impl CellLimit {
     /// The limit when the scene does not set one: half of `available` bytes (or of
-    /// [`FALLBACK_MEMORY_BYTES`]) divided by the measured cost of a cell with `genes` genes.
-    pub fn from_memory(available: Option<u64>, genes: usize) -> Self {
+    /// [`FALLBACK_MEMORY_BYTES`]), shared by `simulations` simulations (2 with a paired
+    /// control), divided by the measured cost of a cell with `genes` genes.
+    pub fn from_memory(available: Option<u64>, genes: usize, simulations: usize) -> Self {
+        let per_cell = bytes_per_cell(genes);
         let (bytes, origin) = match available {
-            Some(b) => (b, LimitOrigin::Available { bytes: b, per_cell: bytes_per_cell(genes).round() as u64 }),
+            Some(b) => (b, LimitOrigin::Available { bytes: b, per_cell: per_cell.round() as u64, simulations }),
             None => (FALLBACK_MEMORY_BYTES, LimitOrigin::Fallback),
         };
-        let cells = (bytes as f64 / 2.0 / bytes_per_cell(genes)).floor().max(1.0) as usize;
+        let share = bytes as f64 / 2.0 / simulations.max(1) as f64;
+        let cells = (share / per_cell).floor().max(1.0) as usize;
         Self { cells, origin }
     }
 }
@@ -90,12 +96,12 @@ impl fmt::Display for CellLimit {
         let gib = |b: u64| b as f64 / f64::from(1u32 << 30);
         match self.origin {
             LimitOrigin::Scene => write!(f, "`tissue.max_cells` = {}", self.cells),
-            LimitOrigin::Available { bytes, per_cell } => write!(
+            LimitOrigin::Available { bytes, per_cell, simulations } => write!(
                 f,
-                "`tissue.max_cells` = {} (not set; derived from half of the {:.1} GiB available at {:.0} bytes per cell)",
+                "`tissue.max_cells` = {} (not set; derived from half of the {:.1} GiB available at {per_cell} bytes per cell{})",
                 self.cells,
                 gib(bytes),
-                per_cell
+                if simulations > 1 { ", shared with the paired control" } else { "" }
             ),
             LimitOrigin::Fallback => write!(
                 f,
@@ -122,13 +128,16 @@ mod tests {
     #[test]
     fn the_default_limit_fits_the_measured_cost_in_half_the_available_memory() {
         let available = 16u64 << 30;
-        let limit = CellLimit::from_memory(Some(available), 7);
+        let limit = CellLimit::from_memory(Some(available), 7, 1);
         let used = limit.cells as f64 * bytes_per_cell(7);
         assert!(used <= available as f64 / 2.0, "{used} bytes");
         assert!(used + bytes_per_cell(7) > available as f64 / 2.0, "the largest such count");
         assert!(limit.to_string().contains("16.0 GiB"), "{limit}");
-        let fallback = CellLimit::from_memory(None, 7);
+        let fallback = CellLimit::from_memory(None, 7, 1);
         assert_eq!(fallback.origin, LimitOrigin::Fallback);
         assert_eq!(fallback.cells, (FALLBACK_MEMORY_BYTES as f64 / 2.0 / bytes_per_cell(7)) as usize);
+        let paired = CellLimit::from_memory(Some(available), 7, 2);
+        assert_eq!(paired.cells, (available as f64 / 4.0 / bytes_per_cell(7)) as usize);
+        assert!(paired.to_string().contains("shared with the paired control"), "{paired}");
     }
 }
