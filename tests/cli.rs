@@ -1220,3 +1220,172 @@ fn eval_a_learned_model_beats_the_mean_baseline_on_held_out_knockouts_in_a_held_
     let err = assert_clean_failure(&o, "eval with a missing model");
     assert!(err.contains("missing.json") && !stderr(&o).contains("truth:"), "{err}");
 }
+
+/// The short scene whose responders divide every tick (a cycle as short as `time.dt`),
+/// capped at `max_cells`.
+fn runaway_scene(dir: &TempDir, max_cells: usize) -> PathBuf {
+    let text = short_scene_text(&default_model());
+    let text = replace_once(
+        &text,
+        "bias = { FZD7 = 6.0, NOTCH1 = 6.0, DLL1 = 3.0 }\n",
+        "bias = { FZD7 = 6.0, NOTCH1 = 6.0, DLL1 = 3.0 }\ncycle = { duration = 0.5, cv = 0.0 }\n",
+    );
+    let text =
+        replace_once(&text, &format!("cells = {CELLS}\n"), &format!("cells = {CELLS}\nmax_cells = {max_cells}\n"));
+    write_scene(dir, "runaway.toml", &text)
+}
+
+#[test]
+fn exit_status_is_0_completed_1_invalid_input_or_usage_and_3_simulation_failed() {
+    let dir = TempDir::new("cli", "exit_status");
+    let code = |o: &Output| o.status.code();
+    // 0: completed, and `--help` / `--version`.
+    let ok = explant(["check".as_ref(), repo().join("scenes/default.toml").as_os_str()]);
+    assert_eq!(code(&ok), Some(0), "{}", stderr(&ok));
+    for flag in ["--help", "--version"] {
+        assert_eq!(code(&explant([flag])), Some(0), "{flag}");
+    }
+    let help = stdout(&explant(["--help"]));
+    assert!(help.contains("Exit status:") && help.contains("3  the simulation failed"), "{help}");
+    // 1: invalid input.
+    let bad =
+        write_scene(&dir, "bad.toml", &short_scene_text(&default_model()).replace("decay = 0.02", "decay = -1.0"));
+    assert_eq!(code(&explant(["check".as_ref(), bad.as_os_str()])), Some(1));
+    // 1, not clap's 2: usage errors (an unknown flag, a missing argument, no subcommand).
+    for args in
+        [&["run", "--bogus"][..], &["run"], &[], &["check"], &["run", "x.toml", "--out", "o", "--threads", "many"]]
+    {
+        let o = explant(args);
+        assert_eq!(code(&o), Some(1), "explant {args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("error:") || stderr(&o).contains("Usage"), "{}", stderr(&o));
+    }
+    // 3: the simulation ran and failed; its partial results are written.
+    let scene = runaway_scene(&dir, 1000);
+    let out = dir.join("out");
+    let o = run(&scene, &out, &["--diffusion", "cpu", "--teacher", "--no-figures"]);
+    let err = stderr(&o);
+    assert_eq!(code(&o), Some(3), "{err}");
+    assert!(!err.to_lowercase().contains("panicked"), "{err}");
+    assert!(err.contains("stage `fate`") && err.contains("`tissue.max_cells` = 1000"), "{err}");
+    let m = manifest(&out);
+    assert_eq!(m["status"]["failed"]["stage"], "fate", "{m}");
+    assert!(m["status"]["failed"]["message"].as_str().unwrap().contains("cells, past `tissue.max_cells` = 1000"));
+    assert!(m["cells"].as_u64().unwrap() <= 1000, "{m}");
+    assert!(out.join("tissue.h5ad").exists() && out.join("timeseries.csv").exists(), "partial results");
+}
+
+#[test]
+fn a_population_that_doubles_every_tick_stops_cleanly_at_its_cell_limit() {
+    let dir = TempDir::new("cli", "runaway_division");
+    let scene = runaway_scene(&dir, 2000);
+    let out = dir.join("out");
+    let o = run(&scene, &out, &["--diffusion", "cpu", "--teacher", "--no-figures"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    // The responders (all but the organiser's cells) double every tick, from 300 cells:
+    // the run stops at the fate stage that would pass 2000, with the last population kept.
+    let grow = err.split("would grow to ").nth(1).and_then(|t| t.split(' ').next()).expect("the count");
+    let grow: u64 = grow.parse().unwrap();
+    assert!(err.contains(&format!("{grow} cells, past `tissue.max_cells` = 2000")), "{err}");
+    let m = manifest(&out);
+    let (cells, ticks) = (m["cells"].as_u64().unwrap(), m["ticks_completed"].as_u64().unwrap());
+    assert!(grow > 2000 && cells <= 2000 && grow < 2 * cells && (1..=4).contains(&ticks), "{m}");
+    // A report of the partial run is written, but never over a file the user has.
+    let page = dir.join("page.html");
+    std::fs::write(&page, "mine\n").unwrap();
+    let o = explant(["report".as_ref(), out.as_os_str(), "--out".as_ref(), page.as_os_str()]);
+    let err = assert_clean_failure(&o, "report --out over an existing file");
+    assert!(err.contains(&format!("`{}` already exists", page.display())) && err.contains("--force"), "{err}");
+    assert_eq!(read(&page), "mine\n");
+    let o = explant(["report".as_ref(), out.as_os_str(), "--out".as_ref(), page.as_os_str(), "--force".as_ref()]);
+    assert_success(&o, "report --out --force");
+    assert!(read(&page).contains("<html"), "--force replaced the file with the report");
+}
+
+#[test]
+fn out_files_of_train_model_fit_and_eval_are_not_overwritten_without_force() {
+    let dir = TempDir::new("cli", "out_files_force");
+    let scene = write_short_scene(&dir);
+    let (pt, json) = (dir.join("mine.pt"), dir.join("mine.json"));
+    std::fs::write(&pt, "my model\n").unwrap();
+    let csv = dir.join("scores.csv");
+    std::fs::write(&csv, "my scores\n").unwrap();
+    let s = scene.as_os_str();
+    let train = ["train".as_ref(), s, "--out".as_ref(), pt.as_os_str(), "--steps".as_ref(), "1".as_ref()];
+    let fit = ["model".as_ref(), "fit".as_ref(), s, "--out".as_ref(), pt.as_os_str(), "--steps".as_ref(), "1".as_ref()];
+    for (args, what) in [(&train[..], "train"), (&fit[..], "model fit")] {
+        let err = assert_clean_failure(&explant(args), what);
+        assert!(err.contains(&format!("`{}` already exists", pt.display())) && err.contains("--force"), "{err}");
+    }
+    // The metadata beside a new `.pt` counts too.
+    std::fs::remove_file(&pt).unwrap();
+    std::fs::write(&json, "{}\n").unwrap();
+    let err = assert_clean_failure(&explant(train), "train over an existing .json");
+    assert!(err.contains(&format!("`{}` already exists", json.display())), "{err}");
+    assert!(!pt.exists() && read(&json) == "{}\n", "nothing was written");
+    let model = default_model();
+    let eval = [
+        "eval".as_ref(),
+        s,
+        "--model".as_ref(),
+        model.as_os_str(),
+        "--hold-out-type".as_ref(),
+        "responder".as_ref(),
+        "--perturb".as_ref(),
+        "HES1,AXIN2".as_ref(),
+        "--out".as_ref(),
+        csv.as_os_str(),
+    ];
+    let err = assert_clean_failure(&explant(eval), "eval --out over an existing file");
+    assert!(err.contains(&format!("`{}` already exists", csv.display())), "{err}");
+    assert_eq!(read(&csv), "my scores\n");
+}
+
+#[test]
+fn threads_beyond_the_machine_are_capped_with_a_note_and_scene_warnings_are_printed() {
+    let dir = TempDir::new("cli", "threads_cap");
+    // A knockout in an empty corner of the grid: allowed (cells may move in), warned.
+    let text = format!(
+        "{}\n[[perturbations]]\nkind = \"knockout\"\ngene = \"HES1\"\nregion = {{ kind = \"box\", min = [0.0, 0.0], max = [40.0, 40.0] }}\n",
+        short_scene_text(&default_model())
+    );
+    let scene = write_scene(&dir, "corner.toml", &text);
+    let warning = format!("warning: scene `{}`: field `perturbations[0].region`", scene.display());
+    let o = explant(["check".as_ref(), scene.as_os_str()]);
+    assert_success(&o, "check of a scene with a warning");
+    assert!(stderr(&o).contains(&warning) && stderr(&o).contains("no cell at the start"), "{}", stderr(&o));
+    let out = dir.join("out");
+    let o = run_ok(&scene, &out, &["--diffusion", "cpu", "--teacher", "--no-figures", "--threads", "10000"]);
+    let err = stderr(&o);
+    assert!(err.contains(&warning), "{err}");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(err.contains(&format!("note: `--threads 10000` is more than the {cores} this machine has")), "{err}");
+    assert_eq!(manifest(&out)["threads"].as_u64(), Some(cores as u64));
+}
+
+#[test]
+fn scenes_that_select_nothing_or_name_what_hdf5_cannot_hold_are_refused_by_check() {
+    let dir = TempDir::new("cli", "refused_by_check");
+    let base = short_scene_text(&default_model());
+    for (name, text, field, says) in [
+        (
+            "outside.toml",
+            format!(
+                "{base}\n[[perturbations]]\nkind = \"knockout\"\ngene = \"HES1\"\nregion = {{ kind = \"circle\", centre = [900.0, 300.0], radius = 50.0 }}\n"
+            ),
+            "perturbations[0].region",
+            "wholly outside the grid",
+        ),
+        (
+            "late.toml",
+            format!("{base}\n[[perturbations]]\nkind = \"ablation\"\nstart = 10.0\n"),
+            "perturbations[0].start",
+            "`10`",
+        ),
+        ("slash.toml", base.replacen("name = \"WNT3A\"", "name = \"WNT/3A\"", 1), "ligands[0].name", "`/`"),
+    ] {
+        let scene = write_scene(&dir, name, &text);
+        let err = assert_clean_failure(&explant(["check".as_ref(), scene.as_os_str()]), name);
+        assert!(err.contains(&format!("scene `{}`: field `{field}`", scene.display())) && err.contains(says), "{err}");
+    }
+}

@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// explant: a spatial multicellular tissue simulator (a virtual tissue).
 #[derive(Debug, Parser)]
-#[command(name = "explant", version, about, long_about = None)]
+#[command(name = "explant", version, about, long_about = None, after_help = crate::exit::HELP)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -272,9 +272,13 @@ pub struct RenderArgs {
 pub struct ReportArgs {
     /// The run's output directory (written by `explant run`).
     pub run_dir: PathBuf,
-    /// The HTML file to write (default: RUN_DIR/report.html).
+    /// The HTML file to write (default: RUN_DIR/report.html, which is replaced); an
+    /// existing file named here is kept unless `--force`.
     #[arg(long, short)]
     pub out: Option<PathBuf>,
+    /// Overwrite the file named by `--out` if it exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `explant model ...`.
@@ -300,6 +304,9 @@ pub struct FitArgs {
     /// Most Adam steps.
     #[arg(long, default_value_t = 6000)]
     pub steps: usize,
+    /// Overwrite the `.pt` and `.json` files if it exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `explant train`.
@@ -334,6 +341,9 @@ pub struct TrainArgs {
     /// their mean rate. More than 1 costs that many times the training time.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub members: u32,
+    /// Overwrite the `.pt` and `.json` files if it exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `explant eval`.
@@ -350,9 +360,12 @@ pub struct EvalArgs {
     /// The held-out genes to knock out (comma separated, at least two).
     #[arg(long, value_delimiter = ',', required = true)]
     pub perturb: Vec<String>,
-    /// Write the score table as CSV here.
+    /// Write the score table as CSV here (an existing file is kept unless `--force`).
     #[arg(long, short)]
     pub out: Option<PathBuf>,
+    /// Overwrite the CSV file named by `--out` if it exists.
+    #[arg(long)]
+    pub force: bool,
     /// Seed and number of training contexts for the ridge baseline (as `explant train`).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

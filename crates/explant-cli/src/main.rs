@@ -5,15 +5,23 @@
 
 mod cli;
 mod commands;
+mod exit;
 mod progress;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::Parser as _;
 
 fn main() -> ExitCode {
     quiet_graphics_stack();
-    let cli = cli::Cli::parse();
+    // Usage errors exit 1 (clap's own default is 2), `--help` and `--version` 0.
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(exit::INVALID) } else { ExitCode::SUCCESS };
+        }
+    };
     let result = match cli.command {
         cli::Command::Run(args) => commands::run::run(args),
         cli::Command::Resume(args) => commands::run::resume(args),
@@ -36,7 +44,7 @@ fn main() -> ExitCode {
             for cause in e.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
-            ExitCode::FAILURE
+            ExitCode::from(exit::code(&e))
         }
     }
 }

@@ -356,6 +356,8 @@ pub struct Settings {
     pub state_every: u64,
     /// Seed of the run.
     pub seed: u64,
+    /// The most cells the run may hold (the fate stage stops the run before passing it).
+    pub cell_limit: explant_scene::CellLimit,
 }
 
 /// A scene perturbation with its names resolved to indices.

@@ -35,6 +35,21 @@ pub enum CoreError {
     /// A saved state does not fit the scene it is restored into.
     #[error("the checkpoint does not fit the scene: {0}")]
     Checkpoint(String),
+    /// The population would grow past the scene's cell limit (`tissue.max_cells`, or the
+    /// default derived from the available memory).
+    #[error(
+        "tick {tick} (t = {time} min): the population would grow to {cells} cells, past {limit}: raise `tissue.max_cells` or make the cells divide less (a cycle as short as a few ticks doubles the population that often)"
+    )]
+    TooManyCells {
+        /// Tick at which the fate stage stopped.
+        tick: u64,
+        /// Simulated time.
+        time: f64,
+        /// The population the stage would have made.
+        cells: usize,
+        /// The limit and where it comes from.
+        limit: explant_scene::CellLimit,
+    },
     /// The state became NaN, infinite or ran away.
     #[error("tick {tick} (t = {time} min): {what}")]
     Unstable {
@@ -93,7 +108,13 @@ mod tests {
             CoreError::Model(ModelError::Mismatch { model: "m.pt".into(), what: "gene `A` is missing".into() }),
             CoreError::Initial { ligand: "L".into(), path: "l.npy".into(), message: "bad shape".into() },
             CoreError::Tissue { path: "t.h5ad".into(), message: "no cells".into() },
-            CoreError::Unstable { tick: 3, time: 1.5, what: "gene #0 is `NaN`".into() },
+            CoreError::Unstable { tick: 3, time: 1.5, what: "expression of gene `A` is `NaN`".into() },
+            CoreError::TooManyCells {
+                tick: 3,
+                time: 1.5,
+                cells: 10,
+                limit: explant_scene::CellLimit { cells: 5, origin: explant_scene::memory::LimitOrigin::Scene },
+            },
         ];
         for e in &errors {
             let lines = printed(e);

@@ -164,6 +164,10 @@ impl Simulation {
         check_import(scene, cells.as_ref())?;
         let mut world = base_world(scene, diffuser, model)?;
         tissue::populate(&mut world, scene, cells);
+        let (start, limit) = (world.resource::<States>().len(), world.resource::<Settings>().cell_limit.clone());
+        if start > limit.cells {
+            return Err(CoreError::TooManyCells { tick: 0, time: 0.0, cells: start, limit });
+        }
         life::sort_rows(&mut world, scene.contact.radius);
         let schedule = schedule::tick();
         let mut sim = Self { world, schedule, ticks: scene.ticks() };
@@ -438,5 +442,6 @@ fn settings(scene: &Scene, domain: Vec3) -> Settings {
         mechanics_every: scene.step_ratios().0,
         state_every: scene.step_ratios().1,
         seed: scene.seed,
+        cell_limit: scene.cell_limit(),
     }
 }

@@ -105,11 +105,16 @@ pub(crate) fn fate(world: &mut World) {
     let Some((mut deaths, births)) = advance_cycles(world, &step) else { return };
     // 2. ablations and grafts whose time has come;
     let grafts = fire_ablations_and_grafts(world, &step, &mut deaths);
-    // 3. removals, 4. divisions, 5. grafted cells;
+    // 3. a population past the cell limit stops the run here, before it is made;
+    if let Err(e) = within_cell_limit(world, &step, &deaths, births.len(), &grafts) {
+        world.resource_mut::<Failure>().0 = Some(e);
+        return;
+    }
+    // 4. removals, 5. divisions, 6. grafted cells;
     remove(world, deaths);
     divide_all(world, &step, births);
     graft(world, &step, grafts);
-    // 6. the batch is stale, and every SORT_INTERVAL steps the rows are re-sorted.
+    // 7. the batch is stale, and every SORT_INTERVAL steps the rows are re-sorted.
     world.resource_mut::<Batch>().fresh = false;
     if (step.tick / step.every + 1).is_multiple_of(SORT_INTERVAL) {
         sort_rows(world, step.settings.contact_radius);
@@ -299,6 +304,29 @@ fn fire_ablations_and_grafts(
         }
     }
     grafts
+}
+
+/// The population after this stage's removals, divisions and grafts must not pass the
+/// scene's cell limit ([`Settings::cell_limit`]): a runaway division (a cycle as short as a
+/// tick doubles the cells every tick) stops as a failure of this stage with the count,
+/// instead of growing until the allocator aborts.
+fn within_cell_limit(
+    world: &World,
+    step: &FateStep,
+    deaths: &[(u32, Entity)],
+    births: usize,
+    grafts: &[(PlannedPerturbation, usize)],
+) -> Result<(), crate::CoreError> {
+    let mut rows: Vec<u32> = deaths.iter().map(|d| d.0).collect();
+    rows.sort_unstable();
+    rows.dedup();
+    let now = world.resource::<States>().len();
+    let after = now - rows.len().min(now) + births + grafts.iter().map(|g| g.1).sum::<usize>();
+    let limit = &step.settings.cell_limit;
+    if after <= limit.cells {
+        return Ok(());
+    }
+    Err(crate::CoreError::TooManyCells { tick: step.tick, time: step.clock.time(), cells: after, limit: limit.clone() })
 }
 
 /// Remove cells and their rows, highest row first, so each swap moves a row that stays

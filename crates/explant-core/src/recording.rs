@@ -114,7 +114,11 @@ impl Recording {
                 return Err(CoreError::Unstable {
                     tick: clock.tick,
                     time: clock.time(),
-                    what: format!("expression of gene #{bad} is `{}`: lower `time.dt` or check the model", x[bad]),
+                    what: format!(
+                        "expression of gene `{}` is `{}`: lower `time.dt` or check the model",
+                        settings.gene_names.get(bad).map_or("?", String::as_str),
+                        x[bad]
+                    ),
                 });
             }
             counts[t as usize] += 1;
@@ -150,7 +154,10 @@ impl Recording {
             return Err(CoreError::Unstable {
                 tick: clock.tick,
                 time: clock.time(),
-                what: format!("ligand #{c} is not finite"),
+                what: format!(
+                    "the total of ligand `{}` is not finite",
+                    settings.ligand_names.get(c).map_or("?", String::as_str)
+                ),
             });
         }
         self.ligand_totals.push((clock.tick, clock.time(), totals));

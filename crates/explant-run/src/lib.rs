@@ -60,18 +60,49 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// Use `n` worker threads for the CPU stages (0: all cores). Results are identical for any
-/// count; only the first call in a process takes effect.
+/// The thread count to use when `requested` are asked for on a machine with `available`
+/// hardware threads: at most `available` (more only contend for the same cores, and a
+/// pool of 100 000 threads never finished starting), with a note saying so; 0 stays 0
+/// (all cores).
+pub fn cap_threads(requested: usize, available: usize) -> (usize, Option<String>) {
+    if requested <= available.max(1) {
+        return (requested, None);
+    }
+    let n = available.max(1);
+    (n, Some(format!("`--threads {requested}` is more than the {n} this machine has; using {n}")))
+}
+
+/// Use `n` worker threads for the CPU stages (0: all cores), capped at the machine's
+/// available parallelism ([`cap_threads`]). Returns the count used (0: all cores) and,
+/// when `n` was capped, a note for the user. Results are identical for any count; only
+/// the first call in a process takes effect.
 ///
 /// # Errors
 ///
 /// When the pool cannot be built (e.g. it was already built with another count).
-pub fn use_threads(n: usize) -> Result<(), RunError> {
+pub fn use_threads(n: usize) -> Result<(usize, Option<String>), RunError> {
+    let available = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let (n, note) = cap_threads(n, available);
     if n > 0 {
         rayon::ThreadPoolBuilder::new().num_threads(n).build_global().map_err(|e| RunError::Option {
             option: "--threads".into(),
             message: format!("cannot set up {n} worker threads: {e}"),
         })?;
     }
-    Ok(())
+    Ok((n, note))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cap_threads;
+
+    #[test]
+    fn thread_counts_above_the_machine_are_capped_with_a_note() {
+        assert_eq!(cap_threads(0, 8), (0, None));
+        assert_eq!(cap_threads(8, 8), (8, None));
+        let (n, note) = cap_threads(100_000, 8);
+        assert_eq!(n, 8);
+        assert!(note.is_some_and(|s| s.contains("--threads 100000") && s.contains("using 8")));
+        assert_eq!(cap_threads(3, 0).0, 1, "a machine that reports nothing counts as one thread");
+    }
 }

@@ -201,6 +201,7 @@ impl Failure {
         let stage = match &error {
             CoreError::Field(_) => Stage::Diffuse,
             CoreError::Model(_) => Stage::Respond,
+            CoreError::TooManyCells { .. } => Stage::Fate,
             // Non-finite and runaway values are found by the record stage's check.
             _ => Stage::Record,
         };

@@ -33,3 +33,21 @@ pub enum SceneError {
         message: String,
     },
 }
+
+/// Something a scene allows but probably does not mean (it may still act later, so it is
+/// not refused): printed as `scene `FILE`: field `FIELD`: MESSAGE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SceneWarning {
+    /// The scene file.
+    pub path: PathBuf,
+    /// Dotted path of the field.
+    pub field: String,
+    /// What may be wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for SceneWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "scene `{}`: field `{}`: {}", self.path.display(), self.field, self.message)
+    }
+}

@@ -8,10 +8,12 @@
 //! field. See `scenes/default.toml` for an annotated example.
 
 mod error;
+pub mod memory;
 mod schema;
 mod validate;
 
-pub use error::SceneError;
+pub use error::{SceneError, SceneWarning};
+pub use memory::CellLimit;
 pub use schema::*;
 
 use std::collections::BTreeMap;
@@ -84,6 +86,13 @@ impl LoadedScene {
             }
         }
         Ok(loaded)
+    }
+
+    /// What the scene allows but probably does not mean (a perturbation whose targets are
+    /// empty at the start, cells may still move in later): printed by `explant run` and
+    /// `explant check`, never fatal.
+    pub fn warnings(&self) -> Vec<SceneWarning> {
+        Validator::new(&self.scene, &self.path).warnings()
     }
 
     /// Resolve a path written in the scene relative to the scene file's folder.
@@ -173,6 +182,19 @@ impl Scene {
                 let base: f32 = (0..d - 1).map(|i| ((hi[i] - lo[i]) / spacing).floor().max(1.0)).product();
                 let height: f32 = t.layers.iter().map(|l| (l.thickness / spacing).round().max(1.0)).sum();
                 Some((base * height) as usize)
+            }
+        }
+    }
+
+    /// The most cells a run of this scene may hold: `tissue.max_cells`, else as many as fit
+    /// in half of the memory available now ([`memory`]), shared with the paired control
+    /// when the scene has perturbations.
+    pub fn cell_limit(&self) -> CellLimit {
+        match self.tissue.max_cells {
+            Some(cells) => CellLimit { cells, origin: memory::LimitOrigin::Scene },
+            None => {
+                let simulations = if self.perturbations.is_empty() { 1 } else { 2 };
+                CellLimit::from_memory(memory::available_memory(), self.genes.len(), simulations)
             }
         }
     }

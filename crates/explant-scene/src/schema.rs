@@ -419,6 +419,12 @@ pub struct TissueSpec {
     /// `import`: added to the scaled coordinates, µm.
     #[serde(default)]
     pub offset: Option<Vec<f32>>,
+    /// The most cells the run may hold: a run whose population would grow past it stops
+    /// (failed, at the fate stage) with its results so far. Default: as many as fit in
+    /// half of the machine's available memory at the measured cost per cell
+    /// ([`crate::memory`]).
+    #[serde(default)]
+    pub max_cells: Option<usize>,
 }
 
 fn default_scale() -> f32 {
@@ -543,6 +549,30 @@ impl Shape {
                     .sum();
                 d2.sqrt()
             }
+        }
+    }
+
+    /// Whether the two regions share a point (touching counts), in the scene's dimensions.
+    pub fn overlaps(&self, other: &Shape) -> bool {
+        let padded = |c: &[f32]| [c[0], c.get(1).copied().unwrap_or(0.0), c.get(2).copied().unwrap_or(0.0)];
+        match (self, other) {
+            (Shape::Circle { centre: a, radius: ra }, Shape::Circle { centre: b, radius: rb }) => {
+                let d2: f32 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum();
+                d2.sqrt() <= ra + rb
+            }
+            (Shape::Circle { centre, radius }, b @ Shape::Box { .. })
+            | (b @ Shape::Box { .. }, Shape::Circle { centre, radius }) => b.distance(padded(centre)) <= *radius,
+            (Shape::Box { min: a0, max: a1 }, Shape::Box { min: b0, max: b1 }) => {
+                a0.iter().zip(a1).zip(b0.iter().zip(b1)).all(|((lo, hi), (blo, bhi))| lo <= bhi && blo <= hi)
+            }
+        }
+    }
+
+    /// `centre = [..], radius = ..` or `min = [..], max = [..]`, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Shape::Circle { centre, radius } => format!("centre = {centre:?}, radius = {radius}"),
+            Shape::Box { min, max } => format!("min = {min:?}, max = {max:?}"),
         }
     }
 

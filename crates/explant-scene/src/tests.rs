@@ -131,3 +131,150 @@ fn nan_and_inf_anywhere_are_refused_with_the_field() {
     }
     assert!(load(DEFAULT).is_ok(), "finite values pass");
 }
+
+/// The default scene with one perturbation (a TOML inline body) appended.
+fn with_perturbation(body: &str) -> Result<LoadedScene, SceneError> {
+    load(&format!("{DEFAULT}\n[[perturbations]]\n{body}\n"))
+}
+
+/// The warnings of a scene that must load.
+fn warnings_of(text: &str) -> Vec<String> {
+    load(text).unwrap().warnings().iter().map(ToString::to_string).collect()
+}
+
+#[test]
+fn regions_wholly_outside_the_grid_are_refused_naming_the_field_and_value() {
+    // The grid is 600 × 600 µm.
+    let err = with_perturbation(
+        "kind = \"knockout\"\ngene = \"HES1\"\nregion = { kind = \"circle\", centre = [900.0, 300.0], radius = 50.0 }",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("test.toml") && err.contains("field `perturbations[0].region`"), "{err}");
+    assert!(err.contains("centre = [900.0, 300.0], radius = 50") && err.contains("wholly outside the grid"), "{err}");
+    let err = with_perturbation(
+        "kind = \"source\"\nligand = \"WNT3A\"\nrate = 1.0\nregion = { kind = \"box\", min = [-90.0, 0.0], max = [-10.0, 50.0] }",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("field `perturbations[0].region`") && err.contains("min = [-90.0, 0.0]"), "{err}");
+    let output = DEFAULT.replace(
+        "[output]\n",
+        "[output]\nregions = [{ name = \"far\", shape = { kind = \"circle\", centre = [300.0, 700.0], radius = 50.0 } }]\n",
+    );
+    let err = load(&output).unwrap_err().to_string();
+    assert!(err.contains("field `output.regions[0].shape`") && err.contains("wholly outside"), "{err}");
+    let tissue = DEFAULT.replace("centre = [300.0, 300.0], radius = 45.0", "centre = [-300.0, 300.0], radius = 45.0");
+    let err = load(&tissue).unwrap_err().to_string();
+    assert!(err.contains("field `tissue.regions[0].shape`") && err.contains("wholly outside"), "{err}");
+    // A region that reaches into the grid (its centre outside) is allowed.
+    with_perturbation(
+        "kind = \"knockout\"\ngene = \"HES1\"\nregion = { kind = \"circle\", centre = [620.0, 300.0], radius = 50.0 }",
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_nan_region_coordinate_is_refused_with_its_field() {
+    let err = with_perturbation(
+        "kind = \"knockout\"\ngene = \"HES1\"\nregion = { kind = \"circle\", centre = [nan, 300.0], radius = 50.0 }",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("field `perturbations[0].region.centre[0]`") && err.contains("not a finite number"), "{err}");
+}
+
+#[test]
+fn windows_that_never_act_are_refused() {
+    // 240 min in ticks of 0.5 min: the last tick's stages see t = 239.5.
+    let err = with_perturbation("kind = \"ablation\"\nstart = 240.0").unwrap_err().to_string();
+    assert!(err.contains("field `perturbations[0].start`") && err.contains("`240`"), "{err}");
+    assert!(err.contains("after the end of the run") && err.contains("239.5"), "{err}");
+    with_perturbation("kind = \"ablation\"\nstart = 239.5\nids = [3]").unwrap();
+    let err = with_perturbation("kind = \"knockout\"\ngene = \"HES1\"\nstart = 50.0\nstop = 20.0").unwrap_err();
+    assert!(err.to_string().contains("field `perturbations[0].stop`") && err.to_string().contains("`20`"), "{err}");
+    let err = with_perturbation("kind = \"knockout\"\ngene = \"HES1\"\nstart = 50.0\nstop = 50.0").unwrap_err();
+    assert!(err.to_string().contains("perturbations[0].stop") && err.to_string().contains("empty"), "{err}");
+    // A bolus fires once at its start whatever its stop.
+    with_perturbation("kind = \"bolus\"\nligand = \"WNT3A\"\nvalue = 1.0\nstart = 50.0\nstop = 50.0").unwrap();
+}
+
+#[test]
+fn targets_that_can_never_exist_are_refused() {
+    let ghost = DEFAULT.replace("[tissue]\n", "[[cell_types]]\nname = \"ghost\"\n\n[tissue]\n");
+    let knock_ghost = "\n[[perturbations]]\nkind = \"knockout\"\ngene = \"HES1\"\ncell_type = \"ghost\"\n";
+    let err = load(&format!("{ghost}{knock_ghost}")).unwrap_err().to_string();
+    assert!(err.contains("field `perturbations[0].cell_type`") && err.contains("no cell of type `ghost`"), "{err}");
+    // Grafted ghosts can be knocked out.
+    let graft = "\n[[perturbations]]\nkind = \"graft\"\ncells = 5\ncell_type = \"ghost\"\n\
+                 region = { kind = \"circle\", centre = [300.0, 300.0], radius = 30.0 }\n";
+    load(&format!("{ghost}{knock_ghost}{graft}")).unwrap();
+    // 1500 cells have ids 0–1499 and none divides.
+    let err = with_perturbation("kind = \"ablation\"\nids = [1500, 2000]").unwrap_err().to_string();
+    assert!(err.contains("field `perturbations[0].ids`") && err.contains("[1500, 2000]"), "{err}");
+    with_perturbation("kind = \"ablation\"\nids = [1499, 2000]").unwrap();
+    // A condition on an unknown gene, or one no expression meets.
+    let err = with_perturbation("kind = \"ablation\"\nwhen = { gene = \"HES2\", above = 0.5 }").unwrap_err();
+    assert!(err.to_string().contains("perturbations[0].when.gene") && err.to_string().contains("`HES2`"), "{err}");
+    let err = with_perturbation("kind = \"ablation\"\nwhen = { gene = \"HES1\", above = 0.5, below = 0.2 }")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("field `perturbations[0].when`") && err.contains("above `0.5` and below `0.2`"), "{err}");
+    let err = with_perturbation("kind = \"ablation\"\nwhen = { gene = \"HES1\", below = 0.0 }").unwrap_err();
+    assert!(err.to_string().contains("perturbations[0].when.below"), "{err}");
+}
+
+#[test]
+fn targets_empty_only_at_the_start_are_warned_by_name() {
+    assert!(warnings_of(DEFAULT).is_empty(), "{:?}", warnings_of(DEFAULT));
+    // The tissue is a disk of radius 260 µm around (300, 300): the corner is empty.
+    let corner = "region = { kind = \"box\", min = [0.0, 0.0], max = [40.0, 40.0] }";
+    let text = format!("{DEFAULT}\n[[perturbations]]\nkind = \"knockout\"\ngene = \"HES1\"\n{corner}\n");
+    let w = warnings_of(&text);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("test.toml") && w[0].contains("field `perturbations[0].region`"), "{w:?}");
+    assert!(w[0].contains("min = [0.0, 0.0], max = [40.0, 40.0]") && w[0].contains("no cell at the start"), "{w:?}");
+    let output = DEFAULT.replace(
+        "[output]\n",
+        "[output]\nregions = [{ name = \"corner\", shape = { kind = \"circle\", centre = [10.0, 10.0], radius = 20.0 } }]\n",
+    );
+    let w = warnings_of(&output);
+    assert!(w.len() == 1 && w[0].contains("field `output.regions[0].shape`") && w[0].contains("`corner`"), "{w:?}");
+    // Ids not yet born, in a tissue that divides.
+    let dividing =
+        DEFAULT.replace("bias = { WNT3A = 6.0 }\n", "bias = { WNT3A = 6.0 }\ncycle = { duration = 600.0 }\n");
+    let w = warnings_of(&format!("{dividing}\n[[perturbations]]\nkind = \"ablation\"\nids = [1600]\n"));
+    assert!(w.len() == 1 && w[0].contains("perturbations[0].ids") && w[0].contains("born"), "{w:?}");
+}
+
+#[test]
+fn names_hdf5_cannot_hold_are_refused_with_the_character_and_field() {
+    for (name, field, says) in [
+        ("WNT/3A", "ligands[0].name", "`/`"),
+        (".WNT3A", "ligands[0].name", "leading `.`"),
+        (".", "ligands[0].name", "`.` alone"),
+        ("", "ligands[0].name", "empty"),
+        ("WNT\\u00003A", "ligands[0].name", "NUL"),
+        ("WNT\\t3A", "ligands[0].name", "U+0009"),
+    ] {
+        let text = DEFAULT.replacen("name = \"WNT3A\"", &format!("name = \"{name}\""), 1);
+        let err = load(&text).unwrap_err().to_string();
+        assert!(err.contains(&format!("field `{field}`")) && err.contains(says), "{name}: {err}");
+        assert!(err.contains("HDF5"), "{err}");
+    }
+    let err = load(&DEFAULT.replace("\"HES1\"]", "\"HES/1\"]")).unwrap_err().to_string();
+    assert!(err.contains("field `genes[6]`") && err.contains("gene `HES/1`") && err.contains("`/`"), "{err}");
+    let err = load(&DEFAULT.replace("name = \"organiser\"", "name = \"org/aniser\"")).unwrap_err().to_string();
+    assert!(err.contains("field `cell_types[0].name`") && err.contains("`/`"), "{err}");
+}
+
+#[test]
+fn max_cells_must_hold_the_starting_tissue() {
+    let err = load(&DEFAULT.replace("cells = 1500\n", "cells = 1500\nmax_cells = 1000\n")).unwrap_err().to_string();
+    assert!(err.contains("field `tissue.max_cells`") && err.contains("`1000`") && err.contains("1500 cells"), "{err}");
+    let err = load(&DEFAULT.replace("cells = 1500\n", "cells = 1500\nmax_cells = 0\n")).unwrap_err().to_string();
+    assert!(err.contains("field `tissue.max_cells`") && err.contains("`0`"), "{err}");
+    let s = load(&DEFAULT.replace("cells = 1500\n", "cells = 1500\nmax_cells = 4000\n")).unwrap().scene;
+    assert_eq!(s.cell_limit(), CellLimit { cells: 4000, origin: memory::LimitOrigin::Scene });
+    assert!(s.cell_limit().to_string().contains("`tissue.max_cells` = 4000"));
+}

@@ -7,8 +7,30 @@
 use std::path::Path;
 
 use crate::{
-    CellTypeSpec, Initial, MAX_FIELD_BYTES, ModelSpec, SCENE_VERSION, Scene, SceneError, TissueShape, suggest,
+    CellTypeSpec, Initial, MAX_FIELD_BYTES, ModelSpec, Perturbation, PerturbationName, SCENE_VERSION, Scene,
+    SceneError, SceneWarning, Shape, TissueShape, memory, suggest,
 };
+
+/// Why HDF5 cannot hold `name` as a group or dataset name (the AnnData writer uses gene,
+/// ligand and cell-type names as such), else `None`.
+pub(crate) fn hdf5_name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("an empty name".into());
+    }
+    if name == "." {
+        return Some("`.` alone (it means the group itself)".into());
+    }
+    if name.starts_with('.') {
+        return Some("a leading `.`".into());
+    }
+    if name.contains('/') {
+        return Some("the character `/` (it separates HDF5 groups)".into());
+    }
+    if name.contains('\0') {
+        return Some("a NUL character (`\\0`)".into());
+    }
+    name.chars().find(|c| c.is_control()).map(|c| format!("the control character U+{:04X}", u32::from(c)))
+}
 
 /// A scene being checked, with the file it came from (named in every message).
 pub(crate) struct Validator<'a> {
@@ -27,6 +49,92 @@ impl<'a> Validator<'a> {
     /// The error for `field` with `message`.
     fn bad(&self, field: String, message: String) -> SceneError {
         SceneError::Invalid { path: self.path.to_path_buf(), field, message }
+    }
+
+    /// The warning for `field` with `message`.
+    fn warn(&self, field: String, message: String) -> SceneWarning {
+        SceneWarning { path: self.path.to_path_buf(), field, message }
+    }
+
+    /// `name` (a gene, ligand or cell type) must be one HDF5 can hold as a group or
+    /// dataset name.
+    fn hdf5_name(&self, field: String, what: &str, name: &str) -> Result<(), SceneError> {
+        match hdf5_name_problem(name) {
+            Some(problem) => Err(self.bad(
+                field,
+                format!(
+                    "{what} `{}` contains {problem}, which the AnnData (HDF5) output cannot hold in a name",
+                    name.escape_debug()
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// The grid as a region: from 0 to `grid.size` on every axis.
+    fn domain(&self) -> Shape {
+        Shape::Box { min: vec![0.0; self.scene.dims()], max: self.scene.grid.size.clone() }
+    }
+
+    /// A region (already checked for its dimension) must share at least a point with the
+    /// grid: cells and voxels exist only there, so a region wholly outside selects nothing.
+    fn on_grid(&self, field: String, shape: &Shape) -> Result<(), SceneError> {
+        if shape.overlaps(&self.domain()) {
+            return Ok(());
+        }
+        Err(self.bad(
+            field,
+            format!(
+                "the region ({}) lies wholly outside the grid (0 to {:?} µm), so it selects nothing",
+                shape.describe(),
+                self.scene.grid.size
+            ),
+        ))
+    }
+
+    /// Where the generated tissue's cells start (`None` for an imported tissue).
+    fn tissue_extent(&self) -> Option<Shape> {
+        let t = &self.scene.tissue;
+        match t.shape {
+            TissueShape::Disk => Some(Shape::Circle { centre: t.centre.clone()?, radius: t.radius? }),
+            TissueShape::Box => Some(Shape::Box { min: t.min.clone()?, max: t.max.clone()? }),
+            TissueShape::Epithelium => {
+                let (min, mut max) = (t.min.clone()?, t.max.clone()?);
+                let top = min.last()? + t.layers.iter().map(|l| l.thickness).sum::<f32>();
+                *max.last_mut()? = top;
+                Some(Shape::Box { min, max })
+            }
+            TissueShape::Import => None,
+        }
+    }
+
+    /// The cell types the tissue may start with (`None` where the scene alone cannot say:
+    /// types from an imported file's column).
+    fn types_at_start(&self) -> Option<Vec<&'a str>> {
+        let t = &self.scene.tissue;
+        if t.shape == TissueShape::Import && t.cell_type_column.is_some() {
+            return None;
+        }
+        let mut types: Vec<&str> = t.cell_type.iter().map(String::as_str).collect();
+        for r in &t.regions {
+            types.extend(r.cell_type.as_deref());
+            if let Some(mix) = &r.mixture {
+                types.extend(mix.iter().filter(|(_, f)| **f > 0.0).map(|(k, _)| k.as_str()));
+            }
+        }
+        types.extend(t.layers.iter().map(|l| l.cell_type.as_str()));
+        Some(types)
+    }
+
+    /// Cell types some perturbation grafts.
+    fn grafted_types(&self) -> Vec<&'a str> {
+        let ps = &self.scene.perturbations;
+        ps.iter().filter(|p| p.kind == PerturbationName::Graft).filter_map(|p| p.cell_type.as_deref()).collect()
+    }
+
+    /// Whether a perturbation of this kind selects cells (rather than voxels, or adding cells).
+    fn targets_cells(p: &Perturbation) -> bool {
+        !matches!(p.kind, PerturbationName::Bolus | PerturbationName::Source | PerturbationName::Graft)
     }
 
     /// `name` must be a gene of the scene; returns its index.
@@ -83,6 +191,7 @@ impl<'a> Validator<'a> {
             return Err(self.bad("genes".into(), "at least one gene is needed".into()));
         }
         for (i, g) in genes.iter().enumerate() {
+            self.hdf5_name(format!("genes[{i}]"), "gene", g)?;
             if genes[..i].contains(g) {
                 return Err(self.bad(format!("genes[{i}]"), format!("gene `{g}` is listed twice")));
             }
@@ -149,6 +258,7 @@ impl<'a> Validator<'a> {
     pub(crate) fn ligands(&self) -> Result<(), SceneError> {
         let dims = self.scene.dims();
         for (i, l) in self.scene.ligands.iter().enumerate() {
+            self.hdf5_name(format!("ligands[{i}].name"), "ligand", &l.name)?;
             if self.scene.ligands[..i].iter().any(|o| o.name == l.name) {
                 return Err(self.bad(format!("ligands[{i}].name"), format!("ligand `{}` is listed twice", l.name)));
             }
@@ -180,6 +290,7 @@ impl<'a> Validator<'a> {
                     self.non_negative(format!("ligands[{i}].initial.value"), *value)?;
                     self.non_negative(format!("ligands[{i}].initial.background"), *background)?;
                     shape.check(dims, &format!("ligands[{i}].initial.shape")).map_err(|(f, m)| self.bad(f, m))?;
+                    self.on_grid(format!("ligands[{i}].initial.shape"), shape)?;
                 }
                 Initial::File { path } => {
                     if path.extension().is_none_or(|e| e != "npy") {
@@ -214,6 +325,7 @@ impl<'a> Validator<'a> {
             return Err(self.bad("cell_types".into(), "at least one cell type is needed".into()));
         }
         for (i, t) in types.iter().enumerate() {
+            self.hdf5_name(format!("cell_types[{i}].name"), "cell type", &t.name)?;
             if types[..i].iter().any(|o| o.name == t.name) {
                 return Err(
                     self.bad(format!("cell_types[{i}].name"), format!("cell type `{}` is listed twice", t.name))
@@ -457,7 +569,9 @@ impl<'a> Validator<'a> {
         Ok(())
     }
 
-    /// A disk or box gives at least one cell; the starting cells fit in [`MAX_FIELD_BYTES`].
+    /// A disk or box gives at least one cell; the starting cells fit in [`MAX_FIELD_BYTES`]
+    /// at the measured cost per cell ([`memory::bytes_per_cell`]) and within
+    /// `tissue.max_cells`.
     fn tissue_cells(&self) -> Result<(), SceneError> {
         let tissue = &self.scene.tissue;
         if matches!(tissue.shape, TissueShape::Disk | TissueShape::Box) {
@@ -472,9 +586,19 @@ impl<'a> Validator<'a> {
                 Some(_) => {}
             }
         }
+        if tissue.max_cells == Some(0) {
+            return Err(self.bad("tissue.max_cells".into(), "`0`: a run holds at least one cell".into()));
+        }
         if let Some(n) = self.scene.expected_cells() {
-            // Expression, contact, rates and the model's copies: about 6 floats per gene per cell.
-            let cell_bytes = n as f64 * (self.scene.genes.len() as f64 * 6.0 * 4.0 + 256.0);
+            if let Some(max) = tissue.max_cells
+                && n > max
+            {
+                return Err(self.bad(
+                    "tissue.max_cells".into(),
+                    format!("`{max}` but the tissue starts with {n} cells; raise it or make fewer cells"),
+                ));
+            }
+            let cell_bytes = n as f64 * memory::bytes_per_cell(self.scene.genes.len());
             if cell_bytes > MAX_FIELD_BYTES {
                 return Err(self.bad(
                     "tissue.cells".into(),
@@ -519,6 +643,7 @@ impl<'a> Validator<'a> {
                 }
             }
             r.shape.check(dims, &format!("tissue.regions[{i}]")).map_err(|(f, m)| self.bad(f, m))?;
+            self.on_grid(format!("tissue.regions[{i}].shape"), &r.shape)?;
         }
         Ok(())
     }
@@ -590,10 +715,10 @@ impl<'a> Validator<'a> {
         Ok(())
     }
 
-    /// Each perturbation: one action, known targets, a valid region and condition,
-    /// a window that starts within the run and does not end before it starts.
+    /// Each perturbation: one action, known targets, a valid region on the grid and a
+    /// satisfiable condition, a window that starts before the last tick and is not empty,
+    /// and targets that can exist (see [`Validator::perturbation_targets`]).
     pub(crate) fn perturbations(&self) -> Result<(), SceneError> {
-        let duration = self.scene.time.duration;
         for (i, p) in self.scene.perturbations.iter().enumerate() {
             let at = |f: &str| format!("perturbations[{i}].{f}");
             p.action().map_err(|(f, m)| self.bad(at(&f), m))?;
@@ -608,11 +733,25 @@ impl<'a> Validator<'a> {
             }
             if let Some(shape) = &p.region {
                 shape.check(self.scene.dims(), &at("region")).map_err(|(f, m)| self.bad(f, m))?;
+                self.on_grid(at("region"), shape)?;
             }
             if let Some(w) = &p.when {
                 self.gene(at("when.gene"), &w.gene)?;
-                if w.above.is_none() && w.below.is_none() {
-                    return Err(self.bad(at("when"), "give `above`, `below` or both".into()));
+                match (w.above, w.below) {
+                    (None, None) => return Err(self.bad(at("when"), "give `above`, `below` or both".into())),
+                    (Some(a), Some(b)) if a >= b => {
+                        return Err(self.bad(
+                            at("when"),
+                            format!("no expression is above `{a}` and below `{b}`, so it selects no cell"),
+                        ));
+                    }
+                    (_, Some(b)) if b <= 0.0 => {
+                        return Err(self.bad(
+                            at("when.below"),
+                            format!("`{b}`: expression is never negative, so it selects no cell"),
+                        ));
+                    }
+                    _ => {}
                 }
             }
             if let Some(ids) = &p.ids
@@ -620,18 +759,138 @@ impl<'a> Validator<'a> {
             {
                 return Err(self.bad(at("ids"), "an empty list targets no cell".into()));
             }
-            self.non_negative(at("start"), p.start)?;
-            if p.stop.is_some_and(|s| s < p.start) {
-                return Err(self.bad(at("stop"), "ends before its `start`".into()));
+            self.perturbation_window(i, p)?;
+            self.perturbation_targets(i, p)?;
+        }
+        Ok(())
+    }
+
+    /// The window: a start at or after 0 and before the last tick (once-only kinds fire at
+    /// the first tick at or after `start`; the stages of the last tick see time
+    /// `duration − dt`), a stop not before the start, and, for kinds that act while
+    /// active, a stop after the start.
+    fn perturbation_window(&self, i: usize, p: &Perturbation) -> Result<(), SceneError> {
+        let at = |f: &str| format!("perturbations[{i}].{f}");
+        let time = &self.scene.time;
+        self.non_negative(at("start"), p.start)?;
+        if let Some(stop) = p.stop {
+            if stop < p.start {
+                return Err(self.bad(at("stop"), format!("`{stop}` ends before its `start` (`{}`)", p.start)));
             }
-            if p.start > duration {
-                return Err(self.bad(
-                    at("start"),
-                    format!("`{}` is after the end of the run (`time.duration` = {duration})", p.start),
+            let once = matches!(p.kind, PerturbationName::Bolus | PerturbationName::Ablation | PerturbationName::Graft);
+            if stop == p.start && !once {
+                return Err(
+                    self.bad(at("stop"), format!("`{stop}` equals its `start`: the window is empty, so it never acts"))
+                );
+            }
+        }
+        let last = (self.scene.ticks().max(1) - 1) as f64 * f64::from(time.dt);
+        if f64::from(p.start) > last + 1e-6 * f64::from(time.dt) {
+            return Err(self.bad(
+                at("start"),
+                format!(
+                    "`{}` is at or after the end of the run: its last tick starts at {last} min (`time.duration` = {}), so it never acts",
+                    p.start, time.duration
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Targets that can never exist: a cell type no cell has at the start and none is
+    /// grafted, or ids no cell has at the start when no cell divides or is grafted (ids are
+    /// never reused). Targets that are only empty at the start are warnings.
+    fn perturbation_targets(&self, i: usize, p: &Perturbation) -> Result<(), SceneError> {
+        let at = |f: &str| format!("perturbations[{i}].{f}");
+        if !Self::targets_cells(p) {
+            return Ok(());
+        }
+        if let (Some(t), Some(types)) = (&p.cell_type, self.types_at_start())
+            && !types.contains(&t.as_str())
+            && !self.grafted_types().contains(&t.as_str())
+        {
+            return Err(self.bad(
+                at("cell_type"),
+                format!(
+                    "no cell of type `{t}` exists at the start (the tissue is made of {}) and none is grafted, so it selects no cell",
+                    types.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+        if let (Some(ids), Some(n)) = (&p.ids, self.exact_cells())
+            && ids.iter().all(|&id| id >= n as u64)
+            && !self.cells_may_be_added()
+        {
+            return Err(self.bad(
+                at("ids"),
+                format!(
+                    "`{ids:?}`: the tissue's cells have ids 0 to {} and no cell divides or is grafted, so no cell ever has these ids",
+                    n.saturating_sub(1)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The exact number of starting cells, where the scene says (a disk or a box).
+    fn exact_cells(&self) -> Option<usize> {
+        matches!(self.scene.tissue.shape, TissueShape::Disk | TissueShape::Box).then_some(self.scene.tissue.cells?)
+    }
+
+    /// Whether cells may be born (a cell type with a cycle) or grafted during the run.
+    fn cells_may_be_added(&self) -> bool {
+        self.scene.cell_types.iter().any(|t| t.cycle.is_some()) || !self.grafted_types().is_empty()
+    }
+
+    /// What may act later but selects nothing at the start: a perturbation's or an output
+    /// region away from the starting tissue, ids no starting cell has. Call on a valid scene.
+    pub(crate) fn warnings(&self) -> Vec<SceneWarning> {
+        let mut out = Vec::new();
+        let extent = self.tissue_extent();
+        let away = |shape: &Shape| extent.as_ref().is_some_and(|e| !shape.overlaps(e));
+        let tissue = || extent.as_ref().map(Shape::describe).unwrap_or_default();
+        for (i, p) in self.scene.perturbations.iter().enumerate() {
+            if !Self::targets_cells(p) {
+                continue;
+            }
+            if let Some(shape) = &p.region
+                && away(shape)
+            {
+                out.push(self.warn(
+                    format!("perturbations[{i}].region"),
+                    format!(
+                        "the region ({}) holds no cell at the start (the tissue: {}); it acts only on cells that move or grow into it",
+                        shape.describe(),
+                        tissue()
+                    ),
+                ));
+            }
+            if let (Some(ids), Some(n)) = (&p.ids, self.exact_cells())
+                && ids.iter().all(|&id| id >= n as u64)
+            {
+                out.push(self.warn(
+                    format!("perturbations[{i}].ids"),
+                    format!(
+                        "`{ids:?}`: no cell has these ids at the start (ids 0 to {}); it acts only on cells born or grafted later",
+                        n.saturating_sub(1)
+                    ),
                 ));
             }
         }
-        Ok(())
+        for (i, r) in self.scene.output.regions.iter().enumerate() {
+            if away(&r.shape) {
+                out.push(self.warn(
+                    format!("output.regions[{i}].shape"),
+                    format!(
+                        "region `{}` ({}) holds no cell at the start (the tissue: {}); its rows count 0 cells until cells move in",
+                        r.name,
+                        r.shape.describe(),
+                        tissue()
+                    ),
+                ));
+            }
+        }
+        out
     }
 
     /// Outputs: increasing distance bands, a positive bin, snapshot times within the
@@ -671,6 +930,7 @@ impl<'a> Validator<'a> {
                 );
             }
             r.shape.check(self.scene.dims(), &format!("output.regions[{i}].shape")).map_err(|(f, m)| self.bad(f, m))?;
+            self.on_grid(format!("output.regions[{i}].shape"), &r.shape)?;
         }
         if let Some(g) = &output.colour_by_gene {
             self.gene("output.colour_by_gene".into(), g)?;

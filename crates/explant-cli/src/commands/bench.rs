@@ -9,7 +9,9 @@ use crate::cli::{BenchBackends, BenchDiffusionArgs, BenchModelArgs, BenchTissueA
 
 /// Time diffusion steps on each requested backend and print a table.
 pub fn diffusion(args: BenchDiffusionArgs) -> Result<()> {
-    explant_run::use_threads(args.threads)?;
+    if let Some(note) = explant_run::use_threads(args.threads)?.1 {
+        eprintln!("note: {note}");
+    }
     let backend = match args.backend {
         BenchBackends::Both => bench::BenchBackends::Both,
         BenchBackends::Cpu => bench::BenchBackends::Cpu,
@@ -32,7 +34,9 @@ pub fn diffusion(args: BenchDiffusionArgs) -> Result<()> {
 
 /// Time the cell stages of a tick on packed tissues of each size and print a table.
 pub fn tissue(args: BenchTissueArgs) -> Result<()> {
-    explant_run::use_threads(args.threads)?;
+    if let Some(note) = explant_run::use_threads(args.threads)?.1 {
+        eprintln!("note: {note}");
+    }
     let opts = TissueBench { cells: args.cells, dims: args.dims, ticks: args.ticks };
     Ok(bench::tissue(&opts, &mut std::io::stdout())?)
 }

@@ -9,6 +9,9 @@ use crate::cli::CheckArgs;
 pub fn check(args: CheckArgs) -> Result<()> {
     for path in &args.scenes {
         let s = LoadedScene::from_file(path)?;
+        for warning in s.warnings() {
+            eprintln!("warning: {warning}");
+        }
         let (imported, notes) = explant_run::imported_cells(&s)?;
         for note in notes {
             eprintln!("note: {note}");

@@ -23,6 +23,9 @@ mod imp {
 
     /// `explant eval`.
     pub fn eval(args: EvalArgs) -> Result<()> {
+        if let Some(out) = &args.out {
+            crate::commands::refuse_overwrite(&[out], args.force)?;
+        }
         let scene = LoadedScene::from_file(&args.scene)?;
         let opts = EvalOptions {
             model: args.model.clone(),

@@ -43,6 +43,7 @@ mod imp {
 
     /// Fit a network to a scene's teacher on box samples.
     pub fn fit(args: FitArgs) -> Result<()> {
+        crate::commands::refuse_overwrite(&[&args.out, &explant_torch::meta_path(&args.out)], args.force)?;
         let scene = LoadedScene::from_file(&args.scene)?;
         let command = format!(
             "explant model fit {} --out {} --seed {} --steps {}",
@@ -60,6 +61,7 @@ mod imp {
     /// samples spread over the input box), with a validation split by context and early
     /// stopping.
     pub fn train(args: TrainArgs) -> Result<()> {
+        crate::commands::refuse_overwrite(&[&args.out, &explant_torch::meta_path(&args.out)], args.force)?;
         let scene = LoadedScene::from_file(&args.scene)?;
         let mut command = format!(
             "explant train {} --out {} --seed {} --steps {} --contexts {} --per-context {}",

@@ -7,12 +7,19 @@ use explant_run::{ModelChoice, ResumeOptions, RunOptions, RunOutcome};
 use explant_scene::LoadedScene;
 
 use crate::cli::{ResumeArgs, RunArgs};
+use crate::exit::SimulationFailed;
 use crate::progress::RunProgress;
 
 /// Run a scene and write its outputs.
 pub fn run(args: RunArgs) -> Result<()> {
     let scene = LoadedScene::from_file(&args.scene)?;
-    explant_run::use_threads(args.threads)?;
+    for warning in scene.warnings() {
+        eprintln!("warning: {warning}");
+    }
+    let (threads, note) = explant_run::use_threads(args.threads)?;
+    if let Some(note) = note {
+        eprintln!("note: {note}");
+    }
     let model = match (args.teacher, args.model) {
         (true, _) => ModelChoice::Teacher,
         (false, Some(path)) => ModelChoice::Torchscript(path),
@@ -22,7 +29,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         out: args.out.clone(),
         diffusion: args.diffusion.into(),
         model,
-        threads: args.threads,
+        threads,
         force: args.force,
         no_control: args.no_control,
         no_figures: args.no_figures,
@@ -49,11 +56,12 @@ fn report(outcome: RunOutcome, out: &Path) -> Result<()> {
         println!("wrote {}", p.display());
     }
     if let Some(f) = outcome.failure {
-        return Err(anyhow::Error::new(f.error).context(format!(
-            "the run stopped at tick {}; results up to then are in `{}`",
+        let stage = f.stage_name();
+        return Err(anyhow::Error::new(f.error).context(SimulationFailed(format!(
+            "the run stopped at tick {} (stage `{stage}`); results up to then are in `{}`",
             outcome.manifest.ticks_completed,
             out.display()
-        )));
+        ))));
     }
     Ok(())
 }

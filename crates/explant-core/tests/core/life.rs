@@ -461,3 +461,43 @@ fn a_saved_state_is_refused_by_another_scene_naming_what_differs() {
         .expect("a state with two genes must not fit a three-gene scene");
     assert!(e.to_string().contains("genes: the checkpoint has 2, the scene 3"), "{e}");
 }
+
+#[test]
+fn a_cycle_as_short_as_a_tick_stops_at_the_cell_limit_instead_of_exhausting_memory() {
+    // Every cell divides every tick: 100 → 200 → 400 → 800 → (1600 > 1000) stops.
+    let mut s = scene(100, "cycle = { duration = 0.5, cv = 0.0 }", "");
+    s.tissue.max_cells = Some(1000);
+    let mut sim = start(&s);
+    let mut error = None;
+    for _ in 0..s.ticks() {
+        if let Err(e) = sim.step() {
+            error = Some(e);
+            break;
+        }
+        assert!(sim.world.resource::<States>().len() <= 1000);
+    }
+    let Some(explant_core::CoreError::TooManyCells { cells, limit, tick, .. }) = error else {
+        panic!("the run should stop at the cell limit, got {error:?}");
+    };
+    assert_eq!(limit.cells, 1000);
+    assert!(cells > 1000 && cells <= 2000, "{cells}");
+    assert!(tick < 10, "stopped at tick {tick}");
+    let n = sim.world.resource::<States>().len();
+    assert!((500..=1000).contains(&n), "the last good population is kept: {n}");
+    check_rows(&mut sim);
+    let message = explant_core::CoreError::TooManyCells { tick, time: 0.0, cells, limit }.to_string();
+    assert!(message.contains("`tissue.max_cells` = 1000") && message.contains(&format!("{cells} cells")), "{message}");
+}
+
+#[test]
+fn without_max_cells_the_limit_comes_from_the_available_memory() {
+    let s = scene(100, "", "");
+    let limit = s.cell_limit();
+    assert!(matches!(
+        limit.origin,
+        explant_scene::memory::LimitOrigin::Available { .. } | explant_scene::memory::LimitOrigin::Fallback
+    ));
+    let available = explant_scene::memory::available_memory().unwrap_or(explant_scene::memory::FALLBACK_MEMORY_BYTES);
+    let used = limit.cells as f64 * explant_scene::memory::bytes_per_cell(s.genes.len());
+    assert!(used <= available as f64 / 2.0 && used > available as f64 / 2.0 * 0.9, "{limit}");
+}
