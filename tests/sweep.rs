@@ -101,7 +101,7 @@ fn a_local_sweep_records_failures_resumes_after_a_crash_and_matches_snakemake() 
     std::fs::write(dir.join("sweep.toml"), spec(", 1e12")).unwrap();
     let out = dir.join("out");
     let o = explant(&["sweep".as_ref(), dir.join("sweep.toml").as_os_str(), "--out".as_ref(), out.as_os_str()]);
-    assert_eq!(o.status.code(), Some(1), "a sweep with failed runs exits 1:\n{}", text(&o.stderr));
+    assert_eq!(o.status.code(), Some(3), "a sweep with failed runs exits 3:\n{}", text(&o.stderr));
     let err = text(&o.stderr);
     assert!(err.contains("6 of 12 runs failed") && err.contains("rerun the same command"), "{err}");
     let rows = table(&out);
@@ -435,7 +435,7 @@ fn killing_a_sweep_ends_its_runs_and_a_second_sweep_into_its_folder_is_refused_m
     }
     assert!(ended, "the sweep did not end on SIGTERM");
     let err = text(&o.stderr);
-    assert_ne!(o.status.code(), Some(0), "{err}");
+    assert_eq!(o.status.code(), Some(143), "a sweep stopped by SIGTERM exits 128 + 15: {err}");
     assert!(
         err.contains("sweep stopped by SIGTERM: 2 run(s) in flight were killed")
             && err.contains("rerun the same command"),

@@ -842,10 +842,33 @@ impl<'a> Validator<'a> {
         self.scene.cell_types.iter().any(|t| t.cycle.is_some()) || !self.grafted_types().is_empty()
     }
 
+    /// The TorchScript model's files, looked at without loading them (that needs
+    /// libtorch): a missing `.pt` or `.json` is a warning, not an error, because a scene
+    /// may name a model that `explant train` is about to write, or be run with
+    /// `--teacher` or `--model` instead.
+    fn model_files(&self) -> Option<SceneWarning> {
+        let given = self.scene.model.path.as_ref().filter(|_| self.scene.model.kind == ModelSpec::Torchscript)?;
+        let pt =
+            if given.is_absolute() { given.clone() } else { self.path.parent().unwrap_or(Path::new(".")).join(given) };
+        let problem = if !pt.is_file() {
+            format!("`{}` does not exist or is not a file (paths are relative to the scene file)", pt.display())
+        } else if !pt.with_extension("json").is_file() {
+            format!("`{}` has no metadata `{}` beside it", pt.display(), pt.with_extension("json").display())
+        } else {
+            return None;
+        };
+        Some(self.warn(
+            "model.path".into(),
+            format!(
+                "{problem}: a run with this model will fail (`--teacher` or `--model M.pt` run the scene with another)"
+            ),
+        ))
+    }
+
     /// What may act later but selects nothing at the start: a perturbation's or an output
-    /// region away from the starting tissue, ids no starting cell has. Call on a valid scene.
+    /// region away from the starting tissue, ids no starting cell has, a model file that is not there. Call on a valid scene.
     pub(crate) fn warnings(&self) -> Vec<SceneWarning> {
-        let mut out = Vec::new();
+        let mut out: Vec<SceneWarning> = self.model_files().into_iter().collect();
         let extent = self.tissue_extent();
         let away = |shape: &Shape| extent.as_ref().is_some_and(|e| !shape.overlaps(e));
         let tissue = || extent.as_ref().map(Shape::describe).unwrap_or_default();

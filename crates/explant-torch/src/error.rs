@@ -6,7 +6,7 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum TorchError {
     /// The `.pt` file is missing.
-    #[error("model file `{}` does not exist", path.display())]
+    #[error("model file `{}` does not exist or is not a file", path.display())]
     Missing {
         /// The path given.
         path: PathBuf,

@@ -58,10 +58,10 @@ impl TorchModel {
     /// Load `path` (and its `.json`), run on the CPU or on CUDA when libtorch has it.
     /// `threads` sets libtorch's intra-op threads (0 keeps its default).
     pub fn load(path: &Path, threads: usize) -> Result<Self, TorchError> {
-        let meta = ModelMeta::read(&meta_path(path))?;
         if !path.is_file() {
             return Err(TorchError::Missing { path: path.to_path_buf() });
         }
+        let meta = ModelMeta::read(&meta_path(path))?;
         if threads > 0 {
             tch::set_num_threads(threads as i32);
         }
