@@ -166,7 +166,7 @@ fn a_run_killed_with_sigkill_and_resumed_writes_the_same_bytes_as_an_uninterrupt
     assert_eq!(manifest_facts(&whole), manifest_facts(&killed));
     let m: serde_json::Value = serde_json::from_str(&read(&killed.join("manifest.json"))).unwrap();
     let from = m["resumed_from_ticks"][0].as_u64().expect("the manifest names the tick resumed from");
-    assert!(from > 0 && from < 120 && from % 20 == 0, "resumed from tick {from}");
+    assert!(from > 0 && from < 120 && from.is_multiple_of(20), "resumed from tick {from}");
 
     // The scene did what the checkpoint must carry: the tissue grew, cells died, and the
     // paired control ran.
