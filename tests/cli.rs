@@ -1218,7 +1218,7 @@ fn eval_a_learned_model_beats_the_mean_baseline_on_held_out_knockouts_in_a_held_
     // A model that does not exist fails before any simulation.
     let o = bad("missing.pt", "progenitor", "HES1,AXIN2");
     let err = assert_clean_failure(&o, "eval with a missing model");
-    assert!(err.contains("missing.json") && !stderr(&o).contains("truth:"), "{err}");
+    assert!(err.contains("missing.pt") && err.contains("does not exist") && !stderr(&o).contains("truth:"), "{err}");
 }
 
 /// The short scene whose responders divide every tick (a cycle as short as `time.dt`),

@@ -262,9 +262,13 @@ pub struct RenderArgs {
     /// else its first ligand).
     #[arg(long)]
     pub ligand: Option<String>,
-    /// Where the figures go (default: RUN_DIR/figures).
+    /// Where the figures go (default: RUN_DIR/figures, which is refreshed); a folder named
+    /// here must be new or empty unless `--force`.
     #[arg(long, short)]
     pub out: Option<PathBuf>,
+    /// Write into a non-empty `--out` folder (replacing only the figures' own files).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `explant report`.

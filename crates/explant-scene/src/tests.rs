@@ -138,8 +138,28 @@ fn with_perturbation(body: &str) -> Result<LoadedScene, SceneError> {
 }
 
 /// The warnings of a scene that must load.
+/// Warnings of a scene read as if it were `scenes/test.toml` (so the default scene's
+/// `../models/default.pt` is found).
 fn warnings_of(text: &str) -> Vec<String> {
-    load(text).unwrap().warnings().iter().map(ToString::to_string).collect()
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenes/test.toml");
+    LoadedScene::from_str(text, &path).unwrap().warnings().iter().map(ToString::to_string).collect()
+}
+
+#[test]
+fn a_model_file_that_is_not_there_is_warned_not_refused() {
+    let text = DEFAULT.replace("path = \"../models/default.pt\"", "path = \"../models/nowhere.pt\"");
+    let w = warnings_of(&text);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("field `model.path`") && w[0].contains("nowhere.pt") && w[0].contains("--teacher"), "{w:?}");
+    // A model without its metadata beside it.
+    let dir = std::env::temp_dir().join(format!("explant-scene-model-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("m.pt"), "x").unwrap();
+    let text =
+        DEFAULT.replace("path = \"../models/default.pt\"", &format!("path = \"{}\"", dir.join("m.pt").display()));
+    let w = warnings_of(&text);
+    assert!(w.len() == 1 && w[0].contains("m.json"), "{w:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
