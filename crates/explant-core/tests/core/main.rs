@@ -3,6 +3,7 @@
 //! share helpers. Scene files are read relative to `CARGO_MANIFEST_DIR` (`../../scenes`).
 
 mod life;
+mod lineage;
 mod neighbours;
 mod perturb;
 mod scenes;
