@@ -97,7 +97,7 @@ fn an_asynchronous_population_doubles_in_exactly_one_cycle() {
         // No inheritance noise: daughters carry the mother's state.
         assert_eq!(&t.expression[i * 2..i * 2 + 2], &[1.0, 1.0]);
     }
-    // Ids are unique and never reused.
+    // Ids are unique.
     let mut ids = t.ids.clone();
     ids.dedup();
     assert_eq!(ids.len(), 800);
