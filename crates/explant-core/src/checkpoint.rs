@@ -1,11 +1,13 @@
 //! The whole state of a simulation as plain data ([`SimState`]), and its exact binary
 //! form, so a run can be checkpointed and resumed bit for bit.
 //!
-//! What a tick reads that is not rebuilt from the scene: the clock, the id counter, every
-//! component of every cell (in row order, so the expression matrix keeps its layout), the
+//! What a tick reads that is not rebuilt from the scene: the clock, every component of
+//! every cell (in row order, so the expression matrix keeps its layout), the
 //! ligand field with its exchange ledger, the once-only perturbations that have fired, and
 //! the time series recorded so far. The per-tick batch and the neighbour lists are
-//! rebuilt by the first tick after a restore (`Batch::fresh` is false), and the random
+//! rebuilt by the first tick after a restore (`Batch::fresh` is false), the set of living
+//! ids ([`LiveIds`](crate::LiveIds)) is rebuilt as the cells are spawned, a newborn's id
+//! is a function of its mother's id and generation ([`crate::lineage`]), and the random
 //! streams are counters of (seed, cell id, tick), so nothing else is needed: a restored
 //! world steps to the same bits as the one that was saved.
 //!
@@ -18,8 +20,8 @@ use bevy_ecs::prelude::*;
 use glam::Vec3;
 
 use crate::components::{
-    CellBundle, CellId, CellType, Clock, Cycle, Ligands, Lineage, ModelFate, Motility, NextId, PerturbationLog,
-    Perturbed, Phase, Position, Radius, Row, States,
+    CellBundle, CellId, CellType, Clock, Cycle, Ligands, Lineage, ModelFate, Motility, PerturbationLog, Perturbed,
+    Phase, Position, Radius, Row, States,
 };
 use crate::recording::{PseudobulkRow, Recording, RegionRow};
 
@@ -28,8 +30,6 @@ use crate::recording::{PseudobulkRow, Recording, RegionRow};
 pub struct SimState {
     /// Ticks completed.
     pub tick: u64,
-    /// The next cell id to hand out.
-    pub next_id: u64,
     /// Every cell's components, in row order.
     pub cells: Vec<CellBundle>,
     /// The expression matrix, `N × G`, in row order.
@@ -95,7 +95,6 @@ impl SimState {
         let rec = world.resource::<Recording>();
         Self {
             tick: world.resource::<Clock>().tick,
-            next_id: world.resource::<NextId>().0,
             cells: rows.into_iter().map(|r| r.1).collect(),
             expression: states.data.clone(),
             genes: states.genes,
@@ -130,14 +129,15 @@ impl SimState {
         if let Some(c) = self.cells.iter().find(|c| c.cell_type.0 as usize >= cell_types) {
             return Err(format!("cell {} has cell type #{}, the scene has {cell_types}", c.id.0, c.cell_type.0));
         }
-        if let Some(c) = self.cells.iter().find(|c| c.id.0 >= self.next_id) {
-            return Err(format!("cell {} is at or above the next id {}", c.id.0, self.next_id));
+        let mut ids = std::collections::HashSet::with_capacity(self.cells.len());
+        if let Some(c) = self.cells.iter().find(|c| !ids.insert(c.id.0)) {
+            return Err(format!("cell id {} is held by two cells", c.id.0));
         }
         world.insert_resource(States { genes, ..Default::default() });
+        world.insert_resource(crate::LiveIds::default());
         for (i, cell) in self.cells.into_iter().enumerate() {
             crate::components::spawn_cell(world, cell, &self.expression[i * genes..(i + 1) * genes]);
         }
-        world.insert_resource(NextId(self.next_id));
         world.resource_mut::<Clock>().tick = self.tick;
         {
             let mut ligands = world.resource_mut::<Ligands>();
@@ -161,7 +161,6 @@ impl SimState {
     pub fn encode(&self) -> Vec<u8> {
         let mut e = Encoder::default();
         e.u64(self.tick);
-        e.u64(self.next_id);
         e.size(self.genes);
         e.size(self.cells.len());
         for c in &self.cells {
@@ -220,7 +219,6 @@ impl SimState {
     pub fn decode(bytes: &[u8]) -> Result<Self, String> {
         let mut d = Decoder { bytes, at: 0 };
         let tick = d.u64()?;
-        let next_id = d.u64()?;
         let genes = d.size()?;
         let n = d.size()?;
         let mut cells = Vec::with_capacity(n.min(bytes.len() / 64));
@@ -268,7 +266,6 @@ impl SimState {
         }
         Ok(Self {
             tick,
-            next_id,
             cells,
             expression,
             genes,
@@ -471,7 +468,6 @@ mod tests {
         );
         let state = SimState {
             tick: 42,
-            next_id: 9,
             cells: vec![cell],
             expression: vec![0.1, f32::MIN_POSITIVE],
             genes: 2,

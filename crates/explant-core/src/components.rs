@@ -9,7 +9,9 @@ use glam::Vec3;
 
 use crate::model::ResponseModel;
 
-/// Stable identity of a cell (never reused), for outputs and random streams.
+/// Identity of a cell, for outputs, random streams and pairing with the control: a
+/// function of the cell's lineage ([`crate::lineage`]), so the same cell has the same id in
+/// a run and its paired control; unique among the living cells ([`LiveIds`]).
 #[derive(Component, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CellId(pub u64);
 
@@ -180,11 +182,14 @@ impl CellBundle {
     }
 }
 
-/// Spawn a cell with its expression row appended to [`States`]. Every cell enters the
-/// world here, so the invariant "the entity's [`Row`] is its row of [`States`], and that
-/// row's owner is the entity" holds from birth (removals keep it:
-/// [`States::swap_remove`] names the entity whose row moved).
+/// Spawn a cell with its expression row appended to [`States`] and its id added to
+/// [`LiveIds`]. Every cell enters the world here, so the invariant "the entity's [`Row`]
+/// is its row of [`States`], and that row's owner is the entity" holds from birth
+/// (removals keep it: [`States::swap_remove`] names the entity whose row moved). The
+/// caller has checked that the id is free.
 pub(crate) fn spawn_cell(world: &mut World, cell: CellBundle, expression: &[f32]) -> Entity {
+    let fresh = world.get_resource_or_insert_with(LiveIds::default).0.insert(cell.id.0);
+    debug_assert!(fresh, "cell id {} is already taken", cell.id.0);
     let row = world.resource::<States>().len() as u32;
     let entity = world.spawn((cell, Row(row))).id();
     let pushed = world.resource_mut::<States>().push(entity, expression);
@@ -192,9 +197,11 @@ pub(crate) fn spawn_cell(world: &mut World, cell: CellBundle, expression: &[f32]
     entity
 }
 
-/// The next cell id to hand out (ids are never reused).
-#[derive(Resource, Debug, Clone, Copy, Default)]
-pub struct NextId(pub u64);
+/// The ids of the cells in the world, kept by the only functions that add and remove
+/// cells, so the fate stage can refuse a new id that a living cell holds (see
+/// [`crate::lineage`]). Derived from the cells, so a checkpoint does not store it.
+#[derive(Resource, Debug, Clone, Default)]
+pub struct LiveIds(pub std::collections::HashSet<u64>);
 
 /// Lineage: the parent's id (none for founders) and the generation.
 #[derive(Component, Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,11 @@
 //! Paired-control analysis: per-gene effects (perturbed run − control run, cell by cell
 //! matched on id) for perturbed cells, for unperturbed cells by distance band, and as a
 //! curve of response against distance from the perturbation.
+//!
+//! Ids name a cell's place in the lineage ([`crate::lineage`]), so matching on id pairs
+//! a cell with itself in the control and never with another: grafted cells and their
+//! progeny, and daughters of divisions one run made and the other did not, have no
+//! partner and are left out.
 
 use crate::CellTable;
 

@@ -50,6 +50,24 @@ pub enum CoreError {
         /// The limit and where it comes from.
         limit: explant_scene::CellLimit,
     },
+    /// A new cell's lineage id (see `explant_core::lineage`) is already held by a living
+    /// cell or by another cell made in the same step: two cells would be told apart by
+    /// nothing, so the run stops before the step changes anything.
+    #[error(
+        "tick {tick} (t = {time} min): the id `{id}` of {cell} is already taken by {holder}; lineage ids are 63-bit hashes and two cells hashed alike (a chance of about one in 10^7 for a million births among a million cells): run again with another `seed`"
+    )]
+    IdCollision {
+        /// Tick at which the fate stage stopped.
+        tick: u64,
+        /// Simulated time.
+        time: f64,
+        /// The id.
+        id: u64,
+        /// The new cell, e.g. ``the daughter of cell `17` at generation 2``.
+        cell: String,
+        /// Who holds it: a living cell, or another new cell of the step.
+        holder: String,
+    },
     /// The state became NaN, infinite or ran away.
     #[error("tick {tick} (t = {time} min): {what}")]
     Unstable {
@@ -109,6 +127,13 @@ mod tests {
             CoreError::Initial { ligand: "L".into(), path: "l.npy".into(), message: "bad shape".into() },
             CoreError::Tissue { path: "t.h5ad".into(), message: "no cells".into() },
             CoreError::Unstable { tick: 3, time: 1.5, what: "expression of gene `A` is `NaN`".into() },
+            CoreError::IdCollision {
+                tick: 3,
+                time: 1.5,
+                id: 9,
+                cell: "cell 2 of graft `perturbations[0]`".into(),
+                holder: "a living cell".into(),
+            },
             CoreError::TooManyCells {
                 tick: 3,
                 time: 1.5,

@@ -28,6 +28,7 @@ pub mod effects;
 mod error;
 mod initial;
 mod life;
+pub mod lineage;
 mod mechanics;
 pub mod model;
 pub mod neighbours;

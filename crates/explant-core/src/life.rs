@@ -12,6 +12,7 @@ use explant_scene::PerturbationKind as K;
 use glam::Vec3;
 
 use crate::components::*;
+use crate::lineage;
 use crate::rng::{self, Purpose};
 
 /// The cycle length of a newborn cell: log-normal with the type's mean and coefficient
@@ -90,7 +91,10 @@ fn chance(rate: f32, dt: f32) -> f64 {
 /// order and births in ascending id of the mother, so the population is the same on any
 /// thread count.
 ///
-/// Division: the daughter gets a new id, half the full volume (as does the mother),
+/// Division: the daughter gets the id of her place in the lineage
+/// ([`crate::lineage::daughter_id`] of the mother's id and generation; a grafted cell gets
+/// [`crate::lineage::graft_id`]), checked free before any cell is added; she gets half
+/// the full volume (as does the mother),
 /// the mother's expression times `exp(noise · N(0,1))` per gene (the mother gets her own
 /// draw), the mother's type, perturbation flag, migration direction and model fate
 /// scores ([`ModelFate`]), and the next
@@ -105,8 +109,11 @@ pub(crate) fn fate(world: &mut World) {
     let Some((mut deaths, births)) = advance_cycles(world, &step) else { return };
     // 2. ablations and grafts whose time has come;
     let grafts = fire_ablations_and_grafts(world, &step, &mut deaths);
-    // 3. a population past the cell limit stops the run here, before it is made;
-    if let Err(e) = within_cell_limit(world, &step, &deaths, births.len(), &grafts) {
+    // 3. a population past the cell limit, or a new id a cell already holds, stops the
+    //    run here, before any cell is added or removed;
+    if let Err(e) = within_cell_limit(world, &step, &deaths, births.len(), &grafts)
+        .and_then(|()| ids_free(world, &step, &births, &grafts))
+    {
         world.resource_mut::<Failure>().0 = Some(e);
         return;
     }
@@ -157,23 +164,53 @@ struct Looked<'a> {
     expression: &'a [f32],
 }
 
-/// Cells to remove `(row, entity)` and mothers to divide `(id, entity)`.
-type Changes = (Vec<(u32, Entity)>, Vec<(u64, Entity)>);
+/// A mother about to divide.
+struct Birth {
+    /// Her id.
+    mother: u64,
+    /// Her generation before the division.
+    generation: u32,
+    /// Her entity.
+    entity: Entity,
+    /// The daughter's id.
+    daughter: u64,
+}
+
+/// A graft about to add its cells.
+struct Graft {
+    /// Its index among the scene's perturbations.
+    index: usize,
+    /// The perturbation.
+    planned: PlannedPerturbation,
+    /// How many cells it adds.
+    cells: usize,
+}
+
+impl Graft {
+    /// The ids of its cells, in order.
+    fn ids(&self) -> impl Iterator<Item = u64> + '_ {
+        (0..self.cells).map(|k| lineage::graft_id(self.index, k))
+    }
+}
+
+/// Cells to remove `(row, entity)` and mothers to divide.
+type Changes = (Vec<(u32, Entity)>, Vec<Birth>);
 
 /// Advance every cell's age and life phase; returns the cells whose death phase is over
 /// and the cells that finished their cycle (`None`, changing nothing, if the world
 /// lacks the expression, batch or ligand resources).
 fn advance_cycles(world: &mut World, step: &FateStep) -> Option<Changes> {
     let mut deaths: Vec<(u32, Entity)> = Vec::new();
-    let mut births: Vec<(u64, Entity)> = Vec::new();
+    let mut births: Vec<Birth> = Vec::new();
     // Taken out of the world while the query borrows it, put back below.
     let (Some(states), Some(batch), Some(ligands)) =
         (world.remove_resource::<States>(), world.remove_resource::<Batch>(), world.remove_resource::<Ligands>())
     else {
         return None;
     };
-    let mut q = world.query::<(Entity, &CellId, &Row, &CellType, &Position, &ModelFate, &mut Cycle, &mut Radius)>();
-    for (entity, id, row, ty, pos, model_fate, mut cycle, mut radius) in q.iter_mut(world) {
+    let mut q =
+        world.query::<(Entity, &CellId, &Row, &CellType, &Position, &ModelFate, &Lineage, &mut Cycle, &mut Radius)>();
+    for (entity, id, row, ty, pos, model_fate, lin, mut cycle, mut radius) in q.iter_mut(world) {
         let rules = &step.settings.rules[ty.0 as usize];
         let i = row.0 as usize;
         let cell = Looked { id: id.0, row: i, position: pos.0, model_fate: *model_fate, expression: states.row(i) };
@@ -186,7 +223,13 @@ fn advance_cycles(world: &mut World, step: &FateStep) -> Option<Changes> {
                     c.dying = 0.0;
                     c.volume_at_death = sphere_volume(radius.0);
                 } else if step.grow(&cell, rules, &batch, c, &mut radius.0) {
-                    births.push((id.0, entity));
+                    let (mother, generation) = (id.0, lin.generation);
+                    births.push(Birth {
+                        mother,
+                        generation,
+                        entity,
+                        daughter: lineage::daughter_id(mother, generation),
+                    });
                 }
             }
             Phase::Apoptotic | Phase::Necrotic => {
@@ -269,11 +312,7 @@ impl FateStep {
 /// Ablations and grafts fire once, at the first fate step at or after their start:
 /// an ablation adds its targets to `deaths` (and their positions to the log, by id); a
 /// graft is returned with its cell count, to be added after the divisions.
-fn fire_ablations_and_grafts(
-    world: &mut World,
-    step: &FateStep,
-    deaths: &mut Vec<(u32, Entity)>,
-) -> Vec<(PlannedPerturbation, usize)> {
+fn fire_ablations_and_grafts(world: &mut World, step: &FateStep, deaths: &mut Vec<(u32, Entity)>) -> Vec<Graft> {
     let t = step.clock.time() as f32;
     let mut grafts = Vec::new();
     for (k, p) in step.settings.perturbations.iter().enumerate() {
@@ -297,7 +336,7 @@ fn fire_ablations_and_grafts(
                 log.fired[k] = true;
             }
             K::Graft { cells } => {
-                grafts.push((p.clone(), cells));
+                grafts.push(Graft { index: k, planned: p.clone(), cells });
                 world.resource_mut::<PerturbationLog>().fired[k] = true;
             }
             _ => {}
@@ -315,13 +354,13 @@ fn within_cell_limit(
     step: &FateStep,
     deaths: &[(u32, Entity)],
     births: usize,
-    grafts: &[(PlannedPerturbation, usize)],
+    grafts: &[Graft],
 ) -> Result<(), crate::CoreError> {
     let mut rows: Vec<u32> = deaths.iter().map(|d| d.0).collect();
     rows.sort_unstable();
     rows.dedup();
     let now = world.resource::<States>().len();
-    let after = now - rows.len().min(now) + births + grafts.iter().map(|g| g.1).sum::<usize>();
+    let after = now - rows.len().min(now) + births + grafts.iter().map(|g| g.cells).sum::<usize>();
     let limit = &step.settings.cell_limit;
     if after <= limit.cells {
         return Ok(());
@@ -329,13 +368,57 @@ fn within_cell_limit(
     Err(crate::CoreError::TooManyCells { tick: step.tick, time: step.clock.time(), cells: after, limit: limit.clone() })
 }
 
+/// Every id this stage will give (daughters, then grafted cells) must be free: held by
+/// no cell in the world at the start of the stage (those about to be removed included)
+/// and by no other new cell. Otherwise the run stops, naming both (see
+/// [`crate::lineage`] for why a clash is not resolved).
+fn ids_free(world: &World, step: &FateStep, births: &[Birth], grafts: &[Graft]) -> Result<(), crate::CoreError> {
+    let Some(live) = world.get_resource::<LiveIds>() else { return Ok(()) };
+    /// A new cell, named only on a clash.
+    #[derive(Clone, Copy)]
+    enum New {
+        /// The daughter of `births[b]`.
+        Daughter(usize),
+        /// Cell `k` of the graft that is perturbation `p`.
+        Grafted(usize, usize),
+    }
+    let newborn: Vec<(u64, New)> = births
+        .iter()
+        .enumerate()
+        .map(|(b, birth)| (birth.daughter, New::Daughter(b)))
+        .chain(grafts.iter().flat_map(|g| g.ids().enumerate().map(move |(k, id)| (id, New::Grafted(g.index, k)))))
+        .collect();
+    let name = |who: New| match who {
+        New::Daughter(b) => {
+            format!("the daughter of cell `{}` at generation {}", births[b].mother, births[b].generation)
+        }
+        New::Grafted(p, k) => format!("cell {k} of graft `perturbations[{p}]`"),
+    };
+    let mut made = std::collections::HashMap::with_capacity(newborn.len());
+    for &(id, who) in &newborn {
+        let holder =
+            if live.0.contains(&id) { Some("a living cell".to_owned()) } else { made.get(&id).map(|&w| name(w)) };
+        if let Some(holder) = holder {
+            let (tick, time) = (step.tick, step.clock.time());
+            return Err(crate::CoreError::IdCollision { tick, time, id, cell: name(who), holder });
+        }
+        made.insert(id, who);
+    }
+    Ok(())
+}
+
 /// Remove cells and their rows, highest row first, so each swap moves a row that stays
-/// (and that row's entity gets its new [`Row`]).
+/// (and that row's entity gets its new [`Row`]); their ids leave [`LiveIds`].
 fn remove(world: &mut World, mut deaths: Vec<(u32, Entity)>) {
     deaths.sort_unstable_by_key(|d| std::cmp::Reverse(d.0));
     deaths.dedup_by_key(|d| d.0);
     for &(row, entity) in &deaths {
         let moved = world.resource_mut::<States>().swap_remove(row as usize);
+        if let Some(id) = world.get::<CellId>(entity).copied()
+            && let Some(mut live) = world.get_resource_mut::<LiveIds>()
+        {
+            live.0.remove(&id.0);
+        }
         world.despawn(entity);
         if let Some(moved) = moved
             && let Some(mut r) = world.get_mut::<Row>(moved)
@@ -345,24 +428,18 @@ fn remove(world: &mut World, mut deaths: Vec<(u32, Entity)>) {
     }
 }
 
-/// Hand out the next cell id (ids are never reused).
-fn next_id(world: &mut World) -> u64 {
-    let mut next = world.resource_mut::<NextId>();
-    next.0 += 1;
-    next.0 - 1
-}
-
-/// Divide the mothers, in ascending id.
-fn divide_all(world: &mut World, step: &FateStep, mut births: Vec<(u64, Entity)>) {
-    births.sort_unstable_by_key(|b| b.0);
-    for &(mother_id, mother) in &births {
-        divide(world, step, mother_id, mother);
+/// Divide the mothers, in ascending id (the daughters' rows are appended in that order).
+fn divide_all(world: &mut World, step: &FateStep, mut births: Vec<Birth>) {
+    births.sort_unstable_by_key(|b| b.mother);
+    for birth in &births {
+        divide(world, step, birth);
     }
 }
 
 /// One division (see [`fate`]): the mother restarts her cycle at half volume on one
 /// side, the daughter is spawned on the other.
-fn divide(world: &mut World, step: &FateStep, mother_id: u64, mother: Entity) {
+fn divide(world: &mut World, step: &FateStep, birth: &Birth) {
+    let (mother_id, mother, child_id) = (birth.mother, birth.entity, birth.daughter);
     let Ok(m) = world.get_entity(mother) else { return };
     let (Some(row), Some(pos), Some(ty), Some(lin), Some(flag), Some(dir)) = (
         m.get::<Row>().copied(),
@@ -378,7 +455,6 @@ fn divide(world: &mut World, step: &FateStep, mother_id: u64, mother: Entity) {
     let model_fate = m.get::<ModelFate>().copied().unwrap_or_default();
     let Some((spec, _)) = step.settings.rules[ty.0 as usize].cycle.clone() else { return };
     let (seed, tick) = (step.seed, step.tick);
-    let child_id = next_id(world);
     let half = sphere_radius(0.5 * step.full);
     let axis = rng::unit_vector(seed, mother_id, tick, Purpose::Division, step.settings.dims);
     let offset = axis * (0.5 * half);
@@ -442,14 +518,14 @@ fn inherit(
 
 /// Add the grafted cells, in the order of the scene's perturbations: founders of the
 /// graft's type at random points of its region, with the type's baseline expression,
-/// flagged as perturbed for life.
-fn graft(world: &mut World, step: &FateStep, grafts: Vec<(PlannedPerturbation, usize)>) {
+/// flagged as perturbed for life, with ids of the graft's own namespace.
+fn graft(world: &mut World, step: &FateStep, grafts: Vec<Graft>) {
     let (settings, seed, tick) = (&step.settings, step.seed, step.tick);
-    for (p, cells) in grafts {
+    for g in grafts {
+        let p = &g.planned;
         let (Some(ty), Some(region)) = (p.cell_type, p.spec.region.as_ref()) else { continue };
         let rules = &settings.rules[ty as usize];
-        for _ in 0..cells {
-            let id = next_id(world);
+        for id in g.ids() {
             let (cycle, radius) =
                 founder_cycle(rules.cycle.as_ref().map(|c| &c.0), seed, id, tick, settings.cell_radius);
             let position = point_in(region, settings.dims, seed, id, tick);

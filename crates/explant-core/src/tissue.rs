@@ -351,8 +351,9 @@ fn type_of(scene: &Scene, i: usize, p: Vec3, layer: Option<usize>, default: usiz
 }
 
 /// Spawn the initial cells (generated from the scene, or `given`), with their rows of
-/// the expression matrix. Cells of a dividing type start at a random point of their
-/// cycle (an asynchronous population), sized accordingly.
+/// the expression matrix, with ids `0..N` in the order of the tissue (see
+/// [`crate::lineage`]). Cells of a dividing type start at a random point of their cycle
+/// (an asynchronous population), sized accordingly.
 pub(crate) fn populate(world: &mut World, scene: &Scene, given: Option<InitialCells>) {
     let default_type = scene.tissue.cell_type.as_deref().and_then(|t| scene.cell_type_index(t)).unwrap_or(0);
     let baselines: Vec<Vec<f32>> = scene.cell_types.iter().map(|t| scene.gene_vector(&t.baseline)).collect();
@@ -384,7 +385,7 @@ pub(crate) fn populate(world: &mut World, scene: &Scene, given: Option<InitialCe
             .collect(),
     };
     world.insert_resource(States { genes: g, ..Default::default() });
-    let n = cells.len();
+    world.insert_resource(LiveIds::default());
     for (i, (p, ty, x)) in cells.into_iter().enumerate() {
         let id = i as u64;
         let (cycle, radius) = crate::life::founder_cycle(
@@ -396,5 +397,4 @@ pub(crate) fn populate(world: &mut World, scene: &Scene, given: Option<InitialCe
         );
         spawn_cell(world, CellBundle::founder(id, p, radius, ty as u32, cycle, false), &x);
     }
-    world.insert_resource(NextId(n as u64));
 }

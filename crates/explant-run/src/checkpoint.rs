@@ -21,7 +21,8 @@ use crate::{DiffusionChoice, RunError, VERSION};
 /// First bytes of every checkpoint.
 const MAGIC: &[u8] = b"explant checkpoint\n";
 /// Version of the layout below (independent of the explant version, which must match too).
-const FORMAT: u32 = 1;
+/// 2: no id counter (ids are lineage hashes, `explant_core::lineage`).
+const FORMAT: u32 = 2;
 
 /// A run's state at one tick, as saved and read back.
 #[derive(Debug, Clone, PartialEq)]
@@ -203,7 +204,6 @@ mod tests {
     fn sample() -> Checkpoint {
         let state = SimState {
             tick: 4,
-            next_id: 1,
             cells: Vec::new(),
             expression: Vec::new(),
             genes: 2,

@@ -92,10 +92,12 @@ fn an_asynchronous_population_doubles_in_exactly_one_cycle() {
     for &i in &born {
         assert_eq!(t.generations[i], 1);
         assert!(t.parents[i] < 400, "parent {} is not a founder", t.parents[i]);
+        // The first daughter of a founder, who was at generation 0 when she divided.
+        assert_eq!(t.ids[i], explant_core::lineage::daughter_id(t.parents[i], 0));
         // No inheritance noise: daughters carry the mother's state.
         assert_eq!(&t.expression[i * 2..i * 2 + 2], &[1.0, 1.0]);
     }
-    // Ids are unique and never reused.
+    // Ids are unique.
     let mut ids = t.ids.clone();
     ids.dedup();
     assert_eq!(ids.len(), 800);

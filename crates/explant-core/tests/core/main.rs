@@ -4,6 +4,7 @@
 
 mod exchange;
 mod life;
+mod lineage;
 mod neighbours;
 mod perturb;
 mod scenes;

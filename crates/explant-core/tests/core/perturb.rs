@@ -177,8 +177,13 @@ fn a_graft_adds_flagged_cells_of_its_type_in_its_region() {
     run(&mut sim, 3);
     let t = sim.cells();
     assert_eq!(t.ids.len(), 425);
+    // The grafted cells have the ids of the graft's own namespace (perturbation 0, cells
+    // 0 to 24), none a founder's.
     let new: Vec<usize> = (0..t.ids.len()).filter(|&i| t.ids[i] >= 400).collect();
     assert_eq!(new.len(), 25);
+    let mut want: Vec<u64> = (0..25).map(|k| explant_core::lineage::graft_id(0, k)).collect();
+    want.sort_unstable();
+    assert_eq!(new.iter().map(|&i| t.ids[i]).collect::<Vec<_>>(), want);
     for &i in &new {
         assert_eq!(t.cell_types[i], 1);
         assert!(t.perturbed[i], "grafted cells are flagged");
