@@ -14,58 +14,15 @@ use crate::common::{TempDir, assert_success, explant, read};
 /// noise), an ablation at 5 min on the left, a graft of 15 dividing cells at 20 min on
 /// the right edge; no contact forces (cells move only at division) and an inert teacher,
 /// so far from the perturbations the two runs must agree bit for bit (contact forces
-/// would sum over neighbours in row order, which differs between the runs).
-const SCENE: &str = r#"
-version = 1
-name = "pairing"
-seed = 3
-genes = ["G", "R"]
-[time]
-dt = 0.5
-duration = 150.0
-record_every = 50.0
-[grid]
-size = [600.0, 600.0]
-dx = 20.0
-[[ligands]]
-name = "L"
-diffusion = 100.0
-decay = 0.0
-secreted_by = "G"
-receptor = "R"
-[contact]
-radius = 20.0
-[[cell_types]]
-name = "a"
-baseline = { G = 1.0, R = 1.0 }
-cycle = { duration = 40.0, cv = 0.2, inheritance_noise = 0.1, max_neighbours = 6 }
-[tissue]
-centre = [300.0, 300.0]
-radius = 200.0
-cells = 400
-cell_radius = 5.0
-cell_type = "a"
-[mechanics]
-repulsion = 0.0
-adhesion = 0.0
-[teacher]
-degradation = 0.0
-default_max_rate = 0.0
-"#;
+/// would sum over neighbours in row order, which differs between the runs): the scene
+/// with its perturbations, `tests/data/lineage_pairing.toml`.
+const PERTURBED: &str = include_str!("data/lineage_pairing.toml");
 
-const PERTURBATIONS: &str = r#"
-[[perturbations]]
-kind = "ablation"
-start = 5.0
-region = { kind = "circle", centre = [200.0, 300.0], radius = 40.0 }
-
-[[perturbations]]
-kind = "graft"
-cells = 15
-cell_type = "a"
-start = 20.0
-region = { kind = "circle", centre = [500.0, 300.0], radius = 25.0 }
-"#;
+/// The same scene without them: its paired control, run on its own.
+fn control_alone() -> String {
+    let cut = PERTURBED.find("\n# perturbations\n").expect("the marker line in lineage_pairing.toml");
+    PERTURBED[..cut].to_owned()
+}
 
 /// Distance from the nearer perturbation region's edge, µm.
 fn from_perturbations(p: [f32; 3]) -> f32 {
@@ -99,8 +56,8 @@ fn snapshot(path: &Path) -> RunSnapshot {
 #[test]
 fn the_control_layer_pairs_each_cell_with_its_lineage_and_grafts_with_nothing() {
     let dir = TempDir::new("pairing", "the_control_layer_pairs_each_cell_with_its_lineage_and_grafts_with_nothing");
-    let perturbed = run(&dir, "perturbed", &format!("{SCENE}{PERTURBATIONS}"));
-    let alone = run(&dir, "control", SCENE);
+    let perturbed = run(&dir, "perturbed", PERTURBED);
+    let alone = run(&dir, "control", &control_alone());
     let (a, b) = (snapshot(&perturbed.join("tissue.h5ad")), snapshot(&alone.join("tissue.h5ad")));
     let g = a.genes.len();
     let layer = a.control.as_deref().expect("a perturbed run has layers['control']");

@@ -21,55 +21,7 @@ use explant_scene::{LoadedScene, Scene};
 /// row order, which differs between the runs, and the positions would agree only to
 /// rounding.
 fn scene() -> Scene {
-    let text = r#"
-version = 1
-name = "lineage"
-seed = 3
-genes = ["G", "R"]
-[time]
-dt = 0.5
-duration = 150.0
-record_every = 10.0
-[grid]
-size = [600.0, 600.0]
-dx = 20.0
-[[ligands]]
-name = "L"
-diffusion = 100.0
-decay = 0.0
-secreted_by = "G"
-receptor = "R"
-[contact]
-radius = 20.0
-[[cell_types]]
-name = "a"
-baseline = { G = 1.0, R = 1.0 }
-cycle = { duration = 40.0, cv = 0.2, inheritance_noise = 0.1, max_neighbours = 6 }
-[tissue]
-centre = [300.0, 300.0]
-radius = 200.0
-cells = 400
-cell_radius = 5.0
-cell_type = "a"
-[mechanics]
-repulsion = 0.0
-adhesion = 0.0
-[teacher]
-degradation = 0.0
-default_max_rate = 0.0
-
-[[perturbations]]
-kind = "ablation"
-start = 5.0
-region = { kind = "circle", centre = [200.0, 300.0], radius = 40.0 }
-
-[[perturbations]]
-kind = "graft"
-cells = 15
-cell_type = "a"
-start = 20.0
-region = { kind = "circle", centre = [500.0, 300.0], radius = 25.0 }
-"#;
+    let text = include_str!("../../../../tests/data/lineage_pairing.toml");
     LoadedScene::from_str(text, Path::new("lineage.toml")).unwrap_or_else(|e| panic!("{e}")).scene
 }
 
