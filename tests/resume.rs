@@ -85,6 +85,14 @@ fn files(root: &Path) -> Vec<PathBuf> {
     out
 }
 
+fn copy_dir(from: &Path, to: &Path) {
+    for f in files(from) {
+        let target = to.join(&f);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(from.join(&f), target).unwrap();
+    }
+}
+
 /// The manifest without what differs between any two runs (wall times, the command).
 fn manifest_facts(dir: &Path) -> serde_json::Value {
     let mut m: serde_json::Value = serde_json::from_str(&read(&dir.join("manifest.json"))).unwrap();
@@ -125,6 +133,21 @@ fn a_run_killed_with_sigkill_and_resumed_writes_the_same_bytes_as_an_uninterrupt
     child.wait().unwrap();
     assert_eq!(status(&killed), "running", "the run should have been killed before it completed");
     assert!(!killed.join("tissue.h5ad").exists(), "the killed run should not have its final outputs");
+
+    // The killed run is still a run directory: render and report draw its latest snapshot
+    // and say it is partial (on a copy, as the report draws into the run's figures/).
+    let copy = dir.join("killed_copy");
+    copy_dir(&killed, &copy);
+    let o = explant(["render".as_ref(), copy.as_os_str(), "--out".as_ref(), dir.join("partial").as_os_str()]);
+    assert_success(&o, "render of the killed run");
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(err.contains("is a partial run"), "render should say the run is partial:\n{err}");
+    let page = dir.join("partial.html");
+    assert_success(
+        &explant(["report".as_ref(), copy.as_os_str(), "--out".as_ref(), page.as_os_str()]),
+        "report of the killed run",
+    );
+    assert!(read(&page).contains("running (no end recorded"), "the report should say the run did not end");
 
     // Snapshots written before the kill (tick 0 at least) are not rewritten by a resume
     // that continues from the checkpoint rather than starting over.

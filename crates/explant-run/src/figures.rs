@@ -122,7 +122,14 @@ fn snapshot_to_draw(dir: &RunDir, asked: Option<&Path>) -> Result<(PathBuf, bool
             run_dir.display()
         ))),
         Some(p) => Err(RunError::Invalid(format!("snapshot `{}` for `--snapshot` not found", p.display()))),
-        None => Ok((dir.path(RunFile::Tissue), false)),
+        None => {
+            let tissue = dir.path(RunFile::Tissue);
+            // A partial run has no final state yet: draw its latest snapshot.
+            match dir.latest_snapshot() {
+                Some(latest) if !tissue.exists() => Ok((latest, true)),
+                _ => Ok((tissue, false)),
+            }
+        }
     }
 }
 

@@ -123,6 +123,21 @@ impl RunDir {
         self.path(RunFile::Snapshots).join(snapshot_name(tick))
     }
 
+    /// The latest snapshot written (`snapshots/tick_*.h5ad` with the highest tick), if any:
+    /// what a partial run (killed, or still going) has instead of `tissue.h5ad`.
+    pub fn latest_snapshot(&self) -> Option<PathBuf> {
+        let entries = std::fs::read_dir(self.path(RunFile::Snapshots)).ok()?;
+        entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter_map(|p| {
+                let name = p.file_name()?.to_str()?;
+                let tick: u64 = name.strip_prefix("tick_")?.strip_suffix(".h5ad")?.parse().ok()?;
+                Some((tick, p))
+            })
+            .max_by_key(|(tick, _)| *tick)
+            .map(|(_, p)| p)
+    }
+
     /// The run's manifest.
     ///
     /// # Errors
