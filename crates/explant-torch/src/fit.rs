@@ -837,18 +837,26 @@ impl ResponseModel for LinearModel {
     }
 }
 
-/// Fit the ridge-regression baseline on the same on-trajectory samples `explant train`
-/// uses (all `opts.contexts`, with its hold-outs): `W = (ZᵀZ + λI)⁻¹ Zᵀ Y` with the
+/// Fit the ridge-regression baseline on exactly the training samples a network trained by
+/// [`fit_to_teacher`] with the same `opts` gets: the box samples (`opts.train`, stream 1)
+/// and the on-trajectory samples of the training contexts (the validation contexts are
+/// kept out, as the network keeps them for early stopping), with its hold-outs. So ridge
+/// and the network differ in the model, not in the data. `W = (ZᵀZ + λI)⁻¹ Zᵀ Y` with the
 /// features `Z = [x, s, c, onehot(type), k, 1]` (`k` only where the teacher reads
 /// neighbour counts) and `Y` the teacher's `dx/dt`.
 pub fn fit_ridge(scene: &LoadedScene, opts: &FitOptions, lambda: f64) -> Result<LinearModel, TorchError> {
     let sc = &scene.scene;
     let (g, l, nt) = (sc.genes.len(), sc.ligands.len(), sc.cell_types.len());
-    let held_type = opts.hold_out_type.as_deref().and_then(|t| sc.cell_type_index(t)).map(|t| t as u32);
-    let samples = trajectory_samples(scene, opts, held_type, (0..opts.contexts.max(1)).collect())?;
+    let mut teacher = Teacher::from_scene(sc);
+    let counts_in = !teacher.n.is_empty();
+    let (ranges, count_ranges) = input_ranges(scene)?;
+    let (held_type, allowed) = hold_outs(sc, opts)?;
+    let sampler =
+        BoxSampler { sc, seed: opts.seed, ranges: &ranges, count_ranges: &count_ranges, allowed, counts: counts_in };
+    let (samples, _validation) = training_sets(scene, opts, &sampler, &mut teacher, held_type)?;
     let n = samples.len() as i64;
     let ones = Tensor::ones([n, 1], (Kind::Float, Device::Cpu));
-    let counts = !Teacher::from_scene(sc).n.is_empty();
+    let counts = counts_in;
     let mut parts = vec![&samples.x, &samples.s, &samples.c, &samples.t];
     if counts {
         parts.push(&samples.k);
