@@ -213,6 +213,15 @@ pub struct RunArgs {
     /// Do not draw figures/ at the end (sweeps skip them).
     #[arg(long)]
     pub no_figures: bool,
+    /// Run with this seed instead of the scene's (replicates without editing the file;
+    /// recorded in OUT/scene.toml).
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Change one scene field for this run, by its path as sweeps name it:
+    /// `--set ligands.WNT3A.decay=0.02 --set tissue.cells=3000` (repeatable; VALUE is read
+    /// as TOML, else as text; recorded in OUT/scene.toml and validated like the file).
+    #[arg(long, value_name = "PATH=VALUE")]
+    pub set: Vec<String>,
     /// Write a checkpoint (OUT/checkpoint.explant, replaced each time) every MIN
     /// simulated minutes and at the end, so `explant resume OUT` can finish a run that was
     /// killed, or extend it, with the same results as an uninterrupted run.

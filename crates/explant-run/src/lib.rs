@@ -28,6 +28,7 @@ mod layout;
 mod manifest;
 mod model_choice;
 pub mod outdir;
+mod overrides;
 pub mod report;
 mod run;
 mod snapshot;
@@ -40,6 +41,7 @@ pub use import::imported_cells;
 pub use layout::{RunDir, RunFile, snapshot_name};
 pub use manifest::{Manifest, Outputs, Status, fnv1a64};
 pub use model_choice::ModelChoice;
+pub use overrides::Overrides;
 pub use run::{Failure, Observer, PairedRun, ResumeOptions, RunOptions, RunOutcome, resume, run};
 pub use snapshot::write_snapshot;
 

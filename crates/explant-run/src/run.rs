@@ -36,6 +36,9 @@ pub struct RunOptions {
     pub no_figures: bool,
     /// The command line, for the manifest.
     pub command_line: Vec<String>,
+    /// A seed and `--set PATH=VALUE` changes applied to the scene first (recorded in the
+    /// run's `scene.toml`).
+    pub overrides: crate::Overrides,
     /// Write a checkpoint (`checkpoint.explant`) every this many simulated minutes, and
     /// at the end, for `explant resume`.
     pub checkpoint_every: Option<f64>,
@@ -259,6 +262,7 @@ struct Plan {
 /// When the output directory cannot be used, a backend cannot start, or a file cannot be
 /// written.
 pub fn run(mut scene: LoadedScene, opts: &RunOptions, obs: &mut dyn Observer) -> Result<RunOutcome, RunError> {
+    opts.overrides.apply(&mut scene)?;
     opts.model.apply(&mut scene)?;
     let checkpoint_ticks = checkpoint_ticks(opts.checkpoint_every, scene.scene.time.dt)?;
     // Refuse an output directory that may not be written early, but create, lock or clear

@@ -10,11 +10,13 @@
 mod error;
 pub mod memory;
 mod schema;
+mod set_path;
 mod validate;
 
 pub use error::{SceneError, SceneWarning};
 pub use memory::CellLimit;
 pub use schema::*;
+pub use set_path::set_path;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use std::path::Path;
 
-use explant_run::{ModelChoice, ResumeOptions, RunOptions, RunOutcome};
+use explant_run::{ModelChoice, Overrides, ResumeOptions, RunOptions, RunOutcome};
 use explant_scene::LoadedScene;
 
 use crate::cli::{ResumeArgs, RunArgs};
@@ -35,6 +35,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         no_figures: args.no_figures,
         command_line: std::env::args().collect(),
         checkpoint_every: args.checkpoint_every,
+        overrides: Overrides { seed: args.seed, set: args.set.clone() },
     };
     let outcome = explant_run::run(scene, &opts, &mut RunProgress::new(args.quiet))?;
     report(outcome, &args.out)
