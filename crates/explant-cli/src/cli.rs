@@ -252,6 +252,10 @@ pub struct CheckArgs {
     /// Scene files to validate.
     #[arg(required = true)]
     pub scenes: Vec<PathBuf>,
+    /// Print one JSON array on stdout (per scene: path, ok, error, warnings, notes, sizes)
+    /// and check every scene; the exit status is still 1 when any is invalid.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `explant render`.
@@ -392,6 +396,9 @@ pub struct EvalArgs {
 pub struct ShowArgs {
     /// The `.pt` file.
     pub model: PathBuf,
+    /// Print the metadata as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `explant sweep SPEC --out DIR` (run), `explant sweep SPEC --emit snakemake --out DIR`,

@@ -7,7 +7,12 @@ use crate::cli::ShowArgs;
 
 /// Print a model's metadata after loading it (which runs its self-check).
 pub fn show(args: ShowArgs) -> Result<()> {
-    print!("{}", explant_run::backends::torch::describe_model(&args.model)?);
+    if args.json {
+        let v = explant_run::backends::torch::describe_model_json(&args.model)?;
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print!("{}", explant_run::backends::torch::describe_model(&args.model)?);
+    }
     Ok(())
 }
 

@@ -39,6 +39,15 @@ pub fn bench_model(_args: &ModelBench, _out: &mut dyn Write) -> Result<(), RunEr
 /// # Errors
 ///
 /// Always: this build has no libtorch.
+pub fn describe_model_json(path: &Path) -> Result<serde_json::Value, RunError> {
+    Err(not_enabled(format!("model `{}`", path.display())))
+}
+
+/// Always [`RunError::NotEnabled`].
+///
+/// # Errors
+///
+/// Always: this build has no libtorch.
 pub fn describe_model(path: &Path) -> Result<String, RunError> {
     Err(not_enabled(format!("model `{}`", path.display())))
 }

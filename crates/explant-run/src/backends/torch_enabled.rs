@@ -162,6 +162,21 @@ pub fn bench_model(args: &ModelBench, out: &mut dyn Write) -> Result<(), RunErro
     Ok(())
 }
 
+/// A model's metadata as JSON, after loading it (which runs its self-check), with the path
+/// and that it loaded: `explant model show --json`.
+///
+/// # Errors
+///
+/// When the model does not load or fails its check case.
+pub fn describe_model_json(path: &Path) -> Result<serde_json::Value, RunError> {
+    let model = explant_torch::TorchModel::load(path, 0)?;
+    let meta = serde_json::to_value(model.meta())
+        .map_err(|e| RunError::Invalid(format!("model `{}`: metadata as JSON: {e}", path.display())))?;
+    Ok(
+        serde_json::json!({ "path": path.display().to_string(), "loads": true, "check_case": "reproduced", "metadata": meta }),
+    )
+}
+
 /// Load the model at `path` (which runs its self-check) and describe its metadata: names,
 /// inputs, how it was trained and how it validated.
 ///
