@@ -7,20 +7,23 @@
 //! cells, for unperturbed cells in each distance band of `output.distance_bands`, and for
 //! far cells: MAE of pseudobulk expression, Pearson correlation of the deltas across
 //! genes, the perturbation discrimination score (L1, target gene left out) and the DE
-//! overlap (Wilcoxon rank-sum of perturbed-run against control-run cells, BH FDR < 0.05,
-//! top-k of the prediction against the true DE set; a ranking holds only the genes the
-//! prediction changes), the MAE again without the knocked-out gene (`mae_off_target`: in
-//! the knocked-out cells the simulator clamps that gene whatever the model, so there this
-//! is the part a model must predict; in the other groups it is simply the error on the
-//! other genes), and MAE, PDS and DE overlap
-//! normalised against the mean baseline as `cell-eval` does (unclipped, so a loss shows as
-//! a negative number). Baselines: no change; the mean delta of the training knockouts
-//! (the other genes, applied by the teacher to the same held-out type in the same tissue:
-//! responses of that type to perturbations, which the network and ridge never see, so
-//! the comparison favours this baseline); a neighbour average (the
-//! knockout's direct effect alone, spread to unperturbed cells as the mean over their
-//! contact neighbourhood); and a ridge regression fitted on the same training
-//! trajectories as the network.
+//! overlap (`cell-eval`'s `overlap_at_N`, as `explant_core::score` defines it: DE genes
+//! of the truth and of the prediction alike by rank-sum test of perturbed-run against
+//! control-twin cells, BH FDR < 0.05, ranked by |log2 fold change|), the MAE again
+//! without the knocked-out gene (`mae_off_target`: in the knocked-out cells the simulator
+//! clamps that gene whatever the model, so there this is the part a model must predict;
+//! in the other groups it is simply the error on the other genes), and MAE, PDS and DE
+//! overlap normalised against the mean baseline as `cell-eval` does (unclipped, so a loss
+//! shows as a negative number). Baselines, each predicting every cell from its control
+//! twin (`baseline_cells`, so that they are scored from cells as the models are): no
+//! change; the mean delta of the training knockouts, floored at 0 (the other genes,
+//! applied by the teacher to the same held-out type in the same tissue: responses of that
+//! type to perturbations, which the network and ridge never see, so the comparison
+//! favours this baseline); a neighbour average (the knockout's direct effect alone,
+//! spread to unperturbed cells as the mean over their contact neighbourhood); and a ridge
+//! regression fitted on the same training
+//! trajectories as the network. With [`EvalOptions::export`] the cells of every group are
+//! kept for `cell-eval` ([`crate::export`]).
 
 use std::path::PathBuf;
 

@@ -261,8 +261,7 @@ impl Export {
             obs: &obs,
             explant_version: env!("CARGO_PKG_VERSION"),
         };
-        explant_io::write_cell_matrix(path, &m)?;
-        Ok(())
+        explant_io::write_cell_matrix(path, &m).map_err(|e| TorchError::Io(Box::new(e)))
     }
 }
 
