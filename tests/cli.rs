@@ -1221,6 +1221,76 @@ fn eval_a_learned_model_beats_the_mean_baseline_on_held_out_knockouts_in_a_held_
     assert!(err.contains("missing.pt") && err.contains("does not exist") && !stderr(&o).contains("truth:"), "{err}");
 }
 
+/// The Python with `anndata` and `cell-eval`, or why there is none.
+fn python_with_cell_eval() -> Result<PathBuf, String> {
+    let python = python_with_anndata()?;
+    match Command::new(&python).args(["-c", "import cell_eval"]).output() {
+        Ok(o) if o.status.success() => Ok(python),
+        Ok(o) => {
+            let err = stderr(&o);
+            let last = err.trim().lines().last().unwrap_or_default().to_owned();
+            Err(format!("`{}` cannot import cell_eval: {last} (scripts/setup.sh installs it)", python.display()))
+        }
+        Err(e) => Err(format!("cannot start `{}`: {e}", python.display())),
+    }
+}
+
+#[test]
+fn eval_export_is_scored_by_cell_eval_as_explant_scores_it() {
+    const TEST: &str = "eval_export_is_scored_by_cell_eval_as_explant_scores_it";
+    let python = match python_with_cell_eval() {
+        Ok(p) => p,
+        Err(why) if std::env::var("EXPLANT_REQUIRE_PYTHON").as_deref() != Ok("1") => {
+            skip(TEST, "scoring the export with cell-eval", &why);
+            return;
+        }
+        Err(why) => panic!("EXPLANT_REQUIRE_PYTHON=1 but {why}"),
+    };
+    let dir = TempDir::new("cli", TEST);
+    let scene = small_panel_scene(&dir);
+    let model = dir.join("m.pt");
+    // A briefly trained model: this test checks the scorer, not the model.
+    let hold_out = ["--hold-out-type", "progenitor"];
+    let mut args: Vec<std::ffi::OsString> =
+        vec!["train".into(), scene.clone().into(), "--out".into(), model.clone().into()];
+    args.extend(
+        ["--steps", "200", "--contexts", "4", "--per-context", "500", "--hold-out-genes", "HES1,AXIN2,ATOH1"]
+            .map(Into::into),
+    );
+    args.extend(hold_out.map(Into::into));
+    assert_success(&explant(args), "explant train with hold-outs");
+    let (csv, export) = (dir.join("eval.csv"), dir.join("export"));
+    let mut args: Vec<std::ffi::OsString> = vec!["eval".into(), scene.into(), "--model".into(), model.into()];
+    args.extend(["--perturb", "HES1,AXIN2,ATOH1", "--contexts", "4", "--export"].map(Into::into));
+    args.push(export.clone().into());
+    args.extend(hold_out.map(Into::into));
+    let o = explant(args.iter().chain([&"--out".into(), &csv.clone().into_os_string()]));
+    assert_success(&o, "explant eval --export");
+    // One folder per group, with the truth and every predictor.
+    for folder in ["perturbed", "band-0-15um", "band-15-30um", "far-30um"] {
+        for file in ["real", "pred_no-change", "pred_mean", "pred_neighbour-avg", "pred_learned", "pred_ridge"] {
+            let path = export.join(folder).join(format!("{file}.h5ad"));
+            assert!(path.is_file(), "no `{}`:\n{}", path.display(), stdout(&o));
+        }
+    }
+    // cell-eval on every file: explant's scores of the exported cells equal cell-eval's
+    // to 1e-6, and explant eval's table is theirs (or the difference is named).
+    let o = Command::new(&python)
+        .arg(repo().join("tests/python/cell_eval_compare.py"))
+        .args([export.as_os_str(), csv.as_os_str()])
+        .args(["--hold-out-type", "progenitor", "--subprocess-once"])
+        .env("HDF5_USE_FILE_LOCKING", "FALSE")
+        .output()
+        .expect("start python");
+    loud(&stdout(&o));
+    assert_success(&o, "cell_eval_compare.py");
+    assert!(stdout(&o).lines().any(|l| l.starts_with("ok: 20 cell-eval runs")), "{}", stdout(&o));
+    // An export into a folder holding files is refused without --force.
+    let o = explant(&args);
+    let err = assert_clean_failure(&o, "explant eval --export into a non-empty folder");
+    assert!(err.contains("already holds files") && err.contains("--force"), "{err}");
+}
+
 /// The short scene whose responders divide every tick (a cycle as short as `time.dt`),
 /// capped at `max_cells`.
 fn runaway_scene(dir: &TempDir, max_cells: usize) -> PathBuf {

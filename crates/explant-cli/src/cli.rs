@@ -380,9 +380,16 @@ pub struct EvalArgs {
     /// Write the score table as CSV here (an existing file is kept unless `--force`).
     #[arg(long, short)]
     pub out: Option<PathBuf>,
-    /// Overwrite the CSV file named by `--out` if it exists.
+    /// Overwrite the CSV file named by `--out` if it exists, and write `--export` into a
+    /// folder that already holds files.
     #[arg(long)]
     pub force: bool,
+    /// Also write the cells behind the scores here, as `cell-eval` reads them: one folder
+    /// per group (knocked-out cells, each distance band, far cells) with `real.h5ad` and
+    /// `pred_<predictor>.h5ad` (`obs['target_gene']`, `non-targeting` for control cells;
+    /// `obs['celltype']`), and `scores.csv`, explant's scores per knockout on those cells.
+    #[arg(long, value_name = "DIR")]
+    pub export: Option<PathBuf>,
     /// Seed and number of training contexts for the ridge baseline (as `explant train`).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

@@ -474,3 +474,97 @@ fn categorical(parent: &Group, name: &str, categories: &[VarLenUnicode], codes: 
         array(&g, "codes", &c)
     }
 }
+
+/// Single cells as a scorer such as `cell-eval` reads them: a float64 `X`, `obs` columns
+/// and `var_names`, nothing else. `N` cells by `G` genes.
+#[derive(Debug, Clone, Copy)]
+pub struct CellMatrix<'a> {
+    /// Cell names, `N` of them, unique; they become `obs_names`.
+    pub obs_names: &'a [String],
+    /// Gene names, `G` of them, unique; they become `var_names`.
+    pub var_names: &'a [String],
+    /// Expression, `N × G`, row-major; it becomes `X` (float64).
+    pub x: &'a [f64],
+    /// The `obs` columns, in this order.
+    pub obs: &'a [ObsColumn<'a>],
+    /// Version of explant that wrote the file (`uns['explant']['version']`).
+    pub explant_version: &'a str,
+}
+
+/// Write `m` to `path` as an AnnData file: dense float64 `X`, `obs` (index = `obs_names`,
+/// then `m.obs`), `var` (index = `var_names`), `uns['explant']['version']`, and empty
+/// `obsm`, `varm`, `obsp`, `varp` and `layers`. Float64 so that a scorer reading it
+/// computes in the same precision as explant. Checked first (lengths, unique names and
+/// columns, category codes, no NUL bytes); written atomically as [`write_h5ad`].
+pub fn write_cell_matrix(path: &Path, m: &CellMatrix<'_>) -> Result<(), IoError> {
+    let (n_obs, n_vars) = (m.obs_names.len(), m.var_names.len());
+    let cells_x_genes = n_obs.checked_mul(n_vars);
+    if cells_x_genes != Some(m.x.len()) {
+        let expected = cells_x_genes.unwrap_or(usize::MAX);
+        return Err(mismatch(path, "x", m.x.len(), expected, format!("{n_obs} cells × {n_vars} genes")));
+    }
+    for (i, c) in m.obs.iter().enumerate() {
+        if c.len() != n_obs {
+            return Err(mismatch(path, "obs", c.len(), n_obs, format!("column `{}`: one per cell", c.name())));
+        }
+        to_h5_string(path, || format!("obs[{i}].name"), c.name())?;
+        if let ObsColumn::Category { categories, codes, .. } = c {
+            check_unique(path, "obs categories", categories.iter().map(String::as_str))?;
+            to_h5_strings(path, c.name(), categories)?;
+            if let Some((cell, &code)) = codes.iter().enumerate().find(|&(_, &k)| k as usize >= categories.len()) {
+                return Err(IoError::BadCellType { path: path.to_path_buf(), cell, code, names: categories.len() });
+            }
+        }
+    }
+    check_unique(path, "obs columns", m.obs.iter().map(|c| c.name()))?;
+    check_unique(path, "obs_names", m.obs_names.iter().map(String::as_str))?;
+    check_unique(path, "var_names", m.var_names.iter().map(String::as_str))?;
+    let obs_names = to_h5_strings(path, "obs_names", m.obs_names)?;
+    let var_names = to_h5_strings(path, "var_names", m.var_names)?;
+    let version = to_h5_string(path, || "explant_version".to_owned(), m.explant_version)?;
+    write_atomically(path, |tmp| {
+        write_matrix_file(tmp, m, &obs_names, &var_names, &version)
+            .map_err(|source| IoError::Hdf5 { path: path.to_path_buf(), source })
+    })
+}
+
+fn write_matrix_file(
+    path: &Path,
+    m: &CellMatrix<'_>,
+    obs_names: &[VarLenUnicode],
+    var_names: &[VarLenUnicode],
+    version: &VarLenUnicode,
+) -> hdf5::Result<()> {
+    let file = hdf5::File::create(path)?;
+    {
+        let root: &Group = &file;
+        encoding(root, "anndata", "0.1.0")?;
+        let x =
+            root.new_dataset::<f64>().obj_track_times(false).shape((obs_names.len(), var_names.len())).create("X")?;
+        x.write_raw(m.x)?;
+        encoding(&x, "array", "0.2.0")?;
+        let obs = new_group(root, "obs")?;
+        let columns: Vec<&str> = m.obs.iter().map(|c| c.name()).collect();
+        dataframe(&obs, obs_names, &columns)?;
+        for c in m.obs {
+            match c {
+                ObsColumn::Int { name, values } => array(&obs, name, values)?,
+                ObsColumn::Float { name, values } => array(&obs, name, values)?,
+                ObsColumn::Category { name, categories, codes } => {
+                    let cats = categories.iter().map(|c| h5_str(c)).collect::<hdf5::Result<Vec<_>>>()?;
+                    categorical(&obs, name, &cats, codes)?;
+                }
+            }
+        }
+        let var = new_group(root, "var")?;
+        dataframe(&var, var_names, &[])?;
+        let uns = dict(root, "uns")?;
+        let explant = dict(&uns, "explant")?;
+        scalar(&explant, "version", version, "string")?;
+        for name in ["obsm", "varm", "obsp", "varp", "layers"] {
+            dict(root, name)?;
+        }
+    }
+    file.flush()?;
+    file.close()
+}

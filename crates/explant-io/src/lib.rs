@@ -31,7 +31,7 @@ mod render;
 mod report;
 
 pub use error::IoError;
-pub use h5ad::{FieldSnapshot, ObsColumn, Snapshot, write_h5ad};
+pub use h5ad::{CellMatrix, FieldSnapshot, ObsColumn, Snapshot, write_cell_matrix, write_h5ad};
 pub use plot::{LinePlot, Series, panels_svg};
 pub use read::{Coordinates, ImportRequest, ImportedTissue, RunSnapshot, SnapshotFields, read_snapshot, read_tissue};
 pub use render::{CellColour, TissueView, render_png};

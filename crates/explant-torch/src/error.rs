@@ -61,6 +61,10 @@ pub enum TorchError {
     /// source).
     #[error("running the teacher failed")]
     Teacher(#[from] explant_core::CoreError),
+    /// Writing a file of the evaluation's export failed (the writer names the file; boxed,
+    /// as it is large and rare).
+    #[error(transparent)]
+    Io(Box<explant_io::IoError>),
     /// A simulation of the evaluation failed (the simulation's error is the source).
     #[error("running the scene failed")]
     Simulation(#[source] explant_core::CoreError),

@@ -7,25 +7,28 @@
 //! cells, for unperturbed cells in each distance band of `output.distance_bands`, and for
 //! far cells: MAE of pseudobulk expression, Pearson correlation of the deltas across
 //! genes, the perturbation discrimination score (L1, target gene left out) and the DE
-//! overlap (Wilcoxon rank-sum of perturbed-run against control-run cells, BH FDR < 0.05,
-//! top-k of the prediction against the true DE set; a ranking holds only the genes the
-//! prediction changes), the MAE again without the knocked-out gene (`mae_off_target`: in
-//! the knocked-out cells the simulator clamps that gene whatever the model, so there this
-//! is the part a model must predict; in the other groups it is simply the error on the
-//! other genes), and MAE, PDS and DE overlap
-//! normalised against the mean baseline as `cell-eval` does (unclipped, so a loss shows as
-//! a negative number). Baselines: no change; the mean delta of the training knockouts
-//! (the other genes, applied by the teacher to the same held-out type in the same tissue:
-//! responses of that type to perturbations, which the network and ridge never see, so
-//! the comparison favours this baseline); a neighbour average (the
-//! knockout's direct effect alone, spread to unperturbed cells as the mean over their
-//! contact neighbourhood); and a ridge regression fitted on the same training
-//! trajectories as the network.
+//! overlap (`cell-eval`'s `overlap_at_N`, as `explant_core::score` defines it: DE genes
+//! of the truth and of the prediction alike by rank-sum test of perturbed-run against
+//! control-twin cells, BH FDR < 0.05, ranked by |log2 fold change|), the MAE again
+//! without the knocked-out gene (`mae_off_target`: in the knocked-out cells the simulator
+//! clamps that gene whatever the model, so there this is the part a model must predict;
+//! in the other groups it is simply the error on the other genes), and MAE, PDS and DE
+//! overlap normalised against the mean baseline as `cell-eval` does (unclipped, so a loss
+//! shows as a negative number). Baselines, each predicting every cell from its control
+//! twin (`baseline_cells`, so that they are scored from cells as the models are): no
+//! change; the mean delta of the training knockouts, floored at 0 (the other genes,
+//! applied by the teacher to the same held-out type in the same tissue: responses of that
+//! type to perturbations, which the network and ridge never see, so the comparison
+//! favours this baseline); a neighbour average (the knockout's direct effect alone,
+//! spread to unperturbed cells as the mean over their contact neighbourhood); and a ridge
+//! regression fitted on the same training
+//! trajectories as the network. With [`EvalOptions::export`] the cells of every group are
+//! kept for `cell-eval` ([`crate::export`]).
 
 use std::path::PathBuf;
 
 use explant_core::effects::match_ids;
-use explant_core::score::{benjamini_hochberg, de_overlap, discrimination, mae, pearson, rank_sum_p};
+use explant_core::score::{Response, de_overlap, discrimination, mae, pearson};
 use explant_core::{CellTable, ResponseModel, Simulation, Teacher};
 use explant_scene::{LoadedScene, Perturbation, PerturbationName, Scene};
 
@@ -47,6 +50,8 @@ pub struct EvalOptions {
     pub seed: u64,
     /// Teacher runs the ridge baseline is fitted on (as `explant train --contexts`).
     pub contexts: usize,
+    /// Also build the cells of every group for `cell-eval` ([`Evaluation::export`]).
+    pub export: bool,
 }
 
 /// One model's scores in one group of cells, averaged over the held-out knockouts.
@@ -85,16 +90,20 @@ pub struct Evaluation {
     pub notes: Vec<String>,
     /// Scores, grouped by cell group, baselines first.
     pub rows: Vec<EvalRow>,
+    /// The cells behind the scores, per group, as `cell-eval` reads them (when
+    /// [`EvalOptions::export`] asked for them).
+    pub export: Option<crate::export::Export>,
 }
 
 fn bad(option: &str, message: String) -> TorchError {
     TorchError::BadOption { option: option.into(), message }
 }
 
-/// One model's runs: the control and each held-out knockout.
-struct Runs {
-    control: CellTable,
-    perturbed: Vec<(CellTable, Vec<f32>)>,
+/// One model's runs: the control and each held-out knockout (the cells and their
+/// distances to the nearest knocked-out cell).
+pub(crate) struct Runs {
+    pub(crate) control: CellTable,
+    pub(crate) perturbed: Vec<(CellTable, Vec<f32>)>,
 }
 
 fn knockout(gene: &str, cell_type: &str) -> Perturbation {
@@ -151,7 +160,7 @@ fn runs(
 }
 
 /// Group membership per cell of a perturbed run: 0 = perturbed, 1.. = bands, last = far.
-fn group_of(table: &CellTable, d: &[f32], bands: &[f32]) -> Vec<usize> {
+pub(crate) fn group_of(table: &CellTable, d: &[f32], bands: &[f32]) -> Vec<usize> {
     (0..table.ids.len())
         .map(|i| {
             if table.perturbed[i] {
@@ -163,41 +172,24 @@ fn group_of(table: &CellTable, d: &[f32], bands: &[f32]) -> Vec<usize> {
         .collect()
 }
 
-/// Per group: the perturbed run's pseudobulk, the delta against the control (matched
-/// ids) and the per-gene rank-sum p-values (perturbed-run cells vs their control cells).
-struct GroupResponse {
-    pseudobulk: Vec<f64>,
-    control: Vec<f64>,
-    delta: Vec<f64>,
-    p: Vec<f64>,
+/// Cell `i`'s expression in `t` (`g` genes).
+pub(crate) fn row(t: &CellTable, i: usize, g: usize) -> &[f32] {
+    &t.expression[i * g..(i + 1) * g]
 }
 
-fn responses(pert: &CellTable, d: &[f32], ctrl: &CellTable, bands: &[f32], g: usize) -> Vec<Option<GroupResponse>> {
+/// Per group: the perturbed run's cells against their control twins (matched ids), as a
+/// [`Response`] (pseudobulks, delta, rank-sum p-values and fold changes); `None` where
+/// the group has no matched cell.
+fn responses(pert: &CellTable, d: &[f32], ctrl: &CellTable, bands: &[f32], g: usize) -> Vec<Option<Response>> {
     let groups = group_of(pert, d, bands);
     let matched = match_ids(pert, ctrl);
     (0..=bands.len())
         .map(|k| {
             let cells: Vec<(usize, usize)> =
                 (0..pert.ids.len()).filter(|&i| groups[i] == k).filter_map(|i| matched[i].map(|j| (i, j))).collect();
-            if cells.is_empty() {
-                return None;
-            }
-            let n = cells.len() as f64;
-            let col = |t: &CellTable, idx: &dyn Fn(&(usize, usize)) -> usize, gene: usize| -> Vec<f64> {
-                cells.iter().map(|c| f64::from(t.expression[idx(c) * g + gene])).collect()
-            };
-            let mut out =
-                GroupResponse { pseudobulk: Vec::new(), control: Vec::new(), delta: Vec::new(), p: Vec::new() };
-            for gene in 0..g {
-                let a = col(pert, &|c| c.0, gene);
-                let b = col(ctrl, &|c| c.1, gene);
-                let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
-                out.pseudobulk.push(ma);
-                out.control.push(mb);
-                out.delta.push(ma - mb);
-                out.p.push(rank_sum_p(&a, &b));
-            }
-            Some(out)
+            let a: Vec<&[f32]> = cells.iter().map(|c| row(pert, c.0, g)).collect();
+            let b: Vec<&[f32]> = cells.iter().map(|c| row(ctrl, c.1, g)).collect();
+            Response::of(&a, &b)
         })
         .collect()
 }
@@ -291,12 +283,15 @@ pub fn evaluate(scene: &LoadedScene, opts: &EvalOptions, progress: &mut dyn FnMu
     let signature = explant_core::ModelSignature::of_scene(sc);
     let mut notes = model_notes(opts, &signature, progress)?;
     let runs = all_runs(scene, opts, &signature, &train_genes, progress)?;
-    let scoring = Scoring::new(sc, &runs, &targets, opts.perturb.len());
+    let scoring = Scoring::new(sc, runs, &targets, opts.perturb.len());
     let mut rows = Vec::new();
     for (k, name) in group_names(&sc.output.distance_bands).iter().enumerate() {
         rows.extend(scoring.group(k, name, &mut notes, progress));
     }
-    Ok(Evaluation { train_genes, notes, rows })
+    let export = opts
+        .export
+        .then(|| crate::export::Export::new(sc, &opts.perturb, &scoring.truth_runs, &scoring.predictors, &mut notes));
+    Ok(Evaluation { train_genes, notes, rows, export })
 }
 
 /// The training knockouts (the scene's genes not held out), after checking that the
@@ -405,7 +400,7 @@ fn all_runs(
 }
 
 /// Names of the groups of cells: `perturbed`, each distance band, then `far`.
-fn group_names(bands: &[f32]) -> Vec<String> {
+pub(crate) fn group_names(bands: &[f32]) -> Vec<String> {
     std::iter::once("perturbed".to_string())
         .chain(bands.windows(2).map(|w| format!("{}-{} um", w[0], w[1])))
         .chain(std::iter::once(format!("far (>= {} um)", bands.last().copied().unwrap_or(0.0))))
@@ -413,9 +408,9 @@ fn group_names(bands: &[f32]) -> Vec<String> {
 }
 
 /// Responses per held-out (or training) knockout, per group.
-type Responses = Vec<Vec<Option<GroupResponse>>>;
+type Responses = Vec<Vec<Option<Response>>>;
 
-/// Every model's responses, ready to be scored group by group.
+/// Every predictor's runs and responses, ready to be scored group by group.
 struct Scoring<'a> {
     /// Genes.
     g: usize,
@@ -423,102 +418,112 @@ struct Scoring<'a> {
     targets: &'a [usize],
     /// Held-out knockouts: a group is scored only where the truth has cells for each.
     held_out: usize,
+    /// The teacher's runs under the held-out knockouts.
+    truth_runs: Runs,
     /// The teacher's responses to the held-out knockouts.
     truth: Responses,
-    /// The teacher's responses to the training knockouts.
-    training: Responses,
-    /// The neighbour average, the learned model and the ridge baseline.
-    models: Vec<(&'static str, Responses)>,
+    /// Per group: how many training knockouts the mean baseline averages there.
+    mean_counts: Vec<usize>,
+    /// Training knockouts.
+    training: usize,
+    /// Every predictor's runs, in the order of the score table: no change, the mean
+    /// baseline, the neighbour average, the learned model and ridge.
+    predictors: Vec<(&'static str, Runs)>,
+    /// Their responses, in the same order.
+    responses: Vec<Responses>,
 }
 
 impl<'a> Scoring<'a> {
-    /// The responses of every run (and of the neighbour average, built from the truth).
-    fn new(sc: &Scene, runs: &AllRuns, targets: &'a [usize], held_out: usize) -> Self {
+    /// Every predictor's runs (the baselines' built as cells from the truth: see
+    /// [`crate::baseline_cells`]) and their responses.
+    fn new(sc: &Scene, runs: AllRuns, targets: &'a [usize], held_out: usize) -> Self {
         let g = sc.genes.len();
         let bands = &sc.output.distance_bands;
-        let truth = &runs.truth;
         let per = |r: &Runs| -> Responses {
             r.perturbed.iter().map(|(t, d)| responses(t, d, &r.control, bands, g)).collect()
         };
-        let (truth_r, train_r) = (per(truth), per(&runs.training));
-        let neighbour_r: Responses = truth
-            .perturbed
-            .iter()
-            .zip(targets)
-            .map(|((t, d), &target)| {
-                let pred = neighbour_average(t, &truth.control, target, sc.contact.radius, g);
-                responses(&pred, d, &truth.control, bands, g)
+        let AllRuns { truth, training, learned, ridge } = runs;
+        let train_r = per(&training);
+        // The mean delta of the training knockouts in each group.
+        let groups = bands.len() + 1;
+        let mut mean_counts = Vec::new();
+        let mean_deltas: Vec<Vec<f64>> = (0..groups)
+            .map(|k| {
+                let deltas: Vec<&Vec<f64>> = train_r.iter().filter_map(|p| p[k].as_ref().map(|r| &r.delta)).collect();
+                mean_counts.push(deltas.len());
+                (0..g).map(|x| deltas.iter().map(|d| d[x]).sum::<f64>() / deltas.len().max(1) as f64).collect()
             })
             .collect();
-        let models = vec![("neighbour-avg", neighbour_r), ("learned", per(&runs.learned)), ("ridge", per(&runs.ridge))];
-        Self { g, targets, held_out, truth: truth_r, training: train_r, models }
+        let from_truth = |build: &dyn Fn(&CellTable, &[f32], usize) -> CellTable| -> Runs {
+            Runs {
+                control: truth.control.clone(),
+                perturbed: truth
+                    .perturbed
+                    .iter()
+                    .zip(targets)
+                    .map(|((t, d), &target)| (build(t, d, target), d.clone()))
+                    .collect(),
+            }
+        };
+        let control = &truth.control;
+        let no_change = from_truth(&|t, _, _| crate::baseline_cells::no_change(t, control, g));
+        let mean = from_truth(&|t, d, _| crate::baseline_cells::mean_shift(t, d, control, bands, &mean_deltas, g));
+        let neighbour = from_truth(&|t, _, target| neighbour_average(t, control, target, sc.contact.radius, g));
+        let predictors = vec![
+            ("no-change", no_change),
+            ("mean", mean),
+            ("neighbour-avg", neighbour),
+            ("learned", learned),
+            ("ridge", ridge),
+        ];
+        let responses = predictors.iter().map(|(_, r)| per(r)).collect();
+        let truth_r = per(&truth);
+        Self {
+            g,
+            targets,
+            held_out,
+            truth_runs: truth,
+            truth: truth_r,
+            mean_counts,
+            training: training.perturbed.len(),
+            predictors,
+            responses,
+        }
     }
 
-    /// The rows of group `k` (named `name`): the baselines, then each model with
-    /// responses in every held-out knockout; none where the truth lacks cells for one.
+    /// The rows of group `k` (named `name`): each predictor with responses in every
+    /// held-out knockout (the baselines always); none where the truth lacks cells for one.
     fn group(&self, k: usize, name: &str, notes: &mut Vec<String>, progress: &mut dyn FnMut(&str)) -> Vec<EvalRow> {
-        let g = self.g;
         // Truth for this group, per held-out knockout.
-        let t: Vec<&GroupResponse> = self.truth.iter().filter_map(|p| p[k].as_ref()).collect();
+        let t: Vec<&Response> = self.truth.iter().filter_map(|p| p[k].as_ref()).collect();
         if t.len() != self.held_out {
             return Vec::new();
         }
-        let truth = GroupTruth::new(t, self.targets, g);
-        let control_pb: Vec<Vec<f64>> = truth.t.iter().map(|r| r.control.clone()).collect();
-        let mean_delta = self.mean_training_delta(k, name, notes, progress);
-        let n = truth.t.len();
-        let mut rows: Vec<(&str, Scores)> = Vec::new();
-        rows.push(("no-change", truth.score(&control_pb, &vec![vec![0.0; g]; n], &vec![Vec::new(); n])));
-        rows.push((
-            "mean",
-            truth.score(
-                &control_pb.iter().map(|c| c.iter().zip(&mean_delta).map(|(a, d)| a + d).collect()).collect::<Vec<_>>(),
-                &vec![mean_delta.clone(); n],
-                &vec![by_size(&mean_delta, g); n],
-            ),
-        ));
-        for (label, rs) in &self.models {
-            let got: Vec<&GroupResponse> = rs.iter().filter_map(|p| p[k].as_ref()).collect();
-            if got.len() != n {
-                continue;
-            }
-            let ranking: Vec<Vec<usize>> = got.iter().map(|r| by_p_value(r, g)).collect();
-            let pb: Vec<Vec<f64>> = got.iter().map(|r| r.pseudobulk.clone()).collect();
-            let delta: Vec<Vec<f64>> = got.iter().map(|r| r.delta.clone()).collect();
-            rows.push((label, truth.score(&pb, &delta, &ranking)));
-        }
-        eval_rows(name, &rows)
-    }
-
-    /// Mean delta of the training knockouts in group `k`, noting (in `notes` and through
-    /// `progress`) when some of them have no cells there.
-    fn mean_training_delta(
-        &self,
-        k: usize,
-        name: &str,
-        notes: &mut Vec<String>,
-        progress: &mut dyn FnMut(&str),
-    ) -> Vec<f64> {
-        let train_r = &self.training;
-        let train_deltas: Vec<&Vec<f64>> = train_r.iter().filter_map(|p| p[k].as_ref().map(|r| &r.delta)).collect();
-        if train_deltas.len() < train_r.len() {
+        if self.mean_counts[k] < self.training {
             let note = format!(
                 "group `{name}`: the mean baseline averages {} of {} training knockouts (the others have no cells there)",
-                train_deltas.len(),
-                train_r.len()
+                self.mean_counts[k], self.training
             );
             progress(&format!("note: {note}"));
             notes.push(note);
         }
-        (0..self.g).map(|x| train_deltas.iter().map(|d| d[x]).sum::<f64>() / train_deltas.len().max(1) as f64).collect()
+        let truth = GroupTruth::new(t, self.targets, self.g);
+        let mut rows: Vec<(&str, Scores)> = Vec::new();
+        for ((label, _), rs) in self.predictors.iter().zip(&self.responses) {
+            let got: Vec<&Response> = rs.iter().filter_map(|p| p[k].as_ref()).collect();
+            if got.len() == truth.t.len() {
+                rows.push((label, truth.score(&got)));
+            }
+        }
+        eval_rows(name, &rows)
     }
 }
 
 /// The truth in one group, per held-out knockout, with its DE genes.
 struct GroupTruth<'a> {
     /// The truth's response per held-out knockout.
-    t: Vec<&'a GroupResponse>,
-    /// Truly DE genes per held-out knockout (BH-adjusted p < 0.05 and a nonzero delta).
+    t: Vec<&'a Response>,
+    /// Truly DE genes per held-out knockout ([`Response::de_genes`]).
     real_de: Vec<Vec<usize>>,
     /// Index of each held-out gene.
     targets: &'a [usize],
@@ -528,22 +533,16 @@ struct GroupTruth<'a> {
 
 impl<'a> GroupTruth<'a> {
     /// The truth `t` with its DE genes.
-    fn new(t: Vec<&'a GroupResponse>, targets: &'a [usize], g: usize) -> Self {
-        let real_de: Vec<Vec<usize>> = t
-            .iter()
-            .map(|r| {
-                let adj = benjamini_hochberg(&r.p);
-                (0..g).filter(|&x| adj[x] < 0.05 && r.delta[x] != 0.0).collect()
-            })
-            .collect();
+    fn new(t: Vec<&'a Response>, targets: &'a [usize], g: usize) -> Self {
+        let real_de = t.iter().map(|r| r.de_genes()).collect();
         Self { t, real_de, targets, g }
     }
 
-    /// Scores of a prediction (pseudobulk, delta and DE ranking per held-out knockout)
-    /// against the truth, averaged over the knockouts.
-    fn score(&self, pb: &[Vec<f64>], delta: &[Vec<f64>], ranking: &[Vec<usize>]) -> Scores {
+    /// Scores of a prediction (its response per held-out knockout) against the truth,
+    /// averaged over the knockouts.
+    fn score(&self, got: &[&Response]) -> Scores {
         let (t, targets, real_de, g) = (&self.t, self.targets, &self.real_de, self.g);
-        let n = pb.len();
+        let n = got.len();
         let mean_of = |v: Vec<f64>| -> f64 {
             let v: Vec<f64> = v.into_iter().filter(|x| x.is_finite()).collect();
             if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 }
@@ -555,31 +554,16 @@ impl<'a> GroupTruth<'a> {
             mae(&a, &b)
         };
         let truth_d: Vec<Vec<f64>> = t.iter().map(|x| x.delta.clone()).collect();
+        let delta: Vec<Vec<f64>> = got.iter().map(|x| x.delta.clone()).collect();
         Scores {
             n,
-            mae: (0..n).map(|p| mae(&pb[p], &t[p].pseudobulk)).sum::<f64>() / n as f64,
-            mae_off_target: (0..n).map(|p| off_target(&pb[p], &t[p].pseudobulk, targets[p])).sum::<f64>() / n as f64,
+            mae: (0..n).map(|p| mae(&got[p].mean, &t[p].mean)).sum::<f64>() / n as f64,
+            mae_off_target: (0..n).map(|p| off_target(&got[p].mean, &t[p].mean, targets[p])).sum::<f64>() / n as f64,
             pearson: mean_of((0..n).map(|p| pearson(&delta[p], &t[p].delta)).collect()),
-            pds: discrimination(delta, &truth_d, targets).iter().sum::<f64>() / n as f64,
-            de: mean_of((0..n).map(|p| de_overlap(&real_de[p], &ranking[p])).collect()),
+            pds: discrimination(&delta, &truth_d, targets).iter().sum::<f64>() / n as f64,
+            de: (0..n).map(|p| de_overlap(&real_de[p], &got[p].de_genes())).sum::<f64>() / n as f64,
         }
     }
-}
-
-/// A baseline's DE ranking: the genes it changes, largest change first. Rankings hold
-/// only the genes a prediction changes at all: a gene it leaves exactly as in the
-/// control is not predicted DE (else ties would fill the top k in the scene's gene order).
-fn by_size(d: &[f64], g: usize) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..g).filter(|&x| d[x] != 0.0).collect();
-    idx.sort_by(|&a, &b| d[b].abs().total_cmp(&d[a].abs()));
-    idx
-}
-
-/// A model's DE ranking: the genes it changes, by rank-sum p-value, then largest change first.
-fn by_p_value(r: &GroupResponse, g: usize) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..g).filter(|&x| r.delta[x] != 0.0).collect();
-    idx.sort_by(|&a, &b| r.p[a].total_cmp(&r.p[b]).then(r.delta[b].abs().total_cmp(&r.delta[a].abs())));
-    idx
 }
 
 /// The rows of one group, each normalised against the mean baseline (the second row).

@@ -12,8 +12,10 @@
 
 #![allow(unsafe_code)] // none of ours; tch's types are used through their safe API
 
+mod baseline_cells;
 mod error;
 mod eval;
+pub mod export;
 mod fit;
 mod layers;
 mod meta;
