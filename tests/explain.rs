@@ -140,6 +140,12 @@ fn axin2_and_lgr5_respond_to_a_wnt3a_knockout_through_ligand_wnt3a() {
     });
     assert!(line.contains("ligand:WNT3A"), "{line}");
     assert!(printed.lines().any(|l| l.starts_with("WNT3A") && l.contains("(none: within the cell)")), "{printed}");
+    // The same explanation on one thread (from the run directory, replacing it): the same
+    // bytes, whatever rayon does with the runs.
+    let all_threads = read(&out.join("explain/attribution.csv"));
+    let o = explant(["explain".as_ref(), out.as_os_str(), "--force".as_ref(), "--threads".as_ref(), "1".as_ref()]);
+    assert_success(&o, "explant explain RUN_DIR --threads 1");
+    assert_eq!(read(&out.join("explain/attribution.csv")), all_threads, "attribution.csv depends on the thread count");
 }
 
 #[test]
