@@ -1,11 +1,12 @@
 //! End-to-end tests of the `explant` binary, as one test binary (one link instead of
 //! one per file): runs and their outputs (`cli`), `render` and `report` (`render`), and
 //! sweeps (`sweep`), checkpoint and resume (`resume`), names that need quoting in CSV
-//! (`names`), and the pairing of a perturbed run's cells with its control's by lineage
+//! (`names`), explanations scored against the true wiring (`explain`), and the pairing of a perturbed run's cells with its control's by lineage
 //! (`pairing`). Helpers shared by all of them are in `common`.
 
 mod cli;
 mod common;
+mod explain;
 mod hostile;
 mod names;
 mod pairing;

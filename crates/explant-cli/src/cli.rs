@@ -33,6 +33,9 @@ pub enum Command {
     /// Score a learned model on held-out knockouts in a held-out cell type, in tissue,
     /// against the teacher and simple baselines.
     Eval(EvalArgs),
+    /// Say which signal channel (ligand, contact gene, neighbour type) carried a
+    /// perturbation's effect on each gene, by counterfactual runs, into RUN_DIR/explain/.
+    Explain(ExplainArgs),
     /// Learned response models.
     #[command(subcommand)]
     Model(ModelCommand),
@@ -227,6 +230,55 @@ pub struct RunArgs {
     /// killed, or extend it, with the same results as an uninterrupted run.
     #[arg(long, value_name = "MIN")]
     pub checkpoint_every: Option<f64>,
+}
+
+/// `explant explain`.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// A scene file (run first into `--out`) or a run directory of `explant run` (its
+    /// `scene.toml` is explained; the results go to `RUN_DIR/explain/`).
+    pub path: PathBuf,
+    /// Output (run) directory when PATH is a scene: the scene is run there, then explained
+    /// into `OUT/explain/`.
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
+    /// How effects are split among channels: `ablation` (one run per channel with that
+    /// channel held at the control's value); `shapley` and `gradients` are not
+    /// implemented yet.
+    #[arg(long, value_enum, default_value_t = ExplainMethod::Ablation)]
+    pub method: ExplainMethod,
+    /// Use the scene's mechanistic teacher instead of its `[model]`.
+    #[arg(long, conflicts_with = "model")]
+    pub teacher: bool,
+    /// Use this TorchScript model (`.pt` with its `.json`) instead of the scene's `[model]`.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Where ligand diffusion runs (in each of the explanation's runs).
+    #[arg(long, value_enum, default_value_t = DiffusionChoice::Cpu)]
+    pub diffusion: DiffusionChoice,
+    /// Worker threads (0: all cores). Results are identical for any count.
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Replace an existing output directory or `explain/` folder.
+    #[arg(long)]
+    pub force: bool,
+    /// How many of the largest effects to print.
+    #[arg(long, default_value_t = 8)]
+    pub top: usize,
+    /// No progress bar (when PATH is a scene) and no notes.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// `explant explain --method`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExplainMethod {
+    /// One counterfactual run per channel, that channel held at the control's value.
+    Ablation,
+    /// Shapley values over channels by permutation sampling (not implemented yet).
+    Shapley,
+    /// Integrated gradients of the response model (not implemented yet).
+    Gradients,
 }
 
 /// `explant resume`.

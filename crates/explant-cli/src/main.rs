@@ -32,6 +32,7 @@ fn main() -> ExitCode {
         cli::Command::Model(cli::ModelCommand::Fit(args)) => commands::model::fit(args),
         cli::Command::Train(args) => commands::model::train(args),
         cli::Command::Eval(args) => commands::eval::eval(args),
+        cli::Command::Explain(args) => commands::explain::explain(args),
         cli::Command::Model(cli::ModelCommand::Show(args)) => commands::model::show(args),
         cli::Command::Bench(cli::BenchCommand::Diffusion(args)) => commands::bench::diffusion(args),
         cli::Command::Bench(cli::BenchCommand::Tissue(args)) => commands::bench::tissue(args),

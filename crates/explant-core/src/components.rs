@@ -299,6 +299,9 @@ pub struct Batch {
     pub contact: Vec<f32>,
     /// Neighbours of each cell type, `N × T` counts.
     pub neighbour_types: Vec<f32>,
+    /// The tick whose sense stage filled `sensed`, `contact` and `neighbour_types`
+    /// (`None` before the first).
+    pub sensed_at: Option<u64>,
     /// Receptor blocks: the fraction of each ligand each cell still senses and takes
     /// up, `N × L` (empty when no receptor block is active).
     pub unblocked: Vec<f32>,

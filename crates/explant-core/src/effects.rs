@@ -82,27 +82,9 @@ pub fn effects(
     genes: usize,
 ) -> Vec<EffectRow> {
     let matched = match_ids(perturbed, control);
-    let mut groups: Vec<(&'static str, f32, f32)> = vec![("perturbed", 0.0, 0.0)];
-    for w in bands.windows(2) {
-        groups.push(("band", w[0], w[1]));
-    }
-    if let Some(&last) = bands.last() {
-        groups.push(("far", last, f32::INFINITY));
-    }
     let mut rows = Vec::new();
-    for &(group, from, to) in &groups {
-        let members: Vec<(usize, usize)> = matched
-            .iter()
-            .enumerate()
-            .filter_map(|(i, m)| m.map(|j| (i, j)))
-            .filter(|&(i, _)| {
-                if group == "perturbed" {
-                    perturbed.perturbed[i]
-                } else {
-                    !perturbed.perturbed[i] && distance[i] >= from && distance[i] < to
-                }
-            })
-            .collect();
+    for g in groups(perturbed, distance, bands) {
+        let members: Vec<(usize, usize)> = g.cells.iter().filter_map(|&i| matched[i].map(|j| (i, j))).collect();
         for gene in 0..genes {
             let (mut sp, mut sc) = (0.0f64, 0.0f64);
             for &(i, j) in &members {
@@ -112,9 +94,9 @@ pub fn effects(
             let n = members.len().max(1) as f64;
             let (pm, cm) = if members.is_empty() { (f64::NAN, f64::NAN) } else { (sp / n, sc / n) };
             rows.push(EffectRow {
-                group,
-                from,
-                to,
+                group: g.group,
+                from: g.from,
+                to: g.to,
                 cells: members.len(),
                 gene,
                 perturbed_mean: pm,
@@ -124,6 +106,44 @@ pub fn effects(
         }
     }
     rows
+}
+
+/// One group of cells of a perturbed run, as [`effects`] reports them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CellGroup {
+    /// `perturbed`, `band` or `far`.
+    pub group: &'static str,
+    /// Lower edge of the distance band, µm (0 for `perturbed`).
+    pub from: f32,
+    /// Upper edge of the band, µm (infinite for `far`).
+    pub to: f32,
+    /// Rows of the perturbed run's table in the group.
+    pub cells: Vec<usize>,
+}
+
+/// The groups of [`effects`]: the perturbed cells, the unperturbed cells in each distance
+/// band `[bands[k], bands[k+1])`, and those beyond the last edge (`far`). `distance` is
+/// per cell of `perturbed` (NaN: in no band).
+pub fn groups(perturbed: &CellTable, distance: &[f32], bands: &[f32]) -> Vec<CellGroup> {
+    let mut out = vec![CellGroup { group: "perturbed", from: 0.0, to: 0.0, cells: Vec::new() }];
+    for w in bands.windows(2) {
+        out.push(CellGroup { group: "band", from: w[0], to: w[1], cells: Vec::new() });
+    }
+    if let Some(&last) = bands.last() {
+        out.push(CellGroup { group: "far", from: last, to: f32::INFINITY, cells: Vec::new() });
+    }
+    for g in &mut out {
+        g.cells = (0..perturbed.ids.len())
+            .filter(|&i| {
+                if g.group == "perturbed" {
+                    perturbed.perturbed[i]
+                } else {
+                    !perturbed.perturbed[i] && distance[i] >= g.from && distance[i] < g.to
+                }
+            })
+            .collect();
+    }
+    out
 }
 
 /// Mean effect of unperturbed cells in distance bins of width `bin`, from 0 to the

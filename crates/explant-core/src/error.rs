@@ -68,6 +68,9 @@ pub enum CoreError {
         /// Who holds it: a living cell, or another new cell of the step.
         holder: String,
     },
+    /// A channel clamp (`explant explain`) was given values it cannot use.
+    #[error("channel clamp: {0}")]
+    Clamp(String),
     /// The state became NaN, infinite or ran away.
     #[error("tick {tick} (t = {time} min): {what}")]
     Unstable {

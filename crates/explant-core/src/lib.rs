@@ -14,7 +14,8 @@
 //! 1. **secrete** — ligand genes deposit onto the grid;
 //! 2. **diffuse** — ligands diffuse and decay (CPU or GPU backend);
 //! 3. **sense** — neighbours within the contact radius, contact-signal means, and
-//!    receptor-gated ligand concentrations at each cell;
+//!    receptor-gated ligand concentrations at each cell (then, when a [`ChannelClamp`] is
+//!    set, the clamped signals are overwritten by a paired control's: [`clamp`]);
 //! 4. **respond** — the response model maps state + signals to `dx/dt`; Euler step;
 //! 5. **perturb** — the scene's clamps (knockout, knockdown, overexpression);
 //! 6. **mechanics** — overdamped centre-based motion, walls, basement membrane,
@@ -23,6 +24,7 @@
 //! 8. **record** — the clock advances; pseudobulk time series and sanity checks.
 
 mod checkpoint;
+pub mod clamp;
 mod components;
 pub mod effects;
 mod error;
@@ -48,6 +50,7 @@ use explant_scene::Scene;
 use glam::Vec3;
 
 pub use checkpoint::{Decoder, Encoder, SimState};
+pub use clamp::{Channel, ChannelClamp, ChannelValues};
 pub use components::*;
 pub use error::{CoreError, ModelError};
 pub use life::{SORT_INTERVAL, sort_rows};
@@ -235,6 +238,36 @@ impl Simulation {
         })
     }
 
+    /// The signals of `channels` this simulation's last sense stage found, by cell id, to
+    /// clamp another run to them ([`Simulation::clamp_channels`]); call it right after
+    /// [`Simulation::step`].
+    pub fn channel_values(&self, channels: &[Channel]) -> ChannelValues {
+        let batch = self.world.resource::<Batch>();
+        let settings = self.world.resource::<Settings>();
+        // Never sensed: a tick no run will reach, so a clamp that reads it is refused.
+        let tick = batch.sensed_at.unwrap_or(u64::MAX);
+        ChannelValues::of_batch(batch, settings, channels, tick)
+    }
+
+    /// From the next sense stage on, hold `channels` at `values` (another run's
+    /// [`Simulation::channel_values`] of the same tick) for every cell with a twin there;
+    /// cells without one keep their own signals. Pass new values before every tick at
+    /// which this simulation senses: values of another tick stop the run with
+    /// [`CoreError::Clamp`]. An empty `channels` removes the clamp.
+    ///
+    /// # Errors
+    ///
+    /// [`CoreError::Clamp`] when `values` lacks one of `channels`.
+    pub fn clamp_channels(
+        &mut self,
+        channels: &[Channel],
+        values: std::sync::Arc<ChannelValues>,
+    ) -> Result<(), CoreError> {
+        let clamp = if channels.is_empty() { ChannelClamp::default() } else { ChannelClamp::new(channels, values)? };
+        self.world.insert_resource(clamp);
+        Ok(())
+    }
+
     /// Wall time per stage so far.
     pub fn stage_times(&self) -> Vec<(Stage, Duration)> {
         let t = self.world.resource::<StageTimers>();
@@ -355,6 +388,7 @@ fn base_world(
     world.insert_resource(Diffuser(diffuser));
     world.insert_resource(Model(Mutex::new(model)));
     world.insert_resource(Batch::default());
+    world.insert_resource(ChannelClamp::default());
     world.insert_resource(Failure::default());
     world.insert_resource(StageTimers::default());
     world.insert_resource(schedule::StageStart::default());

@@ -18,7 +18,7 @@ use bevy_ecs::system::{ScheduleSystem, SystemParam};
 
 use crate::Stage;
 use crate::components::{Clock, Failure, Settings, StageTimers};
-use crate::{life, mechanics, recording, stages};
+use crate::{clamp, life, mechanics, recording, stages};
 
 /// What every stage reads: the run's fixed settings and the clock.
 #[derive(SystemParam)]
@@ -136,7 +136,8 @@ pub(crate) fn tick() -> Schedule {
     schedule.configure_sets(Stage::Fate.run_if(mechanics_due));
     add_stage(&mut schedule, Stage::Secrete, stages::secrete);
     add_stage(&mut schedule, Stage::Diffuse, stages::diffuse);
-    add_stage(&mut schedule, Stage::Sense, stages::sense);
+    // A channel clamp (`explant explain`) overwrites the signals sense found, before respond reads them.
+    add_stage(&mut schedule, Stage::Sense, (stages::sense, clamp::apply_clamp).chain());
     add_stage(&mut schedule, Stage::Respond, stages::respond);
     add_stage(&mut schedule, Stage::Perturb, stages::perturb);
     add_stage(&mut schedule, Stage::Mechanics, mechanics::mechanics);

@@ -223,6 +223,7 @@ pub(crate) fn sense(ctx: TickContext, states: Res<States>, ligands: Res<Ligands>
             }
         });
     }
+    b.sensed_at = Some(ctx.clock.tick);
 }
 
 /// Respond: one call of the response model on the whole population's expression

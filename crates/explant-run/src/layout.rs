@@ -42,6 +42,12 @@ pub enum RunFile {
     /// `checkpoint.explant`: the latest checkpoint (`--checkpoint-every`), read by
     /// `explant resume`.
     Checkpoint,
+    /// `explain/`: what `explant explain` writes.
+    Explain,
+    /// `explain/attribution.csv`: the share of each effect carried by each channel.
+    Attribution,
+    /// `explain/attribution.svg`: channel × target heat map of the shares.
+    AttributionHeatmap,
 }
 
 impl RunFile {
@@ -62,6 +68,9 @@ impl RunFile {
             RunFile::Figures => "figures",
             RunFile::Report => "report.html",
             RunFile::Checkpoint => "checkpoint.explant",
+            RunFile::Explain => "explain",
+            RunFile::Attribution => "explain/attribution.csv",
+            RunFile::AttributionHeatmap => "explain/attribution.svg",
         }
     }
 }

@@ -15,6 +15,8 @@
 //! - [`RunDir`] and [`RunFile`]: the one owner of the run directory's file names;
 //!   [`Manifest`] its typed manifest; [`tables`] one writer and one reader for every CSV
 //!   table (through the `csv` crate, so names with commas round-trip);
+//! - [`explain`]: which signal channel carried a perturbation's effect, by
+//!   counterfactual runs with one channel held at the control's value;
 //! - [`figures`] and [`report`]: a run's pictures and its HTML page, read back through
 //!   [`RunDir`].
 
@@ -22,6 +24,7 @@ pub mod backends;
 pub mod bench;
 mod checkpoint;
 mod error;
+pub mod explain;
 pub mod figures;
 mod import;
 mod layout;

@@ -200,11 +200,12 @@ pub struct Failure {
 }
 
 impl Failure {
-    fn new(error: CoreError, in_control: bool) -> Self {
+    pub(crate) fn new(error: CoreError, in_control: bool) -> Self {
         let stage = match &error {
             CoreError::Field(_) => Stage::Diffuse,
             CoreError::Model(_) => Stage::Respond,
             CoreError::TooManyCells { .. } => Stage::Fate,
+            CoreError::Clamp(_) => Stage::Sense,
             // Non-finite and runaway values are found by the record stage's check.
             _ => Stage::Record,
         };

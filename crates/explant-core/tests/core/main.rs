@@ -2,6 +2,7 @@
 //! and uv's `crates/uv/tests/it`): one link step instead of six, and the modules can
 //! share helpers. Scene files are read relative to `CARGO_MANIFEST_DIR` (`../../scenes`).
 
+mod clamp;
 mod exchange;
 mod life;
 mod lineage;
