@@ -554,7 +554,7 @@ impl Shape {
 
     /// Whether the two regions share a point (touching counts), in the scene's dimensions.
     pub fn overlaps(&self, other: &Shape) -> bool {
-        let padded = |c: &[f32]| [c[0], c.get(1).copied().unwrap_or(0.0), c.get(2).copied().unwrap_or(0.0)];
+        let padded = |c: &[f32]| [0, 1, 2].map(|k| c.get(k).copied().unwrap_or(0.0));
         match (self, other) {
             (Shape::Circle { centre: a, radius: ra }, Shape::Circle { centre: b, radius: rb }) => {
                 let d2: f32 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum();

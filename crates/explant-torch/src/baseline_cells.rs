@@ -45,7 +45,10 @@ pub(crate) fn mean_shift(
         if let Some(j) = *j {
             let shift = &mean_deltas[groups[i]];
             for x in 0..g {
-                out.expression[i * g + x] = (f64::from(control.expression[j * g + x]) + shift[x]).max(0.0) as f32;
+                // Floored at 0 (cell-eval refuses negative values), but a NaN stays NaN
+                // (`f64::max` would turn it into 0).
+                let v = f64::from(control.expression[j * g + x]) + shift[x];
+                out.expression[i * g + x] = (if v < 0.0 { 0.0 } else { v }) as f32;
             }
         }
     }
