@@ -448,6 +448,11 @@ pub struct EvalArgs {
     /// See `seed`.
     #[arg(long, default_value_t = 30)]
     pub contexts: usize,
+    /// Score the protocol in each of these tissues (the scene's `seed` replaced; comma
+    /// separated): the CSV holds every tissue's rows and the printed table each score's
+    /// mean ± sd over them. Default: the scene's own seed.
+    #[arg(long, value_delimiter = ',', value_name = "SEEDS")]
+    pub tissue_seeds: Vec<u64>,
 }
 
 /// `explant model show`.

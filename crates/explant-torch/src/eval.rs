@@ -2,28 +2,49 @@
 //!
 //! A cell type and a set of gene knockouts are held out. Each held-out knockout is applied
 //! to every cell of the held-out type in the full tissue and run with the teacher (the
-//! truth) and with each model; every run is compared cell by cell (matched on id) with the
-//! same model's unperturbed run of the same seed. Responses are scored for the knocked-out
-//! cells, for unperturbed cells in each distance band of `output.distance_bands`, and for
-//! far cells: MAE of pseudobulk expression, Pearson correlation of the deltas across
-//! genes, the perturbation discrimination score (L1, target gene left out) and the DE
-//! overlap (`cell-eval`'s `overlap_at_N`, as `explant_core::score` defines it: DE genes
-//! of the truth and of the prediction alike by rank-sum test of perturbed-run against
-//! control-twin cells, BH FDR < 0.05, ranked by |log2 fold change|), the MAE again
-//! without the knocked-out gene (`mae_off_target`: in the knocked-out cells the simulator
-//! clamps that gene whatever the model, so there this is the part a model must predict;
-//! in the other groups it is simply the error on the other genes), and MAE, PDS and DE
-//! overlap normalised against the mean baseline as `cell-eval` does (unclipped, so a loss
-//! shows as a negative number). Baselines, each predicting every cell from its control
-//! twin (`baseline_cells`, so that they are scored from cells as the models are): no
-//! change; the mean delta of the training knockouts, floored at 0 (the other genes,
-//! applied by the teacher to the same held-out type in the same tissue: responses of that
-//! type to perturbations, which the network and ridge never see, so the comparison
-//! favours this baseline); a neighbour average (the knockout's direct effect alone,
-//! spread to unperturbed cells as the mean over their contact neighbourhood); and a ridge
-//! regression fitted on the same training
-//! trajectories as the network. With [`EvalOptions::export`] the cells of every group are
-//! kept for `cell-eval` ([`crate::export`]).
+//! truth) and with each model; every run is compared cell by cell (matched on lineage-true
+//! id) with the same model's unperturbed run of the same seed. Responses are scored for
+//! the knocked-out cells, for unperturbed cells in each distance band of
+//! `output.distance_bands`, and for far cells, with `cell-eval`'s definitions (as
+//! `explant_core::score` implements them, equal to `cell-eval` 0.8.2 to 1e-6): MAE of
+//! pseudobulk expression, Pearson correlation of the deltas across genes, the perturbation
+//! discrimination score (L1, target gene left out) and the DE overlap (`overlap_at_N`: DE
+//! genes by rank-sum test, BH FDR < 0.05, ranked by |log2 fold change|). MAE, Pearson Δ and
+//! DE overlap are also given without the knocked-out gene: in the knocked-out cells the
+//! simulator clamps that gene whatever the model, so the clamp alone earns a good MAE, a
+//! high Pearson Δ and a DE hit there.
+//!
+//! Every predictor is scored two ways ([`Mode`]): **free-running** (the model simulates
+//! the whole tissue, its control included: does it reproduce the perturbed tissue?) and
+//! **anchored** (the truth's control plus the model's own perturbed-minus-control change,
+//! cell by cell: does it predict the perturbation's effect?). Far from a perturbation the
+//! free-running score is mostly the model's steady-state error; the anchored one is not.
+//!
+//! Predictors, the baselines each built cell by cell from the truth's control twins
+//! ([`crate::baseline_cells`], so that they are scored from cells as the models are):
+//! - `no-change`: the control twin;
+//! - `clamp`: the control twin with the knocked-out gene at 0 in the knocked-out cells
+//!   (what every model gets for free; a claim that it meets says nothing);
+//! - `mean`: the context mean, `cell-eval`'s baseline: the mean delta of the training
+//!   knockouts (the other genes, applied by the teacher to the same held-out type in the
+//!   same tissue, per group), floored at 0. It sees the held-out type's responses to
+//!   perturbations, which the network and ridge never see;
+//! - `neighbour-avg`: the knockout's direct effect alone, spread to unperturbed cells as
+//!   the mean over their contact neighbourhood;
+//! - `learned`: the model under evaluation;
+//! - `ridge`: a ridge regression of the rates fitted on exactly the network's training
+//!   samples;
+//! - `untrained`: a network of the learned model's shape with no training step
+//!   ([`crate::untrained`]): a score it also reaches does not come from learning;
+//! - `replicate`: the teacher again in another tissue (the scene's seed + 1), compared
+//!   per group (no cell is shared; anchored on the truth's control pseudobulk per group):
+//!   the ceiling, the analogue of a split-half replicate.
+//!
+//! Scores are also normalised as `cell-eval` does against the mean baseline (unclipped),
+//! and rescaled so that the mean baseline is 0 and the replicate 1 (`cell-eval2`'s
+//! `vcc2026` form). With [`EvalOptions::export`] the cells of every group are kept for
+//! `cell-eval` ([`crate::export`]; the free-running predictors with cells in the truth's
+//! tissue).
 
 use std::path::PathBuf;
 
@@ -57,8 +78,12 @@ pub struct EvalOptions {
 /// One model's scores in one group of cells, averaged over the held-out knockouts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EvalRow {
-    /// `no-change`, `mean`, `neighbour-avg`, `learned` or `ridge`.
+    /// `no-change`, `clamp`, `mean`, `neighbour-avg`, `learned`, `ridge`, `untrained` or
+    /// `replicate`.
     pub model: String,
+    /// `free` (the model simulates the whole tissue) or `anchored` (the truth's control
+    /// plus the model's own perturbed-minus-control change, cell by cell).
+    pub mode: &'static str,
     /// `perturbed`, a distance band (`0-15 um`) or `far (>= 30 um)`.
     pub group: String,
     /// Held-out knockouts averaged.
@@ -69,16 +94,26 @@ pub struct EvalRow {
     pub mae_off_target: f64,
     /// Pearson correlation of predicted and true deltas across genes (NaN: no delta).
     pub pearson_delta: f64,
-    /// Perturbation discrimination score (L1, target gene left out), 1 best.
+    /// The same without the knocked-out gene.
+    pub pearson_off_target: f64,
+    /// Perturbation discrimination score (L1, target gene left out, so already off
+    /// target), 1 best.
     pub pds: f64,
-    /// DE overlap (NaN: nothing truly DE).
+    /// DE overlap (0 where nothing is truly DE, as `cell-eval`).
     pub de_overlap: f64,
+    /// The same with the knocked-out gene removed from both DE lists.
+    pub de_off_target: f64,
     /// MAE normalised against the mean baseline: `(base − m) / base`.
     pub mae_vs_mean: f64,
     /// PDS normalised against the mean baseline: `(s − base) / (1 − base)`.
     pub pds_vs_mean: f64,
     /// DE overlap normalised against the mean baseline.
     pub de_vs_mean: f64,
+    /// Each score rescaled so that 0 is the mean (context-mean) baseline and 1 the
+    /// replicate ceiling of the same mode and group (`cell-eval2`'s `vcc2026` form):
+    /// MAE, MAE off target, Pearson Δ, Pearson Δ off target, PDS, DE overlap, DE overlap
+    /// off target. NaN where the ceiling is not better than the baseline.
+    pub normalised: [f64; 7],
 }
 
 /// The result of [`evaluate`].
@@ -194,29 +229,6 @@ fn responses(pert: &CellTable, d: &[f32], ctrl: &CellTable, bands: &[f32], g: us
         .collect()
 }
 
-/// One model's scores in one group, averaged over the held-out knockouts.
-#[derive(Clone)]
-struct Scores {
-    n: usize,
-    mae: f64,
-    mae_off_target: f64,
-    pearson: f64,
-    pds: f64,
-    de: f64,
-}
-
-impl Scores {
-    /// Normalised against a baseline as `cell-eval` does (unclipped): for MAE
-    /// `(base − m) / base`, for PDS and DE overlap `(s − base) / (1 − base)`. Positive
-    /// means better than the baseline, 0 as good, 1 perfect; NaN where the baseline
-    /// is already perfect or undefined.
-    fn against(&self, base: &Scores) -> (f64, f64, f64) {
-        let up = |s: f64, b: f64| if b < 1.0 { (s - b) / (1.0 - b) } else { f64::NAN };
-        let m = if base.mae > 0.0 { (base.mae - self.mae) / base.mae } else { f64::NAN };
-        (m, up(self.pds, base.pds), up(self.de, base.de))
-    }
-}
-
 /// The neighbour-average baseline for one held-out knockout: the knockout's direct
 /// effect and nothing downstream of it, spread to neighbours by averaging. Knocked-out
 /// cells (as flagged in the true perturbed run `pert`) take their control expression
@@ -282,11 +294,13 @@ pub fn evaluate(scene: &LoadedScene, opts: &EvalOptions, progress: &mut dyn FnMu
     let targets: Vec<usize> = opts.perturb.iter().filter_map(|x| sc.gene_index(x)).collect();
     let signature = explant_core::ModelSignature::of_scene(sc);
     let mut notes = model_notes(opts, &signature, progress)?;
-    let runs = all_runs(scene, opts, &signature, &train_genes, progress)?;
+    let runs = all_runs(scene, opts, &signature, &train_genes, &mut notes, progress)?;
     let scoring = Scoring::new(sc, runs, &targets, opts.perturb.len());
     let mut rows = Vec::new();
-    for (k, name) in group_names(&sc.output.distance_bands).iter().enumerate() {
-        rows.extend(scoring.group(k, name, &mut notes, progress));
+    for mode in [Mode::Free, Mode::Anchored] {
+        for (k, name) in group_names(&sc.output.distance_bands).iter().enumerate() {
+            rows.extend(scoring.group(mode, k, name, &mut notes, progress));
+        }
     }
     let export = opts
         .export
@@ -345,26 +359,34 @@ fn model_notes(
     Ok(notes)
 }
 
-/// Every model's runs: the teacher's (the truth, and the training knockouts), the
-/// learned model's and the ridge baseline's.
+/// Every model's runs: the teacher's (the truth, the training knockouts and the
+/// replicate), the learned model's, the ridge baseline's and the untrained network's.
 struct AllRuns {
     /// The teacher under the held-out knockouts.
     truth: Runs,
     /// The teacher under the training knockouts.
     training: Runs,
+    /// The teacher under the held-out knockouts in another tissue (the scene's seed + 1):
+    /// the replicate ceiling.
+    replicate: Runs,
     /// The learned model under the held-out knockouts.
     learned: Runs,
     /// The ridge baseline under the held-out knockouts.
     ridge: Runs,
+    /// The untrained network under the held-out knockouts (`None` if one of its runs
+    /// stopped, with the reason in the notes).
+    untrained: Option<Runs>,
 }
 
-/// Run the teacher (truth, then training knockouts), the learned model and the ridge
-/// baseline (fitted first on the training trajectories), in that order.
+/// Run the teacher (truth, training knockouts, replicate), the learned model, the ridge
+/// baseline (fitted first on the network's training samples) and an untrained network of
+/// the learned model's shape, in that order.
 fn all_runs(
     scene: &LoadedScene,
     opts: &EvalOptions,
     signature: &explant_core::ModelSignature,
     train_genes: &[String],
+    notes: &mut Vec<String>,
     progress: &mut dyn FnMut(&str),
 ) -> Result<AllRuns> {
     let sc = &scene.scene;
@@ -377,6 +399,10 @@ fn all_runs(
     let teacher = || -> Result<Box<dyn ResponseModel>> { Ok(Box::new(Teacher::from_scene(sc))) };
     let truth = runs(sc, perturb, ty, &teacher, progress)?;
     let training = runs(sc, train_genes, ty, &teacher, progress)?;
+    let mut other = sc.clone();
+    other.seed = sc.seed.wrapping_add(1);
+    progress(&format!("replicate: the teacher in another tissue (seed {})...", other.seed));
+    let replicate = runs(&other, perturb, ty, &|| Ok(Box::new(Teacher::from_scene(&other))), progress)?;
     progress(&format!("learned model `{}`...", opts.model.display()));
     let learned = runs(
         sc,
@@ -385,7 +411,7 @@ fn all_runs(
         &|| -> Result<Box<dyn ResponseModel>> { Ok(Box::new(crate::TorchModel::load_for(&opts.model, signature, 0)?)) },
         progress,
     )?;
-    progress("ridge regression on the training trajectories...");
+    progress("ridge regression on the network's training samples...");
     let fit = crate::FitOptions {
         seed: opts.seed,
         contexts: opts.contexts,
@@ -396,7 +422,19 @@ fn all_runs(
     let ridge_model = crate::fit_ridge(scene, &fit, 1e-3)?;
     let ridge =
         runs(sc, perturb, ty, &|| -> Result<Box<dyn ResponseModel>> { Ok(Box::new(ridge_model.clone())) }, progress)?;
-    Ok(AllRuns { truth, training, learned, ridge })
+    progress("untrained network of the learned model's shape...");
+    let untrained = crate::untrained::Untrained::new(scene, &opts.model, &fit, signature)?;
+    let untrained = match runs(sc, perturb, ty, &|| untrained.load(), progress) {
+        Ok(r) => Some(r),
+        Err(TorchError::Simulation(e)) => {
+            let note = format!("the untrained network's run stopped, so it has no rows: {e}");
+            progress(&format!("note: {note}"));
+            notes.push(note);
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(AllRuns { truth, training, replicate, learned, ridge, untrained })
 }
 
 /// Names of the groups of cells: `perturbed`, each distance band, then `far`.
@@ -409,6 +447,29 @@ pub(crate) fn group_names(bands: &[f32]) -> Vec<String> {
 
 /// Responses per held-out (or training) knockout, per group.
 type Responses = Vec<Vec<Option<Response>>>;
+
+/// How a predictor is scored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The model simulates the whole tissue, its control and perturbed runs alike: the
+    /// score mixes the prediction of the perturbation's effect with the model's error in
+    /// reproducing the unperturbed tissue.
+    Free,
+    /// The truth's control plus the model's own perturbed-minus-control change, cell by
+    /// cell (lineage-true ids): the prediction of the effect alone. The baselines, built
+    /// from the truth's control, score the same both ways.
+    Anchored,
+}
+
+impl Mode {
+    /// The name in the table (`free`, `anchored`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Free => "free",
+            Mode::Anchored => "anchored",
+        }
+    }
+}
 
 /// Every predictor's runs and responses, ready to be scored group by group.
 struct Scoring<'a> {
@@ -426,23 +487,25 @@ struct Scoring<'a> {
     mean_counts: Vec<usize>,
     /// Training knockouts.
     training: usize,
-    /// Every predictor's runs, in the order of the score table: no change, the mean
-    /// baseline, the neighbour average, the learned model and ridge.
+    /// Every predictor with cells in the truth's tissue, free-running, in the order of
+    /// the score table: no change, clamp only, the mean baseline, the neighbour average,
+    /// the learned model, ridge and the untrained network (the export's predictors).
     predictors: Vec<(&'static str, Runs)>,
-    /// Their responses, in the same order.
-    responses: Vec<Responses>,
+    /// Per mode ([`Mode::Free`], [`Mode::Anchored`]): every predictor's responses in the
+    /// same order, then the replicate's.
+    responses: [Vec<(&'static str, Responses)>; 2],
 }
 
 impl<'a> Scoring<'a> {
     /// Every predictor's runs (the baselines' built as cells from the truth: see
-    /// [`crate::baseline_cells`]) and their responses.
+    /// [`crate::baseline_cells`]) and their responses, free-running and anchored.
     fn new(sc: &Scene, runs: AllRuns, targets: &'a [usize], held_out: usize) -> Self {
         let g = sc.genes.len();
         let bands = &sc.output.distance_bands;
         let per = |r: &Runs| -> Responses {
             r.perturbed.iter().map(|(t, d)| responses(t, d, &r.control, bands, g)).collect()
         };
-        let AllRuns { truth, training, learned, ridge } = runs;
+        let AllRuns { truth, training, replicate, learned, ridge, untrained } = runs;
         let train_r = per(&training);
         // The mean delta of the training knockouts in each group.
         let groups = bands.len() + 1;
@@ -466,18 +529,46 @@ impl<'a> Scoring<'a> {
             }
         };
         let control = &truth.control;
-        let no_change = from_truth(&|t, _, _| crate::baseline_cells::no_change(t, control, g));
+        let cells = crate::baseline_cells::no_change;
+        let no_change = from_truth(&|t, _, _| cells(t, control, g));
+        let clamp = from_truth(&|t, _, target| crate::baseline_cells::clamp_only(t, control, target, g));
         let mean = from_truth(&|t, d, _| crate::baseline_cells::mean_shift(t, d, control, bands, &mean_deltas, g));
         let neighbour = from_truth(&|t, _, target| neighbour_average(t, control, target, sc.contact.radius, g));
-        let predictors = vec![
-            ("no-change", no_change),
-            ("mean", mean),
-            ("neighbour-avg", neighbour),
-            ("learned", learned),
-            ("ridge", ridge),
+        // Baselines are built on the truth's control (anchored already); models run their own.
+        let mut predictors = vec![
+            ("no-change", no_change, false),
+            ("clamp", clamp, false),
+            ("mean", mean, false),
+            ("neighbour-avg", neighbour, false),
+            ("learned", learned, true),
+            ("ridge", ridge, true),
         ];
-        let responses = predictors.iter().map(|(_, r)| per(r)).collect();
+        predictors.extend(untrained.map(|u| ("untrained", u, true)));
+        let mut free = Vec::new();
+        let mut anchored = Vec::new();
+        for (name, r, own) in &predictors {
+            let f = per(r);
+            anchored.push((*name, if *own { per(&anchor(&truth, r, targets, g)) } else { f.clone() }));
+            free.push((*name, f));
+        }
         let truth_r = per(&truth);
+        // The replicate is another tissue: no cell is shared, so it is anchored per group.
+        let rep = per(&replicate);
+        let rep_anchored = rep
+            .iter()
+            .zip(&truth_r)
+            .map(|(r, t)| {
+                r.iter()
+                    .zip(t)
+                    .map(|(r, t)| match (r, t) {
+                        (Some(r), Some(t)) => Some(anchor_response(r, t)),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .collect();
+        free.push(("replicate", rep));
+        anchored.push(("replicate", rep_anchored));
         Self {
             g,
             targets,
@@ -486,20 +577,28 @@ impl<'a> Scoring<'a> {
             truth: truth_r,
             mean_counts,
             training: training.perturbed.len(),
-            predictors,
-            responses,
+            predictors: predictors.into_iter().map(|(n, r, _)| (n, r)).collect(),
+            responses: [free, anchored],
         }
     }
 
-    /// The rows of group `k` (named `name`): each predictor with responses in every
-    /// held-out knockout (the baselines always); none where the truth lacks cells for one.
-    fn group(&self, k: usize, name: &str, notes: &mut Vec<String>, progress: &mut dyn FnMut(&str)) -> Vec<EvalRow> {
+    /// The rows of group `k` (named `name`) in `mode`: each predictor with responses in
+    /// every held-out knockout (the baselines always); none where the truth lacks cells
+    /// for one.
+    fn group(
+        &self,
+        mode: Mode,
+        k: usize,
+        name: &str,
+        notes: &mut Vec<String>,
+        progress: &mut dyn FnMut(&str),
+    ) -> Vec<EvalRow> {
         // Truth for this group, per held-out knockout.
         let t: Vec<&Response> = self.truth.iter().filter_map(|p| p[k].as_ref()).collect();
         if t.len() != self.held_out {
             return Vec::new();
         }
-        if self.mean_counts[k] < self.training {
+        if mode == Mode::Free && self.mean_counts[k] < self.training {
             let note = format!(
                 "group `{name}`: the mean baseline averages {} of {} training knockouts (the others have no cells there)",
                 self.mean_counts[k], self.training
@@ -509,13 +608,99 @@ impl<'a> Scoring<'a> {
         }
         let truth = GroupTruth::new(t, self.targets, self.g);
         let mut rows: Vec<(&str, Scores)> = Vec::new();
-        for ((label, _), rs) in self.predictors.iter().zip(&self.responses) {
+        let responses = &self.responses[mode as usize];
+        for (label, rs) in responses {
             let got: Vec<&Response> = rs.iter().filter_map(|p| p[k].as_ref()).collect();
             if got.len() == truth.t.len() {
                 rows.push((label, truth.score(&got)));
             }
         }
-        eval_rows(name, &rows)
+        eval_rows(mode, name, &rows)
+    }
+}
+
+/// A model's runs anchored on the truth's control ([`crate::baseline_cells::anchored`]),
+/// on the truth's cells and groups.
+fn anchor(truth: &Runs, model: &Runs, targets: &[usize], g: usize) -> Runs {
+    Runs {
+        control: truth.control.clone(),
+        perturbed: truth
+            .perturbed
+            .iter()
+            .zip(&model.perturbed)
+            .zip(targets)
+            .map(|(((t, d), (m, _)), &target)| {
+                crate::baseline_cells::anchored(t, d, &truth.control, m, &model.control, target, g)
+            })
+            .collect(),
+    }
+}
+
+/// The replicate's response anchored on the truth's, per group: the truth's control
+/// pseudobulk plus the replicate's delta (floored at 0), with the replicate's rank-sum
+/// p-values and the fold changes of the anchored means.
+fn anchor_response(rep: &Response, truth: &Response) -> Response {
+    let mean: Vec<f64> = truth
+        .control
+        .iter()
+        .zip(&rep.delta)
+        .map(|(c, d)| {
+            let v = c + d;
+            if v < 0.0 { 0.0 } else { v }
+        })
+        .collect();
+    let delta = mean.iter().zip(&truth.control).map(|(m, c)| m - c).collect();
+    let lfc = mean.iter().zip(&truth.control).map(|(&m, &c)| explant_core::score::log2_fold_change(m, c)).collect();
+    Response { mean, control: truth.control.clone(), delta, p: rep.p.clone(), lfc }
+}
+
+/// One model's scores in one group, averaged over the held-out knockouts.
+#[derive(Clone)]
+struct Scores {
+    n: usize,
+    mae: f64,
+    mae_off_target: f64,
+    pearson: f64,
+    pearson_off_target: f64,
+    pds: f64,
+    de: f64,
+    de_off_target: f64,
+}
+
+impl Scores {
+    /// Normalised against a baseline as `cell-eval` does (unclipped): for MAE
+    /// `(base − m) / base`, for PDS and DE overlap `(s − base) / (1 − base)`. Positive
+    /// means better than the baseline, 0 as good, 1 perfect; NaN where the baseline
+    /// is already perfect or undefined.
+    fn against(&self, base: &Scores) -> (f64, f64, f64) {
+        let up = |s: f64, b: f64| if b < 1.0 { (s - b) / (1.0 - b) } else { f64::NAN };
+        let m = if base.mae > 0.0 { (base.mae - self.mae) / base.mae } else { f64::NAN };
+        (m, up(self.pds, base.pds), up(self.de, base.de))
+    }
+
+    /// The scores as `[MAE, MAE off, Pearson, Pearson off, PDS, DE, DE off]`, with
+    /// whether lower is better for each.
+    fn all(&self) -> [(f64, bool); 7] {
+        [
+            (self.mae, true),
+            (self.mae_off_target, true),
+            (self.pearson, false),
+            (self.pearson_off_target, false),
+            (self.pds, false),
+            (self.de, false),
+            (self.de_off_target, false),
+        ]
+    }
+
+    /// Each score rescaled so that `base` is 0 and `ceiling` 1 (NaN where the ceiling is
+    /// not better than the baseline, or either is undefined).
+    fn between(&self, base: &Scores, ceiling: &Scores) -> [f64; 7] {
+        let (s, b, c) = (self.all(), base.all(), ceiling.all());
+        std::array::from_fn(|x| {
+            let ((s, lower), (b, _), (c, _)) = (s[x], b[x], c[x]);
+            let (gain, span) = if lower { (b - s, b - c) } else { (s - b, c - b) };
+            if span > 0.0 { gain / span } else { f64::NAN }
+        })
     }
 }
 
@@ -547,43 +732,59 @@ impl<'a> GroupTruth<'a> {
             let v: Vec<f64> = v.into_iter().filter(|x| x.is_finite()).collect();
             if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 }
         };
-        let off_target = |a: &[f64], b: &[f64], skip: usize| -> f64 {
-            let keep: Vec<usize> = (0..g).filter(|&x| x != skip).collect();
-            let a: Vec<f64> = keep.iter().map(|&x| a[x]).collect();
-            let b: Vec<f64> = keep.iter().map(|&x| b[x]).collect();
-            mae(&a, &b)
-        };
+        let average = |f: &dyn Fn(usize) -> f64| (0..n).map(f).sum::<f64>() / n as f64;
+        let off = |v: &[f64], skip: usize| -> Vec<f64> { (0..g).filter(|&x| x != skip).map(|x| v[x]).collect() };
+        let off_list = |v: &[usize], skip: usize| -> Vec<usize> { v.iter().copied().filter(|&x| x != skip).collect() };
         let truth_d: Vec<Vec<f64>> = t.iter().map(|x| x.delta.clone()).collect();
         let delta: Vec<Vec<f64>> = got.iter().map(|x| x.delta.clone()).collect();
+        let got_de: Vec<Vec<usize>> = got.iter().map(|x| x.de_genes()).collect();
         Scores {
             n,
-            mae: (0..n).map(|p| mae(&got[p].mean, &t[p].mean)).sum::<f64>() / n as f64,
-            mae_off_target: (0..n).map(|p| off_target(&got[p].mean, &t[p].mean, targets[p])).sum::<f64>() / n as f64,
+            mae: average(&|p| mae(&got[p].mean, &t[p].mean)),
+            mae_off_target: average(&|p| mae(&off(&got[p].mean, targets[p]), &off(&t[p].mean, targets[p]))),
             pearson: mean_of((0..n).map(|p| pearson(&delta[p], &t[p].delta)).collect()),
+            pearson_off_target: mean_of(
+                (0..n).map(|p| pearson(&off(&delta[p], targets[p]), &off(&t[p].delta, targets[p]))).collect(),
+            ),
             pds: discrimination(&delta, &truth_d, targets).iter().sum::<f64>() / n as f64,
-            de: (0..n).map(|p| de_overlap(&real_de[p], &got[p].de_genes())).sum::<f64>() / n as f64,
+            de: average(&|p| de_overlap(&real_de[p], &got_de[p])),
+            de_off_target: average(&|p| {
+                de_overlap(&off_list(&real_de[p], targets[p]), &off_list(&got_de[p], targets[p]))
+            }),
         }
     }
 }
 
-/// The rows of one group, each normalised against the mean baseline (the second row).
-fn eval_rows(name: &str, rows: &[(&str, Scores)]) -> Vec<EvalRow> {
-    let base = rows[1].1.clone();
+/// The rows of one group in one mode, each normalised against the mean baseline and
+/// between it and the replicate ceiling.
+fn eval_rows(mode: Mode, name: &str, rows: &[(&str, Scores)]) -> Vec<EvalRow> {
+    let find = |label: &str| rows.iter().find(|r| r.0 == label).map(|r| r.1.clone());
+    let base = find("mean");
+    let ceiling = find("replicate");
     rows.iter()
         .map(|(label, s)| {
-            let (mae_vs_mean, pds_vs_mean, de_vs_mean) = s.against(&base);
+            let (mae_vs_mean, pds_vs_mean, de_vs_mean) =
+                base.as_ref().map_or((f64::NAN, f64::NAN, f64::NAN), |b| s.against(b));
+            let normalised = match (&base, &ceiling) {
+                (Some(b), Some(c)) => s.between(b, c),
+                _ => [f64::NAN; 7],
+            };
             EvalRow {
                 model: label.to_string(),
+                mode: mode.name(),
                 group: name.to_string(),
                 perturbations: s.n,
                 mae: s.mae,
                 mae_off_target: s.mae_off_target,
                 pearson_delta: s.pearson,
+                pearson_off_target: s.pearson_off_target,
                 pds: s.pds,
                 de_overlap: s.de,
+                de_off_target: s.de_off_target,
                 mae_vs_mean,
                 pds_vs_mean,
                 de_vs_mean,
+                normalised,
             }
         })
         .collect()

@@ -19,6 +19,7 @@ pub mod export;
 mod fit;
 mod layers;
 mod meta;
+mod untrained;
 
 pub use error::TorchError;
 pub use eval::{EvalOptions, EvalRow, Evaluation, evaluate};
