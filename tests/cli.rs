@@ -1240,13 +1240,25 @@ fn eval_a_learned_model_predicts_held_out_effects_where_clamp_and_untrained_netw
     let scene = small_panel_scene(&dir);
     let model = dir.join("m.pt");
     // Progenitors are seen only unperturbed; HES1, AXIN2 and ATOH1 are never perturbed.
-    // The shipped recipe (`explant train`, README), scaled down to the small scene.
+    // The training recipe of RESULTS.md scaled down to the small scene: an ensemble of
+    // three networks, 8000 Adam steps each.
     let hold_out = ["--hold-out-type", "progenitor"];
     let mut args: Vec<std::ffi::OsString> =
         vec!["train".into(), scene.clone().into(), "--out".into(), model.clone().into()];
     args.extend(
-        ["--steps", "8000", "--contexts", "24", "--per-context", "1000", "--hold-out-genes", "HES1,AXIN2,ATOH1"]
-            .map(Into::into),
+        [
+            "--steps",
+            "8000",
+            "--members",
+            "3",
+            "--contexts",
+            "24",
+            "--per-context",
+            "1000",
+            "--hold-out-genes",
+            "HES1,AXIN2,ATOH1",
+        ]
+        .map(Into::into),
     );
     args.extend(hold_out.map(Into::into));
     assert_success(&explant(args), "explant train with hold-outs");
@@ -1296,26 +1308,16 @@ fn eval_a_learned_model_predicts_held_out_effects_where_clamp_and_untrained_netw
     assert!(clamp("pearson_delta") > 0.5, "{}", t.text);
     assert_eq!(clamp("mae_off_target"), t.at("no-change", "anchored", "perturbed", "mae_off_target"));
     assert_eq!(t.at("neighbour-avg", "anchored", "perturbed", "mae_off_target"), clamp("mae_off_target"));
-    // The headline. On this small scene (400 cells, 2 h, 8000 Adam steps) the learned
-    // model meets every part but one: its off-target Pearson delta in the knocked-out cells
-    // stays below ridge's (0.87-0.97 against 0.98 over the seeds and recipes tried; on the
-    // full panel it is above, RESULTS.md). That part is printed, not asserted: issue 14
-    // stays open on it. The clamp alone and an untrained network of the same shape must
-    // fail the parts the learned model meets (a claim they meet would say nothing).
+    // The headline: the ensemble meets every part of the claim. (Single networks do not
+    // reliably: on this scene with 8000 steps, seed 1 loses to ridge in the knocked-out
+    // cells and seeds 0-2 all have a lower off-target Pearson delta there than ridge;
+    // RESULTS.md.) The clamp alone and an untrained network of the same shape must fail it:
+    // a claim they meet would say nothing.
     let learned = t.headline("learned");
-    let (gap, failed): (Vec<&String>, Vec<&String>) = learned.iter().partition(|f| f.starts_with("pearson"));
-    assert!(failed.is_empty(), "the learned model fails the headline claim: {failed:#?}\n{}", t.text);
-    if !gap.is_empty() {
-        loud(&format!("known gap (not asserted): {gap:#?}"));
-    }
+    assert!(learned.is_empty(), "the learned model fails the headline claim: {learned:#?}\n{}", t.text);
     for trivial in ["clamp", "untrained"] {
         let fails = t.headline(trivial);
-        assert!(
-            fails.iter().any(|f| !f.starts_with("pearson")),
-            "`{trivial}` meets the parts of the headline claim the learned model is held to, so they prove nothing: \
-             {fails:#?}\n{}",
-            t.text
-        );
+        assert!(!fails.is_empty(), "`{trivial}` meets the headline claim, so it proves nothing:\n{}", t.text);
     }
     // And against the mean (context-mean) baseline, cell-eval's reference, free-running.
     let (learned, mean) =
@@ -1392,16 +1394,9 @@ fn eval_export_is_scored_by_cell_eval_as_explant_scores_it() {
     assert_success(&o, "explant eval --export");
     // One folder per group, with the truth and every predictor.
     for folder in ["perturbed", "band-0-15um", "band-15-30um", "far-30um"] {
-        for file in [
-            "real",
-            "pred_no-change",
-            "pred_clamp",
-            "pred_mean",
-            "pred_neighbour-avg",
-            "pred_learned",
-            "pred_ridge",
-            "pred_untrained",
-        ] {
+        for file in
+            ["real", "pred_no-change", "pred_clamp", "pred_mean", "pred_neighbour-avg", "pred_learned", "pred_ridge"]
+        {
             let path = export.join(folder).join(format!("{file}.h5ad"));
             assert!(path.is_file(), "no `{}`:\n{}", path.display(), stdout(&o));
         }
@@ -1417,7 +1412,7 @@ fn eval_export_is_scored_by_cell_eval_as_explant_scores_it() {
         .expect("start python");
     loud(&stdout(&o));
     assert_success(&o, "cell_eval_compare.py");
-    assert!(stdout(&o).lines().any(|l| l.starts_with("ok: 28 cell-eval runs")), "{}", stdout(&o));
+    assert!(stdout(&o).lines().any(|l| l.starts_with("ok: 24 cell-eval runs")), "{}", stdout(&o));
     // An export into a folder holding files is refused without --force.
     let o = explant(&args);
     let err = assert_clean_failure(&o, "explant eval --export into a non-empty folder");

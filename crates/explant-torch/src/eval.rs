@@ -44,7 +44,7 @@
 //! and rescaled so that the mean baseline is 0 and the replicate 1 (`cell-eval2`'s
 //! `vcc2026` form). With [`EvalOptions::export`] the cells of every group are kept for
 //! `cell-eval` ([`crate::export`]; the free-running predictors with cells in the truth's
-//! tissue).
+//! tissue, but not the untrained network, whose cells leave `cell-eval`'s value range).
 
 use std::path::PathBuf;
 
@@ -302,9 +302,12 @@ pub fn evaluate(scene: &LoadedScene, opts: &EvalOptions, progress: &mut dyn FnMu
             rows.extend(scoring.group(mode, k, name, &mut notes, progress));
         }
     }
-    let export = opts
-        .export
-        .then(|| crate::export::Export::new(sc, &opts.perturb, &scoring.truth_runs, &scoring.predictors, &mut notes));
+    // The untrained network is left out of the export: its free-running cells are not
+    // expression (random dynamics; values past `cell-eval`'s log1p range of [0, 15)).
+    let exported: Vec<(&str, &Runs)> =
+        scoring.predictors.iter().filter(|(name, _)| *name != "untrained").map(|(n, r)| (*n, r)).collect();
+    let export =
+        opts.export.then(|| crate::export::Export::new(sc, &opts.perturb, &scoring.truth_runs, &exported, &mut notes));
     Ok(Evaluation { train_genes, notes, rows, export })
 }
 

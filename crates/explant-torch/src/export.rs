@@ -174,7 +174,7 @@ impl Export {
         sc: &Scene,
         perturb: &[String],
         truth: &Runs,
-        predictors: &[(&str, Runs)],
+        predictors: &[(&str, &Runs)],
         notes: &mut Vec<String>,
     ) -> Self {
         let g = sc.genes.len();
