@@ -1275,7 +1275,8 @@ fn eval_a_learned_model_predicts_held_out_effects_where_clamp_and_untrained_netw
     // Trained with the same hold-outs: no in-sample warning.
     assert!(!stderr(&o).contains("in-sample") && !stderr(&o).contains("may have seen"), "{}", stderr(&o));
     let t = EvalTable::read(&csv);
-    let predictors = ["no-change", "clamp", "mean", "neighbour-avg", "learned", "ridge", "untrained", "replicate"];
+    let predictors =
+        ["no-change", "clamp", "context-mean", "mean", "neighbour-avg", "learned", "ridge", "untrained", "replicate"];
     for mode in ["free", "anchored"] {
         for model in predictors {
             let mae = t.at(model, mode, "perturbed", "mae");
@@ -1283,9 +1284,14 @@ fn eval_a_learned_model_predicts_held_out_effects_where_clamp_and_untrained_netw
             let pds = t.at(model, mode, "perturbed", "pds");
             assert!((0.0..=1.0).contains(&pds), "{model} {mode}: PDS {pds}");
         }
-        // The references of the normalised scores: the mean baseline is 0, the replicate 1.
-        assert_eq!(t.at("mean", mode, "perturbed", "mae_vs_mean"), 0.0);
-        assert_eq!(t.at("mean", mode, "perturbed", "mae_off_target_norm"), 0.0);
+        // The references of the normalised scores: the context mean (cell-eval's baseline)
+        // is 0, the replicate 1.
+        assert_eq!(t.at("context-mean", mode, "perturbed", "mae_vs_mean"), 0.0);
+        assert_eq!(t.at("context-mean", mode, "perturbed", "mae_off_target_norm"), 0.0);
+        // The mean baseline is the context mean cell by cell: the same pseudobulk wherever
+        // its floor at 0 does not act (here it acts only on the knocked-out gene).
+        let (c, m) = (t.at("context-mean", mode, "perturbed", "mae"), t.at("mean", mode, "perturbed", "mae"));
+        assert!((c - m).abs() <= 0.25 * c, "context mean {c}, mean {m}\n{}", t.text);
         // (Free-running, the replicate's pseudobulk is another tissue's, so it may be no
         // better than the mean baseline: then there is no scale, NaN.)
         let ceiling = t.at("replicate", mode, "perturbed", "mae_off_target_norm");
@@ -1295,7 +1301,7 @@ fn eval_a_learned_model_predicts_held_out_effects_where_clamp_and_untrained_netw
     }
     // The baselines are built on the truth's control: anchoring does not change their
     // scores (only the normalised ones, whose replicate ceiling differs between modes).
-    for model in ["no-change", "clamp", "mean", "neighbour-avg"] {
+    for model in ["no-change", "clamp", "context-mean", "mean", "neighbour-avg"] {
         for score in &EVAL_SCORES[..10] {
             let (f, a) = (t.at(model, "free", "0-15 um", score), t.at(model, "anchored", "0-15 um", score));
             assert!(f == a || (f.is_nan() && a.is_nan()), "{model} {score}: free {f}, anchored {a}");
@@ -1319,9 +1325,9 @@ fn eval_a_learned_model_predicts_held_out_effects_where_clamp_and_untrained_netw
         let fails = t.headline(trivial);
         assert!(!fails.is_empty(), "`{trivial}` meets the headline claim, so it proves nothing:\n{}", t.text);
     }
-    // And against the mean (context-mean) baseline, cell-eval's reference, free-running.
+    // And against the context mean, cell-eval's baseline, free-running.
     let (learned, mean) =
-        (|s: &str| t.at("learned", "free", "perturbed", s), |s: &str| t.at("mean", "free", "perturbed", s));
+        (|s: &str| t.at("learned", "free", "perturbed", s), |s: &str| t.at("context-mean", "free", "perturbed", s));
     assert!(learned("mae_off_target") < 0.5 * mean("mae_off_target"), "{}", t.text);
     assert!(learned("pearson_off_target") > mean("pearson_off_target") + 0.5, "{}", t.text);
     // Bad input is named.
@@ -1394,9 +1400,16 @@ fn eval_export_is_scored_by_cell_eval_as_explant_scores_it() {
     assert_success(&o, "explant eval --export");
     // One folder per group, with the truth and every predictor.
     for folder in ["perturbed", "band-0-15um", "band-15-30um", "far-30um"] {
-        for file in
-            ["real", "pred_no-change", "pred_clamp", "pred_mean", "pred_neighbour-avg", "pred_learned", "pred_ridge"]
-        {
+        for file in [
+            "real",
+            "pred_no-change",
+            "pred_clamp",
+            "pred_context-mean",
+            "pred_mean",
+            "pred_neighbour-avg",
+            "pred_learned",
+            "pred_ridge",
+        ] {
             let path = export.join(folder).join(format!("{file}.h5ad"));
             assert!(path.is_file(), "no `{}`:\n{}", path.display(), stdout(&o));
         }
@@ -1412,7 +1425,7 @@ fn eval_export_is_scored_by_cell_eval_as_explant_scores_it() {
         .expect("start python");
     loud(&stdout(&o));
     assert_success(&o, "cell_eval_compare.py");
-    assert!(stdout(&o).lines().any(|l| l.starts_with("ok: 24 cell-eval runs")), "{}", stdout(&o));
+    assert!(stdout(&o).lines().any(|l| l.starts_with("ok: 28 cell-eval runs")), "{}", stdout(&o));
     // An export into a folder holding files is refused without --force.
     let o = explant(&args);
     let err = assert_clean_failure(&o, "explant eval --export into a non-empty folder");

@@ -10,6 +10,8 @@
 //! - the mean baseline: the twin's expression plus the mean delta of the training
 //!   knockouts in the cell's group, floored at 0 (expression cannot be negative, and
 //!   `cell-eval` refuses negative values);
+//! - the context mean (`cell-eval`'s baseline): every cell the mean over the training
+//!   knockouts of their pseudobulk in the cell's group;
 //! - clamp only: the twin's expression with the knocked-out gene at 0 in the knocked-out
 //!   cells (what the simulator does whatever the model).
 //!
@@ -54,6 +56,30 @@ pub(crate) fn mean_shift(
                 // (`f64::max` would turn it into 0).
                 let v = f64::from(control.expression[j * g + x]) + shift[x];
                 out.expression[i * g + x] = (if v < 0.0 { 0.0 } else { v }) as f32;
+            }
+        }
+    }
+    out
+}
+
+/// The context-mean prediction (`cell-eval`'s baseline, `build_base_mean_adata`): every
+/// cell of the perturbed run `pert` with a control twin, in group `k`, is `means[k]`, the
+/// mean over the training knockouts of their pseudobulk in that group (identical cells, as
+/// `cell-eval` builds them).
+pub(crate) fn context_mean(
+    pert: &CellTable,
+    d: &[f32],
+    control: &CellTable,
+    bands: &[f32],
+    means: &[Vec<f64>],
+    g: usize,
+) -> CellTable {
+    let groups = crate::eval::group_of(pert, d, bands);
+    let mut out = pert.clone();
+    for (i, j) in match_ids(pert, control).iter().enumerate() {
+        if j.is_some() {
+            for x in 0..g {
+                out.expression[i * g + x] = means[groups[i]][x] as f32;
             }
         }
     }
@@ -177,6 +203,17 @@ mod tests {
         nan.expression[3] = f32::NAN;
         let (t, _) = anchored(&truth_pert, &d, &truth_ctrl, &nan, &model_ctrl, 0, 2);
         assert!(t.expression[3].is_nan());
+    }
+
+    #[test]
+    fn context_mean_gives_every_cell_of_a_group_the_groups_training_mean() {
+        // Cell 1 knocked out (group 0), cell 2 at 5 µm (group 1 of bands [0, 15]), cell 3
+        // without a control twin keeps its row.
+        let pert = table(&[1, 2, 3], &[0.0, 3.0, 2.0, 3.0, 7.0, 7.0], &[true, false, false]);
+        let ctrl = table(&[1, 2], &[1.0, 1.0, 1.0, 1.0], &[false, false]);
+        let means = vec![vec![0.5, 0.25], vec![2.0, 4.0], vec![9.0, 9.0]];
+        let t = context_mean(&pert, &[0.0, 5.0, 50.0], &ctrl, &[0.0, 15.0], &means, 2);
+        assert_eq!(t.expression, vec![0.5, 0.25, 2.0, 4.0, 7.0, 7.0]);
     }
 
     #[test]

@@ -25,10 +25,14 @@
 //! - `no-change`: the control twin;
 //! - `clamp`: the control twin with the knocked-out gene at 0 in the knocked-out cells
 //!   (what every model gets for free; a claim that it meets says nothing);
-//! - `mean`: the context mean, `cell-eval`'s baseline: the mean delta of the training
-//!   knockouts (the other genes, applied by the teacher to the same held-out type in the
-//!   same tissue, per group), floored at 0. It sees the held-out type's responses to
-//!   perturbations, which the network and ridge never see;
+//! - `context-mean`: `cell-eval`'s baseline (`cell-eval baseline`, `build_base_mean_adata`):
+//!   every cell of the group is the mean over the training knockouts (the other genes,
+//!   applied by the teacher to the same held-out type in the same tissue) of their
+//!   pseudobulk in that group. It sees the held-out type's responses to perturbations,
+//!   which the network and ridge never see;
+//! - `mean`: the same knowledge cell by cell: each cell's control twin plus the mean delta
+//!   of the training knockouts in its group, floored at 0 (its pseudobulk is the context
+//!   mean's wherever the floor does not act; its cells vary as the control's do);
 //! - `neighbour-avg`: the knockout's direct effect alone, spread to unperturbed cells as
 //!   the mean over their contact neighbourhood;
 //! - `learned`: the model under evaluation;
@@ -40,8 +44,8 @@
 //!   per group (no cell is shared; anchored on the truth's control pseudobulk per group):
 //!   the ceiling, the analogue of a split-half replicate.
 //!
-//! Scores are also normalised as `cell-eval` does against the mean baseline (unclipped),
-//! and rescaled so that the mean baseline is 0 and the replicate 1 (`cell-eval2`'s
+//! Scores are also normalised as `cell-eval` does against its baseline, the context mean
+//! (unclipped), and rescaled so that the context mean is 0 and the replicate 1 (`cell-eval2`'s
 //! `vcc2026` form). With [`EvalOptions::export`] the cells of every group are kept for
 //! `cell-eval` ([`crate::export`]; the free-running predictors with cells in the truth's
 //! tissue, but not the untrained network, whose cells leave `cell-eval`'s value range).
@@ -78,7 +82,8 @@ pub struct EvalOptions {
 /// One model's scores in one group of cells, averaged over the held-out knockouts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EvalRow {
-    /// `no-change`, `clamp`, `mean`, `neighbour-avg`, `learned`, `ridge`, `untrained` or
+    /// `no-change`, `clamp`, `context-mean`, `mean`, `neighbour-avg`, `learned`, `ridge`,
+    /// `untrained` or
     /// `replicate`.
     pub model: String,
     /// `free` (the model simulates the whole tissue) or `anchored` (the truth's control
@@ -103,13 +108,13 @@ pub struct EvalRow {
     pub de_overlap: f64,
     /// The same with the knocked-out gene removed from both DE lists.
     pub de_off_target: f64,
-    /// MAE normalised against the mean baseline: `(base − m) / base`.
+    /// MAE normalised against the context mean: `(base − m) / base`.
     pub mae_vs_mean: f64,
-    /// PDS normalised against the mean baseline: `(s − base) / (1 − base)`.
+    /// PDS normalised against the context mean: `(s − base) / (1 − base)`.
     pub pds_vs_mean: f64,
-    /// DE overlap normalised against the mean baseline.
+    /// DE overlap normalised against the context mean.
     pub de_vs_mean: f64,
-    /// Each score rescaled so that 0 is the mean (context-mean) baseline and 1 the
+    /// Each score rescaled so that 0 is the context mean and 1 the
     /// replicate ceiling of the same mode and group (`cell-eval2`'s `vcc2026` form):
     /// MAE, MAE off target, Pearson Δ, Pearson Δ off target, PDS, DE overlap, DE overlap
     /// off target. NaN where the ceiling is not better than the baseline.
@@ -491,7 +496,8 @@ struct Scoring<'a> {
     /// Training knockouts.
     training: usize,
     /// Every predictor with cells in the truth's tissue, free-running, in the order of
-    /// the score table: no change, clamp only, the mean baseline, the neighbour average,
+    /// the score table: no change, clamp only, the context mean, the mean baseline, the
+    /// neighbour average,
     /// the learned model, ridge and the untrained network (the export's predictors).
     predictors: Vec<(&'static str, Runs)>,
     /// Per mode ([`Mode::Free`], [`Mode::Anchored`]): every predictor's responses in the
@@ -513,13 +519,19 @@ impl<'a> Scoring<'a> {
         // The mean delta of the training knockouts in each group.
         let groups = bands.len() + 1;
         let mut mean_counts = Vec::new();
+        // Per group, the mean over the training knockouts of their delta (the mean
+        // baseline) and of their pseudobulk (the context mean).
+        let average = |k: usize, of: &dyn Fn(&Response) -> &Vec<f64>| -> Vec<f64> {
+            let v: Vec<&Vec<f64>> = train_r.iter().filter_map(|p| p[k].as_ref().map(of)).collect();
+            (0..g).map(|x| v.iter().map(|d| d[x]).sum::<f64>() / v.len().max(1) as f64).collect()
+        };
         let mean_deltas: Vec<Vec<f64>> = (0..groups)
             .map(|k| {
-                let deltas: Vec<&Vec<f64>> = train_r.iter().filter_map(|p| p[k].as_ref().map(|r| &r.delta)).collect();
-                mean_counts.push(deltas.len());
-                (0..g).map(|x| deltas.iter().map(|d| d[x]).sum::<f64>() / deltas.len().max(1) as f64).collect()
+                mean_counts.push(train_r.iter().filter(|p| p[k].is_some()).count());
+                average(k, &|r| &r.delta)
             })
             .collect();
+        let context_means: Vec<Vec<f64>> = (0..groups).map(|k| average(k, &|r| &r.mean)).collect();
         let from_truth = |build: &dyn Fn(&CellTable, &[f32], usize) -> CellTable| -> Runs {
             Runs {
                 control: truth.control.clone(),
@@ -536,11 +548,14 @@ impl<'a> Scoring<'a> {
         let no_change = from_truth(&|t, _, _| cells(t, control, g));
         let clamp = from_truth(&|t, _, target| crate::baseline_cells::clamp_only(t, control, target, g));
         let mean = from_truth(&|t, d, _| crate::baseline_cells::mean_shift(t, d, control, bands, &mean_deltas, g));
+        let context =
+            from_truth(&|t, d, _| crate::baseline_cells::context_mean(t, d, control, bands, &context_means, g));
         let neighbour = from_truth(&|t, _, target| neighbour_average(t, control, target, sc.contact.radius, g));
         // Baselines are built on the truth's control (anchored already); models run their own.
         let mut predictors = vec![
             ("no-change", no_change, false),
             ("clamp", clamp, false),
+            ("context-mean", context, false),
             ("mean", mean, false),
             ("neighbour-avg", neighbour, false),
             ("learned", learned, true),
@@ -758,11 +773,11 @@ impl<'a> GroupTruth<'a> {
     }
 }
 
-/// The rows of one group in one mode, each normalised against the mean baseline and
+/// The rows of one group in one mode, each normalised against the context mean and
 /// between it and the replicate ceiling.
 fn eval_rows(mode: Mode, name: &str, rows: &[(&str, Scores)]) -> Vec<EvalRow> {
     let find = |label: &str| rows.iter().find(|r| r.0 == label).map(|r| r.1.clone());
-    let base = find("mean");
+    let base = find("context-mean");
     let ceiling = find("replicate");
     rows.iter()
         .map(|(label, s)| {

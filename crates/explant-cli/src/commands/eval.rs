@@ -203,7 +203,7 @@ mod imp {
     }
 
     /// One printed row: MAE to 4 decimals, the rest to 3 (`MAEoff/ce`: the off-target MAE
-    /// rescaled between the mean baseline, 0, and the replicate ceiling, 1).
+    /// rescaled between the context mean, 0, and the replicate ceiling, 1).
     fn table_row(table: &mut String, r: &explant_torch::EvalRow) {
         let _ = writeln!(
             table,
