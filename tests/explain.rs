@@ -1,11 +1,12 @@
 //! `explant explain`, scored against the true wiring: on the shipped scenes the teacher's
-//! edges say which channel a response can travel along, and on a scene built for it the
-//! ablation shares have a closed form.
+//! edges say which channel a response can travel along, and on scenes built for it the
+//! ablation shares and the Shapley values have a closed form.
 //!
 //! Each test asserts the true channel carries the effect (share near 1, or the exact
 //! split) *and* that channels the wiring rules out carry (almost) none: an explanation
 //! that clamps nothing (every share 0), clamps the wrong column (the share lands on
-//! another channel) or pairs the wrong cells fails.
+//! another channel) or pairs the wrong cells fails. Shapley rows must also add up to the
+//! total effect, and sampled values stay within their standard errors of the exact ones.
 
 use std::path::Path;
 
@@ -82,19 +83,62 @@ fn assert_carried_by(rows: &[Row], target: &str, group: &str, channel: &str, cha
 /// `explant explain SCENE --out DIR --teacher` for `text`, which must succeed: the run
 /// directory and what the command printed.
 fn explain_scene(dir: &TempDir, text: &str, name: &str) -> (std::path::PathBuf, String) {
+    explain_scene_with(dir, text, name, &[])
+}
+
+/// As [`explain_scene`], with `extra` arguments (`--method shapley`, ...).
+fn explain_scene_with(dir: &TempDir, text: &str, name: &str, extra: &[&str]) -> (std::path::PathBuf, String) {
     let scene = dir.join(&format!("{name}.toml"));
     std::fs::write(&scene, text).expect("write scene");
     let out = dir.join(name);
-    let o = explant([
+    let mut args: Vec<&std::ffi::OsStr> = vec![
         "explain".as_ref(),
         scene.as_os_str(),
         "--out".as_ref(),
         out.as_os_str(),
         "--teacher".as_ref(),
         "--quiet".as_ref(),
-    ]);
-    assert_success(&o, &format!("explant explain {}", scene.display()));
+    ];
+    args.extend(extra.iter().map(std::ffi::OsStr::new));
+    let o = explant(args);
+    assert_success(&o, &format!("explant explain {} {}", scene.display(), extra.join(" ")));
     (out, stdout(&o))
+}
+
+/// Shapley rows: every (target, group) with a finite total has one row per channel and a
+/// `direct` row, all `shapley`, whose effects add up to the total effect (efficiency) and
+/// whose standard errors are finite and non-negative; returns how many were checked.
+fn assert_shapley_adds_up(rows: &[Row], channels: usize) -> usize {
+    let mut checked = 0;
+    let mut seen: Vec<(&str, &str)> = Vec::new();
+    for r in rows {
+        assert_eq!(r.method, "shapley", "{r:?}");
+        if seen.contains(&(&r.target, &r.group)) {
+            continue;
+        }
+        seen.push((&r.target, &r.group));
+        let mine: Vec<&Row> = rows.iter().filter(|x| x.target == r.target && x.group == r.group).collect();
+        assert_eq!(mine.len(), channels + 1, "{} in {}: channels and `direct`", r.target, r.group);
+        assert_eq!(mine.iter().filter(|x| x.channel == "direct").count(), 1);
+        if !r.total.is_finite() || r.total == 0.0 {
+            continue;
+        }
+        let sum: f64 = mine.iter().map(|x| x.effect).sum();
+        let scale: f64 = mine.iter().map(|x| x.effect.abs()).sum::<f64>() + r.total.abs();
+        assert!(
+            (sum - r.total).abs() <= 1e-9 * (1.0 + scale),
+            "{} in {}: effects add up to {sum}, total {}: {mine:#?}",
+            r.target,
+            r.group,
+            r.total
+        );
+        for x in &mine {
+            let se: f64 = x.standard_error.parse().unwrap_or_else(|_| panic!("standard error of {x:?}"));
+            assert!(se.is_finite() && se >= 0.0, "{x:?}");
+        }
+        checked += 1;
+    }
+    checked
 }
 
 fn shipped(name: &str) -> String {
@@ -146,6 +190,41 @@ fn axin2_and_lgr5_respond_to_a_wnt3a_knockout_through_ligand_wnt3a() {
     let o = explant(["explain".as_ref(), out.as_os_str(), "--force".as_ref(), "--threads".as_ref(), "1".as_ref()]);
     assert_success(&o, "explant explain RUN_DIR --threads 1");
     assert_eq!(read(&out.join("explain/attribution.csv")), all_threads, "attribution.csv depends on the thread count");
+
+    // Shapley over the same 4 channels (exact: 16 coalitions). The ligand carries the
+    // whole responder effect, nothing travels directly in responders, the other channels
+    // are dummies; the knocked-out gene moves through `direct` alone.
+    let o = explant([
+        "explain".as_ref(),
+        out.as_os_str(),
+        "--force".as_ref(),
+        "--quiet".as_ref(),
+        "--method".as_ref(),
+        "shapley".as_ref(),
+    ]);
+    assert_success(&o, "explant explain RUN_DIR --method shapley");
+    let printed = stdout(&o);
+    assert!(printed.contains("17 runs") && printed.contains("(method: shapley, exact)"), "{printed}");
+    let rows = attribution(&out);
+    assert!(assert_shapley_adds_up(&rows, 4) > 0);
+    for target in ["AXIN2", "LGR5"] {
+        for group in ["type:responder", "band:0-25um", "band:25-50um"] {
+            let r = ranked(&rows, target, group, 5);
+            assert!(r[0].total.abs() > 1e-3, "{target} in {group}: {r:#?}");
+            assert_eq!(r[0].channel, "ligand:WNT3A", "{target} in {group}: {r:#?}");
+            assert!((r[0].share - 1.0).abs() <= 0.02, "{target} in {group}: {r:#?}");
+            assert!(r[1..].iter().all(|x| x.share.abs() <= 0.02), "{target} in {group}: {r:#?}");
+            assert!(r.iter().all(|x| x.standard_error == "0"), "exact values have no standard error: {r:#?}");
+        }
+    }
+    let ko = ranked(&rows, "WNT3A", "perturbed", 5);
+    assert_eq!(ko[0].channel, "direct", "{ko:#?}");
+    assert!(ko[0].total < -0.5 && ko[0].effect == ko[0].total && ko[1..].iter().all(|r| r.effect == 0.0), "{ko:#?}");
+    let line = printed.lines().find(|l| l.starts_with("AXIN2") && l.contains("band:0-25um")).unwrap_or_else(|| {
+        panic!("no AXIN2 band:0-25um line in the printed table:\n{printed}");
+    });
+    assert!(line.contains("ligand:WNT3A"), "{line}");
+    assert!(printed.lines().any(|l| l.starts_with("WNT3A") && l.contains("direct (within the cell)")), "{printed}");
 }
 
 #[test]
@@ -182,22 +261,9 @@ fn hes1_responds_to_a_dll1_knockout_through_contact_dll1() {
     assert!(err.contains("attribution.csv") && err.contains("--force"), "{err}");
 }
 
-#[test]
-fn two_ligands_on_one_target_split_its_response_as_the_sigmoid_says() {
-    // Built for it: uniform boluses of ligands A (0.2) and B (0.1) from t = 0, no decay,
-    // zero-flux walls, so every cell senses s_A = 0.2, s_B = 0.1 (receptors constant at 1)
-    // against 0 in the control. The teacher's target T has no degradation and weight 1 on
-    // both: dT/dt = α σ(s_A + s_B), so over the run (α t = 1)
-    //   total  = σ(0.3) − σ(0),
-    //   by A   = σ(0.3) − σ(0.1)   (A clamped: T sees only B),
-    //   by B   = σ(0.3) − σ(0.2).
-    // The exact shares are 0.66446 and 0.33058; float32 over 20 Euler steps of a value
-    // near 1 errs by ~1e-6 on effects of ~0.05, so 1e-4 is a safe tolerance. In the
-    // additive (linear) limit the split is 2 : 1; the sigmoid's cubic term bends it by
-    // at most x²/12 ≈ 0.0075 of the share at x = 0.3, so the shares are also within 0.01
-    // of 2/3 and 1/3. A swapped column would give 1/3 and 2/3; no clamp, 0 and 0.
-    let dir = TempDir::new("explain", "two_ligands_on_one_target_split_its_response_as_the_sigmoid_says");
-    let text = r#"
+/// Uniform boluses of ligands A (0.2) and B (0.1) from t = 0 on a static sheet of 100
+/// cells; the teacher's target T integrates σ(s_A + s_B) (see the test of that name).
+const TWO_LIGANDS: &str = r#"
 version = 1
 name = "two-ligands"
 seed = 1
@@ -253,6 +319,23 @@ ligand = "B"
 value = 0.1
 start = 0.0
 "#;
+
+#[test]
+fn two_ligands_on_one_target_split_its_response_as_the_sigmoid_says() {
+    // Built for it: uniform boluses of ligands A (0.2) and B (0.1) from t = 0, no decay,
+    // zero-flux walls, so every cell senses s_A = 0.2, s_B = 0.1 (receptors constant at 1)
+    // against 0 in the control. The teacher's target T has no degradation and weight 1 on
+    // both: dT/dt = α σ(s_A + s_B), so over the run (α t = 1)
+    //   total  = σ(0.3) − σ(0),
+    //   by A   = σ(0.3) − σ(0.1)   (A clamped: T sees only B),
+    //   by B   = σ(0.3) − σ(0.2).
+    // The exact shares are 0.66446 and 0.33058; float32 over 20 Euler steps of a value
+    // near 1 errs by ~1e-6 on effects of ~0.05, so 1e-4 is a safe tolerance. In the
+    // additive (linear) limit the split is 2 : 1; the sigmoid's cubic term bends it by
+    // at most x²/12 ≈ 0.0075 of the share at x = 0.3, so the shares are also within 0.01
+    // of 2/3 and 1/3. A swapped column would give 1/3 and 2/3; no clamp, 0 and 0.
+    let dir = TempDir::new("explain", "two_ligands_on_one_target_split_its_response_as_the_sigmoid_says");
+    let text = TWO_LIGANDS;
     let (out, _) = explain_scene(&dir, text, "two");
     let rows = attribution(&out);
     let sigma = |x: f64| 1.0 / (1.0 + (-x).exp());
@@ -270,24 +353,159 @@ start = 0.0
 }
 
 #[test]
-fn methods_other_than_ablation_are_refused_as_not_implemented_yet() {
-    let dir = TempDir::new("explain", "methods_other_than_ablation_are_refused_as_not_implemented_yet");
-    let scene = repo().join("scenes/lateral_inhibition.toml");
-    for method in ["shapley", "gradients"] {
-        let out = dir.join(method);
-        let o = explant([
-            "explain".as_ref(),
-            scene.as_os_str(),
-            "--out".as_ref(),
-            out.as_os_str(),
-            "--method".as_ref(),
-            method.as_ref(),
-        ]);
-        let err = assert_clean_failure(&o, &format!("--method {method}"));
-        assert!(err.contains(&format!("`--method {method}` is not implemented yet")), "{err}");
-        assert!(!out.exists(), "nothing is run for a refused method");
+fn shapley_splits_two_ligands_on_one_target_as_the_two_player_formula_says() {
+    // TWO_LIGANDS by Shapley values (3 channels: exact, 8 coalitions). With only the
+    // ligands in S free the target gains v(S) = σ(s_S) − σ(0) (α t = 1; the neighbour
+    // counts are the control's in every run), so v(∅) = 0 and
+    //   φ_A = ½ [(σ(0.2) − σ(0)) + (σ(0.3) − σ(0.1))],
+    //   φ_B = ½ [(σ(0.1) − σ(0)) + (σ(0.3) − σ(0.2))],
+    // shares 0.66695 and 0.33305, which add up to 1 (ablation's 0.664 and 0.331 do not).
+    // Tolerance 1e-4 as for ablation (float32 Euler errs by ~1e-6 on effects of ~0.05).
+    // Shapley splits σ's cubic term evenly, so the shares sit within 0.001 of the
+    // additive 2 : 1; ablation's shares (0.0022 off) would fail that, a swapped column
+    // would give 1/3 and 2/3.
+    let dir = TempDir::new("explain", "shapley_splits_two_ligands_on_one_target_as_the_two_player_formula_says");
+    let (out, printed) = explain_scene_with(&dir, TWO_LIGANDS, "two", &["--method", "shapley"]);
+    assert!(printed.contains("9 runs") && printed.contains("exact"), "{printed}");
+    let rows = attribution(&out);
+    assert!(assert_shapley_adds_up(&rows, 3) > 0);
+    let sigma = |x: f64| 1.0 / (1.0 + (-x).exp());
+    let total = sigma(0.3) - sigma(0.0);
+    let phi_a = 0.5 * ((sigma(0.2) - sigma(0.0)) + (sigma(0.3) - sigma(0.1)));
+    let phi_b = 0.5 * ((sigma(0.1) - sigma(0.0)) + (sigma(0.3) - sigma(0.2)));
+    assert!((phi_a + phi_b - total).abs() < 1e-15);
+    let r = ranked(&rows, "T", "type:cell", 4);
+    let get = |c: &str| r.iter().find(|x| x.channel == c).unwrap_or_else(|| panic!("no `{c}` row"));
+    let (a, b, n, d) = (get("ligand:A"), get("ligand:B"), get("neighbours:cell"), get("direct"));
+    assert_eq!(a.cells, 100);
+    assert!((a.total - total).abs() < 1e-5, "total effect {} vs σ(0.3) − σ(0) = {total}", a.total);
+    assert!((a.share - phi_a / total).abs() < 1e-4, "share of A {} vs {}", a.share, phi_a / total);
+    assert!((b.share - phi_b / total).abs() < 1e-4, "share of B {} vs {}", b.share, phi_b / total);
+    assert!((a.effect / b.effect - phi_a / phi_b).abs() < 1e-3, "A : B = {} vs {}", a.effect / b.effect, phi_a / phi_b);
+    assert!((a.share - 2.0 / 3.0).abs() < 1e-3 && (b.share - 1.0 / 3.0).abs() < 1e-3, "{} {}", a.share, b.share);
+    assert_eq!(n.effect, 0.0, "the neighbour counts carry nothing");
+    assert_eq!(d.effect, 0.0, "with every channel held at the control nothing moves");
+    assert!((a.share + b.share + n.share + d.share - 1.0).abs() < 1e-9);
+    assert!(r.iter().all(|x| x.standard_error == "0"), "exact: {r:#?}");
+}
+
+/// Four ligands on one target with boluses 0.2, 0.1, 0.05 and 0.15 (TWO_LIGANDS widened):
+/// 5 channels with the neighbour counts, so fewer than 5! = 120 samples sample.
+fn four_ligands() -> (String, [f64; 4]) {
+    let mut text =
+        TWO_LIGANDS.replace(r#"genes = ["S", "RA", "RB", "T"]"#, r#"genes = ["S", "RA", "RB", "RC", "RD", "T"]"#);
+    text = text.replace(
+        "baseline = { RA = 1.0, RB = 1.0, T = 1.0 }",
+        "baseline = { RA = 1.0, RB = 1.0, RC = 1.0, RD = 1.0, T = 1.0 }",
+    );
+    text = text.replace(
+        "[[cell_types]]",
+        "[[ligands]]\nname = \"C\"\ndiffusion = 100.0\ndecay = 0.0\nsecreted_by = \"S\"\nreceptor = \"RC\"\n\
+         [[ligands]]\nname = \"D\"\ndiffusion = 100.0\ndecay = 0.0\nsecreted_by = \"S\"\nreceptor = \"RD\"\n\
+         [[cell_types]]",
+    );
+    text = text.replace(
+        "  { source = \"ligand:B\", target = \"T\", weight = 1.0 },\n",
+        "  { source = \"ligand:B\", target = \"T\", weight = 1.0 },\n  { source = \"ligand:C\", target = \"T\", weight = 1.0 },\n  \
+         { source = \"ligand:D\", target = \"T\", weight = 1.0 },\n",
+    );
+    text.push_str(
+        "[[perturbations]]\nkind = \"bolus\"\nligand = \"C\"\nvalue = 0.05\nstart = 0.0\n\
+         [[perturbations]]\nkind = \"bolus\"\nligand = \"D\"\nvalue = 0.15\nstart = 0.0\n",
+    );
+    (text, [0.2, 0.1, 0.05, 0.15])
+}
+
+#[test]
+fn sampled_shapley_shares_add_up_and_stay_within_their_standard_errors_of_the_exact_split() {
+    // FOUR_LIGANDS: v(S) = σ(Σ_{l ∈ S} s_l) − σ(0), so the exact Shapley values follow by
+    // enumerating the 16 coalitions of the ligands (the neighbour counts are a dummy).
+    // `--samples 3` samples 3 orders: every (target, group) still adds up to its total,
+    // the dummy gets 0 ± 0, and each ligand's sampled value lies within 4 standard errors
+    // (plus float32's 1e-5) of the exact one. `--samples 120` (= 5!) is exact: 32
+    // coalitions, every share within 1e-4 of the closed form.
+    let dir = TempDir::new(
+        "explain",
+        "sampled_shapley_shares_add_up_and_stay_within_their_standard_errors_of_the_exact_split",
+    );
+    let (text, s) = four_ligands();
+    let sigma = |x: f64| 1.0 / (1.0 + (-x).exp());
+    let v = |mask: usize| sigma((0..4).filter(|l| mask & (1 << l) != 0).map(|l| s[l]).sum()) - sigma(0.0);
+    let exact: Vec<f64> = (0..4)
+        .map(|l| {
+            let fact = |k: usize| (1..=k).product::<usize>() as f64;
+            (0..16usize)
+                .filter(|m| m & (1 << l) == 0)
+                .map(|m| {
+                    let k = m.count_ones() as usize;
+                    fact(k) * fact(3 - k) / fact(4) * (v(m | (1 << l)) - v(m))
+                })
+                .sum()
+        })
+        .collect();
+    let total = v(15);
+    assert!((exact.iter().sum::<f64>() - total).abs() < 1e-15);
+    let names = ["ligand:A", "ligand:B", "ligand:C", "ligand:D"];
+
+    let (out, printed) = explain_scene_with(&dir, &text, "four", &["--method", "shapley", "--samples", "3"]);
+    assert!(printed.contains("3 sampled permutations"), "{printed}");
+    let rows = attribution(&out);
+    assert!(assert_shapley_adds_up(&rows, 5) > 0);
+    let r = ranked(&rows, "T", "type:cell", 6);
+    assert!((r[0].total - total).abs() < 1e-5, "total {} vs {total}", r[0].total);
+    let get = |c: &str| *r.iter().find(|x| x.channel == c).unwrap_or_else(|| panic!("no `{c}` row"));
+    let dummy = get("neighbours:cell");
+    assert!(dummy.effect == 0.0 && dummy.standard_error == "0", "{dummy:?}");
+    for (name, want) in names.iter().zip(&exact) {
+        let x = get(name);
+        let se = x.standard_error.parse::<f64>().expect("standard error") * x.total.abs();
+        assert!((x.effect - want).abs() <= 4.0 * se + 1e-5, "{name}: {} ± {se} vs exact {want}", x.effect);
     }
-    // A scene without `--out`, and a scene without perturbations, are refused clearly.
+
+    // Enough samples for every order: exact.
+    let o = explant([
+        "explain".as_ref(),
+        out.as_os_str(),
+        "--force".as_ref(),
+        "--quiet".as_ref(),
+        "--method".as_ref(),
+        "shapley".as_ref(),
+        "--samples".as_ref(),
+        "120".as_ref(),
+    ]);
+    assert_success(&o, "explant explain RUN_DIR --method shapley --samples 120");
+    assert!(stdout(&o).contains("33 runs") && stdout(&o).contains("exact"), "{}", stdout(&o));
+    let rows = attribution(&out);
+    assert!(assert_shapley_adds_up(&rows, 5) > 0);
+    let r = ranked(&rows, "T", "type:cell", 6);
+    let get = |c: &str| *r.iter().find(|x| x.channel == c).unwrap_or_else(|| panic!("no `{c}` row"));
+    for (name, want) in names.iter().zip(&exact) {
+        let x = get(name);
+        assert!((x.share - want / total).abs() < 1e-4 && x.standard_error == "0", "{name}: {x:?} vs {}", want / total);
+    }
+    assert_eq!(get("direct").effect, 0.0);
+}
+
+#[test]
+fn gradients_and_bad_samples_are_refused_naming_the_option() {
+    let dir = TempDir::new("explain", "gradients_and_bad_samples_are_refused_naming_the_option");
+    let scene = repo().join("scenes/lateral_inhibition.toml");
+    let refused = |extra: &[&str], what: &str| -> String {
+        let out = dir.join(what);
+        let mut args: Vec<&std::ffi::OsStr> =
+            vec!["explain".as_ref(), scene.as_os_str(), "--out".as_ref(), out.as_os_str()];
+        args.extend(extra.iter().map(std::ffi::OsStr::new));
+        let err = assert_clean_failure(&explant(args), what);
+        assert!(!out.exists(), "{what}: nothing is run for a refused option");
+        err
+    };
+    let err = refused(&["--method", "gradients"], "gradients");
+    assert!(err.contains("`--method gradients` is not implemented yet"), "{err}");
+    let err = refused(&["--method", "shapley", "--samples", "0"], "zero-samples");
+    assert!(err.contains("--samples") && err.contains('0'), "{err}");
+    let err = refused(&["--samples", "4"], "samples-for-ablation");
+    assert!(err.contains("`--samples 4`") && err.contains("--method shapley"), "{err}");
+    // A scene without `--out` is refused clearly.
     let o = explant(["explain".as_ref(), scene.as_os_str()]);
     assert!(assert_clean_failure(&o, "no --out").contains("--out DIR"));
 }

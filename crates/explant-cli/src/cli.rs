@@ -243,10 +243,16 @@ pub struct ExplainArgs {
     #[arg(long, short)]
     pub out: Option<PathBuf>,
     /// How effects are split among channels: `ablation` (one run per channel with that
-    /// channel held at the control's value); `shapley` and `gradients` are not
-    /// implemented yet.
+    /// channel held at the control's value) or `shapley` (Shapley values over coalitions
+    /// of channels, with a `direct` row for what travels through none); `gradients` is
+    /// not implemented yet.
     #[arg(long, value_enum, default_value_t = ExplainMethod::Ablation)]
     pub method: ExplainMethod,
+    /// With `--method shapley`: channel orders to sample (at least 1; default 16),
+    /// seeded by the scene's seed. With at most 4 channels, or at least as many samples
+    /// as orders (channels!), every coalition is run and the values are exact.
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
+    pub samples: Option<u64>,
     /// Use the scene's mechanistic teacher instead of its `[model]`.
     #[arg(long, conflicts_with = "model")]
     pub teacher: bool,
@@ -275,7 +281,8 @@ pub struct ExplainArgs {
 pub enum ExplainMethod {
     /// One counterfactual run per channel, that channel held at the control's value.
     Ablation,
-    /// Shapley values over channels by permutation sampling (not implemented yet).
+    /// Shapley values over channels: exact over every coalition, or by permutation
+    /// sampling (`--samples`).
     Shapley,
     /// Integrated gradients of the response model (not implemented yet).
     Gradients,

@@ -1,30 +1,51 @@
 //! Explanations: which signal channel carried a perturbation's effect, measured by
 //! counterfactual runs (`explant explain`).
 //!
-//! **Ablation.** For a scene with perturbations, the control (no perturbations), the
-//! perturbed run, and one perturbed run per channel in which that channel is held at the
-//! control's value ([`explant_core::clamp`]) are stepped tick for tick from the same
-//! initial state and random streams; the control steps first and hands its signals to the
-//! clamped runs. For a target gene `g` and a group of cells `k`, with means over the cells
-//! of the group present in every run (paired by lineage-true id):
+//! Every method steps the control (no perturbations) and a set of perturbed runs, each
+//! with some channels held at the control's value ([`explant_core::clamp`]), tick for
+//! tick from the same initial state and random streams; the control steps first and hands
+//! its signals to the clamped runs. For a target gene `g` and a group of cells `k`, means
+//! are over the cells of the group present in every run (paired by lineage-true id), and
+//! the total effect is `Δ = mean(x_perturbed − x_control)`.
 //!
-//! - total effect `Δ = mean(x_perturbed − x_control)`;
+//! **Ablation** (`--method ablation`). One perturbed run per channel, with that channel
+//! clamped:
+//!
 //! - effect carried by channel `c`: `Δ_c = mean(x_perturbed − x_clamped(c))`, the part of
 //!   the effect lost when `c` is cut;
 //! - share `Δ_c / Δ` (NaN when `Δ = 0`: nothing to share).
 //!
 //! A channel that carries nothing has `Δ_c = 0` bit for bit; one that carries everything
 //! has `Δ_c = Δ`. Shares need not add up to 1: channels that act together (a sigmoid of
-//! their sum) each lose more, or less, than their part of a sum; Shapley values (not yet
-//! here) split such interactions fairly. This is the path-specific effect of a
-//! counterfactual the simulator measures instead of infers (Pearl, *Causality*, 2009,
-//! §4.5).
+//! their sum) each lose more, or less, than their part of a sum, and cutting either hop
+//! of a chain cuts all of it. This is the path-specific effect of a counterfactual the
+//! simulator measures instead of infers (Pearl, *Causality*, 2009, §4.5).
+//!
+//! **Shapley** (`--method shapley`). The channels are players of a game whose value for a
+//! coalition `S` is `v(S) = mean(x_S − x_control)`, `x_S` the perturbed run with every
+//! channel *not* in `S` clamped: `v(all) = Δ`, and `v(∅)` is what the perturbation does
+//! with every channel held at the control, i.e. inside the cells it touches (a knockout
+//! moves its own gene). Channel `c`'s Shapley value is its marginal contribution
+//! `v(P ∪ {c}) − v(P)` averaged over the orders of the channels, `P` the channels before
+//! it (Shapley, 1953). The values of one order add up to `v(all) − v(∅)`, so the rows
+//! of a (target, group) — one per channel plus the row `direct`, whose effect is `v(∅)` —
+//! add up to the total effect; this is checked for every row (an error if it fails
+//! beyond rounding). Unlike ablation shares, Shapley shares partition the effect: an
+//! interaction is split evenly between the channels in it.
+//!
+//! With `n` channels, when `n ≤ 4` or the samples asked for are at least `n!`, every one
+//! of the `2^n` coalitions is run and the values are exact (standard error 0). Otherwise
+//! `samples` orders are drawn at random (seeded by the scene's seed, so the table is
+//! deterministic), each distinct coalition of their prefixes is run once, and the
+//! standard error of a share is the standard deviation of the channel's marginal
+//! contributions over the orders, over `√samples`, over `|Δ|` (NaN for one sample).
 //!
 //! Groups: the perturbed cells, each distance band of `output.distance_bands`, the far
 //! cells (as `effects.csv`: [`explant_core::effects::groups`]), and each cell type (every
 //! cell of the type). The runs share nothing and step in parallel (rayon over runs); each
 //! run is deterministic on any thread count, so the table is too.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -44,6 +65,8 @@ pub enum Method {
     /// One counterfactual run per channel with that channel held at the control's value.
     #[default]
     Ablation,
+    /// Shapley values over the channels, exact or by permutation sampling (module docs).
+    Shapley,
 }
 
 impl Method {
@@ -51,21 +74,45 @@ impl Method {
     pub fn name(self) -> &'static str {
         match self {
             Method::Ablation => "ablation",
+            Method::Shapley => "shapley",
         }
     }
 }
 
+/// The permutations [`Method::Shapley`] samples unless told otherwise.
+pub const DEFAULT_SAMPLES: usize = 16;
+
+/// The channel name of the Shapley row that holds `v(∅)`: the part of the effect that
+/// travels through no channel (the perturbation acting inside the cells it touches).
+pub const DIRECT: &str = "direct";
+
 /// How to explain a scene.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ExplainOptions {
     /// The attribution method.
     pub method: Method,
+    /// Shapley: the permutations of the channels to sample (at least 1); when there are
+    /// at most 4 channels, or at least as many samples as permutations, every coalition
+    /// is run instead and the values are exact. Ignored by ablation.
+    pub samples: usize,
     /// The response model (`--teacher`, `--model`).
     pub model: ModelChoice,
     /// Where diffusion runs (each run has its own backend).
     pub diffusion: DiffusionChoice,
     /// Worker threads of each run's model (0: its default).
     pub threads: usize,
+}
+
+impl Default for ExplainOptions {
+    fn default() -> Self {
+        Self {
+            method: Method::default(),
+            samples: DEFAULT_SAMPLES,
+            model: ModelChoice::default(),
+            diffusion: DiffusionChoice::default(),
+            threads: 0,
+        }
+    }
 }
 
 /// One row of `attribution.csv`.
@@ -75,17 +122,22 @@ pub struct Attribution {
     pub target: String,
     /// Group of cells: `perturbed`, `band:FROM-TOum`, `far:FROMum+` or `type:NAME`.
     pub group: String,
-    /// The channel, as the teacher's edges name their sources (`ligand:WNT3A`).
+    /// The channel, as the teacher's edges name their sources (`ligand:WNT3A`), or
+    /// [`DIRECT`] (Shapley only).
     pub channel: String,
     /// Cells of the group present in every run.
     pub cells: usize,
     /// Perturbed − control, mean over the group.
     pub total: f64,
-    /// Perturbed − perturbed with the channel clamped, mean over the group.
+    /// Ablation: perturbed − perturbed with the channel clamped, mean over the group.
+    /// Shapley: the channel's Shapley value; for [`DIRECT`], every channel clamped −
+    /// control.
     pub effect: f64,
     /// `effect / total` (NaN when the total is 0 or the group is empty).
     pub share: f64,
-    /// Standard error of the share (none for ablation, which is exact for its runs).
+    /// Standard error of the share (none for ablation, which is exact for its runs; 0
+    /// for exact Shapley values and the `direct` row; NaN when the share is NaN or from a
+    /// single sampled permutation).
     pub standard_error: Option<f64>,
     /// The method.
     pub method: Method,
@@ -95,12 +147,16 @@ pub struct Attribution {
 #[derive(Debug, Clone)]
 pub struct Explanation {
     /// Every (group, target, channel), groups in the order above, then genes and channels
-    /// in the scene's order.
+    /// in the scene's order (Shapley: then the [`DIRECT`] row).
     pub rows: Vec<Attribution>,
     /// The channels, in the scene's order.
     pub channels: Vec<String>,
-    /// Simulations stepped (control, perturbed, one per channel).
+    /// Simulations stepped (ablation: control, perturbed, one per channel; Shapley:
+    /// control and one per coalition run).
     pub runs: usize,
+    /// Shapley: the permutations sampled, or `None` when exact over every coalition
+    /// (and for ablation).
+    pub permutations: Option<usize>,
     /// Ticks each was stepped.
     pub ticks: u64,
     /// Wall seconds of the whole explanation.
@@ -114,9 +170,9 @@ impl Explanation {
     }
 }
 
-/// One simulation of the explanation: the perturbed run, clamped on `channel` if any.
+/// One simulation of the explanation: the perturbed run with `clamp` held at the control.
 struct Arm {
-    channel: Option<Channel>,
+    clamp: Vec<Channel>,
     sim: Simulation,
 }
 
@@ -124,9 +180,10 @@ struct Arm {
 ///
 /// # Errors
 ///
-/// When the scene has no perturbations, a backend cannot start, the model does not fit,
-/// or a simulation fails (the message names the run: control, perturbed, or the clamped
-/// channel).
+/// When the scene has no perturbations, `opts.samples` is 0 for Shapley, there are more
+/// than 63 channels for Shapley, a backend cannot start, the model does not fit, a
+/// simulation fails (the message names the run: control, or a perturbed run), or the
+/// Shapley values fail their sum check.
 pub fn explain(
     mut scene: LoadedScene,
     opts: &ExplainOptions,
@@ -143,6 +200,39 @@ pub fn explain(
         )));
     }
     let channels = Channel::all(sc);
+    let names: Vec<String> = channels.iter().map(|c| c.name(sc)).collect();
+    // What each perturbed run clamps: ablation, nothing then each channel; Shapley, for
+    // each coalition (the full one first), the channels outside it.
+    let (clamps, design, coalitions) = match opts.method {
+        Method::Ablation => {
+            let clamps: Vec<Vec<Channel>> =
+                std::iter::once(Vec::new()).chain(channels.iter().map(|&c| vec![c])).collect();
+            (clamps, None, Vec::new())
+        }
+        Method::Shapley => {
+            if opts.samples == 0 {
+                return Err(RunError::Invalid(
+                    "explain: Shapley samples must be at least 1 (got 0): give the number of channel orders to sample"
+                        .into(),
+                ));
+            }
+            if channels.len() > MAX_PLAYERS {
+                return Err(RunError::Invalid(format!(
+                    "explain: the scene has {} channels; Shapley values handle at most {MAX_PLAYERS}",
+                    channels.len()
+                )));
+            }
+            let design = Design::new(channels.len(), opts.samples, sc.seed);
+            let coalitions = design.coalitions(channels.len());
+            let clamps = coalitions
+                .iter()
+                .map(|&mask| {
+                    channels.iter().enumerate().filter(|(i, _)| mask & (1 << i) == 0).map(|(_, &c)| c).collect()
+                })
+                .collect();
+            (clamps, Some(design), coalitions)
+        }
+    };
     let (cells, notes) = crate::import::imported_cells(&scene)?;
     for n in notes {
         note(&format!("note: {n}"));
@@ -157,18 +247,27 @@ pub fn explain(
         Ok(Simulation::with_cells(&s, diffuser, model, cells.clone())?)
     };
     let mut control = build(false)?;
-    let mut arms = std::iter::once(None)
-        .chain(channels.iter().copied().map(Some))
-        .map(|channel| Ok(Arm { channel, sim: build(true)? }))
-        .collect::<Result<Vec<_>, RunError>>()?;
-    let names: Vec<String> = channels.iter().map(|c| c.name(sc)).collect();
-    note(&format!(
-        "explain ({}): control, perturbed and {} clamped run(s) ({}), {} ticks each",
-        opts.method.name(),
-        channels.len(),
-        names.join(", "),
-        control.total_ticks()
-    ));
+    let mut arms =
+        clamps.into_iter().map(|clamp| Ok(Arm { clamp, sim: build(true)? })).collect::<Result<Vec<_>, RunError>>()?;
+    match &design {
+        None => note(&format!(
+            "explain (ablation): control, perturbed and {} clamped run(s) ({}), {} ticks each",
+            channels.len(),
+            names.join(", "),
+            control.total_ticks()
+        )),
+        Some(d) => note(&format!(
+            "explain (shapley): control and {} coalition run(s) of {} channel(s) ({}; {}), {} ticks each",
+            arms.len(),
+            channels.len(),
+            names.join(", "),
+            match d {
+                Design::Exact => "exact over every coalition".to_owned(),
+                Design::Sampled(p) => format!("{} sampled permutations", p.len()),
+            },
+            control.total_ticks()
+        )),
+    }
 
     let ticks = control.total_ticks();
     for _ in 0..ticks {
@@ -176,8 +275,7 @@ pub fn explain(
         let values = Arc::new(control.channel_values(&channels));
         arms.par_iter_mut()
             .try_for_each(|arm| {
-                let clamp: Vec<Channel> = arm.channel.into_iter().collect();
-                arm.sim.clamp_channels(&clamp, values.clone())?;
+                arm.sim.clamp_channels(&arm.clamp, values.clone())?;
                 arm.sim.step()
             })
             .map_err(|e| failed(e, "a perturbed run (plain or clamped)"))?;
@@ -186,11 +284,19 @@ pub fn explain(
     let ctrl = control.cells();
     let tables: Vec<CellTable> = arms.iter_mut().map(|a| a.sim.cells()).collect();
     let distance = arms[0].sim.perturbation_distance(&tables[0]);
-    let rows = attribute(&scene, &tables, &ctrl, &distance, &names, opts.method);
+    let paired = Paired::new(&scene, &tables, &ctrl, &distance);
+    let rows = match &design {
+        None => attribute(&scene, &paired, &tables, &ctrl, &names),
+        Some(d) => attribute_shapley(&scene, &paired, &tables, &ctrl, &names, &coalitions, d)?,
+    };
     Ok(Explanation {
         rows,
         channels: names,
         runs: arms.len() + 1,
+        permutations: match design {
+            Some(Design::Sampled(p)) => Some(p.len()),
+            _ => None,
+        },
         ticks,
         wall_seconds: started.elapsed().as_secs_f64(),
     })
@@ -200,42 +306,60 @@ fn failed(e: CoreError, which: &str) -> RunError {
     RunError::Invalid(format!("explain: {which} failed: {}", crate::error_chain(&e)))
 }
 
-/// The attribution rows: `tables[0]` is the perturbed run, `tables[1 + c]` the run with
-/// channel `c` clamped, `distance` per cell of `tables[0]`.
+/// The cells of the perturbed run (`tables[0]`) paired with the control and every other
+/// run, and the groups, each restricted to the cells present in every run.
+struct Paired {
+    /// Row of each cell of `tables[0]` in the control (`[0]`) and in `tables[k]` (`[k]`).
+    matched: Vec<Vec<Option<usize>>>,
+    /// (label, members) in the order of the module docs.
+    groups: Vec<(String, Vec<usize>)>,
+}
+
+impl Paired {
+    fn new(scene: &LoadedScene, tables: &[CellTable], control: &CellTable, distance: &[f32]) -> Self {
+        let sc = &scene.scene;
+        let full = &tables[0];
+        let matched: Vec<Vec<Option<usize>>> =
+            std::iter::once(control).chain(&tables[1..]).map(|t| match_ids(full, t)).collect();
+        let everywhere = |i: &usize| matched.iter().all(|m| m[*i].is_some());
+        let mut labelled: Vec<(String, Vec<usize>)> = groups(full, distance, &sc.output.distance_bands)
+            .into_iter()
+            .map(|grp| {
+                let label = match grp.group {
+                    "band" => format!("band:{}-{}um", grp.from, grp.to),
+                    "far" => format!("far:{}um+", grp.from),
+                    other => other.to_owned(),
+                };
+                (label, grp.cells)
+            })
+            .collect();
+        for (t, ty) in sc.cell_types.iter().enumerate() {
+            let cells = (0..full.ids.len()).filter(|&i| full.cell_types[i] as usize == t).collect();
+            labelled.push((format!("type:{}", ty.name), cells));
+        }
+        let groups = labelled
+            .into_iter()
+            .map(|(label, cells)| (label, cells.into_iter().filter(everywhere).collect()))
+            .collect();
+        Self { matched, groups }
+    }
+}
+
+/// The ablation rows: `tables[0]` is the perturbed run, `tables[1 + c]` the run with
+/// channel `c` clamped.
 fn attribute(
     scene: &LoadedScene,
+    paired: &Paired,
     tables: &[CellTable],
     control: &CellTable,
-    distance: &[f32],
     channels: &[String],
-    method: Method,
 ) -> Vec<Attribution> {
     let sc = &scene.scene;
     let g = sc.genes.len();
     let full = &tables[0];
-    // Each perturbed cell's row in the control and in every clamped run; only cells
-    // present in all of them count.
-    let matched: Vec<Vec<Option<usize>>> =
-        std::iter::once(control).chain(&tables[1..]).map(|t| match_ids(full, t)).collect();
-    let everywhere = |i: &usize| matched.iter().all(|m| m[*i].is_some());
-    let mut labelled: Vec<(String, Vec<usize>)> = groups(full, distance, &sc.output.distance_bands)
-        .into_iter()
-        .map(|grp| {
-            let label = match grp.group {
-                "band" => format!("band:{}-{}um", grp.from, grp.to),
-                "far" => format!("far:{}um+", grp.from),
-                other => other.to_owned(),
-            };
-            (label, grp.cells)
-        })
-        .collect();
-    for (t, ty) in sc.cell_types.iter().enumerate() {
-        let cells = (0..full.ids.len()).filter(|&i| full.cell_types[i] as usize == t).collect();
-        labelled.push((format!("type:{}", ty.name), cells));
-    }
+    let matched = &paired.matched;
     let mut rows = Vec::new();
-    for (label, cells) in labelled {
-        let members: Vec<usize> = cells.into_iter().filter(everywhere).collect();
+    for (label, members) in &paired.groups {
         let n = members.len();
         // Mean over the members of (full − other), other = control (k = 0) or a clamped run.
         let mean_diff = |k: usize, gene: usize| -> f64 {
@@ -253,8 +377,6 @@ fn attribute(
             let total = mean_diff(0, gene);
             for (c, channel) in channels.iter().enumerate() {
                 let effect = mean_diff(c + 1, gene);
-                // `+ 0.0` writes a zero share as `0`, not `-0`.
-                let share = if total == 0.0 { f64::NAN } else { effect / total + 0.0 };
                 rows.push(Attribution {
                     target: target.clone(),
                     group: label.clone(),
@@ -262,14 +384,214 @@ fn attribute(
                     cells: n,
                     total,
                     effect,
-                    share,
+                    share: share(effect, total),
                     standard_error: None,
-                    method,
+                    method: Method::Ablation,
                 });
             }
         }
     }
     rows
+}
+
+/// `effect / total`, NaN when the total is 0 (`+ 0.0` writes a zero share as `0`, not
+/// `-0`).
+fn share(effect: f64, total: f64) -> f64 {
+    if total == 0.0 { f64::NAN } else { effect / total + 0.0 }
+}
+
+/// The Shapley rows: `tables[k]` is the run of coalition `coalitions[k]` (bit `c` set:
+/// channel `c` free; `tables[0]` every channel free, the perturbed run).
+fn attribute_shapley(
+    scene: &LoadedScene,
+    paired: &Paired,
+    tables: &[CellTable],
+    control: &CellTable,
+    channels: &[String],
+    coalitions: &[u64],
+    design: &Design,
+) -> Result<Vec<Attribution>, RunError> {
+    let sc = &scene.scene;
+    let g = sc.genes.len();
+    let n = channels.len();
+    let matched = &paired.matched;
+    let index: HashMap<u64, usize> = coalitions.iter().enumerate().map(|(k, &m)| (m, k)).collect();
+    let empty = index[&0];
+    let mut rows = Vec::new();
+    for (label, members) in &paired.groups {
+        let cells = members.len();
+        // v(S) for the run k of S: mean over the members of (x_S − x_control).
+        let value = |k: usize, gene: usize| -> f64 {
+            let run = &tables[k];
+            let sum: f64 = members
+                .iter()
+                .map(|&i| {
+                    let j = if k == 0 { i } else { matched[k][i].unwrap_or(0) };
+                    let c = matched[0][i].unwrap_or(0);
+                    f64::from(run.expression[j * g + gene]) - f64::from(control.expression[c * g + gene])
+                })
+                .sum();
+            if cells == 0 { f64::NAN } else { sum / cells as f64 }
+        };
+        for (gene, target) in sc.genes.iter().enumerate() {
+            let values: Vec<f64> = (0..tables.len()).map(|k| value(k, gene)).collect();
+            let v = |mask: u64| values[index[&mask]];
+            let total = values[0];
+            let direct = values[empty];
+            let phi = design.values(n, &v);
+            check_efficiency(&phi, direct, total, target, label)?;
+            let row = |channel: &str, effect: f64, se: f64| Attribution {
+                target: target.clone(),
+                group: label.clone(),
+                channel: channel.to_owned(),
+                cells,
+                total,
+                effect,
+                share: share(effect, total),
+                standard_error: Some(if total == 0.0 || total.is_nan() { f64::NAN } else { se / total.abs() }),
+                method: Method::Shapley,
+            };
+            for (channel, &(effect, se)) in channels.iter().zip(&phi) {
+                rows.push(row(channel, effect, se));
+            }
+            rows.push(row(DIRECT, direct, 0.0));
+        }
+    }
+    Ok(rows)
+}
+
+/// The Shapley values and `direct` must add up to the total effect (efficiency): a
+/// failure is a bug in the coalitions or weights, never the user's.
+fn check_efficiency(phi: &[(f64, f64)], direct: f64, total: f64, target: &str, group: &str) -> Result<(), RunError> {
+    if !total.is_finite() {
+        return Ok(());
+    }
+    let sum: f64 = phi.iter().map(|p| p.0).sum::<f64>() + direct;
+    let scale = phi.iter().map(|p| p.0.abs()).sum::<f64>() + direct.abs() + total.abs();
+    if (sum - total).abs() > 1e-9 * (1.0 + scale) || sum.is_nan() {
+        return Err(RunError::Invalid(format!(
+            "explain: internal check failed: the Shapley values of {target} in {group} plus `{DIRECT}` add up to \
+             {sum}, not the total effect {total}"
+        )));
+    }
+    Ok(())
+}
+
+/// Players a coalition bit mask holds.
+const MAX_PLAYERS: usize = 63;
+
+/// How the Shapley values of `n` channels are computed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Design {
+    /// Every coalition, with Shapley's weights.
+    Exact,
+    /// The marginal contributions along these orders of the channels.
+    Sampled(Vec<Vec<usize>>),
+}
+
+impl Design {
+    /// Exact when `n ≤ 4` or `samples ≥ n!`; else `samples` orders drawn from a stream
+    /// seeded by `seed`.
+    fn new(n: usize, samples: usize, seed: u64) -> Self {
+        let orders = (1..=n as u64).try_fold(1u64, u64::checked_mul);
+        if n <= 4 || orders.is_some_and(|o| samples as u64 >= o) {
+            return Design::Exact;
+        }
+        // SplitMix64, salted so the orders do not echo the simulation's own streams.
+        let mut state = seed ^ 0x5348_4150_4c45_5900;
+        let mut next = move || {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        let perms = (0..samples)
+            .map(|_| {
+                // Fisher–Yates; the bias of the multiply-shift draw is below 2^-57.
+                let mut p: Vec<usize> = (0..n).collect();
+                for i in (1..n).rev() {
+                    let j = ((u128::from(next()) * (i as u128 + 1)) >> 64) as usize;
+                    p.swap(i, j);
+                }
+                p
+            })
+            .collect();
+        Design::Sampled(perms)
+    }
+
+    /// The coalitions to run, each once: the full one first, then the rest ascending.
+    fn coalitions(&self, n: usize) -> Vec<u64> {
+        let all = if n == 0 { 0 } else { u64::MAX >> (64 - n) };
+        let mut rest: Vec<u64> = match self {
+            Design::Exact => (0..all).collect(),
+            Design::Sampled(perms) => {
+                let mut set = vec![0u64];
+                for p in perms {
+                    let mut mask = 0u64;
+                    for &c in p {
+                        mask |= 1 << c;
+                        set.push(mask);
+                    }
+                }
+                set.sort_unstable();
+                set.dedup();
+                set.retain(|&m| m != all);
+                set
+            }
+        };
+        rest.insert(0, all);
+        rest
+    }
+
+    /// Each channel's (Shapley value, its standard error) for the game `v` on `n`
+    /// players; `v` is only asked for coalitions of [`Design::coalitions`].
+    fn values(&self, n: usize, v: &dyn Fn(u64) -> f64) -> Vec<(f64, f64)> {
+        match self {
+            Design::Exact => {
+                // φ_c = Σ_{S ∌ c} |S|! (n − |S| − 1)! / n! · (v(S ∪ c) − v(S)).
+                let weight = |s: u32| -> f64 {
+                    let s = s as usize;
+                    let mut choose = 1.0f64;
+                    for k in 0..s {
+                        choose = choose * (n - 1 - k) as f64 / (k + 1) as f64;
+                    }
+                    1.0 / (n as f64 * choose)
+                };
+                (0..n)
+                    .map(|c| {
+                        let bit = 1u64 << c;
+                        let phi = (0..1u64 << n)
+                            .filter(|s| s & bit == 0)
+                            .map(|s| weight(s.count_ones()) * (v(s | bit) - v(s)))
+                            .sum();
+                        (phi, 0.0)
+                    })
+                    .collect()
+            }
+            Design::Sampled(perms) => {
+                let k = perms.len() as f64;
+                let mut marginals = vec![Vec::with_capacity(perms.len()); n];
+                for p in perms {
+                    let mut mask = 0u64;
+                    for &c in p {
+                        let before = v(mask);
+                        mask |= 1 << c;
+                        marginals[c].push(v(mask) - before);
+                    }
+                }
+                marginals
+                    .iter()
+                    .map(|m| {
+                        let mean = m.iter().sum::<f64>() / k;
+                        let var = m.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (k - 1.0);
+                        // One order: no spread to measure (0 / 0 = NaN).
+                        (mean, (var / k).sqrt())
+                    })
+                    .collect()
+            }
+        }
+    }
 }
 
 /// `attribution.csv`:
@@ -309,11 +631,12 @@ pub fn write_explanation(dir: &RunDir, e: &Explanation) -> Result<Vec<PathBuf>, 
 
 /// Below this share the top channel is not named in [`top_table`]: the effect does not
 /// travel through any channel.
-const DIRECT: f64 = 0.05;
+const NO_CHANNEL: f64 = 0.05;
 
 /// The top channels of the `n` largest effects (by |total|, each target gene and group
 /// once), as a table for the terminal: target, group, total effect, then the two channels
-/// that carry most of it with their shares.
+/// that carry most of it with their shares (Shapley's `direct` row printed as
+/// `direct (within the cell)`).
 pub fn top_table(e: &Explanation, n: usize) -> String {
     let mut pairs: Vec<(&str, &str, f64)> = Vec::new();
     for r in &e.rows {
@@ -326,12 +649,13 @@ pub fn top_table(e: &Explanation, n: usize) -> String {
         "{:<10} {:<20} {:>10}   {:<24} {:>6}   {:<24} {:>6}\n",
         "target", "group", "effect", "top channel", "share", "runner-up", "share"
     );
+    let shown = |c: &str| if c == DIRECT { "direct (within the cell)".to_owned() } else { c.to_owned() };
     for (target, group, total) in pairs.into_iter().take(n) {
         let mut ch: Vec<&Attribution> = e.rows.iter().filter(|r| r.target == target && r.group == group).collect();
         ch.sort_by(|a, b| b.effect.abs().total_cmp(&a.effect.abs()));
-        let cell = |k: usize| ch.get(k).map_or((String::from("-"), f64::NAN), |r| (r.channel.clone(), r.share));
+        let cell = |k: usize| ch.get(k).map_or((String::from("-"), f64::NAN), |r| (shown(&r.channel), r.share));
         let ((mut c1, s1), (c2, s2)) = (cell(0), cell(1));
-        if s1.is_nan() || s1.abs() < DIRECT {
+        if s1.is_nan() || s1.abs() < NO_CHANNEL {
             // No channel carries it: the perturbation acts on the gene itself (a knockout of
             // the gene, or of a gene upstream in the same cell).
             c1 = "(none: within the cell)".into();
@@ -339,4 +663,85 @@ pub fn top_table(e: &Explanation, n: usize) -> String {
         let _ = writeln!(s, "{target:<10} {group:<20} {total:>10.4}   {c1:<24} {s1:>6.2}   {c2:<24} {s2:>6.2}");
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every coalition of `n` players is asked for only if the design runs it.
+    fn game(n: usize, d: &Design, f: impl Fn(u64) -> f64) -> Vec<(f64, f64)> {
+        let runs = d.coalitions(n);
+        d.values(n, &|s| {
+            assert!(runs.contains(&s), "coalition {s:b} was not run");
+            f(s)
+        })
+    }
+
+    #[test]
+    fn exact_values_split_a_unanimity_game_evenly_and_give_additive_players_their_weight() {
+        // v(S) = 3·[0 ∈ S] + 1·[2 ∈ S] + 2·[1, 3 ∈ S], 5 players, exact (5! samples): the
+        // additive players get their weights, the pair {1, 3} splits its 2 evenly, player
+        // 4 is a dummy. A swapped weight (|S|! (n−|S|)!/n!) breaks the pair's split.
+        let d = Design::new(5, 120, 7);
+        assert_eq!(d, Design::Exact);
+        assert_eq!(d.coalitions(5).len(), 32);
+        assert_eq!(d.coalitions(5)[0], 0b11111, "the full coalition is run first");
+        let v = |s: u64| 3.0 * (s & 1) as f64 + ((s >> 2) & 1) as f64 + if s & 0b1010 == 0b1010 { 2.0 } else { 0.0 };
+        let phi = game(5, &d, v);
+        let want = [3.0, 1.0, 1.0, 1.0, 0.0];
+        for (c, (&(p, se), w)) in phi.iter().zip(want).enumerate() {
+            assert!((p - w).abs() < 1e-12 && se == 0.0, "player {c}: {p} ± {se}, want {w}");
+        }
+    }
+
+    #[test]
+    fn sampled_values_add_up_to_the_grand_coalition_and_are_unbiased_on_a_known_game() {
+        // 6 players, 3 orders: sampled. Each order's marginals add to v(all) − v(∅), so
+        // the means do too; additive players have no spread (standard error 0), the
+        // players of the pair {0, 5} get 0 or 2 per order: mean within reach of 1.
+        let d = Design::new(6, 3, 42);
+        let Design::Sampled(perms) = &d else { panic!("6 players, 3 samples must sample") };
+        assert_eq!(perms.len(), 3);
+        for p in perms {
+            let mut sorted = p.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, (0..6).collect::<Vec<_>>(), "{p:?} is not a permutation");
+        }
+        assert!(d.coalitions(6).len() <= 3 * 5 + 2);
+        let v = |s: u64| 0.5 + 1.5 * ((s >> 1) & 1) as f64 + if s & 0b100001 == 0b100001 { 2.0 } else { 0.0 };
+        let phi = game(6, &d, v);
+        let sum: f64 = phi.iter().map(|p| p.0).sum();
+        assert!((sum - (v(0b111111) - v(0))).abs() < 1e-12, "{phi:?}");
+        assert_eq!(phi[1], (1.5, 0.0));
+        for c in [2, 3, 4] {
+            assert_eq!(phi[c], (0.0, 0.0));
+        }
+        assert!((phi[0].0 + phi[5].0 - 2.0).abs() < 1e-12, "the pair splits its 2: {phi:?}");
+        for c in [0, 5] {
+            let (p, se) = phi[c];
+            assert!(se.is_finite() && se >= 0.0 && (p - 1.0).abs() <= 1.0, "{c}: {p} ± {se}");
+        }
+        // The same seed draws the same orders; another seed other ones.
+        assert_eq!(Design::new(6, 3, 42), d);
+        assert_ne!(Design::new(6, 3, 43), d);
+    }
+
+    #[test]
+    fn few_players_or_enough_samples_are_exact_and_one_sample_has_no_standard_error() {
+        assert_eq!(Design::new(4, 1, 0), Design::Exact);
+        assert!(matches!(Design::new(5, 119, 0), Design::Sampled(p) if p.len() == 119), "119 < 5! must sample");
+        assert_eq!(Design::new(0, 1, 0).coalitions(0), vec![0]);
+        let d = Design::new(5, 1, 3);
+        let phi = game(5, &d, |s| f64::from(s.count_ones()));
+        assert!(phi.iter().all(|&(p, se)| p == 1.0 && se.is_nan()), "{phi:?}");
+    }
+
+    #[test]
+    fn the_sum_check_refuses_values_that_do_not_add_up() {
+        assert!(check_efficiency(&[(0.25, 0.0), (0.5, 0.0)], 0.25, 1.0, "T", "g").is_ok());
+        let err = check_efficiency(&[(0.25, 0.0), (0.5, 0.0)], 0.0, 1.0, "T", "g").unwrap_err().to_string();
+        assert!(err.contains("T in g") && err.contains("0.75"), "{err}");
+        assert!(check_efficiency(&[], f64::NAN, f64::NAN, "T", "g").is_ok(), "an empty group has nothing to check");
+    }
 }

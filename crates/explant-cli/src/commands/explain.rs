@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
-use explant_run::explain::{ExplainOptions, Method, explain as run_explanation, top_table, write_explanation};
+use explant_run::explain::{
+    DEFAULT_SAMPLES, ExplainOptions, Method, explain as run_explanation, top_table, write_explanation,
+};
 use explant_run::{Manifest, ModelChoice, RunDir, RunFile, RunOptions};
 use explant_scene::LoadedScene;
 
@@ -17,10 +19,17 @@ use crate::progress::RunProgress;
 pub fn explain(args: ExplainArgs) -> Result<()> {
     let method = match args.method {
         ExplainMethod::Ablation => Method::Ablation,
-        other => bail!(
-            "`--method {}` is not implemented yet; use `--method ablation`",
-            if other == ExplainMethod::Shapley { "shapley" } else { "gradients" }
-        ),
+        ExplainMethod::Shapley => Method::Shapley,
+        ExplainMethod::Gradients => {
+            bail!("`--method gradients` is not implemented yet; use `--method ablation` or `--method shapley`")
+        }
+    };
+    let samples = match (method, args.samples) {
+        (Method::Ablation, Some(k)) => {
+            bail!("`--samples {k}` is for `--method shapley`; ablation runs each channel once and samples nothing")
+        }
+        (_, Some(k)) => usize::try_from(k).with_context(|| format!("`--samples {k}` is too large for this machine"))?,
+        (_, None) => DEFAULT_SAMPLES,
     };
     let (threads, note) = explant_run::use_threads(args.threads)?;
     if let Some(note) = note.filter(|_| !args.quiet) {
@@ -56,7 +65,7 @@ pub fn explain(args: ExplainArgs) -> Result<()> {
         run_first(&scene, out, &args, &model, threads)?;
         (RunDir::new(out), scene)
     };
-    let opts = ExplainOptions { method, model, diffusion: args.diffusion.into(), threads };
+    let opts = ExplainOptions { method, samples, model, diffusion: args.diffusion.into(), threads };
     let quiet = args.quiet;
     let explanation = run_explanation(scene, &opts, &mut |line| {
         if !quiet {
@@ -64,8 +73,13 @@ pub fn explain(args: ExplainArgs) -> Result<()> {
         }
     })?;
     print!("{}", top_table(&explanation, args.top));
+    let design = match (method, explanation.permutations) {
+        (Method::Shapley, Some(k)) => format!(", {k} sampled permutations"),
+        (Method::Shapley, None) => ", exact".to_owned(),
+        (Method::Ablation, _) => String::new(),
+    };
     println!(
-        "{} runs of {} ticks in {:.1} s (method: {})",
+        "{} runs of {} ticks in {:.1} s (method: {}{design})",
         explanation.runs,
         explanation.ticks,
         explanation.wall_seconds,
