@@ -53,9 +53,11 @@ fn attribution(run: &Path) -> Vec<Row> {
         .collect()
 }
 
-/// The rows of (`target`, `group`), by decreasing |effect|; every channel is there.
+/// The rows of (`target`, `group`) of the coarse channels (not `ligand:NAME from TYPE`),
+/// by decreasing |effect|; every coarse channel is there.
 fn ranked<'a>(rows: &'a [Row], target: &str, group: &str, channels: usize) -> Vec<&'a Row> {
-    let mut r: Vec<&Row> = rows.iter().filter(|r| r.target == target && r.group == group).collect();
+    let mut r: Vec<&Row> =
+        rows.iter().filter(|r| r.target == target && r.group == group && !r.channel.contains(" from ")).collect();
     assert_eq!(r.len(), channels, "{target} in {group}: one row per channel");
     r.sort_by(|a, b| b.effect.abs().total_cmp(&a.effect.abs()));
     r
@@ -139,6 +141,13 @@ fn assert_shapley_adds_up(rows: &[Row], channels: usize) -> usize {
         checked += 1;
     }
     checked
+}
+
+/// The row of (`target`, `group`, `channel`), which must exist.
+fn row<'a>(rows: &'a [Row], target: &str, group: &str, channel: &str) -> &'a Row {
+    rows.iter()
+        .find(|r| r.target == target && r.group == group && r.channel == channel)
+        .unwrap_or_else(|| panic!("no row for {target} in {group} through `{channel}`"))
 }
 
 fn shipped(name: &str) -> String {
@@ -508,4 +517,170 @@ fn gradients_and_bad_samples_are_refused_naming_the_option() {
     // A scene without `--out` is refused clearly.
     let o = explant(["explain".as_ref(), scene.as_os_str()]);
     assert!(assert_clean_failure(&o, "no --out").contains("--out DIR"));
+}
+
+#[test]
+fn cxcl10_and_cd274_respond_to_the_ifngr1_knockout_through_ifng_from_t_cells() {
+    // scenes/tumour_immune.toml, shrunk (a nest of radius 60 um in 600 cells, 3 h).
+    // Wiring: IFN-γ (secreted only by T cells: tumour and stroma hold IFNG off with a bias
+    // of −40) → IFNGR1-gated sensing → STAT1 → CXCL10 and CD274 in tumour cells. The
+    // knockout makes tumour cells deaf to IFN-γ, so the whole effect on CXCL10 and CD274
+    // in them travels through `ligand:IFNG`, and all of that part of the field is the T
+    // cells': `ligand:IFNG from tcell` carries it too. CXCL10 and the neighbour counts
+    // do not reach STAT1 (teacher edges), so they carry (almost) none.
+    let dir = TempDir::new("explain", "cxcl10_and_cd274_respond_to_the_ifngr1_knockout_through_ifng_from_t_cells");
+    let mut text = shipped("tumour_immune.toml");
+    for (from, to) in [
+        ("duration = 720.0", "duration = 180.0"),
+        ("size = [700.0, 700.0]", "size = [360.0, 360.0]"),
+        ("cells = 3000", "cells = 600"),
+        ("radius = 300.0\n", "radius = 160.0\n"),
+        ("radius = 110.0", "radius = 60.0"),
+        ("radius = 300.0 }", "radius = 160.0 }"),
+    ] {
+        text = replace_once(&text, from, to);
+    }
+    text = text.replace("[350.0, 350.0]", "[180.0, 180.0]");
+    let (out, _) = explain_scene(&dir, &text, "tumour");
+    let rows = attribution(&out);
+    let names: Vec<&str> = {
+        let mut n: Vec<&str> = rows.iter().map(|r| r.channel.as_str()).collect();
+        n.dedup();
+        n.sort_unstable();
+        n.dedup();
+        n
+    };
+    // IFNG: only T cells can secrete it; CXCL10: every type (no bias holds it off).
+    assert!(names.contains(&"ligand:IFNG from tcell"), "{names:?}");
+    assert!(!names.contains(&"ligand:IFNG from tumour") && !names.contains(&"ligand:IFNG from stroma"), "{names:?}");
+    assert!(names.contains(&"ligand:CXCL10 from tumour"), "{names:?}");
+    // Coarse channels: ligand:IFNG, ligand:CXCL10, neighbours:{tumour,tcell,stroma}.
+    for target in ["CXCL10", "CD274"] {
+        for group in ["perturbed", "type:tumour"] {
+            let r = ranked(&rows, target, group, 5);
+            assert!(r[0].cells > 0 && r[0].total < -1e-3, "{target} in {group}: the knockout lowers it: {r:#?}");
+            assert_eq!(r[0].channel, "ligand:IFNG", "{target} in {group}: {r:#?}");
+            assert!((r[0].share - 1.0).abs() <= 0.1, "{target} in {group}: `ligand:IFNG` carries {}", r[0].share);
+            assert!(r[1..].iter().all(|x| x.share.abs() <= 0.1), "{target} in {group}: {r:#?}");
+            let t = row(&rows, target, group, "ligand:IFNG from tcell");
+            assert!(
+                (t.share - r[0].share).abs() <= 0.02,
+                "{target} in {group}: `ligand:IFNG from tcell` carries {} of {}",
+                t.share,
+                r[0].share
+            );
+        }
+    }
+}
+
+/// Two types, `a` (left) and `b` (right), export ligand L through gene S (constant: no
+/// teacher rate for S); type `c` (between them) has no S and secretes nothing. A knockdown
+/// of S by half in every cell lowers both sources. T integrates α σ(w s_L), no degradation.
+fn two_sources(weight: f64) -> String {
+    format!(
+        r#"
+version = 1
+name = "two-sources"
+seed = 3
+genes = ["S", "R", "T"]
+[time]
+dt = 0.5
+duration = 30.0
+record_every = 10.0
+[grid]
+size = [240.0, 240.0]
+dx = 10.0
+[[ligands]]
+name = "L"
+diffusion = 200.0
+decay = 0.02
+secreted_by = "S"
+export_rate = 5.0
+receptor = "R"
+[[cell_types]]
+name = "a"
+baseline = {{ S = 1.0, R = 1.0 }}
+[[cell_types]]
+name = "b"
+baseline = {{ S = 2.0, R = 1.0 }}
+[[cell_types]]
+name = "c"
+baseline = {{ R = 1.0 }}
+[tissue]
+centre = [120.0, 120.0]
+radius = 100.0
+cells = 200
+cell_type = "c"
+regions = [
+  {{ cell_type = "a", shape = {{ kind = "circle", centre = [70.0, 120.0], radius = 40.0 }} }},
+  {{ cell_type = "b", shape = {{ kind = "circle", centre = [170.0, 120.0], radius = 40.0 }} }},
+]
+[mechanics]
+mobility = 0.0
+[model]
+kind = "teacher"
+[teacher]
+degradation = 0.0
+default_max_rate = 0.0
+max_rate = {{ T = 0.1 }}
+bias = 0.0
+edges = [ {{ source = "ligand:L", target = "T", weight = {weight} }} ]
+[[perturbations]]
+kind = "knockdown"
+gene = "S"
+fraction = 0.5
+"#
+    )
+}
+
+#[test]
+fn the_parts_of_a_ligand_from_each_source_type_add_up_to_the_ligand_and_a_silent_type_carries_nothing() {
+    // Diffusion–decay and export are linear in the sources, so the field is the sum of
+    // each type's part, and cutting each part in turn takes away exactly the ligand's
+    // effect when T responds linearly to s_L. T's rate α σ(w s) is linear up to the cubic
+    // term of σ at 0 (σ(x) = 1/2 + x/4 − x³/48 + …): with |w s| ≤ x_max the parts add up to
+    // the whole within a relative x_max²/12 (here w = 1, s_L ≈ 0.03: ~1e-4), plus the f32
+    // rounding of T (~1.5 at the end, so ~2e-7 per cell against effects ~1e-2: ~2e-5);
+    // 1e-3 holds both with room. Type `c` secretes nothing:
+    // its part is 0 in both runs and its channel carries exactly 0 (bit for bit).
+    let dir = TempDir::new(
+        "explain",
+        "the_parts_of_a_ligand_from_each_source_type_add_up_to_the_ligand_and_a_silent_type_carries_nothing",
+    );
+    let (out, _) = explain_scene(&dir, &two_sources(1.0), "two");
+    let rows = attribution(&out);
+    let mut checked = 0;
+    for group in ["type:a", "type:b", "type:c", "perturbed"] {
+        let whole = row(&rows, "T", group, "ligand:L");
+        let a = row(&rows, "T", group, "ligand:L from a");
+        let b = row(&rows, "T", group, "ligand:L from b");
+        let c = row(&rows, "T", group, "ligand:L from c");
+        assert!(whole.cells > 0 && whole.total < -1e-6, "{group}: the knockdown lowers T: {whole:?}");
+        assert!((whole.share - 1.0).abs() < 1e-3, "{group}: the ligand is the only path: {whole:?}");
+        assert!(a.effect < 0.0 && b.effect < 0.0, "{group}: both sources halve: {a:?} {b:?}");
+        let sum = a.effect + b.effect;
+        assert!(
+            (sum - whole.effect).abs() <= 1e-3 * whole.effect.abs(),
+            "{group}: the parts add up to {sum}, the ligand carries {}",
+            whole.effect
+        );
+        assert_eq!(c.effect, 0.0, "{group}: type c secretes nothing: {c:?}");
+        checked += 1;
+    }
+    assert_eq!(checked, 4);
+    // Type b exports twice what a does (S = 2 against 1): its part is larger in b's cells.
+    let (a, b) = (row(&rows, "T", "type:b", "ligand:L from a"), row(&rows, "T", "type:b", "ligand:L from b"));
+    assert!(b.effect.abs() > a.effect.abs(), "{a:?} {b:?}");
+}
+
+#[test]
+fn shapley_plays_the_coarse_channels_only() {
+    // `from TYPE` parts are not Shapley players (a ligand and its parts would count the
+    // same path twice): the rows are the coarse channels and `direct`, adding up.
+    let dir = TempDir::new("explain", "shapley_plays_the_coarse_channels_only");
+    let (out, _) = explain_scene_with(&dir, &two_sources(0.02), "two", &["--method", "shapley"]);
+    let rows = attribution(&out);
+    assert!(rows.iter().all(|r| !r.channel.contains(" from ")), "{rows:#?}");
+    // Channels: ligand:L, neighbours:a, neighbours:b, neighbours:c.
+    assert!(assert_shapley_adds_up(&rows, 4) > 0);
 }

@@ -20,12 +20,20 @@
 //! value for it to sense. Only the response model reads these columns, so mechanics,
 //! secretion and fate are untouched, and the clamp changes only what the model is told.
 //!
+//! `ligand:NAME from TYPE` ([`Channel::LigandFrom`]) holds only the part of a sensed
+//! ligand that cells of TYPE secreted: a run split by [`SourceSplit`] tracks each
+//! type's part of the field (exact, by the linearity of transport in the sources; see
+//! `explant_run::explain`), and the clamp replaces the cell's own part by the control's,
+//! `sensed − own part + control's part`, leaving the rest of the ligand alone.
+//!
 //! The copy is a serial loop over rows with a binary search over the control's sorted
 //! ids, so it gives the same result on any thread count.
 
 use std::sync::Arc;
 
 use bevy_ecs::prelude::*;
+
+use explant_field::{Boundary, ChannelParams, DiffusionBackend, Field};
 
 use crate::CoreError;
 use crate::components::{Batch, Failure, Settings};
@@ -40,6 +48,9 @@ pub enum Channel {
     Contact(usize),
     /// The count of neighbours of a cell type, by type index: `neighbours:TYPE`.
     Neighbours(usize),
+    /// The part of a sensed ligand that cells of one type secreted, by ligand and type
+    /// index: `ligand:NAME from TYPE` (see [`SourceSplit`](crate::SourceSplit)).
+    LigandFrom(usize, usize),
 }
 
 impl Channel {
@@ -52,13 +63,38 @@ impl Channel {
         ligands.chain(contact.map(Channel::Contact)).chain(types).collect()
     }
 
+    /// The `ligand:NAME from TYPE` channels of `scene`, ligands then types in the scene's
+    /// order: one for each cell type that can secrete the ligand, i.e. whose cells can
+    /// carry its `secreted_by` gene. A type can, unless it starts without the gene (no
+    /// positive `baseline`) *and* the teacher holds the gene off in it (a type `bias` of
+    /// the gene at most [`HELD_OFF`], so its production rate is below
+    /// `σ(−20) ≈ 2·10⁻⁹` of its maximum for any input the scene can give it). The
+    /// test is conservative: a type it keeps may secrete nothing (its channel then
+    /// carries exactly 0), but a type it drops can never secrete.
+    pub fn from_types(scene: &explant_scene::Scene) -> Vec<Channel> {
+        let mut out = Vec::new();
+        for (l, ligand) in scene.ligands.iter().enumerate() {
+            for (t, ty) in scene.cell_types.iter().enumerate() {
+                let starts = ty.baseline.get(&ligand.secreted_by).is_some_and(|&x| x > 0.0);
+                let held_off = ty.bias.get(&ligand.secreted_by).is_some_and(|&b| b <= HELD_OFF);
+                if starts || !held_off {
+                    out.push(Channel::LigandFrom(l, t));
+                }
+            }
+        }
+        out
+    }
+
     /// The channel's name, as the teacher's edges write their sources: `ligand:WNT3A`,
-    /// `contact:DLL1`, `neighbours:organiser`.
+    /// `contact:DLL1`, `neighbours:organiser`; `ligand:IFNG from tcell`.
     pub fn name(self, scene: &explant_scene::Scene) -> String {
         match self {
             Channel::Ligand(l) => format!("ligand:{}", scene.ligands[l].name),
             Channel::Contact(g) => format!("contact:{}", scene.genes[g]),
             Channel::Neighbours(t) => format!("neighbours:{}", scene.cell_types[t].name),
+            Channel::LigandFrom(l, t) => {
+                format!("ligand:{} from {}", scene.ligands[l].name, scene.cell_types[t].name)
+            }
         }
     }
 
@@ -68,8 +104,15 @@ impl Channel {
     ///
     /// A message naming the channel and what `scene` offers, when it has no such channel.
     pub fn parse(name: &str, scene: &explant_scene::Scene) -> Result<Channel, String> {
-        match Channel::all(scene).into_iter().find(|c| c.name(scene) == name) {
-            Some(c) => Ok(c),
+        let every: Vec<Channel> = Channel::all(scene)
+            .into_iter()
+            .chain(
+                (0..scene.ligands.len())
+                    .flat_map(|l| (0..scene.cell_types.len()).map(move |t| Channel::LigandFrom(l, t))),
+            )
+            .collect();
+        match every.iter().find(|c| c.name(scene) == name) {
+            Some(&c) => Ok(c),
             None => {
                 let known: Vec<String> = Channel::all(scene).iter().map(|c| format!("`{}`", c.name(scene))).collect();
                 Err(format!("the scene has no channel `{name}` (its channels: {})", known.join(", ")))
@@ -77,15 +120,20 @@ impl Channel {
         }
     }
 
-    /// The column of this channel in its `Batch` array and that array's width.
+    /// The column of this channel in its `Batch` array and that array's width (for
+    /// `ligand:NAME from TYPE`, the ligand's column of `Batch::sensed`).
     fn column(self, settings: &Settings) -> (usize, usize) {
         match self {
-            Channel::Ligand(l) => (l, settings.ligands),
+            Channel::Ligand(l) | Channel::LigandFrom(l, _) => (l, settings.ligands),
             Channel::Contact(g) => (g, settings.genes),
             Channel::Neighbours(t) => (t, settings.cell_types),
         }
     }
 }
+
+/// A type bias of a gene at or below this holds the gene off in the type's cells
+/// ([`Channel::from_types`]).
+pub const HELD_OFF: f32 = -20.0;
 
 /// The signals one simulation's sense stage found at one tick, for a set of channels,
 /// by cell id.
@@ -121,13 +169,22 @@ impl ChannelValues {
 /// The value of channel `c` for row `i` of the batch (0 where the sense stage left the
 /// array empty, as for a model that reads no neighbour counts).
 fn read(batch: &Batch, settings: &Settings, c: Channel, i: usize) -> f32 {
+    if let Channel::LigandFrom(l, t) = c {
+        return from_part(batch, l, t, i).unwrap_or(0.0);
+    }
     let (k, width) = c.column(settings);
     let array = match c {
-        Channel::Ligand(_) => &batch.sensed,
+        Channel::Ligand(_) | Channel::LigandFrom(..) => &batch.sensed,
         Channel::Contact(_) => &batch.contact,
         Channel::Neighbours(_) => &batch.neighbour_types,
     };
     array.get(i * width + k).copied().unwrap_or(0.0)
+}
+
+/// Row `i`'s sensed part of ligand `l` that type `t` secreted, when the run splits it.
+fn from_part(batch: &Batch, l: usize, t: usize, i: usize) -> Option<f32> {
+    let p = batch.split_pairs.iter().position(|&(pl, pt)| pl == l && pt == t)?;
+    batch.sensed_from.get(i * batch.split_pairs.len() + p).copied()
 }
 
 /// The clamp of a simulation: the channels held at a control's values, and the control's
@@ -184,13 +241,34 @@ pub(crate) fn apply_clamp(
     let settings = &*ctx.settings;
     let width = values.channels.len();
     let b = &mut *batch;
+    if let Some(c) = clamp.which.iter().map(|&w| values.channels[w]).find(|c| match *c {
+        Channel::LigandFrom(l, t) => !b.split_pairs.contains(&(l, t)),
+        _ => false,
+    }) {
+        failure.0 = Some(CoreError::Clamp(format!(
+            "channel {c:?} is clamped but this run does not split that ligand by source type: call \
+             `Simulation::split_sources` before the first step"
+        )));
+        return;
+    }
+    // The `from TYPE` parts first: a whole-ligand clamp of the same ligand, if any, wins.
+    let mut order: Vec<usize> = clamp.which.clone();
+    order.sort_by_key(|&w| !matches!(values.channels[w], Channel::LigandFrom(..)));
     for i in 0..b.cells {
         let Ok(row) = values.ids.binary_search(&b.ids[i]) else { continue };
-        for &w in &clamp.which {
+        for &w in &order {
             let c = values.channels[w];
             let (k, cols) = c.column(settings);
+            if let Channel::LigandFrom(l, t) = c {
+                // sensed − own part of type t + the control's part of type t.
+                let own = from_part(b, l, t, i).unwrap_or(0.0);
+                if let Some(v) = b.sensed.get_mut(i * cols + k) {
+                    *v = *v - own + values.values[row * width + w];
+                }
+                continue;
+            }
             let array = match c {
-                Channel::Ligand(_) => &mut b.sensed,
+                Channel::Ligand(_) | Channel::LigandFrom(..) => &mut b.sensed,
                 Channel::Contact(_) => &mut b.contact,
                 Channel::Neighbours(_) => &mut b.neighbour_types,
             };
@@ -198,5 +276,52 @@ pub(crate) fn apply_clamp(
                 *v = values.values[row * width + w];
             }
         }
+    }
+}
+
+/// The ligand fields split by the cell type that secreted them, for the
+/// `ligand:NAME from TYPE` channels (see the module docs): one field per tracked
+/// (ligand, type) pair, started at 0, stepped by the same linear map as the ligand's
+/// field, with only that type's cells as sources. Empty (no pairs): nothing is split.
+#[derive(Resource, Default)]
+pub struct SourceSplit {
+    /// The (ligand, cell type) pairs, one channel of `field` each.
+    pub(crate) pairs: Vec<(usize, usize)>,
+    /// Each pair's field, channel-major.
+    pub(crate) field: Option<Field>,
+    /// Each pair's transport: its ligand's, with every fixed boundary value set to 0 (the
+    /// boundary is a source of the whole field, of no type's part).
+    pub(crate) params: Vec<ChannelParams>,
+    /// The backend that steps `field` (the same kind and scheme as the ligands').
+    pub(crate) diffuser: Option<Box<dyn DiffusionBackend>>,
+}
+
+impl SourceSplit {
+    /// Track `pairs` of `field`'s grid with transport `ligand_params` (by ligand).
+    pub(crate) fn new(
+        pairs: Vec<(usize, usize)>,
+        grid: explant_field::Grid,
+        ligand_params: &[ChannelParams],
+        diffuser: Box<dyn DiffusionBackend>,
+    ) -> Self {
+        let params = pairs
+            .iter()
+            .map(|&(l, _)| {
+                let mut p = ligand_params[l].clone();
+                for f in &mut p.boundary {
+                    if let Boundary::Fixed { value } = f {
+                        *value = 0.0;
+                    }
+                }
+                p
+            })
+            .collect();
+        let field = Some(Field::zeros(grid, pairs.len()));
+        Self { pairs, field, params, diffuser: Some(diffuser) }
+    }
+
+    /// The channel of `field` that holds type `t`'s part of ligand `c`, if tracked.
+    pub(crate) fn channel_of(&self, c: usize, t: usize) -> Option<usize> {
+        self.pairs.iter().position(|&p| p == (c, t))
     }
 }

@@ -302,6 +302,12 @@ pub struct Batch {
     /// The tick whose sense stage filled `sensed`, `contact` and `neighbour_types`
     /// (`None` before the first).
     pub sensed_at: Option<u64>,
+    /// The (ligand, cell type) pairs whose sensed parts `sensed_from` holds, as
+    /// [`SourceSplit`](crate::SourceSplit) tracks them (empty: no split).
+    pub split_pairs: Vec<(usize, usize)>,
+    /// Per pair, the part of the sensed ligand that cells of the type secreted (the
+    /// type's field at the cell's voxel × receptor, as `sensed`), `N × split_pairs`.
+    pub sensed_from: Vec<f32>,
     /// Receptor blocks: the fraction of each ligand each cell still senses and takes
     /// up, `N × L` (empty when no receptor block is active).
     pub unblocked: Vec<f32>,

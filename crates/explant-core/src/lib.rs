@@ -50,7 +50,7 @@ use explant_scene::Scene;
 use glam::Vec3;
 
 pub use checkpoint::{Decoder, Encoder, SimState};
-pub use clamp::{Channel, ChannelClamp, ChannelValues};
+pub use clamp::{Channel, ChannelClamp, ChannelValues, SourceSplit};
 pub use components::*;
 pub use error::{CoreError, ModelError};
 pub use life::{SORT_INTERVAL, sort_rows};
@@ -268,6 +268,44 @@ impl Simulation {
         Ok(())
     }
 
+    /// Split the ligands of `channels`' `ligand:NAME from TYPE` entries by secreting
+    /// type from now on, so that [`Simulation::channel_values`] reports them and
+    /// [`Simulation::clamp_channels`] can hold them (other channels are ignored).
+    /// `diffuser` steps the split fields: give a backend of the same kind and scheme as
+    /// this run's, so the split fields obey the ligands' own linear map. The parts start
+    /// at 0, so call this before the first step: the initial field is no type's.
+    ///
+    /// # Errors
+    ///
+    /// [`CoreError::Clamp`] after the first step.
+    pub fn split_sources(
+        &mut self,
+        channels: &[Channel],
+        diffuser: Box<dyn explant_field::DiffusionBackend>,
+    ) -> Result<(), CoreError> {
+        if self.clock().tick > 0 {
+            return Err(CoreError::Clamp(
+                "ligands can be split by source type only before the first step (the parts start at 0)".into(),
+            ));
+        }
+        let mut pairs: Vec<(usize, usize)> = channels
+            .iter()
+            .filter_map(|c| match *c {
+                Channel::LigandFrom(l, t) => Some((l, t)),
+                _ => None,
+            })
+            .collect();
+        pairs.sort_unstable();
+        pairs.dedup();
+        let ligands = self.world.resource::<Ligands>();
+        let split = SourceSplit::new(pairs.clone(), ligands.field.grid, &ligands.params, diffuser);
+        self.world.insert_resource(split);
+        let mut batch = self.world.resource_mut::<Batch>();
+        batch.split_pairs = pairs;
+        batch.sensed_from.clear();
+        Ok(())
+    }
+
     /// Wall time per stage so far.
     pub fn stage_times(&self) -> Vec<(Stage, Duration)> {
         let t = self.world.resource::<StageTimers>();
@@ -389,6 +427,7 @@ fn base_world(
     world.insert_resource(Model(Mutex::new(model)));
     world.insert_resource(Batch::default());
     world.insert_resource(ChannelClamp::default());
+    world.insert_resource(SourceSplit::default());
     world.insert_resource(Failure::default());
     world.insert_resource(StageTimers::default());
     world.insert_resource(schedule::StageStart::default());

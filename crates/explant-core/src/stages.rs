@@ -11,6 +11,7 @@ use bevy_ecs::prelude::*;
 use glam::Vec3;
 use rayon::prelude::*;
 
+use crate::clamp::SourceSplit;
 use crate::components::*;
 use crate::model::{Extras, ResponseInput, ResponseModel};
 use crate::schedule::TickContext;
@@ -54,6 +55,7 @@ pub(crate) fn secrete(
     mut log: ResMut<PerturbationLog>,
     mut batch: ResMut<Batch>,
     mut ligands: ResMut<Ligands>,
+    mut split: ResMut<SourceSplit>,
 ) {
     if !batch.fresh || batch.cells != states.len() {
         gather(&cells, states.len(), &mut batch);
@@ -69,6 +71,7 @@ pub(crate) fn secrete(
     let voxels = grid.voxels();
     let vv = grid.voxel_volume();
     let nl = ligands.coupling.len();
+    let split = &mut *split;
     for i in 0..b.cells {
         if !b.alive[i] || ligands.coupling.is_empty() {
             continue;
@@ -90,6 +93,18 @@ pub(crate) fn secrete(
             let f = dt * vc / vv;
             *rho = (before + f * s * k.saturation) / (1.0 + f * (s + u)) + dt * e / vv;
             ligands.exchanged[c] += f64::from(*rho - before) * f64::from(vv);
+            // The same affine map ρ ← aρ + b on each type's part, b only on this type's.
+            if let Some(parts) = split.field.as_mut() {
+                let keep = 1.0 + f * (s + u);
+                let own = f * s * k.saturation / keep + dt * e / vv;
+                for (p, t) in split.pairs.iter().enumerate().filter(|(_, p)| p.0 == c).map(|(p, q)| (p, q.1)) {
+                    let part = &mut parts.data[p * voxels + v];
+                    *part /= keep;
+                    if t == b.cell_type[i] as usize {
+                        *part += own;
+                    }
+                }
+            }
         }
     }
 }
@@ -152,15 +167,26 @@ fn receptor_blocks(settings: &Settings, states: &States, batch: &mut Batch, t: f
 }
 
 /// Diffuse: advance the ligand field by one tick on the chosen backend.
+/// The ligands' parts by secreting type ([`SourceSplit`]), if tracked, take the same
+/// step with their own backend.
 pub(crate) fn diffuse(
     mut ligands: ResMut<Ligands>,
     mut diffuser: ResMut<Diffuser>,
+    mut split: ResMut<SourceSplit>,
     clock: Res<Clock>,
     mut failure: ResMut<Failure>,
 ) {
     let ligands = &mut *ligands;
     if ligands.field.channels > 0
         && let Err(e) = diffuser.0.step(&mut ligands.field, &ligands.params, clock.dt)
+    {
+        failure.0 = Some(CoreError::Field(e));
+        return;
+    }
+    let split = &mut *split;
+    if let (Some(field), Some(d)) = (split.field.as_mut(), split.diffuser.as_mut())
+        && field.channels > 0
+        && let Err(e) = d.step(field, &split.params, clock.dt)
     {
         failure.0 = Some(CoreError::Field(e));
     }
@@ -170,7 +196,13 @@ pub(crate) fn diffuse(
 /// [`neighbours::CellList`]), average the contact genes over neighbours, count
 /// neighbours by cell type, and read each ligand at the cell's voxel, gated by the
 /// receptor's expression. Runs at the ticks where mechanics or respond run.
-pub(crate) fn sense(ctx: TickContext, states: Res<States>, ligands: Res<Ligands>, mut batch: ResMut<Batch>) {
+pub(crate) fn sense(
+    ctx: TickContext,
+    states: Res<States>,
+    ligands: Res<Ligands>,
+    split: Res<SourceSplit>,
+    mut batch: ResMut<Batch>,
+) {
     let settings = &*ctx.settings;
     let (g, l, nt) = (settings.genes, settings.ligands, settings.cell_types);
     let b = &mut *batch;
@@ -223,6 +255,22 @@ pub(crate) fn sense(ctx: TickContext, states: Res<States>, ligands: Res<Ligands>
             }
         });
     }
+    // Each tracked type's part of a ligand, read as the ligand is.
+    let np = b.split_pairs.len();
+    b.sensed_from.clear();
+    if let Some(parts) = split.field.as_ref().filter(|_| np > 0) {
+        b.sensed_from.resize(n * np, 0.0);
+        let voxels = parts.grid.voxels();
+        let (positions, unblocked, pairs) = (&b.positions, &b.unblocked, &b.split_pairs);
+        b.sensed_from.par_chunks_mut(np).enumerate().for_each(|(i, out)| {
+            let v = parts.grid.voxel_of(positions[i].to_array());
+            for (p, &(c, _)) in pairs.iter().enumerate() {
+                let receptor = states.data[i * g + ligands.receptor[c]].max(0.0);
+                let open = if unblocked.is_empty() { 1.0 } else { unblocked[i * l + c] };
+                out[p] = parts.data[p * voxels + v] * receptor * open;
+            }
+        });
+    }
     b.sensed_at = Some(ctx.clock.tick);
 }
 
@@ -231,12 +279,14 @@ pub(crate) fn sense(ctx: TickContext, states: Res<States>, ligands: Res<Ligands>
 /// non-negative. Runs every `state_every` ticks with a step of that many ticks. A model
 /// with extra outputs ([`Extras`]) has its secretion released onto the grid and its fate
 /// scores kept on the cells ([`ModelFate`]).
+#[allow(clippy::too_many_arguments)] // a system: one argument per resource it touches
 pub(crate) fn respond(
     ctx: TickContext,
     mut states: ResMut<States>,
     model: Res<Model>,
     mut batch: ResMut<Batch>,
     mut ligands: ResMut<Ligands>,
+    mut split: ResMut<SourceSplit>,
     mut fates: Query<&mut ModelFate>,
     mut failure: ResMut<Failure>,
 ) {
@@ -250,7 +300,7 @@ pub(crate) fn respond(
         }
     };
     if extras.secretion && !ligands.params.is_empty() {
-        release_secretion(b, &mut ligands, dt);
+        release_secretion(b, &mut ligands, &mut split, dt);
     }
     if extras.fate {
         keep_fate_scores(b, &states, &mut fates);
@@ -348,7 +398,7 @@ fn check_outputs(model: &dyn ResponseModel, b: &Batch, settings: &Settings) -> R
 /// Model secretion: released into the voxel holding the cell's centre over the state
 /// step `dt`, and entered in the exchange ledger (negative values count as none: uptake
 /// stays with the receptor coupling of `secrete`). Dying cells release nothing.
-fn release_secretion(b: &Batch, ligands: &mut Ligands, dt: f32) {
+fn release_secretion(b: &Batch, ligands: &mut Ligands, split: &mut SourceSplit, dt: f32) {
     let nl = ligands.params.len();
     let grid = ligands.field.grid;
     let (voxels, vv) = (grid.voxels(), grid.voxel_volume());
@@ -362,6 +412,12 @@ fn release_secretion(b: &Batch, ligands: &mut Ligands, dt: f32) {
             if amount > 0.0 {
                 ligands.field.data[c * voxels + v] += amount / vv;
                 ligands.exchanged[c] += f64::from(amount);
+                let t = b.cell_type[i] as usize;
+                if let Some(p) = split.channel_of(c, t)
+                    && let Some(parts) = split.field.as_mut()
+                {
+                    parts.data[p * voxels + v] += amount / vv;
+                }
             }
         }
     }

@@ -15,6 +15,24 @@
 //!   the effect lost when `c` is cut;
 //! - share `Δ_c / Δ` (NaN when `Δ = 0`: nothing to share).
 //!
+//! **Parts of a ligand by secreting type** (`ligand:NAME from TYPE`, ablation only).
+//! Transport is linear in the sources: per tick the secrete stage applies to each voxel
+//! an affine map `ρ ← aρ + b` per cell (`a = 1/(1 + Δt V_c/V_v (S + U))` from every
+//! cell, `b` the cell's own secretion and export), model secretion adds to `ρ`, and
+//! diffusion–decay is a linear operator (fixed boundary values aside). So `ρ = ρ_0 +
+//! Σ_T ρ_T`, where `ρ_T` starts at 0 and takes the same `a`s and operator but only type
+//! `T`'s `b`s, and `ρ_0` holds the initial field, boluses, steady sources and boundary
+//! values. The control and every run that cuts a part track `ρ_T` on a grid of their
+//! own ([`Simulation::split_sources`], the same backend kind and scheme); cutting `from
+//! T` makes a cell sense `s − r·ρ_T(perturbed) + r_c·ρ_T(control)` (`r` the receptor
+//! gate), i.e. only type `T`'s part of the sensed ligand is the control's. This is exact
+//! up to f32 rounding; a type that secretes nothing has `ρ_T = 0` in both runs and its
+//! channel carries 0 bit for bit. The parts listed are [`Channel::from_types`]: every
+//! type that can carry the ligand's `secreted_by` gene. With one secreting type the
+//! part repeats `ligand:NAME` (without the background `ρ_0`) and is kept, so the source
+//! is named. Shapley plays the coarse channels only: a ligand and its parts would be
+//! overlapping players.
+//!
 //! A channel that carries nothing has `Δ_c = 0` bit for bit; one that carries everything
 //! has `Δ_c = Δ`. Shares need not add up to 1: channels that act together (a sigmoid of
 //! their sum) each lose more, or less, than their part of a sum, and cutting either hop
@@ -199,7 +217,13 @@ pub fn explain(
             scene.path.display()
         )));
     }
-    let channels = Channel::all(sc);
+    // Ablation also cuts each ligand's part from each secreting type; Shapley plays the
+    // coarse channels only (a ligand and its parts are not separate players).
+    let channels: Vec<Channel> = match opts.method {
+        Method::Ablation => Channel::all(sc).into_iter().chain(Channel::from_types(sc)).collect(),
+        Method::Shapley => Channel::all(sc),
+    };
+    let from: Vec<Channel> = channels.iter().copied().filter(|c| matches!(c, Channel::LigandFrom(..))).collect();
     let names: Vec<String> = channels.iter().map(|c| c.name(sc)).collect();
     // What each perturbed run clamps: ablation, nothing then each channel; Shapley, for
     // each coalition (the full one first), the channels outside it.
@@ -246,9 +270,26 @@ pub fn explain(
         let model = backends::model(&scene, opts.threads)?;
         Ok(Simulation::with_cells(&s, diffuser, model, cells.clone())?)
     };
+    // The control and every run that cuts a `from TYPE` part split those ligands by
+    // secreting type, each with its own backend of the run's kind.
+    let split = |sim: &mut Simulation| -> Result<(), RunError> {
+        let (diffuser, _) = backends::diffusion(opts.diffusion, sc.grid.scheme)?;
+        Ok(sim.split_sources(&from, diffuser)?)
+    };
     let mut control = build(false)?;
-    let mut arms =
-        clamps.into_iter().map(|clamp| Ok(Arm { clamp, sim: build(true)? })).collect::<Result<Vec<_>, RunError>>()?;
+    if !from.is_empty() {
+        split(&mut control)?;
+    }
+    let mut arms = clamps
+        .into_iter()
+        .map(|clamp| {
+            let mut sim = build(true)?;
+            if clamp.iter().any(|c| matches!(c, Channel::LigandFrom(..))) {
+                split(&mut sim)?;
+            }
+            Ok(Arm { clamp, sim })
+        })
+        .collect::<Result<Vec<_>, RunError>>()?;
     match &design {
         None => note(&format!(
             "explain (ablation): control, perturbed and {} clamped run(s) ({}), {} ticks each",
