@@ -684,3 +684,55 @@ fn shapley_plays_the_coarse_channels_only() {
     // Channels: ligand:L, neighbours:a, neighbours:b, neighbours:c.
     assert!(assert_shapley_adds_up(&rows, 4) > 0);
 }
+
+#[test]
+fn explain_draws_its_pictures_and_report_shows_the_top_channel() {
+    // The WNT3A knockout of the first test, ablation: the pictures beside the table, then
+    // `explant report` with an Explanation section naming ligand:WNT3A for AXIN2.
+    let dir = TempDir::new("explain", "explain_draws_its_pictures_and_report_shows_the_top_channel");
+    let mut text = shipped("default.toml");
+    for (from, to) in [
+        ("duration = 240.0", "duration = 20.0"),
+        ("record_every = 20.0", "record_every = 10.0"),
+        ("cells = 1500", "cells = 300"),
+        ("radius = 260.0", "radius = 120.0"),
+    ] {
+        text = replace_once(&text, from, to);
+    }
+    text.push_str("\n[[perturbations]]\nkind = \"knockout\"\ngene = \"WNT3A\"\ncell_type = \"organiser\"\n");
+    let (out, _) = explain_scene(&dir, &text, "wnt");
+    let size = |name: &str| -> (u32, u32) {
+        let png = std::fs::read(out.join("explain").join(name)).unwrap_or_else(|e| panic!("explain/{name}: {e}"));
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{name} signature");
+        assert_eq!(&png[12..16], b"IHDR", "{name}");
+        let wh =
+            (u32::from_be_bytes(png[16..20].try_into().unwrap()), u32::from_be_bytes(png[20..24].try_into().unwrap()));
+        assert!(wh.0 >= 100 && wh.1 >= 100 && png.len() > 1_000, "{name}: {wh:?}, {} bytes", png.len());
+        wh
+    };
+    // 4 channels × the scene's genes, 30 px cells: taller than 4 rows, wider than the genes.
+    let (_, h) = size("heatmap.png");
+    assert!(h > 4 * 30, "heatmap.png height {h}");
+    let groups: Vec<String> = attribution(&out).into_iter().map(|r| r.group).collect();
+    for g in ["perturbed", "band:0-25um", "type:responder"] {
+        assert!(groups.iter().any(|x| x == g), "group {g}");
+        size(&format!("bars_{}.png", g.replace(':', "_")));
+    }
+    let heatmap = std::fs::read(out.join("explain/heatmap.png")).expect("heatmap.png");
+
+    let o = explant(["report".as_ref(), out.as_os_str()]);
+    assert_success(&o, "explant report after explain");
+    let page = read(&out.join("report.html"));
+    assert!(page.contains("<h2>Explanation</h2>"), "no Explanation section");
+    let axin2 = page.lines().find(|l| l.starts_with("<tr><td>AXIN2</td>")).unwrap_or_else(|| panic!("no AXIN2 row"));
+    let cells: Vec<&str> = axin2.split("<td").collect();
+    assert!(cells[4].contains(">ligand:WNT3A</td>"), "AXIN2's top channel: {axin2}");
+    assert!(page.contains("explain/heatmap.png") && page.contains("explain/bars_perturbed.png"), "captions");
+    assert!(page.matches("data:image/png;base64,").count() >= 3, "the pictures are embedded");
+    // The report draws the pictures again from the table: the same bytes.
+    assert_eq!(
+        std::fs::read(out.join("explain/heatmap.png")).unwrap(),
+        heatmap,
+        "heatmap.png differs when drawn again"
+    );
+}

@@ -37,6 +37,21 @@ pub(crate) const MAGMA: [Rgb; 9] = [
     [252, 253, 191],
 ];
 
+/// A diverging map for signed values, ColorBrewer's `RdBu` (Brewer, 2002) reversed, at
+/// t = k/8: blue (t = 0, the negative end) through near-white (t = 1/2, zero) to red
+/// (t = 1, the positive end). Used for the shares and effects of an explanation.
+pub(crate) const DIVERGING: [Rgb; 9] = [
+    [33, 102, 172],
+    [67, 147, 195],
+    [146, 197, 222],
+    [209, 229, 240],
+    [247, 247, 247],
+    [253, 219, 199],
+    [244, 165, 130],
+    [214, 96, 77],
+    [178, 24, 43],
+];
+
 /// `tab10`: ten well-separated hues for categories, cycled when there are more.
 pub(crate) const CATEGORICAL: [Rgb; 10] = [
     [31, 119, 180],

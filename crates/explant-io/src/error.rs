@@ -203,6 +203,14 @@ pub enum IoError {
         /// Why it cannot be used (boxed to keep `IoError` small).
         why: Box<str>,
     },
+    /// A chart cannot be drawn from what it was given (mismatched lengths, too large).
+    #[error("cannot draw `{}`: {reason}", path.display())]
+    BadChart {
+        /// The picture that was to be written.
+        path: PathBuf,
+        /// What is wrong, quoting the offending numbers.
+        reason: String,
+    },
     /// The import request itself is unusable, e.g. `dims` is neither 2 nor 3.
     #[error("cannot import `{}`: {reason}", path.display())]
     BadRequest {

@@ -1,4 +1,6 @@
-//! A 3 × 5 pixel bitmap font with just enough glyphs to label colour bars with numbers.
+//! A 3 × 5 pixel bitmap font: digits and the signs of numbers for colour bars, and capital
+//! letters with a little punctuation for chart labels. Lower-case letters are drawn as
+//! capitals, except `e`, which keeps its small glyph for `e` notation.
 
 /// Glyph width in font cells.
 pub(crate) const GLYPH_W: usize = 3;
@@ -24,6 +26,43 @@ fn glyph(c: char) -> Option<[u8; GLYPH_H]> {
         '-' => [0b000, 0b000, 0b111, 0b000, 0b000],
         '+' => [0b000, 0b010, 0b111, 0b010, 0b000],
         'e' => [0b000, 0b011, 0b111, 0b100, 0b011],
+        'A' => [0b010, 0b101, 0b111, 0b101, 0b101],
+        'B' => [0b110, 0b101, 0b110, 0b101, 0b110],
+        'C' => [0b011, 0b100, 0b100, 0b100, 0b011],
+        'D' => [0b110, 0b101, 0b101, 0b101, 0b110],
+        'E' => [0b111, 0b100, 0b110, 0b100, 0b111],
+        'F' => [0b111, 0b100, 0b110, 0b100, 0b100],
+        'G' => [0b011, 0b100, 0b101, 0b101, 0b011],
+        'H' => [0b101, 0b101, 0b111, 0b101, 0b101],
+        'I' => [0b111, 0b010, 0b010, 0b010, 0b111],
+        'J' => [0b001, 0b001, 0b001, 0b101, 0b010],
+        'K' => [0b101, 0b101, 0b110, 0b101, 0b101],
+        'L' => [0b100, 0b100, 0b100, 0b100, 0b111],
+        'M' => [0b101, 0b111, 0b111, 0b101, 0b101],
+        'N' => [0b110, 0b101, 0b101, 0b101, 0b101],
+        'O' => [0b010, 0b101, 0b101, 0b101, 0b010],
+        'P' => [0b110, 0b101, 0b110, 0b100, 0b100],
+        'Q' => [0b010, 0b101, 0b101, 0b110, 0b011],
+        'R' => [0b110, 0b101, 0b110, 0b101, 0b101],
+        'S' => [0b011, 0b100, 0b010, 0b001, 0b110],
+        'T' => [0b111, 0b010, 0b010, 0b010, 0b010],
+        'U' => [0b101, 0b101, 0b101, 0b101, 0b111],
+        'V' => [0b101, 0b101, 0b101, 0b101, 0b010],
+        'W' => [0b101, 0b101, 0b111, 0b111, 0b101],
+        'X' => [0b101, 0b101, 0b010, 0b101, 0b101],
+        'Y' => [0b101, 0b101, 0b010, 0b010, 0b010],
+        'Z' => [0b111, 0b001, 0b010, 0b100, 0b111],
+        ':' => [0b000, 0b010, 0b000, 0b010, 0b000],
+        '_' => [0b000, 0b000, 0b000, 0b000, 0b111],
+        '(' => [0b001, 0b010, 0b010, 0b010, 0b001],
+        ')' => [0b100, 0b010, 0b010, 0b010, 0b100],
+        '/' => [0b001, 0b001, 0b010, 0b100, 0b100],
+        '=' => [0b000, 0b111, 0b000, 0b111, 0b000],
+        ',' => [0b000, 0b000, 0b000, 0b010, 0b100],
+        '%' => [0b101, 0b001, 0b010, 0b100, 0b101],
+        '±' => [0b010, 0b111, 0b010, 0b000, 0b111],
+        '×' => [0b000, 0b101, 0b010, 0b101, 0b000],
+        c if c.is_ascii_lowercase() => return glyph(c.to_ascii_uppercase()),
         _ => return None,
     })
 }

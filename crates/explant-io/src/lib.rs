@@ -15,12 +15,15 @@
 //! - [`LinePlot::to_svg`] draws line plots as self-contained SVG; [`timeseries_plots`],
 //!   [`response_plot`] and [`largest_effects`] turn a run's tables into plots and rows, and [`Report::to_html`] lays them out as one HTML file with the
 //!   pictures embedded.
+//! - [`heatmap_png`] and [`bars_png`] draw the charts of an explanation: a heat map of
+//!   shares and bar charts of signed effects with error bars.
 //!
 //! The readers and writers return an [`IoError`] naming the file rather than panicking. The writers check
 //! their inputs and write to a temporary file beside the target that is renamed into place
 //! only when complete; the reader names the HDF5 field and the value it could not use.
 
 mod atomic;
+mod chart;
 mod colour;
 mod error;
 mod font;
@@ -30,6 +33,7 @@ mod read;
 mod render;
 mod report;
 
+pub use chart::{Bar, BarChart, BarPanel, HeatMap, bars_png, heatmap_png};
 pub use error::IoError;
 pub use h5ad::{CellMatrix, FieldSnapshot, ObsColumn, Snapshot, write_cell_matrix, write_h5ad};
 pub use plot::{LinePlot, Series, panels_svg};

@@ -18,7 +18,7 @@ const BACKGROUND: Rgb = [240, 240, 240];
 /// Background of the legend strip.
 const LEGEND_BACKGROUND: Rgb = [255, 255, 255];
 /// Cell outlines and legend text.
-const INK: Rgb = [25, 25, 25];
+pub(crate) const INK: Rgb = [25, 25, 25];
 
 /// How the cells are coloured.
 #[derive(Debug, Clone, Copy)]
@@ -70,6 +70,11 @@ pub struct TissueView<'a> {
 /// written to a temporary file and renamed into place.
 pub fn render_png(path: &Path, view: &TissueView<'_>) -> Result<(), IoError> {
     let image = draw(path, view)?;
+    write_png(path, &image)
+}
+
+/// Encode `image` as an 8-bit RGB PNG and write it to `path` through a temporary file.
+pub(crate) fn write_png(path: &Path, image: &Image) -> Result<(), IoError> {
     let mut bytes = Vec::new();
     {
         let png_err = |source| IoError::Png { path: path.to_path_buf(), source };
@@ -85,27 +90,27 @@ pub fn render_png(path: &Path, view: &TissueView<'_>) -> Result<(), IoError> {
     })
 }
 
-/// An RGB picture in memory.
-struct Image {
-    width: u32,
-    height: u32,
-    rgb: Vec<u8>,
+/// An RGB picture in memory, rows top first.
+pub(crate) struct Image {
+    pub(crate) width: u32,
+    pub(crate) height: u32,
+    pub(crate) rgb: Vec<u8>,
 }
 
 impl Image {
-    fn new(width: u32, height: u32, fill: Rgb) -> Self {
+    pub(crate) fn new(width: u32, height: u32, fill: Rgb) -> Self {
         let rgb = fill.repeat(width as usize * height as usize);
         Self { width, height, rgb }
     }
 
-    fn put(&mut self, x: usize, y: usize, c: Rgb) {
+    pub(crate) fn put(&mut self, x: usize, y: usize, c: Rgb) {
         if x < self.width as usize && y < self.height as usize {
             let i = 3 * (y * self.width as usize + x);
             self.rgb[i..i + 3].copy_from_slice(&c);
         }
     }
 
-    fn fill_rect(&mut self, x0: usize, y0: usize, x1: usize, y1: usize, c: Rgb) {
+    pub(crate) fn fill_rect(&mut self, x0: usize, y0: usize, x1: usize, y1: usize, c: Rgb) {
         for y in y0..y1 {
             for x in x0..x1 {
                 self.put(x, y, c);
@@ -113,10 +118,27 @@ impl Image {
         }
     }
 
-    fn text(&mut self, x: usize, y: usize, text: &str, scale: usize) {
+    pub(crate) fn text(&mut self, x: usize, y: usize, text: &str, scale: usize) {
         for (dx, dy) in font::ink(text, scale) {
             self.put(x + dx, y + dy, INK);
         }
+    }
+
+    /// `text` turned a quarter left (read bottom to top), its baseline on column `x` and
+    /// its first character ending at row `bottom`.
+    pub(crate) fn text_up(&mut self, x: usize, bottom: usize, text: &str, scale: usize) {
+        for (dx, dy) in font::ink(text, scale) {
+            if dx <= bottom {
+                self.put(x + dy, bottom - dx, INK);
+            }
+        }
+    }
+
+    /// The colour at `(x, y)`.
+    #[cfg(test)]
+    pub(crate) fn get(&self, x: usize, y: usize) -> Rgb {
+        let i = 3 * (y * self.width as usize + x);
+        [self.rgb[i], self.rgb[i + 1], self.rgb[i + 2]]
     }
 }
 

@@ -657,7 +657,8 @@ pub fn attribution_table(e: &Explanation) -> TableData {
     t
 }
 
-/// Write the explanation into `dir/explain/` and return the paths written.
+/// Write the explanation into `dir/explain/` (the table, then its pictures:
+/// [`crate::explain_charts`]) and return the paths written.
 ///
 /// # Errors
 ///
@@ -667,7 +668,8 @@ pub fn write_explanation(dir: &RunDir, e: &Explanation) -> Result<Vec<PathBuf>, 
     std::fs::create_dir_all(&folder).map_err(RunError::file("create", &folder))?;
     let csv = dir.path(RunFile::Attribution);
     write_table(&csv, &attribution_table(e))?;
-    Ok(vec![csv])
+    let charts = crate::explain_charts::draw_explain_charts(dir)?;
+    Ok(std::iter::once(csv).chain(charts.heatmap.map(|h| h.0)).chain(charts.bars.into_iter().map(|b| b.1)).collect())
 }
 
 /// Below this share the top channel is not named in [`top_table`]: the effect does not

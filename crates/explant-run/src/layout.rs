@@ -46,7 +46,8 @@ pub enum RunFile {
     Explain,
     /// `explain/attribution.csv`: the share of each effect carried by each channel.
     Attribution,
-    /// `explain/attribution.svg`: channel × target heat map of the shares.
+    /// `explain/heatmap.png`: channel × target heat map of the shares of one group (beside
+    /// it, `explain/bars_<GROUP>.png` per group: see [`crate::explain_charts`]).
     AttributionHeatmap,
 }
 
@@ -70,7 +71,7 @@ impl RunFile {
             RunFile::Checkpoint => "checkpoint.explant",
             RunFile::Explain => "explain",
             RunFile::Attribution => "explain/attribution.csv",
-            RunFile::AttributionHeatmap => "explain/attribution.svg",
+            RunFile::AttributionHeatmap => "explain/heatmap.png",
         }
     }
 }

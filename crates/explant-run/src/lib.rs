@@ -25,6 +25,7 @@ pub mod bench;
 mod checkpoint;
 mod error;
 pub mod explain;
+pub mod explain_charts;
 pub mod figures;
 mod import;
 mod layout;

@@ -4,11 +4,14 @@ use std::path::{Path, PathBuf};
 
 use explant_io::{Block, Report, Section, largest_effects, write_text};
 
+use crate::explain_charts::{draw_explain_charts, top_channels};
 use crate::figures::{RenderOptions, draw_figures};
 use crate::{Manifest, RunDir, RunError, RunFile, Status};
 
 /// Rows of the largest-effects table.
 const TOP_EFFECTS: usize = 15;
+/// Rows (target genes) of the explanation's top-channels table.
+const TOP_CHANNELS: usize = 12;
 
 /// Draw the run's figures (into `RUN_DIR/figures`) and write the report to `out`; return
 /// every path written, the page last, and notes for the user.
@@ -52,6 +55,12 @@ pub fn write_report(run_dir: &Path, out: &Path) -> Result<(Vec<PathBuf>, Vec<Str
     if manifest.paired_control || dir.has(RunFile::Effects) {
         sections.push(response_section(&dir, figures.response.as_deref())?);
     }
+    let mut explained = Vec::new();
+    if dir.has(RunFile::Attribution) {
+        let (section, pictures) = explain_section(&dir)?;
+        sections.push(section);
+        explained = pictures;
+    }
 
     let subtitle = match &scene {
         Some(s) if !s.scene.description.is_empty() => format!("{} — {}", s.scene.description, run_dir.display()),
@@ -64,6 +73,7 @@ pub fn write_report(run_dir: &Path, out: &Path) -> Result<(Vec<PathBuf>, Vec<Str
     write_text(out, &report.to_html())?;
     let mut written: Vec<PathBuf> =
         std::iter::once(figures.tissue).chain(figures.timeseries).chain(figures.response).collect();
+    written.extend(explained);
     written.push(out.to_path_buf());
     Ok((written, figures.notes))
 }
@@ -106,6 +116,39 @@ fn response_section(dir: &RunDir, response: Option<&Path>) -> Result<Section, Ru
         blocks.push(Block::Table { header: header.map(String::from).to_vec(), rows });
     }
     Ok(Section { heading: "Perturbation response".into(), blocks })
+}
+
+/// The explanation (`explain/attribution.csv`): its top channels and its pictures, drawn
+/// again from the table; returns the section and the pictures written.
+fn explain_section(dir: &RunDir) -> Result<(Section, Vec<PathBuf>), RunError> {
+    let charts = draw_explain_charts(dir)?;
+    let mut blocks = vec![Block::Text(format!(
+        "Which signal channel carried each effect (`explant explain`, method {}{}): for each target gene its \
+         largest effect over the groups, and the channels that carry most of it.",
+        charts.method,
+        if charts.perturbation.is_empty() { String::new() } else { format!(", perturbation: {}", charts.perturbation) }
+    ))];
+    let header = ["target", "group", "total effect", "top channel", "share", "runner-up", "share"];
+    blocks.push(Block::Table {
+        header: header.map(String::from).to_vec(),
+        rows: top_channels(&charts.rows, TOP_CHANNELS),
+    });
+    let mut written = Vec::new();
+    if let Some((path, group)) = &charts.heatmap {
+        let caption = format!(
+            "Share of each target gene's effect carried by each channel in group {group} (explain/heatmap.png; \
+             blue −1, white 0, red +1, grey NaN)"
+        );
+        blocks.push(png(path, &caption)?);
+        written.push(path.clone());
+    }
+    for (group, path) in &charts.bars {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let caption = format!("Effect carried by each channel in group {group} (explain/{name}; ± one standard error)");
+        blocks.push(png(path, &caption)?);
+        written.push(path.clone());
+    }
+    Ok((Section { heading: "Explanation".into(), blocks }, written))
 }
 
 fn png(path: &Path, caption: &str) -> Result<Block, RunError> {
