@@ -695,7 +695,7 @@ pub fn top_table(e: &Explanation, n: usize) -> String {
     let shown = |c: &str| if c == DIRECT { "direct (within the cell)".to_owned() } else { c.to_owned() };
     for (target, group, total) in pairs.into_iter().take(n) {
         let mut ch: Vec<&Attribution> = e.rows.iter().filter(|r| r.target == target && r.group == group).collect();
-        ch.sort_by(|a, b| b.effect.abs().total_cmp(&a.effect.abs()));
+        order_by_effect(&mut ch, |r| (r.effect, &r.channel));
         let cell = |k: usize| ch.get(k).map_or((String::from("-"), f64::NAN), |r| (shown(&r.channel), r.share));
         let ((mut c1, s1), (c2, s2)) = (cell(0), cell(1));
         if s1.is_nan() || s1.abs() < NO_CHANNEL {
@@ -708,8 +708,48 @@ pub fn top_table(e: &Explanation, n: usize) -> String {
     s
 }
 
+/// Order channel rows by |effect|, largest first (a total order). Then, where two
+/// neighbours' effects agree to 1e-6 (relative), a part of a ligand by source type
+/// (`ligand:WNT3A from organiser`) moves behind the coarse channel after it: the two can
+/// differ in single-precision rounding only (the part is computed through the split
+/// fields; 2e-8 relative on the WNT3A test scene), and the coarse channel names the
+/// signal, the part its source.
+pub(crate) fn order_by_effect<T>(rows: &mut [T], key: impl Fn(&T) -> (f64, &str)) {
+    rows.sort_by(|a, b| key(b).0.abs().total_cmp(&key(a).0.abs()));
+    for i in 1..rows.len() {
+        let mut k = i;
+        while k > 0 {
+            let ((x, a), (y, b)) = (key(&rows[k - 1]), key(&rows[k]));
+            let tied = (x.abs() - y.abs()).abs() <= 1e-6 * x.abs().max(y.abs());
+            if tied && a.contains(" from ") && !b.contains(" from ") {
+                rows.swap(k - 1, k);
+                k -= 1;
+            } else {
+                break;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_coarse_channel_goes_before_its_part_by_source_when_their_effects_tie() {
+        let mut rows = vec![
+            ("contact:DLL1", 0.5),
+            ("ligand:W from organiser", -0.081_000_000_000_1),
+            ("ligand:W", -0.081),
+            ("neighbours:a", 0.0),
+        ];
+        super::order_by_effect(&mut rows, |r| (r.1, r.0));
+        let names: Vec<&str> = rows.iter().map(|r| r.0).collect();
+        assert_eq!(names, ["contact:DLL1", "ligand:W", "ligand:W from organiser", "neighbours:a"]);
+        // A part that carries clearly more stays in front.
+        let mut rows = vec![("ligand:W", -0.08), ("ligand:W from organiser", -0.09)];
+        super::order_by_effect(&mut rows, |r| (r.1, r.0));
+        assert_eq!(rows[0].0, "ligand:W from organiser");
+    }
+
     use super::*;
 
     /// Every coalition of `n` players is asked for only if the design runs it.

@@ -258,7 +258,7 @@ pub fn top_channels(rows: &[AttributionRow], n: usize) -> Vec<Vec<String>> {
         .map(|b| {
             let mut ch: Vec<&AttributionRow> =
                 rows.iter().filter(|r| r.target == b.target && r.group == b.group).collect();
-            ch.sort_by(|x, y| y.effect.abs().total_cmp(&x.effect.abs()));
+            crate::explain::order_by_effect(&mut ch, |r| (r.effect, &r.channel));
             let cell = |k: usize| {
                 ch.get(k).map_or(("–".to_owned(), "–".to_owned()), |r| (shown(&r.channel), short(r.share)))
             };
