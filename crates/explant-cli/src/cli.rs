@@ -244,13 +244,15 @@ pub struct ExplainArgs {
     pub out: Option<PathBuf>,
     /// How effects are split among channels: `ablation` (one run per channel with that
     /// channel held at the control's value) or `shapley` (Shapley values over coalitions
-    /// of channels, with a `direct` row for what travels through none); `gradients` is
-    /// not implemented yet.
+    /// of channels, with a `direct` row for what travels through none) or `gradients`
+    /// (integrated gradients of the model's rate, carried through each cell's state, with
+    /// a `residual` row; the ablation of the same channels is run beside it and compared).
     #[arg(long, value_enum, default_value_t = ExplainMethod::Ablation)]
     pub method: ExplainMethod,
     /// With `--method shapley`: channel orders to sample (at least 1; default 16),
     /// seeded by the scene's seed. With at most 4 channels, or at least as many samples
-    /// as orders (channels!), every coalition is run and the values are exact.
+    /// as orders (channels!), every coalition is run and the values are exact. With
+    /// `--method gradients`: nodes of the midpoint rule of each integral (default 16).
     #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
     pub samples: Option<u64>,
     /// Use the scene's mechanistic teacher instead of its `[model]`.
@@ -284,7 +286,8 @@ pub enum ExplainMethod {
     /// Shapley values over channels: exact over every coalition, or by permutation
     /// sampling (`--samples`).
     Shapley,
-    /// Integrated gradients of the response model (not implemented yet).
+    /// Integrated gradients of the response model's rate (analytic for the teacher,
+    /// autograd for TorchScript), compared with ablation.
     Gradients,
 }
 

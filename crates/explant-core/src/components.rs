@@ -331,6 +331,9 @@ pub struct Batch {
     pub keep_inputs: bool,
     /// See `keep_inputs`: expression as the model saw it, `N × G`.
     pub inputs: Vec<f32>,
+    /// The tick of the last model call and its state step in minutes (`None` before
+    /// the first), so a driver knows whether this tick's `rates` are new.
+    pub responded: Option<(u64, f32)>,
 }
 
 /// Fixed per-run settings the stages read.

@@ -55,7 +55,7 @@ pub use components::*;
 pub use error::{CoreError, ModelError};
 pub use life::{SORT_INTERVAL, sort_rows};
 pub use mechanics::mechanics_stability_note;
-pub use model::{Extras, ModelSignature, ResponseInput, ResponseModel, Teacher};
+pub use model::{Extras, ModelSignature, ResponseInput, ResponseModel, Teacher, jacobian_width};
 pub use recording::{PseudobulkRow, RUNAWAY, Recording, RegionRow};
 pub use tissue::InitialCells;
 

@@ -85,6 +85,22 @@ pub trait ResponseModel: Send {
     /// Write `dx/dt` (`N × G`, row-major) for every cell into `rates`.
     fn rates(&mut self, input: &ResponseInput<'_>, rates: &mut [f32]) -> Result<(), ModelError>;
 
+    /// The derivatives of `dx/dt` with respect to the model's inputs, cell by cell, for
+    /// gradient attributions (`explant explain --method gradients`). `out` is
+    /// `N × G × W` with `W = `[`jacobian_width`]`(G, L, T)`: row `(i, g)` holds
+    /// `∂ rate_g / ∂ input` of cell `i` for the inputs in the order own expression (`G`),
+    /// sensed ligands (`L`), neighbour means of contact genes (`G`), neighbour counts by
+    /// type (`T`; zero for a model that reads none). Returns `Ok(false)`, leaving `out`
+    /// alone, when the model cannot differentiate itself (the default).
+    ///
+    /// # Errors
+    ///
+    /// When the model fails on the inputs.
+    fn jacobian(&mut self, input: &ResponseInput<'_>, out: &mut [f32]) -> Result<bool, ModelError> {
+        let _ = (input, out);
+        Ok(false)
+    }
+
     /// The optional outputs this model gives beside `dx/dt` (none by default).
     fn extras(&self) -> Extras {
         Extras::default()
@@ -105,6 +121,12 @@ pub trait ResponseModel: Send {
         let _ = (secretion, fate);
         self.rates(input, rates)
     }
+}
+
+/// The number of inputs of one cell's rate, `2G + L + T`, in the order of
+/// [`ResponseModel::jacobian`].
+pub fn jacobian_width(genes: usize, ligands: usize, cell_types: usize) -> usize {
+    2 * genes + ligands + cell_types
 }
 
 /// Which optional outputs a response model gives (see [`ResponseModel::respond`]).
@@ -208,6 +230,60 @@ impl Teacher {
     }
 }
 
+impl Teacher {
+    /// The row-major `G × W` Jacobian of [`Teacher::rate_one`] (see
+    /// [`ResponseModel::jacobian`]): with `z` the sigmoid's argument and `σ' = σ(1 − σ)`,
+    /// `∂f_g/∂x_j = α_g σ'(z_g) W_gj − γ δ_gj`, and `α_g σ'(z_g)` times the weight of the
+    /// edge from every other input. Counts that are empty (no neighbours given) have
+    /// zero derivatives, as they have no effect.
+    pub fn jacobian_one(&self, x: &[f32], s: &[f32], c: &[f32], counts: &[f32], cell_type: usize, out: &mut [f32]) {
+        let g = self.genes;
+        let w = jacobian_width(g, self.ligands, self.types);
+        let mut z = self.bias[cell_type * g..(cell_type + 1) * g].to_vec();
+        for &(t, j, wt) in &self.w {
+            z[t] += wt * x[j];
+        }
+        for &(t, l, wt) in &self.u {
+            z[t] += wt * s[l];
+        }
+        for &(t, j, wt) in &self.v {
+            z[t] += wt * c[j];
+        }
+        if !counts.is_empty() {
+            for &(t, k, wt) in &self.n {
+                z[t] += wt * counts[k];
+            }
+        }
+        // gain_g = α_g σ'(z_g).
+        let gain: Vec<f32> = z
+            .iter()
+            .enumerate()
+            .map(|(i, &zi)| {
+                let sig = 1.0 / (1.0 + (-zi).exp());
+                self.max_rate[i] * sig * (1.0 - sig)
+            })
+            .collect();
+        out.fill(0.0);
+        for i in 0..g {
+            out[i * w + i] = -self.degradation;
+        }
+        for &(t, j, wt) in &self.w {
+            out[t * w + j] += gain[t] * wt;
+        }
+        for &(t, l, wt) in &self.u {
+            out[t * w + g + l] += gain[t] * wt;
+        }
+        for &(t, j, wt) in &self.v {
+            out[t * w + g + self.ligands + j] += gain[t] * wt;
+        }
+        if !counts.is_empty() {
+            for &(t, k, wt) in &self.n {
+                out[t * w + 2 * g + self.ligands + k] += gain[t] * wt;
+            }
+        }
+    }
+}
+
 impl ResponseModel for Teacher {
     fn name(&self) -> String {
         "teacher (mechanistic GRN ODE)".into()
@@ -234,6 +310,25 @@ impl ResponseModel for Teacher {
         });
         Ok(())
     }
+
+    fn jacobian(&mut self, input: &ResponseInput<'_>, out: &mut [f32]) -> Result<bool, ModelError> {
+        use rayon::prelude::*;
+        let (g, l, nt) = (self.genes, self.ligands, self.types);
+        let w = jacobian_width(g, l, nt);
+        let this = &*self;
+        let counted = input.neighbour_types.len() == input.cells * nt;
+        out[..input.cells * g * w].par_chunks_mut(g * w).enumerate().for_each(|(i, out)| {
+            this.jacobian_one(
+                &input.expression[i * g..(i + 1) * g],
+                &input.sensed[i * l..(i + 1) * l],
+                &input.contact[i * g..(i + 1) * g],
+                if counted { &input.neighbour_types[i * nt..(i + 1) * nt] } else { &[] },
+                input.cell_type[i] as usize,
+                out,
+            );
+        });
+        Ok(true)
+    }
 }
 
 #[cfg(test)]
@@ -258,5 +353,78 @@ mod tests {
         let extra = sig(&["A", "B", "C", "D"]).check_against(&scene, "m.pt").unwrap_err().to_string();
         assert!(extra.contains("`D` is not in the scene"), "{extra}");
         sig(&["A", "B", "C"]).check_against(&scene, "m.pt").unwrap();
+    }
+
+    /// A teacher with every kind of edge: 3 genes, 2 ligands, 2 cell types.
+    fn wired() -> Teacher {
+        Teacher {
+            signature: sig(&["A", "B", "C"]),
+            genes: 3,
+            ligands: 2,
+            max_rate: vec![1.0, 0.5, 2.0],
+            degradation: 0.1,
+            bias: vec![0.1, -0.2, 0.3, 0.0, 0.5, -1.0],
+            w: vec![(1, 0, 1.5), (2, 1, -2.0), (0, 0, 0.7)],
+            u: vec![(0, 1, 3.0), (2, 0, 1.0)],
+            v: vec![(1, 2, -1.2)],
+            n: vec![(2, 1, 0.25), (0, 0, -0.5)],
+            types: 2,
+        }
+    }
+
+    #[test]
+    fn the_teachers_jacobian_is_its_rates_derivative() {
+        // Central differences in f64 of the f32 rate, step 1e-2 (the rate is smooth; its
+        // third derivative is O(1), so the difference errs by ~1e-5, and f32 rounding by
+        // ~1e-7/1e-2): every one of the 3 × 10 entries within 2e-4. A Jacobian that missed
+        // an edge kind, put it in the wrong column or forgot σ' or the degradation fails.
+        let t = wired();
+        let (x, s, c, k) = ([0.4f32, 1.1, 0.2], [0.3f32, 0.8], [0.0f32, 0.0, 0.6], [2.0f32, 3.0]);
+        let w = jacobian_width(3, 2, 2);
+        assert_eq!(w, 10);
+        let mut jac = vec![0.0f32; 3 * w];
+        t.jacobian_one(&x, &s, &c, &k, 1, &mut jac);
+        let mut inputs: Vec<f32> = x.iter().chain(&s).chain(&c).chain(&k).copied().collect();
+        let rate = |v: &[f32]| {
+            let mut out = [0.0f32; 3];
+            t.rate_one(&v[0..3], &v[3..5], &v[5..8], &v[8..10], 1, &mut out);
+            out
+        };
+        let h = 1e-2f32;
+        let mut nonzero = 0;
+        for col in 0..w {
+            let keep = inputs[col];
+            inputs[col] = keep + h;
+            let up = rate(&inputs);
+            inputs[col] = keep - h;
+            let down = rate(&inputs);
+            inputs[col] = keep;
+            for g in 0..3 {
+                let numeric = (f64::from(up[g]) - f64::from(down[g])) / (2.0 * f64::from(h));
+                let analytic = f64::from(jac[g * w + col]);
+                assert!((numeric - analytic).abs() < 2e-4, "∂f_{g}/∂input_{col}: {analytic} vs {numeric}");
+                nonzero += usize::from(analytic.abs() > 1e-3);
+            }
+        }
+        // Every edge and the three degradations show (A's self-edge and A's own
+        // degradation share an entry).
+        assert_eq!(nonzero, 3 + 2 + 1 + 2 + 2);
+        // Through the trait, on a batch of the same cell twice, with its counts.
+        let mut t = wired();
+        let two = |a: &[f32]| [a, a].concat();
+        let (xx, ss, cc, kk) = (two(&x), two(&s), two(&c), two(&k));
+        let input = ResponseInput {
+            cells: 2,
+            expression: &xx,
+            sensed: &ss,
+            contact: &cc,
+            neighbour_types: &kk,
+            cell_type: &[1, 1],
+            dt: 1.0,
+        };
+        let mut batch = vec![f32::NAN; 2 * 3 * w];
+        assert!(t.jacobian(&input, &mut batch).unwrap());
+        assert_eq!(&batch[..3 * w], &jac[..]);
+        assert_eq!(&batch[3 * w..], &jac[..]);
     }
 }

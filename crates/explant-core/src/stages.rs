@@ -293,7 +293,10 @@ pub(crate) fn respond(
     let dt = ctx.state_dt();
     let b = &mut *batch;
     let extras = match run_model(&model, &mut states, b, &ctx.settings, dt) {
-        Ok(extras) => extras,
+        Ok(extras) => {
+            b.responded = Some((ctx.clock.tick, dt));
+            extras
+        }
         Err(e) => {
             failure.0 = Some(e);
             return;

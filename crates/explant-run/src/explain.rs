@@ -70,10 +70,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use explant_core::effects::{groups, match_ids};
-use explant_core::{CellTable, Channel, CoreError, Simulation};
+use explant_core::{Batch, CellTable, Channel, CoreError, Simulation};
 use explant_scene::LoadedScene;
 use rayon::prelude::*;
 
+use crate::explain_gradients::{Integrated, RESIDUAL};
 use crate::tables::{TableData, write_table};
 use crate::{DiffusionChoice, ModelChoice, RunDir, RunError, RunFile, backends};
 
@@ -85,6 +86,9 @@ pub enum Method {
     Ablation,
     /// Shapley values over the channels, exact or by permutation sampling (module docs).
     Shapley,
+    /// Integrated gradients of the model's rate, carried through the cell's state
+    /// ([`crate::explain_gradients`]), beside the ablation of the same channels.
+    Gradients,
 }
 
 impl Method {
@@ -93,6 +97,7 @@ impl Method {
         match self {
             Method::Ablation => "ablation",
             Method::Shapley => "shapley",
+            Method::Gradients => "gradients",
         }
     }
 }
@@ -111,7 +116,8 @@ pub struct ExplainOptions {
     pub method: Method,
     /// Shapley: the permutations of the channels to sample (at least 1); when there are
     /// at most 4 channels, or at least as many samples as permutations, every coalition
-    /// is run instead and the values are exact. Ignored by ablation.
+    /// is run instead and the values are exact. Gradients: the nodes of the midpoint
+    /// rule of each integral (at least 1). Ignored by ablation.
     pub samples: usize,
     /// The response model (`--teacher`, `--model`).
     pub model: ModelChoice,
@@ -179,6 +185,31 @@ pub struct Explanation {
     pub ticks: u64,
     /// Wall seconds of the whole explanation.
     pub wall_seconds: f64,
+    /// The method of the explanation (gradients: its rows come first, then the
+    /// ablation's rows of the same channels).
+    pub method: Method,
+    /// Gradients: how they compare with the ablation.
+    pub comparison: Option<Comparison>,
+}
+
+/// How a gradients explanation compares with the ablation of the same channels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Comparison {
+    /// (target, group) pairs with a total effect above 1e-3 in magnitude.
+    pub pairs: usize,
+    /// Of them, those where both methods name the same top channel.
+    pub top_agree: usize,
+    /// Spearman correlation of the two methods' effects over every (target, group,
+    /// channel) of those pairs.
+    pub spearman: f64,
+    /// The pairs where the top channels differ: (target, group, gradients', ablation's),
+    /// largest effects first.
+    pub disagreements: Vec<(String, String, String, String)>,
+    /// The integrals' worst completeness gap (|Σ IG − rate change|) and the largest
+    /// channel-driven rate change it compares with.
+    pub gap: (f64, f64),
+    /// Model calls attributed.
+    pub calls: usize,
 }
 
 impl Explanation {
@@ -221,14 +252,14 @@ pub fn explain(
     // coarse channels only (a ligand and its parts are not separate players).
     let channels: Vec<Channel> = match opts.method {
         Method::Ablation => Channel::all(sc).into_iter().chain(Channel::from_types(sc)).collect(),
-        Method::Shapley => Channel::all(sc),
+        Method::Shapley | Method::Gradients => Channel::all(sc),
     };
     let from: Vec<Channel> = channels.iter().copied().filter(|c| matches!(c, Channel::LigandFrom(..))).collect();
     let names: Vec<String> = channels.iter().map(|c| c.name(sc)).collect();
     // What each perturbed run clamps: ablation, nothing then each channel; Shapley, for
     // each coalition (the full one first), the channels outside it.
     let (clamps, design, coalitions) = match opts.method {
-        Method::Ablation => {
+        Method::Ablation | Method::Gradients => {
             let clamps: Vec<Vec<Channel>> =
                 std::iter::once(Vec::new()).chain(channels.iter().map(|&c| vec![c])).collect();
             (clamps, None, Vec::new())
@@ -290,6 +321,24 @@ pub fn explain(
             Ok(Arm { clamp, sim })
         })
         .collect::<Result<Vec<_>, RunError>>()?;
+    let mut integrated = match opts.method {
+        Method::Gradients => {
+            arms[0].sim.world.resource_mut::<Batch>().keep_inputs = true;
+            control.world.resource_mut::<Batch>().keep_inputs = true;
+            let model = backends::model(&scene, opts.threads)?;
+            Some(Integrated::new(sc, model, &channels, opts.samples)?)
+        }
+        _ => None,
+    };
+    if integrated.is_some() {
+        note(&format!(
+            "explain (gradients): integrated gradients of the model's rate over {} channel(s) ({}), {} point(s) per \
+             integral, along the perturbed run; and the ablation of the same channels to compare with",
+            channels.len(),
+            names.join(", "),
+            opts.samples
+        ));
+    }
     match &design {
         None => note(&format!(
             "explain (ablation): control, perturbed and {} clamped run(s) ({}), {} ticks each",
@@ -320,16 +369,35 @@ pub fn explain(
                 arm.sim.step()
             })
             .map_err(|e| failed(e, "a perturbed run (plain or clamped)"))?;
+        if let Some(ig) = integrated.as_mut() {
+            let sim = &mut arms[0].sim;
+            let mothers: HashMap<u64, u64> = if ig.meets_new_cells(sim.world.resource::<Batch>()) {
+                let t = sim.cells();
+                t.ids.iter().copied().zip(t.parents.iter().copied()).collect()
+            } else {
+                HashMap::new()
+            };
+            ig.tick(sim.world.resource::<Batch>(), control.world.resource::<Batch>(), &values, &mothers)
+                .map_err(|e| failed(e, "the gradients of the perturbed run"))?;
+        }
     }
 
     let ctrl = control.cells();
     let tables: Vec<CellTable> = arms.iter_mut().map(|a| a.sim.cells()).collect();
     let distance = arms[0].sim.perturbation_distance(&tables[0]);
     let paired = Paired::new(&scene, &tables, &ctrl, &distance);
-    let rows = match &design {
+    let mut rows = match &design {
         None => attribute(&scene, &paired, &tables, &ctrl, &names),
         Some(d) => attribute_shapley(&scene, &paired, &tables, &ctrl, &names, &coalitions, d)?,
     };
+    let mut comparison = None;
+    if let Some(ig) = integrated {
+        let (gap, calls) = ((ig.gap, ig.scale), ig.calls);
+        let parts = ig.finish(&tables[0]);
+        let gradient_rows = attribute_gradients(&scene, &paired, &tables[0], &ctrl, &names, &parts);
+        comparison = Some(compare(&gradient_rows, &rows, gap, calls));
+        rows = gradient_rows.into_iter().chain(rows).collect();
+    }
     Ok(Explanation {
         rows,
         channels: names,
@@ -340,6 +408,8 @@ pub fn explain(
         },
         ticks,
         wall_seconds: started.elapsed().as_secs_f64(),
+        method: opts.method,
+        comparison,
     })
 }
 
@@ -433,6 +503,139 @@ fn attribute(
         }
     }
     rows
+}
+
+/// The gradients rows: for each group, target and channel the mean carried part
+/// (`parts`, `cells × channels × genes` of `full`'s rows), then the `residual` row.
+fn attribute_gradients(
+    scene: &LoadedScene,
+    paired: &Paired,
+    full: &CellTable,
+    control: &CellTable,
+    channels: &[String],
+    parts: &[f64],
+) -> Vec<Attribution> {
+    let sc = &scene.scene;
+    let (g, nc) = (sc.genes.len(), channels.len());
+    let mut rows = Vec::new();
+    for (label, members) in &paired.groups {
+        let n = members.len();
+        let mean = |f: &dyn Fn(usize) -> f64| -> f64 {
+            if n == 0 { f64::NAN } else { members.iter().map(|&i| f(i)).sum::<f64>() / n as f64 }
+        };
+        for (gene, target) in sc.genes.iter().enumerate() {
+            let total = mean(&|i| {
+                let j = paired.matched[0][i].unwrap_or(0);
+                f64::from(full.expression[i * g + gene]) - f64::from(control.expression[j * g + gene])
+            });
+            let mut carried = 0.0;
+            for (c, channel) in channels.iter().enumerate() {
+                let effect = mean(&|i| parts[(i * nc + c) * g + gene]);
+                carried += effect;
+                rows.push(Attribution {
+                    target: target.clone(),
+                    group: label.clone(),
+                    channel: channel.clone(),
+                    cells: n,
+                    total,
+                    effect,
+                    share: share(effect, total),
+                    standard_error: None,
+                    method: Method::Gradients,
+                });
+            }
+            let effect = total - carried;
+            rows.push(Attribution {
+                target: target.clone(),
+                group: label.clone(),
+                channel: RESIDUAL.to_owned(),
+                cells: n,
+                total,
+                effect,
+                share: share(effect, total),
+                standard_error: None,
+                method: Method::Gradients,
+            });
+        }
+    }
+    rows
+}
+
+/// Compare gradients with ablation, (target, group) by (target, group), over the
+/// channels both have (ablation also has no `residual`).
+fn compare(gradients: &[Attribution], ablation: &[Attribution], gap: (f64, f64), calls: usize) -> Comparison {
+    let mut pairs: Vec<(&str, &str, f64)> = Vec::new();
+    for r in gradients {
+        if r.total.is_finite() && r.total.abs() > 1e-3 && !pairs.iter().any(|p| p.0 == r.target && p.1 == r.group) {
+            pairs.push((&r.target, &r.group, r.total));
+        }
+    }
+    pairs.sort_by(|a, b| b.2.abs().total_cmp(&a.2.abs()));
+    let (mut xs, mut ys) = (Vec::new(), Vec::new());
+    let (mut top_agree, mut disagreements) = (0, Vec::new());
+    for &(target, group, _) in &pairs {
+        let of = |rows: &[Attribution]| -> Vec<(String, f64)> {
+            rows.iter()
+                .filter(|r| r.target == target && r.group == group && r.channel != RESIDUAL)
+                .map(|r| (r.channel.clone(), r.effect))
+                .collect()
+        };
+        let (gr, ab) = (of(gradients), of(ablation));
+        for (c, e) in &gr {
+            if let Some((_, a)) = ab.iter().find(|(ac, _)| ac == c)
+                && e.is_finite()
+                && a.is_finite()
+            {
+                xs.push(*e);
+                ys.push(*a);
+            }
+        }
+        let top = |v: &[(String, f64)]| {
+            let mut v: Vec<&(String, f64)> = v.iter().collect();
+            order_by_effect(&mut v, |r| (r.1, &r.0));
+            v.first().map(|r| r.0.clone()).unwrap_or_default()
+        };
+        let (tg, ta) = (top(&gr), top(&ab));
+        if tg == ta {
+            top_agree += 1;
+        } else {
+            disagreements.push((target.to_owned(), group.to_owned(), tg, ta));
+        }
+    }
+    Comparison { pairs: pairs.len(), top_agree, spearman: spearman(&xs, &ys), disagreements, gap, calls }
+}
+
+/// Spearman's rank correlation (average ranks for ties; NaN for fewer than 2 points or
+/// a constant side).
+pub(crate) fn spearman(x: &[f64], y: &[f64]) -> f64 {
+    fn ranks(v: &[f64]) -> Vec<f64> {
+        let mut idx: Vec<usize> = (0..v.len()).collect();
+        idx.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
+        let mut r = vec![0.0; v.len()];
+        let mut i = 0;
+        while i < idx.len() {
+            let mut j = i;
+            while j + 1 < idx.len() && v[idx[j + 1]] == v[idx[i]] {
+                j += 1;
+            }
+            let avg = (i + j) as f64 / 2.0 + 1.0;
+            for &k in &idx[i..=j] {
+                r[k] = avg;
+            }
+            i = j + 1;
+        }
+        r
+    }
+    if x.len() < 2 || x.len() != y.len() {
+        return f64::NAN;
+    }
+    let (rx, ry) = (ranks(x), ranks(y));
+    let n = x.len() as f64;
+    let (mx, my) = (rx.iter().sum::<f64>() / n, ry.iter().sum::<f64>() / n);
+    let cov: f64 = rx.iter().zip(&ry).map(|(a, b)| (a - mx) * (b - my)).sum();
+    let vx: f64 = rx.iter().map(|a| (a - mx).powi(2)).sum();
+    let vy: f64 = ry.iter().map(|b| (b - my).powi(2)).sum();
+    if vx == 0.0 || vy == 0.0 { f64::NAN } else { cov / (vx * vy).sqrt() }
 }
 
 /// `effect / total`, NaN when the total is 0 (`+ 0.0` writes a zero share as `0`, not
@@ -682,7 +885,8 @@ const NO_CHANNEL: f64 = 0.05;
 /// `direct (within the cell)`).
 pub fn top_table(e: &Explanation, n: usize) -> String {
     let mut pairs: Vec<(&str, &str, f64)> = Vec::new();
-    for r in &e.rows {
+    let own: Vec<&Attribution> = e.rows.iter().filter(|r| r.method == e.method).collect();
+    for r in &own {
         if r.total.is_finite() && !pairs.iter().any(|p| p.0 == r.target && p.1 == r.group) {
             pairs.push((&r.target, &r.group, r.total));
         }
@@ -692,9 +896,14 @@ pub fn top_table(e: &Explanation, n: usize) -> String {
         "{:<10} {:<20} {:>10}   {:<24} {:>6}   {:<24} {:>6}\n",
         "target", "group", "effect", "top channel", "share", "runner-up", "share"
     );
-    let shown = |c: &str| if c == DIRECT { "direct (within the cell)".to_owned() } else { c.to_owned() };
+    let shown = |c: &str| match c {
+        DIRECT => "direct (within the cell)".to_owned(),
+        RESIDUAL => "residual (within the cell)".to_owned(),
+        _ => c.to_owned(),
+    };
     for (target, group, total) in pairs.into_iter().take(n) {
-        let mut ch: Vec<&Attribution> = e.rows.iter().filter(|r| r.target == target && r.group == group).collect();
+        let mut ch: Vec<&Attribution> =
+            own.iter().copied().filter(|r| r.target == target && r.group == group).collect();
         order_by_effect(&mut ch, |r| (r.effect, &r.channel));
         let cell = |k: usize| ch.get(k).map_or((String::from("-"), f64::NAN), |r| (shown(&r.channel), r.share));
         let ((mut c1, s1), (c2, s2)) = (cell(0), cell(1));
@@ -705,6 +914,32 @@ pub fn top_table(e: &Explanation, n: usize) -> String {
         }
         let _ = writeln!(s, "{target:<10} {group:<20} {total:>10.4}   {c1:<24} {s1:>6.2}   {c2:<24} {s2:>6.2}");
     }
+    if let Some(c) = &e.comparison {
+        s.push_str(&comparison_text(c));
+    }
+    s
+}
+
+/// How gradients compare with ablation, for the terminal: agreement of the top
+/// channels, rank correlation of the effects, the first disagreements, the integrals'
+/// completeness gap.
+pub fn comparison_text(c: &Comparison) -> String {
+    let mut s = format!(
+        "gradients vs ablation: the same top channel in {} of {} (target, group) pairs with an effect above 1e-3; \
+         Spearman of the effects {:.3}\n",
+        c.top_agree, c.pairs, c.spearman
+    );
+    for (target, group, g, a) in c.disagreements.iter().take(5) {
+        let _ = writeln!(s, "  differ: {target} in {group}: gradients `{g}`, ablation `{a}`");
+    }
+    if c.disagreements.len() > 5 {
+        let _ = writeln!(s, "  ... and {} more (attribution.csv has both methods' rows)", c.disagreements.len() - 5);
+    }
+    let _ = writeln!(
+        s,
+        "integrals: {} model call(s), worst completeness gap {:.2e} against rate changes up to {:.2e}",
+        c.calls, c.gap.0, c.gap.1
+    );
     s
 }
 

@@ -1,10 +1,12 @@
 //! Pictures of an explanation, drawn from `explain/attribution.csv` (so `explant explain`
-//! and `explant report` draw the same bytes from the same table):
+//! and `explant report` draw the same bytes from the same table). A table of
+//! `--method gradients` also holds the ablation's rows, after its own: the pictures and
+//! the report show the rows of the table's first method only.
 //!
 //! - `explain/heatmap.png`: channels (rows) × target genes (columns) of one group, coloured
 //!   by share (diverging map, clipped to [−1, 1], NaN grey). The group shown is the one
 //!   whose effects travel most through channels: the largest sum of |effect| over its
-//!   channel rows (Shapley's `direct` row excluded), the first in table order on a tie;
+//!   channel rows (Shapley's `direct` and the gradients' `residual` rows excluded), the first in table order on a tie;
 //!   when no channel carries anything, `perturbed` (else the first group). For a knockout
 //!   this is usually a band or cell type around the perturbed cells, not the perturbed
 //!   cells themselves, whose own change travels through no channel.
@@ -19,6 +21,7 @@ use explant_io::{Bar, BarChart, BarPanel, HeatMap, Table, bars_png, heatmap_png}
 use explant_scene::LoadedScene;
 
 use crate::explain::DIRECT;
+use crate::explain_gradients::RESIDUAL;
 use crate::{RunDir, RunError, RunFile};
 
 /// One row of `attribution.csv`, as read back.
@@ -38,20 +41,20 @@ pub struct AttributionRow {
     pub share: f64,
     /// Standard error of the share, when the method gives one.
     pub standard_error: Option<f64>,
-    /// `ablation` or `shapley`.
+    /// `ablation`, `shapley` or `gradients`.
     pub method: String,
 }
 
 /// What [`draw_explain_charts`] wrote.
 #[derive(Debug, Clone)]
 pub struct ExplainCharts {
-    /// The rows of `attribution.csv`.
+    /// The rows of `attribution.csv` of its first method.
     pub rows: Vec<AttributionRow>,
     /// The heat map, and the group it shows.
     pub heatmap: Option<(PathBuf, String)>,
     /// One bar chart per group: the group and its file.
     pub bars: Vec<(String, PathBuf)>,
-    /// The method(s) named in the table, joined by `, `.
+    /// The method of the rows shown (the table's first).
     pub method: String,
     /// The scene's perturbations in words (empty when the scene cannot be read).
     pub perturbation: String,
@@ -112,7 +115,7 @@ pub fn heatmap_group(rows: &[AttributionRow]) -> Option<String> {
     let groups = distinct(rows.iter().map(|r| r.group.as_str()));
     let carried = |g: &str| -> f64 {
         rows.iter()
-            .filter(|r| r.group == g && r.channel != DIRECT && r.effect.is_finite())
+            .filter(|r| r.group == g && r.channel != DIRECT && r.channel != RESIDUAL && r.effect.is_finite())
             .map(|r| r.effect.abs())
             .sum()
     };
@@ -163,7 +166,10 @@ fn perturbation_words(dir: &RunDir) -> String {
 /// When `attribution.csv` is missing or malformed, or a picture cannot be written.
 pub fn draw_explain_charts(dir: &RunDir) -> Result<ExplainCharts, RunError> {
     let table = dir.require_table(RunFile::Attribution, "the explanation to draw")?;
-    let rows = attribution_rows(&table)?;
+    let mut rows = attribution_rows(&table)?;
+    if let Some(first) = rows.first().map(|r| r.method.clone()) {
+        rows.retain(|r| r.method == first);
+    }
     let method = distinct(rows.iter().map(|r| r.method.as_str())).join(", ");
     let perturbation = perturbation_words(dir);
     let mut charts = ExplainCharts { rows: Vec::new(), heatmap: None, bars: Vec::new(), method, perturbation };
@@ -252,7 +258,11 @@ pub fn top_channels(rows: &[AttributionRow], n: usize) -> Vec<Vec<String>> {
         }
     }
     best.sort_by(|a, b| b.total.abs().total_cmp(&a.total.abs()));
-    let shown = |c: &str| if c == DIRECT { "direct (within the cell)".to_owned() } else { c.to_owned() };
+    let shown = |c: &str| match c {
+        DIRECT => "direct (within the cell)".to_owned(),
+        RESIDUAL => "residual (within the cell)".to_owned(),
+        _ => c.to_owned(),
+    };
     best.into_iter()
         .take(n)
         .map(|b| {

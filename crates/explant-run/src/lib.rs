@@ -26,6 +26,7 @@ mod checkpoint;
 mod error;
 pub mod explain;
 pub mod explain_charts;
+pub mod explain_gradients;
 pub mod figures;
 mod import;
 mod layout;

@@ -344,6 +344,56 @@ impl TorchModel {
         }
         Ok(())
     }
+
+    /// [`ResponseModel::jacobian`] by reverse-mode autograd: per chunk of rows, one
+    /// forward pass with the expression, sensed, contact and (when the model reads them)
+    /// neighbour-count tensors as leaves, then one backward pass per gene of the sum of
+    /// that gene's rate over the rows (rows are independent, so the gradient's row `i`
+    /// is cell `i`'s derivative). An input the model never reads has zero derivatives.
+    fn autograd_jacobian(&mut self, input: &ResponseInput<'_>, out: &mut [f32]) -> Result<(), ModelError> {
+        let (g, l, t) = (self.meta.genes.len(), self.meta.ligands.len(), self.meta.cell_types.len());
+        let w = explant_core::jacobian_width(g, l, t);
+        // Column offset of each differentiated argument (the one-hot type is not).
+        let mut offsets = vec![(0usize, 0usize, g), (1, g, l), (2, g + l, g)];
+        if self.meta.neighbour_counts {
+            offsets.push((4, 2 * g + l, t));
+        }
+        out[..input.cells * g * w].fill(0.0);
+        let err = |e: tch::TchError| self.run_error(first_line(&e.to_string()));
+        let mut start = 0;
+        while start < input.cells {
+            let n = (input.cells - start).min(CHUNK_ROWS);
+            let mut args = self.chunk_args(input, start, n)?;
+            for &(k, _, _) in &offsets {
+                args[k] = args[k].detach().set_requires_grad(true);
+            }
+            let leaves: Vec<Tensor> = offsets.iter().map(|&(k, _, _)| args[k].shallow_clone()).collect();
+            let rates = tch::with_grad(|| self.run_module(args, n))?.into_iter().next();
+            let Some(rates) = rates.filter(Tensor::requires_grad) else {
+                // Rates that depend on no input: every derivative is 0.
+                start += n;
+                continue;
+            };
+            for gene in 0..g {
+                let total = tch::with_grad(|| rates.f_select(1, gene as i64)?.f_sum(Kind::Float)).map_err(err)?;
+                let grads = Tensor::f_run_backward(&[total], &leaves, true, false).map_err(err)?;
+                for (grad, &(_, col, width)) in grads.iter().zip(&offsets) {
+                    if !grad.defined() {
+                        continue;
+                    }
+                    let grad = grad.to_kind(Kind::Float).to_device(Device::Cpu).contiguous();
+                    let mut rows = vec![0.0f32; n * width];
+                    grad.f_copy_data(&mut rows, n * width).map_err(err)?;
+                    for i in 0..n {
+                        let dst = ((start + i) * g + gene) * w + col;
+                        out[dst..dst + width].copy_from_slice(&rows[i * width..(i + 1) * width]);
+                    }
+                }
+            }
+            start += n;
+        }
+        Ok(())
+    }
 }
 
 impl ResponseModel for TorchModel {
@@ -364,6 +414,11 @@ impl ResponseModel for TorchModel {
 
     fn extras(&self) -> Extras {
         Extras { secretion: self.meta.secretion, fate: self.meta.fate }
+    }
+
+    fn jacobian(&mut self, input: &ResponseInput<'_>, out: &mut [f32]) -> Result<bool, ModelError> {
+        self.autograd_jacobian(input, out)?;
+        Ok(true)
     }
 
     fn respond(

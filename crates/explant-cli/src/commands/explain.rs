@@ -8,6 +8,7 @@ use anyhow::{Context as _, Result, bail};
 use explant_run::explain::{
     DEFAULT_SAMPLES, ExplainOptions, Method, explain as run_explanation, top_table, write_explanation,
 };
+use explant_run::explain_gradients::DEFAULT_POINTS;
 use explant_run::{Manifest, ModelChoice, RunDir, RunFile, RunOptions};
 use explant_scene::LoadedScene;
 
@@ -20,15 +21,17 @@ pub fn explain(args: ExplainArgs) -> Result<()> {
     let method = match args.method {
         ExplainMethod::Ablation => Method::Ablation,
         ExplainMethod::Shapley => Method::Shapley,
-        ExplainMethod::Gradients => {
-            bail!("`--method gradients` is not implemented yet; use `--method ablation` or `--method shapley`")
-        }
+        ExplainMethod::Gradients => Method::Gradients,
     };
     let samples = match (method, args.samples) {
         (Method::Ablation, Some(k)) => {
-            bail!("`--samples {k}` is for `--method shapley`; ablation runs each channel once and samples nothing")
+            bail!(
+                "`--samples {k}` is for `--method shapley` (orders to sample) or `--method gradients` (points of each \
+                 integral); ablation runs each channel once and samples nothing"
+            )
         }
         (_, Some(k)) => usize::try_from(k).with_context(|| format!("`--samples {k}` is too large for this machine"))?,
+        (Method::Gradients, None) => DEFAULT_POINTS,
         (_, None) => DEFAULT_SAMPLES,
     };
     let (threads, note) = explant_run::use_threads(args.threads)?;
@@ -76,6 +79,7 @@ pub fn explain(args: ExplainArgs) -> Result<()> {
     let design = match (method, explanation.permutations) {
         (Method::Shapley, Some(k)) => format!(", {k} sampled permutations"),
         (Method::Shapley, None) => ", exact".to_owned(),
+        (Method::Gradients, _) => format!(", {samples} point(s) per integral, beside ablation"),
         (Method::Ablation, _) => String::new(),
     };
     println!(

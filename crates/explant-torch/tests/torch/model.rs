@@ -328,3 +328,81 @@ fn a_teacher_that_reads_neighbour_counts_gets_a_model_that_learns_them() {
     assert!(err.contains("neighbour counts"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn autograd_jacobian_is_the_models_derivative_and_tracks_the_teachers() {
+    // The shipped network's derivatives by autograd, against central differences of its
+    // own rates (f64 of f32 outputs, step 1e-2: the network is smooth, so the difference
+    // errs by ~1e-4 and rounding by ~1e-5), on 40 cells and every one of the 17 inputs
+    // the network reads. The teacher it learned has derivatives of the same shape: the
+    // sensed-WNT3A column of AXIN2 dominates and agrees in sign on every cell. Zeros,
+    // the wrong column or the wrong cell order fail.
+    let sc = scene();
+    let (g, l, t) = (sc.scene.genes.len(), sc.scene.ligands.len(), sc.scene.cell_types.len());
+    let w = explant_core::jacobian_width(g, l, t);
+    let mut model = TorchModel::load_for(&shipped(), &ModelSignature::of_scene(&sc.scene), 1).unwrap();
+    let n = 40;
+    let (x, s, c, ty) = inputs(n, g, l, t as u32);
+    let mask: Vec<bool> = sc.scene.genes.iter().map(|n| sc.scene.contact.genes.contains(n)).collect();
+    let c: Vec<f32> = c.iter().enumerate().map(|(i, v)| if mask[i % g] { *v } else { 0.0 }).collect();
+    let input = |x: &[f32], s: &[f32], c: &[f32]| -> Vec<f32> {
+        let inp =
+            ResponseInput { cells: n, expression: x, sensed: s, contact: c, neighbour_types: &[], cell_type: &ty, dt: 0.5 };
+        let mut out = vec![0.0; n * g];
+        TorchModel::rates(&mut TorchModel::load(&shipped(), 1).unwrap(), &inp, &mut out).unwrap();
+        out
+    };
+    let inp = ResponseInput { cells: n, expression: &x, sensed: &s, contact: &c, neighbour_types: &[], cell_type: &ty, dt: 0.5 };
+    let mut jac = vec![f32::NAN; n * g * w];
+    assert!(model.jacobian(&inp, &mut jac).unwrap());
+    let h = 1e-2f32;
+    let mut worst = 0.0f64;
+    let mut largest = 0.0f64;
+    // Columns 0..G: expression; G..G+L: sensed; G+L..2G+L: contact; then counts (unread).
+    for col in 0..2 * g + l {
+        let (mut xu, mut su, mut cu) = (x.clone(), s.clone(), c.clone());
+        let (mut xd, mut sd, mut cd) = (x.clone(), s.clone(), c.clone());
+        let bump = |v: &mut Vec<f32>, k: usize, width: usize, d: f32| {
+            for i in 0..n {
+                v[i * width + k] += d;
+            }
+        };
+        if col < g {
+            bump(&mut xu, col, g, h);
+            bump(&mut xd, col, g, -h);
+        } else if col < g + l {
+            bump(&mut su, col - g, l, h);
+            bump(&mut sd, col - g, l, -h);
+        } else {
+            bump(&mut cu, col - g - l, g, h);
+            bump(&mut cd, col - g - l, g, -h);
+        }
+        let (up, down) = (input(&xu, &su, &cu), input(&xd, &sd, &cd));
+        for i in 0..n {
+            for gene in 0..g {
+                let numeric = (f64::from(up[i * g + gene]) - f64::from(down[i * g + gene])) / (2.0 * f64::from(h));
+                let analytic = f64::from(jac[(i * g + gene) * w + col]);
+                worst = worst.max((numeric - analytic).abs());
+                largest = largest.max(analytic.abs());
+            }
+        }
+    }
+    assert!(largest > 0.05, "the network's largest derivative is {largest}");
+    assert!(worst < 2e-3, "autograd vs central differences: worst gap {worst} (largest derivative {largest})");
+    // Neighbour counts: the network reads none, so their columns are exactly 0.
+    for i in 0..n * g {
+        assert!(jac[i * w + 2 * g + l..(i + 1) * w].iter().all(|&v| v == 0.0));
+    }
+    // Against the teacher's analytic Jacobian: AXIN2's derivative on sensed WNT3A.
+    let mut teacher = Teacher::from_scene(&sc.scene);
+    let mut tj = vec![0.0f32; n * g * w];
+    assert!(teacher.jacobian(&inp, &mut tj).unwrap());
+    let axin2 = sc.scene.genes.iter().position(|n| n == "AXIN2").unwrap();
+    let col = g; // WNT3A, the only ligand
+    let mut agree = 0;
+    for i in 0..n {
+        let (a, b) = (jac[(i * g + axin2) * w + col], tj[(i * g + axin2) * w + col]);
+        agree += usize::from(a.signum() == b.signum() && b.abs() > 1e-3);
+    }
+    assert!(agree >= n * 9 / 10, "AXIN2's WNT3A derivative agrees in sign with the teacher's on {agree} of {n} cells");
+}
