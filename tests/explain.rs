@@ -82,6 +82,31 @@ fn assert_carried_by(rows: &[Row], target: &str, group: &str, channel: &str, cha
     assert!(r.iter().all(|x| x.method == "ablation" && x.standard_error.is_empty()));
 }
 
+/// The rows of one method, in table order.
+fn of_method(rows: &[Row], method: &str) -> Vec<Row> {
+    rows.iter().filter(|r| r.method == method).cloned().collect()
+}
+
+/// A `--method gradients` table: its own rows first (one per channel and a `residual`
+/// per target and group, no standard errors), then the ablation's of the same channels;
+/// in (`target`, `group`) the true channel carries a share within `tol` of 1, every other
+/// channel and the residual within `tol` of 0, and the ablation agrees.
+fn assert_gradients_carried_by(rows: &[Row], target: &str, group: &str, channel: &str, channels: usize, tol: f64) {
+    let first_ablation = rows.iter().position(|r| r.method == "ablation").expect("the ablation's rows");
+    assert!(rows[..first_ablation].iter().all(|r| r.method == "gradients" && r.standard_error.is_empty()));
+    assert!(rows[first_ablation..].iter().all(|r| r.method == "ablation"));
+    let grad = of_method(rows, "gradients");
+    let r = ranked(&grad, target, group, channels + 1);
+    assert!(r[0].cells > 0 && r[0].total.abs() > 1e-3, "{target} in {group}: effect {}", r[0].total);
+    assert_eq!(r[0].channel, channel, "{target} in {group}: top channel by gradients: {r:#?}");
+    assert!((r[0].share - 1.0).abs() <= tol, "{target} in {group}: `{channel}` carries {} by gradients", r[0].share);
+    for other in &r[1..] {
+        assert!(other.share.abs() <= tol, "{target} in {group}: `{}` carries {}: {r:#?}", other.channel, other.share);
+    }
+    assert_eq!(r.iter().filter(|x| x.channel == "residual").count(), 1);
+    assert_carried_by(&of_method(rows, "ablation"), target, group, channel, channels, tol);
+}
+
 /// `explant explain SCENE --out DIR --teacher` for `text`, which must succeed: the run
 /// directory and what the command printed.
 fn explain_scene(dir: &TempDir, text: &str, name: &str) -> (std::path::PathBuf, String) {
@@ -200,6 +225,55 @@ fn axin2_and_lgr5_respond_to_a_wnt3a_knockout_through_ligand_wnt3a() {
     assert_success(&o, "explant explain RUN_DIR --threads 1");
     assert_eq!(read(&out.join("explain/attribution.csv")), all_threads, "attribution.csv depends on the thread count");
 
+    // Integrated gradients of the teacher, carried through each cell's state: AXIN2 and
+    // LGR5 (which WNT3A reaches through AXIN2, inside the cell) through the ligand, and
+    // the knocked-out gene's own fall through no channel (the residual).
+    let gradients = |extra: &[&str]| -> String {
+        let mut args: Vec<&std::ffi::OsStr> =
+            vec!["explain".as_ref(), out.as_os_str(), "--force".as_ref(), "--quiet".as_ref()];
+        args.extend(["--method", "gradients"].iter().chain(extra).map(std::ffi::OsStr::new));
+        let o = explant(args);
+        assert_success(&o, &format!("explant explain RUN_DIR --method gradients {}", extra.join(" ")));
+        stdout(&o)
+    };
+    let printed = gradients(&[]);
+    assert!(printed.contains("(method: gradients, 16 point(s) per integral, beside ablation)"), "{printed}");
+    let agree = printed.lines().find(|l| l.starts_with("gradients vs ablation")).expect("the comparison line");
+    assert!(agree.contains("the same top channel in 14 of 14"), "{agree}");
+    let rows = attribution(&out);
+    for target in ["AXIN2", "LGR5"] {
+        for group in ["type:responder", "band:0-25um", "band:25-50um"] {
+            assert_gradients_carried_by(&rows, target, group, "ligand:WNT3A", 4, 0.02);
+        }
+    }
+    let grad = of_method(&rows, "gradients");
+    let ko = ranked(&grad, "WNT3A", "perturbed", 5);
+    assert_eq!(ko[0].channel, "residual", "{ko:#?}");
+    assert!(ko[0].total < -0.5 && (ko[0].share - 1.0).abs() < 1e-3, "{ko:#?}");
+    let line = printed.lines().find(|l| l.starts_with("WNT3A") && l.contains("perturbed")).expect("WNT3A line");
+    assert!(line.contains("residual (within the cell)"), "{line}");
+    // One node of the rule instead of 16: the teacher's sigmoid bends over the path from
+    // the control's signal to the perturbed one, so a single midpoint misses part of the
+    // integral and the residual takes it (0.977 of the effect through the ligand in
+    // band 0–25 um, against 0.9999 with 16 nodes). More nodes must come closer to
+    // completeness; a rule that ignored its nodes would not move at all.
+    let coarse = gradients(&["--samples", "1"]);
+    assert!(coarse.contains("1 point(s) per integral"), "{coarse}");
+    let one = row(&of_method(&attribution(&out), "gradients"), "AXIN2", "band:0-25um", "ligand:WNT3A").share;
+    let sixteen = row(&grad, "AXIN2", "band:0-25um", "ligand:WNT3A").share;
+    assert!((one - 1.0).abs() > 5.0 * (sixteen - 1.0).abs() && (one - 1.0).abs() < 0.05, "1 node {one}, 16 {sixteen}");
+
+    // The shipped network (trained on this scene's teacher), differentiated by autograd:
+    // it explains AXIN2 by the same channel, within its accuracy.
+    let model = repo().join("models/default.pt");
+    let printed = gradients(&["--model", model.to_str().expect("utf-8 path")]);
+    let rows = of_method(&attribution(&out), "gradients");
+    for group in ["type:responder", "band:0-25um"] {
+        let r = ranked(&rows, "AXIN2", group, 5);
+        assert_eq!(r[0].channel, "ligand:WNT3A", "learned, AXIN2 in {group}: {r:#?}\n{printed}");
+        assert!((r[0].share - 1.0).abs() <= 0.2, "learned, AXIN2 in {group}: {r:#?}");
+    }
+
     // Shapley over the same 4 channels (exact: 16 coalitions). The ligand carries the
     // whole responder effect, nothing travels directly in responders, the other channels
     // are dummies; the knocked-out gene moves through `direct` alone.
@@ -263,6 +337,19 @@ fn hes1_responds_to_a_dll1_knockout_through_contact_dll1() {
     let rows = attribution(&run);
     for group in ["perturbed", "band:0-25um", "type:epithelium"] {
         assert_carried_by(&rows, "HES1", group, "contact:DLL1", 2, 0.02);
+    }
+    let o = explant([
+        "explain".as_ref(),
+        run.as_os_str(),
+        "--quiet".as_ref(),
+        "--force".as_ref(),
+        "--method".as_ref(),
+        "gradients".as_ref(),
+    ]);
+    assert_success(&o, "explant explain RUN_DIR --method gradients");
+    let rows = attribution(&run);
+    for group in ["perturbed", "band:0-25um", "type:epithelium"] {
+        assert_gradients_carried_by(&rows, "HES1", group, "contact:DLL1", 2, 0.02);
     }
     // A second explanation into the same run directory is refused without --force.
     let again = explant(["explain".as_ref(), run.as_os_str()]);
@@ -359,6 +446,38 @@ fn two_ligands_on_one_target_split_its_response_as_the_sigmoid_says() {
     assert!((b.share - by_b / total).abs() < 1e-4, "share of B {} vs {}", b.share, by_b / total);
     assert!((a.share - 2.0 / 3.0).abs() < 0.01 && (b.share - 1.0 / 3.0).abs() < 0.01, "{} {}", a.share, b.share);
     assert_eq!(n.effect, 0.0, "the neighbour counts carry nothing");
+}
+
+#[test]
+fn gradients_split_two_ligands_on_one_target_in_proportion_to_their_signals() {
+    // TWO_LIGANDS by integrated gradients. T's rate α σ(s_A + s_B) depends on the two
+    // ligands through their sum only, so along the straight path from the control's
+    // signals (0, 0) to (0.2, 0.1) both derivatives are α σ'(z) and the integrals split
+    // the rate change 0.2 : 0.1 at every tick, exactly, whatever the rule's nodes: shares
+    // 2/3 and 1/3 (T has no degradation and feeds nothing back, so the carried parts
+    // just add up). The rule's error enters the residual only: 16 midpoint nodes err by
+    // about 0.3³ |σ‴| / (24 · 16²), 1e-7 of the effect. Ablation's shares on the same
+    // run, 0.66446 and 0.33058, are 0.0022 off 2/3 and 1/3; a swapped column would give
+    // 1/3 and 2/3.
+    let dir = TempDir::new("explain", "gradients_split_two_ligands_on_one_target_in_proportion_to_their_signals");
+    let (out, printed) = explain_scene_with(&dir, TWO_LIGANDS, "two", &["--method", "gradients"]);
+    assert!(printed.contains("gradients vs ablation: the same top channel in"), "{printed}");
+    let rows = attribution(&out);
+    let grad = of_method(&rows, "gradients");
+    let r = ranked(&grad, "T", "type:cell", 4);
+    let get = |c: &str| r.iter().find(|x| x.channel == c).unwrap_or_else(|| panic!("no `{c}` row"));
+    let (a, b, n, res) = (get("ligand:A"), get("ligand:B"), get("neighbours:cell"), get("residual"));
+    let sigma = |x: f64| 1.0 / (1.0 + (-x).exp());
+    assert!((a.total - (sigma(0.3) - sigma(0.0))).abs() < 1e-5, "total effect {}", a.total);
+    assert!((a.share - 2.0 / 3.0).abs() < 1e-4, "share of A {}", a.share);
+    assert!((b.share - 1.0 / 3.0).abs() < 1e-4, "share of B {}", b.share);
+    assert!((a.effect / b.effect - 2.0).abs() < 1e-4, "A : B = {}", a.effect / b.effect);
+    assert!(res.share.abs() < 1e-4, "residual {}", res.share);
+    assert_eq!(n.effect, 0.0, "the neighbour counts carry nothing");
+    let abl = of_method(&rows, "ablation");
+    let by_a = sigma(0.3) - sigma(0.1);
+    let ablated = row(&abl, "T", "type:cell", "ligand:A");
+    assert!((ablated.share - by_a / ablated.total).abs() < 1e-4 && (ablated.share - a.share).abs() > 1e-3);
 }
 
 #[test]
@@ -496,8 +615,8 @@ fn sampled_shapley_shares_add_up_and_stay_within_their_standard_errors_of_the_ex
 }
 
 #[test]
-fn gradients_and_bad_samples_are_refused_naming_the_option() {
-    let dir = TempDir::new("explain", "gradients_and_bad_samples_are_refused_naming_the_option");
+fn bad_samples_are_refused_naming_the_option() {
+    let dir = TempDir::new("explain", "bad_samples_are_refused_naming_the_option");
     let scene = repo().join("scenes/lateral_inhibition.toml");
     let refused = |extra: &[&str], what: &str| -> String {
         let out = dir.join(what);
@@ -508,12 +627,12 @@ fn gradients_and_bad_samples_are_refused_naming_the_option() {
         assert!(!out.exists(), "{what}: nothing is run for a refused option");
         err
     };
-    let err = refused(&["--method", "gradients"], "gradients");
-    assert!(err.contains("`--method gradients` is not implemented yet"), "{err}");
+    let err = refused(&["--method", "gradients", "--samples", "0"], "zero-points");
+    assert!(err.contains("--samples") && err.contains('0'), "{err}");
     let err = refused(&["--method", "shapley", "--samples", "0"], "zero-samples");
     assert!(err.contains("--samples") && err.contains('0'), "{err}");
     let err = refused(&["--samples", "4"], "samples-for-ablation");
-    assert!(err.contains("`--samples 4`") && err.contains("--method shapley"), "{err}");
+    assert!(err.contains("`--samples 4`") && err.contains("--method shapley") && err.contains("--method gradients"));
     // A scene without `--out` is refused clearly.
     let o = explant(["explain".as_ref(), scene.as_os_str()]);
     assert!(assert_clean_failure(&o, "no --out").contains("--out DIR"));
@@ -569,6 +688,22 @@ fn cxcl10_and_cd274_respond_to_the_ifngr1_knockout_through_ifng_from_t_cells() {
                 t.share,
                 r[0].share
             );
+        }
+    }
+    // Integrated gradients name the same channel: the knockout's fall of IFNGR1 in the
+    // tumour cells lowers what they sense of IFN-γ, and CXCL10 and CD274 answer through
+    // STAT1 inside the cell, which the carried parts follow.
+    let o = explant(
+        ["explain", "--force", "--quiet", "--method", "gradients"]
+            .map(std::ffi::OsStr::new)
+            .into_iter()
+            .chain([out.as_os_str()]),
+    );
+    assert_success(&o, "explant explain RUN_DIR --method gradients");
+    let rows = attribution(&out);
+    for target in ["CXCL10", "CD274"] {
+        for group in ["perturbed", "type:tumour"] {
+            assert_gradients_carried_by(&rows, target, group, "ligand:IFNG", 5, 0.1);
         }
     }
 }

@@ -58,6 +58,15 @@
 //! standard error of a share is the standard deviation of the channel's marginal
 //! contributions over the orders, over `√samples`, over `|Δ|` (NaN for one sample).
 //!
+//! **Gradients** (`--method gradients`). Integrated gradients of the response model's rate
+//! along the perturbed run, each channel's part carried forward through the cell's own
+//! state ([`crate::explain_gradients`]): one tissue, no reruns, derivatives from the
+//! model (analytic for the teacher, autograd for TorchScript). The rows of (target,
+//! group) are one per channel and a `residual` (what no channel carried). The ablation
+//! of the same channels runs beside it; `attribution.csv` holds the gradients' rows,
+//! then the ablation's, and [`Comparison`] says where the two name different top
+//! channels.
+//!
 //! Groups: the perturbed cells, each distance band of `output.distance_bands`, the far
 //! cells (as `effects.csv`: [`explant_core::effects::groups`]), and each cell type (every
 //! cell of the type). The runs share nothing and step in parallel (rayon over runs); each
@@ -229,7 +238,8 @@ struct Arm {
 ///
 /// # Errors
 ///
-/// When the scene has no perturbations, `opts.samples` is 0 for Shapley, there are more
+/// When the scene has no perturbations, `opts.samples` is 0 for Shapley or gradients,
+/// the model gives no derivatives for gradients, there are more
 /// than 63 channels for Shapley, a backend cannot start, the model does not fit, a
 /// simulation fails (the message names the run: control, or a perturbed run), or the
 /// Shapley values fail their sum check.
@@ -571,7 +581,7 @@ fn compare(gradients: &[Attribution], ablation: &[Attribution], gap: (f64, f64),
         }
     }
     pairs.sort_by(|a, b| b.2.abs().total_cmp(&a.2.abs()));
-    let (mut xs, mut ys) = (Vec::new(), Vec::new());
+    let mut pairs_of_effects: Vec<(f64, f64)> = Vec::new();
     let (mut top_agree, mut disagreements) = (0, Vec::new());
     for &(target, group, _) in &pairs {
         let of = |rows: &[Attribution]| -> Vec<(String, f64)> {
@@ -586,8 +596,7 @@ fn compare(gradients: &[Attribution], ablation: &[Attribution], gap: (f64, f64),
                 && e.is_finite()
                 && a.is_finite()
             {
-                xs.push(*e);
-                ys.push(*a);
+                pairs_of_effects.push((*e, *a));
             }
         }
         let top = |v: &[(String, f64)]| {
@@ -602,40 +611,14 @@ fn compare(gradients: &[Attribution], ablation: &[Attribution], gap: (f64, f64),
             disagreements.push((target.to_owned(), group.to_owned(), tg, ta));
         }
     }
-    Comparison { pairs: pairs.len(), top_agree, spearman: spearman(&xs, &ys), disagreements, gap, calls }
-}
-
-/// Spearman's rank correlation (average ranks for ties; NaN for fewer than 2 points or
-/// a constant side).
-pub(crate) fn spearman(x: &[f64], y: &[f64]) -> f64 {
-    fn ranks(v: &[f64]) -> Vec<f64> {
-        let mut idx: Vec<usize> = (0..v.len()).collect();
-        idx.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
-        let mut r = vec![0.0; v.len()];
-        let mut i = 0;
-        while i < idx.len() {
-            let mut j = i;
-            while j + 1 < idx.len() && v[idx[j + 1]] == v[idx[i]] {
-                j += 1;
-            }
-            let avg = (i + j) as f64 / 2.0 + 1.0;
-            for &k in &idx[i..=j] {
-                r[k] = avg;
-            }
-            i = j + 1;
-        }
-        r
+    Comparison {
+        pairs: pairs.len(),
+        top_agree,
+        spearman: crate::stats::spearman(&pairs_of_effects),
+        disagreements,
+        gap,
+        calls,
     }
-    if x.len() < 2 || x.len() != y.len() {
-        return f64::NAN;
-    }
-    let (rx, ry) = (ranks(x), ranks(y));
-    let n = x.len() as f64;
-    let (mx, my) = (rx.iter().sum::<f64>() / n, ry.iter().sum::<f64>() / n);
-    let cov: f64 = rx.iter().zip(&ry).map(|(a, b)| (a - mx) * (b - my)).sum();
-    let vx: f64 = rx.iter().map(|a| (a - mx).powi(2)).sum();
-    let vy: f64 = ry.iter().map(|b| (b - my).powi(2)).sum();
-    if vx == 0.0 || vy == 0.0 { f64::NAN } else { cov / (vx * vy).sqrt() }
 }
 
 /// `effect / total`, NaN when the total is 0 (`+ 0.0` writes a zero share as `0`, not

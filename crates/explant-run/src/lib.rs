@@ -37,6 +37,7 @@ mod overrides;
 pub mod report;
 mod run;
 mod snapshot;
+pub mod stats;
 pub mod tables;
 
 pub use backends::DiffusionChoice;

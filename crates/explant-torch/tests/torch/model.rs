@@ -346,13 +346,28 @@ fn autograd_jacobian_is_the_models_derivative_and_tracks_the_teachers() {
     let mask: Vec<bool> = sc.scene.genes.iter().map(|n| sc.scene.contact.genes.contains(n)).collect();
     let c: Vec<f32> = c.iter().enumerate().map(|(i, v)| if mask[i % g] { *v } else { 0.0 }).collect();
     let input = |x: &[f32], s: &[f32], c: &[f32]| -> Vec<f32> {
-        let inp =
-            ResponseInput { cells: n, expression: x, sensed: s, contact: c, neighbour_types: &[], cell_type: &ty, dt: 0.5 };
+        let inp = ResponseInput {
+            cells: n,
+            expression: x,
+            sensed: s,
+            contact: c,
+            neighbour_types: &[],
+            cell_type: &ty,
+            dt: 0.5,
+        };
         let mut out = vec![0.0; n * g];
         TorchModel::rates(&mut TorchModel::load(&shipped(), 1).unwrap(), &inp, &mut out).unwrap();
         out
     };
-    let inp = ResponseInput { cells: n, expression: &x, sensed: &s, contact: &c, neighbour_types: &[], cell_type: &ty, dt: 0.5 };
+    let inp = ResponseInput {
+        cells: n,
+        expression: &x,
+        sensed: &s,
+        contact: &c,
+        neighbour_types: &[],
+        cell_type: &ty,
+        dt: 0.5,
+    };
     let mut jac = vec![f32::NAN; n * g * w];
     assert!(model.jacobian(&inp, &mut jac).unwrap());
     let h = 1e-2f32;
