@@ -1,4 +1,4 @@
-"""Explanation accuracy of `explant explain` (ablation) against the teacher's wiring (issue 15).
+"""Explanation accuracy of `explant explain` (any method) against the teacher's wiring (issue 15).
 
 For each (target, group) of an ablation attribution.csv whose |total effect| is at least
 1e-3 and at least 1 % of the largest |total| in the table, the top channel (largest
@@ -35,7 +35,12 @@ def true_channels(scene):
     return reach
 
 def table(path):
-    rows = [r for r in csv.DictReader(open(path)) if ' from ' not in r['channel'] and r['channel'] != 'direct']
+    # A gradients table also holds the ablation's rows after its own: score the first
+    # method's rows only. `direct` (Shapley) and `residual` (gradients) are no channel.
+    rows = list(csv.DictReader(open(path)))
+    first = rows[0]['method'] if rows else None
+    rows = [r for r in rows if r['method'] == first and ' from ' not in r['channel']
+            and r['channel'] not in ('direct', 'residual')]
     by = {}
     for r in rows:
         by.setdefault((r['target'], r['group']), []).append(r)

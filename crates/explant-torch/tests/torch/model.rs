@@ -404,6 +404,28 @@ fn autograd_jacobian_is_the_models_derivative_and_tracks_the_teachers() {
     }
     assert!(largest > 0.05, "the network's largest derivative is {largest}");
     assert!(worst < 2e-3, "autograd vs central differences: worst gap {worst} (largest derivative {largest})");
+    // The same 40 cells tiled 33 times (1320 cells: several chunks of the backward
+    // pass, whose boundaries fall inside a tile): every copy has the same derivatives.
+    let tiles = 33;
+    let tile = |v: &[f32]| v.repeat(tiles);
+    let (xt, st, ct) = (tile(&x), tile(&s), tile(&c));
+    let tyt: Vec<u32> = ty.repeat(tiles);
+    let big = ResponseInput {
+        cells: n * tiles,
+        expression: &xt,
+        sensed: &st,
+        contact: &ct,
+        neighbour_types: &[],
+        cell_type: &tyt,
+        dt: 0.5,
+    };
+    let mut tiled = vec![f32::NAN; n * tiles * g * w];
+    assert!(model.jacobian(&big, &mut tiled).unwrap());
+    for k in 0..tiles {
+        let copy = &tiled[k * n * g * w..(k + 1) * n * g * w];
+        let worst = copy.iter().zip(&jac).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(worst < 1e-5, "tile {k}: derivatives differ from the 40-cell batch by {worst}");
+    }
     // Neighbour counts: the network reads none, so their columns are exactly 0.
     for i in 0..n * g {
         assert!(jac[i * w + 2 * g + l..(i + 1) * w].iter().all(|&v| v == 0.0));
