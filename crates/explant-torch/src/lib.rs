@@ -37,10 +37,6 @@ use tch::{CModule, Device, IValue, Kind, Tensor};
 /// ran 1.2–1.8× faster than 65 536 (criterion `respond/torchscript`, BENCHMARKS.md).
 pub const CHUNK_ROWS: usize = 1 << 12;
 
-/// At most this many rows (cells × genes) go through one backward pass of
-/// [`ResponseModel::jacobian`] (as [`CHUNK_ROWS`], for the cache).
-const JACOBIAN_ROWS: usize = CHUNK_ROWS;
-
 /// A TorchScript response model.
 pub struct TorchModel {
     module: CModule,
@@ -349,63 +345,48 @@ impl TorchModel {
         Ok(())
     }
 
-    /// [`ResponseModel::jacobian`] by reverse-mode autograd in one backward pass per
-    /// chunk: the chunk's `n` rows are repeated once per gene (`G · n` rows, block `k`
-    /// for gene `k`), the expression, sensed, contact and (when the model reads them)
-    /// neighbour-count tensors are leaves, and the backward pass of the sum of gene
-    /// `k`'s rate over block `k` leaves in row `k · n + i` of each leaf's gradient cell
-    /// `i`'s derivatives of rate `k` (rows are independent). An input the model never
-    /// reads has zero derivatives.
+    /// [`ResponseModel::jacobian`] by reverse-mode autograd: per chunk of rows, one
+    /// forward pass with the expression, sensed, contact and (when the model reads them)
+    /// neighbour-count tensors as leaves, then one backward pass per gene of the sum of
+    /// that gene's rate over the rows (rows are independent, so the gradient's row `i`
+    /// is cell `i`'s derivative). An input the model never reads has zero derivatives.
     fn autograd_jacobian(&mut self, input: &ResponseInput<'_>, out: &mut [f32]) -> Result<(), ModelError> {
         let (g, l, t) = (self.meta.genes.len(), self.meta.ligands.len(), self.meta.cell_types.len());
         let w = explant_core::jacobian_width(g, l, t);
-        // (argument, first column in a Jacobian row, width) of each differentiated
-        // argument (the one-hot type, argument 3, is not).
+        // Column offset of each differentiated argument (the one-hot type is not).
         let mut offsets = vec![(0usize, 0usize, g), (1, g, l), (2, g + l, g)];
         if self.meta.neighbour_counts {
             offsets.push((4, 2 * g + l, t));
         }
         out[..input.cells * g * w].fill(0.0);
         let err = |e: tch::TchError| self.run_error(first_line(&e.to_string()));
-        let rows_per_chunk = (JACOBIAN_ROWS / g.max(1)).clamp(1, CHUNK_ROWS);
         let mut start = 0;
         while start < input.cells {
-            let n = (input.cells - start).min(rows_per_chunk);
-            let args = self.chunk_args(input, start, n)?;
-            let mut args: Vec<Tensor> =
-                args.iter().map(|a| a.f_repeat([g as i64, 1])).collect::<Result<_, _>>().map_err(err)?;
+            let n = (input.cells - start).min(CHUNK_ROWS);
+            let mut args = self.chunk_args(input, start, n)?;
             for &(k, _, _) in &offsets {
                 args[k] = args[k].detach().set_requires_grad(true);
             }
             let leaves: Vec<Tensor> = offsets.iter().map(|&(k, _, _)| args[k].shallow_clone()).collect();
-            let rates = tch::with_grad(|| self.run_module(args, g * n))?.into_iter().next();
+            let rates = tch::with_grad(|| self.run_module(args, n))?.into_iter().next();
             let Some(rates) = rates.filter(Tensor::requires_grad) else {
                 // Rates that depend on no input: every derivative is 0.
                 start += n;
                 continue;
             };
-            let total = tch::with_grad(|| -> Result<Tensor, tch::TchError> {
-                let mask = Tensor::f_eye(g as i64, (Kind::Float, rates.device()))?.f_repeat_interleave_self_int(
-                    n as i64,
-                    Some(0),
-                    None::<i64>,
-                )?;
-                (rates.f_to_kind(Kind::Float)? * mask).f_sum(Kind::Float)
-            })
-            .map_err(err)?;
-            let grads = Tensor::f_run_backward(&[total], &leaves, false, false).map_err(err)?;
-            for (grad, &(_, col, width)) in grads.iter().zip(&offsets) {
-                if !grad.defined() {
-                    continue;
-                }
-                let grad = grad.to_kind(Kind::Float).to_device(Device::Cpu).contiguous();
-                let mut rows = vec![0.0f32; g * n * width];
-                grad.f_copy_data(&mut rows, g * n * width).map_err(err)?;
-                for gene in 0..g {
+            for gene in 0..g {
+                let total = tch::with_grad(|| rates.f_select(1, gene as i64)?.f_sum(Kind::Float)).map_err(err)?;
+                let grads = Tensor::f_run_backward(&[total], &leaves, true, false).map_err(err)?;
+                for (grad, &(_, col, width)) in grads.iter().zip(&offsets) {
+                    if !grad.defined() {
+                        continue;
+                    }
+                    let grad = grad.to_kind(Kind::Float).to_device(Device::Cpu).contiguous();
+                    let mut rows = vec![0.0f32; n * width];
+                    grad.f_copy_data(&mut rows, n * width).map_err(err)?;
                     for i in 0..n {
-                        let src = (gene * n + i) * width;
                         let dst = ((start + i) * g + gene) * w + col;
-                        out[dst..dst + width].copy_from_slice(&rows[src..src + width]);
+                        out[dst..dst + width].copy_from_slice(&rows[i * width..(i + 1) * width]);
                     }
                 }
             }
