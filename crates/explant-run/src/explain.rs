@@ -876,7 +876,7 @@ pub fn top_table(e: &Explanation, n: usize) -> String {
     }
     pairs.sort_by(|a, b| b.2.abs().total_cmp(&a.2.abs()));
     let mut s = format!(
-        "{:<10} {:<20} {:>10}   {:<24} {:>6}   {:<24} {:>6}\n",
+        "{:<10} {:<20} {:>10}   {:<26} {:>6}   {:<26} {:>6}\n",
         "target", "group", "effect", "top channel", "share", "runner-up", "share"
     );
     let shown = |c: &str| match c {
@@ -895,7 +895,7 @@ pub fn top_table(e: &Explanation, n: usize) -> String {
             // the gene, or of a gene upstream in the same cell).
             c1 = "(none: within the cell)".into();
         }
-        let _ = writeln!(s, "{target:<10} {group:<20} {total:>10.4}   {c1:<24} {s1:>6.2}   {c2:<24} {s2:>6.2}");
+        let _ = writeln!(s, "{target:<10} {group:<20} {total:>10.4}   {c1:<26} {s1:>6.2}   {c2:<26} {s2:>6.2}");
     }
     if let Some(c) = &e.comparison {
         s.push_str(&comparison_text(c));
