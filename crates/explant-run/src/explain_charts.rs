@@ -307,6 +307,14 @@ mod tests {
             row("A", "band:0-25um", "direct", -0.5, 0.0),
         ];
         assert_eq!(heatmap_group(&rows).as_deref(), Some("band:0-25um"));
+        // A gradients table's `residual` is no channel either.
+        let gradients = vec![
+            row("W", "perturbed", "residual", -2.0, -2.0),
+            row("A", "band:0-25um", "ligand:W", -0.5, -0.5),
+            row("A", "band:0-25um", "residual", -0.5, 0.0),
+        ];
+        assert_eq!(heatmap_group(&gradients).as_deref(), Some("band:0-25um"));
+        assert_eq!(top_channels(&gradients, 1)[0][3], "residual (within the cell)");
         let none = vec![row("W", "type:x", "ligand:W", -2.0, 0.0), row("W", "perturbed", "ligand:W", -2.0, 0.0)];
         assert_eq!(heatmap_group(&none).as_deref(), Some("perturbed"));
         assert_eq!(file_safe("type:stem cell"), "type_stem_cell");
