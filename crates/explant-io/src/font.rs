@@ -1,6 +1,16 @@
 //! A 3 × 5 pixel bitmap font: digits and the signs of numbers for colour bars, and capital
-//! letters with a little punctuation for chart labels. Lower-case letters are drawn as
-//! capitals, except `e`, which keeps its small glyph for `e` notation.
+//! letters with a little punctuation (and `µ`, `³` for units) for chart labels. Lower-case
+//! letters are drawn as capitals, except `e`, which keeps its small glyph for `e` notation.
+
+/// A small `m`, for `µm` in a font of capitals (where `µM` would read as micromolar);
+/// [`label_text`] puts it after every `µ`.
+pub(crate) const SMALL_M: char = '\u{E000}';
+
+/// `text` as the font should draw a label: ASCII letters in capitals (the font's `e` is
+/// kept for numbers only), and `µm` with a small `m`.
+pub(crate) fn label_text(text: &str) -> String {
+    text.replace("µm", &format!("µ{SMALL_M}")).chars().map(|c| c.to_ascii_uppercase()).collect()
+}
 
 /// Glyph width in font cells.
 pub(crate) const GLYPH_W: usize = 3;
@@ -62,6 +72,10 @@ fn glyph(c: char) -> Option<[u8; GLYPH_H]> {
         '%' => [0b101, 0b001, 0b010, 0b100, 0b101],
         '±' => [0b010, 0b111, 0b010, 0b000, 0b111],
         '×' => [0b000, 0b101, 0b010, 0b101, 0b000],
+        'µ' => [0b101, 0b101, 0b101, 0b111, 0b100],
+        SMALL_M => [0b000, 0b000, 0b110, 0b111, 0b101],
+        '³' => [0b110, 0b010, 0b110, 0b010, 0b110],
+
         c if c.is_ascii_lowercase() => return glyph(c.to_ascii_uppercase()),
         _ => return None,
     })
@@ -85,6 +99,31 @@ pub(crate) fn ink(text: &str, scale: usize) -> impl Iterator<Item = (usize, usiz
             })
         })
     })
+}
+
+/// Labels for the two ends of a colour bar: [`format_value`] of each, or, where three
+/// significant digits would print two distinct values as one number, 4 to 7 significant
+/// digits (of the larger magnitude), both ends with the same decimals.
+pub(crate) fn format_range(lo: f32, hi: f32) -> (String, String) {
+    let (a, b) = (format_value(lo), format_value(hi));
+    if a != b || lo == hi {
+        return (a, b);
+    }
+    let big = lo.abs().max(hi.abs());
+    for sig in 4..=7usize {
+        let (a, b) = if (1.0e-3..1.0e5).contains(&big) {
+            let int_digits = big.log10().floor() as i32 + 1;
+            let decimals = (sig as i32 - int_digits).max(0) as usize;
+            (format!("{lo:.decimals$}"), format!("{hi:.decimals$}"))
+        } else {
+            let decimals = sig - 1;
+            (format!("{lo:.decimals$e}"), format!("{hi:.decimals$e}"))
+        };
+        if a != b {
+            return (a, b);
+        }
+    }
+    (format!("{lo:e}"), format!("{hi:e}"))
 }
 
 /// A short label for a colour-bar end: three significant digits, plain or in `e` notation.

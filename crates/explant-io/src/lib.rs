@@ -38,7 +38,7 @@ pub use error::IoError;
 pub use h5ad::{CellMatrix, FieldSnapshot, ObsColumn, Snapshot, write_cell_matrix, write_h5ad};
 pub use plot::{LinePlot, Series, panels_svg};
 pub use read::{Coordinates, ImportRequest, ImportedTissue, RunSnapshot, SnapshotFields, read_snapshot, read_tissue};
-pub use render::{CellColour, TissueView, render_png};
+pub use render::{CellColour, Labels, TissueView, render_png};
 pub use report::{
     Block, Effect, Report, Section, Table, base64, escape_html, largest_effects, response_plot, timeseries_genes,
     timeseries_plots, write_text,

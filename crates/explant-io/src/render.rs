@@ -32,6 +32,24 @@ pub enum CellColour<'a> {
     Category(&'a [u32]),
 }
 
+/// The words on a picture (all optional; without them the picture is the bare map and
+/// legend strip). Text is drawn in capitals (the bitmap font's alphabet).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Labels<'a> {
+    /// A line above the map: what the picture shows and when, e.g.
+    /// `tumour-immune: CXCL10 over CXCL10, t = 720 min`.
+    pub title: Option<&'a str>,
+    /// Written above the field's colour bar, e.g. `CXCL10, amount/µm³`.
+    pub field: Option<&'a str>,
+    /// Written above the cells' colour bar or swatches, e.g. `CXCL10 expression`.
+    pub cells: Option<&'a str>,
+    /// The name of each category of [`CellColour::Category`], in code order: the swatches
+    /// are labelled with them (truncated to fit) instead of their numbers.
+    pub categories: &'a [String],
+    /// Draw a scale bar in µm in the map's lower left corner.
+    pub scale_bar: bool,
+}
+
 /// What [`render_png`] draws.
 ///
 /// # Layout
@@ -60,6 +78,8 @@ pub struct TissueView<'a> {
     pub colour: CellColour<'a>,
     /// Width of the picture in pixels, 32 to 8192.
     pub width_px: u32,
+    /// Title, legend labels, category names and the scale bar.
+    pub labels: Labels<'a>,
 }
 
 /// Draw `view` and write it to `path` as an 8-bit RGB PNG.
@@ -255,8 +275,12 @@ fn draw(path: &Path, view: &TissueView<'_>) -> Result<Image, IoError> {
     let (ew, eh) = (extent.x1 - extent.x0, extent.y1 - extent.y0);
     let map_h = (f64::from(width) * f64::from(eh) / f64::from(ew)).round().max(1.0);
     let scale = (width as usize / 256).clamp(1, 4);
-    let legend_h = 17 * scale as u32;
-    if !(map_h.is_finite() && map_h + f64::from(legend_h) <= f64::from(MAX_SIDE)) {
+    let labels = &view.labels;
+    // A label row above the bars when either bar is named, a title strip above the map.
+    let label_h = if labels.field.is_some() || labels.cells.is_some() { 8 * scale as u32 } else { 0 };
+    let legend_h = 17 * scale as u32 + label_h;
+    let title_h = if labels.title.is_some() { 9 * scale as u32 } else { 0 };
+    if !(map_h.is_finite() && map_h + f64::from(legend_h + title_h) <= f64::from(MAX_SIDE)) {
         return Err(IoError::BadAspect {
             path: path.to_path_buf(),
             extent_w: ew,
@@ -268,33 +292,92 @@ fn draw(path: &Path, view: &TissueView<'_>) -> Result<Image, IoError> {
     let map_h = map_h as u32;
     let mut img = Image::new(width, map_h + legend_h, BACKGROUND);
     let to_px = Transform { extent, sx: f64::from(width) / f64::from(ew), sy: f64::from(map_h) / f64::from(eh) };
+    let value_range = match view.colour {
+        CellColour::Value(v) => colour::finite_range(v.iter().copied()),
+        CellColour::Category(_) => None,
+    };
 
     let field_range = field.as_ref().and_then(|f| colour::finite_range(f.values.iter().copied()));
     if let Some(f) = &field {
         draw_field(&mut img, map_h, f, &to_px, field_range);
     }
-    let value_range = match view.colour {
-        CellColour::Value(v) => colour::finite_range(v.iter().copied()),
-        CellColour::Category(_) => None,
-    };
     draw_cells(&mut img, map_h, view, &to_px, value_range);
+    if labels.scale_bar {
+        draw_scale_bar(&mut img, map_h as usize, to_px.sx, scale);
+    }
 
     // Legend strip.
     let top = map_h as usize;
     img.fill_rect(0, top, width as usize, top + legend_h as usize, LEGEND_BACKGROUND);
     let half = width as usize / 2;
-    let legend = Legend { top, scale };
+    let legend = Legend { top, scale, label_h: label_h as usize };
     if field.is_some() {
+        legend.label(&mut img, 0, half, labels.field);
         legend.colour_bar(&mut img, 0, half, &colour::VIRIDIS, field_range);
     }
+    legend.label(&mut img, half, width as usize, labels.cells);
     match view.colour {
         CellColour::Value(_) => legend.colour_bar(&mut img, half, width as usize, &colour::MAGMA, value_range),
         CellColour::Category(codes) => {
             let k = codes.iter().max().map_or(0, |&m| m as usize + 1);
-            legend.swatches(&mut img, half, width as usize, k);
+            legend.swatches(&mut img, half, width as usize, k, labels.categories);
         }
     }
-    Ok(img)
+    match labels.title {
+        Some(title) => Ok(with_title(img, title, title_h as usize, scale)),
+        None => Ok(img),
+    }
+}
+
+/// `img` below a white strip of `height` rows holding `title` (cut with `..` to fit).
+fn with_title(img: Image, title: &str, height: usize, scale: usize) -> Image {
+    let mut out = Image::new(img.width, img.height + height as u32, LEGEND_BACKGROUND);
+    let row = 3 * img.width as usize;
+    out.rgb[height * row..].copy_from_slice(&img.rgb);
+    let fitted = fit(title, img.width as usize - 2 * (3 * scale).min(img.width as usize / 4), scale);
+    out.text(3 * scale, 2 * scale, &fitted, scale);
+    out
+}
+
+/// `text` as a label ([`font::label_text`]), cut to at most `width` pixels at `scale`,
+/// ending in `..` when cut.
+fn fit(text: &str, width: usize, scale: usize) -> String {
+    let text = font::label_text(text);
+    if font::text_width(&text, scale) <= width {
+        return text;
+    }
+    let mut cut: Vec<char> = text.chars().collect();
+    while !cut.is_empty() && font::text_width(&format!("{}..", cut.iter().collect::<String>()), scale) > width {
+        cut.pop();
+    }
+    if cut.is_empty() { String::new() } else { format!("{}..", cut.iter().collect::<String>()) }
+}
+
+/// A scale bar in the map's lower left corner: the round length (1, 2 or 5 × 10^k µm)
+/// closest below a fifth of the map's width, black on a white box, its length written
+/// above it. Nothing is drawn on a map too small to hold it.
+fn draw_scale_bar(img: &mut Image, map_h: usize, px_per_um: f64, scale: usize) {
+    let width = img.width as usize;
+    let target_um = width as f64 / 5.0 / px_per_um;
+    if !(target_um.is_finite() && target_um > 0.0) {
+        return;
+    }
+    let decade = 10f64.powf(target_um.log10().floor());
+    let um = [5.0, 2.0, 1.0].iter().map(|m| m * decade).find(|&v| v <= target_um).unwrap_or(decade);
+    let bar_px = (um * px_per_um).round() as usize;
+    let label = font::label_text(&format!("{} µm", font::format_value(um as f32)));
+    let text_w = font::text_width(&label, scale);
+    let pad = 2 * scale;
+    let box_w = bar_px.max(text_w) + 2 * pad;
+    let box_h = 5 * scale + 3 * scale + 2 * scale + 2 * pad;
+    if box_w + pad > width || box_h + pad > map_h || bar_px == 0 {
+        return;
+    }
+    let (x0, y0) = (pad, map_h - pad - box_h);
+    img.fill_rect(x0, y0, x0 + box_w, y0 + box_h, LEGEND_BACKGROUND);
+    img.text(x0 + pad, y0 + pad, &label, scale);
+    let bar_top = y0 + pad + 5 * scale + 3 * scale;
+    img.fill_rect(x0 + pad, bar_top, x0 + pad + bar_px, bar_top + 2 * scale, INK);
 }
 
 /// World (µm) to pixel coordinates of the map.
@@ -388,6 +471,8 @@ struct Legend {
     top: usize,
     /// Pixels per font cell; everything in the strip scales with it.
     scale: usize,
+    /// Rows of the label line above the bars (0: no labels).
+    label_h: usize,
 }
 
 impl Legend {
@@ -398,8 +483,14 @@ impl Legend {
     }
 
     fn bar_rows(&self) -> (usize, usize) {
-        let y0 = self.top + 2 * self.scale;
+        let y0 = self.top + self.label_h + 2 * self.scale;
         (y0, y0 + 6 * self.scale)
+    }
+
+    /// `text` above the bar of the slot `[x0, x1)`, cut to fit.
+    fn label(&self, img: &mut Image, x0: usize, x1: usize, text: Option<&str>) {
+        let (Some(text), Some((a, b))) = (text, self.inner(x0, x1)) else { return };
+        img.text(a, self.top + 2 * self.scale, &fit(text, b - a, self.scale), self.scale);
     }
 
     fn text_row(&self) -> usize {
@@ -417,7 +508,7 @@ impl Legend {
             img.fill_rect(x, y0, x + 1, y1, colour::sample(map, (x - a) as f32 / span));
         }
         let Some((lo, hi)) = range else { return };
-        let (lo, hi) = (font::format_value(lo), font::format_value(hi));
+        let (lo, hi) = font::format_range(lo, hi);
         let (wl, wh) = (font::text_width(&lo, self.scale), font::text_width(&hi, self.scale));
         if wl + wh + 2 * self.scale <= b - a {
             img.text(a, self.text_row(), &lo, self.scale);
@@ -425,8 +516,9 @@ impl Legend {
         }
     }
 
-    /// One swatch per category `0..k`, numbered where the numbers fit.
-    fn swatches(&self, img: &mut Image, x0: usize, x1: usize, k: usize) {
+    /// One swatch per category `0..k`, labelled with its name from `names` (cut to fit)
+    /// or else its number, where the label fits.
+    fn swatches(&self, img: &mut Image, x0: usize, x1: usize, k: usize, names: &[String]) {
         let Some((a, b)) = self.inner(x0, x1) else {
             return;
         };
@@ -439,7 +531,10 @@ impl Legend {
         for i in 0..k {
             let left = a + i * w;
             img.fill_rect(left, y0, left + w - 1, y1, colour::category(i as u32));
-            let label = i.to_string();
+            let label = match names.get(i) {
+                Some(name) => fit(name, w.saturating_sub(2 * self.scale), self.scale),
+                None => i.to_string(),
+            };
             let tw = font::text_width(&label, self.scale);
             if tw < w {
                 img.text(left + (w - 1 - tw) / 2, self.text_row(), &label, self.scale);
@@ -472,6 +567,71 @@ mod tests {
     }
 
     #[test]
+    fn labels_add_a_title_strip_a_label_row_names_and_a_scale_bar_and_leave_the_map_alone() {
+        // 200 µm of cells drawn 400 px wide: 2 px/µm. A fifth of the width is 40 µm, so
+        // the bar is 20 µm (the round length below it), 40 px long.
+        let positions = [[20.0, 20.0, 0.0], [100.0, 100.0, 0.0], [180.0, 180.0, 0.0]];
+        let names = vec!["organiser".to_owned(), "responder".to_owned()];
+        let bare = TissueView {
+            field: None,
+            positions: &positions,
+            radii: &[10.0; 3],
+            colour: CellColour::Category(&[0, 1, 1]),
+            width_px: 400,
+            labels: Labels::default(),
+        };
+        let labels = Labels {
+            title: Some("wnt-organiser: cell type, t = 240 min"),
+            field: None,
+            cells: Some("cell type"),
+            categories: &names,
+            scale_bar: true,
+        };
+        let plain = draw(Path::new("x.png"), &bare).unwrap();
+        let named = draw(Path::new("x.png"), &TissueView { labels, ..bare }).unwrap();
+        let scale = 1; // 400 px / 256
+        let (title_h, label_h) = (9 * scale, 8 * scale);
+        assert_eq!(named.height, plain.height + title_h + label_h);
+        // The map is the same picture, one title strip lower, except the scale bar's box
+        // in its lower left corner.
+        let map_h = 220; // 220 µm extent (cells ± radius, grown 5 %) at 2 px/µm... read it:
+        let map_h = (0..plain.height as usize).find(|&y| plain.get(399, y) == LEGEND_BACKGROUND).unwrap_or(map_h);
+        let mut bar_ink = 0;
+        for y in 0..map_h {
+            for x in 0..400 {
+                let (a, b) = (plain.get(x, y), named.get(x, y + title_h as usize));
+                if a != b {
+                    assert!(x < 60 && y + 30 > map_h, "map pixel ({x}, {y}) changed outside the scale bar");
+                    bar_ink += usize::from(b == INK);
+                }
+            }
+        }
+        // The bar (40 × 2 px) and its label "20 µm" are ink.
+        assert!(bar_ink >= 80, "scale bar ink {bar_ink}");
+        let bar_row = (0..map_h).rev().find(|&y| named.get(10, y + title_h as usize) == INK).expect("bar row");
+        let run = (0..400).filter(|&x| named.get(x, bar_row + title_h as usize) == INK).count();
+        assert_eq!(run, 40, "the bar is 20 µm at 2 px/µm");
+        // The title strip has ink; the bare picture has none above the map.
+        assert!((0..title_h as usize).any(|y| (0..400).any(|x| named.get(x, y) == INK)));
+        // The swatches carry names: more ink in the legend than numbers "0", "1" give.
+        let ink = |img: &Image, from: usize| {
+            (from..img.height as usize)
+                .flat_map(|y| (200..400).map(move |x| (x, y)))
+                .filter(|&(x, y)| img.get(x, y) == INK)
+                .count()
+        };
+        assert!(ink(&named, title_h as usize + map_h) > 4 * ink(&plain, map_h));
+    }
+
+    #[test]
+    fn colour_bar_ends_that_round_alike_get_more_digits() {
+        assert_eq!(font::format_range(0.16151, 0.16238), ("0.1615".to_owned(), "0.1624".to_owned()));
+        assert_eq!(font::format_range(0.0, 2.5), ("0".to_owned(), "2.5".to_owned()));
+        assert_eq!(font::format_range(1.0, 1.0), ("1".to_owned(), "1".to_owned()));
+        assert_eq!(font::label_text("t = 5 min, 20 µm"), format!("T = 5 MIN, 20 µ{}", font::SMALL_M));
+    }
+
+    #[test]
     fn tiny_cell_still_gets_a_pixel() {
         let view = TissueView {
             field: None,
@@ -479,6 +639,7 @@ mod tests {
             radii: &[0.01, 0.01],
             colour: CellColour::Category(&[3, 3]),
             width_px: 64,
+            labels: Labels::default(),
         };
         let img = draw(Path::new("x.png"), &view).unwrap();
         let hits = img.rgb.chunks(3).filter(|p| *p == colour::category(3)).count();

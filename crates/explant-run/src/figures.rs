@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use explant_io::{
-    CellColour, RunSnapshot, TissueView, panels_svg, read_snapshot, render_png, response_plot, timeseries_genes,
-    timeseries_plots, write_text,
+    CellColour, Labels, RunSnapshot, TissueView, panels_svg, read_snapshot, render_png, response_plot,
+    timeseries_genes, timeseries_plots, write_text,
 };
 use explant_scene::{LoadedScene, suggest};
 
@@ -174,8 +174,56 @@ fn draw_tissue(
     caption.push_str(&format!("{time}, from {}", file_name(snapshot_path)));
     let suffix = if named { format!("_{}", file_stem(snapshot_path)) } else { String::new() };
     let tissue = out.join(format!("tissue_{}{suffix}.png", sanitise(&what)));
-    render_png(&tissue, &TissueView { field, positions: &snap.positions, radii: &radii, colour, width_px })?;
+    let shown_ligand = ligand.filter(|_| field.is_some());
+    let words = PictureWords::new(gene.map(|g| snap.genes[g].as_str()), shown_ligand, snap.time_min);
+    let labels = words.labels(&snap.cell_type_names);
+    render_png(&tissue, &TissueView { field, positions: &snap.positions, radii: &radii, colour, width_px, labels })?;
     Ok((tissue, caption))
+}
+
+/// Simulated minutes for a title: whole minutes as integers, else two decimals at most.
+fn minutes(t: f64) -> String {
+    if (t - t.round()).abs() < 1e-9 {
+        format!("{}", t.round())
+    } else {
+        let s = format!("{t:.2}");
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    }
+}
+
+/// The words on a tissue picture: the title (what the cells and the heat map show, and
+/// when) and the labels of the two colour bars, ligands with their units.
+pub(crate) struct PictureWords {
+    title: String,
+    field: Option<String>,
+    cells: String,
+}
+
+impl PictureWords {
+    /// Cells coloured by `gene` (else by cell type) over `ligand`'s field (if any) at
+    /// `time` minutes (if known).
+    pub(crate) fn new(gene: Option<&str>, ligand: Option<&str>, time: Option<f64>) -> Self {
+        let cells = gene.map_or_else(|| "cell type".to_owned(), |g| format!("{g} expression"));
+        let mut title = cells.clone();
+        if let Some(l) = ligand {
+            title.push_str(&format!(" over {l}"));
+        }
+        if let Some(t) = time {
+            title.push_str(&format!(", t = {} min", minutes(t)));
+        }
+        Self { title, field: ligand.map(|l| format!("{l}, amount/µm³")), cells }
+    }
+
+    /// The labels for [`TissueView`], the swatches named by `cell_types`.
+    pub(crate) fn labels<'a>(&'a self, cell_types: &'a [String]) -> Labels<'a> {
+        Labels {
+            title: Some(&self.title),
+            field: self.field.as_deref(),
+            cells: Some(&self.cells),
+            categories: cell_types,
+            scale_bar: true,
+        }
+    }
 }
 
 /// `timeseries.svg` (with the paired control dashed), when the run has a time series.

@@ -601,7 +601,8 @@ fn draw_picture(sim: &mut Simulation, scene: &LoadedScene, dir: &RunDir) -> Resu
         sc.output.heatmap_ligand.as_ref().and_then(|n| sc.ligands.iter().position(|l| &l.name == n)).unwrap_or(0);
     let field = (ligands.field.channels > 0).then(|| (&ligands.field.grid, ligands.field.channel(ligand)));
     let values: Vec<f32>;
-    let colour = match sc.output.colour_by_gene.as_ref().and_then(|n| sc.gene_index(n)) {
+    let gene = sc.output.colour_by_gene.as_ref().and_then(|n| sc.gene_index(n));
+    let colour = match gene {
         Some(gi) => {
             values = (0..cells.ids.len()).map(|i| cells.expression[i * g + gi]).collect();
             CellColour::Value(&values)
@@ -609,8 +610,20 @@ fn draw_picture(sim: &mut Simulation, scene: &LoadedScene, dir: &RunDir) -> Resu
         None => CellColour::Category(&cells.cell_types),
     };
     let png = dir.path(RunFile::Picture);
-    let view =
-        TissueView { field, positions: &cells.positions, radii: &cells.radii, colour, width_px: sc.output.image_width };
+    let words = crate::figures::PictureWords::new(
+        gene.map(|gi| sc.genes[gi].as_str()),
+        field.is_some().then(|| sc.ligands[ligand].name.as_str()),
+        Some(sim.clock().time()),
+    );
+    let type_names = sc.cell_type_names();
+    let view = TissueView {
+        field,
+        positions: &cells.positions,
+        radii: &cells.radii,
+        colour,
+        width_px: sc.output.image_width,
+        labels: words.labels(&type_names),
+    };
     render_png(&png, &view)?;
     Ok(png)
 }

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use explant_field::Grid;
-use explant_io::{CellColour, IoError, TissueView, render_png};
+use explant_io::{CellColour, IoError, Labels, TissueView, render_png};
 
 fn scratch(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("explant-io-png").join(name);
@@ -66,6 +66,7 @@ fn field_and_categories_decode_with_right_size_and_cell_colours() {
         radii: &RADII,
         colour: CellColour::Category(&[0, 1, 0]),
         width_px: 400,
+        labels: Labels::default(),
     };
     render_png(&path, &view).unwrap();
     let img = Decoded::read(&path);
@@ -93,6 +94,7 @@ fn values_use_the_ends_of_the_cell_colour_map() {
         radii: &RADII,
         colour: CellColour::Value(&[2.0, 7.0, f32::NAN]),
         width_px: 300,
+        labels: Labels::default(),
     };
     render_png(&path, &view).unwrap();
     let img = Decoded::read(&path);
@@ -121,6 +123,7 @@ fn higher_cells_cover_lower_ones_in_3d() {
         radii: &[10.0, 20.0],
         colour: CellColour::Category(&[2, 3]),
         width_px: 100,
+        labels: Labels::default(),
     };
     let path = dir.join("a.png");
     render_png(&path, &view).unwrap();
@@ -141,6 +144,7 @@ fn output_is_deterministic() {
         radii: &RADII,
         colour: CellColour::Value(&values),
         width_px: 512,
+        labels: Labels::default(),
     };
     render_png(&dir.join("a.png"), &view).unwrap();
     render_png(&dir.join("b.png"), &view).unwrap();
@@ -151,7 +155,14 @@ fn output_is_deterministic() {
 #[test]
 fn empty_tissue_still_draws() {
     let path = scratch("empty").join("t.png");
-    let view = TissueView { field: None, positions: &[], radii: &[], colour: CellColour::Value(&[]), width_px: 64 };
+    let view = TissueView {
+        field: None,
+        positions: &[],
+        radii: &[],
+        colour: CellColour::Value(&[]),
+        width_px: 64,
+        labels: Labels::default(),
+    };
     render_png(&path, &view).unwrap();
     assert_eq!(Decoded::read(&path).width, 64);
 }
@@ -176,6 +187,7 @@ fn mismatched_lengths_and_bad_sizes_are_errors() {
         radii: &RADII,
         colour: CellColour::Category(&[0, 1, 0]),
         width_px: 200,
+        labels: Labels::default(),
     };
     let err = render_error("radii", TissueView { radii: &[1.0], ..base });
     assert!(matches!(err, IoError::LengthMismatch { what: "radii", found: 1, expected: 3, .. }));
