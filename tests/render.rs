@@ -1,7 +1,8 @@
 //! End-to-end tests of `explant render` and `explant report`: run short scenes, draw their
 //! figures and reports from the output directory, check what is written (PNG, SVG with one
 //! line per series, one self-contained HTML page), that bad input is refused with a clear
-//! message, and that squidpy reads the tissue and finds the neighbours the scene implies.
+//! message, that squidpy reads the tissue and finds the neighbours the scene implies, and
+//! that the snapshots follow the AnnData conventions (contact graph, colours, time, gzip).
 //!
 //! Each test works in its own folder under the system temp dir, removed when the test
 //! passes and kept (its path printed) when it fails.
@@ -302,4 +303,104 @@ fn squidpy_builds_the_neighbour_graph_the_lattice_implies() {
         .expect("start python");
     assert_success(&o, "squidpy_neighbors.py");
     assert!(stdout(&o).lines().any(|l| l.starts_with("ok: 900 cells")), "squidpy_neighbors.py said:\n{}", stdout(&o));
+}
+
+/// A static hexagonal sheet (900 cells, spacing about 10 µm, contact radius 15 µm: one ring
+/// of six neighbours) of three cell types, run for 10 min with snapshots every 5; coloured
+/// by cell type in `tissue.png` and without ligands, so the picture shows only the cells.
+const CONVENTIONS_SCENE: &str = r#"version = 1
+name = "conventions"
+seed = 3
+genes = ["DLL1", "NOTCH1", "HES1"]
+
+[time]
+dt = 1.0
+duration = 10.0
+record_every = 5.0
+
+[grid]
+size = [300.0, 300.0]
+dx = 20.0
+
+[contact]
+genes = ["DLL1"]
+radius = 15.0
+
+[[cell_types]]
+name = "epithelium"
+baseline = { DLL1 = 1.0, NOTCH1 = 1.0, HES1 = 0.5 }
+
+[[cell_types]]
+name = "border"
+baseline = { DLL1 = 0.2, NOTCH1 = 1.0, HES1 = 0.5 }
+
+[[cell_types]]
+name = "core"
+baseline = { DLL1 = 2.0, NOTCH1 = 1.0, HES1 = 0.5 }
+
+[tissue]
+shape = "box"
+min = [10.0, 10.0]
+max = [290.0, 290.0]
+cells = 900
+cell_radius = 5.0
+expression_noise = 0.1
+cell_type = "epithelium"
+regions = [
+  { cell_type = "border", shape = { kind = "box", min = [0.0, 0.0], max = [80.0, 300.0] } },
+  { cell_type = "core", shape = { kind = "circle", centre = [190.0, 150.0], radius = 60.0 } },
+]
+
+[mechanics]
+mobility = 0.0
+
+[model]
+kind = "teacher"
+
+[teacher]
+degradation = 0.05
+default_max_rate = 0.1
+edges = [
+  { source = "contact:DLL1", target = "HES1", weight = 8.0 },
+  { source = "gene:HES1", target = "DLL1", weight = -6.0 },
+]
+
+[output]
+"#;
+
+#[test]
+fn snapshots_carry_the_contact_graph_picture_colours_and_time_and_compress_on_request() {
+    const TEST: &str = "snapshots_carry_the_contact_graph_picture_colours_and_time_and_compress_on_request";
+    let dir = TempDir::new("render", TEST);
+
+    // A compression explant does not know is refused before anything runs, naming the field.
+    let bad = write(&dir.join("bad.toml"), &format!("{CONVENTIONS_SCENE}h5ad_compression = \"zip\"\n"));
+    let o = explant(["run".as_ref(), bad.as_os_str(), "--out".as_ref(), dir.join("bad").as_os_str()]);
+    let err = assert_clean_failure(&o, "run with h5ad_compression = \"zip\"");
+    assert!(err.contains("output.h5ad_compression") && err.contains("`zip`") && err.contains("\"gzip\""), "{err}");
+
+    let python = match python_with_squidpy() {
+        Ok(p) => p,
+        Err(why) if std::env::var("EXPLANT_REQUIRE_PYTHON").as_deref() != Ok("1") => {
+            loud(&format!("SKIPPED: {TEST}: {why}"));
+            return;
+        }
+        Err(why) => panic!("EXPLANT_REQUIRE_PYTHON=1 but {why}"),
+    };
+    let (plain, gzip) = (dir.join("plain"), dir.join("gzip"));
+    run_scene(&write(&dir.join("plain.toml"), CONVENTIONS_SCENE), &plain);
+    run_scene(&write(&dir.join("gzip.toml"), &format!("{CONVENTIONS_SCENE}h5ad_compression = \"gzip\"\n")), &gzip);
+    let o = Command::new(&python)
+        .arg(repo().join("tests/python/anndata_conventions.py"))
+        .arg(&plain)
+        .arg(&gzip)
+        .env("HDF5_USE_FILE_LOCKING", "FALSE")
+        .output()
+        .expect("start python");
+    assert_success(&o, "anndata_conventions.py");
+    assert!(
+        stdout(&o).lines().any(|l| l.starts_with("ok: 4 files, 900 cells")),
+        "anndata_conventions.py said:\n{}",
+        stdout(&o)
+    );
 }

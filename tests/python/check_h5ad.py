@@ -3,9 +3,14 @@
 Usage:
     check_h5ad.py PATH N_OBS N_VARS GENES DIMS
         [--categories A,B,...] [--x ROW,COL,VALUE] [--spatial ROW,COL,VALUE]
-        [--scene-contains TEXT]
+        [--scene-contains TEXT] [--run-columns] [--graph]
 
-GENES and --categories are comma-separated (an empty string means none). Exits non-zero
+GENES and --categories are comma-separated (an empty string means none). Every file has
+`obs['time_min']` and `obs['tick']` (the snapshot's time on every row) and
+`uns['cell_type_colors']` (matplotlib's `tab10`, as the pictures); with --graph (implied by
+--run-columns) it has the contact graph in `obsp` and `uns['spatial_neighbors']`, which
+must be symmetric CSR without self loops whose distances are the coordinates' (the full
+checks against a run are in `anndata_conventions.py`), else `obsp` is empty. Exits non-zero
 with a message naming the first mismatch; prints `ok` and a one-line summary on success.
 """
 
@@ -13,8 +18,10 @@ import argparse
 import sys
 
 import anndata
+import matplotlib
 import numpy as np
 import pandas as pd
+import scipy.sparse as sparse
 
 
 def split(s):
@@ -38,6 +45,7 @@ def main():
     p.add_argument("--spatial", type=triple, help="ROW,COL,VALUE expected in obsm['spatial']")
     p.add_argument("--scene-contains")
     p.add_argument("--run-columns", action="store_true", help="also require parent, phase and radius (written by explant run)")
+    p.add_argument("--graph", action="store_true", help="require the contact graph in obsp (implied by --run-columns)")
     a = p.parse_args()
 
     ad = anndata.read_h5ad(a.path)
@@ -89,8 +97,30 @@ def main():
     check(isinstance(ex["version"], str), f"version is {type(ex['version'])}")
     if a.scene_contains is not None:
         check(a.scene_contains in ex["scene"], "scene text does not round-trip")
-    for key in ["layers", "varm", "obsp", "varp"]:
+    for key in ["layers", "varm", "varp"]:
         check(len(getattr(ad, key)) == 0, f"{key} is not empty")
+
+    check(list(ad.obs.columns[-2:]) == ["time_min", "tick"], f"obs columns {cols} do not end with time_min, tick")
+    check(ad.obs["time_min"].dtype == np.float64, f"time_min dtype {ad.obs['time_min'].dtype}")
+    check(ad.obs["tick"].dtype == np.int64, f"tick dtype {ad.obs['tick'].dtype}")
+    check(bool((ad.obs["time_min"] == ex["time_min"]).all()), "obs['time_min'] is not uns['explant']['time_min']")
+    check(bool((ad.obs["tick"] == ex["tick"]).all()), "obs['tick'] is not uns['explant']['tick']")
+    tab10 = [matplotlib.colors.to_hex(matplotlib.colormaps["tab10"](k % 10)) for k in range(len(ct.cat.categories))]
+    check(list(ad.uns["cell_type_colors"]) == tab10, f"cell_type_colors {list(ad.uns['cell_type_colors'])} != {tab10}")
+
+    if a.graph or a.run_columns:
+        check(set(ad.obsp) == {"spatial_connectivities", "spatial_distances"}, f"obsp holds {list(ad.obsp)}")
+        conn, dist = ad.obsp["spatial_connectivities"], ad.obsp["spatial_distances"]
+        check(sparse.issparse(conn) and conn.format == "csr" and conn.shape == (a.n_obs, a.n_obs), "connectivities")
+        check((conn != conn.T).nnz == 0 and not conn.diagonal().any(), "the graph is not symmetric without self loops")
+        r, c = conn.nonzero()
+        xy = np.asarray(ad.obsm["spatial"], np.float64)
+        want = np.linalg.norm(xy[r] - xy[c], axis=1)
+        check(np.allclose(np.asarray(dist[r, c]).ravel(), want, rtol=1e-12, atol=0), "distances are not the coordinates'")
+        nb = ad.uns["spatial_neighbors"]
+        check(nb["connectivities_key"] == "spatial_connectivities" and nb["distances_key"] == "spatial_distances", f"{nb}")
+    else:
+        check(len(ad.obsp) == 0, "obsp is not empty")
 
     print(f"ok: {ad.n_obs} x {ad.n_vars}, {len(ct.cat.categories)} categories, tick {ex['tick']}, t {ex['time_min']} min")
 

@@ -88,6 +88,12 @@ pub(crate) fn category(code: u32) -> Rgb {
     CATEGORICAL[code as usize % CATEGORICAL.len()]
 }
 
+/// `#rrggbb` of `c`, as SVG, matplotlib and AnnData's `uns['<column>_colors']` write it.
+pub(crate) fn hex(c: Rgb) -> String {
+    let [r, g, b] = c;
+    format!("#{r:02x}{g:02x}{b:02x}")
+}
+
 /// The range of the finite values in `values`, or `None` if there are none.
 pub(crate) fn finite_range(values: impl IntoIterator<Item = f32>) -> Option<(f32, f32)> {
     values.into_iter().filter(|v| v.is_finite()).fold(None, |acc, v| match acc {
@@ -125,6 +131,13 @@ mod tests {
             let l: Vec<f32> = (0..=64).map(|k| luma(sample(map, k as f32 / 64.0))).collect();
             assert!(l.windows(2).all(|w| w[1] >= w[0] - 0.5), "{l:?}");
         }
+    }
+
+    #[test]
+    fn hex_writes_lowercase_rrggbb() {
+        assert_eq!(hex(category(0)), "#1f77b4");
+        assert_eq!(hex(category(13)), "#d62728", "the palette cycles");
+        assert_eq!(hex([0, 10, 255]), "#000aff");
     }
 
     #[test]

@@ -108,6 +108,25 @@ pub enum IoError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The snapshot's neighbour graph is not an undirected graph over its cells in sorted
+    /// CSR form (see `NeighbourGraph`).
+    #[error("cannot write `{}`: bad neighbour graph at cell {cell}: {reason}", path.display())]
+    BadNeighbours {
+        /// The file being written.
+        path: PathBuf,
+        /// Row of the offending cell.
+        cell: usize,
+        /// What is wrong, quoting the offending value.
+        reason: String,
+    },
+    /// The snapshot's gzip level is outside 1 to 9.
+    #[error("cannot write `{}`: gzip level `{level}` must be 1 to 9", path.display())]
+    BadGzipLevel {
+        /// The file being written.
+        path: PathBuf,
+        /// The offending level.
+        level: u8,
+    },
     /// The HDF5 library reported an error.
     #[error("HDF5 error while writing `{}`", path.display())]
     Hdf5 {

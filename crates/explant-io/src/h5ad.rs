@@ -10,10 +10,21 @@ use std::path::Path;
 use std::str::FromStr;
 
 use hdf5::types::VarLenUnicode;
-use hdf5::{Group, Location};
+use hdf5::{Dataset, Group, Location};
 
 use crate::IoError;
 use crate::atomic::write_atomically;
+use crate::colour;
+
+/// `obsp` key of the contact graph's connectivities, as `squidpy.gr.spatial_neighbors` names it.
+pub const CONNECTIVITIES_KEY: &str = "spatial_connectivities";
+/// `obsp` key of the contact graph's centre distances, as `squidpy.gr.spatial_neighbors` names it.
+pub const DISTANCES_KEY: &str = "spatial_distances";
+/// `obs` columns [`write_h5ad`] always writes, in order before the extra columns (whose
+/// names must differ from these), and after them `time_min` and `tick`.
+const FIXED_OBS: [&str; 3] = ["cell_type", "generation", "perturbed"];
+/// `obs` columns written after the extra columns: the snapshot's time on every row.
+const TIME_OBS: [&str; 2] = ["time_min", "tick"];
 
 /// One recorded state of the tissue: everything [`write_h5ad`] puts in the file.
 ///
@@ -53,6 +64,31 @@ pub struct Snapshot<'a> {
     pub extra_obs: &'a [ObsColumn<'a>],
     /// Named `N × G` matrices written to `layers` (e.g. the paired control's expression).
     pub layers: &'a [(&'a str, &'a [f32])],
+    /// The cells' contact graph, written to `obsp` with `uns['spatial_neighbors']`; none
+    /// leaves `obsp` empty.
+    pub neighbours: Option<NeighbourGraph<'a>>,
+    /// Gzip (deflate) level, 1 to 9, for the numeric datasets (`X`, `layers`, `obs`
+    /// columns, `obsm`, `obsp`, fields); none writes them uncompressed.
+    pub gzip: Option<u8>,
+}
+
+/// Every cell's neighbours, as compressed sparse rows over the snapshot's cells (rows and
+/// column indices are positions in `cell_ids`): the neighbours of cell `i` are
+/// `indices[offsets[i]..offsets[i + 1]]`.
+///
+/// The graph must be undirected (`j` in `i`'s list exactly when `i` is in `j`'s), have no
+/// self loops, and list each row in strictly ascending order; [`write_h5ad`] checks this.
+#[derive(Debug, Clone, Copy)]
+pub struct NeighbourGraph<'a> {
+    /// `N + 1` offsets into `indices`, from 0 to `indices.len()`.
+    pub offsets: &'a [u32],
+    /// The concatenated neighbour lists.
+    pub indices: &'a [u32],
+    /// The radius (µm, centre to centre) that defined a neighbour, recorded in
+    /// `uns['spatial_neighbors']['params']['radius']`.
+    pub radius: f32,
+    /// Where the graph came from, recorded as `uns['spatial_neighbors']['params']['source']`.
+    pub source: &'a str,
 }
 
 /// An extra per-cell column of `obs`.
@@ -118,16 +154,30 @@ pub struct FieldSnapshot<'a> {
 /// Contents:
 /// - `X`: dense float32 `N × G` expression;
 /// - `obs`: index = cell ids, categorical `cell_type`, integer `generation`, boolean
-///   `perturbed`, then the snapshot's [`ObsColumn`]s;
+///   `perturbed`, then the snapshot's [`ObsColumn`]s, then float64 `time_min` and int64
+///   `tick` (the same on every row, so that concatenated snapshots keep their time);
 /// - `layers`: the snapshot's named matrices (float32 `N × G`);
 /// - `var`: index = gene names;
 /// - `obsm['spatial']`: float32 `N × dims` cell centres in µm;
+/// - `obsp['spatial_connectivities']` (float32, 1 for every neighbour pair) and
+///   `obsp['spatial_distances']` (float64, centre distance in µm over the `dims`
+///   coordinates of `obsm['spatial']`) as CSR matrices when the snapshot has a [`NeighbourGraph`], with
+///   `uns['spatial_neighbors']` = `connectivities_key`, `distances_key` and `params`
+///   (`coord_type = "generic"`, `radius`, `source`): what
+///   `squidpy.gr.spatial_neighbors` writes, so squidpy's graph functions use this graph
+///   as it is (the distances are symmetric and the diagonal is absent, not zero);
 /// - `uns['explant']`: `scene` (TOML text), `version`, `time_min`, `tick`;
+/// - `uns['<column>_colors']` for `cell_type` and every categorical [`ObsColumn`]: one
+///   `#rrggbb` per category in category order, the colours of the tissue pictures
+///   ([`crate::CellColour::Category`], `tab10` cycled), which scanpy and squidpy plots use;
 /// - `uns['fields']` and `uns['fields_grid']` when the snapshot has fields ([`FieldSnapshot`]);
-/// - empty `varm`, `obsp`, `varp`.
+/// - empty `varm` and `varp`, and `obsp` without a neighbour graph.
+///
+/// With [`Snapshot::gzip`] the numeric datasets are stored chunked and deflate-compressed
+/// (what `anndata.write_h5ad(compression="gzip")` does); readers need nothing special.
 ///
 /// The inputs are checked first (lengths, `dims`, cell type indices, unique names, no NUL
-/// bytes in strings). The file is written to a temporary file beside `path` and renamed
+/// bytes in strings, the neighbour graph, the gzip level). The file is written to a temporary file beside `path` and renamed
 /// over it only when complete, so an existing file is replaced atomically and a crash never
 /// leaves a half-written `.h5ad`.
 pub fn write_h5ad(path: &Path, snap: &Snapshot<'_>) -> Result<(), IoError> {
@@ -157,6 +207,10 @@ impl Prepared {
         check_layers(path, snap)?;
         check_expression_and_types(path, snap)?;
         check_fields(path, snap)?;
+        check_neighbours(path, snap)?;
+        if let Some(level) = snap.gzip.filter(|l| !(1..=9).contains(l)) {
+            return Err(IoError::BadGzipLevel { path: path.to_path_buf(), level });
+        }
         let ids = check_names(path, snap)?;
         Ok(Self {
             n_obs: snap.cell_ids.len(),
@@ -200,7 +254,8 @@ fn check_per_cell_lengths(path: &Path, snap: &Snapshot<'_>) -> Result<(), IoErro
 /// that its codes stay within; and no two `obs` columns with the same name.
 fn check_extra_obs(path: &Path, snap: &Snapshot<'_>) -> Result<(), IoError> {
     let n_obs = snap.cell_ids.len();
-    let mut names: Vec<&str> = vec!["cell_type", "generation", "perturbed"];
+    let mut names: Vec<&str> = FIXED_OBS.to_vec();
+    names.extend(TIME_OBS);
     for (i, c) in snap.extra_obs.iter().enumerate() {
         if c.len() != n_obs {
             return Err(mismatch(
@@ -286,6 +341,52 @@ fn check_fields(path: &Path, snap: &Snapshot<'_>) -> Result<(), IoError> {
     Ok(())
 }
 
+/// The neighbour graph, if any: `N + 1` offsets from 0 to the number of indices, never
+/// decreasing; each row's indices within the cells, strictly ascending, never the row's own
+/// cell; and every pair listed both ways.
+fn check_neighbours(path: &Path, snap: &Snapshot<'_>) -> Result<(), IoError> {
+    let Some(g) = &snap.neighbours else { return Ok(()) };
+    let n_obs = snap.cell_ids.len();
+    if g.offsets.len() != n_obs + 1 {
+        return Err(mismatch(path, "neighbours.offsets", g.offsets.len(), n_obs + 1, "one per cell, plus one".into()));
+    }
+    let bad = |cell: usize, reason: String| IoError::BadNeighbours { path: path.to_path_buf(), cell, reason };
+    if g.offsets[0] != 0 {
+        return Err(bad(0, format!("the offsets start at `{}`, not 0", g.offsets[0])));
+    }
+    if g.offsets[n_obs] as usize != g.indices.len() {
+        let last = g.offsets[n_obs];
+        return Err(bad(n_obs, format!("the offsets end at `{last}` but there are {} indices", g.indices.len())));
+    }
+    if let Some(i) = g.offsets.windows(2).position(|w| w[1] < w[0]) {
+        return Err(bad(i, format!("offsets decrease from `{}` to `{}`", g.offsets[i], g.offsets[i + 1])));
+    }
+    let row = |i: usize| &g.indices[g.offsets[i] as usize..g.offsets[i + 1] as usize];
+    for i in 0..n_obs {
+        let list = row(i);
+        if let Some(&j) = list.iter().find(|&&j| j as usize >= n_obs) {
+            return Err(bad(i, format!("neighbour `{j}` is not a cell (there are {n_obs})")));
+        }
+        if list.contains(&(i as u32)) {
+            return Err(bad(i, "the cell is its own neighbour".into()));
+        }
+        if let Some(w) = list.windows(2).find(|w| w[1] <= w[0]) {
+            return Err(bad(i, format!("neighbours `{}` then `{}` are not strictly ascending", w[0], w[1])));
+        }
+    }
+    // Every row is now a sorted list of other cells, so it can be searched.
+    for i in 0..n_obs {
+        if let Some(&j) = row(i).iter().find(|&&j| row(j as usize).binary_search(&(i as u32)).is_err()) {
+            return Err(bad(i, format!("neighbour `{j}` does not list this cell back")));
+        }
+    }
+    if !(g.radius.is_finite() && g.radius > 0.0) {
+        return Err(bad(0, format!("the radius `{}` is not a positive number", g.radius)));
+    }
+    to_h5_string(path, || "neighbours.source".to_owned(), g.source)?;
+    Ok(())
+}
+
 /// Unique genes, cell type names and cell ids; returns the ids as text.
 fn check_names(path: &Path, snap: &Snapshot<'_>) -> Result<Vec<String>, IoError> {
     check_unique(path, "genes", snap.genes.iter().map(String::as_str))?;
@@ -322,56 +423,51 @@ fn write_file(path: &Path, snap: &Snapshot<'_>, p: &Prepared) -> hdf5::Result<()
     let file = hdf5::File::create(path)?;
     {
         let root: &Group = &file;
+        let gz = snap.gzip;
         encoding(root, "anndata", "0.1.0")?;
 
-        let x = root.new_dataset::<f32>().obj_track_times(false).shape((p.n_obs, p.n_vars)).create("X")?;
+        let x = dataset::<f32>(root, "X", &[p.n_obs, p.n_vars], gz)?;
         x.write_raw(snap.expression)?;
         encoding(&x, "array", "0.2.0")?;
 
-        let obs = new_group(root, "obs")?;
-        let mut columns = vec!["cell_type", "generation", "perturbed"];
-        columns.extend(snap.extra_obs.iter().map(|c| c.name()));
-        dataframe(&obs, &p.cell_ids, &columns)?;
-        categorical(&obs, "cell_type", &p.categories, snap.cell_types)?;
-        array(&obs, "generation", snap.generations)?;
-        array(&obs, "perturbed", snap.perturbed)?;
-        for c in snap.extra_obs {
-            match c {
-                ObsColumn::Int { name, values } => array(&obs, name, values)?,
-                ObsColumn::Float { name, values } => array(&obs, name, values)?,
-                ObsColumn::Category { name, categories, codes } => {
-                    let cats = categories.iter().map(|c| h5_str(c)).collect::<hdf5::Result<Vec<_>>>()?;
-                    categorical(&obs, name, &cats, codes)?;
-                }
-            }
-        }
+        write_obs(root, snap, p)?;
 
         let var = new_group(root, "var")?;
         dataframe(&var, &p.genes, &[])?;
 
         let obsm = dict(root, "obsm")?;
         let spatial: Vec<f32> = snap.positions.iter().flat_map(|pos| pos[..snap.dims].iter().copied()).collect();
-        let ds = obsm.new_dataset::<f32>().obj_track_times(false).shape((p.n_obs, snap.dims)).create("spatial")?;
+        let ds = dataset::<f32>(&obsm, "spatial", &[p.n_obs, snap.dims], gz)?;
         ds.write_raw(spatial.as_slice())?;
         encoding(&ds, "array", "0.2.0")?;
 
+        let obsp = dict(root, "obsp")?;
         let uns = dict(root, "uns")?;
+        if let Some(g) = &snap.neighbours {
+            write_neighbours(&obsp, &uns, g, snap.positions, snap.dims, gz)?;
+        }
         let explant = dict(&uns, "explant")?;
         scalar(&explant, "scene", &p.scene, "string")?;
         scalar(&explant, "version", &p.version, "string")?;
         scalar(&explant, "time_min", &snap.time_min, "numeric-scalar")?;
         scalar(&explant, "tick", &snap.tick, "numeric-scalar")?;
+        write_colours(&uns, "cell_type", p.categories.len())?;
+        for c in snap.extra_obs {
+            if let ObsColumn::Category { name, categories, .. } = c {
+                write_colours(&uns, name, categories.len())?;
+            }
+        }
         if let Some(f) = &snap.fields {
-            write_fields(&uns, f)?;
+            write_fields(&uns, f, gz)?;
         }
 
         let layers = dict(root, "layers")?;
         for (name, values) in snap.layers {
-            let ds = layers.new_dataset::<f32>().obj_track_times(false).shape((p.n_obs, p.n_vars)).create(*name)?;
+            let ds = dataset::<f32>(&layers, name, &[p.n_obs, p.n_vars], gz)?;
             ds.write_raw(values)?;
             encoding(&ds, "array", "0.2.0")?;
         }
-        for name in ["varm", "obsp", "varp"] {
+        for name in ["varm", "varp"] {
             dict(root, name)?;
         }
     }
@@ -379,21 +475,107 @@ fn write_file(path: &Path, snap: &Snapshot<'_>, p: &Prepared) -> hdf5::Result<()
     file.close()
 }
 
-fn write_fields(uns: &Group, f: &FieldSnapshot<'_>) -> hdf5::Result<()> {
+/// `obs`: the fixed columns, the snapshot's extra columns, then its time on every row.
+fn write_obs(root: &Group, snap: &Snapshot<'_>, p: &Prepared) -> hdf5::Result<()> {
+    let gz = snap.gzip;
+    let obs = new_group(root, "obs")?;
+    let mut columns = FIXED_OBS.to_vec();
+    columns.extend(snap.extra_obs.iter().map(|c| c.name()));
+    columns.extend(TIME_OBS);
+    dataframe(&obs, &p.cell_ids, &columns)?;
+    categorical(&obs, "cell_type", &p.categories, snap.cell_types, gz)?;
+    array(&obs, "generation", snap.generations, gz)?;
+    array(&obs, "perturbed", snap.perturbed, gz)?;
+    for c in snap.extra_obs {
+        match c {
+            ObsColumn::Int { name, values } => array(&obs, name, values, gz)?,
+            ObsColumn::Float { name, values } => array(&obs, name, values, gz)?,
+            ObsColumn::Category { name, categories, codes } => {
+                let cats = categories.iter().map(|c| h5_str(c)).collect::<hdf5::Result<Vec<_>>>()?;
+                categorical(&obs, name, &cats, codes, gz)?;
+            }
+        }
+    }
+    // Ticks beyond `i64::MAX` would take 10^11 years of simulated time at a 1 ms step.
+    let tick = i64::try_from(snap.tick).unwrap_or(i64::MAX);
+    array(&obs, "time_min", &vec![snap.time_min; p.n_obs], gz)?;
+    array(&obs, "tick", &vec![tick; p.n_obs], gz)
+}
+
+/// `uns['<column>_colors']`: the picture's colour of each of the column's `n` categories.
+fn write_colours(uns: &Group, column: &str, n: usize) -> hdf5::Result<()> {
+    let colours = (0..n).map(|k| h5_str(&colour::hex(colour::category(k as u32)))).collect::<hdf5::Result<Vec<_>>>()?;
+    string_array(uns, &format!("{column}_colors"), &colours)
+}
+
+/// `obsp['spatial_connectivities']`, `obsp['spatial_distances']` and
+/// `uns['spatial_neighbors']` from a checked neighbour graph.
+fn write_neighbours(
+    obsp: &Group,
+    uns: &Group,
+    g: &NeighbourGraph<'_>,
+    positions: &[[f32; 3]],
+    dims: usize,
+    gz: Option<u8>,
+) -> hdf5::Result<()> {
+    let n = positions.len();
+    let indptr: Vec<i64> = g.offsets.iter().map(|&o| i64::from(o)).collect();
+    let indices: Vec<i64> = g.indices.iter().map(|&j| i64::from(j)).collect();
+    let mut distances = Vec::with_capacity(g.indices.len());
+    for i in 0..n {
+        let a = positions[i];
+        for &j in &g.indices[g.offsets[i] as usize..g.offsets[i + 1] as usize] {
+            let b = positions[j as usize];
+            distances.push((0..dims).map(|k| (f64::from(a[k]) - f64::from(b[k])).powi(2)).sum::<f64>().sqrt());
+        }
+    }
+    csr(obsp, CONNECTIVITIES_KEY, n, &vec![1.0_f32; g.indices.len()], &indices, &indptr, gz)?;
+    csr(obsp, DISTANCES_KEY, n, &distances, &indices, &indptr, gz)?;
+
+    let neighbours = dict(uns, "spatial_neighbors")?;
+    scalar(&neighbours, "connectivities_key", &h5_str(CONNECTIVITIES_KEY)?, "string")?;
+    scalar(&neighbours, "distances_key", &h5_str(DISTANCES_KEY)?, "string")?;
+    let params = dict(&neighbours, "params")?;
+    scalar(&params, "coord_type", &h5_str("generic")?, "string")?;
+    scalar(&params, "radius", &f64::from(g.radius), "numeric-scalar")?;
+    scalar(&params, "source", &h5_str(g.source)?, "string")
+}
+
+/// A square `n × n` sparse matrix in the AnnData CSR encoding.
+fn csr<T: hdf5::H5Type>(
+    parent: &Group,
+    name: &str,
+    n: usize,
+    data: &[T],
+    indices: &[i64],
+    indptr: &[i64],
+    gz: Option<u8>,
+) -> hdf5::Result<()> {
+    let g = new_group(parent, name)?;
+    encoding(&g, "csr_matrix", "0.1.0")?;
+    // An `n` that does not fit an i64 cannot have been allocated.
+    let side = i64::try_from(n).unwrap_or(i64::MAX);
+    g.new_attr::<i64>().shape(2).create("shape")?.write_raw(&[side, side])?;
+    array(&g, "data", data, gz)?;
+    array(&g, "indices", indices, gz)?;
+    array(&g, "indptr", indptr, gz)
+}
+
+fn write_fields(uns: &Group, f: &FieldSnapshot<'_>, gz: Option<u8>) -> hdf5::Result<()> {
     let g = f.grid;
     let shape: Vec<usize> = if g.nz == 1 { vec![g.ny, g.nx] } else { vec![g.nz, g.ny, g.nx] };
     let fields = dict(uns, "fields")?;
     let voxels = g.voxels();
     for (c, name) in f.names.iter().enumerate() {
-        let ds = fields.new_dataset::<f32>().obj_track_times(false).shape(shape.as_slice()).create(name.as_str())?;
+        let ds = dataset::<f32>(&fields, name, &shape, gz)?;
         ds.write_raw(&f.data[c * voxels..(c + 1) * voxels])?;
         encoding(&ds, "array", "0.2.0")?;
     }
     let grid = dict(uns, "fields_grid")?;
-    array(&grid, "origin", &g.origin)?;
+    array(&grid, "origin", &g.origin, None)?;
     scalar(&grid, "spacing", &g.dx, "numeric-scalar")?;
     let shape_i64: Vec<i64> = shape.iter().map(|&v| v as i64).collect();
-    array(&grid, "shape", &shape_i64)
+    array(&grid, "shape", &shape_i64, None)
 }
 
 fn str_attr(loc: &Location, name: &str, value: &str) -> hdf5::Result<()> {
@@ -415,9 +597,19 @@ fn dict(parent: &Group, name: &str) -> hdf5::Result<Group> {
     Ok(g)
 }
 
-/// A 1-D numeric dataset with the `array` encoding.
-fn array<T: hdf5::H5Type>(parent: &Group, name: &str, data: &[T]) -> hdf5::Result<()> {
-    let ds = parent.new_dataset::<T>().obj_track_times(false).shape(data.len()).create(name)?;
+/// A new dataset of `T` and `shape`, chunked and deflate-compressed at `gzip` when given
+/// (an empty dataset stays uncompressed: HDF5 cannot chunk a zero extent).
+fn dataset<T: hdf5::H5Type>(parent: &Group, name: &str, shape: &[usize], gzip: Option<u8>) -> hdf5::Result<Dataset> {
+    let builder = parent.new_dataset::<T>().obj_track_times(false);
+    match gzip {
+        Some(level) if shape.iter().all(|&d| d > 0) => builder.deflate(level).shape(shape).create(name),
+        _ => builder.shape(shape).create(name),
+    }
+}
+
+/// A 1-D numeric dataset with the `array` encoding, compressed at `gzip` when given.
+fn array<T: hdf5::H5Type>(parent: &Group, name: &str, data: &[T], gzip: Option<u8>) -> hdf5::Result<()> {
+    let ds = dataset::<T>(parent, name, &[data.len()], gzip)?;
     ds.write_raw(data)?;
     encoding(&ds, "array", "0.2.0")
 }
@@ -453,7 +645,13 @@ fn dataframe(g: &Group, index: &[VarLenUnicode], columns: &[&str]) -> hdf5::Resu
 
 /// A pandas categorical column: string `categories` and integer `codes` of the smallest
 /// width pandas itself would pick.
-fn categorical(parent: &Group, name: &str, categories: &[VarLenUnicode], codes: &[u32]) -> hdf5::Result<()> {
+fn categorical(
+    parent: &Group,
+    name: &str,
+    categories: &[VarLenUnicode],
+    codes: &[u32],
+    gz: Option<u8>,
+) -> hdf5::Result<()> {
     let g = new_group(parent, name)?;
     encoding(&g, "categorical", "0.2.0")?;
     g.new_attr::<bool>().create("ordered")?.write_scalar(&false)?;
@@ -462,16 +660,16 @@ fn categorical(parent: &Group, name: &str, categories: &[VarLenUnicode], codes: 
     let n = categories.len();
     if n < i8::MAX as usize {
         let c: Vec<i8> = codes.iter().map(|&c| c as i8).collect();
-        array(&g, "codes", &c)
+        array(&g, "codes", &c, gz)
     } else if n < i16::MAX as usize {
         let c: Vec<i16> = codes.iter().map(|&c| c as i16).collect();
-        array(&g, "codes", &c)
+        array(&g, "codes", &c, gz)
     } else if n < i32::MAX as usize {
         let c: Vec<i32> = codes.iter().map(|&c| c as i32).collect();
-        array(&g, "codes", &c)
+        array(&g, "codes", &c, gz)
     } else {
         let c: Vec<i64> = codes.iter().map(|&c| i64::from(c)).collect();
-        array(&g, "codes", &c)
+        array(&g, "codes", &c, gz)
     }
 }
 
@@ -548,11 +746,11 @@ fn write_matrix_file(
         dataframe(&obs, obs_names, &columns)?;
         for c in m.obs {
             match c {
-                ObsColumn::Int { name, values } => array(&obs, name, values)?,
-                ObsColumn::Float { name, values } => array(&obs, name, values)?,
+                ObsColumn::Int { name, values } => array(&obs, name, values, None)?,
+                ObsColumn::Float { name, values } => array(&obs, name, values, None)?,
                 ObsColumn::Category { name, categories, codes } => {
                     let cats = categories.iter().map(|c| h5_str(c)).collect::<hdf5::Result<Vec<_>>>()?;
-                    categorical(&obs, name, &cats, codes)?;
+                    categorical(&obs, name, &cats, codes, None)?;
                 }
             }
         }

@@ -35,7 +35,10 @@ mod report;
 
 pub use chart::{Bar, BarChart, BarPanel, HeatMap, bars_png, heatmap_png};
 pub use error::IoError;
-pub use h5ad::{CellMatrix, FieldSnapshot, ObsColumn, Snapshot, write_cell_matrix, write_h5ad};
+pub use h5ad::{
+    CONNECTIVITIES_KEY, CellMatrix, DISTANCES_KEY, FieldSnapshot, NeighbourGraph, ObsColumn, Snapshot,
+    write_cell_matrix, write_h5ad,
+};
 pub use plot::{LinePlot, Series, panels_svg};
 pub use read::{Coordinates, ImportRequest, ImportedTissue, RunSnapshot, SnapshotFields, read_snapshot, read_tissue};
 pub use render::{CellColour, Labels, TissueView, render_png};

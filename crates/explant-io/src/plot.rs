@@ -142,8 +142,7 @@ fn finite_range(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
 
 /// `#rrggbb` of palette entry `i` (cycled).
 fn palette(i: usize) -> String {
-    let [r, g, b] = CATEGORICAL[i % CATEGORICAL.len()];
-    format!("#{r:02x}{g:02x}{b:02x}")
+    crate::colour::hex(CATEGORICAL[i % CATEGORICAL.len()])
 }
 
 /// Escape text for SVG or HTML content and attribute values.

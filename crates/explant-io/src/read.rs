@@ -1375,6 +1375,8 @@ mod tests {
             explant_version: "0.0.0",
             fields: Some(FieldSnapshot { names: &ligands, grid: &grid, data: &field }),
             extra_obs: &extra,
+            neighbours: None,
+            gzip: None,
             layers: &layers,
         };
         let path = dir.join("snap.h5ad");

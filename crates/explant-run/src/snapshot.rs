@@ -2,19 +2,33 @@
 
 use std::path::Path;
 
+use explant_core::neighbours::CellList;
 use explant_core::{Phase, Simulation};
-use explant_io::{FieldSnapshot, ObsColumn, Snapshot, write_h5ad};
+use explant_io::{FieldSnapshot, NeighbourGraph, ObsColumn, Snapshot, write_h5ad};
 use explant_scene::LoadedScene;
+use glam::Vec3;
 
 use crate::{RunError, VERSION};
 
 /// Names of the `obs['phase']` categories, in code order.
 const PHASES: [&str; 3] = ["cycling", "apoptotic", "necrotic"];
 
+/// What `uns['spatial_neighbors']['params']['source']` says of the contact graph.
+const NEIGHBOUR_SOURCE: &str = "explant contact list";
+
 /// Write `sim`'s current state to `path`: expression, cell metadata, positions, ligand
-/// fields and the scene text; with a paired `control`, `layers['control']` (the control's
-/// expression of the same cell, NaN where it has none) and, for a perturbed scene,
-/// `obs['distance_to_perturbation']`.
+/// fields, the contact graph and the scene text; with a paired `control`,
+/// `layers['control']` (the control's expression of the same cell, NaN where it has none)
+/// and, for a perturbed scene, `obs['distance_to_perturbation']`. Compressed as
+/// `output.h5ad_compression` asks.
+///
+/// The contact graph (`obsp['spatial_connectivities']`, `obsp['spatial_distances']`) is
+/// the simulator's own neighbour definition applied to the snapshot's positions: the
+/// cell list of the `sense` stage ([`CellList`]) at `contact.radius`, the radius that
+/// contact signalling and mechanics use, so cell `j ≠ i` is `i`'s neighbour when their
+/// centres are at most `contact.radius` apart (`d² ≤ r²` in `f32`). It is rebuilt here
+/// rather than copied from the last `sense`, whose lists belong to the positions before
+/// that tick's mechanics moved the cells.
 ///
 /// # Errors
 ///
@@ -53,6 +67,10 @@ pub fn write_snapshot(
         extra.push(ObsColumn::Float { name: "distance_to_perturbation", values: &distance });
     }
     let layers: Vec<(&str, &[f32])> = control_x.iter().map(|x| ("control", x.as_slice())).collect();
+    let centres: Vec<Vec3> = cells.positions.iter().map(|&p| Vec3::from(p)).collect();
+    let contact = CellList::new(&centres, sc.contact.radius).neighbours();
+    let gzip =
+        sc.output.h5ad_gzip_level().map_err(|m| RunError::Invalid(format!("field `output.h5ad_compression`: {m}")))?;
     let snap = Snapshot {
         genes: &sc.genes,
         cell_type_names: &sc.cell_type_names(),
@@ -70,6 +88,13 @@ pub fn write_snapshot(
         fields: Some(FieldSnapshot { names: &ligand_names, grid: &ligands.field.grid, data: &ligands.field.data }),
         extra_obs: &extra,
         layers: &layers,
+        neighbours: Some(NeighbourGraph {
+            offsets: &contact.offsets,
+            indices: &contact.neighbours,
+            radius: sc.contact.radius,
+            source: NEIGHBOUR_SOURCE,
+        }),
+        gzip,
     };
     write_h5ad(path, &snap)?;
     Ok(())

@@ -1022,6 +1022,40 @@ pub struct OutputSpec {
     /// Named regions with their own pseudobulk time series (`timeseries_regions.csv`).
     #[serde(default)]
     pub regions: Vec<NamedRegion>,
+    /// Compression of the AnnData snapshots' numeric datasets: `"none"` (the default),
+    /// `"gzip"` (deflate at level 4, h5py's default) or `"gzip:N"` for level `N`, 1 to 9.
+    /// Smaller files, slower to write; any HDF5 reader reads them.
+    #[serde(default = "default_h5ad_compression")]
+    pub h5ad_compression: String,
+}
+
+impl OutputSpec {
+    /// The gzip level that `h5ad_compression` asks for (`None` for `"none"`), or why the
+    /// value is not understood.
+    pub fn h5ad_gzip_level(&self) -> Result<Option<u8>, String> {
+        let bad = || {
+            format!(
+                "`{}` must be `\"none\"`, `\"gzip\"` or `\"gzip:N\"` with a level N from 1 to 9",
+                self.h5ad_compression
+            )
+        };
+        match self.h5ad_compression.as_str() {
+            "none" => Ok(None),
+            "gzip" => Ok(Some(DEFAULT_GZIP_LEVEL)),
+            other => match other.strip_prefix("gzip:").map(str::parse::<u8>) {
+                Some(Ok(level @ 1..=9)) => Ok(Some(level)),
+                _ => Err(bad()),
+            },
+        }
+    }
+}
+
+/// The gzip level of `output.h5ad_compression = "gzip"`: h5py's default, a good trade
+/// of size against time.
+const DEFAULT_GZIP_LEVEL: u8 = 4;
+
+fn default_h5ad_compression() -> String {
+    "none".to_owned()
 }
 
 /// A named region of the tissue for region-wise read-outs.
@@ -1056,6 +1090,7 @@ impl Default for OutputSpec {
             distance_bin: default_distance_bin(),
             snapshot_times: Vec::new(),
             regions: Vec::new(),
+            h5ad_compression: default_h5ad_compression(),
         }
     }
 }

@@ -298,3 +298,17 @@ fn max_cells_must_hold_the_starting_tissue() {
     assert_eq!(s.cell_limit(), CellLimit { cells: 4000, origin: memory::LimitOrigin::Scene });
     assert!(s.cell_limit().to_string().contains("`tissue.max_cells` = 4000"));
 }
+
+#[test]
+fn h5ad_compression_takes_none_gzip_or_a_gzip_level_and_names_a_bad_value() {
+    let with = |v: &str| DEFAULT.replace("[output]\n", &format!("[output]\nh5ad_compression = \"{v}\"\n"));
+    assert_eq!(load(DEFAULT).unwrap().scene.output.h5ad_gzip_level(), Ok(None), "off by default");
+    assert_eq!(load(&with("none")).unwrap().scene.output.h5ad_gzip_level(), Ok(None));
+    assert_eq!(load(&with("gzip")).unwrap().scene.output.h5ad_gzip_level(), Ok(Some(4)));
+    assert_eq!(load(&with("gzip:9")).unwrap().scene.output.h5ad_gzip_level(), Ok(Some(9)));
+    for bad in ["zip", "gzip:0", "gzip:10", "gzip:", "GZIP", "lzf"] {
+        let err = load(&with(bad)).unwrap_err().to_string();
+        assert!(err.contains("field `output.h5ad_compression`") && err.contains(&format!("`{bad}`")), "{err}");
+        assert!(err.contains("level N from 1 to 9"), "{err}");
+    }
+}

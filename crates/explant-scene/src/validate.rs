@@ -917,7 +917,8 @@ impl<'a> Validator<'a> {
     }
 
     /// Outputs: increasing distance bands, a positive bin, snapshot times within the
-    /// run, plainly and uniquely named regions, a known gene and ligand to colour by.
+    /// run, plainly and uniquely named regions, a known gene and ligand to colour by, a
+    /// known compression.
     pub(crate) fn output(&self) -> Result<(), SceneError> {
         let output = &self.scene.output;
         let duration = self.scene.time.duration;
@@ -961,6 +962,7 @@ impl<'a> Validator<'a> {
         if let Some(l) = &output.heatmap_ligand {
             self.ligand("output.heatmap_ligand".into(), l)?;
         }
+        output.h5ad_gzip_level().map_err(|m| self.bad("output.h5ad_compression".into(), m))?;
         Ok(())
     }
 }

@@ -62,6 +62,8 @@ impl Data {
             explant_version: "0.1.0",
             fields: None,
             extra_obs: &[],
+            neighbours: None,
+            gzip: None,
             layers: &[],
         }
     }
@@ -277,4 +279,137 @@ fn ligand_fields_open_in_one_line_of_python() {
     snap.fields = Some(explant_io::FieldSnapshot { names: &names, grid: &grid, data: short });
     let err = write_h5ad(&path, &snap).unwrap_err().to_string();
     assert!(err.contains("fields.data"), "{err}");
+}
+
+/// A ring over `n` cells: each cell's neighbours are the one before and the one after,
+/// as sorted CSR.
+fn ring(n: u32) -> (Vec<u32>, Vec<u32>) {
+    let mut offsets = vec![0];
+    let mut indices = Vec::new();
+    for i in 0..n {
+        let mut row = [(i + n - 1) % n, (i + 1) % n];
+        row.sort_unstable();
+        indices.extend(row);
+        offsets.push(indices.len() as u32);
+    }
+    (offsets, indices)
+}
+
+/// Run `code` (Python, with the snapshot's path as `p`) and require it to print `ok`.
+fn python_asserts(path: &Path, code: &str) {
+    let Some(py) = python() else { return };
+    let code = format!("p = {:?}\n{code}\nprint('ok')", path.display().to_string());
+    let guard = crate::lock();
+    let out = reader(&py).args(["-c", &code]).output().unwrap();
+    drop(guard);
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).trim_end().ends_with("ok"),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_neighbour_graph_is_written_as_symmetric_csr_with_distances_and_squidpy_keys() {
+    let path = scratch("graph").join("snap.h5ad");
+    let d = Data::new(12, 3, 3, 3);
+    let (offsets, indices) = ring(12);
+    let mut snap = d.snapshot();
+    snap.neighbours =
+        Some(explant_io::NeighbourGraph { offsets: &offsets, indices: &indices, radius: 12.5, source: "a ring" });
+    write_h5ad(&path, &snap).unwrap();
+    python_check(&path, &d, &["--graph".to_owned()]);
+    python_asserts(
+        &path,
+        "import anndata, numpy as np, h5py\n\
+         a = anndata.read_h5ad(p); c = a.obsp['spatial_connectivities']; s = a.obsp['spatial_distances']\n\
+         assert c.format == 'csr' and c.shape == (12, 12) and c.dtype == np.float32, (c.format, c.shape, c.dtype)\n\
+         want = np.zeros((12, 12)); i = np.arange(12); want[i, (i + 1) % 12] = 1; want[(i + 1) % 12, i] = 1\n\
+         assert (c.toarray() == want).all()\n\
+         xyz = np.array([[k * 1.5, 100.0 - k, 0.25 * k] for k in range(12)], np.float32).astype(np.float64)\n\
+         r, q = c.nonzero(); assert np.allclose(s[r, q].A1, np.linalg.norm(xyz[r] - xyz[q], axis=1), rtol=1e-12)\n\
+         assert np.array_equal(s.indptr, c.indptr) and np.array_equal(s.indices, c.indices)\n\
+         u = a.uns['spatial_neighbors']\n\
+         assert u['connectivities_key'] == 'spatial_connectivities' and u['distances_key'] == 'spatial_distances', u\n\
+         assert u['params']['radius'] == 12.5 and u['params']['coord_type'] == 'generic' and u['params']['source'] == 'a ring', u\n\
+         assert list(a.uns['cell_type_colors']) == ['#1f77b4', '#ff7f0e', '#2ca02c'], a.uns['cell_type_colors']\n\
+         assert list(a.obs['tick']) == [1234] * 12 and list(a.obs['time_min']) == [61.5] * 12\n\
+         f = h5py.File(p); assert f['obsp/spatial_connectivities'].attrs['encoding-type'] == 'csr_matrix'\n\
+         assert list(f['obsp/spatial_connectivities'].attrs['shape']) == [12, 12]",
+    );
+}
+
+/// Write a 10-cell snapshot whose ring graph is spoiled by `spoil`, and return the error.
+fn graph_error(name: &str, spoil: impl FnOnce(&mut Vec<u32>, &mut Vec<u32>, &mut f32)) -> String {
+    let dir = scratch(name);
+    let path = dir.join("bad.h5ad");
+    let d = Data::new(10, 2, 1, 2);
+    let (mut offsets, mut indices) = ring(10);
+    let mut radius = 5.0;
+    spoil(&mut offsets, &mut indices, &mut radius);
+    let mut snap = d.snapshot();
+    snap.neighbours = Some(explant_io::NeighbourGraph { offsets: &offsets, indices: &indices, radius, source: "x" });
+    let err = write_h5ad(&path, &snap).expect_err("a bad graph was accepted").to_string();
+    assert!(err.contains(&format!("`{}`", path.display())), "path not quoted: {err}");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "a file was left behind");
+    err
+}
+
+#[test]
+fn a_neighbour_graph_that_is_not_undirected_sorted_csr_is_refused_naming_the_cell() {
+    // Cell 0's row is [1, 9]: drop 0 from 9's row [0, 8], so 9 no longer lists 0 back.
+    let err = graph_error("one_way", |o, ix, _| {
+        ix.remove(18);
+        *o.last_mut().unwrap() -= 1;
+    });
+    assert!(err.contains("cell 0") && err.contains("neighbour `9` does not list this cell back"), "{err}");
+    let err = graph_error("self", |_, ix, _| ix[2] = 1);
+    assert!(err.contains("cell 1") && err.contains("its own neighbour"), "{err}");
+    let err = graph_error("unsorted", |_, ix, _| ix.swap(0, 1));
+    assert!(err.contains("cell 0") && err.contains("`9` then `1` are not strictly ascending"), "{err}");
+    let err = graph_error("range", |_, ix, _| ix[19] = 10);
+    assert!(err.contains("cell 9") && err.contains("neighbour `10` is not a cell"), "{err}");
+    let err = graph_error("offsets", |o, _, _| {
+        o.pop();
+    });
+    assert!(err.contains("`neighbours.offsets` has 10 entries but 11 were expected"), "{err}");
+    let err = graph_error("end", |o, _, _| *o.last_mut().unwrap() = 19);
+    assert!(err.contains("the offsets end at `19` but there are 20 indices"), "{err}");
+    let err = graph_error("radius", |_, _, r| *r = f32::NAN);
+    assert!(err.contains("the radius `NaN` is not a positive number"), "{err}");
+}
+
+#[test]
+fn gzip_snapshots_read_back_equal_and_smaller_and_a_bad_level_is_refused() {
+    let dir = scratch("gzip");
+    let d = Data::new(2000, 16, 3, 2);
+    let (offsets, indices) = ring(2000);
+    let mut snap = d.snapshot();
+    snap.neighbours =
+        Some(explant_io::NeighbourGraph { offsets: &offsets, indices: &indices, radius: 3.0, source: "x" });
+    let (plain, packed) = (dir.join("plain.h5ad"), dir.join("gzip.h5ad"));
+    write_h5ad(&plain, &snap).unwrap();
+    snap.gzip = Some(6);
+    write_h5ad(&packed, &snap).unwrap();
+    let (a, b) = (std::fs::metadata(&plain).unwrap().len(), std::fs::metadata(&packed).unwrap().len());
+    assert!(b < a, "the gzip file ({b} bytes) is not smaller than the plain one ({a} bytes)");
+    python_check(&packed, &d, &["--graph".to_owned()]);
+    python_asserts(
+        &packed,
+        &format!(
+            "import anndata, h5py, numpy as np\n\
+             f = h5py.File(p); assert f['X'].compression == 'gzip' and f['X'].compression_opts == 6\n\
+             assert f['obsp/spatial_distances/data'].compression == 'gzip' and f['obs/tick'].compression == 'gzip'\n\
+             a, b = anndata.read_h5ad({:?}), anndata.read_h5ad(p)\n\
+             assert np.array_equal(a.X, b.X) and a.obs.equals(b.obs) and np.array_equal(a.obsm['spatial'], b.obsm['spatial'])\n\
+             assert all((a.obsp[k] != b.obsp[k]).nnz == 0 for k in a.obsp)",
+            plain.display().to_string()
+        ),
+    );
+    for level in [0, 10] {
+        snap.gzip = Some(level);
+        let err = write_h5ad(&dir.join("bad.h5ad"), &snap).expect_err("a bad gzip level was accepted").to_string();
+        assert!(err.contains(&format!("gzip level `{level}` must be 1 to 9")), "{err}");
+    }
 }

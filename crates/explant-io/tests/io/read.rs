@@ -132,6 +132,8 @@ impl Data {
             explant_version: "0.1.0",
             fields: None,
             extra_obs: &[],
+            neighbours: None,
+            gzip: None,
             layers: &[],
         }
     }
