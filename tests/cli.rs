@@ -1600,3 +1600,44 @@ fn scenes_that_select_nothing_or_name_what_hdf5_cannot_hold_are_refused_by_check
         assert!(err.contains(&format!("scene `{}`: field `{field}`", scene.display())) && err.contains(says), "{err}");
     }
 }
+
+#[test]
+fn completions_cover_every_subcommand_and_option_value_and_parse_in_their_shell() {
+    // The scripts are generated from the parser's own definition: a subcommand, option or
+    // value added later shows up without editing them. Checked: each names every
+    // subcommand, `explain`'s methods, and the bash script is valid bash (`bash -n`).
+    let dir = TempDir::new("cli", "completions_cover_every_subcommand_and_option_value_and_parse_in_their_shell");
+    let subcommands = [
+        "run",
+        "resume",
+        "check",
+        "render",
+        "report",
+        "train",
+        "eval",
+        "explain",
+        "model",
+        "sweep",
+        "bench",
+        "completions",
+    ];
+    for shell in ["bash", "zsh", "fish"] {
+        let o = explant(["completions", shell]);
+        assert_success(&o, &format!("explant completions {shell}"));
+        let script = stdout(&o);
+        for sub in subcommands {
+            assert!(script.contains(sub), "{shell}: no `{sub}` in the completions");
+        }
+        for value in ["ablation", "shapley", "gradients", "--samples"] {
+            assert!(script.contains(value), "{shell}: no `{value}` in the completions");
+        }
+    }
+    let bash = dir.join("explant.bash");
+    std::fs::write(&bash, stdout(&explant(["completions", "bash"]))).expect("write the bash script");
+    match Command::new("bash").arg("-n").arg(&bash).output() {
+        Ok(o) => assert_success(&o, "bash -n on the completion script"),
+        Err(e) => skip("completions", "bash -n", &e.to_string()),
+    }
+    let o = explant(["completions", "powershell-9"]);
+    assert!(assert_clean_failure(&o, "an unknown shell").contains("bash, zsh, fish"));
+}

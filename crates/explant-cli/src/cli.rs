@@ -45,6 +45,28 @@ pub enum Command {
     /// Measure the speed of a stage on this machine.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Print a shell completion script for explant's commands and options, e.g.
+    /// `explant completions bash > ~/.local/share/bash-completion/completions/explant`.
+    Completions(CompletionsArgs),
+}
+
+/// `explant completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum)]
+    pub shell: CompletionShell,
+}
+
+/// The shells `explant completions` writes for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompletionShell {
+    /// bash (`source <(explant completions bash)`).
+    Bash,
+    /// zsh (write it as `_explant` on `$fpath`).
+    Zsh,
+    /// fish (write it to `~/.config/fish/completions/explant.fish`).
+    Fish,
 }
 
 /// `explant bench ...`.

@@ -37,6 +37,7 @@ fn main() -> ExitCode {
         cli::Command::Bench(cli::BenchCommand::Diffusion(args)) => commands::bench::diffusion(args),
         cli::Command::Bench(cli::BenchCommand::Tissue(args)) => commands::bench::tissue(args),
         cli::Command::Bench(cli::BenchCommand::Model(args)) => commands::bench::model(args),
+        cli::Command::Completions(args) => commands::completions(args.shell),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

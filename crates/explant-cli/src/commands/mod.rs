@@ -26,3 +26,28 @@ pub fn refuse_overwrite(paths: &[&Path], force: bool) -> anyhow::Result<()> {
         _ => Ok(()),
     }
 }
+
+/// `explant completions SHELL`: the completion script for `shell` on stdout, generated
+/// from the same command definition the parser uses (so it never drifts from it). A
+/// reader that closes the pipe early (`| head`) ends the output quietly.
+///
+/// # Errors
+///
+/// When stdout cannot be written for another reason.
+pub fn completions(shell: crate::cli::CompletionShell) -> anyhow::Result<()> {
+    use clap::CommandFactory as _;
+    use clap_complete::Shell;
+    use std::io::Write as _;
+    let shell = match shell {
+        crate::cli::CompletionShell::Bash => Shell::Bash,
+        crate::cli::CompletionShell::Zsh => Shell::Zsh,
+        crate::cli::CompletionShell::Fish => Shell::Fish,
+    };
+    let mut command = crate::cli::Cli::command();
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command, "explant", &mut script);
+    match std::io::stdout().lock().write_all(&script) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
