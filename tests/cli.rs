@@ -1641,3 +1641,45 @@ fn completions_cover_every_subcommand_and_option_value_and_parse_in_their_shell(
     let o = explant(["completions", "powershell-9"]);
     assert!(assert_clean_failure(&o, "an unknown shell").contains("bash, zsh, fish"));
 }
+
+#[test]
+fn bench_json_is_one_object_with_the_tables_numbers() {
+    // `--json` replaces the table by one JSON object (nothing else on stdout), with the
+    // configuration and one positive, finite timing per backend or size; the CPU field
+    // sum is the one the table would print. Small sizes: this checks the format, not
+    // the speed (speeds are in BENCHMARKS.md).
+    let json = |args: &[&str]| -> Value {
+        let o = explant(args.iter().copied());
+        assert_success(&o, &format!("explant {}", args.join(" ")));
+        serde_json::from_str(&stdout(&o)).unwrap_or_else(|e| panic!("{e}: not one JSON object:\n{}", stdout(&o)))
+    };
+    let positive = |v: &Value, key: &str| {
+        let x = v[key].as_f64().unwrap_or_else(|| panic!("no number `{key}` in {v}"));
+        assert!(x.is_finite() && x > 0.0, "{key} = {x}");
+    };
+    let d = json(&["bench", "diffusion", "--size", "16", "--dims", "2", "--steps", "2", "--backend", "cpu", "--json"]);
+    assert_eq!(d["bench"], "diffusion");
+    assert_eq!(d["config"]["voxels"], 256);
+    assert_eq!(d["config"]["dt_min"].as_f64(), Some(0.01), "f32 options are written as the decimals given");
+    let results = d["results"].as_array().expect("results");
+    assert_eq!(results.len(), 1, "--backend cpu: one backend");
+    assert!(results[0]["backend"].as_str().unwrap().starts_with("cpu"));
+    for key in ["ms_per_step", "ns_per_voxel_ligand_step", "voxel_ligand_steps_per_s", "field_sum"] {
+        positive(&results[0], key);
+    }
+    assert!(d["ratio"].is_null(), "one backend: no ratio");
+    let t = json(&["bench", "tissue", "--cells", "200,400", "--dims", "2", "--ticks", "2", "--json"]);
+    let rows = t["results"].as_array().expect("results");
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["ns_per_cell_vs_smallest"].as_f64(), Some(1.0));
+    for r in rows {
+        assert!(r["cells"].as_u64().unwrap() >= 150, "{r}");
+        for key in ["cell_stages_ms", "ns_per_cell"] {
+            positive(r, key);
+        }
+    }
+    let model = default_model();
+    let m = json(&["bench", "model", "--cells", "100", "--reps", "1", "--json", "--model", model.to_str().unwrap()]);
+    assert_eq!(m["config"]["layers"], serde_json::json!(["17", "64", "64", "7"]));
+    positive(&m["results"][0], "model_cells_per_s");
+}

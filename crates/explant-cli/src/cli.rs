@@ -97,6 +97,9 @@ pub struct BenchModelArgs {
     /// libtorch intra-op threads (0: its default).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Print the numbers as one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `explant bench tissue`.
@@ -114,6 +117,9 @@ pub struct BenchTissueArgs {
     /// CPU worker threads (0: all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Print the numbers as one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `explant bench diffusion`.
@@ -152,6 +158,9 @@ pub struct BenchDiffusionArgs {
     /// Which backends.
     #[arg(long, value_enum, default_value_t = BenchBackends::Both)]
     pub backend: BenchBackends,
+    /// Print the numbers as one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Diffusion time-integration scheme on the command line.

@@ -63,8 +63,12 @@ pub struct TissueBench {
     pub ticks: usize,
 }
 
-/// Time diffusion steps on each requested backend and print a table.
-pub fn diffusion(args: &DiffusionBench, out: &mut dyn Write) -> Result<(), RunError> {
+/// Time diffusion steps on each requested backend, print a table to `out` and return
+/// the same numbers as JSON (`explant bench diffusion --json`): `config`, one entry of
+/// `results` per backend (`backend`, `ms_per_step`, `ns_per_voxel_ligand_step`,
+/// `voxel_ligand_steps_per_s`, `field_sum`), `skipped` (a backend that could not start,
+/// and why), and `ratio` (first / second backend's time) when two ran.
+pub fn diffusion(args: &DiffusionBench, out: &mut dyn Write) -> Result<serde_json::Value, RunError> {
     let n = args.size;
     let grid = Grid { nx: n, ny: n, nz: if args.dims == 3 { n } else { 1 }, dx: args.dx, origin: [0.0; 3] };
     let params = vec![ChannelParams::new(args.diffusion, args.decay); args.channels];
@@ -86,6 +90,7 @@ pub fn diffusion(args: &DiffusionBench, out: &mut dyn Write) -> Result<(), RunEr
         args.decay,
         args.steps
     );
+    let mut skipped = Vec::new();
     let mut backends: Vec<Box<dyn DiffusionBackend>> = Vec::new();
     if args.backend != BenchBackends::Gpu {
         backends.push(Box::new(CpuDiffusion::with_scheme(scheme)));
@@ -95,6 +100,7 @@ pub fn diffusion(args: &DiffusionBench, out: &mut dyn Write) -> Result<(), RunEr
             Ok(b) => backends.push(b),
             Err(e) if args.backend == BenchBackends::Both => {
                 let _ = writeln!(out, "gpu: skipped: {}", crate::error_chain(&e));
+                skipped.push(serde_json::json!({ "backend": "gpu", "why": crate::error_chain(&e) }));
             }
             Err(e) => return Err(e),
         }
@@ -124,8 +130,10 @@ pub fn diffusion(args: &DiffusionBench, out: &mut dyn Write) -> Result<(), RunEr
         );
         results.push((b.name(), median, field.data.iter().map(|&v| f64::from(v)).sum::<f64>()));
     }
+    let mut ratio = serde_json::Value::Null;
     if results.len() == 2 {
         let (a, b) = (&results[0], &results[1]);
+        ratio = serde_json::json!(a.1 / b.1);
         let _ = writeln!(
             out,
             "ratio {} / {}: {:.2}×; field sums {:.6e} vs {:.6e} (relative difference {:.1e})",
@@ -139,7 +147,31 @@ pub fn diffusion(args: &DiffusionBench, out: &mut dyn Write) -> Result<(), RunEr
     }
     let _ =
         writeln!(out, "(threads: {}; each GPU step uploads the field and reads it back)", rayon::current_num_threads());
-    Ok(())
+    Ok(serde_json::json!({
+        "bench": "diffusion",
+        "config": {
+            "dims": args.dims,
+            "size": n,
+            "voxels": grid.voxels(),
+            "ligands": args.channels,
+            "dx_um": decimal(args.dx),
+            "dt_min": decimal(dt),
+            "diffusion_um2_per_min": decimal(args.diffusion),
+            "decay_per_min": decimal(args.decay),
+            "scheme": plan,
+            "steps": args.steps.max(1),
+            "threads": rayon::current_num_threads(),
+        },
+        "results": results.iter().map(|(name, median, sum)| serde_json::json!({
+            "backend": name,
+            "ms_per_step": median * 1e3,
+            "ns_per_voxel_ligand_step": median * 1e9 / per_step,
+            "voxel_ligand_steps_per_s": per_step / median,
+            "field_sum": sum,
+        })).collect::<Vec<_>>(),
+        "skipped": skipped,
+        "ratio": ratio,
+    }))
 }
 
 /// A packed tissue of `n` cells (radius 5 µm, hexagonal in 2D, cubic in 3D, filling a
@@ -186,6 +218,11 @@ cell_type = "cell"
     Ok(explant_scene::LoadedScene::from_str(&text, std::path::Path::new("bench-tissue.toml"))?.scene)
 }
 
+/// `x` as the decimal it was written as (`0.1`, not `0.10000000149011612`).
+fn decimal(x: f32) -> f64 {
+    x.to_string().parse().unwrap_or(f64::from(x))
+}
+
 /// Resident memory of this process, bytes (Linux; 0 elsewhere).
 fn resident_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/statm")
@@ -194,8 +231,10 @@ fn resident_bytes() -> u64 {
         .map_or(0, |pages| pages * 4096)
 }
 
-/// Time the cell stages of a tick on packed tissues of each size and print a table.
-pub fn tissue(args: &TissueBench, out: &mut dyn Write) -> Result<(), RunError> {
+/// Time the cell stages of a tick on packed tissues of each size, print a table to `out`
+/// and return the same numbers as JSON (`explant bench tissue --json`): `config` and one
+/// entry of `results` per (dims, cells) with the table's columns.
+pub fn tissue(args: &TissueBench, out: &mut dyn Write) -> Result<serde_json::Value, RunError> {
     use explant_core::{Simulation, Stage, Teacher};
     let _ = writeln!(
         out,
@@ -208,6 +247,7 @@ pub fn tissue(args: &TissueBench, out: &mut dyn Write) -> Result<(), RunError> {
         "{:>3} {:>9} {:>11} {:>11} {:>11} {:>11} {:>13} {:>11} {:>12}",
         "dim", "cells", "build s", "neigh ms", "mech ms", "fate ms", "cell stages ms", "ns/cell", "bytes/cell"
     );
+    let mut rows = Vec::new();
     for &dims in &args.dims {
         let mut first_per_cell = None;
         for &n in &args.cells {
@@ -248,11 +288,27 @@ pub fn tissue(args: &TissueBench, out: &mut dyn Write) -> Result<(), RunError> {
                 memory as f64 / cells as f64,
                 per_cell / first
             );
+            rows.push(serde_json::json!({
+                "dims": dims,
+                "cells": cells,
+                "build_s": build,
+                "neighbours_ms": median(0) * 1e3,
+                "mechanics_ms": median(1) * 1e3,
+                "fate_ms": median(2) * 1e3,
+                "cell_stages_ms": total * 1e3,
+                "ns_per_cell": per_cell,
+                "bytes_per_cell": memory as f64 / cells as f64,
+                "ns_per_cell_vs_smallest": per_cell / first,
+            }));
         }
     }
     let _ = writeln!(
         out,
         "neigh = the sense stage (cell-list neighbour search + contact means); cell stages = neigh + mech + fate"
     );
-    Ok(())
+    Ok(serde_json::json!({
+        "bench": "tissue",
+        "config": { "ticks": args.ticks.max(1), "threads": rayon::current_num_threads(), "cell_radius_um": 5.0, "contact_radius_um": 12.5 },
+        "results": rows,
+    }))
 }

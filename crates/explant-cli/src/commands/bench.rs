@@ -29,7 +29,7 @@ pub fn diffusion(args: BenchDiffusionArgs) -> Result<()> {
         steps: args.steps,
         backend,
     };
-    Ok(bench::diffusion(&opts, &mut std::io::stdout())?)
+    report(args.json, |out| bench::diffusion(&opts, out))
 }
 
 /// Time the cell stages of a tick on packed tissues of each size and print a table.
@@ -38,11 +38,26 @@ pub fn tissue(args: BenchTissueArgs) -> Result<()> {
         eprintln!("note: {note}");
     }
     let opts = TissueBench { cells: args.cells, dims: args.dims, ticks: args.ticks };
-    Ok(bench::tissue(&opts, &mut std::io::stdout())?)
+    report(args.json, |out| bench::tissue(&opts, out))
 }
 
 /// Time the TorchScript model beside raw libtorch layers and print a table.
 pub fn model(args: BenchModelArgs) -> Result<()> {
     let opts = ModelBench { model: args.model, cells: args.cells, reps: args.reps, threads: args.threads };
-    Ok(torch::bench_model(&opts, &mut std::io::stdout())?)
+    report(args.json, |out| torch::bench_model(&opts, out))
+}
+
+/// Run a benchmark: its table on stdout, or with `json` its numbers as one JSON object
+/// (the table is then not printed).
+fn report(
+    json: bool,
+    bench: impl FnOnce(&mut dyn std::io::Write) -> Result<serde_json::Value, explant_run::RunError>,
+) -> Result<()> {
+    if json {
+        let doc = bench(&mut std::io::sink())?;
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        bench(&mut std::io::stdout())?;
+    }
+    Ok(())
 }

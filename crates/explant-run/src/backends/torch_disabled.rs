@@ -30,7 +30,7 @@ pub fn not_enabled(what: String) -> RunError {
 /// # Errors
 ///
 /// Always: this build has no libtorch.
-pub fn bench_model(_args: &ModelBench, _out: &mut dyn Write) -> Result<(), RunError> {
+pub fn bench_model(_args: &ModelBench, _out: &mut dyn Write) -> Result<serde_json::Value, RunError> {
     Err(not_enabled("`explant bench model`".into()))
 }
 

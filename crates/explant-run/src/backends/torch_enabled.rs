@@ -49,8 +49,9 @@ fn interleaved_medians(
 }
 
 /// Time `TorchModel::rates` on synthetic populations beside plain tch matmuls of the same
-/// layer shapes (whole, and in `CHUNK_ROWS` chunks) and print a table.
-pub fn bench_model(args: &ModelBench, out: &mut dyn Write) -> Result<(), RunError> {
+/// layer shapes (whole, and in `CHUNK_ROWS` chunks), print a table to `out` and return
+/// the same numbers as JSON (`explant bench model --json`).
+pub fn bench_model(args: &ModelBench, out: &mut dyn Write) -> Result<serde_json::Value, RunError> {
     use explant_core::{ResponseInput, ResponseModel};
     use explant_torch::{CHUNK_ROWS, RawMlp, TorchModel};
 
@@ -89,6 +90,7 @@ pub fn bench_model(args: &ModelBench, out: &mut dyn Write) -> Result<(), RunErro
         (state >> 40) as f32 / (1u64 << 24) as f32
     };
     let mut last_ratio = None;
+    let mut rows = Vec::new();
     for &n in &args.cells {
         let expression: Vec<f32> = (0..n * g).map(|i| uniform() * range(i % g)).collect();
         let sensed: Vec<f32> = (0..n * l).map(|i| uniform() * range(g + i % l)).collect();
@@ -143,6 +145,14 @@ pub fn bench_model(args: &ModelBench, out: &mut dyn Write) -> Result<(), RunErro
             100.0 * chunked_s / model_s
         );
         last_ratio = Some((n, whole_s / model_s, chunked_s / model_s));
+        rows.push(serde_json::json!({
+            "cells": n,
+            "model_cells_per_s": rate(model_s),
+            "raw_whole_cells_per_s": rate(whole_s),
+            "raw_chunked_cells_per_s": rate(chunked_s),
+            "model_vs_whole": whole_s / model_s,
+            "model_vs_chunked": chunked_s / model_s,
+        }));
     }
     if let Some((n, whole, chunked)) = last_ratio {
         let worst = whole.min(chunked);
@@ -159,7 +169,17 @@ pub fn bench_model(args: &ModelBench, out: &mut dyn Write) -> Result<(), RunErro
         "raw = the same dense layers as plain tch linear + tanh on one contiguous [N, {}] float32 tensor (random weights, no copies in or out); chunked = the same on {CHUNK_ROWS}-row views",
         layers[0].inputs
     );
-    Ok(())
+    Ok(serde_json::json!({
+        "bench": "model",
+        "config": {
+            "model": args.model.display().to_string(),
+            "device": format!("{:?}", model.device()),
+            "layers": shapes,
+            "threads": explant_torch::intra_op_threads(),
+            "reps": args.reps,
+        },
+        "results": rows,
+    }))
 }
 
 /// A model's metadata as JSON, after loading it (which runs its self-check), with the path
