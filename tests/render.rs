@@ -404,3 +404,49 @@ fn snapshots_carry_the_contact_graph_picture_colours_and_time_and_compress_on_re
         stdout(&o)
     );
 }
+
+#[test]
+fn vtk_export_reads_back_in_meshio_equal_to_the_anndata() {
+    // `explant export RUN --vtk` on a short default-scene run (cells, and the WNT3A field,
+    // at 3 snapshots): tests/python/vtk_readback.py reads every file with meshio (the
+    // PyPI reader ParaView users script with) and compares points, radius, type, id,
+    // every gene and every ligand value exactly with the run's AnnData, and the .pvd
+    // times with the snapshots' (and rejects shifted, swapped and mistimed copies).
+    const TEST: &str = "vtk_export_reads_back_in_meshio_equal_to_the_anndata";
+    let dir = TempDir::new("render", TEST);
+    let run = dir.join("run");
+    run_scene(&short_default(&dir), &run);
+    let o = explant_ok(&["export".as_ref(), run.as_os_str(), "--vtk".as_ref()]);
+    let written = wrote(&o);
+    assert!(
+        written.iter().any(|p| p.ends_with("vtk/cells.pvd")) && written.iter().any(|p| p.ends_with("vtk/fields.pvd"))
+    );
+    assert!(stdout(&o).contains("3 snapshot(s) exported"), "{}", stdout(&o));
+    // A second export into the same folder needs --force; `--vtk` is required.
+    let again = explant(["export".as_ref(), run.as_os_str(), "--vtk".as_ref()]);
+    assert!(assert_clean_failure(&again, "export twice").contains("--force"));
+    explant_ok(&["export".as_ref(), run.as_os_str(), "--vtk".as_ref(), "--force".as_ref()]);
+    assert_clean_failure(&explant(["export".as_ref(), run.as_os_str()]), "export without a format");
+    let python = std::env::var_os("EXPLANT_PYTHON").map_or_else(|| repo().join(".venv/bin/python"), PathBuf::from);
+    match Command::new(&python).args(["-c", "import anndata, meshio"]).output() {
+        Ok(o) if o.status.success() => {}
+        other => {
+            let why = match other {
+                Ok(o) => stderr(&o).trim().lines().last().unwrap_or_default().to_owned(),
+                Err(e) => e.to_string(),
+            };
+            if std::env::var("EXPLANT_REQUIRE_PYTHON").as_deref() == Ok("1") {
+                panic!("EXPLANT_REQUIRE_PYTHON=1 but `{}` cannot import anndata and meshio: {why}", python.display());
+            }
+            loud(&format!("SKIPPED: {TEST}: {why} (scripts/setup.sh installs meshio)"));
+            return;
+        }
+    }
+    let o = Command::new(&python)
+        .arg(repo().join("tests/python/vtk_readback.py"))
+        .arg(&run)
+        .output()
+        .expect("start python");
+    assert_success(&o, "vtk_readback.py");
+    assert!(stdout(&o).starts_with("ok: 3 snapshots, 3 with fields"), "vtk_readback.py said:\n{}", stdout(&o));
+}

@@ -45,9 +45,25 @@ pub enum Command {
     /// Measure the speed of a stage on this machine.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Export a run for other tools: `--vtk` writes ParaView files (cells as `.vtu`,
+    /// ligand fields as `.vtk`, a `.pvd` time series of each) into RUN_DIR/vtk/.
+    Export(ExportArgs),
     /// Print a shell completion script for explant's commands and options, e.g.
     /// `explant completions bash > ~/.local/share/bash-completion/completions/explant`.
     Completions(CompletionsArgs),
+}
+
+/// `explant export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The run's output directory (written by `explant run`).
+    pub run_dir: PathBuf,
+    /// ParaView files of every snapshot into RUN_DIR/vtk/ (the only format so far; required).
+    #[arg(long, required = true)]
+    pub vtk: bool,
+    /// Write again into a RUN_DIR/vtk/ that already holds files.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `explant completions`.

@@ -32,6 +32,7 @@ mod plot;
 mod read;
 mod render;
 mod report;
+mod vtk;
 
 pub use chart::{Bar, BarChart, BarPanel, HeatMap, bars_png, heatmap_png};
 pub use error::IoError;
@@ -46,3 +47,4 @@ pub use report::{
     Block, Effect, Report, Section, Table, base64, escape_html, largest_effects, response_plot, timeseries_genes,
     timeseries_plots, write_text,
 };
+pub use vtk::{write_cells_vtu, write_fields_vtk, write_pvd};

@@ -49,6 +49,8 @@ pub enum RunFile {
     /// `explain/heatmap.png`: channel × target heat map of the shares of one group (beside
     /// it, `explain/bars_<GROUP>.png` per group: see [`crate::explain_charts`]).
     AttributionHeatmap,
+    /// `vtk/`: ParaView files written by `explant export --vtk` ([`crate::export`]).
+    Vtk,
 }
 
 impl RunFile {
@@ -70,6 +72,7 @@ impl RunFile {
             RunFile::Report => "report.html",
             RunFile::Checkpoint => "checkpoint.explant",
             RunFile::Explain => "explain",
+            RunFile::Vtk => "vtk",
             RunFile::Attribution => "explain/attribution.csv",
             RunFile::AttributionHeatmap => "explain/heatmap.png",
         }

@@ -27,6 +27,7 @@ mod error;
 pub mod explain;
 pub mod explain_charts;
 pub mod explain_gradients;
+pub mod export;
 pub mod figures;
 mod import;
 mod layout;

@@ -51,3 +51,22 @@ pub fn completions(shell: crate::cli::CompletionShell) -> anyhow::Result<()> {
         _ => Ok(()),
     }
 }
+
+/// `explant export RUN_DIR --vtk`: ParaView files of the run ([`explant_run::export`]).
+///
+/// # Errors
+///
+/// When the run cannot be read or `vtk/` holds files and `--force` is not given.
+pub fn export(args: crate::cli::ExportArgs) -> anyhow::Result<()> {
+    let dir = explant_run::RunDir::open(&args.run_dir)?;
+    let done = explant_run::export::export_vtk(&dir, args.force)?;
+    for f in &done.files {
+        println!("wrote {}", f.display());
+    }
+    println!(
+        "{} snapshot(s) exported; open `{}` in ParaView",
+        done.snapshots,
+        dir.path(explant_run::RunFile::Vtk).join("cells.pvd").display()
+    );
+    Ok(())
+}

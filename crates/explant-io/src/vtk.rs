@@ -1,0 +1,191 @@
+//! ParaView files of a run (`explant export RUN_DIR --vtk`):
+//!
+//! - the cells of a snapshot as a VTK XML unstructured grid (`.vtu`): one point and one
+//!   `VTK_VERTEX` cell per cell, at its centre (µm), with point data `radius` (µm),
+//!   `cell_type` (the index into the run's cell types, `obs['cell_type']`'s categories,
+//!   which a comment at the top of the grid spells out: `<!-- cell_type: 0 = tumour, ... -->`), `cell_id` (the lineage id; −1 when the name is not a number) and
+//!   one array per gene named by the gene;
+//! - the ligand fields of a snapshot as a legacy VTK structured-points file (`.vtk`):
+//!   one point per voxel, at its centre, one scalar array per ligand;
+//! - a `.pvd` collection per kind that lists the files with their time in minutes, so
+//!   ParaView plays them as a time series.
+//!
+//! Numbers are written as ASCII in Rust's shortest round-trip form, so a reader gets back
+//! the float32 values bit for bit (NaN is written `nan`). Every file is written to a
+//! temporary file and renamed into place.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::IoError;
+use crate::atomic::write_atomically;
+use crate::read::{RunSnapshot, SnapshotFields};
+
+/// `text` with the five XML special characters escaped, for an attribute value.
+fn xml_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Values separated by spaces, 12 to a line.
+fn numbers<T: std::fmt::Display>(values: impl Iterator<Item = T>) -> String {
+    let mut s = String::new();
+    for (k, v) in values.enumerate() {
+        s.push(if k % 12 == 0 { '\n' } else { ' ' });
+        let _ = write!(s, "{v}");
+    }
+    s.push('\n');
+    s
+}
+
+/// `f32` as VTK's ASCII readers take it (`nan`, `inf`, `-inf` for the non-finite).
+fn float(v: f32) -> String {
+    if v.is_nan() {
+        "nan".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "inf".into() } else { "-inf".into() }
+    } else {
+        format!("{v}")
+    }
+}
+
+fn write_file(path: &Path, text: &str) -> Result<(), IoError> {
+    write_atomically(path, |tmp| {
+        std::fs::write(tmp, text).map_err(|source| IoError::Io { path: tmp.to_path_buf(), source })
+    })
+}
+
+/// Write the cells of `snap` to `path` as a `.vtu` file (module docs).
+///
+/// # Errors
+///
+/// When the file cannot be written.
+pub fn write_cells_vtu(path: &Path, snap: &RunSnapshot) -> Result<(), IoError> {
+    let n = snap.cells;
+    let g = snap.genes.len();
+    let mut s = String::new();
+    s.push_str("<?xml version=\"1.0\"?>\n");
+    s.push_str(
+        "<VTKFile type=\"UnstructuredGrid\" version=\"1.0\" byte_order=\"LittleEndian\" header_type=\"UInt64\">\n",
+    );
+    s.push_str("<UnstructuredGrid>\n");
+    // The type names, so a reader can map `cell_type` back to words (a comment: meshio
+    // and older VTK readers refuse string arrays).
+    let names: Vec<String> = snap.cell_type_names.iter().map(|n| n.replace("--", "- -")).collect();
+    let _ = writeln!(
+        s,
+        "<!-- cell_type: {} -->",
+        names.iter().enumerate().map(|(k, n)| format!("{k} = {n}")).collect::<Vec<_>>().join(", ")
+    );
+    let _ = writeln!(s, "<Piece NumberOfPoints=\"{n}\" NumberOfCells=\"{n}\">");
+    let _ = writeln!(s, "<PointData Scalars=\"radius\">");
+    let radii = snap.radii.clone().unwrap_or_else(|| vec![f32::NAN; n]);
+    let _ = write!(
+        s,
+        "<DataArray type=\"Float32\" Name=\"radius\" format=\"ascii\">{}</DataArray>\n",
+        numbers(radii.iter().map(|&r| float(r)))
+    );
+    let _ = write!(
+        s,
+        "<DataArray type=\"Int32\" Name=\"cell_type\" format=\"ascii\">{}</DataArray>\n",
+        numbers(snap.cell_types.iter())
+    );
+    let ids = snap.obs_names.iter().map(|id| id.parse::<i64>().unwrap_or(-1));
+    let _ = write!(s, "<DataArray type=\"Int64\" Name=\"cell_id\" format=\"ascii\">{}</DataArray>\n", numbers(ids));
+    for (k, gene) in snap.genes.iter().enumerate() {
+        let values = (0..n).map(|i| float(snap.expression[i * g + k]));
+        let _ = write!(
+            s,
+            "<DataArray type=\"Float32\" Name=\"{}\" format=\"ascii\">{}</DataArray>\n",
+            xml_escape(gene),
+            numbers(values)
+        );
+    }
+    s.push_str("</PointData>\n<Points>\n");
+    let coords = snap.positions.iter().flat_map(|p| p.iter().map(|&c| float(c)));
+    let _ = write!(
+        s,
+        "<DataArray type=\"Float32\" NumberOfComponents=\"3\" format=\"ascii\">{}</DataArray>\n",
+        numbers(coords)
+    );
+    s.push_str("</Points>\n<Cells>\n");
+    let _ =
+        write!(s, "<DataArray type=\"Int64\" Name=\"connectivity\" format=\"ascii\">{}</DataArray>\n", numbers(0..n));
+    let _ = write!(s, "<DataArray type=\"Int64\" Name=\"offsets\" format=\"ascii\">{}</DataArray>\n", numbers(1..=n));
+    let _ = write!(
+        s,
+        "<DataArray type=\"UInt8\" Name=\"types\" format=\"ascii\">{}</DataArray>\n",
+        numbers(std::iter::repeat_n(1, n))
+    );
+    s.push_str("</Cells>\n</Piece>\n</UnstructuredGrid>\n</VTKFile>\n");
+    write_file(path, &s)
+}
+
+/// Write the ligand fields to `path` as a legacy `.vtk` structured-points file (module
+/// docs); `title` goes on its second line (one line, at most 255 characters).
+///
+/// # Errors
+///
+/// When the file cannot be written.
+pub fn write_fields_vtk(path: &Path, fields: &SnapshotFields, title: &str) -> Result<(), IoError> {
+    let grid = &fields.grid;
+    let voxels = grid.voxels();
+    let mut s = String::new();
+    s.push_str("# vtk DataFile Version 3.0\n");
+    let title: String = title.chars().filter(|c| *c != '\n').take(255).collect();
+    let _ = writeln!(s, "{title}");
+    s.push_str("ASCII\nDATASET STRUCTURED_POINTS\n");
+    let _ = writeln!(s, "DIMENSIONS {} {} {}", grid.nx, grid.ny, grid.nz);
+    let half = grid.dx / 2.0;
+    let z0 = if grid.nz == 1 { grid.origin[2] } else { grid.origin[2] + half };
+    let _ = writeln!(s, "ORIGIN {} {} {}", grid.origin[0] + half, grid.origin[1] + half, z0);
+    let _ = writeln!(s, "SPACING {} {} {}", grid.dx, grid.dx, grid.dx);
+    let _ = writeln!(s, "POINT_DATA {voxels}");
+    for (c, name) in fields.names.iter().enumerate() {
+        // Legacy names end at white space.
+        let name: String = name.chars().map(|ch| if ch.is_whitespace() { '_' } else { ch }).collect();
+        let _ = writeln!(s, "SCALARS {name} float 1\nLOOKUP_TABLE default");
+        let values = fields.data[c * voxels..(c + 1) * voxels].iter().map(|&v| float(v));
+        s.push_str(numbers(values).trim_start());
+    }
+    write_file(path, &s)
+}
+
+/// Write a `.pvd` collection of `files` (name relative to the `.pvd`, time in minutes).
+///
+/// # Errors
+///
+/// When the file cannot be written.
+pub fn write_pvd(path: &Path, files: &[(String, f64)]) -> Result<(), IoError> {
+    let mut s = String::from("<?xml version=\"1.0\"?>\n<VTKFile type=\"Collection\" version=\"0.1\">\n<Collection>\n");
+    for (file, time) in files {
+        let _ = writeln!(s, "<DataSet timestep=\"{time}\" group=\"\" part=\"0\" file=\"{}\"/>", xml_escape(file));
+    }
+    s.push_str("</Collection>\n</VTKFile>\n");
+    write_file(path, &s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_round_trip_and_names_are_escaped() {
+        let v = [0.1f32, 1.0 / 3.0, -2.5e-7, f32::NAN];
+        let text = numbers(v.iter().map(|&x| float(x)));
+        let back: Vec<f32> = text.split_whitespace().map(|t| t.parse().unwrap()).collect();
+        assert_eq!(back[..3], v[..3]);
+        assert!(back[3].is_nan());
+        assert_eq!(xml_escape("A<&\"B"), "A&lt;&amp;&quot;B");
+    }
+}
