@@ -59,6 +59,11 @@ fn float(v: f32) -> String {
     }
 }
 
+/// One ASCII `<DataArray>` of VTK type `ty` with attributes `attrs` holding `body`.
+fn data_array(s: &mut String, ty: &str, attrs: &str, body: &str) {
+    let _ = writeln!(s, "<DataArray type=\"{ty}\" {attrs} format=\"ascii\">{body}</DataArray>");
+}
+
 fn write_file(path: &Path, text: &str) -> Result<(), IoError> {
     write_atomically(path, |tmp| {
         std::fs::write(tmp, text).map_err(|source| IoError::Io { path: tmp.to_path_buf(), source })
@@ -90,43 +95,21 @@ pub fn write_cells_vtu(path: &Path, snap: &RunSnapshot) -> Result<(), IoError> {
     let _ = writeln!(s, "<Piece NumberOfPoints=\"{n}\" NumberOfCells=\"{n}\">");
     let _ = writeln!(s, "<PointData Scalars=\"radius\">");
     let radii = snap.radii.clone().unwrap_or_else(|| vec![f32::NAN; n]);
-    let _ = write!(
-        s,
-        "<DataArray type=\"Float32\" Name=\"radius\" format=\"ascii\">{}</DataArray>\n",
-        numbers(radii.iter().map(|&r| float(r)))
-    );
-    let _ = write!(
-        s,
-        "<DataArray type=\"Int32\" Name=\"cell_type\" format=\"ascii\">{}</DataArray>\n",
-        numbers(snap.cell_types.iter())
-    );
+    data_array(&mut s, "Float32", "Name=\"radius\"", &numbers(radii.iter().map(|&r| float(r))));
+    data_array(&mut s, "Int32", "Name=\"cell_type\"", &numbers(snap.cell_types.iter()));
     let ids = snap.obs_names.iter().map(|id| id.parse::<i64>().unwrap_or(-1));
-    let _ = write!(s, "<DataArray type=\"Int64\" Name=\"cell_id\" format=\"ascii\">{}</DataArray>\n", numbers(ids));
+    data_array(&mut s, "Int64", "Name=\"cell_id\"", &numbers(ids));
     for (k, gene) in snap.genes.iter().enumerate() {
         let values = (0..n).map(|i| float(snap.expression[i * g + k]));
-        let _ = write!(
-            s,
-            "<DataArray type=\"Float32\" Name=\"{}\" format=\"ascii\">{}</DataArray>\n",
-            xml_escape(gene),
-            numbers(values)
-        );
+        data_array(&mut s, "Float32", &format!("Name=\"{}\"", xml_escape(gene)), &numbers(values));
     }
     s.push_str("</PointData>\n<Points>\n");
     let coords = snap.positions.iter().flat_map(|p| p.iter().map(|&c| float(c)));
-    let _ = write!(
-        s,
-        "<DataArray type=\"Float32\" NumberOfComponents=\"3\" format=\"ascii\">{}</DataArray>\n",
-        numbers(coords)
-    );
+    data_array(&mut s, "Float32", "NumberOfComponents=\"3\"", &numbers(coords));
     s.push_str("</Points>\n<Cells>\n");
-    let _ =
-        write!(s, "<DataArray type=\"Int64\" Name=\"connectivity\" format=\"ascii\">{}</DataArray>\n", numbers(0..n));
-    let _ = write!(s, "<DataArray type=\"Int64\" Name=\"offsets\" format=\"ascii\">{}</DataArray>\n", numbers(1..=n));
-    let _ = write!(
-        s,
-        "<DataArray type=\"UInt8\" Name=\"types\" format=\"ascii\">{}</DataArray>\n",
-        numbers(std::iter::repeat_n(1, n))
-    );
+    data_array(&mut s, "Int64", "Name=\"connectivity\"", &numbers(0..n));
+    data_array(&mut s, "Int64", "Name=\"offsets\"", &numbers(1..=n));
+    data_array(&mut s, "UInt8", "Name=\"types\"", &numbers(std::iter::repeat_n(1, n)));
     s.push_str("</Cells>\n</Piece>\n</UnstructuredGrid>\n</VTKFile>\n");
     write_file(path, &s)
 }
