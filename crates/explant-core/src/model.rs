@@ -208,21 +208,7 @@ impl Teacher {
     /// `dx/dt` of one cell; `counts` holds its neighbours by cell type (empty: none).
     pub fn rate_one(&self, x: &[f32], s: &[f32], c: &[f32], counts: &[f32], cell_type: usize, out: &mut [f32]) {
         let g = self.genes;
-        out.copy_from_slice(&self.bias[cell_type * g..(cell_type + 1) * g]);
-        for &(t, j, wt) in &self.w {
-            out[t] += wt * x[j];
-        }
-        for &(t, l, wt) in &self.u {
-            out[t] += wt * s[l];
-        }
-        for &(t, j, wt) in &self.v {
-            out[t] += wt * c[j];
-        }
-        if !counts.is_empty() {
-            for &(t, k, wt) in &self.n {
-                out[t] += wt * counts[k];
-            }
-        }
+        self.argument(x, s, c, counts, cell_type, out);
         for i in 0..g {
             let sig = 1.0 / (1.0 + (-out[i]).exp());
             out[i] = self.max_rate[i] * sig - self.degradation * x[i];
@@ -231,15 +217,11 @@ impl Teacher {
 }
 
 impl Teacher {
-    /// The row-major `G × W` Jacobian of [`Teacher::rate_one`] (see
-    /// [`ResponseModel::jacobian`]): with `z` the sigmoid's argument and `σ' = σ(1 − σ)`,
-    /// `∂f_g/∂x_j = α_g σ'(z_g) W_gj − γ δ_gj`, and `α_g σ'(z_g)` times the weight of the
-    /// edge from every other input. Counts that are empty (no neighbours given) have
-    /// zero derivatives, as they have no effect.
-    pub fn jacobian_one(&self, x: &[f32], s: &[f32], c: &[f32], counts: &[f32], cell_type: usize, out: &mut [f32]) {
+    /// The sigmoid's argument `z = W x + U s + V c + N counts + b + b_type` of one cell
+    /// into `z` (`counts` empty: no neighbour term).
+    fn argument(&self, x: &[f32], s: &[f32], c: &[f32], counts: &[f32], cell_type: usize, z: &mut [f32]) {
         let g = self.genes;
-        let w = jacobian_width(g, self.ligands, self.types);
-        let mut z = self.bias[cell_type * g..(cell_type + 1) * g].to_vec();
+        z.copy_from_slice(&self.bias[cell_type * g..(cell_type + 1) * g]);
         for &(t, j, wt) in &self.w {
             z[t] += wt * x[j];
         }
@@ -254,6 +236,18 @@ impl Teacher {
                 z[t] += wt * counts[k];
             }
         }
+    }
+
+    /// The row-major `G × W` Jacobian of [`Teacher::rate_one`] (see
+    /// [`ResponseModel::jacobian`]): with `z` the sigmoid's argument and `σ' = σ(1 − σ)`,
+    /// `∂f_g/∂x_j = α_g σ'(z_g) W_gj − γ δ_gj`, and `α_g σ'(z_g)` times the weight of the
+    /// edge from every other input. Counts that are empty (no neighbours given) have
+    /// zero derivatives, as they have no effect.
+    pub fn jacobian_one(&self, x: &[f32], s: &[f32], c: &[f32], counts: &[f32], cell_type: usize, out: &mut [f32]) {
+        let g = self.genes;
+        let w = jacobian_width(g, self.ligands, self.types);
+        let mut z = vec![0.0f32; g];
+        self.argument(x, s, c, counts, cell_type, &mut z);
         // gain_g = α_g σ'(z_g).
         let gain: Vec<f32> = z
             .iter()

@@ -19,23 +19,8 @@ use std::path::Path;
 
 use crate::IoError;
 use crate::atomic::write_atomically;
+use crate::plot::escape as xml_escape;
 use crate::read::{RunSnapshot, SnapshotFields};
-
-/// `text` with the five XML special characters escaped, for an attribute value.
-fn xml_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// Values separated by spaces, 12 to a line.
 fn numbers<T: std::fmt::Display>(values: impl Iterator<Item = T>) -> String {
@@ -169,6 +154,6 @@ mod tests {
         let back: Vec<f32> = text.split_whitespace().map(|t| t.parse().unwrap()).collect();
         assert_eq!(back[..3], v[..3]);
         assert!(back[3].is_nan());
-        assert_eq!(xml_escape("A<&\"B"), "A&lt;&amp;&quot;B");
+        assert_eq!(xml_escape("A<&\"B"), "A&lt;&amp;&quot;B", "attribute values are escaped");
     }
 }

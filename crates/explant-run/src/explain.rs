@@ -221,6 +221,31 @@ pub struct Comparison {
     pub calls: usize,
 }
 
+impl Attribution {
+    /// A row without a standard error (ablation, gradients): `share = effect / total`.
+    fn exact(
+        target: &str,
+        group: &str,
+        channel: impl Into<String>,
+        cells: usize,
+        total: f64,
+        effect: f64,
+        method: Method,
+    ) -> Self {
+        Self {
+            target: target.to_owned(),
+            group: group.to_owned(),
+            channel: channel.into(),
+            cells,
+            total,
+            effect,
+            share: share(effect, total),
+            standard_error: None,
+            method,
+        }
+    }
+}
+
 impl Explanation {
     /// The row of (`group`, `target`, `channel`).
     pub fn get(&self, group: &str, target: &str, channel: &str) -> Option<&Attribution> {
@@ -498,17 +523,7 @@ fn attribute(
             let total = mean_diff(0, gene);
             for (c, channel) in channels.iter().enumerate() {
                 let effect = mean_diff(c + 1, gene);
-                rows.push(Attribution {
-                    target: target.clone(),
-                    group: label.clone(),
-                    channel: channel.clone(),
-                    cells: n,
-                    total,
-                    effect,
-                    share: share(effect, total),
-                    standard_error: None,
-                    method: Method::Ablation,
-                });
+                rows.push(Attribution::exact(target, label, channel, n, total, effect, Method::Ablation));
             }
         }
     }
@@ -542,30 +557,10 @@ fn attribute_gradients(
             for (c, channel) in channels.iter().enumerate() {
                 let effect = mean(&|i| parts[(i * nc + c) * g + gene]);
                 carried += effect;
-                rows.push(Attribution {
-                    target: target.clone(),
-                    group: label.clone(),
-                    channel: channel.clone(),
-                    cells: n,
-                    total,
-                    effect,
-                    share: share(effect, total),
-                    standard_error: None,
-                    method: Method::Gradients,
-                });
+                rows.push(Attribution::exact(target, label, channel, n, total, effect, Method::Gradients));
             }
             let effect = total - carried;
-            rows.push(Attribution {
-                target: target.clone(),
-                group: label.clone(),
-                channel: RESIDUAL.to_owned(),
-                cells: n,
-                total,
-                effect,
-                share: share(effect, total),
-                standard_error: None,
-                method: Method::Gradients,
-            });
+            rows.push(Attribution::exact(target, label, RESIDUAL, n, total, effect, Method::Gradients));
         }
     }
     rows
