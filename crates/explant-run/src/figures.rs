@@ -177,7 +177,10 @@ fn draw_tissue(
     let shown_ligand = ligand.filter(|_| field.is_some());
     let words = PictureWords::new(gene.map(|g| snap.genes[g].as_str()), shown_ligand, snap.time_min);
     let labels = words.labels(&snap.cell_type_names);
-    render_png(&tissue, &TissueView { field, positions: &snap.positions, radii: &radii, colour, width_px, labels })?;
+    render_png(
+        &tissue,
+        &TissueView { field, positions: &snap.positions, radii: &radii, colour, width_px, labels, slice_z: None },
+    )?;
     Ok((tissue, caption))
 }
 
