@@ -51,6 +51,36 @@ fn short_default(dir: &TempDir) -> PathBuf {
     write(&dir.join("default.toml"), &text)
 }
 
+/// `scenes/physicell_compare.toml` (18,300 cells in a 1500 µm cube for 60 min) shrunk to
+/// 200 cells in a ball of radius 60 µm in a 200 µm cube (10³ voxels of 20 µm), 6 min in
+/// steps of 0.1 min; with `flat`, the same in a 200 µm square (a 2D run).
+fn short_3d(dir: &TempDir, flat: bool) -> PathBuf {
+    let name = "scenes/physicell_compare.toml";
+    let text = std::fs::read_to_string(repo().join(name)).expect("read scenes/physicell_compare.toml");
+    let mut text = replace_once(&text, "dt = 0.01 ", "dt = 0.1 ", name);
+    for (from, to) in [
+        ("duration = 60.0", "duration = 6.0"),
+        ("record_every = 30.0", "record_every = 6.0"),
+        ("cells = 18300", "cells = 200"),
+        ("size = [1500.0, 1500.0, 1500.0]", "size = [200.0, 200.0, 200.0]"),
+    ] {
+        text = replace_once(&text, from, to, name);
+    }
+    assert_eq!(text.matches("[750.0, 750.0, 750.0], radius = 250.0").count(), 1, "{name}: the region's ball");
+    text = text.replace("[750.0, 750.0, 750.0], radius = 250.0", "[100.0, 100.0, 100.0], radius = 60.0");
+    text = replace_once(
+        &text,
+        "centre = [750.0, 750.0, 750.0]\nradius = 250.0",
+        "centre = [100.0, 100.0, 100.0]\nradius = 60.0",
+        name,
+    );
+    if flat {
+        text =
+            text.replace("[200.0, 200.0, 200.0]", "[200.0, 200.0]").replace("[100.0, 100.0, 100.0]", "[100.0, 100.0]");
+    }
+    write(&dir.join(if flat { "flat.toml" } else { "ball.toml" }), &text)
+}
+
 fn write(path: &Path, text: &str) -> PathBuf {
     std::fs::write(path, text).unwrap_or_else(|e| panic!("cannot write `{}`: {e}", path.display()));
     path.to_path_buf()
@@ -216,6 +246,78 @@ fn a_ligand_field_is_drawn_and_chosen_by_name() {
     assert!(wrote(&o).contains(&run.join("report.html")));
     assert!(!html.contains("Perturbation response"), "no perturbation, no response section");
     assert!(html.contains("0 = organiser, 1 = responder"), "the picture's category legend is spelled out");
+}
+
+#[test]
+fn a_3d_run_is_drawn_from_above_and_sliced_and_a_slice_outside_it_or_of_a_2d_run_is_refused() {
+    let dir = TempDir::new("render", "a_3d_run_is_drawn_from_above_and_sliced");
+    let run = dir.join("run");
+    let scene = short_3d(&dir, false);
+    // `explant run` draws its own figures: for a 3D run, the view from above and the slice
+    // through the middle of the tissue.
+    explant_ok(&[
+        "run".as_ref(),
+        scene.as_os_str(),
+        "--out".as_ref(),
+        run.as_os_str(),
+        "--quiet".as_ref(),
+        "--teacher".as_ref(),
+        "--diffusion".as_ref(),
+        "cpu".as_ref(),
+    ]);
+    let figures = run.join("figures");
+    let above = figures.join("tissue_cell_type.png");
+    assert_png(&above);
+    let mut middle: Vec<String> = std::fs::read_dir(&figures)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("tissue_cell_type_z"))
+        .collect();
+    assert_eq!(middle.len(), 1, "one middle slice: {middle:?}");
+    let middle = middle.remove(0);
+    // The ball is centred at z = 100 µm with radius 60: its middle is near 100.
+    let z: f32 = middle["tissue_cell_type_z".len()..middle.len() - 4].parse().expect("a whole µm");
+    assert!((z - 100.0).abs() <= 15.0, "middle slice at z = {z}");
+    assert_ne!(std::fs::read(&above).unwrap(), std::fs::read(figures.join(&middle)).unwrap());
+
+    // `--slice-z` draws that slice beside the projection, which is kept.
+    let o = explant_ok(&["render".as_ref(), run.as_os_str(), "--slice-z".as_ref(), "100".as_ref()]);
+    let slice = figures.join("tissue_cell_type_z100.png");
+    assert_eq!(wrote(&o), [slice.clone(), figures.join("timeseries.svg")]);
+    assert_png(&slice);
+    assert_ne!(std::fs::read(&slice).unwrap(), std::fs::read(&above).unwrap(), "a slice is not the projection");
+    assert!(above.exists());
+    let low = figures.join("tissue_cell_type_z55.png");
+    explant_ok(&["render".as_ref(), run.as_os_str(), "--slice-z".as_ref(), "55".as_ref()]);
+    assert_ne!(std::fs::read(&slice).unwrap(), std::fs::read(&low).unwrap(), "slices at 100 and 55 µm differ");
+
+    // Heights outside the grid (0 to 200 µm) are refused, naming the height and the extent.
+    for z in ["5000", "-20"] {
+        let o = explant(["render".as_ref(), run.as_os_str(), "--slice-z".as_ref(), z.as_ref()]);
+        let err = assert_clean_failure(&o, &format!("render --slice-z {z}"));
+        assert!(
+            err.contains(&format!(
+                "slice height `z = {z}` µm is outside the field's grid, which spans z = 0 to 200 µm"
+            )),
+            "{err}"
+        );
+        assert!(!figures.join(format!("tissue_cell_type_z{z}.png")).exists(), "a refused slice left a file");
+    }
+
+    // The report shows the view from above, the middle slice and the run's own picture.
+    explant_ok(&["report".as_ref(), run.as_os_str()]);
+    let html = read(&run.join("report.html"));
+    assert_eq!(html.matches("src=\"data:image/png;base64,iVBORw0KGgo").count(), 3);
+    assert!(html.contains("seen from above") && html.contains("in the slice at z = "), "captions say which is which");
+
+    // A 2D run has no slices to draw.
+    let flat = dir.join("flat");
+    run_scene(&short_3d(&dir, true), &flat);
+    let o = explant(["render".as_ref(), flat.as_os_str(), "--slice-z".as_ref(), "0".as_ref()]);
+    let err = assert_clean_failure(&o, "render --slice-z on a 2D run");
+    assert!(err.contains("`--slice-z 0`") && err.contains("holds a 2D tissue") && err.contains("a 3D run"), "{err}");
+    let o = explant_ok(&["render".as_ref(), flat.as_os_str()]);
+    assert_eq!(wrote(&o), [flat.join("figures/tissue_cell_type.png"), flat.join("figures/timeseries.svg")]);
 }
 
 #[test]

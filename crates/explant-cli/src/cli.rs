@@ -384,6 +384,11 @@ pub struct RenderArgs {
     /// else its first ligand).
     #[arg(long)]
     pub ligand: Option<String>,
+    /// For a 3D run: draw the tissue as the slice at this height in µm (only the cells the
+    /// plane cuts, the ligand in that voxel layer) instead of seen from above, into
+    /// `tissue_<what>_z<Z>.png`; refused for a 2D run or a height outside the tissue.
+    #[arg(long, value_name = "Z", allow_negative_numbers = true)]
+    pub slice_z: Option<f32>,
     /// Where the figures go (default: RUN_DIR/figures, which is refreshed); a folder named
     /// here must be new or empty unless `--force`.
     #[arg(long, short)]

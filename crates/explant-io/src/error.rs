@@ -108,6 +108,35 @@ pub enum IoError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A slice ([`TissueView::slice_z`](crate::TissueView::slice_z)) was asked of a flat
+    /// (2D) tissue, which has only its one plane to show.
+    #[error("cannot write `{}`: a slice at `z = {z}` µm needs a 3D tissue, but {why}", path.display())]
+    SliceOf2d {
+        /// The file being written.
+        path: PathBuf,
+        /// The requested slice height in µm.
+        z: f32,
+        /// Why the tissue is flat, e.g. "the field's grid has one voxel layer (`nz` = 1)".
+        why: String,
+    },
+    /// The slice height ([`TissueView::slice_z`](crate::TissueView::slice_z)) is not
+    /// inside the tissue's z-extent.
+    #[error(
+        "cannot write `{}`: slice height `z = {z}` µm is outside {of}, which spans z = {z0} to {z1} µm",
+        path.display()
+    )]
+    SliceOutside {
+        /// The file being written.
+        path: PathBuf,
+        /// The requested slice height in µm.
+        z: f32,
+        /// What the extent is of: the field's grid, or the cells when there is no field.
+        of: &'static str,
+        /// Bottom of the extent in µm.
+        z0: f32,
+        /// Top of the extent in µm.
+        z1: f32,
+    },
     /// The snapshot's neighbour graph is not an undirected graph over its cells in sorted
     /// CSR form (see `NeighbourGraph`).
     #[error("cannot write `{}`: bad neighbour graph at cell {cell}: {reason}", path.display())]

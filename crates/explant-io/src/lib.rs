@@ -6,7 +6,8 @@
 //!   `squidpy` read directly. It is written by hand with the HDF5 library rather than with
 //!   the `anndata` crate, which drags in polars (a ~40 minute build) and could not read some
 //!   files that Python reads.
-//! - [`render_png`] draws a [`TissueView`]: one ligand field as a heat map under the cells,
+//! - [`render_png`] draws a [`TissueView`] (a 3D tissue from above, or a slice at one z):
+//!   one ligand field as a heat map under the cells,
 //!   coloured by a per-cell value or category, with a legend strip.
 //! - [`read_tissue`] imports an initial tissue (positions, cell types, expression of chosen
 //!   genes) from an `.h5ad` file written by `anndata`, old or new, dense or sparse.
@@ -42,7 +43,7 @@ pub use h5ad::{
 };
 pub use plot::{LinePlot, Series, panels_svg};
 pub use read::{Coordinates, ImportRequest, ImportedTissue, RunSnapshot, SnapshotFields, read_snapshot, read_tissue};
-pub use render::{CellColour, Labels, TissueView, render_png};
+pub use render::{CellColour, Labels, TissueView, format_um, render_png};
 pub use report::{
     Block, Effect, Report, Section, Table, base64, escape_html, largest_effects, response_plot, timeseries_genes,
     timeseries_plots, write_text,

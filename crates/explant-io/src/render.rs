@@ -1,4 +1,9 @@
 //! PNG pictures of the tissue: a ligand heat map under the cells, and a legend strip.
+//!
+//! A 3D tissue is drawn either seen from above (every cell, highest on top, over the field
+//! averaged over z) or as a slice at one height: a microscope's optical section, showing
+//! only the cells the plane cuts, each as the disc it cuts, over the field in the voxel
+//! layer at that height.
 
 use std::path::Path;
 
@@ -63,8 +68,25 @@ pub struct Labels<'a> {
 /// colour bar on the left half and the cells' colour bar (or category swatches) on the
 /// right half, with their minimum and maximum values written in a small digit font.
 ///
-/// A 3D tissue is seen from above: cells are drawn in order of increasing z (so the
-/// highest is on top) and the field is averaged over z.
+/// A 3D tissue is seen from above unless [`slice_z`](Self::slice_z) is set: cells are
+/// drawn in order of increasing z (so the highest is on top) and the field is averaged
+/// over z. The title (if any) then ends with `, seen from above`.
+///
+/// # Slices
+///
+/// With `slice_z = Some(z)` the picture is the plane at height `z` instead: only the cells
+/// it cuts (`|z_cell − z| < radius`) are drawn, in input order, each as its cross-section,
+/// a disc of radius `sqrt(radius² − (z_cell − z)²)`; the field shows the values of the one
+/// voxel layer holding `z` (layer `floor((z − origin_z) / dx)`, the top layer for `z` on
+/// the grid's top face), not an average. The region shown is the same as the projection's,
+/// so slices at different heights line up. The title (if any) ends with
+/// `, slice z = 50 µm` ([`format_um`] writes the height).
+///
+/// A tissue is 3D when its field has more than one voxel layer, or (without a field) when
+/// its cells do not all share one z. A slice of a 2D tissue is refused
+/// ([`IoError::SliceOf2d`]) rather than quietly drawn as the whole plane, and so is a
+/// height outside the field's grid, or without a field outside the cells' z-extent
+/// (centres ± radii) ([`IoError::SliceOutside`]).
 #[derive(Debug, Clone, Copy)]
 pub struct TissueView<'a> {
     /// One ligand to show as a heat map (`viridis`, from its minimum to its maximum): the
@@ -80,12 +102,24 @@ pub struct TissueView<'a> {
     pub width_px: u32,
     /// Title, legend labels, category names and the scale bar.
     pub labels: Labels<'a>,
+    /// Draw the slice at this height (µm) instead of the view from above; see
+    /// [Slices](TissueView#slices).
+    pub slice_z: Option<f32>,
+}
+
+/// A slice height as written in titles and file names: at most two decimals, trailing
+/// zeros dropped (`50`, `12.5`, `-3.25`).
+pub fn format_um(z: f32) -> String {
+    let s = format!("{z:.2}");
+    let s = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.') } else { &s };
+    if s == "-0" { "0".to_owned() } else { s.to_owned() }
 }
 
 /// Draw `view` and write it to `path` as an 8-bit RGB PNG.
 ///
 /// The inputs are checked first: one radius and one colour value per cell, a field with one
-/// value per voxel, a usable width. Cells with a non-finite centre or radius are skipped.
+/// value per voxel, a usable width, and for a slice a 3D tissue and a height inside it.
+/// Cells with a non-finite centre or radius are skipped.
 /// The output depends only on the inputs (no clocks, threads or hashing), and the file is
 /// written to a temporary file and renamed into place.
 pub fn render_png(path: &Path, view: &TissueView<'_>) -> Result<(), IoError> {
@@ -171,7 +205,8 @@ struct Extent {
     y1: f32,
 }
 
-/// A field checked against its grid and projected onto the xy plane.
+/// A field checked against its grid and flattened onto the xy plane: averaged over z, or
+/// one voxel layer of a slice.
 struct FlatField {
     nx: usize,
     ny: usize,
@@ -180,7 +215,9 @@ struct FlatField {
     values: Vec<f32>,
 }
 
-fn check_field(path: &Path, grid: &Grid, data: &[f32]) -> Result<FlatField, IoError> {
+/// `grid` is drawable (voxels, a positive voxel size, a finite extent) and `data` has one
+/// value per voxel.
+fn check_grid(path: &Path, grid: &Grid, data: &[f32]) -> Result<(), IoError> {
     let bad = |reason: String| IoError::BadGrid { path: path.to_path_buf(), reason };
     if grid.nx == 0 || grid.ny == 0 || grid.nz == 0 {
         return Err(bad(format!("it has {} × {} × {} voxels", grid.nx, grid.ny, grid.nz)));
@@ -191,7 +228,7 @@ fn check_field(path: &Path, grid: &Grid, data: &[f32]) -> Result<FlatField, IoEr
     if !grid.origin.iter().all(|o| o.is_finite()) {
         return Err(bad(format!("origin `{:?}` is not finite", grid.origin)));
     }
-    let extent_ok = [(grid.origin[0], grid.nx), (grid.origin[1], grid.ny)]
+    let extent_ok = [(grid.origin[0], grid.nx), (grid.origin[1], grid.ny), (grid.origin[2], grid.nz)]
         .iter()
         .all(|&(o, n)| (o + n as f32 * grid.dx).is_finite());
     if !extent_ok {
@@ -208,7 +245,17 @@ fn check_field(path: &Path, grid: &Grid, data: &[f32]) -> Result<FlatField, IoEr
             why: format!("one per voxel of a {} × {} × {} grid", grid.nx, grid.ny, grid.nz),
         });
     }
+    Ok(())
+}
+
+/// The voxel layer `layer` of a checked field, or its average over z when `None`.
+fn flatten(grid: &Grid, data: &[f32], layer: Option<usize>) -> FlatField {
     let plane = grid.nx * grid.ny;
+    let flat =
+        |values| FlatField { nx: grid.nx, ny: grid.ny, dx: grid.dx, origin: [grid.origin[0], grid.origin[1]], values };
+    if let Some(k) = layer {
+        return flat(data[k * plane..(k + 1) * plane].to_vec());
+    }
     // Column average over z (the identity for a 2D grid). Sum in f64 so deep stacks stay exact
     // enough; a NaN anywhere in a column makes that column "missing".
     let values = (0..plane)
@@ -217,7 +264,62 @@ fn check_field(path: &Path, grid: &Grid, data: &[f32]) -> Result<FlatField, IoEr
             (sum / grid.nz as f64) as f32
         })
         .collect();
-    Ok(FlatField { nx: grid.nx, ny: grid.ny, dx: grid.dx, origin: [grid.origin[0], grid.origin[1]], values })
+    flat(values)
+}
+
+/// Whether the tissue is 3D (see [`TissueView`]); `Err` says why not, for
+/// [`IoError::SliceOf2d`].
+fn depth(view: &TissueView<'_>) -> Result<(), String> {
+    if let Some((grid, _)) = view.field {
+        return if grid.nz > 1 {
+            Ok(())
+        } else {
+            Err(format!("the field's grid has one voxel layer (`nz` = {})", grid.nz))
+        };
+    }
+    let mut zs = view.positions.iter().map(|p| p[2]).filter(|z| z.is_finite());
+    match zs.next() {
+        None => Err("there are no cells with a finite position and no field".to_owned()),
+        Some(first) if zs.all(|z| z == first) => Err(format!("every cell lies at z = {} µm", format_um(first))),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Check a slice at height `z` of a view whose field (if any) passed [`check_grid`], and
+/// return the field's voxel layer holding `z` (`None` without a field).
+fn check_slice(path: &Path, view: &TissueView<'_>, z: f32) -> Result<Option<usize>, IoError> {
+    depth(view).map_err(|why| IoError::SliceOf2d { path: path.to_path_buf(), z, why })?;
+    let outside = |of, z0, z1| IoError::SliceOutside { path: path.to_path_buf(), z, of, z0, z1 };
+    if let Some((grid, _)) = view.field {
+        let z0 = grid.origin[2];
+        let z1 = z0 + grid.nz as f32 * grid.dx;
+        if !(z >= z0 && z <= z1) {
+            return Err(outside("the field's grid", z0, z1));
+        }
+        let k = (f64::from(z - z0) / f64::from(grid.dx)).floor() as usize;
+        return Ok(Some(k.min(grid.nz - 1)));
+    }
+    let (mut z0, mut z1) = (f32::INFINITY, f32::NEG_INFINITY);
+    for (p, &r) in view.positions.iter().zip(view.radii) {
+        if p[2].is_finite() && r.is_finite() {
+            z0 = z0.min(p[2] - r.max(0.0));
+            z1 = z1.max(p[2] + r.max(0.0));
+        }
+    }
+    if !(z >= z0 && z <= z1) {
+        return Err(outside("the cells (centres ± radii)", z0, z1));
+    }
+    Ok(None)
+}
+
+/// The caller's title with what the picture is: `, slice z = 50 µm` for a slice,
+/// `, seen from above` for a 3D tissue's projection, nothing for a 2D tissue.
+fn full_title(title: &str, slice_z: Option<f32>, three_d: bool) -> String {
+    match slice_z {
+        Some(z) => format!("{title}, slice z = {} µm", format_um(z)),
+        None if three_d => format!("{title}, seen from above"),
+        None => title.to_owned(),
+    }
 }
 
 fn cells_extent(positions: &[[f32; 3]], radii: &[f32]) -> Extent {
@@ -262,7 +364,14 @@ fn draw(path: &Path, view: &TissueView<'_>) -> Result<Image, IoError> {
     if !(MIN_WIDTH..=MAX_SIDE).contains(&width) {
         return Err(IoError::BadWidth { path: path.to_path_buf(), width_px: width, min: MIN_WIDTH, max: MAX_SIDE });
     }
-    let field = view.field.map(|(g, d)| check_field(path, g, d)).transpose()?;
+    if let Some((g, d)) = view.field {
+        check_grid(path, g, d)?;
+    }
+    let layer = match view.slice_z {
+        Some(z) => check_slice(path, view, z)?,
+        None => None,
+    };
+    let field = view.field.map(|(g, d)| flatten(g, d, layer));
     let extent = match &field {
         Some(f) => Extent {
             x0: f.origin[0],
@@ -324,7 +433,10 @@ fn draw(path: &Path, view: &TissueView<'_>) -> Result<Image, IoError> {
         }
     }
     match labels.title {
-        Some(title) => Ok(with_title(img, title, title_h as usize, scale)),
+        Some(title) => {
+            let title = full_title(title, view.slice_z, depth(view).is_ok());
+            Ok(with_title(img, &title, title_h as usize, scale))
+        }
         None => Ok(img),
     }
 }
@@ -420,15 +532,28 @@ fn draw_field(img: &mut Image, map_h: u32, f: &FlatField, t: &Transform, range: 
 fn draw_cells(img: &mut Image, map_h: u32, view: &TissueView<'_>, t: &Transform, value_range: Option<(f32, f32)>) {
     let mut order: Vec<usize> = (0..view.positions.len()).collect();
     // Seen from above: low z first, so higher cells cover lower ones. Stable, so a 2D
-    // tissue keeps its input order.
-    order.sort_by(|&a, &b| view.positions[a][2].total_cmp(&view.positions[b][2]));
+    // tissue keeps its input order. A slice keeps the input order.
+    if view.slice_z.is_none() {
+        order.sort_by(|&a, &b| view.positions[a][2].total_cmp(&view.positions[b][2]));
+    }
     let (w, h) = (img.width as i64, i64::from(map_h));
     for i in order {
-        let [x, y, _] = view.positions[i];
+        let [x, y, z] = view.positions[i];
         let r = view.radii[i];
         if !(x.is_finite() && y.is_finite() && r.is_finite()) {
             continue;
         }
+        // In a slice, the disc the plane cuts from the cell's sphere, if it cuts it.
+        let r = match view.slice_z {
+            None => r,
+            Some(plane) => {
+                let dz = z - plane;
+                if !dz.is_finite() || dz.abs() >= r {
+                    continue;
+                }
+                (r * r - dz * dz).sqrt()
+            }
+        };
         let fill = match view.colour {
             CellColour::Value(v) => match (v[i].is_finite(), value_range) {
                 (true, Some((lo, hi))) => colour::sample(&colour::MAGMA, colour::normalise(v[i], lo, hi, 0.5)),
@@ -562,7 +687,9 @@ mod tests {
     #[test]
     fn field_is_averaged_over_z() {
         let grid = Grid { nx: 2, ny: 1, nz: 2, dx: 1.0, origin: [0.0; 3] };
-        let f = check_field(Path::new("x.png"), &grid, &[1.0, 2.0, 3.0, 6.0]).unwrap();
+        let data = [1.0, 2.0, 3.0, 6.0];
+        check_grid(Path::new("x.png"), &grid, &data).unwrap();
+        let f = flatten(&grid, &data, None);
         assert_eq!(f.values, vec![2.0, 4.0]);
     }
 
@@ -579,6 +706,7 @@ mod tests {
             colour: CellColour::Category(&[0, 1, 1]),
             width_px: 400,
             labels: Labels::default(),
+            slice_z: None,
         };
         let labels = Labels {
             title: Some("wnt-organiser: cell type, t = 240 min"),
@@ -631,6 +759,158 @@ mod tests {
         assert_eq!(font::label_text("t = 5 min, 20 µm"), format!("T = 5 MIN, 20 µ{}", font::SMALL_M));
     }
 
+    /// A 100 × 100 × 50 µm grid of 10 µm voxels whose layer 1 (z in [10, 20) µm) rises
+    /// with x and whose other layers fall with x, ten times as steeply: the average over z
+    /// falls with x, so a slice that averaged would be drawn the other way round.
+    fn layered_field() -> (Grid, Vec<f32>) {
+        let grid = Grid { nx: 10, ny: 10, nz: 5, dx: 10.0, origin: [0.0; 3] };
+        let mut data = Vec::with_capacity(grid.voxels());
+        for k in 0..grid.nz {
+            for _ in 0..grid.ny {
+                for i in 0..grid.nx {
+                    data.push(if k == 1 { i as f32 } else { 10.0 * (9 - i) as f32 });
+                }
+            }
+        }
+        (grid, data)
+    }
+
+    /// Four cells of radius 10 µm: one centred on the plane z = 15, one 6 µm above it (cut
+    /// as a disc of radius 8), one 25 µm above it and one exactly 10 µm above it (not cut).
+    const SLICE_CELLS: [[f32; 3]; 4] = [[30.0, 50.0, 15.0], [70.0, 50.0, 21.0], [50.0, 80.0, 40.0], [50.0, 20.0, 25.0]];
+
+    #[test]
+    fn a_slice_draws_only_the_cells_it_cuts_as_their_cross_sections_over_one_field_layer() {
+        let (grid, data) = layered_field();
+        let types = [0, 1, 2, 3];
+        let view = TissueView {
+            field: Some((&grid, &data)),
+            positions: &SLICE_CELLS,
+            radii: &[10.0; 4],
+            colour: CellColour::Category(&types),
+            width_px: 100,
+            labels: Labels::default(),
+            slice_z: Some(15.0),
+        };
+        // 100 µm on 100 px: world (x, y) is pixel (floor(x), floor(100 − y)).
+        let slice = draw(Path::new("x.png"), &view).unwrap();
+        let above = draw(Path::new("x.png"), &TissueView { slice_z: None, ..view }).unwrap();
+        let (dark, bright) = ([68, 1, 84], [253, 231, 37]);
+
+        // The field is layer 1's, rising with x; from above it is the average, falling.
+        assert_eq!((slice.get(0, 0), slice.get(99, 0)), (dark, bright), "the slice shows layer 1");
+        assert_eq!((above.get(0, 0), above.get(99, 0)), (bright, dark), "from above, the mean over z");
+
+        // The cell centred on the plane is drawn whole.
+        assert_eq!(slice.get(30, 50), colour::category(0));
+        assert_eq!(slice.get(39, 50), INK, "its outline at 9.5 µm from the centre");
+        // The cell 6 µm above is a disc of radius sqrt(10² − 6²) = 8 µm: filled at 6.5 µm,
+        // outlined at 7.5 µm and gone at 8.5 µm, where the whole cell (seen from above) is
+        // still filled.
+        assert_eq!(slice.get(76, 50), colour::category(1));
+        assert_eq!(slice.get(77, 50), INK);
+        assert_ne!(slice.get(78, 50), colour::category(1));
+        assert_ne!(slice.get(78, 50), INK);
+        assert_eq!(above.get(78, 50), colour::category(1));
+        // The cells the plane misses (25 µm above, and exactly one radius above) are not
+        // drawn at all; from above they are.
+        for (x, y, k) in [(50, 20, 2), (50, 80, 3)] {
+            assert_eq!(above.get(x, y), colour::category(k));
+            assert_ne!(slice.get(x, y), colour::category(k), "cell {k} is not in the plane");
+        }
+        // Nothing but the two cut cells in the map: no pixel of cells 2 and 3's colours.
+        let map =
+            |img: &Image, c: Rgb| (0..100).flat_map(|y| (0..100).map(move |x| (x, y))).any(|(x, y)| img.get(x, y) == c);
+        assert!(!map(&slice, colour::category(2)) && !map(&slice, colour::category(3)));
+    }
+
+    #[test]
+    fn the_slice_layer_is_the_one_holding_z() {
+        let (grid, data) = layered_field();
+        let f = flatten(&grid, &data, Some(1));
+        assert_eq!(f.values[..10], [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]);
+        let view = TissueView {
+            field: Some((&grid, &data)),
+            positions: &SLICE_CELLS,
+            radii: &[10.0; 4],
+            colour: CellColour::Category(&[0; 4]),
+            width_px: 100,
+            labels: Labels::default(),
+            slice_z: None,
+        };
+        let layer = |z| check_slice(Path::new("x.png"), &view, z).unwrap();
+        assert_eq!(
+            [layer(0.0), layer(9.99), layer(10.0), layer(15.0), layer(49.0), layer(50.0)],
+            [Some(0), Some(0), Some(1), Some(1), Some(4), Some(4)]
+        );
+    }
+
+    #[test]
+    fn a_slice_outside_the_tissue_or_of_a_flat_tissue_is_refused_naming_the_height() {
+        let (grid, data) = layered_field();
+        let view = TissueView {
+            field: Some((&grid, &data)),
+            positions: &SLICE_CELLS,
+            radii: &[10.0; 4],
+            colour: CellColour::Category(&[0; 4]),
+            width_px: 100,
+            labels: Labels::default(),
+            slice_z: Some(60.0),
+        };
+        let err = draw(Path::new("x.png"), &view).err().expect("z = 60 is above the grid");
+        assert!(matches!(err, IoError::SliceOutside { z0: 0.0, z1: 50.0, .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains("`z = 60` µm") && msg.contains("the field's grid, which spans z = 0 to 50 µm"), "{msg}");
+        let err = draw(Path::new("x.png"), &TissueView { slice_z: Some(f32::NAN), ..view }).err().unwrap();
+        assert!(matches!(err, IoError::SliceOutside { .. }), "{err:?}");
+
+        // Without a field, the cells' extent: 15 − 10 to 40 + 10 µm.
+        let cells = TissueView { field: None, slice_z: Some(-5.5), ..view };
+        let err = draw(Path::new("x.png"), &cells).err().unwrap().to_string();
+        assert!(
+            err.contains("`z = -5.5` µm is outside the cells (centres ± radii), which spans z = 5 to 50 µm"),
+            "{err}"
+        );
+        assert!(draw(Path::new("x.png"), &TissueView { slice_z: Some(45.0), ..cells }).is_ok());
+
+        // A 2D tissue: one voxel layer, or (without a field) every cell at one z.
+        let flat = Grid { nz: 1, ..grid };
+        let err =
+            draw(Path::new("x.png"), &TissueView { field: Some((&flat, &data[..100])), slice_z: Some(0.0), ..view })
+                .err()
+                .unwrap();
+        assert!(matches!(err, IoError::SliceOf2d { .. }), "{err:?}");
+        assert!(err.to_string().contains("needs a 3D tissue, but the field's grid has one voxel layer"), "{err}");
+        let planar = [[30.0, 50.0, 0.0], [70.0, 50.0, 0.0]];
+        let err = draw(
+            Path::new("x.png"),
+            &TissueView {
+                field: None,
+                positions: &planar,
+                radii: &[10.0; 2],
+                colour: CellColour::Category(&[0; 2]),
+                slice_z: Some(0.0),
+                ..view
+            },
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(err.contains("every cell lies at z = 0 µm"), "{err}");
+    }
+
+    #[test]
+    fn the_title_says_slice_or_seen_from_above() {
+        assert_eq!(full_title("cell type, t = 60 min", Some(50.0), true), "cell type, t = 60 min, slice z = 50 µm");
+        assert_eq!(full_title("cell type", Some(12.5), true), "cell type, slice z = 12.5 µm");
+        assert_eq!(full_title("cell type", None, true), "cell type, seen from above");
+        assert_eq!(full_title("cell type", None, false), "cell type", "a 2D tissue is just the tissue");
+        assert_eq!(
+            [format_um(750.0), format_um(-3.25), format_um(0.1), format_um(-0.001)],
+            ["750", "-3.25", "0.1", "0"]
+        );
+    }
+
     #[test]
     fn tiny_cell_still_gets_a_pixel() {
         let view = TissueView {
@@ -640,6 +920,7 @@ mod tests {
             colour: CellColour::Category(&[3, 3]),
             width_px: 64,
             labels: Labels::default(),
+            slice_z: None,
         };
         let img = draw(Path::new("x.png"), &view).unwrap();
         let hits = img.rgb.chunks(3).filter(|p| *p == colour::category(3)).count();

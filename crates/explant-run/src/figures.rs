@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use explant_io::{
-    CellColour, Labels, RunSnapshot, TissueView, panels_svg, read_snapshot, render_png, response_plot,
+    CellColour, Labels, RunSnapshot, TissueView, format_um, panels_svg, read_snapshot, render_png, response_plot,
     timeseries_genes, timeseries_plots, write_text,
 };
 use explant_scene::{LoadedScene, suggest};
@@ -31,6 +31,10 @@ pub struct RenderOptions {
     pub ligand: Option<String>,
     /// Output directory (default `RUN_DIR/figures`), created if needed.
     pub out: Option<PathBuf>,
+    /// Draw the tissue as the slice at this height (µm) instead of from above (see
+    /// [`TissueView`]'s slices); the file name ends with `_z<Z>`, e.g.
+    /// `tissue_cell_type_z50.png`, so the projection is kept. A 2D run is refused.
+    pub slice_z: Option<f32>,
 }
 
 /// Draw the figures of the run in `run_dir` and return the paths written, in order:
@@ -39,21 +43,24 @@ pub struct RenderOptions {
 ///    (radii from `obs['radius']`, else 5 µm) coloured by the gene's expression or by cell
 ///    type, over the heat map of one ligand (none when the run has no ligands). When
 ///    `opts.snapshot` is given the file name ends with the snapshot's name, e.g.
-///    `tissue_DLL1_tick_0000060.png`;
-/// 2. `timeseries.svg`, when the run has `timeseries.csv`: one panel per gene (the chosen
+///    `tissue_DLL1_tick_0000060.png`. A 3D tissue is drawn from above, or with
+///    `opts.slice_z` as the slice at that height, the name ending with `_z<Z>`;
+/// 2. for a 3D tissue drawn from above, also the slice through its middle: the same name
+///    ending with `_z<MID>` ([`middle_z`]), e.g. `tissue_cell_type_z750.png`;
+/// 3. `timeseries.svg`, when the run has `timeseries.csv`: one panel per gene (the chosen
 ///    gene, else the first six), the pseudobulk mean of each cell type over time, with the
 ///    paired control dashed when `timeseries_control.csv` exists;
-/// 3. `response_vs_distance.svg`, when the run has `response_vs_distance.csv`: the mean
+/// 4. `response_vs_distance.svg`, when the run has `response_vs_distance.csv`: the mean
 ///    effect (perturbed − control) of each gene against distance from the perturbation.
 ///
 /// # Errors
 ///
 /// When `run_dir` is not a run directory (no `manifest.json`), a file cannot be read or
 /// written, or the gene or ligand is not in the snapshot (the message suggests the
-/// closest name). Every message names the file or option at fault.
+/// closest name), or a slice is asked of a 2D run or at a height outside the tissue.
+/// Every message names the file or option at fault.
 pub fn render_figures(run_dir: &Path, opts: &RenderOptions) -> Result<Vec<PathBuf>, RunError> {
-    let f = draw_figures(run_dir, opts)?;
-    Ok(std::iter::once(f.tissue).chain(f.timeseries).chain(f.response).collect())
+    Ok(draw_figures(run_dir, opts)?.paths())
 }
 
 /// What [`draw_figures`] wrote, with what the report says about the picture.
@@ -62,6 +69,8 @@ pub struct Figures {
     pub tissue: PathBuf,
     /// What the picture shows, in words (colours, legend numbers, ligand).
     pub tissue_caption: String,
+    /// For a 3D tissue drawn from above, the slice through its middle z, with its caption.
+    pub middle_slice: Option<(PathBuf, String)>,
     /// `timeseries.svg`, if drawn.
     pub timeseries: Option<PathBuf>,
     /// `response_vs_distance.svg`, if drawn.
@@ -70,6 +79,14 @@ pub struct Figures {
     pub scene: Option<LoadedScene>,
     /// Notes for the user (figures not drawn and why).
     pub notes: Vec<String>,
+}
+
+impl Figures {
+    /// Every file written, in [`render_figures`]' order.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        let slice = self.middle_slice.as_ref().map(|(p, _)| p);
+        std::iter::once(&self.tissue).chain(slice).chain(&self.timeseries).chain(&self.response).cloned().collect()
+    }
 }
 
 /// [`render_figures`], keeping what the report needs.
@@ -84,11 +101,23 @@ pub fn draw_figures(run_dir: &Path, opts: &RenderOptions) -> Result<Figures, Run
     let scene = run_scene(&dir, &snap);
     let gene = opts.gene.as_deref().map(|g| gene_index(&snap, &snapshot_path, g)).transpose()?;
     let ligand = choose_ligand(&snap, &snapshot_path, scene.as_ref(), opts.ligand.as_deref())?;
+    if let (Some(z), 2) = (opts.slice_z, snap.dims) {
+        return Err(RunError::Invalid(format!(
+            "`--slice-z {}`: `{}` holds a 2D tissue (`obsm/spatial` has 2 columns); a slice needs a 3D run",
+            format_um(z),
+            snapshot_path.display()
+        )));
+    }
 
     let out = opts.out.clone().unwrap_or_else(|| dir.path(RunFile::Figures));
     std::fs::create_dir_all(&out).map_err(RunError::file("create the figure directory", &out))?;
     let width_px = scene.as_ref().map_or(DEFAULT_WIDTH_PX, |s| s.scene.output.image_width);
-    let (tissue, tissue_caption) = draw_tissue(&snap, &snapshot_path, named, gene, ligand.as_deref(), width_px, &out)?;
+    let shown = Shown { gene, ligand: ligand.as_deref(), slice_z: opts.slice_z };
+    let (tissue, tissue_caption) = draw_tissue(&snap, &snapshot_path, named, &shown, width_px, &out)?;
+    let middle = if snap.dims == 3 && opts.slice_z.is_none() { middle_z(&snap) } else { None };
+    let middle_slice = middle
+        .map(|z| draw_tissue(&snap, &snapshot_path, named, &Shown { slice_z: Some(z), ..shown }, width_px, &out))
+        .transpose()?;
     let mut notes = Vec::new();
     match dir.manifest().map(|m| m.status) {
         Ok(crate::Status::Completed) => {}
@@ -107,7 +136,7 @@ pub fn draw_figures(run_dir: &Path, opts: &RenderOptions) -> Result<Figures, Run
         notes.push(format!("`{}` has no `timeseries.csv`; no time-series figure", run_dir.display()));
     }
     let response = draw_response(&dir, &out)?;
-    Ok(Figures { tissue, tissue_caption, timeseries, response, scene, notes })
+    Ok(Figures { tissue, tissue_caption, middle_slice, timeseries, response, scene, notes })
 }
 
 /// The snapshot file to draw, and whether the user named it.
@@ -133,16 +162,41 @@ fn snapshot_to_draw(dir: &RunDir, asked: Option<&Path>) -> Result<(PathBuf, bool
     }
 }
 
+/// The height (µm) of the slice through the middle of a 3D snapshot's tissue: halfway
+/// between its lowest and highest cell centres, rounded to a whole µm (for a short file
+/// name), kept inside the field's grid; `None` without a cell with a finite position.
+pub fn middle_z(snap: &RunSnapshot) -> Option<f32> {
+    let zs = snap.positions.iter().map(|p| p[2]).filter(|z| z.is_finite());
+    let (lo, hi) =
+        zs.fold(None, |acc: Option<(f32, f32)>, z| Some(acc.map_or((z, z), |(a, b)| (a.min(z), b.max(z)))))?;
+    let z = (0.5 * (f64::from(lo) + f64::from(hi))).round() as f32;
+    Some(match &snap.fields {
+        Some(f) => z.clamp(f.grid.origin[2], f.grid.origin[2] + f.grid.nz as f32 * f.grid.dx),
+        None => z,
+    })
+}
+
+/// What one tissue picture shows.
+#[derive(Clone, Copy)]
+struct Shown<'a> {
+    /// Colour the cells by this gene (index into the snapshot's genes), else by cell type.
+    gene: Option<usize>,
+    /// The ligand under the cells.
+    ligand: Option<&'a str>,
+    /// The slice's height, else the view from above.
+    slice_z: Option<f32>,
+}
+
 /// The tissue picture and its caption.
 fn draw_tissue(
     snap: &RunSnapshot,
     snapshot_path: &Path,
     named: bool,
-    gene: Option<usize>,
-    ligand: Option<&str>,
+    shown: &Shown<'_>,
     width_px: u32,
     out: &Path,
 ) -> Result<(PathBuf, String), RunError> {
+    let Shown { gene, ligand, slice_z } = *shown;
     let n = snap.cells;
     let radii = snap.radii.clone().unwrap_or_else(|| vec![DEFAULT_RADIUS; n]);
     let values: Vec<f32>;
@@ -170,14 +224,28 @@ fn draw_tissue(
         }
         _ => None,
     };
+    match slice_z {
+        Some(z) => caption.push_str(&format!(
+            ", in the slice at z = {} µm (the cells it cuts, the field in that voxel layer)",
+            format_um(z)
+        )),
+        None if snap.dims == 3 => caption.push_str(", seen from above (the field averaged over z)"),
+        None => {}
+    }
     let time = snap.time_min.map(|t| format!(" at {t} min")).unwrap_or_default();
     caption.push_str(&format!("{time}, from {}", file_name(snapshot_path)));
-    let suffix = if named { format!("_{}", file_stem(snapshot_path)) } else { String::new() };
+    let mut suffix = if named { format!("_{}", file_stem(snapshot_path)) } else { String::new() };
+    if let Some(z) = slice_z {
+        suffix.push_str(&sanitise(&format!("_z{}", format_um(z))));
+    }
     let tissue = out.join(format!("tissue_{}{suffix}.png", sanitise(&what)));
     let shown_ligand = ligand.filter(|_| field.is_some());
     let words = PictureWords::new(gene.map(|g| snap.genes[g].as_str()), shown_ligand, snap.time_min);
     let labels = words.labels(&snap.cell_type_names);
-    render_png(&tissue, &TissueView { field, positions: &snap.positions, radii: &radii, colour, width_px, labels })?;
+    render_png(
+        &tissue,
+        &TissueView { field, positions: &snap.positions, radii: &radii, colour, width_px, labels, slice_z },
+    )?;
     Ok((tissue, caption))
 }
 
@@ -379,6 +447,19 @@ mod tests {
         assert_eq!(choose_ligand(&none, p, None, None).unwrap(), None);
         let err = choose_ligand(&none, p, None, Some("EGF")).unwrap_err().to_string();
         assert!(err.contains("holds no ligand fields"), "{err}");
+    }
+
+    #[test]
+    fn the_middle_slice_is_halfway_up_the_cells_in_whole_micrometres_and_inside_the_grid() {
+        let mut snap = snapshot_with_fields(&["O2"]);
+        snap.dims = 3;
+        snap.positions = vec![[0.0, 0.0, 10.0], [0.0, 0.0, f32::NAN], [0.0, 0.0, 31.4]];
+        snap.fields.as_mut().unwrap().grid = explant_field::Grid { nx: 1, ny: 1, nz: 3, dx: 10.0, origin: [0.0; 3] };
+        assert_eq!(middle_z(&snap), Some(21.0));
+        snap.fields.as_mut().unwrap().grid.nz = 1;
+        assert_eq!(middle_z(&snap), Some(10.0), "kept inside the grid");
+        snap.positions.clear();
+        assert_eq!(middle_z(&snap), None);
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub fn write_report(run_dir: &Path, out: &Path) -> Result<(Vec<PathBuf>, Vec<Str
         Section { heading: "Stage times".into(), blocks: vec![stage_table(&manifest)] },
     ];
     let mut pictures = vec![png(&figures.tissue, &figures.tissue_caption)?];
+    if let Some((path, caption)) = &figures.middle_slice {
+        pictures.push(png(path, caption)?);
+    }
     let own = dir.path(RunFile::Picture);
     if own.exists() {
         let how = scene.as_ref().map_or(String::new(), |s| {
@@ -71,8 +74,7 @@ pub fn write_report(run_dir: &Path, out: &Path) -> Result<(Vec<PathBuf>, Vec<Str
         std::fs::create_dir_all(parent).map_err(RunError::file("create", parent))?;
     }
     write_text(out, &report.to_html())?;
-    let mut written: Vec<PathBuf> =
-        std::iter::once(figures.tissue).chain(figures.timeseries).chain(figures.response).collect();
+    let mut written = figures.paths();
     written.extend(explained);
     written.push(out.to_path_buf());
     Ok((written, figures.notes))

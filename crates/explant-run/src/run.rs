@@ -623,6 +623,7 @@ fn draw_picture(sim: &mut Simulation, scene: &LoadedScene, dir: &RunDir) -> Resu
         colour,
         width_px: sc.output.image_width,
         labels: words.labels(&type_names),
+        slice_z: None,
     };
     render_png(&png, &view)?;
     Ok(png)

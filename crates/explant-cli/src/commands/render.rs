@@ -13,12 +13,18 @@ pub fn render(args: RenderArgs) -> Result<()> {
     if let Some(out) = &args.out {
         refuse_non_empty(out, args.force)?;
     }
-    let opts = RenderOptions { snapshot: args.snapshot, gene: args.gene, ligand: args.ligand, out: args.out };
+    let opts = RenderOptions {
+        snapshot: args.snapshot,
+        gene: args.gene,
+        ligand: args.ligand,
+        out: args.out,
+        slice_z: args.slice_z,
+    };
     let f = draw_figures(&args.run_dir, &opts)?;
     for note in &f.notes {
         eprintln!("note: {note}");
     }
-    for p in std::iter::once(&f.tissue).chain(&f.timeseries).chain(&f.response) {
+    for p in f.paths() {
         println!("wrote {}", p.display());
     }
     Ok(())

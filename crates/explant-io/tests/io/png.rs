@@ -67,6 +67,7 @@ fn field_and_categories_decode_with_right_size_and_cell_colours() {
         colour: CellColour::Category(&[0, 1, 0]),
         width_px: 400,
         labels: Labels::default(),
+        slice_z: None,
     };
     render_png(&path, &view).unwrap();
     let img = Decoded::read(&path);
@@ -95,6 +96,7 @@ fn values_use_the_ends_of_the_cell_colour_map() {
         colour: CellColour::Value(&[2.0, 7.0, f32::NAN]),
         width_px: 300,
         labels: Labels::default(),
+        slice_z: None,
     };
     render_png(&path, &view).unwrap();
     let img = Decoded::read(&path);
@@ -124,6 +126,7 @@ fn higher_cells_cover_lower_ones_in_3d() {
         colour: CellColour::Category(&[2, 3]),
         width_px: 100,
         labels: Labels::default(),
+        slice_z: None,
     };
     let path = dir.join("a.png");
     render_png(&path, &view).unwrap();
@@ -145,6 +148,7 @@ fn output_is_deterministic() {
         colour: CellColour::Value(&values),
         width_px: 512,
         labels: Labels::default(),
+        slice_z: None,
     };
     render_png(&dir.join("a.png"), &view).unwrap();
     render_png(&dir.join("b.png"), &view).unwrap();
@@ -162,6 +166,7 @@ fn empty_tissue_still_draws() {
         colour: CellColour::Value(&[]),
         width_px: 64,
         labels: Labels::default(),
+        slice_z: None,
     };
     render_png(&path, &view).unwrap();
     assert_eq!(Decoded::read(&path).width, 64);
@@ -188,6 +193,7 @@ fn mismatched_lengths_and_bad_sizes_are_errors() {
         colour: CellColour::Category(&[0, 1, 0]),
         width_px: 200,
         labels: Labels::default(),
+        slice_z: None,
     };
     let err = render_error("radii", TissueView { radii: &[1.0], ..base });
     assert!(matches!(err, IoError::LengthMismatch { what: "radii", found: 1, expected: 3, .. }));
@@ -204,4 +210,29 @@ fn mismatched_lengths_and_bad_sizes_are_errors() {
     let tall = vec![0.0; 10_000];
     let err = render_error("aspect", TissueView { field: Some((&thin, &tall)), ..base });
     assert!(matches!(err, IoError::BadAspect { .. }), "{err:?}");
+}
+
+#[test]
+fn a_slice_outside_the_grid_or_of_a_2d_tissue_is_an_error_and_leaves_no_file() {
+    let grid = Grid { nx: 10, ny: 10, nz: 3, dx: 10.0, origin: [0.0, 0.0, 100.0] };
+    let data = vec![1.0; grid.voxels()];
+    let base = TissueView {
+        field: Some((&grid, &data)),
+        positions: &[[50.0, 50.0, 115.0]],
+        radii: &[10.0],
+        colour: CellColour::Category(&[0]),
+        width_px: 100,
+        labels: Labels::default(),
+        slice_z: Some(15.0),
+    };
+    let err = render_error("slice_below", base);
+    assert!(matches!(err, IoError::SliceOutside { z: 15.0, z0: 100.0, z1: 130.0, .. }), "{err:?}");
+    assert!(err.to_string().contains("spans z = 100 to 130 µm"), "{err}");
+    let (flat, data2d) = field();
+    let err = render_error("slice_2d", TissueView { field: Some((&flat, &data2d)), ..base });
+    assert!(matches!(err, IoError::SliceOf2d { .. }), "{err:?}");
+    // Inside the grid it draws.
+    let path = scratch("slice_ok").join("t.png");
+    render_png(&path, &TissueView { slice_z: Some(115.0), ..base }).unwrap();
+    assert_eq!(Decoded::read(&path).at(50, 50), [31, 119, 180], "the cut cell, tab10 blue");
 }
