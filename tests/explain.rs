@@ -238,6 +238,9 @@ fn axin2_and_lgr5_respond_to_a_wnt3a_knockout_through_ligand_wnt3a() {
     };
     let printed = gradients(&[]);
     assert!(printed.contains("(method: gradients, 16 point(s) per integral, beside ablation)"), "{printed}");
+    let all_threads = read(&out.join("explain/attribution.csv"));
+    gradients(&["--threads", "1"]);
+    assert_eq!(read(&out.join("explain/attribution.csv")), all_threads, "gradients depend on the thread count");
     let agree = printed.lines().find(|l| l.starts_with("gradients vs ablation")).expect("the comparison line");
     assert!(agree.contains("the same top channel in 14 of 14"), "{agree}");
     let rows = attribution(&out);
