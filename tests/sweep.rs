@@ -178,7 +178,8 @@ fn a_local_sweep_records_failures_resumes_after_a_crash_and_matches_snakemake() 
         panic!("EXPLANT_REQUIRE_PYTHON=1 but `{}` does not exist", python.display());
     }
 
-    // The same sweep through Snakemake gives the same table.
+    // The same sweep through Snakemake gives the same table, its failed points included:
+    // a run that diverges (exit status 3) is a result, not a failed job.
     let snakemake = repo().join(".venv/bin/snakemake");
     if !snakemake.exists() {
         if std::env::var("EXPLANT_REQUIRE_PYTHON").as_deref() == Ok("1") {
@@ -190,22 +191,28 @@ fn a_local_sweep_records_failures_resumes_after_a_crash_and_matches_snakemake() 
     let wf = dir.join("wf");
     let o = explant(&[
         "sweep".as_ref(),
-        dir.join("good.toml").as_os_str(),
+        dir.join("sweep.toml").as_os_str(),
         "--emit".as_ref(),
         "snakemake".as_ref(),
         "--out".as_ref(),
         wf.as_os_str(),
     ]);
     assert!(o.status.success(), "{}", text(&o.stderr));
-    let o = Command::new(&snakemake)
-        .args(["--cores", "2", "--snakefile", "Snakefile", "--quiet"])
-        .current_dir(&wf)
-        .env("HOME", dir)
-        .env("XDG_CACHE_HOME", dir.join("cache"))
-        .output()
-        .expect("start snakemake");
+    let o = snakemake_in(&wf, dir, &["--cores", "2"]);
     assert!(o.status.success(), "snakemake failed:\n{}\n{}", text(&o.stdout), text(&o.stderr));
-    assert_eq!(table(&wf), before, "Snakemake and the local runner give the same table");
+    assert_eq!(table(&wf), rows, "Snakemake and the local runner give the same table, failures included");
+}
+
+/// Run the real `snakemake` in the emitted workflow folder `wf` (its caches under `home`).
+fn snakemake_in(wf: &Path, home: &Path, args: &[&str]) -> Output {
+    Command::new(repo().join(".venv/bin/snakemake"))
+        .args(["--snakefile", "Snakefile", "--quiet"])
+        .args(args)
+        .current_dir(wf)
+        .env("HOME", home)
+        .env("XDG_CACHE_HOME", home.join("cache"))
+        .output()
+        .expect("start snakemake")
 }
 
 #[test]
