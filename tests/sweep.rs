@@ -198,15 +198,65 @@ fn a_local_sweep_records_failures_resumes_after_a_crash_and_matches_snakemake() 
         wf.as_os_str(),
     ]);
     assert!(o.status.success(), "{}", text(&o.stderr));
-    let o = snakemake_in(&wf, dir, &["--cores", "2"]);
+    let o = snakemake_in(&wf, dir, &["--cores", "2", "--quiet"]);
     assert!(o.status.success(), "snakemake failed:\n{}\n{}", text(&o.stdout), text(&o.stderr));
     assert_eq!(table(&wf), rows, "Snakemake and the local runner give the same table, failures included");
+
+    // Batched: 12 points in 3 jobs of at most 5, each declaring its resources; the SLURM
+    // profile plans them (a dry run needs no SLURM), and the workflow, run here with the
+    // executable named by `--config`, gives the same table.
+    let batched = dir.join("batched");
+    let o = explant(&[
+        "sweep".as_ref(),
+        dir.join("sweep.toml").as_os_str(),
+        "--emit".as_ref(),
+        "snakemake".as_ref(),
+        "--batch".as_ref(),
+        "5".as_ref(),
+        "--out".as_ref(),
+        batched.as_os_str(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("12 runs in 3 jobs"), "{}", text(&o.stdout));
+    let jobs = std::fs::read_to_string(batched.join("jobs.tsv")).unwrap();
+    assert!(jobs.starts_with("job\truns\tmem_mb\truntime_min\n"), "{jobs}");
+    assert!(jobs.contains("batch_00001\trun_00001 run_00002 run_00003 run_00004 run_00005\t512\t300\n"), "{jobs}");
+    assert!(jobs.contains("batch_00003\trun_00011 run_00012\t512\t120\n"), "{jobs}");
+    let plugin = Command::new(repo().join(".venv/bin/python"))
+        .args(["-c", "import snakemake_executor_plugin_slurm"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if plugin {
+        let o = snakemake_in(&batched, dir, &["--profile", "profiles/slurm", "--executor", "slurm", "--dry-run"]);
+        let plan = text(&o.stdout) + &text(&o.stderr);
+        assert!(o.status.success(), "the SLURM dry run failed:\n{plan}");
+        let count = |job: &str| {
+            plan.lines().find_map(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                (w.len() == 2 && w[0] == job).then(|| w[1].to_owned())
+            })
+        };
+        assert_eq!(
+            (count("batch"), count("collect"), count("total")),
+            (Some("3".into()), Some("1".into()), Some("5".into())),
+            "{plan}"
+        );
+        assert!(plan.contains("mem_mb=512") && plan.contains("runtime=300") && plan.contains("runtime=120"), "{plan}");
+    } else if std::env::var("EXPLANT_REQUIRE_PYTHON").as_deref() == Ok("1") {
+        panic!("EXPLANT_REQUIRE_PYTHON=1 but snakemake-executor-plugin-slurm is not installed (scripts/setup.sh)");
+    } else {
+        eprintln!("\n*** SKIPPED: the SLURM dry run: no snakemake-executor-plugin-slurm ***\n");
+    }
+    let explant_path = format!("explant={EXE}");
+    let o = snakemake_in(&batched, dir, &["--cores", "2", "--quiet", "--config", &explant_path]);
+    assert!(o.status.success(), "snakemake --batch 5 failed:\n{}\n{}", text(&o.stdout), text(&o.stderr));
+    assert_eq!(table(&batched), rows, "batched jobs give the same table");
 }
 
 /// Run the real `snakemake` in the emitted workflow folder `wf` (its caches under `home`).
 fn snakemake_in(wf: &Path, home: &Path, args: &[&str]) -> Output {
     Command::new(repo().join(".venv/bin/snakemake"))
-        .args(["--snakefile", "Snakefile", "--quiet"])
+        .args(["--snakefile", "Snakefile"])
         .args(args)
         .current_dir(wf)
         .env("HOME", home)

@@ -59,6 +59,9 @@ pub struct Prepared {
     pub spec: SweepSpec,
     /// Every point, in order.
     pub points: Vec<Point>,
+    /// Memory of each point's run, MB: `[cluster] mem_mb`, else the estimate from its
+    /// scene ([`crate::snakemake::memory_mb`]).
+    pub memory_mb: Vec<u64>,
     _lock: OutDirLock,
 }
 
@@ -82,10 +85,12 @@ pub fn prepare(spec_path: &Path, out: &Path) -> Result<Prepared, SweepError> {
     }
     crate::readout::check(&spec, spec_path, &base.scene, &format!("the base scene `{}`", scene_path.display()))?;
     let mut scenes = Vec::with_capacity(points.len());
+    let mut memory_mb = Vec::with_capacity(points.len());
     for point in &points {
         let (text, scene) = point_scene(&spec, &base.text, &scene_path, point)?;
         crate::readout::check(&spec, spec_path, &scene.scene, &format!("the scene of point {}", point.id()))?;
         scenes.push(text);
+        memory_mb.push(spec.cluster.mem_mb.unwrap_or_else(|| crate::snakemake::memory_mb(&scene.scene)));
     }
     let copy = spec_copy(spec_path, &scene_path)?;
 
@@ -93,7 +98,7 @@ pub fn prepare(spec_path: &Path, out: &Path) -> Result<Prepared, SweepError> {
     let result = claim(out, spec_path, &copy, &mut created)
         .and_then(|lock| write_sweep(out, &spec, &points, &scenes, &copy, &mut created).map(|()| lock));
     match result {
-        Ok(lock) => Ok(Prepared { spec, points, _lock: lock }),
+        Ok(lock) => Ok(Prepared { spec, points, memory_mb, _lock: lock }),
         Err(e) => {
             created.undo();
             Err(e)
