@@ -161,7 +161,7 @@ rule collect:
 import csv
 
 # The explant executable: the one that wrote this file, or `--config explant=PATH`.
-EXPLANT = config.get("explant", {exe})
+EXPLANT = config.get("explant", {exe:?})
 # One row per job: its runs, memory (MB) and wall time (minutes), from the sweep spec's
 # `[cluster]` and each scene's memory estimate.
 with open("jobs.tsv") as f:
@@ -176,7 +176,7 @@ rule all:
         n = prepared.points.len(),
         name = prepared.spec.name,
         jobs = jobs.len(),
-        exe = format!("{:?}", exe.display().to_string()),
+        exe = exe.display().to_string(),
     );
     let path = out.join("Snakefile");
     write(&path, &snakefile)?;

@@ -343,7 +343,7 @@ fn a_runs_memory_estimate_has_a_floor_and_grows_with_cells_fields_and_a_paired_c
     big.tissue.max_cells = Some(1_000_000);
     // 10⁶ cells at ≥ 612 bytes each, twice over (the safety factor): over 1.2 GB.
     let one = memory_mb(&big);
-    assert!(one > 1224 && one % 64 == 0, "{one}");
+    assert!(one > 1224 && one.is_multiple_of(64), "{one}");
     let perturbed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenes/tumour_immune.toml");
     let mut paired = big.clone();
     paired.perturbations = explant_scene::LoadedScene::from_file(&perturbed).unwrap().scene.perturbations;
