@@ -349,6 +349,24 @@ fn a_misspelt_readout_is_refused_before_any_run_starts_and_leaves_no_folder() {
         "{err}"
     );
     assert!(!out.exists(), "the refused sweep created `{}` (and so could have started runs)", out.display());
+    // `--batch` groups the jobs of an emitted workflow: 0, or without `--emit`, is refused.
+    std::fs::write(dir.join("good.toml"), spec("")).unwrap();
+    for (args, says) in
+        [(&["--batch", "0", "--emit", "snakemake"][..], "`--batch 0`"), (&["--batch", "2"][..], "`--emit snakemake`")]
+    {
+        let o = Command::new(EXE)
+            .arg("sweep")
+            .arg(dir.join("good.toml"))
+            .arg("--out")
+            .arg(&out)
+            .args(args)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("start explant");
+        let err = text(&o.stderr);
+        assert!(o.status.code() == Some(1) && err.contains(says), "{args:?}: {err}");
+        assert!(!out.exists(), "{args:?} created `{}`", out.display());
+    }
 }
 
 #[test]
