@@ -56,7 +56,7 @@ if [ "${#need_pkgs[@]}" -gt 0 ]; then
 fi
 
 # --- Python virtualenv ---------------------------------------------------------
-PY_REQS="anndata==0.12.* numpy h5py pyarrow squidpy==1.8.* snakemake==9.* cell-eval==0.8.2 pdex==0.3.0 meshio==5.3.*"
+PY_REQS="anndata==0.12.* numpy h5py pyarrow squidpy==1.8.* snakemake==9.* cell-eval==0.8.2 pdex==0.3.0 meshio==5.3.* snakemake-executor-plugin-slurm==2.8.*"
 if [ ! -x "$VENV/bin/python" ]; then
   say "creating Python virtualenv in $VENV"
   python3 -m venv "$VENV"

@@ -178,7 +178,8 @@ fn a_local_sweep_records_failures_resumes_after_a_crash_and_matches_snakemake() 
         panic!("EXPLANT_REQUIRE_PYTHON=1 but `{}` does not exist", python.display());
     }
 
-    // The same sweep through Snakemake gives the same table.
+    // The same sweep through Snakemake gives the same table, its failed points included:
+    // a run that diverges (exit status 3) is a result, not a failed job.
     let snakemake = repo().join(".venv/bin/snakemake");
     if !snakemake.exists() {
         if std::env::var("EXPLANT_REQUIRE_PYTHON").as_deref() == Ok("1") {
@@ -190,22 +191,78 @@ fn a_local_sweep_records_failures_resumes_after_a_crash_and_matches_snakemake() 
     let wf = dir.join("wf");
     let o = explant(&[
         "sweep".as_ref(),
-        dir.join("good.toml").as_os_str(),
+        dir.join("sweep.toml").as_os_str(),
         "--emit".as_ref(),
         "snakemake".as_ref(),
         "--out".as_ref(),
         wf.as_os_str(),
     ]);
     assert!(o.status.success(), "{}", text(&o.stderr));
-    let o = Command::new(&snakemake)
-        .args(["--cores", "2", "--snakefile", "Snakefile", "--quiet"])
-        .current_dir(&wf)
-        .env("HOME", dir)
-        .env("XDG_CACHE_HOME", dir.join("cache"))
-        .output()
-        .expect("start snakemake");
+    let o = snakemake_in(&wf, dir, &["--cores", "2", "--quiet"]);
     assert!(o.status.success(), "snakemake failed:\n{}\n{}", text(&o.stdout), text(&o.stderr));
-    assert_eq!(table(&wf), before, "Snakemake and the local runner give the same table");
+    assert_eq!(table(&wf), rows, "Snakemake and the local runner give the same table, failures included");
+
+    // Batched: 12 points in 3 jobs of at most 5, each declaring its resources; the SLURM
+    // profile plans them (a dry run needs no SLURM), and the workflow, run here with the
+    // executable named by `--config`, gives the same table.
+    let batched = dir.join("batched");
+    let o = explant(&[
+        "sweep".as_ref(),
+        dir.join("sweep.toml").as_os_str(),
+        "--emit".as_ref(),
+        "snakemake".as_ref(),
+        "--batch".as_ref(),
+        "5".as_ref(),
+        "--out".as_ref(),
+        batched.as_os_str(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("12 runs in 3 jobs"), "{}", text(&o.stdout));
+    let jobs = std::fs::read_to_string(batched.join("jobs.tsv")).unwrap();
+    assert!(jobs.starts_with("job\truns\tmem_mb\truntime_min\n"), "{jobs}");
+    assert!(jobs.contains("batch_00001\trun_00001 run_00002 run_00003 run_00004 run_00005\t512\t300\n"), "{jobs}");
+    assert!(jobs.contains("batch_00003\trun_00011 run_00012\t512\t120\n"), "{jobs}");
+    let plugin = Command::new(repo().join(".venv/bin/python"))
+        .args(["-c", "import snakemake_executor_plugin_slurm"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if plugin {
+        let o = snakemake_in(&batched, dir, &["--profile", "profiles/slurm", "--executor", "slurm", "--dry-run"]);
+        let plan = text(&o.stdout) + &text(&o.stderr);
+        assert!(o.status.success(), "the SLURM dry run failed:\n{plan}");
+        let count = |job: &str| {
+            plan.lines().find_map(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                (w.len() == 2 && w[0] == job).then(|| w[1].to_owned())
+            })
+        };
+        assert_eq!(
+            (count("batch"), count("collect"), count("total")),
+            (Some("3".into()), Some("1".into()), Some("5".into())),
+            "{plan}"
+        );
+        assert!(plan.contains("mem_mb=512") && plan.contains("runtime=300") && plan.contains("runtime=120"), "{plan}");
+    } else if std::env::var("EXPLANT_REQUIRE_PYTHON").as_deref() == Ok("1") {
+        panic!("EXPLANT_REQUIRE_PYTHON=1 but snakemake-executor-plugin-slurm is not installed (scripts/setup.sh)");
+    } else {
+        eprintln!("\n*** SKIPPED: the SLURM dry run: no snakemake-executor-plugin-slurm ***\n");
+    }
+    let explant_path = format!("explant={EXE}");
+    let o = snakemake_in(&batched, dir, &["--cores", "2", "--quiet", "--config", &explant_path]);
+    assert!(o.status.success(), "snakemake --batch 5 failed:\n{}\n{}", text(&o.stdout), text(&o.stderr));
+    assert_eq!(table(&batched), rows, "batched jobs give the same table");
+}
+
+/// Run the real `snakemake` in the emitted workflow folder `wf` (its caches under `home`).
+fn snakemake_in(wf: &Path, home: &Path, args: &[&str]) -> Output {
+    Command::new(repo().join(".venv/bin/snakemake"))
+        .args(["--snakefile", "Snakefile"])
+        .args(args)
+        .current_dir(wf)
+        .env("HOME", home)
+        .env("XDG_CACHE_HOME", home.join("cache"))
+        .output()
+        .expect("start snakemake")
 }
 
 #[test]
@@ -292,6 +349,24 @@ fn a_misspelt_readout_is_refused_before_any_run_starts_and_leaves_no_folder() {
         "{err}"
     );
     assert!(!out.exists(), "the refused sweep created `{}` (and so could have started runs)", out.display());
+    // `--batch` groups the jobs of an emitted workflow: 0, or without `--emit`, is refused.
+    std::fs::write(dir.join("good.toml"), spec("")).unwrap();
+    for (args, says) in
+        [(&["--batch", "0", "--emit", "snakemake"][..], "`--batch 0`"), (&["--batch", "2"][..], "`--emit snakemake`")]
+    {
+        let o = Command::new(EXE)
+            .arg("sweep")
+            .arg(dir.join("good.toml"))
+            .arg("--out")
+            .arg(&out)
+            .args(args)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("start explant");
+        let err = text(&o.stderr);
+        assert!(o.status.code() == Some(1) && err.contains(says), "{args:?}: {err}");
+        assert!(!out.exists(), "{args:?} created `{}`", out.display());
+    }
 }
 
 #[test]

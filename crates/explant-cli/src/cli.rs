@@ -551,6 +551,10 @@ pub struct SweepArgs {
     /// Worker threads per run.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// With `--emit snakemake`: runs per workflow job (one cluster job runs K points in
+    /// turn, so thousands of points are not thousands of queue entries).
+    #[arg(long, default_value_t = 1, value_name = "K")]
+    pub batch: usize,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,

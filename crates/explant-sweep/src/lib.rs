@@ -25,7 +25,7 @@ pub use error::SweepError;
 pub use parquet::{Column, to_parquet};
 pub use path::{scene_text, set_path};
 pub use readout::{ReadoutValue, readouts};
-pub use spec::{Design, Parameter, Point, Readout, SweepSpec, plan};
+pub use spec::{ClusterSpec, DEFAULT_RUNTIME_MIN, Design, Parameter, Point, Readout, SweepSpec, plan};
 
 /// One row of the results table.
 #[derive(Debug, Clone, PartialEq)]

@@ -5,9 +5,16 @@
 //! Layout of a sweep directory: `sweep.toml` (the spec, its scene path made absolute),
 //! `points.csv` (run id, seed, parameter values), `scenes/run_NNNNN.toml` (the scene of
 //! each point), `runs/run_NNNNN/` (a finished run: written as `runs/.partial-run_NNNNN`
-//! and renamed when `explant run` succeeds), `runs/run_NNNNN.failed` (the error of a
-//! failed run), `results.csv` and `results.parquet` (one row per run), and
-//! `.explant.lock`, held by the one sweep that uses the directory.
+//! and renamed when `explant run` ends with a manifest, that is completed (exit status
+//! 0) or failed in the simulation (exit status 3, its manifest saying `failed` with the
+//! stage and tick)), `runs/run_NNNNN.failed` (the error of a failed run), `results.csv`
+//! and `results.parquet` (one row per run), and `.explant.lock`, held by the one sweep
+//! that uses the directory.
+//!
+//! A run whose simulation failed keeps its directory, so its row is the same whoever ran
+//! it: the local runner here or the Snakemake workflow ([`crate::snakemake`]), whose rule
+//! keeps such a directory as its output. Its error comes from its manifest
+//! ([`failure_text`]); a rerun of the sweep retries it.
 //!
 //! Nothing is written before the whole spec is known to be good: every point's scene is
 //! validated and every readout checked against it first, so a refused spec leaves no
@@ -23,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use explant_run::outdir::{LOCK_FILE, OutDirLock};
 use explant_run::tables::{TableData, write_table};
-use explant_run::{Manifest, RunDir, RunFile};
+use explant_run::{Manifest, RunDir, RunFile, Status};
 use explant_scene::LoadedScene;
 
 use crate::children::Children;
@@ -52,6 +59,9 @@ pub struct Prepared {
     pub spec: SweepSpec,
     /// Every point, in order.
     pub points: Vec<Point>,
+    /// Memory of each point's run, MB: `[cluster] mem_mb`, else the estimate from its
+    /// scene ([`crate::snakemake::memory_mb`]).
+    pub memory_mb: Vec<u64>,
     _lock: OutDirLock,
 }
 
@@ -75,10 +85,12 @@ pub fn prepare(spec_path: &Path, out: &Path) -> Result<Prepared, SweepError> {
     }
     crate::readout::check(&spec, spec_path, &base.scene, &format!("the base scene `{}`", scene_path.display()))?;
     let mut scenes = Vec::with_capacity(points.len());
+    let mut memory_mb = Vec::with_capacity(points.len());
     for point in &points {
         let (text, scene) = point_scene(&spec, &base.text, &scene_path, point)?;
         crate::readout::check(&spec, spec_path, &scene.scene, &format!("the scene of point {}", point.id()))?;
         scenes.push(text);
+        memory_mb.push(spec.cluster.mem_mb.unwrap_or_else(|| crate::snakemake::memory_mb(&scene.scene)));
     }
     let copy = spec_copy(spec_path, &scene_path)?;
 
@@ -86,7 +98,7 @@ pub fn prepare(spec_path: &Path, out: &Path) -> Result<Prepared, SweepError> {
     let result = claim(out, spec_path, &copy, &mut created)
         .and_then(|lock| write_sweep(out, &spec, &points, &scenes, &copy, &mut created).map(|()| lock));
     match result {
-        Ok(lock) => Ok(Prepared { spec, points, _lock: lock }),
+        Ok(lock) => Ok(Prepared { spec, points, memory_mb, _lock: lock }),
         Err(e) => {
             created.undo();
             Err(e)
@@ -246,6 +258,12 @@ pub fn run_local(
             // A marker left by an earlier attempt of a run that has since completed.
             RunState::Finished(_) => remove_if_there(&failed_file(out, point))?,
             RunState::Absent => todo.push(point),
+            RunState::Failed { .. } => {
+                // A failed simulation is retried, as a failure without a directory is.
+                let dir = run_dir(out, point);
+                std::fs::remove_dir_all(&dir).map_err(SweepError::file("remove the failed run", &dir))?;
+                todo.push(point);
+            }
             RunState::Damaged(why) => {
                 progress.note(&format!("{}: {why}; redoing it", point.id()));
                 let dir = run_dir(out, point);
@@ -343,6 +361,14 @@ enum RunState {
     Absent,
     /// A run directory with a manifest that says `completed`.
     Finished(Box<Manifest>),
+    /// A run directory whose manifest says the simulation failed (`explant run` exit
+    /// status 3).
+    Failed {
+        /// [`failure_text`] of the manifest.
+        error: String,
+        /// The run's wall time, seconds.
+        wall_seconds: f64,
+    },
     /// A run directory whose manifest is missing, unreadable or not `completed`: why.
     Damaged(String),
 }
@@ -358,12 +384,33 @@ fn state(out: &Path, point: &Point) -> RunState {
     }
     match dir.manifest() {
         Ok(m) if m.status.is_completed() => RunState::Finished(Box::new(m)),
+        Ok(m) if matches!(m.status, Status::Failed { .. }) => {
+            RunState::Failed { error: failure_text(point, &m.status), wall_seconds: m.wall_seconds }
+        }
         Ok(m) => RunState::Damaged(format!("`{shown}` says the run did not complete ({:?})", m.status)),
         Err(e) => RunState::Damaged(format!("`{shown}` is damaged ({})", explant_run::error_chain(&e))),
     }
 }
 
-/// One run: `explant run` into `runs/.partial-ID`, renamed to `runs/ID` on success.
+/// The error of a run whose manifest says `failed`, as its row and `runs/ID.failed` give
+/// it: `ID: failed at tick T in stage `S`: MESSAGE`. It depends only on the manifest, so
+/// every runner gives the same text.
+pub fn failure_text(point: &Point, status: &Status) -> String {
+    match status {
+        Status::Failed { stage, tick, message } => {
+            format!("{}: failed at tick {tick} in stage `{stage}`: {message}", point.id())
+        }
+        other => format!("{}: the run did not fail ({other:?})", point.id()),
+    }
+}
+
+/// The exit status of `explant run` whose simulation failed after writing its outputs
+/// (README, "Exit status"): the run directory is kept and the point recorded as failed.
+pub const SIMULATION_FAILED: i32 = 3;
+
+/// One run: `explant run` into `runs/.partial-ID`, renamed to `runs/ID` when it ends with
+/// a manifest: completed, or failed in the simulation (exit status 3; the error is then
+/// its [`failure_text`]).
 fn run_point(children: &Children, exe: &Path, out: &Path, point: &Point, threads: usize) -> Result<(), SweepError> {
     let partial = out.join("runs").join(format!(".partial-{}", point.id()));
     let _ = std::fs::remove_file(failed_file(out, point));
@@ -377,6 +424,14 @@ fn run_point(children: &Children, exe: &Path, out: &Path, point: &Point, threads
             &threads.to_string(),
         ]))
         .map_err(SweepError::file("start `explant run` as", exe))?;
+    let dest = run_dir(out, point);
+    if o.status.code() == Some(SIMULATION_FAILED)
+        && let Ok(manifest) = RunDir::new(&partial).manifest()
+        && matches!(manifest.status, Status::Failed { .. })
+    {
+        std::fs::rename(&partial, &dest).map_err(SweepError::file("move a failed run into", &dest))?;
+        return Err(SweepError::Stopped(failure_text(point, &manifest.status)));
+    }
     if !o.status.success() {
         let _ = std::fs::remove_dir_all(&partial);
         let err = String::from_utf8_lossy(&o.stderr);
@@ -388,7 +443,6 @@ fn run_point(children: &Children, exe: &Path, out: &Path, point: &Point, threads
             if last.is_empty() { format!("`explant run` ended with {}", o.status) } else { last.join(" | ") }
         )));
     }
-    let dest = run_dir(out, point);
     std::fs::rename(&partial, &dest).map_err(SweepError::file("move a finished run into", &dest))
 }
 
@@ -411,6 +465,7 @@ fn collect_rows(spec: &SweepSpec, points: &[Point], out: &Path) -> Vec<RunResult
                 Ok(values) => result("completed", values, manifest.wall_seconds, String::new()),
                 Err(e) => result("failed", nan, manifest.wall_seconds, e.to_string()),
             },
+            RunState::Failed { error, wall_seconds } => result("failed", nan, wall_seconds, error),
             RunState::Damaged(why) => {
                 result("failed", nan, f64::NAN, format!("{}: {why}; rerun the sweep to redo it", point.id()))
             }

@@ -38,10 +38,41 @@ pub struct SweepSpec {
     /// What each run reports.
     #[serde(default)]
     pub readouts: Vec<Readout>,
+    /// What the emitted workflow asks a cluster for per run (`[cluster]`).
+    #[serde(default)]
+    pub cluster: ClusterSpec,
 }
 
 fn one() -> usize {
     1
+}
+
+/// `[cluster]`: the resources each run of the emitted Snakemake workflow declares
+/// ([`crate::snakemake`]); the local runner ignores them.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSpec {
+    /// Wall time one run may take, minutes (Snakemake's `runtime`; a batch of K runs asks
+    /// for K times this). Default 60.
+    #[serde(default = "default_runtime_min")]
+    pub runtime_min: u64,
+    /// Memory of one run, MB (Snakemake's `mem_mb`), instead of the estimate from each
+    /// point's scene ([`crate::snakemake::memory_mb`]).
+    #[serde(default)]
+    pub mem_mb: Option<u64>,
+}
+
+/// The default `[cluster] runtime_min`.
+pub const DEFAULT_RUNTIME_MIN: u64 = 60;
+
+fn default_runtime_min() -> u64 {
+    DEFAULT_RUNTIME_MIN
+}
+
+impl Default for ClusterSpec {
+    fn default() -> Self {
+        Self { runtime_min: DEFAULT_RUNTIME_MIN, mem_mb: None }
+    }
 }
 
 /// How parameter values combine into points.
@@ -199,6 +230,18 @@ impl SweepSpec {
                 return Err(bad("samples".into(), "give the number of points to sample (at least 1)".into()));
             }
             _ => {}
+        }
+        if spec.cluster.runtime_min == 0 {
+            return Err(bad(
+                "cluster.runtime_min".into(),
+                "`0`: give the minutes one run may take (at least 1)".into(),
+            ));
+        }
+        if spec.cluster.mem_mb == Some(0) {
+            return Err(bad(
+                "cluster.mem_mb".into(),
+                "`0`: give the MB one run needs, or leave it out for the estimate".into(),
+            ));
         }
         for (i, p) in spec.parameters.iter().enumerate() {
             let at = |f: &str| format!("parameters[{i}].{f}");

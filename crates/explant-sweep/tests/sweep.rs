@@ -315,3 +315,41 @@ fn one_sweep_at_a_time_holds_a_sweep_folder() {
     drop(again);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn the_cluster_section_has_a_default_runtime_and_refuses_zero_naming_the_field() {
+    let s = spec(HEAD).unwrap();
+    assert_eq!((s.cluster.runtime_min, s.cluster.mem_mb), (explant_sweep::DEFAULT_RUNTIME_MIN, None));
+    let s = spec(&format!("{HEAD}[cluster]\nruntime_min = 5\nmem_mb = 2048\n")).unwrap();
+    assert_eq!((s.cluster.runtime_min, s.cluster.mem_mb), (5, Some(2048)));
+    let e = spec(&format!("{HEAD}[cluster]\nruntime_min = 0\n")).unwrap_err();
+    assert!(e.contains("sweep.toml") && e.contains("cluster.runtime_min") && e.contains("`0`"), "{e}");
+    let e = spec(&format!("{HEAD}[cluster]\nmem_mb = 0\n")).unwrap_err();
+    assert!(e.contains("cluster.mem_mb"), "{e}");
+    let e = spec(&format!("{HEAD}[cluster]\nruntime = 5\n")).unwrap_err();
+    assert!(e.contains("runtime"), "{e}");
+}
+
+#[test]
+fn a_runs_memory_estimate_has_a_floor_and_grows_with_cells_fields_and_a_paired_control() {
+    use explant_sweep::snakemake::{FLOOR_MB, memory_mb};
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenes/default.toml");
+    let scene = explant_scene::LoadedScene::from_file(&base).unwrap().scene;
+    let mut small = scene.clone();
+    small.tissue.max_cells = Some(10);
+    small.perturbations.clear();
+    assert_eq!(memory_mb(&small), FLOOR_MB, "a tiny run asks for the floor");
+    let mut big = small.clone();
+    big.tissue.max_cells = Some(1_000_000);
+    // 10⁶ cells at ≥ 612 bytes each, twice over (the safety factor): over 1.2 GB.
+    let one = memory_mb(&big);
+    assert!(one > 1224 && one.is_multiple_of(64), "{one}");
+    let perturbed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenes/tumour_immune.toml");
+    let mut paired = big.clone();
+    paired.perturbations = explant_scene::LoadedScene::from_file(&perturbed).unwrap().scene.perturbations;
+    assert!(!paired.perturbations.is_empty());
+    assert!(memory_mb(&paired) > one + 1000, "a paired control doubles the cells");
+    let mut fine = big.clone();
+    fine.grid.dx /= 4.0;
+    assert!(memory_mb(&fine) >= one, "a finer grid needs no less");
+}

@@ -23,16 +23,24 @@ pub fn sweep(args: SweepArgs) -> Result<()> {
             let (Some(spec), Some(out)) = (args.spec.as_deref(), args.out.as_deref()) else {
                 bail!("give the sweep spec and `--out DIR`");
             };
+            if args.batch == 0 {
+                bail!("`--batch 0`: give the runs per job, at least 1");
+            }
+            if args.batch != 1 && args.emit.is_none() {
+                bail!("`--batch {}` groups runs into workflow jobs; it goes with `--emit snakemake`", args.batch);
+            }
             let prepared = runner::prepare(spec, out)?;
             let exe = std::env::current_exe().context("cannot find the explant executable")?;
             let threads = args.threads.max(1);
             match args.emit {
                 Some(EmitKind::Snakemake) => {
-                    let path = snakemake::emit(&prepared, &exe, out, threads)?;
+                    let path = snakemake::emit(&prepared, &exe, out, threads, args.batch)?;
                     println!(
-                        "wrote {} ({} runs); run it with: cd {} && snakemake --cores N",
+                        "wrote {} ({} runs in {} jobs); run it with: cd {} && snakemake --cores N \
+                         (on SLURM: snakemake --profile profiles/slurm)",
                         path.display(),
                         prepared.points.len(),
+                        prepared.points.len().div_ceil(args.batch),
                         out.display()
                     );
                 }
