@@ -301,8 +301,12 @@ fn a_3d_run_is_drawn_from_above_and_sliced_and_a_slice_outside_it_or_of_a_2d_run
             )),
             "{err}"
         );
+        assert!(err.contains(&format!("`--slice-z {z}` cannot be drawn")), "the message names the option: {err}");
         assert!(!figures.join(format!("tissue_cell_type_z{z}.png")).exists(), "a refused slice left a file");
     }
+    let o = explant(["render".as_ref(), run.as_os_str(), "--slice-z".as_ref(), "nan".as_ref()]);
+    let err = assert_clean_failure(&o, "render --slice-z nan");
+    assert!(err.contains("`--slice-z NaN` is not a height"), "{err}");
 
     // The report shows the view from above, the middle slice and the run's own picture.
     explant_ok(&["report".as_ref(), run.as_os_str()]);

@@ -4,12 +4,17 @@
 use std::path::Path;
 
 use anyhow::{Result, bail};
+use explant_io::IoError;
+use explant_run::RunError;
 use explant_run::figures::{RenderOptions, draw_figures};
 
 use crate::cli::RenderArgs;
 
 /// `explant render`.
 pub fn render(args: RenderArgs) -> Result<()> {
+    if let Some(z) = args.slice_z.filter(|z| !z.is_finite()) {
+        bail!("`--slice-z {z}` is not a height: give a finite z in µm inside the tissue");
+    }
     if let Some(out) = &args.out {
         refuse_non_empty(out, args.force)?;
     }
@@ -20,7 +25,12 @@ pub fn render(args: RenderArgs) -> Result<()> {
         out: args.out,
         slice_z: args.slice_z,
     };
-    let f = draw_figures(&args.run_dir, &opts)?;
+    let f = match (draw_figures(&args.run_dir, &opts), args.slice_z) {
+        (Err(e @ RunError::Io(IoError::SliceOutside { .. } | IoError::SliceOf2d { .. })), Some(z)) => {
+            return Err(anyhow::Error::new(e).context(format!("`--slice-z {z}` cannot be drawn")));
+        }
+        (f, _) => f?,
+    };
     for note in &f.notes {
         eprintln!("note: {note}");
     }
