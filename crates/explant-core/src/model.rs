@@ -288,40 +288,38 @@ impl ResponseModel for Teacher {
     }
 
     fn rates(&mut self, input: &ResponseInput<'_>, rates: &mut [f32]) -> Result<(), ModelError> {
-        use rayon::prelude::*;
-        let (g, l, nt) = (self.genes, self.ligands, self.types);
-        let this = &*self;
-        let counted = input.neighbour_types.len() == input.cells * nt;
-        rates.par_chunks_mut(g).enumerate().for_each(|(i, out)| {
-            this.rate_one(
-                &input.expression[i * g..(i + 1) * g],
-                &input.sensed[i * l..(i + 1) * l],
-                &input.contact[i * g..(i + 1) * g],
-                if counted { &input.neighbour_types[i * nt..(i + 1) * nt] } else { &[] },
-                input.cell_type[i] as usize,
-                out,
-            );
-        });
+        self.per_cell(input, rates, self.genes, Teacher::rate_one);
         Ok(())
     }
 
     fn jacobian(&mut self, input: &ResponseInput<'_>, out: &mut [f32]) -> Result<bool, ModelError> {
+        let width = self.genes * jacobian_width(self.genes, self.ligands, self.types);
+        self.per_cell(input, out, width, Teacher::jacobian_one);
+        Ok(true)
+    }
+}
+
+/// One cell's computation of [`Teacher`]: expression, sensed, contact, counts (empty:
+/// none), cell type, output row.
+type CellFn = fn(&Teacher, &[f32], &[f32], &[f32], &[f32], usize, &mut [f32]);
+
+impl Teacher {
+    /// `f` on every cell of `input` in parallel, cell `i` writing `out[i·width..(i+1)·width]`.
+    fn per_cell(&self, input: &ResponseInput<'_>, out: &mut [f32], width: usize, f: CellFn) {
         use rayon::prelude::*;
         let (g, l, nt) = (self.genes, self.ligands, self.types);
-        let w = jacobian_width(g, l, nt);
-        let this = &*self;
         let counted = input.neighbour_types.len() == input.cells * nt;
-        out[..input.cells * g * w].par_chunks_mut(g * w).enumerate().for_each(|(i, out)| {
-            this.jacobian_one(
+        out[..input.cells * width].par_chunks_mut(width).enumerate().for_each(|(i, row)| {
+            f(
+                self,
                 &input.expression[i * g..(i + 1) * g],
                 &input.sensed[i * l..(i + 1) * l],
                 &input.contact[i * g..(i + 1) * g],
                 if counted { &input.neighbour_types[i * nt..(i + 1) * nt] } else { &[] },
                 input.cell_type[i] as usize,
-                out,
+                row,
             );
         });
-        Ok(true)
     }
 }
 

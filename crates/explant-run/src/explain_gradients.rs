@@ -240,15 +240,7 @@ impl Integrated {
             let alpha = (k as f32 + 0.5) / self.points as f32;
             let at: Vec<Vec<f32>> =
                 (0..3).map(|a| base[a].iter().zip(&u[a]).map(|(b, v)| b + alpha * (v - b)).collect()).collect();
-            let input = ResponseInput {
-                cells: n,
-                expression: x,
-                sensed: &at[0],
-                contact: &at[1],
-                neighbour_types: &at[2],
-                cell_type: &batch.cell_type[..n],
-                dt,
-            };
+            let input = signals_input(x, &at, &batch.cell_type[..n], dt);
             self.model.jacobian(&input, &mut self.jac)?;
             for i in 0..n {
                 for (ci, &c) in self.channels.iter().enumerate() {
@@ -269,15 +261,7 @@ impl Integrated {
         }
         // Completeness: Σ_c IG_c against f(x, u) − f(x, u₀).
         let mut at_base = vec![0.0f32; n * g];
-        let input0 = ResponseInput {
-            cells: n,
-            expression: x,
-            sensed: &base[0],
-            contact: &base[1],
-            neighbour_types: &base[2],
-            cell_type: &batch.cell_type[..n],
-            dt,
-        };
+        let input0 = signals_input(x, &base, &batch.cell_type[..n], dt);
         self.model.rates(&input0, &mut at_base)?;
         for i in 0..n {
             for gene in 0..g {
@@ -303,15 +287,7 @@ impl Integrated {
         for k in 0..self.points {
             let beta = (k as f32 + 0.5) / self.points as f32;
             let at: Vec<f32> = x0.iter().zip(x).map(|(a, b)| a + beta * (b - a)).collect();
-            let input = ResponseInput {
-                cells: n,
-                expression: &at,
-                sensed: &base[0],
-                contact: &base[1],
-                neighbour_types: &base[2],
-                cell_type: &batch.cell_type[..n],
-                dt,
-            };
+            let input = signals_input(&at, &base, &batch.cell_type[..n], dt);
             self.model.jacobian(&input, &mut self.jac)?;
             for i in 0..n {
                 for gene in 0..g {
@@ -379,6 +355,20 @@ impl Integrated {
             }
         }
         out
+    }
+}
+
+/// The model's input for the cells of `cell_type`: expression `x` and the signals
+/// `[sensed, contact, counts]`.
+fn signals_input<'a>(x: &'a [f32], signals: &'a [Vec<f32>], cell_type: &'a [u32], dt: f32) -> ResponseInput<'a> {
+    ResponseInput {
+        cells: cell_type.len(),
+        expression: x,
+        sensed: &signals[0],
+        contact: &signals[1],
+        neighbour_types: &signals[2],
+        cell_type,
+        dt,
     }
 }
 
