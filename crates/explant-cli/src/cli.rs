@@ -30,6 +30,10 @@ pub enum Command {
     /// Train a network on the teacher's trajectories across perturbation contexts and
     /// export it as TorchScript with its metadata.
     Train(TrainArgs),
+    /// Learn a response model from a spatial section (`.h5ad`) and write a ready scene that
+    /// runs the section forward: DIR/scene.toml, DIR/model.pt, held-out scores against
+    /// baselines on spatially blocked folds (DIR/heldout.csv).
+    Learn(LearnArgs),
     /// Score a learned model on held-out knockouts in a held-out cell type, in tissue,
     /// against the teacher and simple baselines.
     Eval(EvalArgs),
@@ -438,6 +442,89 @@ pub struct FitArgs {
     /// Overwrite the `.pt` and `.json` files if it exists.
     #[arg(long)]
     pub force: bool,
+}
+
+/// `explant learn`.
+#[derive(Debug, Args)]
+pub struct LearnArgs {
+    /// The section: an AnnData `.h5ad` with expression, coordinates and cell types.
+    pub section: PathBuf,
+    /// Output directory (scene, model, tables).
+    #[arg(long, short)]
+    pub out: PathBuf,
+    /// `obs` column with each cell's (or spot's) type or cluster.
+    #[arg(long, default_value = "cell_type")]
+    pub cell_type_key: String,
+    /// `obsm` key of the coordinates (ignored with `--coords`).
+    #[arg(long, default_value = "spatial")]
+    pub spatial_key: String,
+    /// Numeric `obs` columns holding the coordinates instead, comma separated (e.g.
+    /// `row,col` for Spatial Transcriptomics array positions; three for 3D).
+    #[arg(long, value_delimiter = ',')]
+    pub coords: Vec<String>,
+    /// The gene panel: a number (that many most variable genes) or gene names, comma
+    /// separated.
+    #[arg(long, default_value = "50")]
+    pub genes: String,
+    /// Ligand–receptor table (CSV with `ligand,receptor`, or LIANA's
+    /// `source_genesymbol,target_genesymbol` with `resource`): pairs whose two genes are in
+    /// the panel become diffusing ligands.
+    #[arg(long)]
+    pub lr: Option<PathBuf>,
+    /// Add this many ligand–receptor pairs of the table to the panel (both genes; those
+    /// best expressed in the section first).
+    #[arg(long, default_value_t = 0)]
+    pub lr_pairs: usize,
+    /// µm per coordinate unit (e.g. 200 for the array positions of the original
+    /// Spatial Transcriptomics slides, 100 µm spots 200 µm apart).
+    #[arg(long, default_value_t = 1.0)]
+    pub scale: f32,
+    /// Spatially contiguous folds for held-out evaluation.
+    #[arg(long, default_value_t = 5)]
+    pub folds: usize,
+    /// Relaxation time of expression toward its target, minutes (a snapshot cannot
+    /// identify it).
+    #[arg(long, default_value_t = 60.0)]
+    pub tau: f32,
+    /// Ligand range √(D/k), µm (default: twice the median nearest-neighbour distance).
+    #[arg(long)]
+    pub ligand_range: Option<f32>,
+    /// Ligand decay rate, 1/min.
+    #[arg(long, default_value_t = 0.05)]
+    pub ligand_decay: f32,
+    /// Contact radius, µm (default: 1.5 × the median nearest-neighbour distance).
+    #[arg(long)]
+    pub contact_radius: Option<f32>,
+    /// `auto` (counts are normalised to 10⁴ per cell and log1p-transformed, other
+    /// values used as stored), `log1p` or `none`.
+    #[arg(long, value_enum, default_value_t = NormaliseChoice::Auto)]
+    pub normalise: NormaliseChoice,
+    /// Genes whose neighbour mean the model reads: `all` (the most predictive; a gene's
+    /// own neighbour mean then stands in for anything spatially smooth), `lr` (the genes
+    /// of the ligand–receptor pairs), `none`, or gene names, comma separated.
+    #[arg(long, default_value = "all")]
+    pub contact_genes: String,
+    /// A scene whose teacher made the section (a synthetic section): report how much of
+    /// its ligand and contact wiring the learned model recovers.
+    #[arg(long)]
+    pub truth: Option<PathBuf>,
+    /// Threads for the model (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Replace an earlier `explant learn` output in DIR.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `explant learn --normalise`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NormaliseChoice {
+    /// Normalise counts, keep anything else.
+    Auto,
+    /// Always normalise to 10⁴ per cell and log1p.
+    Log1p,
+    /// Use the stored values.
+    None,
 }
 
 /// `explant train`.

@@ -31,6 +31,7 @@ fn main() -> ExitCode {
         cli::Command::Sweep(args) => commands::sweep::sweep(args),
         cli::Command::Model(cli::ModelCommand::Fit(args)) => commands::model::fit(args),
         cli::Command::Train(args) => commands::model::train(args),
+        cli::Command::Learn(args) => commands::learn::learn(args),
         cli::Command::Eval(args) => commands::eval::eval(args),
         cli::Command::Explain(args) => commands::explain::explain(args),
         cli::Command::Model(cli::ModelCommand::Show(args)) => commands::model::show(args),

@@ -42,7 +42,9 @@ pub use h5ad::{
     write_cell_matrix, write_h5ad,
 };
 pub use plot::{LinePlot, Series, panels_svg};
-pub use read::{Coordinates, ImportRequest, ImportedTissue, RunSnapshot, SnapshotFields, read_snapshot, read_tissue};
+pub use read::{
+    Coordinates, ImportRequest, ImportedTissue, RunSnapshot, SnapshotFields, read_snapshot, read_tissue, read_var_names,
+};
 pub use render::{CellColour, Labels, TissueView, format_um, render_png};
 pub use report::{
     Block, Effect, Report, Section, Table, base64, escape_html, largest_effects, response_plot, timeseries_genes,

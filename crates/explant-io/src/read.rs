@@ -117,6 +117,17 @@ pub fn read_tissue(path: &Path, req: &ImportRequest<'_>) -> Result<ImportedTissu
     })
 }
 
+/// The gene names (`var` index) of the AnnData file at `path`, in file order: what
+/// `explant learn` chooses its gene panel from before reading any expression.
+///
+/// # Errors
+///
+/// As [`read_tissue`], when the file or its `var` frame cannot be read.
+pub fn read_var_names(path: &Path) -> Result<Vec<String>, IoError> {
+    let file = H5ad::open(path)?;
+    Ok(file.frame("var")?.index)
+}
+
 /// One snapshot of a run read back whole by [`read_snapshot`]: `cells` rows (the file's
 /// `obs` order) by `genes.len()` columns.
 #[derive(Debug, Clone, PartialEq)]

@@ -31,6 +31,7 @@ pub mod export;
 pub mod figures;
 mod import;
 mod layout;
+pub mod learn;
 mod manifest;
 mod model_choice;
 pub mod outdir;

@@ -733,6 +733,7 @@ fn model_meta(sc: &explant_scene::Scene, counts: bool, training: TrainingInfo, c
                    when neighbour_counts]) -> dx/dt [N,G] f32 per minute"
             .into(),
         training: Some(training),
+        learned: None,
         check,
     }
 }

@@ -19,6 +19,7 @@ pub mod export;
 mod fit;
 mod layers;
 mod meta;
+mod niche;
 mod untrained;
 
 pub use error::TorchError;
@@ -26,6 +27,7 @@ pub use eval::{EvalOptions, EvalRow, Evaluation, evaluate};
 pub use fit::{FitOptions, FitReport, LinearModel, fit_ridge, fit_to_teacher};
 pub use layers::{LayerShape, RawMlp, archive_constant_shapes, check_chain, intra_op_threads, layers_from_shapes};
 pub use meta::{CheckCase, ModelMeta, TrainingInfo};
+pub use niche::{NicheCheckInput, NicheExport, export_niche};
 
 use std::path::{Path, PathBuf};
 

@@ -41,6 +41,10 @@ pub struct ModelMeta {
     /// How it was trained, if by explant.
     #[serde(default)]
     pub training: Option<TrainingInfo>,
+    /// How it was learned from a spatial section by `explant learn` (the command, the
+    /// section, the gene panel and the held-out scores), if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learned: Option<serde_json::Value>,
     /// One input and the output the model must give for it (to 1e-4).
     pub check: CheckCase,
 }

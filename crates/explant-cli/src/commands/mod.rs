@@ -4,6 +4,7 @@ pub mod bench;
 pub mod check;
 pub mod eval;
 pub mod explain;
+pub mod learn;
 pub mod model;
 pub mod render;
 pub mod report;

@@ -51,3 +51,12 @@ pub fn describe_model_json(path: &Path) -> Result<serde_json::Value, RunError> {
 pub fn describe_model(path: &Path) -> Result<String, RunError> {
     Err(not_enabled(format!("model `{}`", path.display())))
 }
+
+/// Always [`RunError::NotEnabled`]: the learned model is written as TorchScript.
+///
+/// # Errors
+///
+/// Always: this build has no libtorch.
+pub fn export_niche(_spec: &crate::learn::NicheSpec, _path: &Path) -> Result<(), RunError> {
+    Err(not_enabled("`explant learn`".into()))
+}

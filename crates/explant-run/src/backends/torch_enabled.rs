@@ -252,3 +252,23 @@ pub fn describe_model(path: &Path) -> Result<String, RunError> {
 pub fn not_enabled(what: String) -> RunError {
     RunError::NotEnabled { feature: "torch", what, alternative: ", or run with `--teacher`" }
 }
+
+/// Write a niche model learned by `explant learn` as TorchScript with its metadata.
+///
+/// # Errors
+///
+/// When tracing or writing fails.
+pub fn export_niche(spec: &crate::learn::NicheSpec, path: &Path) -> Result<(), RunError> {
+    let (expression, sensed, contact, cell_type, neighbour_types) = spec.check.clone();
+    let export = explant_torch::NicheExport {
+        weights: &spec.weights,
+        bias: &spec.bias,
+        tau: spec.tau,
+        genes: &spec.genes,
+        ligands: &spec.ligands,
+        cell_types: &spec.cell_types,
+        learned: spec.learned.clone(),
+        check: explant_torch::NicheCheckInput { expression, sensed, contact, cell_type, neighbour_types },
+    };
+    Ok(explant_torch::export_niche(&export, path)?)
+}

@@ -84,6 +84,7 @@ fn model_with(
         fate: declares.1,
         contract: "test".into(),
         training: None,
+        learned: None,
         check: CheckCase {
             expression: vec![0.0; g],
             sensed: vec![0.0; l],
