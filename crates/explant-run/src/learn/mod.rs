@@ -813,77 +813,113 @@ pub fn learn(o: &LearnOptions, progress: &mut dyn FnMut(&str)) -> Result<LearnRe
     }
     let hyper = niche::choose(Baseline::Learned, &f, &folds, None);
     let all: Vec<usize> = (0..f.n).collect();
-    let fit = niche::fits(Baseline::Learned, &f, &all, &[hyper]).swap_remove(0);
-
-    // 6. Export the model.
-    progress("exporting the model as TorchScript");
-    let learned_json = serde_json::json!({
-        "command": o.command,
-        "section": layout.section.display().to_string(),
-        "cells": s.cells,
-        "tau_min": o.tau,
-        "ridge_alpha": hyper.alpha,
-        "own_gene_contact_only": hyper.own,
-        "folds": o.folds,
-        "heldout": heldout,
-    });
-    let first = 0usize;
-    let spec = NicheSpec {
-        weights: fit.weights.iter().map(|&v| v as f32).collect(),
-        bias: fit.bias.iter().map(|&v| v as f32).collect(),
-        tau: o.tau,
-        genes: s.genes.clone(),
-        ligands: channels.iter().map(|(n, _)| n.clone()).collect(),
-        cell_types: types.clone(),
-        learned: learned_json,
-        check: (
-            f.expression[first * g..(first + 1) * g].to_vec(),
-            f.sensed[first * l..(first + 1) * l].to_vec(),
-            f.contact[first * g..(first + 1) * g].to_vec(),
-            f.cell_type[first],
-            f.neighbour_types[first * t..(first + 1) * t].to_vec(),
-        ),
-    };
     let model_path = o.out.join("model.pt");
-    crate::backends::torch::export_niche(&spec, &model_path)?;
-
-    // 7. Run the learned model from the observed section to its steady state.
-    progress("running the learned model to its steady state");
-    let (diffuser, _) = crate::backends::diffusion(DiffusionChoice::Cpu, scene.scene.grid.scheme)?;
-    let model = crate::backends::model(&scene, o.threads)?;
-    let mut settle = Simulation::with_cells(
-        &scene.scene,
-        diffuser,
-        model,
-        Some(section_cells(&scene, &s, &cell_names, &s.expression)?),
-    )?;
-    let cap = (300.0 * o.tau.max(1.0 / o.ligand_decay) / dt).ceil() as u64;
+    let masked_contact: Vec<f32> =
+        (0..f.n * g).map(|j| if f.contact_mask[j % g] { f.contact[j] } else { 0.0 }).collect();
     let top = s.expression.iter().fold(1.0f32, |m, v| m.max(*v));
-    let mut before = settle.world.resource::<explant_core::States>().data.clone();
-    let (mut ticks, mut change, mut converged) = (0u64, f64::INFINITY, false);
-    while ticks < cap {
-        settle.step()?;
-        ticks += 1;
-        let now = &settle.world.resource::<explant_core::States>().data;
-        change = now.iter().zip(&before).fold(0.0f64, |m, (a, b)| m.max(f64::from((a - b).abs())));
-        let largest = now.iter().fold(0.0f32, |m, v| m.max(*v));
-        before.clone_from(now);
-        if largest.is_nan() || largest >= 1e3 * top {
-            return Err(RunError::Invalid(format!(
-                "the learned model has no stable steady state near the section: run from it, expression grew past {largest} \
-                 (the section's largest value is {top}) after {ticks} ticks; a larger ridge penalty or fewer genes may help"
-            )));
+    let cap = (300.0 * o.tau.max(1.0 / o.ligand_decay) / dt).ceil() as u64;
+
+    // 6–7. Export the model and run it from the observed section to its steady state. A
+    // fit whose dynamics run away from the section (a feedback through neighbours or
+    // ligands with gain above 1) is refitted with a stronger penalty until it settles.
+    let mut used = hyper;
+    let (fit, mut settle, ticks, change) = loop {
+        progress(&format!("exporting the model (ridge penalty {}) and running it to its steady state", used.alpha));
+        let fit = niche::fits(Baseline::Learned, &f, &all, &[used]).swap_remove(0);
+        let learned_json = serde_json::json!({
+            "command": o.command,
+            "section": layout.section.display().to_string(),
+            "cells": s.cells,
+            "tau_min": o.tau,
+            "ridge_alpha": used.alpha,
+            "ridge_alpha_cross_validated": hyper.alpha,
+            "own_gene_contact_only": used.own,
+            "folds": o.folds,
+            "heldout": heldout,
+        });
+        let first = 0usize;
+        let spec = NicheSpec {
+            weights: fit.weights.iter().map(|&v| v as f32).collect(),
+            bias: fit.bias.iter().map(|&v| v as f32).collect(),
+            tau: o.tau,
+            genes: s.genes.clone(),
+            ligands: channels.iter().map(|(n, _)| n.clone()).collect(),
+            cell_types: types.clone(),
+            learned: learned_json,
+            check: (
+                f.expression[first * g..(first + 1) * g].to_vec(),
+                f.sensed[first * l..(first + 1) * l].to_vec(),
+                masked_contact[first * g..(first + 1) * g].to_vec(),
+                f.cell_type[first],
+                f.neighbour_types[first * t..(first + 1) * t].to_vec(),
+            ),
+        };
+        crate::backends::torch::export_niche(&spec, &model_path)?;
+        let (diffuser, _) = crate::backends::diffusion(DiffusionChoice::Cpu, scene.scene.grid.scheme)?;
+        let model = crate::backends::model(&scene, o.threads)?;
+        let cells = section_cells(&scene, &s, &cell_names, &s.expression)?;
+        let mut sim = Simulation::with_cells(&scene.scene, diffuser, model, Some(cells))?;
+        let mut before = sim.world.resource::<explant_core::States>().data.clone();
+        let (mut ticks, mut change, mut outcome) = (0u64, f64::INFINITY, None);
+        while ticks < cap {
+            sim.step()?;
+            ticks += 1;
+            let now = &sim.world.resource::<explant_core::States>().data;
+            change = now.iter().zip(&before).fold(0.0f64, |m, (a, b)| m.max(f64::from((a - b).abs())));
+            let largest = now.iter().fold(0.0f32, |m, v| m.max(*v));
+            before.clone_from(now);
+            if largest.is_nan() || largest >= 10.0 * top {
+                outcome = Some(format!(
+                    "expression grew past {largest} (the section's largest value is {top}) in {ticks} ticks"
+                ));
+                break;
+            }
+            if change <= 1e-6 * f64::from(top) {
+                break;
+            }
         }
-        if change <= 1e-6 * f64::from(top) {
-            converged = true;
-            break;
+        if outcome.is_none() && change > 1e-6 * f64::from(top) {
+            outcome = Some(format!("it was still changing by {change:.3e} per tick after {ticks} ticks"));
         }
-    }
-    if !converged {
-        notes.push(format!(
-            "the learned model had not settled after {ticks} ticks (largest change per tick {change:.3e}); the scene starts \
-             from where it was"
-        ));
+        match outcome {
+            None => break (fit, sim, ticks, change),
+            Some(why) if used.alpha < 1e3 => {
+                notes.push(format!(
+                    "the fit with ridge penalty {} has no steady state near the section ({why}); refitted with penalty {}",
+                    used.alpha,
+                    used.alpha * 3.0
+                ));
+                used.alpha *= 3.0;
+            }
+            Some(why) => {
+                return Err(RunError::Invalid(format!(
+                    "the learned model has no stable steady state near the section even with ridge penalty {}: {why}; \
+                     fewer genes, `--contact-genes lr` or a shorter `--ligand-range` may help",
+                    used.alpha
+                )));
+            }
+        }
+    };
+    let converged = true;
+    if used != hyper {
+        // The exported model's own held-out score, so the table describes what was written.
+        let pred = niche::held_out_with(Baseline::Learned, &f, &folds, used);
+        for (set, genes) in [("all", &all_genes), ("ligand_receptor", &lr_genes)] {
+            if genes.is_empty() {
+                continue;
+            }
+            let reference =
+                heldout.iter().find(|r| r.genes == set && r.model == "neighbour average").map_or(1.0, |r| r.mae);
+            let sc = score(&f, &pred, genes);
+            heldout.push(HeldOutRow {
+                model: "learned (as exported)".into(),
+                genes: set.into(),
+                n_genes: genes.len(),
+                mae: sc.mae,
+                mean_r2: sc.mean_r2,
+                mae_vs_neighbour_average: sc.mae / reference,
+            });
+        }
     }
     let settled = settle.cells().expression;
     let mae_from_observed = settled.iter().zip(&s.expression).map(|(a, b)| f64::from((a - b).abs())).sum::<f64>()
@@ -974,8 +1010,9 @@ pub fn learn(o: &LearnOptions, progress: &mut dyn FnMut(&str)) -> Result<LearnRe
         "folds": o.folds,
         "blocking_axis": axis_name,
         "training_cells_per_fold": cv.train_sizes,
-        "ridge_alpha": hyper.alpha,
-        "own_gene_contact_only": hyper.own,
+        "ridge_alpha": used.alpha,
+        "ridge_alpha_cross_validated": hyper.alpha,
+        "own_gene_contact_only": used.own,
         "hyperparameters_per_fold": cv.hypers,
         "heldout": heldout,
         "steady": steady,

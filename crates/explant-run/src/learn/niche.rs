@@ -558,6 +558,24 @@ pub fn held_out(f: &Features, folds: &Folds) -> HeldOut {
     HeldOut { predictions, hypers, train_sizes }
 }
 
+/// Held-out predictions (`N × G`) of `model` with fixed hyperparameters `h`.
+pub fn held_out_with(model: Baseline, f: &Features, folds: &Folds, h: Hyper) -> Vec<f64> {
+    let g = f.g;
+    let mut out = vec![0.0; f.n * g];
+    for k in 0..folds.k {
+        let test = folds.members(k);
+        let train: Vec<usize> = (0..f.n).filter(|&i| folds.trains(i, k)).collect();
+        if test.is_empty() {
+            continue;
+        }
+        let pred = predict(model, f, &train, &test, &[h]).swap_remove(0);
+        for (r, &i) in test.iter().enumerate() {
+            out[i * g..(i + 1) * g].copy_from_slice(&pred[r * g..(r + 1) * g]);
+        }
+    }
+    out
+}
+
 /// Scores of one model on a set of genes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Score {
