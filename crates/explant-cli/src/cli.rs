@@ -504,6 +504,11 @@ pub struct LearnArgs {
     /// of the ligand–receptor pairs), `none`, or gene names, comma separated.
     #[arg(long, default_value = "all")]
     pub contact_genes: String,
+    /// Leave out the intrinsic offsets (`GENE_intrinsic` state columns: what each cell's
+    /// niche does not explain), so the scene starts from the model's own steady state, a
+    /// smoothed fit of the section, instead of from the section itself.
+    #[arg(long)]
+    pub no_intrinsic: bool,
     /// A scene whose teacher made the section (a synthetic section): report how much of
     /// its ligand and contact wiring the learned model recovers.
     #[arg(long)]

@@ -34,8 +34,13 @@ pub struct NicheCheckInput {
 /// A fitted niche model to write.
 #[derive(Debug, Clone)]
 pub struct NicheExport<'a> {
-    /// `F × G` row-major, `F = 2T + L + G` in the order of the features above.
+    /// `F × G` row-major, `F = 2T + L + G` in the order of the features above, for the
+    /// first `G = modelled` genes.
     pub weights: &'a [f32],
+    /// Genes the model predicts: the first `modelled` of `genes`. When `genes` has twice
+    /// as many, the second half holds each cell's intrinsic offset of each gene, added to
+    /// its target and itself constant (rate 0).
+    pub modelled: usize,
     /// Intercept of each gene's target, `G`.
     pub bias: &'a [f32],
     /// Relaxation time, minutes.
@@ -57,14 +62,24 @@ struct Niche {
     w: Tensor,
     b: Tensor,
     tau: f64,
+    modelled: i64,
+    intrinsic: bool,
 }
 
 impl Niche {
     fn forward(&self, x: &Tensor, s: &Tensor, c: &Tensor, t: &Tensor, k: &Tensor) -> Tensor {
         let total = k.sum_dim_intlist([1i64].as_slice(), true, Kind::Float).clamp_min(1.0);
         let fractions = k / total;
-        let f = Tensor::cat(&[t, &fractions, s, c], 1);
-        (f.matmul(&self.w) + &self.b - x) / self.tau
+        let g = self.modelled;
+        let own = x.narrow(1, 0, g);
+        let f = Tensor::cat(&[t, &fractions, s, &c.narrow(1, 0, g)], 1);
+        let mut target = f.matmul(&self.w) + &self.b;
+        if self.intrinsic {
+            let offsets = x.narrow(1, g, g);
+            target += &offsets;
+            return Tensor::cat(&[(target - own) / self.tau, offsets.zeros_like()], 1);
+        }
+        (target - own) / self.tau
     }
 }
 
@@ -78,30 +93,39 @@ fn rows(v: &[f32], width: usize) -> Tensor {
 ///
 /// When the shapes disagree, tracing fails, or a file cannot be written.
 pub fn export_niche(e: &NicheExport<'_>, path: &Path) -> Result<(), TorchError> {
-    let (g, l, t) = (e.genes.len(), e.ligands.len(), e.cell_types.len());
+    let (gt, l, t) = (e.genes.len(), e.ligands.len(), e.cell_types.len());
+    let g = e.modelled;
     let f = 2 * t + l + g;
-    if e.weights.len() != f * g || e.bias.len() != g || e.tau.is_nan() || e.tau <= 0.0 {
+    let intrinsic = gt == 2 * g;
+    if e.weights.len() != f * g || e.bias.len() != g || e.tau.is_nan() || e.tau <= 0.0 || !(intrinsic || gt == g) {
         return Err(TorchError::BadMeta {
             path: meta_path(path),
             message: format!(
-                "niche model of {g} genes, {l} ligands and {t} cell types needs {f} × {g} weights, {g} intercepts and τ > 0; \
-             got {} weights, {} intercepts and τ = {}",
+                "niche model of {g} genes ({gt} state columns), {l} ligands and {t} cell types needs {f} × {g} weights, {g} \
+             intercepts, τ > 0 and {g} or {} state columns; got {} weights, {} intercepts and τ = {}",
+                2 * g,
                 e.weights.len(),
                 e.bias.len(),
                 e.tau
             ),
         });
     }
-    let niche = Niche { w: rows(e.weights, g), b: Tensor::from_slice(e.bias), tau: f64::from(e.tau) };
+    let niche = Niche {
+        w: rows(e.weights, g),
+        b: Tensor::from_slice(e.bias),
+        tau: f64::from(e.tau),
+        modelled: g as i64,
+        intrinsic,
+    };
     let c = &e.check;
     let mut onehot = vec![0.0f32; t];
     if let Some(v) = onehot.get_mut(c.cell_type as usize) {
         *v = 1.0;
     }
     let example = vec![
-        rows(&c.expression, g),
+        rows(&c.expression, gt),
         rows(&c.sensed, l),
-        rows(&c.contact, g),
+        rows(&c.contact, gt),
         rows(&onehot, t),
         rows(&c.neighbour_types, t),
     ];

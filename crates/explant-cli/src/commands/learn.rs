@@ -49,6 +49,7 @@ pub fn learn(args: LearnArgs) -> Result<()> {
             NormaliseChoice::None => Normalise::None,
         },
         contact_genes,
+        intrinsic: !args.no_intrinsic,
         force: args.force,
         threads: args.threads,
         command: std::env::args().collect::<Vec<_>>().join(" "),
@@ -70,11 +71,12 @@ pub fn learn(args: LearnArgs) -> Result<()> {
     let s = &report.steady;
     println!();
     println!(
-        "steady state: reached from the section in {} ticks{}; it differs from the section by MAE {:.4}; the written \
-         scene moves at most {:.2e} in {} ticks",
+        "steady state: settled in {} ticks{}; the scene starts {:.4} (MAE) from the section, whose intrinsic offsets \
+         average {:.4}; the written scene moves at most {:.2e} in {} ticks",
         s.settle_ticks,
         if s.converged { "" } else { " (NOT converged)" },
         s.mae_from_observed,
+        s.intrinsic_mae,
         s.drift,
         s.check_ticks
     );

@@ -263,6 +263,7 @@ pub fn export_niche(spec: &crate::learn::NicheSpec, path: &Path) -> Result<(), R
     let export = explant_torch::NicheExport {
         weights: &spec.weights,
         bias: &spec.bias,
+        modelled: spec.modelled,
         tau: spec.tau,
         genes: &spec.genes,
         ligands: &spec.ligands,

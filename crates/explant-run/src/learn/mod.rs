@@ -97,6 +97,11 @@ pub struct LearnOptions {
     pub normalise: Normalise,
     /// Genes whose neighbour mean is an input of the model.
     pub contact_genes: ContactGenes,
+    /// Give each cell a fixed intrinsic offset per gene (what its niche does not
+    /// explain), so that the observed section itself is the model's steady state; without
+    /// it the scene starts from the model's own steady state, its smoothed fit of the
+    /// section.
+    pub intrinsic: bool,
     /// Replace an earlier `explant learn` output in `out`.
     pub force: bool,
     /// Threads for the model.
@@ -142,6 +147,9 @@ pub struct NicheSpec {
     pub learned: serde_json::Value,
     /// Check case: expression, sensed, contact, type, neighbour counts of one cell.
     pub check: (Vec<f32>, Vec<f32>, Vec<f32>, u32, Vec<f32>),
+    /// The genes the model predicts (the first `modelled` of `genes`); with intrinsic
+    /// offsets `genes` holds them twice, the second copy the offsets.
+    pub modelled: usize,
 }
 
 /// One row of `heldout.csv`.
@@ -170,8 +178,12 @@ pub struct Steady {
     pub converged: bool,
     /// Largest change of any gene in the last settling tick.
     pub last_change: f64,
-    /// Mean absolute difference between the steady state and the observed section.
+    /// Mean absolute difference between the scene's start and the observed section (0
+    /// with intrinsic offsets).
     pub mae_from_observed: f64,
+    /// Mean absolute intrinsic offset: what the niche does not explain, in-sample (0
+    /// without intrinsic offsets).
+    pub intrinsic_mae: f64,
     /// Largest change of any gene over `check_ticks` of the written scene, run from disk.
     pub drift: f64,
     /// Ticks of that check.
@@ -359,29 +371,51 @@ struct Layout {
     duration: f32,
     section: PathBuf,
     tau: f32,
+    intrinsic: bool,
+}
+
+/// Name of the state column that holds a gene's intrinsic offset.
+pub fn intrinsic_name(gene: &str) -> String {
+    format!("{gene}_intrinsic")
 }
 
 impl Layout {
     /// The scene as TOML; `initial_files`: ligands start from `fields/NAME.npy`.
     fn toml(&self, initial_files: bool) -> String {
-        self.toml_with(initial_files, &self.contact_genes)
+        self.toml_with(initial_files, &self.contact_genes, self.intrinsic)
+    }
+
+    /// Every gene of the scene's state: the panel, then its intrinsic offsets if any.
+    fn state_genes(&self, intrinsic: bool) -> Vec<String> {
+        let mut genes = self.genes.clone();
+        if intrinsic {
+            genes.extend(self.genes.iter().map(|g| intrinsic_name(g)));
+        }
+        genes
     }
 
     /// As [`Layout::toml`] with other contact genes (the frozen section reads every
     /// gene's neighbour mean, for the neighbour-average baseline).
-    fn toml_with(&self, initial_files: bool, contact_genes: &[String]) -> String {
+    fn toml_with(&self, initial_files: bool, contact_genes: &[String], intrinsic: bool) -> String {
         let mut s = String::new();
         let _ = writeln!(s, "# Learned from `{}` by `explant learn`.", self.section.display());
         let _ = writeln!(
             s,
             "# Each cell relaxes (τ = {} min) toward a target set by its type, its neighbours' types, the ligands it\n\
              # senses and its neighbours' expression: model.pt (see model.json and learn.json). The tissue is the\n\
-             # model's steady state fitted to the section (observed.h5ad holds the section itself).",
+             # model's steady state (observed.h5ad holds the section as read).",
             self.tau
         );
         let _ = writeln!(s, "version = 1\nname = {}", quote(&self.name));
         let _ = writeln!(s, "description = {}", quote(&format!("learned from {}", self.section.display())));
-        let _ = writeln!(s, "seed = 0\ngenes = {}\n", list(&self.genes));
+        if intrinsic {
+            let _ = writeln!(
+                s,
+                "# `GENE_intrinsic` columns hold each cell's fixed offset: the part of its expression its niche does\n\
+                 # not explain, so that the observed section is exactly the model's steady state."
+            );
+        }
+        let _ = writeln!(s, "seed = 0\ngenes = {}\n", list(&self.state_genes(intrinsic)));
         let _ = writeln!(
             s,
             "[time]\ndt = {}\nduration = {}\nrecord_every = {}\n",
@@ -485,7 +519,7 @@ fn section_cells(
     names: &[String],
     expression: &[f32],
 ) -> Result<InitialCells, RunError> {
-    let matched = vec![true; s.genes.len()];
+    let matched = vec![true; scene.scene.genes.len()];
     Ok(InitialCells::from_import(&scene.scene, &s.path, &s.positions, Some(names), expression, &matched)?)
 }
 
@@ -723,6 +757,7 @@ pub fn learn(o: &LearnOptions, progress: &mut dyn FnMut(&str)) -> Result<LearnRe
         duration: 5.0 * o.tau,
         section: std::path::absolute(&o.section).unwrap_or_else(|_| o.section.clone()),
         tau: o.tau,
+        intrinsic: o.intrinsic,
     };
     std::fs::create_dir_all(o.out.join("fields")).map_err(RunError::file("create", o.out.join("fields")))?;
     let scene_path = o.out.join("scene.toml");
@@ -732,7 +767,7 @@ pub fn learn(o: &LearnOptions, progress: &mut dyn FnMut(&str)) -> Result<LearnRe
     // concentration at the cells equals the ligand gene's mean expression.
     progress("solving the section's ligand field at steady state");
     let load = |layout: &Layout, files: bool| LoadedScene::from_str(&layout.toml(files), &scene_path);
-    let load_all = |layout: &Layout| LoadedScene::from_str(&layout.toml_with(false, &layout.genes), &scene_path);
+    let load_all = |layout: &Layout| LoadedScene::from_str(&layout.toml_with(false, &layout.genes, false), &scene_path);
     let scene = load_all(&layout)?;
     let (mut sim, _) = frozen(&scene, section_cells(&scene, &s, &cell_names, &s.expression)?, field_ticks)?;
     if l > 0 {
@@ -757,6 +792,7 @@ pub fn learn(o: &LearnOptions, progress: &mut dyn FnMut(&str)) -> Result<LearnRe
         let scene = load_all(&layout)?;
         sim = frozen(&scene, section_cells(&scene, &s, &cell_names, &s.expression)?, field_ticks)?.0;
     }
+    let frozen_scene = load_all(&layout)?;
     let scene = load(&layout, false)?;
     let (sensed, contact, counts, engine_types) = batch_inputs(&sim, g, l, t);
     debug_assert!(engine_types.iter().zip(&cell_type).all(|(a, b)| *a as usize == *b));
@@ -819,13 +855,44 @@ pub fn learn(o: &LearnOptions, progress: &mut dyn FnMut(&str)) -> Result<LearnRe
     let top = s.expression.iter().fold(1.0f32, |m, v| m.max(*v));
     let cap = (300.0 * o.tau.max(1.0 / o.ligand_decay) / dt).ceil() as u64;
 
-    // 6–7. Export the model and run it from the observed section to its steady state. A
-    // fit whose dynamics run away from the section (a feedback through neighbours or
-    // ligands with gain above 1) is refitted with a stronger penalty until it settles.
+    // 6–7. Export the model and check its dynamics: run from the section (with intrinsic
+    // offsets, from the section raised by 10 %, which must return to it) to a steady
+    // state. A fit whose dynamics run away (a feedback through neighbours or ligands with
+    // gain above 1) is refitted with a stronger penalty until it settles.
+    let gt = if o.intrinsic { 2 * g } else { g };
+    let state_genes = layout.state_genes(o.intrinsic);
+    let pad = |v: &[f32]| -> Vec<f32> { v.iter().copied().chain(std::iter::repeat_n(0.0, gt - g)).collect() };
     let mut used = hyper;
-    let (fit, mut settle, ticks, change) = loop {
-        progress(&format!("exporting the model (ridge penalty {}) and running it to its steady state", used.alpha));
-        let fit = niche::fits(Baseline::Learned, &f, &all, &[used]).swap_remove(0);
+    let (fit, residual, intrinsic_mae, mut settle, ticks, change) = loop {
+        progress(&format!("exporting the model (ridge penalty {}) and checking its steady state", used.alpha));
+        let mut fit = niche::fits(Baseline::Learned, &f, &all, &[used]).swap_remove(0);
+        // What the niche does not explain, per cell and gene, kept non-negative (the
+        // engine keeps every state column so) by a constant per gene that the intercept
+        // takes back.
+        let mut residual = vec![0.0f32; f.n * g];
+        let mut unexplained = 0.0f64;
+        if o.intrinsic {
+            let (mut row, mut target) = (Vec::new(), vec![0.0f64; g]);
+            let mut raw = vec![0.0f64; f.n * g];
+            for i in 0..f.n {
+                fit.predict(&f, i, &mut row, &mut target);
+                for k in 0..g {
+                    raw[i * g + k] = f64::from(s.expression[i * g + k]) - target[k];
+                    unexplained += raw[i * g + k].abs() / (f.n * g) as f64;
+                }
+            }
+            for k in 0..g {
+                let shift = (0..f.n).map(|i| raw[i * g + k]).fold(0.0f64, f64::min).abs();
+                fit.bias[k] -= shift;
+                for i in 0..f.n {
+                    residual[i * g + k] = (raw[i * g + k] + shift) as f32;
+                }
+            }
+        }
+        let state = |i: usize, raise: f32| -> Vec<f32> {
+            let x = s.expression[i * g..(i + 1) * g].iter().map(|v| v * raise);
+            if o.intrinsic { x.chain(residual[i * g..(i + 1) * g].iter().copied()).collect() } else { x.collect() }
+        };
         let learned_json = serde_json::json!({
             "command": o.command,
             "section": layout.section.display().to_string(),
@@ -834,6 +901,7 @@ pub fn learn(o: &LearnOptions, progress: &mut dyn FnMut(&str)) -> Result<LearnRe
             "ridge_alpha": used.alpha,
             "ridge_alpha_cross_validated": hyper.alpha,
             "own_gene_contact_only": used.own,
+            "intrinsic_offsets": o.intrinsic,
             "folds": o.folds,
             "heldout": heldout,
         });
@@ -842,22 +910,48 @@ pub fn learn(o: &LearnOptions, progress: &mut dyn FnMut(&str)) -> Result<LearnRe
             weights: fit.weights.iter().map(|&v| v as f32).collect(),
             bias: fit.bias.iter().map(|&v| v as f32).collect(),
             tau: o.tau,
-            genes: s.genes.clone(),
+            genes: state_genes.clone(),
             ligands: channels.iter().map(|(n, _)| n.clone()).collect(),
             cell_types: types.clone(),
             learned: learned_json,
             check: (
-                f.expression[first * g..(first + 1) * g].to_vec(),
+                state(first, 1.0),
                 f.sensed[first * l..(first + 1) * l].to_vec(),
-                masked_contact[first * g..(first + 1) * g].to_vec(),
+                pad(&masked_contact[first * g..(first + 1) * g]),
                 f.cell_type[first],
                 f.neighbour_types[first * t..(first + 1) * t].to_vec(),
             ),
+            modelled: g,
         };
         crate::backends::torch::export_niche(&spec, &model_path)?;
         let (diffuser, _) = crate::backends::diffusion(DiffusionChoice::Cpu, scene.scene.grid.scheme)?;
         let model = crate::backends::model(&scene, o.threads)?;
-        let cells = section_cells(&scene, &s, &cell_names, &s.expression)?;
+        if o.intrinsic {
+            // At the section, with its own field, the exported model must not move a cell.
+            let mut m = crate::backends::model(&scene, o.threads)?;
+            let expression: Vec<f32> = (0..f.n).flat_map(|i| state(i, 1.0)).collect();
+            let contact: Vec<f32> = (0..f.n).flat_map(|i| pad(&masked_contact[i * g..(i + 1) * g])).collect();
+            let input = ResponseInput {
+                cells: f.n,
+                expression: &expression,
+                sensed: &f.sensed,
+                contact: &contact,
+                neighbour_types: &f.neighbour_types,
+                cell_type: &f.cell_type,
+                dt,
+            };
+            let mut rates = vec![0.0f32; f.n * gt];
+            m.rates(&input, &mut rates)?;
+            let worst = rates.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+            if worst.is_nan() || worst > 1e-4 * top / o.tau {
+                return Err(RunError::Invalid(format!(
+                    "internal check failed: the exported model moves the section itself (largest rate {worst} per min)"
+                )));
+            }
+        }
+        let raise = if o.intrinsic { 1.1 } else { 1.0 };
+        let start: Vec<f32> = (0..f.n).flat_map(|i| state(i, raise)).collect();
+        let cells = section_cells(&scene, &s, &cell_names, &start)?;
         let mut sim = Simulation::with_cells(&scene.scene, diffuser, model, Some(cells))?;
         let mut before = sim.world.resource::<explant_core::States>().data.clone();
         let (mut ticks, mut change, mut outcome) = (0u64, f64::INFINITY, None);
@@ -881,11 +975,21 @@ pub fn learn(o: &LearnOptions, progress: &mut dyn FnMut(&str)) -> Result<LearnRe
         if outcome.is_none() && change > 1e-6 * f64::from(top) {
             outcome = Some(format!("it was still changing by {change:.3e} per tick after {ticks} ticks"));
         }
+        if outcome.is_none() && o.intrinsic {
+            // Raised by 10 %, the section must come back to itself (a stable steady state).
+            let settled = sim.cells().expression;
+            let off =
+                (0..f.n * g).map(|j| (settled[(j / g) * gt + j % g] - s.expression[j]).abs()).fold(0.0f32, f32::max);
+            if off > 1e-3 * top {
+                outcome = Some(format!("raised by 10 %, the section settled {off} away from itself, not back on it"));
+            }
+        }
         match outcome {
-            None => break (fit, sim, ticks, change),
+            None => break (fit, residual, unexplained, sim, ticks, change),
             Some(why) if used.alpha < 1e3 => {
                 notes.push(format!(
-                    "the fit with ridge penalty {} has no steady state near the section ({why}); refitted with penalty {}",
+                    "the fit with ridge penalty {} has no stable steady state at the section ({why}); refitted with \
+                     penalty {}",
                     used.alpha,
                     used.alpha * 3.0
                 ));
@@ -921,41 +1025,66 @@ pub fn learn(o: &LearnOptions, progress: &mut dyn FnMut(&str)) -> Result<LearnRe
             });
         }
     }
-    let settled = settle.cells().expression;
-    let mae_from_observed = settled.iter().zip(&s.expression).map(|(a, b)| f64::from((a - b).abs())).sum::<f64>()
-        / settled.len().max(1) as f64;
 
-    // 8. Write the scene, its tissue and fields, and the observed section beside them.
+    // 8. The scene's start: with intrinsic offsets the section itself and its own steady
+    // field; without, the state the model settled in. Written as fields, scene and tissue.
     progress("writing the scene");
+    let (start, source): (Vec<f32>, &Simulation) = if o.intrinsic {
+        (
+            (0..f.n)
+                .flat_map(|i| s.expression[i * g..(i + 1) * g].iter().chain(&residual[i * g..(i + 1) * g]).copied())
+                .collect(),
+            &sim,
+        )
+    } else {
+        (settle.cells().expression, &settle)
+    };
+    let mae_from_observed =
+        (0..f.n * g).map(|j| f64::from((start[(j / g) * gt + j % g] - s.expression[j]).abs())).sum::<f64>()
+            / (f.n * g).max(1) as f64;
     let mut files = Vec::new();
-    let grid = settle.ligands().field.grid;
+    let grid = source.ligands().field.grid;
     let shape: Vec<usize> = if dims == 3 { vec![grid.nz, grid.ny, grid.nx] } else { vec![grid.ny, grid.nx] };
     for (c, (name, _)) in channels.iter().enumerate() {
         let path = o.out.join("fields").join(format!("{}.npy", file_stem(name)));
-        write_npy(&path, &shape, settle.ligands().field.channel(c))?;
+        write_npy(&path, &shape, source.ligands().field.channel(c))?;
         files.push(path);
     }
-    let tissue = o.out.join("tissue.h5ad");
-    crate::write_snapshot(&mut settle, None, &scene, &tissue)?;
-    let observed = o.out.join("observed.h5ad");
-    crate::write_snapshot(&mut sim, None, &scene, &observed)?;
     write_file(&scene_path, &layout.toml(true))?;
+    let written = LoadedScene::from_file(&scene_path)?;
+    let tissue = o.out.join("tissue.h5ad");
+    {
+        let (diffuser, _) = crate::backends::diffusion(DiffusionChoice::Cpu, written.scene.grid.scheme)?;
+        let model = crate::backends::model(&written, o.threads)?;
+        let cells = section_cells(&written, &s, &cell_names, &start)?;
+        let mut at_start = Simulation::with_cells(&written.scene, diffuser, model, Some(cells))?;
+        crate::write_snapshot(&mut at_start, None, &written, &tissue)?;
+    }
+    let observed = o.out.join("observed.h5ad");
+    crate::write_snapshot(&mut sim, None, &frozen_scene, &observed)?;
     files.extend([scene_path.clone(), model_path.clone(), model_path.with_extension("json"), tissue, observed]);
 
     // 9. The written scene, run from disk for a few ticks, must stay where it is.
     progress("checking the written scene holds its steady state");
     let check_ticks = 10u64;
-    let written = LoadedScene::from_file(&scene_path)?;
     let (cells, _) = crate::imported_cells(&written)?;
     let (diffuser, _) = crate::backends::diffusion(DiffusionChoice::Cpu, written.scene.grid.scheme)?;
     let model = crate::backends::model(&written, o.threads)?;
     let mut check = Simulation::with_cells(&written.scene, diffuser, model, cells)?;
-    let start = check.cells().expression;
+    let begin = check.cells().expression;
     for _ in 0..check_ticks {
         check.step()?;
     }
-    let drift = check.cells().expression.iter().zip(&start).fold(0.0f64, |m, (a, b)| m.max(f64::from((a - b).abs())));
-    let steady = Steady { settle_ticks: ticks, converged, last_change: change, mae_from_observed, drift, check_ticks };
+    let drift = check.cells().expression.iter().zip(&begin).fold(0.0f64, |m, (a, b)| m.max(f64::from((a - b).abs())));
+    let steady = Steady {
+        settle_ticks: ticks,
+        converged,
+        last_change: change,
+        mae_from_observed,
+        intrinsic_mae,
+        drift,
+        check_ticks,
+    };
 
     // 10. Tables.
     let mut text = String::from("model,genes,n_genes,mae,mean_r2,mae_vs_neighbour_average\n");
