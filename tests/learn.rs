@@ -316,4 +316,28 @@ fn learn_refuses_bad_input_clearly_and_keeps_the_users_files() {
     let err = assert_clean_failure(&learn(&["--force"]), "a folder that is not a learn output");
     assert!(err.contains("learn.json"), "{err}");
     assert_eq!(read(&out.join("notes.txt")), "mine");
+
+    // Without a ligand–receptor table the model has no ligands; it still learns, and
+    // `--force` then replaces its own output only.
+    let own = tmp.join("learned");
+    let o = explant([
+        "learn".as_ref(),
+        section.as_os_str(),
+        "--out".as_ref(),
+        own.as_os_str(),
+        "--genes".as_ref(),
+        "DLL1,NOTCH1,HES1".as_ref(),
+        "--folds".as_ref(),
+        "3".as_ref(),
+    ]);
+    assert_success(&o, "learn without ligands");
+    assert!(stdout(&o).contains("no ligand–receptor table"), "{}", stdout(&o));
+    std::fs::write(own.join("notes.txt"), "mine too").unwrap();
+    let mut again: Vec<std::ffi::OsString> =
+        vec!["learn".into(), section.clone().into(), "--out".into(), own.clone().into()];
+    again.extend(["--genes", "DLL1,NOTCH1,HES1", "--folds", "3", "--force"].iter().map(Into::into));
+    assert_success(&explant(again), "learn --force over its own output");
+    assert_eq!(read(&own.join("notes.txt")), "mine too", "--force deleted a file learn does not write");
+    let summary = json(&own.join("learn.json"));
+    assert_eq!(summary["ligands"].as_array().map(Vec::len), Some(0));
 }

@@ -83,8 +83,9 @@ impl Niche {
     }
 }
 
-fn rows(v: &[f32], width: usize) -> Tensor {
-    Tensor::from_slice(v).reshape([(v.len() / width.max(1)) as i64, width as i64])
+/// One cell's values as a `[1, width]` row (`width` may be 0: a scene without ligands).
+fn row(v: &[f32], width: usize) -> Tensor {
+    Tensor::from_slice(v).reshape([1, width as i64])
 }
 
 /// Write the model as TorchScript to `path` and its metadata beside it (`.json`).
@@ -97,7 +98,16 @@ pub fn export_niche(e: &NicheExport<'_>, path: &Path) -> Result<(), TorchError> 
     let g = e.modelled;
     let f = 2 * t + l + g;
     let intrinsic = gt == 2 * g;
-    if e.weights.len() != f * g || e.bias.len() != g || e.tau.is_nan() || e.tau <= 0.0 || !(intrinsic || gt == g) {
+    let c = &e.check;
+    let check_fits =
+        c.expression.len() == gt && c.sensed.len() == l && c.contact.len() == gt && c.neighbour_types.len() == t;
+    if !check_fits
+        || e.weights.len() != f * g
+        || e.bias.len() != g
+        || e.tau.is_nan()
+        || e.tau <= 0.0
+        || !(intrinsic || gt == g)
+    {
         return Err(TorchError::BadMeta {
             path: meta_path(path),
             message: format!(
@@ -111,23 +121,22 @@ pub fn export_niche(e: &NicheExport<'_>, path: &Path) -> Result<(), TorchError> 
         });
     }
     let niche = Niche {
-        w: rows(e.weights, g),
+        w: Tensor::from_slice(e.weights).reshape([f as i64, g as i64]),
         b: Tensor::from_slice(e.bias),
         tau: f64::from(e.tau),
         modelled: g as i64,
         intrinsic,
     };
-    let c = &e.check;
     let mut onehot = vec![0.0f32; t];
     if let Some(v) = onehot.get_mut(c.cell_type as usize) {
         *v = 1.0;
     }
     let example = vec![
-        rows(&c.expression, gt),
-        rows(&c.sensed, l),
-        rows(&c.contact, gt),
-        rows(&onehot, t),
-        rows(&c.neighbour_types, t),
+        row(&c.expression, gt),
+        row(&c.sensed, l),
+        row(&c.contact, gt),
+        row(&onehot, t),
+        row(&c.neighbour_types, t),
     ];
     let output: Vec<f32> = tch::no_grad(|| {
         let y = niche.forward(&example[0], &example[1], &example[2], &example[3], &example[4]);

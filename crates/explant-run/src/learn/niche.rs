@@ -198,7 +198,15 @@ impl RidgeSystem {
                 sd[c] += (x[r * cols + c] - mu[c]).powi(2);
             }
         }
-        let sd: Vec<f64> = sd.iter().map(|s| (s / n).sqrt()).map(|s| if s > 1e-12 { s } else { 0.0 }).collect();
+        // A feature that varies by less than 1e-4 of its size is treated as constant: its
+        // weight would be huge and the exported model, in f32, would lose the target to
+        // rounding (a gene the section holds at one level, say).
+        let sd: Vec<f64> = sd
+            .iter()
+            .zip(&mu)
+            .map(|(s, m)| ((s / n).sqrt(), m.abs()))
+            .map(|(s, m)| if s > 1e-4 * m.max(1e-8) { s } else { 0.0 })
+            .collect();
         let mut gram = vec![0.0; cols * cols];
         let mut rhs = vec![0.0; cols * g];
         let mut z = vec![0.0; cols];
