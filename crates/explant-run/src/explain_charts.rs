@@ -203,27 +203,53 @@ pub fn draw_explain_charts(dir: &RunDir) -> Result<ExplainCharts, RunError> {
         }
         used.push(stem.clone());
         let in_group: Vec<&AttributionRow> = rows.iter().filter(|r| r.group == g).collect();
-        let panels = distinct(in_group.iter().map(|r| r.target.as_str()))
+        let mut moved: Vec<(&str, f64)> = distinct(in_group.iter().map(|r| r.target.as_str()))
             .into_iter()
             .filter_map(|t| {
-                let of_t: Vec<&&AttributionRow> = in_group.iter().filter(|r| r.target == t).collect();
-                let total = of_t[0].total;
-                (total.is_finite() && total != 0.0).then(|| BarPanel {
-                    title: format!("{t}: total effect {}", short(total)),
-                    bars: of_t
-                        .iter()
-                        .map(|r| Bar {
-                            label: r.channel.clone(),
-                            value: r.effect,
-                            error: r.standard_error.map(|se| se * total.abs()),
-                        })
-                        .collect(),
-                })
+                let total = in_group.iter().find(|r| r.target == t).map_or(0.0, |r| r.total);
+                (total.is_finite() && total != 0.0).then_some((t, total))
+            })
+            .collect();
+        let genes_moved = moved.len();
+        // A readable picture: the genes that moved most, each with its strongest channels
+        // (the rest summed in one bar); attribution.csv keeps every row.
+        moved.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
+        moved.truncate(MAX_PANELS);
+        let mut trimmed = false;
+        let panels = moved
+            .iter()
+            .map(|&(t, total)| {
+                let mut of_t: Vec<&&AttributionRow> = in_group.iter().filter(|r| r.target == t).collect();
+                let mut bars: Vec<Bar> = Vec::new();
+                if of_t.len() > MAX_BARS {
+                    trimmed = true;
+                    of_t.sort_by(|a, b| b.effect.abs().total_cmp(&a.effect.abs()));
+                    let rest: f64 = of_t[MAX_BARS - 1..].iter().map(|r| r.effect).sum();
+                    let others = of_t.len() - (MAX_BARS - 1);
+                    of_t.truncate(MAX_BARS - 1);
+                    bars.push(Bar { label: format!("{others} other channels"), value: rest, error: None });
+                }
+                let mut shown: Vec<Bar> = of_t
+                    .iter()
+                    .map(|r| Bar {
+                        label: r.channel.clone(),
+                        value: r.effect,
+                        error: r.standard_error.map(|se| se * total.abs()),
+                    })
+                    .collect();
+                shown.append(&mut bars);
+                BarPanel { title: format!("{t}: total effect {}", short(total)), bars: shown }
             })
             .collect::<Vec<_>>();
         let mut title = vec![format!("effect carried by each channel, group {g}"), format!("method {}", charts.method)];
         if panels.is_empty() {
             title.push("no target gene moved in this group".into());
+        }
+        if genes_moved > panels.len() || trimmed {
+            title.push(format!(
+                "the {} of {genes_moved} genes that moved most, up to {MAX_BARS} bars each: attribution.csv has every row",
+                panels.len()
+            ));
         }
         let path = dir.path(RunFile::Explain).join(format!("bars_{stem}.png"));
         bars_png(&path, &BarChart { title, panels })?;
@@ -232,6 +258,11 @@ pub fn draw_explain_charts(dir: &RunDir) -> Result<ExplainCharts, RunError> {
     charts.rows = rows;
     Ok(charts)
 }
+
+/// Most genes drawn in one group's bar chart (those with the largest total effect).
+const MAX_PANELS: usize = 12;
+/// Most bars per gene: its strongest channels, the rest summed in one bar.
+const MAX_BARS: usize = 8;
 
 /// Three significant digits.
 fn short(v: f64) -> String {
@@ -297,6 +328,35 @@ mod tests {
             standard_error: None,
             method: "ablation".into(),
         }
+    }
+
+    #[test]
+    fn many_genes_and_channels_still_make_a_picture() {
+        // 40 genes × 45 channels (a learned section's contact inputs): drawn whole this
+        // was 16,000 pixels tall and refused; now the 12 genes that moved most, with
+        // their 7 strongest channels and the rest summed, and every row in the table.
+        let dir = std::env::temp_dir().join(format!("explant-charts-many-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("explain")).unwrap();
+        let mut text = String::from("target,group,channel,cells,total_effect,effect,share,standard_error,method\n");
+        for t in 0..40 {
+            let total = -0.01 * f64::from(t + 1);
+            for c in 0..45 {
+                let effect = total / 45.0;
+                text.push_str(&format!(
+                    "G{t},band:0-25um,contact:C{c},10,{total},{effect},{},,ablation\n",
+                    effect / total
+                ));
+            }
+        }
+        std::fs::write(dir.join("explain/attribution.csv"), text).unwrap();
+        let charts = draw_explain_charts(&RunDir::new(&dir)).expect("charts of a wide table");
+        assert_eq!(charts.bars.len(), 1);
+        let png = std::fs::read(&charts.bars[0].1).unwrap();
+        let height = u32::from_be_bytes([png[20], png[21], png[22], png[23]]);
+        assert!(height < 4000, "bar chart {height} px tall");
+        assert_eq!(charts.rows.len(), 40 * 45, "the table keeps every row");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
