@@ -548,11 +548,65 @@ fn vtk_export_reads_back_in_meshio_equal_to_the_anndata() {
             return;
         }
     }
-    let o = Command::new(&python)
-        .arg(repo().join("tests/python/vtk_readback.py"))
-        .arg(&run)
-        .output()
-        .expect("start python");
-    assert_success(&o, "vtk_readback.py");
-    assert!(stdout(&o).starts_with("ok: 3 snapshots, 3 with fields"), "vtk_readback.py said:\n{}", stdout(&o));
+    // Binary by default, `--ascii` on request: both read back exactly.
+    for ascii in [false, true] {
+        if ascii {
+            explant_ok(&["export".as_ref(), run.as_os_str(), "--vtk".as_ref(), "--ascii".as_ref(), "--force".as_ref()]);
+        }
+        let vtu = std::fs::read_dir(run.join("vtk"))
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.extension().is_some_and(|x| x == "vtu"))
+            .expect("a .vtu file");
+        let text = String::from_utf8_lossy(&std::fs::read(&vtu).unwrap()).into_owned();
+        let format = if ascii { "format=\"ascii\"" } else { "format=\"binary\"" };
+        assert!(text.contains(format), "{} should hold {format}", vtu.display());
+        let legacy = std::fs::read(run.join("vtk/fields_tick_0000000.vtk")).unwrap();
+        let header = if ascii { "\nASCII\n" } else { "\nBINARY\n" };
+        assert!(String::from_utf8_lossy(&legacy[..200.min(legacy.len())]).contains(header), "legacy header");
+        let o = Command::new(&python)
+            .arg(repo().join("tests/python/vtk_readback.py"))
+            .arg(&run)
+            .output()
+            .expect("start python");
+        assert_success(&o, "vtk_readback.py");
+        assert!(stdout(&o).starts_with("ok: 3 snapshots, 3 with fields"), "vtk_readback.py said:\n{}", stdout(&o));
+    }
+}
+
+#[test]
+fn a_run_writes_paraview_files_when_its_scene_asks() {
+    // `output.vtk = "ascii"` (here through `--set`): the run itself leaves `vtk/` with
+    // the same files `explant export --vtk --ascii` writes, listed among its outputs.
+    let dir = TempDir::new("render", "a_run_writes_paraview_files_when_its_scene_asks");
+    let run = dir.join("run");
+    let scene = short_default(&dir);
+    let o = explant_ok(&[
+        "run".as_ref(),
+        scene.as_os_str(),
+        "--out".as_ref(),
+        run.as_os_str(),
+        "--teacher".as_ref(),
+        "--no-control".as_ref(),
+        "--no-figures".as_ref(),
+        "--set".as_ref(),
+        "output.vtk=ascii".as_ref(),
+    ]);
+    let written = wrote(&o);
+    assert!(written.iter().any(|p| p.ends_with("vtk/cells.pvd")), "{}", stdout(&o));
+    let vtu = read(&run.join("vtk/cells_tick_0000000.vtu"));
+    assert!(vtu.contains("format=\"ascii\"") && !vtu.contains("format=\"binary\""));
+    assert!(read(&run.join("vtk/fields.pvd")).contains("fields_tick_0000000.vtk"));
+    // A value it does not know is refused before anything runs, naming the choices.
+    let bad = explant([
+        "run".as_ref(),
+        scene.as_os_str(),
+        "--out".as_ref(),
+        dir.join("bad").as_os_str(),
+        "--set".as_ref(),
+        "output.vtk=xml".as_ref(),
+    ]);
+    let err = assert_clean_failure(&bad, "output.vtk = xml");
+    assert!(err.contains("binary") && err.contains("ascii"), "{err}");
+    assert!(!dir.join("bad").join("manifest.json").exists());
 }

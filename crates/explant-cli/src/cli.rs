@@ -68,6 +68,9 @@ pub struct ExportArgs {
     /// Write again into a RUN_DIR/vtk/ that already holds files.
     #[arg(long)]
     pub force: bool,
+    /// Numbers as text instead of binary (about twice the size; readable by eye).
+    #[arg(long)]
+    pub ascii: bool,
 }
 
 /// `explant completions`.

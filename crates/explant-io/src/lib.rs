@@ -50,4 +50,4 @@ pub use report::{
     Block, Effect, Report, Section, Table, base64, escape_html, largest_effects, response_plot, timeseries_genes,
     timeseries_plots, write_text,
 };
-pub use vtk::{write_cells_vtu, write_fields_vtk, write_pvd};
+pub use vtk::{VtkEncoding, write_cells_vtu, write_fields_vtk, write_pvd};

@@ -10,7 +10,7 @@
 
 use std::path::PathBuf;
 
-use explant_io::{read_snapshot, write_cells_vtu, write_fields_vtk, write_pvd};
+use explant_io::{VtkEncoding, read_snapshot, write_cells_vtu, write_fields_vtk, write_pvd};
 
 use crate::{RunDir, RunError, RunFile, snapshot_name};
 
@@ -29,7 +29,7 @@ pub struct VtkExport {
 ///
 /// When `dir/vtk/` already holds files and `force` is not set, the run has no snapshot, a
 /// snapshot cannot be read, or a file cannot be written.
-pub fn export_vtk(dir: &RunDir, force: bool) -> Result<VtkExport, RunError> {
+pub fn export_vtk(dir: &RunDir, force: bool, encoding: VtkEncoding) -> Result<VtkExport, RunError> {
     let out = dir.path(RunFile::Vtk);
     if out.exists() && !out.is_dir() {
         return Err(RunError::Invalid(format!("`{}` is a file, not explant's `vtk/` folder", out.display())));
@@ -72,12 +72,13 @@ pub fn export_vtk(dir: &RunDir, force: bool) -> Result<VtkExport, RunError> {
         let time = snap.time_min.unwrap_or(tick as f64);
         let stem = snapshot_name(tick).trim_end_matches(".h5ad").to_owned();
         let cells = format!("cells_{stem}.vtu");
-        write_cells_vtu(&out.join(&cells), &snap)?;
+        write_cells_vtu(&out.join(&cells), &snap, encoding)?;
         files.push(out.join(&cells));
         cells_pvd.push((cells, time));
         if let Some(f) = &snap.fields {
             let name = format!("fields_{stem}.vtk");
-            write_fields_vtk(&out.join(&name), f, &format!("explant ligand fields, tick {tick}, t = {time} min"))?;
+            let title = format!("explant ligand fields, tick {tick}, t = {time} min");
+            write_fields_vtk(&out.join(&name), f, &title, encoding)?;
             files.push(out.join(&name));
             fields_pvd.push((name, time));
         }

@@ -461,6 +461,18 @@ fn finish(
             Err(e) => obs.note(&format!("warning: figures were not drawn: {}", crate::error_chain(&e))),
         }
     }
+    // ParaView files, when the scene asks for them (also only a warning if they fail).
+    let encoding = match scene.scene.output.vtk {
+        explant_scene::VtkOutput::None => None,
+        explant_scene::VtkOutput::Binary => Some(explant_io::VtkEncoding::Binary),
+        explant_scene::VtkOutput::Ascii => Some(explant_io::VtkEncoding::Ascii),
+    };
+    if let Some(encoding) = encoding {
+        match crate::export::export_vtk(&dir, true, encoding) {
+            Ok(mut done) => written.append(&mut done.files),
+            Err(e) => obs.note(&format!("warning: ParaView files were not written: {}", crate::error_chain(&e))),
+        }
+    }
     let stage_table = stage_table(&paired.sim, wall);
     lock.release();
     Ok(RunOutcome { dir, written, manifest, stage_table, failure })

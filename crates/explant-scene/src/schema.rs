@@ -1027,6 +1027,24 @@ pub struct OutputSpec {
     /// Smaller files, slower to write; any HDF5 reader reads them.
     #[serde(default = "default_h5ad_compression")]
     pub h5ad_compression: String,
+    /// ParaView files of every snapshot, written into the run's `vtk/` at the end (as
+    /// `explant export RUN_DIR --vtk` writes them): `"none"` (the default), `"binary"`
+    /// or `"ascii"`.
+    #[serde(default)]
+    pub vtk: VtkOutput,
+}
+
+/// Whether and how a run writes ParaView files (`output.vtk`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VtkOutput {
+    /// None.
+    #[default]
+    None,
+    /// Binary (base64 `.vtu`, big-endian `.vtk`).
+    Binary,
+    /// Text.
+    Ascii,
 }
 
 impl OutputSpec {
@@ -1091,6 +1109,7 @@ impl Default for OutputSpec {
             snapshot_times: Vec::new(),
             regions: Vec::new(),
             h5ad_compression: default_h5ad_compression(),
+            vtk: VtkOutput::None,
         }
     }
 }

@@ -60,7 +60,8 @@ pub fn completions(shell: crate::cli::CompletionShell) -> anyhow::Result<()> {
 /// When the run cannot be read or `vtk/` holds files and `--force` is not given.
 pub fn export(args: crate::cli::ExportArgs) -> anyhow::Result<()> {
     let dir = explant_run::RunDir::open(&args.run_dir)?;
-    let done = explant_run::export::export_vtk(&dir, args.force)?;
+    let encoding = if args.ascii { explant_io::VtkEncoding::Ascii } else { explant_io::VtkEncoding::Binary };
+    let done = explant_run::export::export_vtk(&dir, args.force, encoding)?;
     for f in &done.files {
         println!("wrote {}", f.display());
     }
