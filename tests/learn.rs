@@ -61,6 +61,24 @@ fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&read(path)).unwrap_or_else(|e| panic!("`{}`: {e}", path.display()))
 }
 
+/// The end state of `scene` run with its teacher (no control, no figures): a synthetic
+/// section whose wiring is known.
+fn teacher_section(tmp: &TempDir, scene: &Path) -> PathBuf {
+    let run = tmp.join("teacher");
+    let o = explant([
+        "run".as_ref(),
+        scene.as_os_str(),
+        "--teacher".as_ref(),
+        "--out".as_ref(),
+        run.as_os_str(),
+        "--no-control".as_ref(),
+        "--no-figures".as_ref(),
+        "-q".as_ref(),
+    ]);
+    assert_success(&o, &format!("{} with its teacher", scene.display()));
+    run.join("tissue.h5ad")
+}
+
 #[test]
 fn learns_the_scc_section_holds_its_steady_state_and_answers_a_knockout() {
     let Some((section, lr)) = data() else { return };
@@ -214,26 +232,15 @@ fn learns_the_scc_section_holds_its_steady_state_and_answers_a_knockout() {
 #[test]
 fn learns_a_synthetic_section_and_recovers_the_teachers_ligand_wiring() {
     let tmp = TempDir::new("learn", "synthetic");
-    let run = tmp.join("teacher");
     let scene = repo().join("scenes/default.toml");
-    let o = explant([
-        "run".as_ref(),
-        scene.as_os_str(),
-        "--teacher".as_ref(),
-        "--out".as_ref(),
-        run.as_os_str(),
-        "--no-control".as_ref(),
-        "--no-figures".as_ref(),
-        "-q".as_ref(),
-    ]);
-    assert_success(&o, "the default scene with its teacher");
+    let section = teacher_section(&tmp, &scene);
     // A ligand–receptor table as a user would bring: WNT3A–FZD7 and DLL1–NOTCH1.
     let lr = tmp.join("pairs.csv");
     std::fs::write(&lr, "ligand,receptor\nWNT3A,FZD7\nDLL1,NOTCH1\n").unwrap();
     let out = tmp.join("learned");
     let o = explant([
         "learn".as_ref(),
-        run.join("tissue.h5ad").as_os_str(),
+        section.as_os_str(),
         "--out".as_ref(),
         out.as_os_str(),
         "--genes".as_ref(),
@@ -276,21 +283,8 @@ fn learns_a_synthetic_section_and_recovers_the_teachers_ligand_wiring() {
 #[test]
 fn learn_refuses_bad_input_clearly_and_keeps_the_users_files() {
     let tmp = TempDir::new("learn", "refusals");
-    let run = tmp.join("teacher");
     // A small section of the user's own: any explant run's tissue.
-    let scene = repo().join("scenes/lateral_inhibition.toml");
-    let o = explant([
-        "run".as_ref(),
-        scene.as_os_str(),
-        "--teacher".as_ref(),
-        "--out".as_ref(),
-        run.as_os_str(),
-        "--no-control".as_ref(),
-        "--no-figures".as_ref(),
-        "-q".as_ref(),
-    ]);
-    assert_success(&o, "lateral inhibition with its teacher");
-    let section = run.join("tissue.h5ad");
+    let section = teacher_section(&tmp, &repo().join("scenes/lateral_inhibition.toml"));
     let out = tmp.join("out");
     let learn = |extra: &[&str]| {
         let mut args: Vec<std::ffi::OsString> =

@@ -24,6 +24,7 @@ use crate::IoError;
 use crate::atomic::write_atomically;
 use crate::plot::escape as xml_escape;
 use crate::read::{RunSnapshot, SnapshotFields};
+use crate::report::base64;
 
 /// How numbers are stored in the files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -41,25 +42,6 @@ enum Values<'a> {
     I32(&'a mut dyn Iterator<Item = i32>),
     I64(&'a mut dyn Iterator<Item = i64>),
     U8(&'a mut dyn Iterator<Item = u8>),
-}
-
-const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// Standard base64 with `=` padding.
-fn base64(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
-        let v = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for k in 0..4 {
-            if k <= chunk.len() {
-                s.push(BASE64[((v >> (18 - 6 * k)) & 63) as usize] as char);
-            } else {
-                s.push('=');
-            }
-        }
-    }
-    s
 }
 
 /// Values separated by spaces, 12 to a line.
@@ -244,22 +226,5 @@ mod tests {
         assert_eq!(back[..3], v[..3]);
         assert!(back[3].is_nan());
         assert_eq!(xml_escape("A<&\"B"), "A&lt;&amp;&quot;B", "attribute values are escaped");
-    }
-
-    #[test]
-    fn base64_matches_the_standard_alphabet_and_padding() {
-        // RFC 4648 test vectors.
-        for (plain, coded) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64(plain.as_bytes()), coded, "{plain}");
-        }
-        assert_eq!(base64(&[0xff, 0xfe, 0x00]), "//4A");
     }
 }
