@@ -298,6 +298,15 @@ fn learn_refuses_bad_input_clearly_and_keeps_the_users_files() {
     assert!(err.contains("no_such_column"), "{err}");
     let err = assert_clean_failure(&learn(&["--folds", "1"]), "one fold");
     assert!(err.contains("--folds"), "{err}");
+    // A learn that fails part way (faked here: its leftovers) leaves only learn's own files, which `--force` may replace.
+    let partial = tmp.join("partial");
+    std::fs::create_dir_all(partial.join("fields")).unwrap();
+    std::fs::write(partial.join("scene.toml"), "# unfinished").unwrap();
+    std::fs::write(partial.join("fields/X.npy"), "").unwrap();
+    let mut args: Vec<std::ffi::OsString> =
+        vec!["learn".into(), section.clone().into(), "--out".into(), partial.into()];
+    args.extend(["--genes", "DLL1,NOTCH1,HES1", "--folds", "3", "--force"].iter().map(Into::into));
+    assert_success(&explant(args), "learn --force over a failed learn's leftovers");
     let err = assert_clean_failure(&learn(&["--tau=-5"]), "negative tau");
     assert!(err.contains("--tau") && err.contains("-5"), "{err}");
     let err = assert_clean_failure(&learn(&["--contact-genes", "HES1,NOPE2", "--genes", "HES1,DLL1"]), "contact gene");

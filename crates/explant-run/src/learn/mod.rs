@@ -247,8 +247,24 @@ fn check_options(o: &LearnOptions) -> Result<(), RunError> {
     check_out(o)
 }
 
+/// Whether `out` holds nothing but files `explant learn` writes (the leftovers of a
+/// learn that stopped before its `learn.json`), so `--force` may write over them.
+fn only_learn_files(out: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(out) else { return false };
+    entries.filter_map(Result::ok).all(|e| {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name == "fields" {
+            std::fs::read_dir(e.path())
+                .is_ok_and(|f| f.filter_map(Result::ok).all(|x| x.path().extension().is_some_and(|ext| ext == "npy")))
+        } else {
+            LEARN_FILES.contains(&name.as_str())
+        }
+    })
+}
+
 /// The output directory: absent or empty, or with `--force` one that holds an earlier
-/// `explant learn` output (its `learn.json`) and not the section. Only `LEARN_FILES`
+/// `explant learn` output (its `learn.json`, or only files learn writes, as a learn that
+/// failed part way leaves) and not the section. Only `LEARN_FILES`
 /// and `fields/*.npy` are ever replaced; nothing else is deleted.
 fn check_out(o: &LearnOptions) -> Result<(), RunError> {
     let out = &o.out;
@@ -269,7 +285,7 @@ fn check_out(o: &LearnOptions) -> Result<(), RunError> {
                 .into(),
         );
     }
-    if !out.join("learn.json").is_file() {
+    if !out.join("learn.json").is_file() && !only_learn_files(out) {
         return refuse(
             "`--force` replaces only an earlier `explant learn` output (a directory with `learn.json`); nothing was \
              changed: choose another `--out`"
