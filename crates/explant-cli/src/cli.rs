@@ -193,6 +193,8 @@ pub enum SchemeChoice {
     Explicit,
     /// Locally one-dimensional backward Euler (BioFVM's scheme).
     Implicit,
+    /// Douglas ADI (Crank–Nicolson in time, second order).
+    Adi,
 }
 
 impl From<SchemeChoice> for explant_field::Scheme {
@@ -200,6 +202,7 @@ impl From<SchemeChoice> for explant_field::Scheme {
         match s {
             SchemeChoice::Explicit => explant_field::Scheme::Explicit,
             SchemeChoice::Implicit => explant_field::Scheme::Implicit,
+            SchemeChoice::Adi => explant_field::Scheme::Adi,
         }
     }
 }

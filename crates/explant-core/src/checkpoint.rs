@@ -52,6 +52,11 @@ pub struct SimState {
     pub ligand_totals: Vec<(u64, f64, Vec<f64>)>,
     /// Regional pseudobulk rows recorded so far.
     pub regional: Vec<RegionRow>,
+    /// What was added to the field since the last diffusion step (the ADI scheme's
+    /// source list, [`Ligands::added`]; empty for the other schemes).
+    pub added: Vec<(u32, f32)>,
+    /// The tick of the last sharp change of the field ([`Ligands::restart_tick`]).
+    pub restart_tick: u64,
 }
 
 impl SimState {
@@ -106,6 +111,8 @@ impl SimState {
             pseudobulk: rec.pseudobulk.clone(),
             ligand_totals: rec.ligand_totals.clone(),
             regional: rec.regional.clone(),
+            added: ligands.added.clone(),
+            restart_tick: ligands.restart_tick,
         }
     }
 
@@ -143,6 +150,8 @@ impl SimState {
             let mut ligands = world.resource_mut::<Ligands>();
             ligands.field.data = self.field;
             ligands.exchanged = self.exchanged;
+            ligands.added = self.added;
+            ligands.restart_tick = self.restart_tick;
         }
         {
             let mut log = world.resource_mut::<PerturbationLog>();
@@ -212,6 +221,12 @@ impl SimState {
             e.size(r.region);
             e.pseudobulk(&r.row);
         }
+        e.u64(self.restart_tick);
+        e.size(self.added.len());
+        for &(i, v) in &self.added {
+            e.u32(i);
+            e.f32(v);
+        }
         e.0
     }
 
@@ -261,6 +276,14 @@ impl SimState {
         let regional = (0..d.size()?)
             .map(|_| Ok(RegionRow { region: d.size()?, row: d.pseudobulk()? }))
             .collect::<Result<_, String>>()?;
+        // The ADI section; absent from checkpoints written before the scheme existed.
+        let (restart_tick, added) = if d.at == bytes.len() {
+            (0, Vec::new())
+        } else {
+            let tick = d.u64()?;
+            let added = (0..d.size()?).map(|_| Ok((d.u32()?, d.f32()?))).collect::<Result<_, String>>()?;
+            (tick, added)
+        };
         if d.at != bytes.len() {
             return Err(format!("{} bytes left over after the state", bytes.len() - d.at));
         }
@@ -277,6 +300,8 @@ impl SimState {
             pseudobulk,
             ligand_totals,
             regional,
+            added,
+            restart_tick,
         })
     }
 }
@@ -482,6 +507,8 @@ mod tests {
                 region: 0,
                 row: PseudobulkRow { tick: 0, time: 0.0, cell_type: 1, cells: 1, mean: vec![0.3, 0.4] },
             }],
+            added: vec![(1, -0.25), (0, 3.5)],
+            restart_tick: 7,
         };
         let bytes = state.encode();
         assert_eq!(SimState::decode(&bytes).unwrap(), state);

@@ -294,6 +294,8 @@ pub struct SourceSplit {
     pub(crate) params: Vec<ChannelParams>,
     /// The backend that steps `field` (the same kind and scheme as the ligands').
     pub(crate) diffuser: Option<Box<dyn DiffusionBackend>>,
+    /// What was added to `field` since the last step, as [`crate::Ligands::added`].
+    pub(crate) added: Vec<(u32, f32)>,
 }
 
 impl SourceSplit {
@@ -317,7 +319,7 @@ impl SourceSplit {
             })
             .collect();
         let field = Some(Field::zeros(grid, pairs.len()));
-        Self { pairs, field, params, diffuser: Some(diffuser) }
+        Self { pairs, field, params, diffuser: Some(diffuser), added: Vec::new() }
     }
 
     /// The channel of `field` that holds type `t`'s part of ligand `c`, if tracked.

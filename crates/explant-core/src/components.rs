@@ -248,6 +248,26 @@ pub struct Ligands {
     /// Per ligand: net amount cells have added to the grid so far (secretion + export −
     /// uptake), accumulated in f64 for mass-balance checks.
     pub exchanged: Vec<f64>,
+    /// What secretion, uptake, model release and ligand sources added to `field` since
+    /// the last diffusion step, `(index into field.data, amount)` in the order added, for
+    /// a scheme that takes sources into its step ([`explant_field::Scheme::Adi`]);
+    /// recorded only when `record_added` is set, cleared by each diffusion step.
+    pub added: Vec<(u32, f32)>,
+    /// Whether `added` is recorded (the diffusion backend's scheme is ADI).
+    pub record_added: bool,
+    /// The tick of the last sharp change of the field (0: the initial field; a bolus):
+    /// the ADI scheme damps the [`explant_field::damped_steps`] steps from it.
+    pub restart_tick: u64,
+}
+
+impl Ligands {
+    /// Note that `amount` was just added at `index` of the field (if recording).
+    #[inline]
+    pub(crate) fn note_added(&mut self, index: usize, amount: f32) {
+        if self.record_added && amount != 0.0 {
+            self.added.push((index as u32, amount));
+        }
+    }
 }
 
 /// How cells exchange one ligand with the grid (PhysiCell's secretion model).

@@ -32,6 +32,14 @@ pub enum CoreError {
         /// What is wrong.
         message: String,
     },
+    /// The ligand field is too large for the ADI scheme's source list (u32 indices).
+    #[error(
+        "grid.scheme = \"adi\": the ligand field has {values} values, more than the 4294967295 the scheme's source list can index; use a coarser grid, fewer ligands or `implicit`"
+    )]
+    FieldTooLarge {
+        /// Values in the field (ligands × voxels).
+        values: usize,
+    },
     /// A saved state does not fit the scene it is restored into.
     #[error("the checkpoint does not fit the scene: {0}")]
     Checkpoint(String),

@@ -414,7 +414,14 @@ fn base_world(
     model.signature().check_against(&ModelSignature::of_scene(scene), &model.name())?;
     let mut world = World::new();
     let (domain, grid) = domain_and_grid(scene);
-    world.insert_resource(ligands(scene, grid)?);
+    let mut ligands = ligands(scene, grid)?;
+    if diffuser.scheme() == explant_field::Scheme::Adi {
+        if ligands.field.data.len() > u32::MAX as usize {
+            return Err(CoreError::FieldTooLarge { values: ligands.field.data.len() });
+        }
+        ligands.record_added = true;
+    }
+    world.insert_resource(ligands);
     let settings = settings(scene, domain);
     world.insert_resource(PerturbationLog {
         fired: vec![false; settings.perturbations.len()],
@@ -492,6 +499,9 @@ fn ligands(scene: &Scene, grid: Grid) -> Result<Ligands, CoreError> {
             .collect(),
         receptor: scene.ligands.iter().map(|l| gene(&l.receptor)).collect(),
         exchanged: vec![0.0; scene.ligands.len()],
+        added: Vec::new(),
+        record_added: false,
+        restart_tick: 0,
     })
 }
 

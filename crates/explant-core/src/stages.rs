@@ -10,6 +10,7 @@ use std::sync::MutexGuard;
 use bevy_ecs::prelude::*;
 use glam::Vec3;
 use rayon::prelude::*;
+use explant_field::StepInputs;
 
 use crate::clamp::SourceSplit;
 use crate::components::*;
@@ -64,7 +65,7 @@ pub(crate) fn secrete(
     let ligands = &mut *ligands;
     let dt = ctx.clock.dt;
     let t = ctx.time();
-    ligand_perturbations(&ctx.settings, &mut log, ligands, t, dt);
+    ligand_perturbations(&ctx.settings, &mut log, ligands, t, dt, ctx.clock.tick);
     receptor_blocks(&ctx.settings, &states, &mut batch, t);
     let b = &*batch;
     let grid = ligands.field.grid;
@@ -88,20 +89,29 @@ pub(crate) fn secrete(
             if s == 0.0 && u == 0.0 && e == 0.0 {
                 continue;
             }
-            let rho = &mut ligands.field.data[c * voxels + v];
+            let index = c * voxels + v;
+            let rho = &mut ligands.field.data[index];
             let before = *rho;
             let f = dt * vc / vv;
             *rho = (before + f * s * k.saturation) / (1.0 + f * (s + u)) + dt * e / vv;
-            ligands.exchanged[c] += f64::from(*rho - before) * f64::from(vv);
+            let change = *rho - before;
+            ligands.exchanged[c] += f64::from(change) * f64::from(vv);
+            if ligands.record_added && change != 0.0 {
+                ligands.added.push((index as u32, change));
+            }
             // The same affine map ρ ← aρ + b on each type's part, b only on this type's.
             if let Some(parts) = split.field.as_mut() {
                 let keep = 1.0 + f * (s + u);
                 let own = f * s * k.saturation / keep + dt * e / vv;
                 for (p, t) in split.pairs.iter().enumerate().filter(|(_, p)| p.0 == c).map(|(p, q)| (p, q.1)) {
                     let part = &mut parts.data[p * voxels + v];
+                    let before = *part;
                     *part /= keep;
                     if t == b.cell_type[i] as usize {
                         *part += own;
+                    }
+                    if ligands.record_added && *part != before {
+                        split.added.push(((p * voxels + v) as u32, *part - before));
                     }
                 }
             }
@@ -111,27 +121,43 @@ pub(crate) fn secrete(
 
 /// Boluses (once, at their start) and steady sources (every tick while active) add to
 /// a ligand in the voxels whose centres lie in the region (every voxel if none); the
-/// amounts go to [`PerturbationLog::injected`].
-fn ligand_perturbations(settings: &Settings, log: &mut PerturbationLog, ligands: &mut Ligands, t: f32, dt: f32) {
+/// amounts go to [`PerturbationLog::injected`]. A bolus is a sharp change: the ADI
+/// scheme restarts damped from this tick ([`Ligands::restart_tick`]); a steady source's
+/// amounts are noted as added ([`Ligands::added`]).
+fn ligand_perturbations(
+    settings: &Settings,
+    log: &mut PerturbationLog,
+    ligands: &mut Ligands,
+    t: f32,
+    dt: f32,
+    tick: u64,
+) {
     use explant_scene::PerturbationKind as K;
     for (k, p) in settings.perturbations.iter().enumerate() {
-        let add = match p.action {
+        let (add, sharp) = match p.action {
             K::Bolus { value } if t >= p.spec.start && !log.fired[k] => {
                 log.fired[k] = true;
-                value
+                (value, true)
             }
-            K::Source { rate } if p.spec.active_at(t) => rate * dt,
+            K::Source { rate } if p.spec.active_at(t) => (rate * dt, false),
             _ => continue,
         };
         let Some(c) = p.ligand else { continue };
+        if sharp {
+            ligands.restart_tick = tick;
+        }
         let grid = ligands.field.grid;
-        let data = ligands.field.channel_mut(c);
+        let base = c * grid.voxels();
         let mut voxels = 0usize;
         for z in 0..grid.nz {
             for y in 0..grid.ny {
                 for x in 0..grid.nx {
                     if p.spec.region.as_ref().is_none_or(|r| r.contains(grid.centre(x, y, z))) {
-                        data[(z * grid.ny + y) * grid.nx + x] += add;
+                        let index = base + (z * grid.ny + y) * grid.nx + x;
+                        ligands.field.data[index] += add;
+                        if !sharp {
+                            ligands.note_added(index, add);
+                        }
                         voxels += 1;
                     }
                 }
@@ -177,19 +203,26 @@ pub(crate) fn diffuse(
     mut failure: ResMut<Failure>,
 ) {
     let ligands = &mut *ligands;
+    let restart = ligands.record_added
+        && clock.tick.saturating_sub(ligands.restart_tick)
+            < u64::from(explant_field::damped_steps(&ligands.field.grid, &ligands.params, clock.dt));
+    let inputs = StepInputs { added: &ligands.added, restart };
     if ligands.field.channels > 0
-        && let Err(e) = diffuser.0.step(&mut ligands.field, &ligands.params, clock.dt)
+        && let Err(e) = diffuser.0.step_with(&mut ligands.field, &ligands.params, clock.dt, inputs)
     {
         failure.0 = Some(CoreError::Field(e));
         return;
     }
+    ligands.added.clear();
     let split = &mut *split;
+    let inputs = StepInputs { added: &split.added, restart };
     if let (Some(field), Some(d)) = (split.field.as_mut(), split.diffuser.as_mut())
         && field.channels > 0
-        && let Err(e) = d.step(field, &split.params, clock.dt)
+        && let Err(e) = d.step_with(field, &split.params, clock.dt, inputs)
     {
         failure.0 = Some(CoreError::Field(e));
     }
+    split.added.clear();
 }
 
 /// Sense: find neighbours within the contact radius (a cell list rebuilt each tick,
@@ -414,12 +447,16 @@ fn release_secretion(b: &Batch, ligands: &mut Ligands, split: &mut SourceSplit, 
             let amount = dt * b.secretion[i * nl + c].max(0.0);
             if amount > 0.0 {
                 ligands.field.data[c * voxels + v] += amount / vv;
+                ligands.note_added(c * voxels + v, amount / vv);
                 ligands.exchanged[c] += f64::from(amount);
                 let t = b.cell_type[i] as usize;
                 if let Some(p) = split.channel_of(c, t)
                     && let Some(parts) = split.field.as_mut()
                 {
                     parts.data[p * voxels + v] += amount / vv;
+                    if ligands.record_added {
+                        split.added.push(((p * voxels + v) as u32, amount / vv));
+                    }
                 }
             }
         }

@@ -1,4 +1,4 @@
-//! Hand-run speed check of both schemes on the BioFVM benchmark workload: 100³ voxels ×
+//! Hand-run speed check of the schemes (LOD and ADI alternated twice, then explicit) on the BioFVM benchmark workload: 100³ voxels ×
 //! 10 ligands, Δx = 10 µm, Δt = 0.01 min, D = 1e5 µm²/min, k = 0.1 /min.
 //!
 //! `cargo run --release -p explant-field --example lod_speed [threads...] [--explicit-steps N]`
@@ -20,7 +20,7 @@ fn main() {
     for &t in &threads {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build().expect("thread pool");
         pool.install(|| {
-            for (scheme, steps) in [(Scheme::Implicit, 20), (Scheme::Explicit, 2)] {
+            for (scheme, steps) in [(Scheme::Implicit, 20), (Scheme::Adi, 20), (Scheme::Implicit, 20), (Scheme::Adi, 20), (Scheme::Explicit, 2)] {
                 let mut f = Field::zeros(grid, channels);
                 for (i, v) in f.data.iter_mut().enumerate() {
                     *v = ((i * 7919) % 1000) as f32 * 1e-3;

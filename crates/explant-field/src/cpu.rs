@@ -7,9 +7,11 @@
 
 use rayon::prelude::*;
 
+use crate::adi::AdiCache;
 use crate::implicit::LodCache;
 use crate::{
-    Boundary, ChannelParams, DiffusionBackend, Faces, Field, FieldError, Grid, Scheme, stencil_update, substeps,
+    Boundary, ChannelParams, DiffusionBackend, Faces, Field, FieldError, Grid, Scheme, StepInputs, stencil_update,
+    substeps,
 };
 
 /// Diffusion–decay on the CPU with rayon, with the explicit or the implicit scheme.
@@ -18,6 +20,7 @@ pub struct CpuDiffusion {
     scheme: Scheme,
     scratch: Vec<f32>,
     lod: LodCache,
+    adi: AdiCache,
 }
 
 impl CpuDiffusion {
@@ -35,11 +38,7 @@ impl CpuDiffusion {
 
 impl DiffusionBackend for CpuDiffusion {
     fn name(&self) -> String {
-        let scheme = match self.scheme {
-            Scheme::Explicit => "explicit",
-            Scheme::Implicit => "implicit",
-        };
-        format!("cpu ({scheme}, rayon, {} threads)", rayon::current_num_threads())
+        format!("cpu ({}, rayon, {} threads)", self.scheme.name(), rayon::current_num_threads())
     }
 
     fn scheme(&self) -> Scheme {
@@ -47,8 +46,26 @@ impl DiffusionBackend for CpuDiffusion {
     }
 
     fn step(&mut self, field: &mut Field, params: &[ChannelParams], dt: f32) -> Result<(), FieldError> {
+        self.step_with(field, params, dt, StepInputs::default())
+    }
+
+    fn step_with(
+        &mut self,
+        field: &mut Field,
+        params: &[ChannelParams],
+        dt: f32,
+        inputs: StepInputs<'_>,
+    ) -> Result<(), FieldError> {
         if field.channels != params.len() {
             return Err(FieldError::ChannelMismatch { field: field.channels, params: params.len() });
+        }
+        if self.scheme == Scheme::Adi {
+            crate::validate(&field.grid, params, dt)?;
+            if let Some(&(i, _)) = inputs.added.iter().find(|(i, _)| *i as usize >= field.data.len()) {
+                return Err(FieldError::SourceOutOfRange { index: i as usize, len: field.data.len() });
+            }
+            self.adi.step(&field.grid, &mut field.data, params, dt, inputs.added, inputs.restart);
+            return Ok(());
         }
         if self.scheme == Scheme::Implicit {
             crate::validate(&field.grid, params, dt)?;
@@ -72,27 +89,6 @@ impl DiffusionBackend for CpuDiffusion {
     }
 }
 
-/// Where the y or z neighbours of one row come from.
-enum Across<'a> {
-    /// A row inside the grid (or the wrapped row of a periodic axis).
-    Row(&'a [f32]),
-    /// Zero flux: the voxel itself.
-    Mirror,
-    /// The ghost `2·value − c`.
-    Fixed(f32),
-}
-
-impl Across<'_> {
-    #[inline(always)]
-    fn at(&self, x: usize, c: f32) -> f32 {
-        match self {
-            Across::Row(r) => r[x],
-            Across::Mirror => c,
-            Across::Fixed(v) => 2.0 * v - c,
-        }
-    }
-}
-
 /// The neighbour beyond an x face of a voxel with value `c`; `wrap` is the voxel at the
 /// other end of the line.
 #[inline(always)]
@@ -106,55 +102,87 @@ fn beyond(b: Boundary, c: f32, wrap: f32) -> f32 {
 
 /// One substep of one channel from `src` into `dst`.
 pub(crate) fn step_channel(g: &Grid, src: &[f32], dst: &mut [f32], a: f32, kdt: f32, b: &Faces) {
+    let faces = 2.0 * g.dims() as f32;
+    stencil_pass(g, src, dst, b, |c, sum| stencil_update(c, sum, faces, a, kdt));
+}
+
+/// `dst[v] = f(src[v], Σ neighbours of v)` for every voxel, the neighbour sum taken as
+/// `xm + xp + ym + yp` (then `+ zm + zp` in 3D), in that order, with each face's stand-in
+/// beyond the grid: the voxel itself (`ZeroFlux`), the ghost `2·value − c` (`Fixed`) or
+/// the voxel at the opposite end (`Periodic`). Parallel over rows ([`stencil_row`]).
+pub(crate) fn stencil_pass(g: &Grid, src: &[f32], dst: &mut [f32], b: &Faces, f: impl Fn(f32, f32) -> f32 + Sync) {
+    dst.par_chunks_mut(g.nx).enumerate().for_each_init(
+        || vec![0.0f32; 4 * g.nx],
+        |scratch, (row, out)| stencil_row(g, src, row, out, b, scratch, &f),
+    );
+}
+
+/// [`stencil_pass`] for the x row `row` (`z·ny + y`) of `src` only, into `out` (`nx`
+/// values). A row's y and z neighbours are whole rows (stand-ins written into
+/// `scratch`, at least `4·nx` values), so the inner loop is a plain sweep over contiguous
+/// slices.
+#[inline]
+pub(crate) fn stencil_row(
+    g: &Grid,
+    src: &[f32],
+    row: usize,
+    out: &mut [f32],
+    b: &Faces,
+    scratch: &mut [f32],
+    f: &impl Fn(f32, f32) -> f32,
+) {
     let (nx, ny, nz) = (g.nx, g.ny, g.nz);
     let three_d = nz > 1;
-    let faces = 2.0 * g.dims() as f32;
     let row_at = |r: usize| &src[r * nx..(r + 1) * nx];
-    // Row `r` of the neighbour `step` rows away along an axis of `n` rows at position
-    // `pos`, or the boundary's stand-in.
-    let across = |row: usize, pos: usize, n: usize, stride: usize, up: bool, face: Boundary| -> Across<'_> {
+    let (y, z) = (row % ny, row / ny);
+    let cur = row_at(row);
+    let mut spare = scratch.chunks_exact_mut(nx);
+    // Row `row ± stride` along an axis of `n` rows at `pos`, or the face's stand-in.
+    let mut across = |pos: usize, n: usize, stride: usize, up: bool, face: Boundary| -> &[f32] {
         let inside = if up { pos + 1 < n } else { pos > 0 };
         if inside {
-            return Across::Row(row_at(if up { row + stride } else { row - stride }));
+            return row_at(if up { row + stride } else { row - stride });
         }
         match face {
-            Boundary::ZeroFlux => Across::Mirror,
-            Boundary::Fixed { value } => Across::Fixed(value),
-            Boundary::Periodic => {
-                Across::Row(row_at(if up { row + stride - n * stride } else { row + (n - 1) * stride }))
+            Boundary::ZeroFlux => cur,
+            Boundary::Periodic => row_at(if up { row + stride - n * stride } else { row + (n - 1) * stride }),
+            Boundary::Fixed { value } => {
+                let ghost = spare.next().expect("four scratch rows for four faces");
+                for (gv, &c) in ghost.iter_mut().zip(cur) {
+                    *gv = 2.0 * value - c;
+                }
+                ghost
             }
         }
     };
-    dst.par_chunks_mut(nx).enumerate().for_each(|(row, out)| {
-        let y = row % ny;
-        let z = row / ny;
-        let cur = row_at(row);
-        let ym = across(row, y, ny, 1, false, b[2]);
-        let yp = across(row, y, ny, 1, true, b[3]);
-        let (zm, zp) = if three_d {
-            (across(row, z, nz, ny, false, b[4]), across(row, z, nz, ny, true, b[5]))
-        } else {
-            (Across::Mirror, Across::Mirror)
-        };
-        let voxel = |x: usize, xm: f32, xp: f32| -> f32 {
-            let c = cur[x];
-            let mut sum = xm + xp + ym.at(x, c) + yp.at(x, c);
-            if three_d {
-                sum = sum + zm.at(x, c) + zp.at(x, c);
-            }
-            stencil_update(c, sum, faces, a, kdt)
-        };
-        if nx == 1 {
-            let c = cur[0];
-            out[0] = voxel(0, beyond(b[0], c, c), beyond(b[1], c, c));
-            return;
+    let ym = across(y, ny, 1, false, b[2]);
+    let yp = across(y, ny, 1, true, b[3]);
+    let (zm, zp) = if three_d { (across(z, nz, ny, false, b[4]), across(z, nz, ny, true, b[5])) } else { (cur, cur) };
+    let voxel = |x: usize, xm: f32, xp: f32| -> f32 {
+        let mut sum = xm + xp + ym[x] + yp[x];
+        if three_d {
+            sum = sum + zm[x] + zp[x];
         }
-        out[0] = voxel(0, beyond(b[0], cur[0], cur[nx - 1]), cur[1]);
+        f(cur[x], sum)
+    };
+    if nx == 1 {
+        let c = cur[0];
+        out[0] = voxel(0, beyond(b[0], c, c), beyond(b[1], c, c));
+        return;
+    }
+    out[0] = voxel(0, beyond(b[0], cur[0], cur[nx - 1]), cur[1]);
+    if three_d {
         for x in 1..nx - 1 {
-            out[x] = voxel(x, cur[x - 1], cur[x + 1]);
+            let sum = cur[x - 1] + cur[x + 1] + ym[x] + yp[x] + zm[x] + zp[x];
+            out[x] = f(cur[x], sum);
         }
-        out[nx - 1] = voxel(nx - 1, cur[nx - 2], beyond(b[1], cur[nx - 1], cur[0]));
-    });
+    } else {
+        for x in 1..nx - 1 {
+            let sum = cur[x - 1] + cur[x + 1] + ym[x] + yp[x];
+            out[x] = f(cur[x], sum);
+        }
+    }
+    out[nx - 1] = voxel(nx - 1, cur[nx - 2], beyond(b[1], cur[nx - 1], cur[0]));
 }
 
 #[cfg(test)]

@@ -48,6 +48,14 @@ pub enum FieldError {
         /// Parameter sets given.
         params: usize,
     },
+    /// A listed source points outside the field (a bug in the caller, not user input).
+    #[error("a source was listed at index {index} of a field of {len} values")]
+    SourceOutOfRange {
+        /// The index given.
+        index: usize,
+        /// Values in the field.
+        len: usize,
+    },
     /// A backend (e.g. the GPU) failed.
     #[error("diffusion backend `{backend}` failed: {message}")]
     Backend {

@@ -253,13 +253,17 @@ pub fn solve_line(line: &mut [f32], co: &LineCoefficients) {
 /// Solve many lines at once: `rows[i]` holds element `i` of every line (one line per
 /// lane), so every inner loop runs over a contiguous row and vectorises. Bit-identical to
 /// [`solve_line`] on each lane.
-fn solve_rows(rows: &mut [&mut [f32]], co: &LineCoefficients) {
+///
+/// `affine` false skips the `Fixed` faces' right-hand-side terms (`rhs_lo`, `rhs_hi`):
+/// the homogeneous solve of the ADI increment, where the face values enter only through
+/// the explicit increment (see [`crate::adi`]).
+pub(crate) fn solve_rows(rows: &mut [&mut [f32]], co: &LineCoefficients, affine: bool) {
     let n = co.len();
     debug_assert_eq!(rows.len(), n);
-    if let Some(v) = co.rhs_lo {
+    if let (true, Some(v)) = (affine, co.rhs_lo) {
         rows[0].iter_mut().for_each(|x| *x += v);
     }
-    if let Some(v) = co.rhs_hi {
+    if let (true, Some(v)) = (affine, co.rhs_hi) {
         rows[n - 1].iter_mut().for_each(|x| *x += v);
     }
     let inv0 = co.inv[0];
@@ -272,6 +276,13 @@ fn solve_rows(rows: &mut [&mut [f32]], co: &LineCoefficients) {
             *y = (*y - l * p) * iv;
         }
     }
+    finish_rows(rows, co);
+}
+
+/// The back substitution (and a cyclic line's correction) of [`solve_rows`], once the
+/// forward elimination has run on every row.
+pub(crate) fn finish_rows(rows: &mut [&mut [f32]], co: &LineCoefficients) {
+    let n = co.len();
     for i in (0..n - 1).rev() {
         let (head, tail) = rows.split_at_mut(i + 1);
         let (cur, next) = (&mut *head[i], &*tail[0]);
@@ -303,29 +314,53 @@ fn solve_rows(rows: &mut [&mut [f32]], co: &LineCoefficients) {
 }
 
 /// Lines of the x sweep solved together in one transposed tile.
-const X_TILE: usize = 32;
+pub(crate) const X_TILE: usize = 32;
 /// Width (floats) of the column blocks of the y and z sweeps: a block of 100 rows stays
 /// in L2 between the forward and the backward pass.
-const COLUMN_BLOCK: usize = 512;
+pub(crate) const COLUMN_BLOCK: usize = 512;
+
+/// Load `tile` (whole x lines of `nx` voxels) transposed into `buf`, so that element `i`
+/// of every line is one contiguous row, and solve; returns the number of lines.
+fn solve_tile(buf: &mut Vec<f32>, tile: &[f32], nx: usize, co: &LineCoefficients, affine: bool) -> usize {
+    let lines = tile.len() / nx;
+    let buf = &mut buf[..lines * nx];
+    for (l, line) in tile.chunks_exact(nx).enumerate() {
+        for (i, &v) in line.iter().enumerate() {
+            buf[i * lines + l] = v;
+        }
+    }
+    let mut rows: Vec<&mut [f32]> = buf.chunks_exact_mut(lines).collect();
+    solve_rows(&mut rows, co, affine);
+    lines
+}
 
 /// The x sweep of one channel: every contiguous line of `nx` voxels, in tiles of
 /// [`X_TILE`] lines transposed so that the elimination vectorises across lines.
-fn sweep_x(chan: &mut [f32], nx: usize, co: &LineCoefficients) {
+/// `affine` as in [`solve_rows`].
+pub(crate) fn sweep_x(chan: &mut [f32], nx: usize, co: &LineCoefficients, affine: bool) {
     chan.par_chunks_mut(X_TILE * nx).for_each_init(
         || vec![0.0f32; X_TILE * nx],
         |buf, tile| {
-            let lines = tile.len() / nx;
-            let buf = &mut buf[..lines * nx];
-            for (l, line) in tile.chunks_exact(nx).enumerate() {
-                for (i, &v) in line.iter().enumerate() {
-                    buf[i * lines + l] = v;
-                }
-            }
-            let mut rows: Vec<&mut [f32]> = buf.chunks_exact_mut(lines).collect();
-            solve_rows(&mut rows, co);
+            let lines = solve_tile(buf, tile, nx, co, affine);
             for (l, line) in tile.chunks_exact_mut(nx).enumerate() {
                 for (i, v) in line.iter_mut().enumerate() {
                     *v = buf[i * lines + l];
+                }
+            }
+        },
+    );
+}
+
+/// The homogeneous x sweep of an ADI increment `delta`, written back as `u += Δ` (the
+/// increment itself is left as it was).
+pub(crate) fn sweep_x_add(delta: &[f32], u: &mut [f32], nx: usize, co: &LineCoefficients) {
+    delta.par_chunks(X_TILE * nx).zip(u.par_chunks_mut(X_TILE * nx)).for_each_init(
+        || vec![0.0f32; X_TILE * nx],
+        |buf, (tile, out)| {
+            let lines = solve_tile(buf, tile, nx, co, false);
+            for (l, line) in out.chunks_exact_mut(nx).enumerate() {
+                for (i, v) in line.iter_mut().enumerate() {
+                    *v += buf[i * lines + l];
                 }
             }
         },
@@ -336,7 +371,7 @@ fn sweep_x(chan: &mut [f32], nx: usize, co: &LineCoefficients) {
 /// contiguous values; the lines run across the rows (element `x` of row `i` is voxel `i`
 /// of line `x`). The y sweep is `(nz, ny, nx)`, the z sweep `(1, nz, nx·ny)`. Rows are cut
 /// into column blocks, and the blocks are solved in parallel.
-fn sweep_rows(chan: &mut [f32], groups: usize, n: usize, len: usize, co: &LineCoefficients) {
+pub(crate) fn sweep_rows(chan: &mut [f32], groups: usize, n: usize, len: usize, co: &LineCoefficients, affine: bool) {
     let blocks = len.div_ceil(COLUMN_BLOCK);
     let mut units: Vec<Vec<&mut [f32]>> = Vec::with_capacity(groups * blocks);
     for group in chan.chunks_exact_mut(n * len) {
@@ -348,20 +383,26 @@ fn sweep_rows(chan: &mut [f32], groups: usize, n: usize, len: usize, co: &LineCo
             }
         }
     }
-    units.par_iter_mut().for_each(|rows| solve_rows(rows, co));
+    units.par_iter_mut().for_each(|rows| solve_rows(rows, co, affine));
 }
 
 /// The coefficients of every channel's x, y and z lines for one step of `dt` (the z
 /// entry is a single voxel's on a 2D grid and unused). Every implementation of the
 /// implicit scheme (the CPU sweeps here, the WGSL port) uses exactly these.
 pub fn coefficients(g: &Grid, params: &[ChannelParams], dt: f32) -> Vec<[LineCoefficients; 3]> {
+    scaled_coefficients(g, params, dt, 1.0)
+}
+
+/// [`coefficients`] with `a` and the per-sweep decay both multiplied by `scale`: the
+/// ADI scheme's half-step set is `scale = 0.5` (see [`crate::adi`]).
+pub fn scaled_coefficients(g: &Grid, params: &[ChannelParams], dt: f32, scale: f64) -> Vec<[LineCoefficients; 3]> {
     let dims = g.dims() as f64;
     let h2 = f64::from(g.dx) * f64::from(g.dx);
     params
         .iter()
         .map(|p| {
-            let a = f64::from(p.diffusion) * f64::from(dt) / h2;
-            let e = f64::from(p.decay) * f64::from(dt) / dims;
+            let a = scale * f64::from(p.diffusion) * f64::from(dt) / h2;
+            let e = scale * f64::from(p.decay) * f64::from(dt) / dims;
             let b = &p.boundary;
             [
                 LineCoefficients::new(g.nx, a, e, b[0], b[1]),
@@ -396,10 +437,10 @@ impl LodCache {
         let (nx, ny, nz) = (g.nx, g.ny, g.nz);
         let voxels = g.voxels();
         for (chan, co) in data.chunks_exact_mut(voxels).zip(axes) {
-            sweep_x(chan, nx, &co[0]);
-            sweep_rows(chan, nz, ny, nx, &co[1]);
+            sweep_x(chan, nx, &co[0], true);
+            sweep_rows(chan, nz, ny, nx, &co[1], true);
             if g.dims() == 3 {
-                sweep_rows(chan, 1, nz, nx * ny, &co[2]);
+                sweep_rows(chan, 1, nz, nx * ny, &co[2], true);
             }
         }
     }
@@ -490,7 +531,7 @@ mod tests {
                 let data: Vec<f32> = (0..n * lanes).map(|i| ((i * 7919) % 101) as f32 * 0.37).collect();
                 let mut rows_buf = data.clone();
                 let mut rows: Vec<&mut [f32]> = rows_buf.chunks_exact_mut(lanes).collect();
-                solve_rows(&mut rows, &co);
+                solve_rows(&mut rows, &co, true);
                 for l in 0..lanes {
                     let mut line: Vec<f32> = (0..n).map(|i| data[i * lanes + l]).collect();
                     solve_line(&mut line, &co);

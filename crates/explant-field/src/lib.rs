@@ -25,6 +25,12 @@
 //! whatever Δt; first order in time (the splitting error is also `O(Δt)`), second order
 //! in space. See [`implicit`] for the exact per-element arithmetic.
 //!
+//! [`Scheme::Adi`] is Douglas ADI (Crank–Nicolson in time, θ = ½) in delta form, built on
+//! the same line solver with half coefficients: second order in time and space,
+//! unconditionally stable, about 20× more accurate than LOD at PhysiCell's steps. It
+//! needs to be told what was added to the field since the last step and when to take a
+//! damped start ([`StepInputs`]); see [`adi`].
+//!
 //! # Boundaries
 //!
 //! Voxels are cell-centred; each of the six faces ([`Faces`]) is [`Boundary::ZeroFlux`]
@@ -33,10 +39,12 @@
 //! [`Boundary::Periodic`] (the neighbour is the voxel at the opposite end of the axis;
 //! both faces of an axis or neither, see [`validate`]).
 
+pub mod adi;
 mod cpu;
 mod error;
 pub mod implicit;
 
+pub use adi::damped_steps;
 pub use cpu::CpuDiffusion;
 pub use error::FieldError;
 
@@ -139,6 +147,34 @@ pub enum Scheme {
     /// evenly across the sweeps. Unconditionally stable, one pass per step whatever Δt;
     /// first order in time, second in space.
     Implicit,
+    /// Douglas ADI, Crank–Nicolson in time, in delta form, with sources through the
+    /// explicit increment and damped (Rannacher) restarts ([`adi`]): second order in time
+    /// and space, unconditionally stable, one stencil pass and one solve per axis per
+    /// step.
+    Adi,
+}
+
+impl Scheme {
+    /// The name used in scenes and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheme::Explicit => "explicit",
+            Scheme::Implicit => "implicit",
+            Scheme::Adi => "adi",
+        }
+    }
+}
+
+/// What a step needs to know besides the field, for schemes that treat sources and
+/// sharp changes themselves ([`Scheme::Adi`]); the others ignore it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StepInputs<'a> {
+    /// Everything added to the field since the previous step, already in it: `(index into
+    /// Field::data, amount)`, in the order it was added (negative amounts are uptake).
+    pub added: &'a [(u32, f32)],
+    /// The field changed sharply since the previous step (the start of a run, a bolus):
+    /// take a damped step.
+    pub restart: bool,
 }
 
 /// Per-ligand transport constants.
@@ -327,4 +363,18 @@ pub trait DiffusionBackend: Send + Sync {
 
     /// Advance `field` by `dt` minutes of diffusion and decay.
     fn step(&mut self, field: &mut Field, params: &[ChannelParams], dt: f32) -> Result<(), FieldError>;
+
+    /// [`DiffusionBackend::step`], told what was added since the last step and whether
+    /// to restart damped. The default ignores `inputs`: the explicit and LOD schemes take
+    /// the additions as part of the field (first-order splitting of sources).
+    fn step_with(
+        &mut self,
+        field: &mut Field,
+        params: &[ChannelParams],
+        dt: f32,
+        inputs: StepInputs<'_>,
+    ) -> Result<(), FieldError> {
+        let _ = inputs;
+        self.step(field, params, dt)
+    }
 }

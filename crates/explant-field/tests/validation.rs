@@ -6,9 +6,11 @@
 
 use std::f64::consts::PI;
 
-use explant_field::{Boundary, ChannelParams, CpuDiffusion, DiffusionBackend, Field, FieldError, Grid, Scheme};
+use explant_field::{
+    Boundary, ChannelParams, CpuDiffusion, DiffusionBackend, Field, FieldError, Grid, Scheme, StepInputs,
+};
 
-const SCHEMES: [Scheme; 2] = [Scheme::Explicit, Scheme::Implicit];
+const SCHEMES: [Scheme; 3] = [Scheme::Explicit, Scheme::Implicit, Scheme::Adi];
 
 /// Advance `f` to `t` in equal steps no longer than `dt`.
 fn run(scheme: Scheme, f: &mut Field, params: &[ChannelParams], t: f64, dt: f64) {
@@ -21,11 +23,11 @@ fn run(scheme: Scheme, f: &mut Field, params: &[ChannelParams], t: f64, dt: f64)
 }
 
 /// A step length ∝ dx² for which the explicit scheme needs exactly one substep
-/// (`a = 0.9·0.9 / (2·dim)`), and the implicit one `a = 0.5`.
+/// (`a = 0.9·0.9 / (2·dim)`), and the implicit ones `a = 0.5`.
 fn step_for(scheme: Scheme, h: f64, dims: usize) -> f64 {
     match scheme {
         Scheme::Explicit => 0.81 / (2.0 * dims as f64) * h * h,
-        Scheme::Implicit => 0.5 * h * h,
+        Scheme::Implicit | Scheme::Adi => 0.5 * h * h,
     }
 }
 
@@ -164,7 +166,7 @@ fn steady_error(n: usize, scheme: Scheme) -> f64 {
     // splitting shifts the steady state by O(k·dt).
     let dt = match scheme {
         Scheme::Explicit => 0.5,
-        Scheme::Implicit => 0.5 * h * h,
+        Scheme::Implicit | Scheme::Adi => 0.5 * h * h,
     };
     run(scheme, &mut f, &[p], 20.0, dt);
     (0..n)
@@ -207,7 +209,10 @@ fn mass_is_conserved_with_zero_flux_walls_and_no_decay() {
             }
             let drift = ((f.total(0) - before) / before).abs();
             eprintln!("mass, {scheme:?}, {}D, 1000 steps: relative drift {drift:.2e}", g.dims());
-            assert!(drift < 1e-6, "{scheme:?} {}D: drift {drift}", g.dims());
+            // ADI rounds a stencil pass, two or three solves and an add per step, and its
+            // Crank–Nicolson factor damps this rough start slowly (2D: 1.0e-6 measured).
+            let bound = if scheme == Scheme::Adi { 2e-6 } else { 1e-6 };
+            assert!(drift < bound, "{scheme:?} {}D: drift {drift}", g.dims());
         }
     }
 }
@@ -316,6 +321,14 @@ fn schemes_agree_for_small_steps_with_every_boundary_kind() {
     eprintln!("explicit vs implicit (dt 0.005), mixed boundaries, 3D, t = 3: max difference {diff:.2e}");
     assert!(diff < 0.02, "{diff}");
     assert!(e.data.iter().chain(&i.data).all(|v| v.is_finite() && *v >= 0.0));
+    // ADI, second order, agrees with the explicit scheme at 10x LOD's step, closer than LOD.
+    let mut d = seeded(g, 2);
+    let mut s = CpuDiffusion::with_scheme(Scheme::Adi);
+    s.step_with(&mut d, &p, 0.05, StepInputs { added: &[], restart: true }).unwrap();
+    run(Scheme::Adi, &mut d, &p, 2.95, 0.05);
+    let adi = e.data.iter().zip(&d.data).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    eprintln!("explicit vs adi (dt 0.05), mixed boundaries, 3D, t = 3: max difference {adi:.2e}");
+    assert!(adi < diff, "adi at dt 0.05 differs by {adi}, LOD at dt 0.005 by {diff}");
 }
 
 #[test]

@@ -11,7 +11,7 @@
 use std::num::NonZeroU64;
 
 use bytemuck::{Pod, Zeroable};
-use explant_field::implicit::{LineCoefficients, coefficients};
+use explant_field::implicit::{LineCoefficients, scaled_coefficients};
 use explant_field::{ChannelParams, Grid};
 
 use crate::resources::Shape;
@@ -166,8 +166,9 @@ pub(crate) struct ChannelBuffers {
 pub(crate) struct LodResources {
     pub shape: Shape,
     pub channels: Vec<ChannelBuffers>,
-    /// `(grid, params, dt bits)` of the uploaded coefficients; `None` before the first.
-    key: Option<(Grid, Vec<ChannelParams>, u32)>,
+    /// `(grid, params, dt bits, scale bits, affine)` of the uploaded coefficients; `None`
+    /// before the first.
+    key: Option<(Grid, Vec<ChannelParams>, u32, u64, bool)>,
 }
 
 impl LodResources {
@@ -226,27 +227,43 @@ impl LodResources {
         Self { shape, channels, key: None }
     }
 
-    /// Upload the coefficients for `(grid, params, dt)` unless they are already there.
-    pub fn update_coefficients(&mut self, queue: &wgpu::Queue, grid: &Grid, params: &[ChannelParams], dt: f32) {
-        let fresh = matches!(&self.key, Some((kg, kp, kdt)) if kg == grid && kp == params && *kdt == dt.to_bits());
+    /// Upload the coefficients for `(grid, params, dt)` unless they are already there:
+    /// LOD's (`scale` 1, `affine`), or the ADI half set (`scale` ½; `affine` false for
+    /// the homogeneous solves of the increment, true for a damped half step).
+    pub fn update_coefficients(
+        &mut self,
+        queue: &wgpu::Queue,
+        grid: &Grid,
+        params: &[ChannelParams],
+        dt: f32,
+        scale: f64,
+        affine: bool,
+    ) {
+        let fresh = matches!(&self.key, Some((kg, kp, kdt, ks, ka))
+            if kg == grid && kp == params && *kdt == dt.to_bits() && *ks == scale.to_bits() && *ka == affine);
         if fresh {
             return;
         }
-        for (buffers, co) in self.channels.iter().zip(coefficients(grid, params, dt)) {
+        for (buffers, mut co) in self.channels.iter().zip(scaled_coefficients(grid, params, dt, scale)) {
             for (axis, ab) in buffers.axes.iter().enumerate() {
+                if !affine {
+                    co[axis].rhs_lo = None;
+                    co[axis].rhs_hi = None;
+                }
                 let lp = LineParams::new(axis, &self.shape, &co[axis]);
                 queue.write_buffer(&ab.params, 0, bytemuck::bytes_of(&lp));
                 queue.write_buffer(&ab.coef, 0, bytemuck::cast_slice(&interleave(&co[axis])));
             }
         }
-        self.key = Some((*grid, params.to_vec(), dt.to_bits()));
+        self.key = Some((*grid, params.to_vec(), dt.to_bits(), scale.to_bits(), affine));
     }
 
     /// Record the x, y (and z) sweeps of every channel: axis-major, so that the
     /// channels of one sweep are independent dispatches the driver may overlap, then
     /// the copies into the read-back buffers.
-    pub fn encode(&self, encoder: &mut wgpu::CommandEncoder, pipeline: &wgpu::ComputePipeline) {
-        {
+    /// `repeats` whole steps are recorded one after the other (a damped ADI step is two).
+    pub fn encode(&self, encoder: &mut wgpu::CommandEncoder, pipeline: &wgpu::ComputePipeline, repeats: usize) {
+        for _ in 0..repeats {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("explant-gpu sweeps"),
                 timestamp_writes: None,

@@ -70,7 +70,9 @@ mod resources;
 pub use adapter::AdapterPolicy;
 pub use error::GpuError;
 
-use explant_field::{ChannelParams, DiffusionBackend, Field, FieldError, Scheme, SubstepPlan, substeps, validate};
+use explant_field::{
+    ChannelParams, DiffusionBackend, Field, FieldError, Scheme, StepInputs, SubstepPlan, substeps, validate,
+};
 
 use implicit::LodResources;
 use resources::{KernelParams, Resources, Shape};
@@ -151,7 +153,7 @@ impl GpuDiffusion {
             Scheme::Explicit => {
                 ("shaders/diffuse.wgsl", DIFFUSE_WGSL, DIFFUSE_ENTRY_POINT, resources::bind_group_layout(&device))
             }
-            Scheme::Implicit => {
+            Scheme::Implicit | Scheme::Adi => {
                 ("shaders/implicit.wgsl", IMPLICIT_WGSL, IMPLICIT_ENTRY_POINT, implicit::bind_group_layout(&device))
             }
         };
@@ -260,19 +262,31 @@ impl GpuDiffusion {
     /// One implicit step: upload the field (and the coefficients if `(grid, params, dt)`
     /// changed), sweep x, y, z, read back. Errors are messages for
     /// [`FieldError::Backend`].
-    fn run_implicit(&mut self, field: &mut Field, params: &[ChannelParams], dt: f32) -> Result<(), String> {
+    ///
+    /// `scale`, `affine` and `repeats` select the coefficients and how many sweeps of
+    /// all axes run: LOD is `(1, true, 1)`; a damped ADI step `(½, true, 2)`; the solves
+    /// of an ADI increment `(½, false, 1)`.
+    fn run_implicit(
+        &mut self,
+        field: &mut Field,
+        params: &[ChannelParams],
+        dt: f32,
+        scale: f64,
+        affine: bool,
+        repeats: usize,
+    ) -> Result<(), String> {
         let Some(shape) = Self::shape_of(field)? else { return Ok(()) };
         let result = self.prepare_implicit(shape).and_then(|()| {
             let lod = self.lod.as_mut().ok_or("buffers missing after preparation")?;
             let scopes = ErrorScopes::push(&self.device);
-            lod.update_coefficients(&self.queue, &field.grid, params, dt);
+            lod.update_coefficients(&self.queue, &field.grid, params, dt, scale, affine);
             for (c, buffers) in lod.channels.iter().enumerate() {
                 self.queue.write_buffer(&buffers.field, 0, bytemuck::cast_slice(field.channel(c)));
             }
             let mut encoder = self
                 .device
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("explant-gpu implicit step") });
-            lod.encode(&mut encoder, &self.pipeline);
+            lod.encode(&mut encoder, &self.pipeline, repeats);
             self.queue.submit([encoder.finish()]);
             if let Some(message) = scopes.pop() {
                 return Err(message);
@@ -284,6 +298,29 @@ impl GpuDiffusion {
             self.lod = None;
         }
         result
+    }
+
+    /// One ADI step ([`explant_field::adi`]): a damped step is two LOD half steps on the
+    /// device; otherwise the host forms the increment `Δ₀` (one stencil pass, with the
+    /// listed sources), the device solves its lines with the half coefficients, and the
+    /// host adds it to the field.
+    fn run_adi(
+        &mut self,
+        field: &mut Field,
+        params: &[ChannelParams],
+        dt: f32,
+        inputs: StepInputs<'_>,
+    ) -> Result<(), String> {
+        if inputs.restart {
+            return self.run_implicit(field, params, dt, 0.5, true, 2);
+        }
+        let mut delta = Field::zeros(field.grid, field.channels);
+        explant_field::adi::increment(&field.grid, &mut field.data, &mut delta.data, params, dt, inputs.added);
+        self.run_implicit(&mut delta, params, dt, 0.5, false, 1)?;
+        for (u, d) in field.data.iter_mut().zip(&delta.data) {
+            *u += d;
+        }
+        Ok(())
     }
 
     /// The body of [`Self::run`] once the buffers exist.
@@ -397,11 +434,7 @@ impl GpuDiffusion {
 impl DiffusionBackend for GpuDiffusion {
     /// E.g. `gpu (implicit, wgpu: `llvmpipe (LLVM 15.0.6, 256 bits)` (vulkan, Cpu))`.
     fn name(&self) -> String {
-        let scheme = match self.scheme {
-            Scheme::Explicit => "explicit",
-            Scheme::Implicit => "implicit",
-        };
-        format!("gpu ({scheme}, wgpu: {})", adapter::describe(&self.info))
+        format!("gpu ({}, wgpu: {})", self.scheme.name(), adapter::describe(&self.info))
     }
 
     /// The scheme this solver was built with.
@@ -410,6 +443,16 @@ impl DiffusionBackend for GpuDiffusion {
     }
 
     fn step(&mut self, field: &mut Field, params: &[ChannelParams], dt: f32) -> Result<(), FieldError> {
+        self.step_with(field, params, dt, StepInputs::default())
+    }
+
+    fn step_with(
+        &mut self,
+        field: &mut Field,
+        params: &[ChannelParams],
+        dt: f32,
+        inputs: StepInputs<'_>,
+    ) -> Result<(), FieldError> {
         if field.channels != params.len() {
             return Err(FieldError::ChannelMismatch { field: field.channels, params: params.len() });
         }
@@ -420,7 +463,14 @@ impl DiffusionBackend for GpuDiffusion {
             }
             Scheme::Implicit => {
                 validate(&field.grid, params, dt)?;
-                self.run_implicit(field, params, dt)
+                self.run_implicit(field, params, dt, 1.0, true, 1)
+            }
+            Scheme::Adi => {
+                validate(&field.grid, params, dt)?;
+                if let Some(&(i, _)) = inputs.added.iter().find(|(i, _)| *i as usize >= field.data.len()) {
+                    return Err(FieldError::SourceOutOfRange { index: i as usize, len: field.data.len() });
+                }
+                self.run_adi(field, params, dt, inputs)
             }
         };
         result.map_err(|message| FieldError::Backend { backend: self.name(), message })

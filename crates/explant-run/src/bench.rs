@@ -78,6 +78,7 @@ pub fn diffusion(args: &DiffusionBench, out: &mut dyn Write) -> Result<serde_jso
     let plan = match scheme {
         Scheme::Explicit => format!("{} explicit substeps per step", substeps(&grid, &params, dt)?.count),
         Scheme::Implicit => "implicit (one LOD solve per step)".to_string(),
+        Scheme::Adi => "adi (Douglas: one stencil pass and one half-step solve per axis per step)".to_string(),
     };
     let _ = writeln!(
         out,

@@ -83,8 +83,10 @@ pub struct GridSpec {
     pub size: Vec<f32>,
     /// Voxel edge in µm.
     pub dx: f32,
-    /// Time integration of diffusion: `explicit` (substepped forward Euler, the default) or
-    /// `implicit` (locally one-dimensional backward Euler, one solve per tick; CPU only).
+    /// Time integration of diffusion: `explicit` (substepped forward Euler, the default),
+    /// `implicit` (locally one-dimensional backward Euler, BioFVM's scheme, one solve per
+    /// tick) or `adi` (Douglas ADI, Crank–Nicolson in time: second order, one stencil pass
+    /// and one half-step solve per axis per tick).
     #[serde(default)]
     pub scheme: Scheme,
 }

@@ -1,0 +1,337 @@
+//! The second-order implicit scheme: Douglas ADI (Crank–Nicolson in time, θ = ½) in
+//! delta form, with sources through the explicit increment and a damped (Rannacher)
+//! start.
+//!
+//! One step of length `Δt` of `∂u/∂t = A u + g + s`, with `A = A_x + A_y (+ A_z)` the
+//! grid Laplacian times `D` minus the decay (each `A_j` carries `−k/dim` of it), `g` the
+//! affine term of `Fixed` faces and `S = Δt·s` what was added to the field since the last
+//! step (secretion, uptake, sources), is
+//!
+//! ```text
+//! Δ₀ = Δt (A uⁿ + g) + S                     one explicit stencil pass
+//! (I − ½Δt A_j) Δ_j = Δ_{j−1}                 homogeneous line solves: z, y, then x
+//! uⁿ⁺¹ = uⁿ + Δ_dim
+//! ```
+//!
+//! (Douglas & Gunn 1964; in delta form as in Hundsdorfer & Verwer, *Numerical Solution
+//! of Time-Dependent Advection-Diffusion-Reaction Equations*, §IV.3.) Each line solve is
+//! the LOD solver's with `a/2` and half the per-sweep decay
+//! ([`crate::implicit::scaled_coefficients`] with scale ½), without the `Fixed` faces'
+//! right-hand-side terms: the face values enter only through `Δ₀`, where the neighbour
+//! beyond a `Fixed` face is the ghost `2·value − u`. The scheme is second order in time
+//! and space, conserves mass with zero-flux faces (the solves act on an increment whose
+//! total is the step's net source), and is unconditionally stable.
+//!
+//! # Sources
+//!
+//! Adding a point source to the field *before* a Douglas step feeds the grid's stiffest
+//! 3D mode, which Douglas barely damps (amplification → 1 as `a` grows): in the design
+//! study (`docs/design/adi.md` §4–6) that gave −0.38 of the peak and a 775 % error. So
+//! the engine lists what it added since the last step ([`crate::StepInputs::added`]),
+//! the step takes it back out of `uⁿ` and puts it into `Δ₀` instead: it then passes only
+//! through `Π(I − ½ΔtA_j)⁻¹`, a product of M-matrix inverses, which is non-negative and
+//! damps that mode. Sources are held constant over the step, so the step stays second
+//! order with them.
+//!
+//! # Damped steps
+//!
+//! Crank–Nicolson does not damp sharp data: on a step function it oscillates and goes
+//! negative. A step asked for with [`crate::StepInputs::restart`] is instead two
+//! backward-Euler LOD half steps with the same half coefficients (`Fixed` terms
+//! included), Rannacher's remedy; the sources listed are then simply part of the field
+//! (they were added before the step). The engine asks for [`damped_steps`] such steps at
+//! the start of a run and after every bolus.
+//!
+//! # Positivity
+//!
+//! LOD never produces a negative value; Douglas can, transiently: a source switching on
+//! over a zero background gives a one-step undershoot of about 10⁻⁵ of its peak far from
+//! it (design study §6). The field is left as computed (clamping would break mass
+//! conservation); use `implicit` where strict positivity matters more than accuracy.
+//!
+//! # Arithmetic
+//!
+//! `Δ₀` at a voxel is `a·(Σ neighbours − 2·dim·u) − kΔt·u` (neighbour sum in the order
+//! of [`crate::stencil_update`]) plus the listed amounts in list order; the solves are
+//! [`crate::implicit::solve_line`]'s without the `Fixed` terms; the write-back is
+//! `u + Δ`. Every line and voxel gets this arithmetic whatever the chunking, so the
+//! result is bit-identical for any thread count.
+
+use rayon::prelude::*;
+
+use crate::cpu::{stencil_pass, stencil_row};
+use crate::implicit::{COLUMN_BLOCK, LineCoefficients, finish_rows, scaled_coefficients, sweep_rows, sweep_x, sweep_x_add};
+use crate::{ChannelParams, Grid};
+
+/// Number of damped (Rannacher) steps after a sharp change of the field: 1 while every
+/// channel's `a = DΔt/Δx²` is at most 5, else 2. (The design study's step-function
+/// cases: one damped step removes every negative value at `a` = 2.5 and 25, but leaves a
+/// ripple of 1–2 % of the peak at `a` = 25 that a second one reduces to 10⁻⁵.)
+pub fn damped_steps(grid: &Grid, params: &[ChannelParams], dt: f32) -> u32 {
+    let h2 = f64::from(grid.dx) * f64::from(grid.dx);
+    let a = params.iter().map(|p| f64::from(p.diffusion) * f64::from(dt) / h2).fold(0.0, f64::max);
+    if a <= 5.0 { 1 } else { 2 }
+}
+
+/// The cached half-step coefficients and the increment scratch of the ADI scheme.
+#[derive(Debug)]
+pub(crate) struct AdiCache {
+    key: Option<(Grid, Vec<ChannelParams>, u32)>,
+    half: Vec<[LineCoefficients; 3]>,
+    delta: Vec<f32>,
+    /// Whether 3D steps form `Δ₀` inside the z sweep (always, except in the test that
+    /// checks the fused path against the plain one).
+    fused: bool,
+}
+
+impl Default for AdiCache {
+    fn default() -> Self {
+        Self { key: None, half: Vec::new(), delta: Vec::new(), fused: true }
+    }
+}
+
+impl AdiCache {
+    /// The half-step coefficients for this (grid, params, dt), rebuilt only when one
+    /// changed.
+    fn refresh(&mut self, g: &Grid, params: &[ChannelParams], dt: f32) {
+        let fresh = matches!(&self.key, Some((kg, kp, kdt)) if kg == g && kp == params && *kdt == dt.to_bits());
+        if !fresh {
+            self.half = scaled_coefficients(g, params, dt, 0.5);
+            self.key = Some((*g, params.to_vec(), dt.to_bits()));
+        }
+    }
+
+    /// One step of every channel of `data` (validated by the caller): damped, or Douglas
+    /// with `added` (indices into `data`, already added to it) moved into the increment.
+    pub(crate) fn step(
+        &mut self,
+        g: &Grid,
+        data: &mut [f32],
+        params: &[ChannelParams],
+        dt: f32,
+        added: &[(u32, f32)],
+        restart: bool,
+    ) {
+        self.refresh(g, params, dt);
+        let (nx, ny, nz) = (g.nx, g.ny, g.nz);
+        let voxels = g.voxels();
+        let three_d = g.dims() == 3;
+        if restart {
+            for (chan, co) in data.chunks_exact_mut(voxels).zip(&self.half) {
+                for _ in 0..2 {
+                    sweep_x(chan, nx, &co[0], true);
+                    sweep_rows(chan, nz, ny, nx, &co[1], true);
+                    if three_d {
+                        sweep_rows(chan, 1, nz, nx * ny, &co[2], true);
+                    }
+                }
+            }
+            return;
+        }
+        self.delta.resize(voxels, 0.0);
+        take_back(data, added);
+        for (c, (chan, co)) in data.chunks_exact_mut(voxels).zip(&self.half).enumerate() {
+            let delta = &mut self.delta;
+            if three_d && self.fused {
+                // Δ₀ formed plane by plane inside the z sweep's forward pass.
+                let range = (c * voxels) as u64..((c + 1) * voxels) as u64;
+                let mut local: Vec<(usize, f32)> = added
+                    .iter()
+                    .filter(|(i, _)| range.contains(&u64::from(*i)))
+                    .map(|&(i, s)| (i as usize - c * voxels, s))
+                    .collect();
+                local.sort_by_key(|e| e.0);
+                increment_and_z_sweep(g, chan, delta, &params[c], dt, &local, &co[2]);
+            } else {
+                channel_increment(g, chan, delta, &params[c], dt, added, c);
+                if three_d {
+                    sweep_rows(delta, 1, nz, nx * ny, &co[2], false);
+                }
+            }
+            sweep_rows(delta, nz, ny, nx, &co[1], false);
+            sweep_x_add(delta, chan, nx, &co[0]);
+        }
+    }
+}
+
+/// The z sweep of a 3D Douglas step with `Δ₀` formed inside its forward pass: the
+/// planes are cut into blocks of whole x rows (about [`COLUMN_BLOCK`] values), solved in
+/// parallel; in each block, plane by plane, every row's `Δ₀` is computed from `u`
+/// ([`stencil_row`]), the row's `sources` (local indices, sorted, in their listed order
+/// at equal indices) are added, and the plane is eliminated against the previous one.
+/// The result is bit-identical to [`channel_increment`] followed by the z
+/// [`sweep_rows`]: the same operations on every element in the same order, one pass
+/// over the field fewer.
+fn increment_and_z_sweep(
+    g: &Grid,
+    u: &[f32],
+    delta: &mut [f32],
+    p: &ChannelParams,
+    dt: f32,
+    sources: &[(usize, f32)],
+    co: &LineCoefficients,
+) {
+    let (nx, ny, nz) = (g.nx, g.ny, g.nz);
+    let (a, kdt, faces) = increment_constants(g, p, dt);
+    let f = move |u: f32, sum: f32| a * (sum - faces * u) - kdt * u;
+    let rows_per_block = (COLUMN_BLOCK / nx).max(1);
+    let blocks = ny.div_ceil(rows_per_block);
+    let mut units: Vec<Vec<&mut [f32]>> = (0..blocks).map(|_| Vec::with_capacity(nz)).collect();
+    for plane in delta.chunks_exact_mut(nx * ny) {
+        for (b, seg) in plane.chunks_mut(rows_per_block * nx).enumerate() {
+            units[b].push(seg);
+        }
+    }
+    units.par_iter_mut().enumerate().for_each_init(
+        || vec![0.0f32; 4 * nx],
+        |scratch, (b, segs)| {
+            let y0 = b * rows_per_block;
+            for z in 0..nz {
+                let (done, rest) = segs.split_at_mut(z);
+                let seg = &mut *rest[0];
+                for (k, out) in seg.chunks_exact_mut(nx).enumerate() {
+                    let row = z * ny + y0 + k;
+                    stencil_row(g, u, row, out, &p.boundary, scratch, &f);
+                    let start = row * nx;
+                    let first = sources.partition_point(|e| e.0 < start);
+                    for &(i, s) in sources[first..].iter().take_while(|e| e.0 < start + nx) {
+                        out[i - start] += s;
+                    }
+                }
+                let iv = co.inv[z];
+                if z == 0 {
+                    seg.iter_mut().for_each(|x| *x *= iv);
+                } else {
+                    let prev = &*done[z - 1];
+                    let l = co.lower[z];
+                    for (y, &pv) in seg.iter_mut().zip(prev) {
+                        *y = (*y - l * pv) * iv;
+                    }
+                }
+            }
+            finish_rows(segs, co);
+        },
+    );
+}
+
+/// `(a, kΔt, 2·dim)` of a channel's increment, in the f32 arithmetic every path uses.
+fn increment_constants(g: &Grid, p: &ChannelParams, dt: f32) -> (f32, f32, f32) {
+    (p.diffusion * dt / (g.dx * g.dx), p.decay * dt, 2.0 * g.dims() as f32)
+}
+
+/// Subtract what was `added` since the last step from `data`, leaving `uⁿ`.
+fn take_back(data: &mut [f32], added: &[(u32, f32)]) {
+    for &(i, s) in added {
+        data[i as usize] -= s;
+    }
+}
+
+/// `Δ₀ = Δt (A u + g) + S` of channel `c` (values `chan`, already `uⁿ`) into `delta`.
+fn channel_increment(
+    g: &Grid,
+    chan: &[f32],
+    delta: &mut [f32],
+    p: &ChannelParams,
+    dt: f32,
+    added: &[(u32, f32)],
+    c: usize,
+) {
+    let voxels = g.voxels();
+    let (a, kdt, faces) = increment_constants(g, p, dt);
+    stencil_pass(g, chan, delta, &p.boundary, |u, sum| a * (sum - faces * u) - kdt * u);
+    let range = (c * voxels) as u64..((c + 1) * voxels) as u64;
+    for &(i, s) in added.iter().filter(|(i, _)| range.contains(&u64::from(*i))) {
+        delta[i as usize - c * voxels] += s;
+    }
+}
+
+/// The explicit half of a Douglas step for every channel, for backends that solve the
+/// lines elsewhere (the GPU): takes `added` back out of `data` (leaving `uⁿ`) and writes
+/// `Δ₀` of every channel into `delta` (same layout as `data`). The step is then finished
+/// by the homogeneous half-coefficient solves of `delta` (z, y, x in any order: the
+/// factors commute) and `data += delta`.
+pub fn increment(g: &Grid, data: &mut [f32], delta: &mut [f32], params: &[ChannelParams], dt: f32, added: &[(u32, f32)]) {
+    let voxels = g.voxels();
+    take_back(data, added);
+    for (c, (chan, d)) in data.chunks_exact(voxels).zip(delta.chunks_exact_mut(voxels)).enumerate() {
+        channel_increment(g, chan, d, &params[c], dt, added, c);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Boundary;
+
+    #[test]
+    fn the_fused_z_sweep_is_bit_identical_to_the_plain_passes() {
+        let g = Grid { nx: 13, ny: 150, nz: 9, dx: 2.0, origin: [0.0; 3] };
+        let mut p = ChannelParams::new(3.0, 0.2);
+        p.boundary = [
+            Boundary::Fixed { value: 1.5 },
+            Boundary::ZeroFlux,
+            Boundary::Periodic,
+            Boundary::Periodic,
+            Boundary::Fixed { value: 0.25 },
+            Boundary::ZeroFlux,
+        ];
+        let mut q = p.clone();
+        q.boundary[4] = Boundary::Periodic;
+        q.boundary[5] = Boundary::Periodic;
+        let params = [p, q];
+        let n = g.voxels() * 2;
+        let start: Vec<f32> = (0..n).map(|i| ((i * 7919) % 113) as f32 * 0.05).collect();
+        // Several sources, two in one voxel, in both channels.
+        let added: Vec<(u32, f32)> =
+            [(5, 0.5), (400, 1.25), (5, -0.125), (g.voxels() + 77, 2.0), (n - 1, 0.75)].map(|(i, s)| (i as u32, s)).to_vec();
+        let run = |fused: bool| {
+            let mut data = start.clone();
+            let mut cache = AdiCache { fused, ..AdiCache::default() };
+            for _ in 0..3 {
+                cache.step(&g, &mut data, &params, 0.7, &added, false);
+            }
+            data
+        };
+        let (fused, plain) = (run(true), run(false));
+        assert!(fused.iter().zip(&plain).all(|(a, b)| a.to_bits() == b.to_bits()));
+        assert!(fused.iter().zip(&start).any(|(a, b)| (a - b).abs() > 0.1), "the steps should move the field");
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+    use crate::implicit::coefficients;
+    use std::time::Instant;
+
+    #[test]
+    #[ignore]
+    fn parts() {
+        let n = 100;
+        let g = Grid { nx: n, ny: n, nz: n, dx: 10.0, origin: [0.0; 3] };
+        let p = ChannelParams::new(1.0e5, 0.1);
+        let half = scaled_coefficients(&g, std::slice::from_ref(&p), 0.01, 0.5).remove(0);
+        let full = coefficients(&g, std::slice::from_ref(&p), 0.01).remove(0);
+        let mut u: Vec<f32> = (0..g.voxels()).map(|i| ((i * 7919) % 1000) as f32 * 1e-3).collect();
+        let mut d = vec![0.0f32; g.voxels()];
+        let time = |label: &str, f: &mut dyn FnMut()| {
+            let mut best = f64::INFINITY;
+            for _ in 0..15 {
+                let t = Instant::now();
+                f();
+                best = best.min(t.elapsed().as_secs_f64());
+            }
+            eprintln!("{label:>28}: {:.3} ns/voxel", best * 1e9 / g.voxels() as f64);
+        };
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        pool.install(|| {
+            time("lod x", &mut || sweep_x(&mut u, n, &full[0], true));
+            time("lod y", &mut || sweep_rows(&mut u, n, n, n, &full[1], true));
+            time("lod z", &mut || sweep_rows(&mut u, 1, n, n * n, &full[2], true));
+            time("stencil", &mut || channel_increment(&g, &u, &mut d, &p, 0.01, &[], 0));
+            time("fused stencil + z", &mut || increment_and_z_sweep(&g, &u, &mut d, &p, 0.01, &[], &half[2]));
+            time("adi y", &mut || sweep_rows(&mut d, n, n, n, &half[1], false));
+            time("adi x add", &mut || sweep_x_add(&d, &mut u, n, &half[0]));
+        });
+    }
+}
