@@ -1,44 +1,71 @@
-//! Hand-run speed check of the schemes (LOD and ADI alternated twice, then explicit) on the BioFVM benchmark workload: 100³ voxels ×
-//! 10 ligands, Δx = 10 µm, Δt = 0.01 min, D = 1e5 µm²/min, k = 0.1 /min.
+//! Hand-run speed check of the implicit schemes on the BioFVM benchmark workload: 100³
+//! voxels × 10 ligands, Δx = 10 µm, Δt = 0.01 min, D = 1e5 µm²/min, k = 0.1 /min.
 //!
-//! `cargo run --release -p explant-field --example lod_speed [threads...] [--explicit-steps N]`
-//! prints ns per voxel-ligand-step for each scheme and thread count (default 1 and 2).
+//! `cargo run --release -p explant-field --example lod_speed [threads...] [--rounds R]`
+//! alternates LOD (`implicit`) and Douglas ADI (`adi`) steps for R rounds (default 15)
+//! per thread count (default 1 and 2) and prints, per scheme, the fastest and the median
+//! ns per voxel-ligand-step, and the median over rounds of the per-round ratio ADI / LOD.
+//! On a shared machine the minimum and the paired ratio are the stable figures.
 
 use std::time::Instant;
 
 use explant_field::{ChannelParams, CpuDiffusion, DiffusionBackend, Field, Grid, Scheme};
 
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let threads: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
+    let rounds = args
+        .iter()
+        .position(|a| a == "--rounds")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(15usize);
+    let threads: Vec<usize> =
+        args.iter().enumerate().filter(|(i, _)| *i == 0 || args[i - 1] != "--rounds").filter_map(|(_, a)| a.parse().ok()).collect();
     let threads = if threads.is_empty() { vec![1, 2] } else { threads };
     let n = 100;
     let channels = 10;
     let grid = Grid { nx: n, ny: n, nz: n, dx: 10.0, origin: [0.0; 3] };
     let params = vec![ChannelParams::new(1.0e5, 0.1); channels];
     let dt = 0.01;
+    let per_step = (grid.voxels() * channels) as f64;
     for &t in &threads {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build().expect("thread pool");
         pool.install(|| {
-            for (scheme, steps) in [(Scheme::Implicit, 20), (Scheme::Adi, 20), (Scheme::Implicit, 20), (Scheme::Adi, 20), (Scheme::Explicit, 2)] {
-                let mut f = Field::zeros(grid, channels);
-                for (i, v) in f.data.iter_mut().enumerate() {
-                    *v = ((i * 7919) % 1000) as f32 * 1e-3;
-                }
-                let mut s = CpuDiffusion::with_scheme(scheme);
-                s.step(&mut f, &params, dt).expect("step"); // warm-up, builds the cache
-                let start = Instant::now();
-                for _ in 0..steps {
-                    s.step(&mut f, &params, dt).expect("step");
-                }
-                let secs = start.elapsed().as_secs_f64();
-                let ns = secs * 1e9 / (steps as f64 * grid.voxels() as f64 * channels as f64);
-                println!(
-                    "{scheme:?}, {t} thread(s): {ns:.2} ns per voxel-ligand-step ({:.1} ms per step, {})",
-                    secs * 1e3 / steps as f64,
-                    s.name()
-                );
+            let schemes = [Scheme::Implicit, Scheme::Adi];
+            let mut fields: Vec<Field> = schemes
+                .iter()
+                .map(|_| {
+                    let mut f = Field::zeros(grid, channels);
+                    for (i, v) in f.data.iter_mut().enumerate() {
+                        *v = ((i * 7919) % 1000) as f32 * 1e-3;
+                    }
+                    f
+                })
+                .collect();
+            let mut solvers: Vec<CpuDiffusion> = schemes.iter().map(|&s| CpuDiffusion::with_scheme(s)).collect();
+            for (s, f) in solvers.iter_mut().zip(&mut fields) {
+                s.step(f, &params, dt).expect("step"); // warm-up, builds the caches
             }
+            let mut times = vec![Vec::new(); schemes.len()];
+            for _ in 0..rounds {
+                for (k, (s, f)) in solvers.iter_mut().zip(&mut fields).enumerate() {
+                    let start = Instant::now();
+                    s.step(f, &params, dt).expect("step");
+                    times[k].push(start.elapsed().as_secs_f64() * 1e9 / per_step);
+                }
+            }
+            let mut ratios: Vec<f64> = times[1].iter().zip(&times[0]).map(|(a, l)| a / l).collect();
+            for (k, scheme) in schemes.iter().enumerate() {
+                let min = times[k].iter().copied().fold(f64::INFINITY, f64::min);
+                let med = median(&mut times[k].clone());
+                println!("{scheme:?}, {t} thread(s): fastest {min:.2}, median {med:.2} ns per voxel-ligand-step ({rounds} rounds)");
+            }
+            println!("ADI / LOD, {t} thread(s): median of per-round ratios {:.2}", median(&mut ratios));
         });
     }
 }

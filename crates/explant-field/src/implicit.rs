@@ -44,6 +44,7 @@
 
 use rayon::prelude::*;
 
+use crate::transpose::transpose;
 use crate::{Boundary, ChannelParams, Grid};
 
 /// The precomputed Thomas coefficients of one axis of one channel, for one `Δt`.
@@ -324,11 +325,7 @@ pub(crate) const COLUMN_BLOCK: usize = 512;
 fn solve_tile(buf: &mut Vec<f32>, tile: &[f32], nx: usize, co: &LineCoefficients, affine: bool) -> usize {
     let lines = tile.len() / nx;
     let buf = &mut buf[..lines * nx];
-    for (l, line) in tile.chunks_exact(nx).enumerate() {
-        for (i, &v) in line.iter().enumerate() {
-            buf[i * lines + l] = v;
-        }
-    }
+    transpose::<false>(tile, lines, nx, buf);
     let mut rows: Vec<&mut [f32]> = buf.chunks_exact_mut(lines).collect();
     solve_rows(&mut rows, co, affine);
     lines
@@ -342,11 +339,7 @@ pub(crate) fn sweep_x(chan: &mut [f32], nx: usize, co: &LineCoefficients, affine
         || vec![0.0f32; X_TILE * nx],
         |buf, tile| {
             let lines = solve_tile(buf, tile, nx, co, affine);
-            for (l, line) in tile.chunks_exact_mut(nx).enumerate() {
-                for (i, v) in line.iter_mut().enumerate() {
-                    *v = buf[i * lines + l];
-                }
-            }
+            transpose::<false>(buf, nx, lines, tile);
         },
     );
 }
@@ -358,11 +351,7 @@ pub(crate) fn sweep_x_add(delta: &[f32], u: &mut [f32], nx: usize, co: &LineCoef
         || vec![0.0f32; X_TILE * nx],
         |buf, (tile, out)| {
             let lines = solve_tile(buf, tile, nx, co, false);
-            for (l, line) in out.chunks_exact_mut(nx).enumerate() {
-                for (i, v) in line.iter_mut().enumerate() {
-                    *v += buf[i * lines + l];
-                }
-            }
+            transpose::<true>(buf, nx, lines, out);
         },
     );
 }

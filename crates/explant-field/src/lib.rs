@@ -43,6 +43,7 @@ pub mod adi;
 mod cpu;
 mod error;
 pub mod implicit;
+mod transpose;
 
 pub use adi::damped_steps;
 pub use cpu::CpuDiffusion;
