@@ -8,9 +8,9 @@
 use std::sync::MutexGuard;
 
 use bevy_ecs::prelude::*;
+use explant_field::StepInputs;
 use glam::Vec3;
 use rayon::prelude::*;
-use explant_field::StepInputs;
 
 use crate::clamp::SourceSplit;
 use crate::components::*;

@@ -24,8 +24,12 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(15usize);
-    let threads: Vec<usize> =
-        args.iter().enumerate().filter(|(i, _)| *i == 0 || args[i - 1] != "--rounds").filter_map(|(_, a)| a.parse().ok()).collect();
+    let threads: Vec<usize> = args
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i == 0 || args[i - 1] != "--rounds")
+        .filter_map(|(_, a)| a.parse().ok())
+        .collect();
     let threads = if threads.is_empty() { vec![1, 2] } else { threads };
     let n = 100;
     let channels = 10;

@@ -60,7 +60,9 @@
 use rayon::prelude::*;
 
 use crate::cpu::{stencil_pass, stencil_row};
-use crate::implicit::{COLUMN_BLOCK, LineCoefficients, finish_rows, scaled_coefficients, sweep_rows, sweep_x, sweep_x_add};
+use crate::implicit::{
+    COLUMN_BLOCK, LineCoefficients, finish_rows, scaled_coefficients, sweep_rows, sweep_x, sweep_x_add,
+};
 use crate::{ChannelParams, Grid};
 
 /// Number of damped (Rannacher) steps after a sharp change of the field: 1 while every
@@ -250,7 +252,14 @@ fn channel_increment(
 /// `Δ₀` of every channel into `delta` (same layout as `data`). The step is then finished
 /// by the homogeneous half-coefficient solves of `delta` (z, y, x in any order: the
 /// factors commute) and `data += delta`.
-pub fn increment(g: &Grid, data: &mut [f32], delta: &mut [f32], params: &[ChannelParams], dt: f32, added: &[(u32, f32)]) {
+pub fn increment(
+    g: &Grid,
+    data: &mut [f32],
+    delta: &mut [f32],
+    params: &[ChannelParams],
+    dt: f32,
+    added: &[(u32, f32)],
+) {
     let voxels = g.voxels();
     take_back(data, added);
     for (c, (chan, d)) in data.chunks_exact(voxels).zip(delta.chunks_exact_mut(voxels)).enumerate() {
@@ -282,8 +291,9 @@ mod tests {
         let n = g.voxels() * 2;
         let start: Vec<f32> = (0..n).map(|i| ((i * 7919) % 113) as f32 * 0.05).collect();
         // Several sources, two in one voxel, in both channels.
-        let added: Vec<(u32, f32)> =
-            [(5, 0.5), (400, 1.25), (5, -0.125), (g.voxels() + 77, 2.0), (n - 1, 0.75)].map(|(i, s)| (i as u32, s)).to_vec();
+        let added: Vec<(u32, f32)> = [(5, 0.5), (400, 1.25), (5, -0.125), (g.voxels() + 77, 2.0), (n - 1, 0.75)]
+            .map(|(i, s)| (i as u32, s))
+            .to_vec();
         let run = |fused: bool| {
             let mut data = start.clone();
             let mut cache = AdiCache { fused, ..AdiCache::default() };

@@ -111,10 +111,9 @@ pub(crate) fn step_channel(g: &Grid, src: &[f32], dst: &mut [f32], a: f32, kdt: 
 /// beyond the grid: the voxel itself (`ZeroFlux`), the ghost `2·value − c` (`Fixed`) or
 /// the voxel at the opposite end (`Periodic`). Parallel over rows ([`stencil_row`]).
 pub(crate) fn stencil_pass(g: &Grid, src: &[f32], dst: &mut [f32], b: &Faces, f: impl Fn(f32, f32) -> f32 + Sync) {
-    dst.par_chunks_mut(g.nx).enumerate().for_each_init(
-        || vec![0.0f32; 4 * g.nx],
-        |scratch, (row, out)| stencil_row(g, src, row, out, b, scratch, &f),
-    );
+    dst.par_chunks_mut(g.nx)
+        .enumerate()
+        .for_each_init(|| vec![0.0f32; 4 * g.nx], |scratch, (row, out)| stencil_row(g, src, row, out, b, scratch, &f));
 }
 
 /// [`stencil_pass`] for the x row `row` (`z·ny + y`) of `src` only, into `out` (`nx`

@@ -322,7 +322,7 @@ pub(crate) const COLUMN_BLOCK: usize = 512;
 
 /// Load `tile` (whole x lines of `nx` voxels) transposed into `buf`, so that element `i`
 /// of every line is one contiguous row, and solve; returns the number of lines.
-fn solve_tile(buf: &mut Vec<f32>, tile: &[f32], nx: usize, co: &LineCoefficients, affine: bool) -> usize {
+fn solve_tile(buf: &mut [f32], tile: &[f32], nx: usize, co: &LineCoefficients, affine: bool) -> usize {
     let lines = tile.len() / nx;
     let buf = &mut buf[..lines * nx];
     transpose::<false>(tile, lines, nx, buf);

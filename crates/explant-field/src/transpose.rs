@@ -92,7 +92,11 @@ mod tests {
                 transpose::<true>(&src, rows, cols, &mut sum);
                 for r in 0..rows {
                     for c in 0..cols {
-                        assert_eq!(dst[c * rows + r].to_bits(), src[r * cols + c].to_bits(), "{rows}x{cols} at {r},{c}");
+                        assert_eq!(
+                            dst[c * rows + r].to_bits(),
+                            src[r * cols + c].to_bits(),
+                            "{rows}x{cols} at {r},{c}"
+                        );
                         let want = before[c * rows + r] + src[r * cols + c];
                         assert_eq!(sum[c * rows + r].to_bits(), want.to_bits());
                     }

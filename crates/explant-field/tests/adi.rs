@@ -120,12 +120,19 @@ fn second_order_in_time_with_fixed_faces_and_decay() {
     let start = Field::zeros(g, 1);
     let t = 0.1;
     let reference = advance(Scheme::Adi, &start, &params, t, 320, None, false);
-    let errs: Vec<f64> =
-        [10, 20, 40].iter().map(|&m| relative_difference(&advance(Scheme::Adi, &start, &params, t, m, None, false), &reference)).collect();
-    let lod: Vec<f64> =
-        [10, 20].iter().map(|&m| relative_difference(&advance(Scheme::Implicit, &start, &params, t, m, None, false), &reference)).collect();
+    let errs: Vec<f64> = [10, 20, 40]
+        .iter()
+        .map(|&m| relative_difference(&advance(Scheme::Adi, &start, &params, t, m, None, false), &reference))
+        .collect();
+    let lod: Vec<f64> = [10, 20]
+        .iter()
+        .map(|&m| relative_difference(&advance(Scheme::Implicit, &start, &params, t, m, None, false), &reference))
+        .collect();
     let o = orders(&errs);
-    eprintln!("Fixed faces, 24³: ADI errors {errs:?}, orders {o:.2?}; LOD {lod:?}, order {:.2}", (lod[0] / lod[1]).log2());
+    eprintln!(
+        "Fixed faces, 24³: ADI errors {errs:?}, orders {o:.2?}; LOD {lod:?}, order {:.2}",
+        (lod[0] / lod[1]).log2()
+    );
     assert!(o[1] > 1.9, "ADI order {o:?}");
     assert!((lod[0] / lod[1]).log2() < 1.2, "LOD should be first order: {lod:?}");
     assert!(errs[0] < lod[0] / 4.0);
@@ -169,7 +176,9 @@ fn point_source_listed_as_added_is_second_order_and_stays_positive() {
         worst
     };
     let (listed, unlisted) = (worst(true), worst(false));
-    eprintln!("point source every step, a = 2.5: worst min/max listed {listed:.2e}, added to the field only {unlisted:.2e}");
+    eprintln!(
+        "point source every step, a = 2.5: worst min/max listed {listed:.2e}, added to the field only {unlisted:.2e}"
+    );
     assert!(listed >= 0.0, "listed source: min/max {listed}");
     // The failure the source list exists for: Douglas feeds the 3D checkerboard mode.
     assert!(unlisted < -0.1, "an unlisted source should oscillate: {unlisted}");

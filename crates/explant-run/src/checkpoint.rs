@@ -215,6 +215,8 @@ mod tests {
             pseudobulk: vec![],
             ligand_totals: vec![],
             regional: vec![],
+            added: vec![(1, 0.25)],
+            restart_tick: 3,
         };
         Checkpoint {
             explant_version: VERSION.into(),

@@ -136,8 +136,13 @@ fn start_with(s: &Scene, cells: &[Placed], scheme: Scheme) -> Simulation {
         cell_types: cells.iter().map(|c| c.ty).collect(),
         expression: cells.iter().flat_map(|c| [c.g, c.r, c.g]).collect(),
     };
-    Simulation::with_cells(s, Box::new(CpuDiffusion::with_scheme(scheme)), Box::new(Teacher::from_scene(s)), Some(given))
-        .unwrap()
+    Simulation::with_cells(
+        s,
+        Box::new(CpuDiffusion::with_scheme(scheme)),
+        Box::new(Teacher::from_scene(s)),
+        Some(given),
+    )
+    .unwrap()
 }
 
 /// Each cell's row (cells are given in id order).
@@ -516,8 +521,9 @@ fn adi_takes_the_cells_exports_into_its_step_and_converges_at_second_order() {
     // then neither converges at order 2 nor beats LOD), amounts listed twice or at the
     // wrong voxel (the mass and the order go), a first-order scheme.
     let x = ligand("X", "E", 2000.0, 0.05, "export_rate = 30.0");
-    let cells: Vec<Placed> =
-        (0..30).map(|k| Placed::living([k % NX, (3 * k + k / NX) % NX], 0.0, 0.5 + (k % 4) as f32 * 0.5, 0.0)).collect();
+    let cells: Vec<Placed> = (0..30)
+        .map(|k| Placed::living([k % NX, (3 * k + k / NX) % NX], 0.0, 0.5 + (k % 4) as f32 * 0.5, 0.0))
+        .collect();
     let minutes = 10.0;
     let field = |scheme: Scheme, dt: f64| {
         let n = (minutes / dt).round() as u64;
@@ -534,7 +540,9 @@ fn adi_takes_the_cells_exports_into_its_step_and_converges_at_second_order() {
     let adi: Vec<f64> = [0.5, 0.25, 0.125].iter().map(|&dt| diff(&field(Scheme::Adi, dt))).collect();
     let lod = diff(&field(Scheme::Implicit, 0.5));
     let order = (adi[1] / adi[2]).log2();
-    eprintln!("exports through ADI, 2D, 10 min: errors {adi:?} at dt 0.5/0.25/0.125 (order {order:.2}); LOD at 0.5: {lod:.2e}");
+    eprintln!(
+        "exports through ADI, 2D, 10 min: errors {adi:?} at dt 0.5/0.25/0.125 (order {order:.2}); LOD at 0.5: {lod:.2e}"
+    );
     assert!(order > 1.8, "ADI with the engine's sources: order {order:.2} ({adi:?})");
     assert!(adi[0] < lod / 5.0, "ADI {} vs LOD {lod}", adi[0]);
     // Mass: with decay, what the grid holds is what was exported less what decayed, the

@@ -427,7 +427,8 @@ start = 40.0
 region = { kind = "circle", centre = [400.0, 300.0], radius = 50.0 }
 "#;
     let s = scene(300, a_extra, perturbations);
-    let mut whole = Simulation::new(&s, Box::new(CpuDiffusion::with_scheme(scheme)), Box::new(Teacher::from_scene(&s))).unwrap();
+    let mut whole =
+        Simulation::new(&s, Box::new(CpuDiffusion::with_scheme(scheme)), Box::new(Teacher::from_scene(&s))).unwrap();
     run(&mut whole, 57);
     let saved = whole.state();
     let bytes = saved.encode();
@@ -436,7 +437,8 @@ region = { kind = "circle", centre = [400.0, 300.0], radius = 50.0 }
     let state = explant_core::SimState::decode(&bytes).unwrap();
     assert_eq!(state, saved, "the byte form loses something");
     let mut resumed =
-        Simulation::restore(&s, Box::new(CpuDiffusion::with_scheme(scheme)), Box::new(Teacher::from_scene(&s)), state).unwrap();
+        Simulation::restore(&s, Box::new(CpuDiffusion::with_scheme(scheme)), Box::new(Teacher::from_scene(&s)), state)
+            .unwrap();
     assert_eq!(resumed.clock().tick, 57);
     run(&mut resumed, 63);
     check_rows(&mut resumed);
@@ -455,8 +457,13 @@ region = { kind = "circle", centre = [400.0, 300.0], radius = 50.0 }
     // the test above would catch a restore that dropped the clock, field or cycle timers.
     let mut fresh_clock = saved.clone();
     fresh_clock.tick = 0;
-    let mut wrong =
-        Simulation::restore(&s, Box::new(CpuDiffusion::with_scheme(scheme)), Box::new(Teacher::from_scene(&s)), fresh_clock).unwrap();
+    let mut wrong = Simulation::restore(
+        &s,
+        Box::new(CpuDiffusion::with_scheme(scheme)),
+        Box::new(Teacher::from_scene(&s)),
+        fresh_clock,
+    )
+    .unwrap();
     run(&mut wrong, 63);
     assert_ne!(wrong.cells(), a, "a restore that loses the clock should not match");
 }

@@ -250,12 +250,21 @@ fn adi_gpu_matches_cpu_with_sources_a_damped_start_and_mixed_boundaries() {
     // host forms the increment. Sources listed each step enter through it on both.
     let Some(mut gpu) = gpu_or_skip(Scheme::Adi) else { return };
     use Boundary::{Fixed, Periodic, ZeroFlux};
-    for grid in
-        [Grid { nx: 20, ny: 16, nz: 12, dx: 10.0, origin: [0.0; 3] }, Grid { nx: 40, ny: 24, nz: 1, dx: 10.0, origin: [0.0; 3] }]
-    {
+    for grid in [
+        Grid { nx: 20, ny: 16, nz: 12, dx: 10.0, origin: [0.0; 3] },
+        Grid { nx: 40, ny: 24, nz: 1, dx: 10.0, origin: [0.0; 3] },
+    ] {
         let params = [
-            with_faces(300.0, 0.05, [Fixed { value: 40.0 }, ZeroFlux, Periodic, Periodic, ZeroFlux, Fixed { value: 5.0 }]),
-            with_faces(20.0, 0.0, [ZeroFlux, Fixed { value: 0.0 }, Fixed { value: 12.5 }, ZeroFlux, Periodic, Periodic]),
+            with_faces(
+                300.0,
+                0.05,
+                [Fixed { value: 40.0 }, ZeroFlux, Periodic, Periodic, ZeroFlux, Fixed { value: 5.0 }],
+            ),
+            with_faces(
+                20.0,
+                0.0,
+                [ZeroFlux, Fixed { value: 0.0 }, Fixed { value: 12.5 }, ZeroFlux, Periodic, Periodic],
+            ),
         ];
         let initial = noisy_field(grid, params.len());
         let (mut on_gpu, mut on_cpu) = (initial.clone(), initial.clone());
