@@ -1643,6 +1643,57 @@ fn completions_cover_every_subcommand_and_option_value_and_parse_in_their_shell(
 }
 
 #[test]
+fn bench_tick_times_every_stage_of_the_benchmark_scene() {
+    // The 10⁶-cell benchmark scene, shrunk to 2000 cells on a small grid by `--set` (the
+    // full size is measured by hand, BENCHMARKS.md): every stage of the tick is timed,
+    // the stages account for the tick (their sum is within it and most of it), and the
+    // scene's own learned model and the chosen scheme are the ones stepped.
+    let scene = repo().join("scenes/bench/tick_1m.toml");
+    let o = explant([
+        "bench".as_ref(),
+        "tick".as_ref(),
+        scene.as_os_str(),
+        "--ticks".as_ref(),
+        "3".as_ref(),
+        "--json".as_ref(),
+        "--set".as_ref(),
+        "tissue.cells=2000".as_ref(),
+        "--set".as_ref(),
+        "tissue.radius=170.0".as_ref(),
+        "--set".as_ref(),
+        "tissue.centre=[300.0, 300.0]".as_ref(),
+        "--set".as_ref(),
+        "grid.size=[600.0, 600.0]".as_ref(),
+        "--set".as_ref(),
+        "tissue.regions=[{ cell_type = \"organiser\", shape = { kind = \"circle\", centre = [300.0, 300.0], radius = 30.0 } }]".as_ref(),
+        "--set".as_ref(),
+        "grid.scheme=adi".as_ref(),
+    ]);
+    assert_success(&o, "explant bench tick");
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap_or_else(|e| panic!("{e}:\n{}", stdout(&o)));
+    assert_eq!(v["bench"], "tick");
+    assert_eq!(v["cells"], 2000, "{v}");
+    assert_eq!(v["voxels"], 3600);
+    assert!(v["backends"]["diffusion"].as_str().unwrap().contains("adi"), "{v}");
+    assert!(v["backends"]["model"].as_str().unwrap().contains("default.pt"), "{v}");
+    let stages = v["stages"].as_object().expect("stages");
+    for name in ["secrete", "diffuse", "sense", "respond", "perturb", "mechanics", "fate", "record"] {
+        let ms = stages[name].as_f64().unwrap_or_else(|| panic!("no stage `{name}` in {v}"));
+        assert!(ms.is_finite() && ms >= 0.0, "{name}: {ms}");
+    }
+    let sum: f64 = stages.values().map(|x| x.as_f64().unwrap()).sum();
+    let tick = v["ms_per_tick"].as_f64().unwrap();
+    assert!(tick > 0.0 && sum <= tick * 1.001 && sum >= 0.5 * tick, "stages sum to {sum} ms of a {tick} ms tick");
+    for key in ["sense", "respond"] {
+        assert!(stages[key].as_f64().unwrap() > 0.0, "{key} should have run: {v}");
+    }
+    // A path that does not exist is refused, naming it.
+    let bad =
+        explant(["bench".as_ref(), "tick".as_ref(), scene.as_os_str(), "--set".as_ref(), "tissue.cellz=3".as_ref()]);
+    assert!(assert_clean_failure(&bad, "a --set path that does not exist").contains("cellz"));
+}
+
+#[test]
 fn bench_json_is_one_object_with_the_tables_numbers() {
     // `--json` replaces the table by one JSON object (nothing else on stdout), with the
     // configuration and one positive, finite timing per backend or size; the CPU field

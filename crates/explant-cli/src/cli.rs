@@ -103,6 +103,31 @@ pub enum BenchCommand {
     /// Inference through the TorchScript response model beside libtorch's raw rate for the
     /// same layers: cells per second per tick.
     Model(BenchModelArgs),
+    /// Whole ticks of a scene, its model and backends as `explant run` uses them: the time
+    /// per tick of every stage, and the memory per cell.
+    Tick(BenchTickArgs),
+}
+
+/// `explant bench tick`.
+#[derive(Debug, Args)]
+pub struct BenchTickArgs {
+    /// The scene (`scenes/bench_1m.toml` is the 10⁶-cell benchmark).
+    pub scene: PathBuf,
+    /// Timed ticks (after one warm-up tick); the mean is reported.
+    #[arg(long, default_value_t = 5)]
+    pub ticks: u64,
+    /// Change one scene field, as `explant run --set` does (repeatable).
+    #[arg(long, value_name = "PATH=VALUE")]
+    pub set: Vec<String>,
+    /// Where ligand diffusion runs.
+    #[arg(long, value_enum, default_value_t = DiffusionChoice::Cpu)]
+    pub diffusion: DiffusionChoice,
+    /// Worker threads (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Print the numbers as one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `explant bench model`.

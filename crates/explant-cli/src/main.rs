@@ -38,6 +38,7 @@ fn main() -> ExitCode {
         cli::Command::Bench(cli::BenchCommand::Diffusion(args)) => commands::bench::diffusion(args),
         cli::Command::Bench(cli::BenchCommand::Tissue(args)) => commands::bench::tissue(args),
         cli::Command::Bench(cli::BenchCommand::Model(args)) => commands::bench::model(args),
+        cli::Command::Bench(cli::BenchCommand::Tick(args)) => commands::bench::tick(args),
         cli::Command::Completions(args) => commands::completions(args.shell),
         cli::Command::Export(args) => commands::export(args),
     };

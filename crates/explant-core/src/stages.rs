@@ -225,6 +225,15 @@ pub(crate) fn diffuse(
     split.added.clear();
 }
 
+/// A concentration as a cell senses it: the ADI scheme can leave a transient undershoot
+/// of about 10⁻⁵ of a source's peak far from it (see `explant_field::adi`), and a cell
+/// senses no less than nothing. A NaN stays NaN (the run's checks name it), and the
+/// other schemes, which never go negative, read the same bits as before.
+#[inline]
+fn not_below_zero(v: f32) -> f32 {
+    if v < 0.0 { 0.0 } else { v }
+}
+
 /// Sense: find neighbours within the contact radius (a cell list rebuilt each tick,
 /// [`neighbours::CellList`]), average the contact genes over neighbours, count
 /// neighbours by cell type, and read each ligand at the cell's voxel, gated by the
@@ -284,7 +293,7 @@ pub(crate) fn sense(
             for c in 0..l {
                 let receptor = states.data[i * g + ligands.receptor[c]].max(0.0);
                 let open = if unblocked.is_empty() { 1.0 } else { unblocked[i * l + c] };
-                out[c] = ligands.field.data[c * voxels + v] * receptor * open;
+                out[c] = not_below_zero(ligands.field.data[c * voxels + v]) * receptor * open;
             }
         });
     }

@@ -313,3 +313,92 @@ pub fn tissue(args: &TissueBench, out: &mut dyn Write) -> Result<serde_json::Val
         "results": rows,
     }))
 }
+
+/// What [`tick`] measures: `ticks` whole ticks of a scene as `explant run` would step it
+/// (its model, its backends), after one warm-up tick.
+#[derive(Debug, Clone, Copy)]
+pub struct TickBench {
+    /// Timed ticks.
+    pub ticks: u64,
+    /// Where diffusion runs.
+    pub diffusion: crate::DiffusionChoice,
+    /// CPU worker threads the run uses (for the model's libtorch threads).
+    pub threads: usize,
+}
+
+/// Step `scene` for `args.ticks` ticks after one warm-up tick and print the time per tick
+/// of each stage, the whole tick, and the resident memory the simulation added; return
+/// the same numbers as JSON (`explant bench tick --json`): `scene`, `cells`, `voxels`,
+/// `ligands`, `backends`, `ticks`, `stages` (stage → ms per tick), `ms_per_tick`,
+/// `resident_bytes`, `bytes_per_cell`, `build_seconds`. Perturbations are stepped (no
+/// paired control, which a run would step beside it).
+///
+/// # Errors
+///
+/// When the simulation cannot be built (backends, model, imported tissue) or a tick
+/// fails (the failure names its stage).
+pub fn tick(
+    scene: &explant_scene::LoadedScene,
+    args: &TickBench,
+    out: &mut dyn Write,
+) -> Result<serde_json::Value, RunError> {
+    let before = resident_bytes();
+    let mut notes = Vec::new();
+    let built = Instant::now();
+    let mut run = crate::PairedRun::build(scene, args.diffusion, args.threads, false, &mut notes)?;
+    let build_seconds = built.elapsed().as_secs_f64();
+    for n in &notes {
+        let _ = writeln!(out, "note: {n}");
+    }
+    let sim = &mut run.sim;
+    sim.step()?;
+    let start_times = sim.stage_times();
+    let wall = Instant::now();
+    for _ in 0..args.ticks.max(1) {
+        sim.step()?;
+    }
+    let ticks = args.ticks.max(1) as f64;
+    let ms_per_tick = wall.elapsed().as_secs_f64() * 1e3 / ticks;
+    let resident = resident_bytes().saturating_sub(before);
+    let cells = sim.cells().ids.len();
+    let field = &sim.ligands().field;
+    let (voxels, ligands) = (field.grid.voxels(), field.channels);
+    let (diffusion, model) = sim.backend_names();
+    let _ = writeln!(
+        out,
+        "{}: {cells} cells, {voxels} voxels × {ligands} ligands; diffusion {diffusion}; model {model}; {} threads; \
+         mean of {} ticks after one warm-up (built in {build_seconds:.2} s)",
+        scene.scene.name,
+        rayon::current_num_threads(),
+        args.ticks.max(1)
+    );
+    let mut stages = serde_json::Map::new();
+    for ((stage, end), (_, begin)) in sim.stage_times().into_iter().zip(start_times) {
+        let ms = (end - begin).as_secs_f64() * 1e3 / ticks;
+        let name = format!("{stage:?}").to_lowercase();
+        let _ = writeln!(out, "  {name:<10} {ms:>10.3} ms/tick");
+        stages.insert(name, serde_json::json!(ms));
+    }
+    let per_cell = if cells > 0 { resident as f64 / cells as f64 } else { 0.0 };
+    let _ = writeln!(out, "  {:<10} {ms_per_tick:>10.3} ms/tick", "tick");
+    let _ = writeln!(
+        out,
+        "resident memory added by the simulation: {:.1} MB ({per_cell:.0} bytes per cell)",
+        resident as f64 / 1e6
+    );
+    Ok(serde_json::json!({
+        "bench": "tick",
+        "scene": scene.scene.name,
+        "cells": cells,
+        "voxels": voxels,
+        "ligands": ligands,
+        "backends": { "diffusion": diffusion, "model": model },
+        "threads": rayon::current_num_threads(),
+        "ticks": args.ticks.max(1),
+        "stages": stages,
+        "ms_per_tick": ms_per_tick,
+        "resident_bytes": resident,
+        "bytes_per_cell": per_cell,
+        "build_seconds": build_seconds,
+    }))
+}

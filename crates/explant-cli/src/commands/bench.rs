@@ -1,11 +1,14 @@
-//! `explant bench diffusion|tissue|model`: the cost of a stage on this machine (the
-//! benchmarks are `explant_run::bench` and `explant_run::backends::torch::bench_model`).
+//! `explant bench diffusion|tissue|model|tick`: the cost of a stage, or of a scene's
+//! whole tick, on this machine (the benchmarks are `explant_run::bench` and
+//! `explant_run::backends::torch::bench_model`).
 
 use anyhow::Result;
+use explant_run::Overrides;
 use explant_run::backends::{ModelBench, torch};
-use explant_run::bench::{self, DiffusionBench, TissueBench};
+use explant_run::bench::{self, DiffusionBench, TickBench, TissueBench};
+use explant_scene::LoadedScene;
 
-use crate::cli::{BenchBackends, BenchDiffusionArgs, BenchModelArgs, BenchTissueArgs};
+use crate::cli::{BenchBackends, BenchDiffusionArgs, BenchModelArgs, BenchTickArgs, BenchTissueArgs};
 
 /// Time diffusion steps on each requested backend and print a table.
 pub fn diffusion(args: BenchDiffusionArgs) -> Result<()> {
@@ -45,6 +48,21 @@ pub fn tissue(args: BenchTissueArgs) -> Result<()> {
 pub fn model(args: BenchModelArgs) -> Result<()> {
     let opts = ModelBench { model: args.model, cells: args.cells, reps: args.reps, threads: args.threads };
     report(args.json, |out| torch::bench_model(&opts, out))
+}
+
+/// Step a scene's whole ticks and print the time per stage.
+pub fn tick(args: BenchTickArgs) -> Result<()> {
+    let mut scene = LoadedScene::from_file(&args.scene)?;
+    Overrides { seed: None, set: args.set.clone() }.apply(&mut scene)?;
+    for warning in scene.warnings() {
+        eprintln!("warning: {warning}");
+    }
+    let (threads, note) = explant_run::use_threads(args.threads)?;
+    if let Some(note) = note {
+        eprintln!("note: {note}");
+    }
+    let opts = TickBench { ticks: args.ticks, diffusion: args.diffusion.into(), threads };
+    report(args.json, |out| bench::tick(&scene, &opts, out))
 }
 
 /// Run a benchmark: its table on stdout, or with `json` its numbers as one JSON object
