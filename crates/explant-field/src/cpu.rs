@@ -60,10 +60,7 @@ impl DiffusionBackend for CpuDiffusion {
             return Err(FieldError::ChannelMismatch { field: field.channels, params: params.len() });
         }
         if self.scheme == Scheme::Adi {
-            crate::validate(&field.grid, params, dt)?;
-            if let Some(&(i, _)) = inputs.added.iter().find(|(i, _)| *i as usize >= field.data.len()) {
-                return Err(FieldError::SourceOutOfRange { index: i as usize, len: field.data.len() });
-            }
+            crate::validate_adi(field, params, dt, &inputs)?;
             self.adi.step(&field.grid, &mut field.data, params, dt, inputs.added, inputs.restart);
             return Ok(());
         }

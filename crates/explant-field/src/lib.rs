@@ -297,6 +297,24 @@ pub fn validate(grid: &Grid, params: &[ChannelParams], dt: f32) -> Result<(), Fi
     Ok(())
 }
 
+/// Check an ADI step's inputs: [`validate`], the field's channels against the
+/// parameters, and every listed source inside the field. Both backends call this.
+pub fn validate_adi(
+    field: &Field,
+    params: &[ChannelParams],
+    dt: f32,
+    inputs: &StepInputs<'_>,
+) -> Result<(), FieldError> {
+    if field.channels != params.len() {
+        return Err(FieldError::ChannelMismatch { field: field.channels, params: params.len() });
+    }
+    validate(&field.grid, params, dt)?;
+    match inputs.added.iter().find(|(i, _)| *i as usize >= field.data.len()) {
+        Some(&(i, _)) => Err(FieldError::SourceOutOfRange { index: i as usize, len: field.data.len() }),
+        None => Ok(()),
+    }
+}
+
 /// The most `Fixed` faces a single voxel of `grid` touches under `faces`: one per axis
 /// with a `Fixed` face, two for an axis one voxel long with both faces `Fixed`.
 fn fixed_faces_per_voxel(grid: &Grid, faces: &Faces) -> usize {

@@ -466,10 +466,7 @@ impl DiffusionBackend for GpuDiffusion {
                 self.run_implicit(field, params, dt, 1.0, true, 1)
             }
             Scheme::Adi => {
-                validate(&field.grid, params, dt)?;
-                if let Some(&(i, _)) = inputs.added.iter().find(|(i, _)| *i as usize >= field.data.len()) {
-                    return Err(FieldError::SourceOutOfRange { index: i as usize, len: field.data.len() });
-                }
+                explant_field::validate_adi(field, params, dt, &inputs)?;
                 self.run_adi(field, params, dt, inputs)
             }
         };
