@@ -170,7 +170,7 @@ pub(crate) fn stencil_row(
     // The interior as slices of one length, so the loop carries no bounds checks and
     // vectorises; the sums keep the order of `voxel`.
     let m = nx - 2;
-    let (left, mid, right) = (&cur[..m], &cur[1..=m], &cur[2..]);
+    let (left, mid, right) = (&cur[..m], &cur[1..=m], &cur[2..2 + m]);
     let (ym, yp, zm, zp) = (&ym[1..=m], &yp[1..=m], &zm[1..=m], &zp[1..=m]);
     let inner = &mut out[1..=m];
     if three_d {
