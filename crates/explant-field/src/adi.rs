@@ -14,7 +14,7 @@
 //! ```
 //!
 //! (Douglas & Gunn 1964; in delta form as in Hundsdorfer & Verwer, *Numerical Solution
-//! of Time-Dependent Advection-Diffusion-Reaction Equations*, §IV.3.) Each line solve is
+//! of Time-Dependent Advection-Diffusion-Reaction Equations*, 2003, ch. IV.) Each line solve is
 //! the LOD solver's with `a/2` and half the per-sweep decay
 //! ([`crate::implicit::scaled_coefficients`] with scale ½), without the `Fixed` faces'
 //! right-hand-side terms: the face values enter only through `Δ₀`, where the neighbour
