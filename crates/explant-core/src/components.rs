@@ -264,9 +264,17 @@ impl Ligands {
     /// Note that `amount` was just added at `index` of the field (if recording).
     #[inline]
     pub(crate) fn note_added(&mut self, index: usize, amount: f32) {
-        if self.record_added && amount != 0.0 {
-            self.added.push((index as u32, amount));
-        }
+        note_added(&mut self.added, self.record_added, index, amount);
+    }
+}
+
+/// Push `(index, amount)` onto a source list when `record` is set and the amount is not
+/// zero: the one rule for [`Ligands::added`] and the split parts' list, callable where
+/// the ligands themselves are borrowed.
+#[inline]
+pub(crate) fn note_added(list: &mut Vec<(u32, f32)>, record: bool, index: usize, amount: f32) {
+    if record && amount != 0.0 {
+        list.push((index as u32, amount));
     }
 }
 

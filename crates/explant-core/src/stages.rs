@@ -96,9 +96,7 @@ pub(crate) fn secrete(
             *rho = (before + f * s * k.saturation) / (1.0 + f * (s + u)) + dt * e / vv;
             let change = *rho - before;
             ligands.exchanged[c] += f64::from(change) * f64::from(vv);
-            if ligands.record_added && change != 0.0 {
-                ligands.added.push((index as u32, change));
-            }
+            note_added(&mut ligands.added, ligands.record_added, index, change);
             // The same affine map ρ ← aρ + b on each type's part, b only on this type's.
             if let Some(parts) = split.field.as_mut() {
                 let keep = 1.0 + f * (s + u);
@@ -110,9 +108,7 @@ pub(crate) fn secrete(
                     if t == b.cell_type[i] as usize {
                         *part += own;
                     }
-                    if ligands.record_added && *part != before {
-                        split.added.push(((p * voxels + v) as u32, *part - before));
-                    }
+                    note_added(&mut split.added, ligands.record_added, p * voxels + v, *part - before);
                 }
             }
         }
@@ -463,9 +459,7 @@ fn release_secretion(b: &Batch, ligands: &mut Ligands, split: &mut SourceSplit, 
                     && let Some(parts) = split.field.as_mut()
                 {
                     parts.data[p * voxels + v] += amount / vv;
-                    if ligands.record_added {
-                        split.added.push(((p * voxels + v) as u32, amount / vv));
-                    }
+                    note_added(&mut split.added, ligands.record_added, p * voxels + v, amount / vv);
                 }
             }
         }
