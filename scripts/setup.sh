@@ -6,8 +6,8 @@
 #   * libtorch 2.13.0 (CPU) assembled from the PyPI wheels into
 #     ${EXPLANT_CACHE:-~/.cache/explant}/libtorch-2.13.0 and version-checked;
 #   * a project-local Python virtualenv in .venv with the clients the tests use (anndata,
-#     squidpy, snakemake, meshio for the ParaView export, and cell-eval with the DE engine it was
-#     checked with, pdex: about
+#     squidpy, snakemake, meshio and vtk (ParaView's own readers, about 570 MB) for the
+#     ParaView export, and cell-eval with the DE engine it was checked with, pdex: about
 #     200 MB more with polars, igraph and numba-mwu, no torch);
 #   * .cargo/config.toml (not committed) pointing tch at that libtorch and putting its
 #     lib/ folder on every binary's rpath, so nobody has to set LIBTORCH or LD_LIBRARY_PATH.
@@ -56,7 +56,7 @@ if [ "${#need_pkgs[@]}" -gt 0 ]; then
 fi
 
 # --- Python virtualenv ---------------------------------------------------------
-PY_REQS="anndata==0.12.* numpy h5py pyarrow squidpy==1.8.* snakemake==9.* cell-eval==0.8.2 pdex==0.3.0 meshio==5.3.* snakemake-executor-plugin-slurm==2.8.*"
+PY_REQS="anndata==0.12.* numpy h5py pyarrow squidpy==1.8.* snakemake==9.* cell-eval==0.8.2 pdex==0.3.0 meshio==5.3.* vtk==9.7.* snakemake-executor-plugin-slurm==2.8.*"
 if [ ! -x "$VENV/bin/python" ]; then
   say "creating Python virtualenv in $VENV"
   python3 -m venv "$VENV"

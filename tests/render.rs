@@ -512,13 +512,15 @@ fn snapshots_carry_the_contact_graph_picture_colours_and_time_and_compress_on_re
 }
 
 #[test]
-fn vtk_export_reads_back_in_meshio_equal_to_the_anndata() {
+fn vtk_export_reads_back_in_meshio_and_vtk_equal_to_the_anndata() {
     // `explant export RUN --vtk` on a short default-scene run (cells, and the WNT3A field,
     // at 3 snapshots): tests/python/vtk_readback.py reads every file with meshio (the
-    // PyPI reader ParaView users script with) and compares points, radius, type, id,
+    // PyPI reader ParaView users script with) and with VTK's own readers (the ones
+    // ParaView opens .vtu and legacy .vtk with), and compares points, radius, type, id,
     // every gene and every ligand value exactly with the run's AnnData, and the .pvd
-    // times with the snapshots' (and rejects shifted, swapped and mistimed copies).
-    const TEST: &str = "vtk_export_reads_back_in_meshio_equal_to_the_anndata";
+    // collections and times with the snapshots' (and rejects shifted, swapped, mistimed
+    // and truncated copies).
+    const TEST: &str = "vtk_export_reads_back_in_meshio_and_vtk_equal_to_the_anndata";
     let dir = TempDir::new("render", TEST);
     let run = dir.join("run");
     run_scene(&short_default(&dir), &run);
@@ -534,7 +536,7 @@ fn vtk_export_reads_back_in_meshio_equal_to_the_anndata() {
     explant_ok(&["export".as_ref(), run.as_os_str(), "--vtk".as_ref(), "--force".as_ref()]);
     assert_clean_failure(&explant(["export".as_ref(), run.as_os_str()]), "export without a format");
     let python = std::env::var_os("EXPLANT_PYTHON").map_or_else(|| repo().join(".venv/bin/python"), PathBuf::from);
-    match Command::new(&python).args(["-c", "import anndata, meshio"]).output() {
+    match Command::new(&python).args(["-c", "import anndata, meshio, vtkmodules.vtkIOXML"]).output() {
         Ok(o) if o.status.success() => {}
         other => {
             let why = match other {
@@ -542,9 +544,12 @@ fn vtk_export_reads_back_in_meshio_equal_to_the_anndata() {
                 Err(e) => e.to_string(),
             };
             if std::env::var("EXPLANT_REQUIRE_PYTHON").as_deref() == Ok("1") {
-                panic!("EXPLANT_REQUIRE_PYTHON=1 but `{}` cannot import anndata and meshio: {why}", python.display());
+                panic!(
+                    "EXPLANT_REQUIRE_PYTHON=1 but `{}` cannot import anndata, meshio and vtk: {why}",
+                    python.display()
+                );
             }
-            loud(&format!("SKIPPED: {TEST}: {why} (scripts/setup.sh installs meshio)"));
+            loud(&format!("SKIPPED: {TEST}: {why} (scripts/setup.sh installs meshio and vtk)"));
             return;
         }
     }
@@ -570,7 +575,11 @@ fn vtk_export_reads_back_in_meshio_equal_to_the_anndata() {
             .output()
             .expect("start python");
         assert_success(&o, "vtk_readback.py");
-        assert!(stdout(&o).starts_with("ok: 3 snapshots, 3 with fields"), "vtk_readback.py said:\n{}", stdout(&o));
+        assert!(
+            stdout(&o).starts_with("ok: 3 snapshots, 3 with fields") && stdout(&o).contains("and VTK 9."),
+            "vtk_readback.py said:\n{}",
+            stdout(&o)
+        );
     }
 }
 

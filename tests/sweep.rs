@@ -253,6 +253,189 @@ fn a_local_sweep_records_failures_resumes_after_a_crash_and_matches_snakemake() 
     assert_eq!(table(&batched), rows, "batched jobs give the same table");
 }
 
+/// The ids of the points in `dir/points.csv` whose `teacher.default_max_rate` is `rate`.
+fn points_with_rate(dir: &Path, rate: f64) -> Vec<String> {
+    let t = std::fs::read_to_string(dir.join("points.csv")).expect("points.csv");
+    let mut lines = t.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = header.iter().position(|h| *h == "teacher.default_max_rate").expect("the rate column");
+    lines
+        .filter(|l| l.split(',').nth(col).and_then(|v| v.parse::<f64>().ok()) == Some(rate))
+        .map(|l| l.split(',').next().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn sweep_exec_runs_a_batch_in_one_process_keeps_what_ended_and_records_what_cannot_run() {
+    let tmp = TempDir::new("sweep", "exec");
+    let dir = &tmp.0;
+    std::fs::write(dir.join("tiny.toml"), SCENE).unwrap();
+    std::fs::write(dir.join("sweep.toml"), spec(", 1e12")).unwrap();
+    let wf = dir.join("wf");
+    let o = explant(&[
+        "sweep".as_ref(),
+        dir.join("sweep.toml").as_os_str(),
+        "--emit".as_ref(),
+        "snakemake".as_ref(),
+        "--batch".as_ref(),
+        "4".as_ref(),
+        "--out".as_ref(),
+        wf.as_os_str(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let snakefile = std::fs::read_to_string(wf.join("Snakefile")).unwrap();
+    assert!(snakefile.contains(r#""{EXPLANT}" sweep exec . {params.runs} --threads {threads}"#), "{snakefile}");
+    let good = points_with_rate(&wf, 0.1);
+    let bad = points_with_rate(&wf, 1e12);
+    assert_eq!((good.len(), bad.len()), (6, 6));
+    let exec = |ids: &[&str]| {
+        let mut args: Vec<&std::ffi::OsStr> = vec!["sweep".as_ref(), "exec".as_ref(), wf.as_os_str()];
+        args.extend(ids.iter().map(|s| std::ffi::OsStr::new(*s)));
+        explant(&args)
+    };
+
+    // Two good points and one that diverges, in one process: a line per point, the
+    // diverged one kept as a failed run (a result, exit status 0).
+    let o = exec(&[&good[0], &bad[0], &good[1]]);
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        text(&o.stdout).contains("2 completed, 1 failed in the simulation, 0 already ended, 0 could not run"),
+        "{}",
+        text(&o.stdout)
+    );
+    assert!(err.contains(&format!("{}: completed in", good[0])) && err.contains("(3 of 3)"), "{err}");
+    assert!(err.contains(&format!("{}: failed at tick", bad[0])), "{err}");
+    let manifest = |id: &str| std::fs::read_to_string(wf.join("runs").join(id).join("manifest.json")).unwrap();
+    assert!(manifest(&good[0]).contains("\"completed\""), "{}", manifest(&good[0]));
+    assert!(manifest(&bad[0]).contains("\"failed\""), "{}", manifest(&bad[0]));
+    assert!(!wf.join("runs").join(format!(".partial-{}", good[1])).exists());
+
+    // A run in the batch is the run `explant run` makes of the same scene.
+    let alone = dir.join("alone");
+    let o = explant(&[
+        "run".as_ref(),
+        wf.join("scenes").join(format!("{}.toml", good[1])).as_os_str(),
+        "--out".as_ref(),
+        alone.as_os_str(),
+        "--quiet".as_ref(),
+        "--no-figures".as_ref(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    for file in ["timeseries.csv", "tissue.h5ad"] {
+        let batch = std::fs::read(wf.join("runs").join(&good[1]).join(file)).unwrap();
+        assert!(batch == std::fs::read(alone.join(file)).unwrap(), "{file} differs between exec and run");
+    }
+
+    // A rerun keeps what ended (the diverged point too) and runs the rest.
+    let o = exec(&[&good[0], &bad[0], &good[2]]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("1 completed, 0 failed in the simulation, 2 already ended"),
+        "{}",
+        text(&o.stdout)
+    );
+
+    // An id that is not a point (or a path) is refused before anything runs.
+    for id in ["run_99999", "../tiny"] {
+        let o = exec(&[&good[3], id]);
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+        assert!(text(&o.stderr).contains(&format!("`{id}` is not a point of the sweep")), "{}", text(&o.stderr));
+        assert!(!wf.join("runs").join(&good[3]).exists(), "nothing ran");
+    }
+
+    // A point whose scene no longer loads is recorded; the others go on; exit status 1.
+    let broken = wf.join("scenes").join(format!("{}.toml", good[3]));
+    std::fs::write(&broken, "version = 1\ngrid = 3\n").unwrap();
+    let o = exec(&[&good[3], &good[4]]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("1 of 2 points could not run") && err.contains(&format!("sweep point {}", good[3])), "{err}");
+    assert!(err.contains(&format!("{}.toml", good[3])), "the error names the scene file: {err}");
+    assert!(wf.join("runs").join(&good[4]).join("manifest.json").is_file(), "the other point ran");
+    assert!(!wf.join("runs").join(&good[3]).exists());
+    let failed = std::fs::read_to_string(wf.join("runs").join(format!("{}.failed", good[3]))).unwrap();
+    assert!(failed.contains(&format!("sweep point {}", good[3])), "{failed}");
+}
+
+#[test]
+fn calibrate_times_the_most_expensive_point_that_runs_and_sizes_every_job_from_it() {
+    let tmp = TempDir::new("sweep", "calibrate");
+    let dir = &tmp.0;
+    std::fs::write(dir.join("tiny.toml"), SCENE).unwrap();
+    // The runaway rate first, so the first (and equally expensive) points diverge.
+    let spec = spec("").replace("values = [0.1]", "values = [1e12, 0.1]");
+    std::fs::write(dir.join("sweep.toml"), &spec).unwrap();
+    let spec_path = dir.join("sweep.toml");
+    let emit = |out: &Path, extra: &[&str]| {
+        let mut args: Vec<&std::ffi::OsStr> = vec!["sweep".as_ref(), spec_path.as_os_str()];
+        args.extend(["--out".as_ref(), out.as_os_str()]);
+        args.extend(extra.iter().map(|s| std::ffi::OsStr::new(*s)));
+        explant(&args)
+    };
+
+    // Refusals: calibration is for emitted workflows, and a spec's own runtime wins no
+    // silent contest with it.
+    let o = emit(&dir.join("local"), &["--calibrate"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stderr).contains("goes with `--emit snakemake`"), "{}", text(&o.stderr));
+    assert!(!dir.join("local").exists());
+    let o = emit(&dir.join("neg"), &["--emit", "snakemake", "--calibrate=-1"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stderr).contains("`--calibrate -1`"), "{}", text(&o.stderr));
+    std::fs::write(dir.join("fixed.toml"), format!("{spec}[cluster]\nruntime_min = 7\n")).unwrap();
+    let o = explant(&[
+        "sweep".as_ref(),
+        dir.join("fixed.toml").as_os_str(),
+        "--out".as_ref(),
+        dir.join("fixed").as_os_str(),
+        "--emit".as_ref(),
+        "snakemake".as_ref(),
+        "--calibrate".as_ref(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stderr).contains("runtime_min = 7") && text(&o.stderr).contains("give one"), "{}", text(&o.stderr));
+
+    let wf = dir.join("wf");
+    // A budget longer than the 20-tick runs: every tick of each point tried is timed, so
+    // the runaway points' divergence (at tick 10) is always seen.
+    let o = emit(&wf, &["--emit", "snakemake", "--batch", "4", "--calibrate", "60"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let cal: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(wf.join("calibration.json")).unwrap()).unwrap();
+    let bad = points_with_rate(&wf, 1e12);
+    let good = points_with_rate(&wf, 0.1);
+    let skipped = cal["skipped"].as_array().unwrap();
+    assert_eq!(skipped.len(), 2, "the first two, diverging points are skipped: {cal}");
+    for s in skipped {
+        assert!(bad.contains(&s["point"].as_str().unwrap().to_owned()), "{cal}");
+        assert!(s["error"].as_str().unwrap().contains("stage `"), "{cal}");
+    }
+    assert!(good.contains(&cal["point"].as_str().unwrap().to_owned()), "a point that runs is timed: {cal}");
+    assert_eq!(cal["ticks_timed"].as_u64().unwrap(), 19, "every tick after the warm-up: {cal}");
+    let per_tick = cal["seconds_per_tick"].as_f64().unwrap();
+    assert!(per_tick > 0.0 && per_tick < 5.0, "{cal}");
+    // A 20-tick sheet of 60 cells takes well under a minute: each run asks for the
+    // floor of 1 minute, not the untuned default of 60 per run.
+    let requests: Vec<u64> = cal["runtime_min"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    assert_eq!(requests, vec![1; 12], "{cal}");
+    let jobs = std::fs::read_to_string(wf.join("jobs.tsv")).unwrap();
+    let runtimes: Vec<&str> = jobs.lines().skip(1).map(|l| l.split('\t').nth(3).unwrap()).collect();
+    assert_eq!(runtimes, ["4", "4", "4"], "a job asks for the sum of its runs: {jobs}");
+    // The requests hold: the runs, made here, take less than they asked for.
+    let ids: Vec<&str> = good.iter().map(String::as_str).collect();
+    let mut args: Vec<&std::ffi::OsStr> = vec!["sweep".as_ref(), "exec".as_ref(), wf.as_os_str()];
+    args.extend(ids.iter().map(|s| std::ffi::OsStr::new(*s)));
+    let o = explant(&args);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    for id in &good {
+        let m: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(wf.join("runs").join(id).join("manifest.json")).unwrap())
+                .unwrap();
+        assert!(m["wall_seconds"].as_f64().unwrap() < 60.0, "{id}: {m}");
+    }
+}
+
 /// Run the real `snakemake` in the emitted workflow folder `wf` (its caches under `home`).
 fn snakemake_in(wf: &Path, home: &Path, args: &[&str]) -> Output {
     Command::new(repo().join(".venv/bin/snakemake"))

@@ -678,6 +678,11 @@ pub struct SweepArgs {
     /// turn, so thousands of points are not thousands of queue entries).
     #[arg(long, default_value_t = 1, value_name = "K")]
     pub batch: usize,
+    /// With `--emit snakemake`: each job's wall-time request from a short run of the most
+    /// expensive point here (about SECONDS of ticks, default 10), scaled to every point;
+    /// the numbers go to calibration.json. Instead of `[cluster] runtime_min`.
+    #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "10")]
+    pub calibrate: Option<f64>,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
@@ -699,6 +704,26 @@ pub enum SweepCommand {
         spec: PathBuf,
         /// The sweep's output directory.
         dir: PathBuf,
+    },
+    /// Run some points of a sweep directory one after another in this process (what a
+    /// batched workflow job runs): one process start and one model-library load for all.
+    /// A point already ended is kept; one that cannot run is recorded and the rest go on
+    /// (exit status 1 at the end).
+    Exec {
+        /// The sweep's output directory (with sweep.toml and scenes/).
+        dir: PathBuf,
+        /// The points' ids, as in points.csv (`run_00001` …).
+        #[arg(required = true, value_name = "RUN")]
+        runs: Vec<String>,
+        /// Worker threads per run.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Where diffusion runs.
+        #[arg(long, value_enum, default_value_t = DiffusionChoice::Auto)]
+        diffusion: DiffusionChoice,
+        /// No progress bar (a line per point is still printed).
+        #[arg(long, short)]
+        quiet: bool,
     },
     /// The effect of each parameter on each readout: sweep_report.csv and sweep_report.svg.
     Report {

@@ -9,8 +9,10 @@
 //! (concurrent, atomic, resumable), [`snakemake`] emits them as a workflow, and [`report`]
 //! summarises each parameter's effect on each readout.
 
+pub mod calibrate;
 mod children;
 mod error;
+pub mod exec;
 mod parquet;
 mod path;
 mod readout;

@@ -62,6 +62,11 @@ pub struct Prepared {
     /// Memory of each point's run, MB: `[cluster] mem_mb`, else the estimate from its
     /// scene ([`crate::snakemake::memory_mb`]).
     pub memory_mb: Vec<u64>,
+    /// Wall time of each point's run, minutes: `[cluster] runtime_min`, else
+    /// [`crate::DEFAULT_RUNTIME_MIN`] until a calibration ([`Prepared::calibrate`]) sets it.
+    pub runtime_min: Vec<u64>,
+    /// Each point's scene.
+    pub scenes: Vec<explant_scene::Scene>,
     _lock: OutDirLock,
 }
 
@@ -86,19 +91,22 @@ pub fn prepare(spec_path: &Path, out: &Path) -> Result<Prepared, SweepError> {
     crate::readout::check(&spec, spec_path, &base.scene, &format!("the base scene `{}`", scene_path.display()))?;
     let mut scenes = Vec::with_capacity(points.len());
     let mut memory_mb = Vec::with_capacity(points.len());
+    let mut parsed = Vec::with_capacity(points.len());
     for point in &points {
         let (text, scene) = point_scene(&spec, &base.text, &scene_path, point)?;
         crate::readout::check(&spec, spec_path, &scene.scene, &format!("the scene of point {}", point.id()))?;
         scenes.push(text);
         memory_mb.push(spec.cluster.mem_mb.unwrap_or_else(|| crate::snakemake::memory_mb(&scene.scene)));
+        parsed.push(scene.scene);
     }
+    let runtime_min = vec![spec.cluster.runtime_min.unwrap_or(crate::DEFAULT_RUNTIME_MIN); points.len()];
     let copy = spec_copy(spec_path, &scene_path)?;
 
     let mut created = Created::default();
     let result = claim(out, spec_path, &copy, &mut created)
         .and_then(|lock| write_sweep(out, &spec, &points, &scenes, &copy, &mut created).map(|()| lock));
     match result {
-        Ok(lock) => Ok(Prepared { spec, points, memory_mb, _lock: lock }),
+        Ok(lock) => Ok(Prepared { spec, points, memory_mb, runtime_min, scenes: parsed, _lock: lock }),
         Err(e) => {
             created.undo();
             Err(e)
@@ -205,7 +213,8 @@ fn write_sweep(
     let header = ["run", "seed"].map(String::from).into_iter().chain(spec.parameters.iter().map(|p| p.path.clone()));
     let mut table = TableData::new(header);
     for (point, scene) in points.iter().zip(scenes) {
-        created.make(&scene_file(out, point), |p| std::fs::write(p, scene).map_err(SweepError::file("write", p)))?;
+        created
+            .make(&scene_file(out, &point.id()), |p| std::fs::write(p, scene).map_err(SweepError::file("write", p)))?;
         let mut row = vec![point.id(), point.seed.to_string()];
         row.extend(point.values.iter().map(crate::spec::value_text));
         table.rows.push(row);
@@ -218,16 +227,24 @@ fn base_scene(spec_path: &Path, e: &explant_scene::SceneError) -> SweepError {
     SweepError::Invalid { path: spec_path.into(), field: "scene".into(), message: explant_run::error_chain(e) }
 }
 
-fn run_dir(out: &Path, point: &Point) -> PathBuf {
-    out.join("runs").join(point.id())
+/// `runs/ID`: the finished run of the point `id`.
+pub(crate) fn run_dir(out: &Path, id: &str) -> PathBuf {
+    out.join("runs").join(id)
 }
 
-fn failed_file(out: &Path, point: &Point) -> PathBuf {
-    out.join("runs").join(format!("{}.failed", point.id()))
+/// `runs/.partial-ID`: the run of the point `id` while it is written.
+pub(crate) fn partial_dir(out: &Path, id: &str) -> PathBuf {
+    out.join("runs").join(format!(".partial-{id}"))
 }
 
-fn scene_file(out: &Path, point: &Point) -> PathBuf {
-    out.join("scenes").join(format!("{}.toml", point.id()))
+/// `runs/ID.failed`: the error of a run that ended without a manifest.
+pub(crate) fn failed_file(out: &Path, id: &str) -> PathBuf {
+    out.join("runs").join(format!("{id}.failed"))
+}
+
+/// `scenes/ID.toml`: the scene of the point `id`.
+pub(crate) fn scene_file(out: &Path, id: &str) -> PathBuf {
+    out.join("scenes").join(format!("{id}.toml"))
 }
 
 /// Run every point not yet finished with the `explant` executable `exe`, `jobs` at a
@@ -254,19 +271,19 @@ pub fn run_local(
     remove_partials(out)?;
     let mut todo: Vec<&Point> = Vec::new();
     for point in &prepared.points {
-        match state(out, point) {
+        match state(out, &point.id()) {
             // A marker left by an earlier attempt of a run that has since completed.
-            RunState::Finished(_) => remove_if_there(&failed_file(out, point))?,
+            RunState::Finished(_) => remove_if_there(&failed_file(out, &point.id()))?,
             RunState::Absent => todo.push(point),
             RunState::Failed { .. } => {
                 // A failed simulation is retried, as a failure without a directory is.
-                let dir = run_dir(out, point);
+                let dir = run_dir(out, &point.id());
                 std::fs::remove_dir_all(&dir).map_err(SweepError::file("remove the failed run", &dir))?;
                 todo.push(point);
             }
             RunState::Damaged(why) => {
                 progress.note(&format!("{}: {why}; redoing it", point.id()));
-                let dir = run_dir(out, point);
+                let dir = run_dir(out, &point.id());
                 std::fs::remove_dir_all(&dir).map_err(SweepError::file("remove the damaged run", &dir))?;
                 todo.push(point);
             }
@@ -300,8 +317,10 @@ pub fn run_local(
                         }
                         let failed = result.err();
                         if let Some(e) = &failed {
-                            let _ =
-                                std::fs::write(failed_file(out, point), format!("{}\n", explant_run::error_chain(e)));
+                            let _ = std::fs::write(
+                                failed_file(out, &point.id()),
+                                format!("{}\n", explant_run::error_chain(e)),
+                            );
                             if let Ok(mut f) = failures.lock() {
                                 f.push(point.id());
                             }
@@ -356,7 +375,7 @@ fn remove_partials(out: &Path) -> Result<(), SweepError> {
 }
 
 /// Where a point's run stands in the sweep directory.
-enum RunState {
+pub(crate) enum RunState {
     /// No run directory.
     Absent,
     /// A run directory with a manifest that says `completed`.
@@ -373,19 +392,20 @@ enum RunState {
     Damaged(String),
 }
 
-fn state(out: &Path, point: &Point) -> RunState {
-    let dir = RunDir::new(run_dir(out, point));
+/// Where the run of the point `id` stands in the sweep directory `out`.
+pub(crate) fn state(out: &Path, id: &str) -> RunState {
+    let dir = RunDir::new(run_dir(out, id));
     if !dir.root().exists() {
         return RunState::Absent;
     }
-    let shown = format!("runs/{}/{}", point.id(), RunFile::Manifest.name());
+    let shown = format!("runs/{id}/{}", RunFile::Manifest.name());
     if !dir.has(RunFile::Manifest) {
         return RunState::Damaged(format!("the run has no `{shown}`"));
     }
     match dir.manifest() {
         Ok(m) if m.status.is_completed() => RunState::Finished(Box::new(m)),
         Ok(m) if matches!(m.status, Status::Failed { .. }) => {
-            RunState::Failed { error: failure_text(point, &m.status), wall_seconds: m.wall_seconds }
+            RunState::Failed { error: failure_text(id, &m.status), wall_seconds: m.wall_seconds }
         }
         Ok(m) => RunState::Damaged(format!("`{shown}` says the run did not complete ({:?})", m.status)),
         Err(e) => RunState::Damaged(format!("`{shown}` is damaged ({})", explant_run::error_chain(&e))),
@@ -395,12 +415,12 @@ fn state(out: &Path, point: &Point) -> RunState {
 /// The error of a run whose manifest says `failed`, as its row and `runs/ID.failed` give
 /// it: `ID: failed at tick T in stage `S`: MESSAGE`. It depends only on the manifest, so
 /// every runner gives the same text.
-pub fn failure_text(point: &Point, status: &Status) -> String {
+pub fn failure_text(id: &str, status: &Status) -> String {
     match status {
         Status::Failed { stage, tick, message } => {
-            format!("{}: failed at tick {tick} in stage `{stage}`: {message}", point.id())
+            format!("{id}: failed at tick {tick} in stage `{stage}`: {message}")
         }
-        other => format!("{}: the run did not fail ({other:?})", point.id()),
+        other => format!("{id}: the run did not fail ({other:?})"),
     }
 }
 
@@ -412,11 +432,11 @@ pub const SIMULATION_FAILED: i32 = 3;
 /// a manifest: completed, or failed in the simulation (exit status 3; the error is then
 /// its [`failure_text`]).
 fn run_point(children: &Children, exe: &Path, out: &Path, point: &Point, threads: usize) -> Result<(), SweepError> {
-    let partial = out.join("runs").join(format!(".partial-{}", point.id()));
-    let _ = std::fs::remove_file(failed_file(out, point));
+    let partial = partial_dir(out, &point.id());
+    let _ = std::fs::remove_file(failed_file(out, &point.id()));
     let started = Instant::now();
     let o = children
-        .output(Command::new(exe).arg("run").arg(scene_file(out, point)).arg("--out").arg(&partial).args([
+        .output(Command::new(exe).arg("run").arg(scene_file(out, &point.id())).arg("--out").arg(&partial).args([
             "--quiet",
             "--force",
             "--no-figures",
@@ -424,13 +444,13 @@ fn run_point(children: &Children, exe: &Path, out: &Path, point: &Point, threads
             &threads.to_string(),
         ]))
         .map_err(SweepError::file("start `explant run` as", exe))?;
-    let dest = run_dir(out, point);
+    let dest = run_dir(out, &point.id());
     if o.status.code() == Some(SIMULATION_FAILED)
         && let Ok(manifest) = RunDir::new(&partial).manifest()
         && matches!(manifest.status, Status::Failed { .. })
     {
         std::fs::rename(&partial, &dest).map_err(SweepError::file("move a failed run into", &dest))?;
-        return Err(SweepError::Stopped(failure_text(point, &manifest.status)));
+        return Err(SweepError::Stopped(failure_text(&point.id(), &manifest.status)));
     }
     if !o.status.success() {
         let _ = std::fs::remove_dir_all(&partial);
@@ -460,8 +480,8 @@ fn collect_rows(spec: &SweepSpec, points: &[Point], out: &Path) -> Vec<RunResult
             wall_seconds,
             error,
         };
-        let row = match state(out, point) {
-            RunState::Finished(manifest) => match readouts(spec, &run_dir(out, point)) {
+        let row = match state(out, &point.id()) {
+            RunState::Finished(manifest) => match readouts(spec, &run_dir(out, &point.id())) {
                 Ok(values) => result("completed", values, manifest.wall_seconds, String::new()),
                 Err(e) => result("failed", nan, manifest.wall_seconds, e.to_string()),
             },
@@ -469,7 +489,7 @@ fn collect_rows(spec: &SweepSpec, points: &[Point], out: &Path) -> Vec<RunResult
             RunState::Damaged(why) => {
                 result("failed", nan, f64::NAN, format!("{}: {why}; rerun the sweep to redo it", point.id()))
             }
-            RunState::Absent => match std::fs::read_to_string(failed_file(out, point)) {
+            RunState::Absent => match std::fs::read_to_string(failed_file(out, &point.id())) {
                 Ok(err) => result("failed", nan, f64::NAN, err.trim().to_string()),
                 Err(_) => result("missing", nan, f64::NAN, String::new()),
             },

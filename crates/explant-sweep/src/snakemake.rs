@@ -13,14 +13,18 @@
 //! unless the workflow is run with `--config explant=PATH` (a cluster's own build).
 //!
 //! Jobs: without batching, one job per point, its output the run directory. With
-//! `--batch K`, one job runs K points in turn (the exit-3 rule applied to each) and
-//! touches `batches/batch_NNNNN.done`; a batch that fails part way is rerun whole. The
+//! `--batch K`, one job runs K points one after another in one process (`explant sweep
+//! exec`, [`crate::exec`]: one process start and one libtorch load for the K, a failed
+//! simulation kept as its point's result) and touches `batches/batch_NNNNN.done`; a batch
+//! that fails part way (a point that could not run) is rerun, skipping the points that
+//! ended. The
 //! jobs, their runs and their resources are listed in `jobs.tsv`, which the Snakefile
 //! reads, so a sweep of thousands of points keeps a short Snakefile.
 //!
 //! Resources: each job declares `mem_mb` and `runtime` (minutes), the names cluster
-//! executors read. `runtime` is the spec's `[cluster] runtime_min` per run (default
-//! [`crate::DEFAULT_RUNTIME_MIN`]), times the runs of a batch. `mem_mb` is the spec's
+//! executors read. `runtime` is the sum over the job's runs of each run's minutes: the
+//! spec's `[cluster] runtime_min` (default [`crate::DEFAULT_RUNTIME_MIN`]), or with
+//! `--calibrate` each point's request from a short run here ([`crate::calibrate`]). `mem_mb` is the spec's
 //! `[cluster] mem_mb`, else [`memory_mb`] of the point's scene (the largest of a batch).
 
 use std::fmt::Write as _;
@@ -30,6 +34,7 @@ use explant_scene::Scene;
 use explant_scene::memory::bytes_per_cell;
 
 use crate::SweepError;
+use crate::calibrate::{field_bytes, most_cells, simulations};
 use crate::runner::Prepared;
 
 /// The memory a run needs beyond its cells and fields (the executable, its libraries,
@@ -55,12 +60,8 @@ pub const FLOOR_MB: u64 = 512;
 /// scene validator counts them. A scene with perturbations runs a paired control: two
 /// simulations.
 pub fn memory_mb(scene: &Scene) -> u64 {
-    let start = scene.expected_cells().unwrap_or(0);
-    let cells = scene.tissue.max_cells.unwrap_or(2 * start).max(start);
-    let voxels: f64 = scene.grid.size.iter().map(|&s| (f64::from(s) / f64::from(scene.grid.dx)).ceil()).product();
-    let field_bytes = voxels * scene.ligands.len() as f64 * 4.0 * 3.0;
-    let simulations = if scene.perturbations.is_empty() { 1.0 } else { 2.0 };
-    let bytes = simulations * (cells as f64 * bytes_per_cell(scene.genes.len()) + field_bytes);
+    let bytes =
+        simulations(scene) * (most_cells(scene) as f64 * bytes_per_cell(scene.genes.len()) + field_bytes(scene));
     let mb = (SAFETY * bytes / 1e6 + BASE_MB).ceil() as u64;
     mb.div_ceil(64).saturating_mul(64).max(FLOOR_MB)
 }
@@ -76,7 +77,6 @@ struct Job {
 /// The points in jobs of `batch` runs (the last may hold fewer); `batch` 1 gives one
 /// job per point, named after it.
 fn jobs(prepared: &Prepared, batch: usize) -> Vec<Job> {
-    let per_run = prepared.spec.cluster.runtime_min;
     let indices: Vec<usize> = (0..prepared.points.len()).collect();
     indices
         .chunks(batch.max(1))
@@ -85,7 +85,7 @@ fn jobs(prepared: &Prepared, batch: usize) -> Vec<Job> {
             id: if batch <= 1 { prepared.points[chunk[0]].id() } else { format!("batch_{:05}", k + 1) },
             runs: chunk.iter().map(|&i| prepared.points[i].id()).collect(),
             mem_mb: chunk.iter().map(|&i| prepared.memory_mb[i]).max().unwrap_or(FLOOR_MB),
-            runtime_min: per_run.saturating_mul(chunk.len() as u64),
+            runtime_min: chunk.iter().map(|&i| prepared.runtime_min[i]).fold(0, u64::saturating_add),
         })
         .collect()
 }
@@ -143,8 +143,9 @@ rule batch:
         mem_mb=lambda w: int(JOBS[w.batch]["mem_mb"]),
         runtime=lambda w: int(JOBS[w.batch]["runtime_min"]),
     params: runs=lambda w: JOBS[w.batch]["runs"]
-    # Each run in turn; exit status 3 (the simulation failed) keeps its directory as its result.
-    shell: 'for run in {{params.runs}}; do {RUN}; done'
+    # The runs one after another in one process (one start, one model-library load). A run
+    # whose simulation fails keeps its directory as its result; a rerun skips runs that ended.
+    shell: '"{{EXPLANT}}" sweep exec . {{params.runs}} --threads {{threads}}'
 
 rule collect:
     input: expand("batches/{{batch}}.done", batch=JOBS)
@@ -192,7 +193,8 @@ const SLURM_PROFILE: &str = r#"# Snakemake profile for SLURM, written by `explan
 # From the sweep folder:  snakemake --profile profiles/slurm
 # Needs the executor plugin: pip install snakemake-executor-plugin-slurm
 # Each job asks for the mem_mb and runtime (minutes) of its row in jobs.tsv (set
-# `[cluster] runtime_min` / `mem_mb` in the sweep spec); `collect` runs where snakemake runs.
+# `[cluster] runtime_min` / `mem_mb` in the sweep spec, or emit with `--calibrate` to
+# measure each run's wall time; see calibration.json); `collect` runs where snakemake runs.
 executor: slurm
 # Jobs queued or running at once.
 jobs: 100

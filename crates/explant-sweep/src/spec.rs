@@ -49,31 +49,22 @@ fn one() -> usize {
 
 /// `[cluster]`: the resources each run of the emitted Snakemake workflow declares
 /// ([`crate::snakemake`]); the local runner ignores them.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterSpec {
     /// Wall time one run may take, minutes (Snakemake's `runtime`; a batch of K runs asks
-    /// for K times this). Default 60.
-    #[serde(default = "default_runtime_min")]
-    pub runtime_min: u64,
+    /// for K times this). Unset: [`DEFAULT_RUNTIME_MIN`], or each point's own request
+    /// from `--calibrate` ([`crate::calibrate`]).
+    #[serde(default)]
+    pub runtime_min: Option<u64>,
     /// Memory of one run, MB (Snakemake's `mem_mb`), instead of the estimate from each
     /// point's scene ([`crate::snakemake::memory_mb`]).
     #[serde(default)]
     pub mem_mb: Option<u64>,
 }
 
-/// The default `[cluster] runtime_min`.
+/// The `[cluster] runtime_min` of a spec that does not set it (and is not calibrated).
 pub const DEFAULT_RUNTIME_MIN: u64 = 60;
-
-fn default_runtime_min() -> u64 {
-    DEFAULT_RUNTIME_MIN
-}
-
-impl Default for ClusterSpec {
-    fn default() -> Self {
-        Self { runtime_min: DEFAULT_RUNTIME_MIN, mem_mb: None }
-    }
-}
 
 /// How parameter values combine into points.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -231,7 +222,7 @@ impl SweepSpec {
             }
             _ => {}
         }
-        if spec.cluster.runtime_min == 0 {
+        if spec.cluster.runtime_min == Some(0) {
             return Err(bad(
                 "cluster.runtime_min".into(),
                 "`0`: give the minutes one run may take (at least 1)".into(),

@@ -317,11 +317,11 @@ fn one_sweep_at_a_time_holds_a_sweep_folder() {
 }
 
 #[test]
-fn the_cluster_section_has_a_default_runtime_and_refuses_zero_naming_the_field() {
+fn the_cluster_section_is_optional_and_refuses_zero_naming_the_field() {
     let s = spec(HEAD).unwrap();
-    assert_eq!((s.cluster.runtime_min, s.cluster.mem_mb), (explant_sweep::DEFAULT_RUNTIME_MIN, None));
+    assert_eq!((s.cluster.runtime_min, s.cluster.mem_mb), (None, None));
     let s = spec(&format!("{HEAD}[cluster]\nruntime_min = 5\nmem_mb = 2048\n")).unwrap();
-    assert_eq!((s.cluster.runtime_min, s.cluster.mem_mb), (5, Some(2048)));
+    assert_eq!((s.cluster.runtime_min, s.cluster.mem_mb), (Some(5), Some(2048)));
     let e = spec(&format!("{HEAD}[cluster]\nruntime_min = 0\n")).unwrap_err();
     assert!(e.contains("sweep.toml") && e.contains("cluster.runtime_min") && e.contains("`0`"), "{e}");
     let e = spec(&format!("{HEAD}[cluster]\nmem_mb = 0\n")).unwrap_err();

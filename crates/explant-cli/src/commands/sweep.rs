@@ -3,7 +3,7 @@
 //! itself is `explant_sweep::{runner, snakemake, report}`).
 
 use anyhow::{Context, Result, bail};
-use explant_sweep::{report, runner, snakemake};
+use explant_sweep::{exec, report, runner, snakemake};
 
 use crate::cli::{EmitKind, SweepArgs, SweepCommand};
 use crate::progress::SweepProgress;
@@ -14,6 +14,26 @@ pub fn sweep(args: SweepArgs) -> Result<()> {
         Some(SweepCommand::Collect { spec, dir }) => {
             let (table, done, all) = runner::collect(&spec, &dir)?;
             println!("wrote {} ({done} of {all} runs completed)", table.display());
+        }
+        Some(SweepCommand::Exec { dir, runs, threads, diffusion, quiet }) => {
+            let (threads, note) = explant_run::use_threads(threads.max(1))?;
+            if let Some(note) = note {
+                eprintln!("note: {note}");
+            }
+            let opts =
+                exec::ExecOptions { threads, diffusion: diffusion.into(), command_line: std::env::args().collect() };
+            let done = exec::exec(&dir, &runs, &opts, &SweepProgress::new(quiet))?;
+            println!(
+                "{} completed, {} failed in the simulation, {} already ended, {} could not run",
+                done.completed.len(),
+                done.failed.len(),
+                done.skipped.len(),
+                done.errors.len()
+            );
+            if !done.errors.is_empty() {
+                let list: Vec<&str> = done.errors.iter().map(|(_, e)| e.as_str()).collect();
+                bail!("{} of {} points could not run:\n  {}", done.errors.len(), runs.len(), list.join("\n  "));
+            }
         }
         Some(SweepCommand::Report { dir }) => {
             let (csv, svg) = report::report(&dir)?;
@@ -29,11 +49,37 @@ pub fn sweep(args: SweepArgs) -> Result<()> {
             if args.batch != 1 && args.emit.is_none() {
                 bail!("`--batch {}` groups runs into workflow jobs; it goes with `--emit snakemake`", args.batch);
             }
-            let prepared = runner::prepare(spec, out)?;
+            if let Some(seconds) = args.calibrate {
+                if args.emit.is_none() {
+                    bail!("`--calibrate` measures the wall time cluster jobs ask for; it goes with `--emit snakemake`");
+                }
+                if !(seconds.is_finite() && seconds > 0.0) {
+                    bail!("`--calibrate {seconds}`: give the seconds of ticks to time, a positive number");
+                }
+            }
+            let mut prepared = runner::prepare(spec, out)?;
             let exe = std::env::current_exe().context("cannot find the explant executable")?;
             let threads = args.threads.max(1);
             match args.emit {
                 Some(EmitKind::Snakemake) => {
+                    if let Some(seconds) = args.calibrate {
+                        explant_run::use_threads(threads)?;
+                        eprintln!("calibrating: timing about {seconds} s of ticks of the most expensive point");
+                        let cal = prepared.calibrate(out, explant_run::DiffusionChoice::Auto, threads, seconds)?;
+                        for s in &cal.skipped {
+                            eprintln!("note: calibration passed over {}: its simulation failed ({})", s.point, s.error);
+                        }
+                        eprintln!(
+                            "calibration on {}: start {:.2} s, {:.3e} s per tick over {} ticks; each run asks for {}–{} min \
+                             (calibration.json)",
+                            cal.point,
+                            cal.start_seconds,
+                            cal.seconds_per_tick,
+                            cal.ticks_timed,
+                            cal.runtime_min.iter().min().unwrap_or(&0),
+                            cal.runtime_min.iter().max().unwrap_or(&0)
+                        );
+                    }
                     let path = snakemake::emit(&prepared, &exe, out, threads, args.batch)?;
                     println!(
                         "wrote {} ({} runs in {} jobs); run it with: cd {} && snakemake --cores N \
