@@ -121,6 +121,20 @@ fn a_local_sweep_records_failures_resumes_after_a_crash_and_matches_snakemake() 
     };
     assert!(hes1("-6.0") < hes1("-2.0") && hes1("-2.0") <= hes1("0.0"), "{rows:?}");
     assert!(rows.iter().filter(|r| r.contains(",completed,")).all(|r| r.split(',').nth(6) == Some("60")));
+    // The same sweep five points to a process (`explant sweep exec`) gives the same table.
+    let batched = dir.join("batched-local");
+    let o = explant(&[
+        "sweep".as_ref(),
+        dir.join("sweep.toml").as_os_str(),
+        "--out".as_ref(),
+        batched.as_os_str(),
+        "--batch".as_ref(),
+        "5".as_ref(),
+        "--quiet".as_ref(),
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("6 of 12 runs failed"), "{}", text(&o.stderr));
+    assert_eq!(table(&batched), rows, "batches of 5 give the local table, failures included");
 
     // A good sweep, then a simulated crash: one finished run lost, one left half-written.
     let good = dir.join("good");

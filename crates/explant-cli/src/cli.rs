@@ -674,8 +674,9 @@ pub struct SweepArgs {
     /// Worker threads per run.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
-    /// With `--emit snakemake`: runs per workflow job (one cluster job runs K points in
-    /// turn, so thousands of points are not thousands of queue entries).
+    /// Runs per process: K points one after another in one `explant sweep exec`, paying
+    /// the process start and the model library's load once. With `--emit snakemake`, runs
+    /// per workflow job (thousands of points are not thousands of queue entries).
     #[arg(long, default_value_t = 1, value_name = "K")]
     pub batch: usize,
     /// With `--emit snakemake`: each job's wall-time request from a short run of the most

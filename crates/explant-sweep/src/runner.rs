@@ -248,7 +248,10 @@ pub(crate) fn scene_file(out: &Path, id: &str) -> PathBuf {
 }
 
 /// Run every point not yet finished with the `explant` executable `exe`, `jobs` at a
-/// time (0: cores ÷ threads) with `threads` threads each. Failures are recorded and the
+/// time (0: cores ÷ threads) with `threads` threads each: each point an `explant run`
+/// process, or with `batch` K > 1, K points one after another in one `explant sweep
+/// exec` process ([`crate::exec`]: one process start and model-library load for the K;
+/// progress then moves a batch at a time). Failures are recorded and the
 /// sweep goes on; the tables are written in any case. A run whose directory is there but
 /// whose manifest is missing, damaged or not `completed` is redone (with a note).
 ///
@@ -266,6 +269,7 @@ pub fn run_local(
     out: &Path,
     jobs: usize,
     threads: usize,
+    batch: usize,
     progress: &dyn Progress,
 ) -> Result<PathBuf, SweepError> {
     remove_partials(out)?;
@@ -302,30 +306,35 @@ pub fn run_local(
     let next = AtomicUsize::new(0);
     let stopped = AtomicUsize::new(0);
     let failures = Mutex::new(Vec::new());
+    let units: Vec<&[&Point]> = todo.chunks(batch.max(1)).collect();
     std::thread::scope(|s| {
-        let workers: Vec<_> = (0..jobs.min(todo.len()))
+        let workers: Vec<_> = (0..jobs.min(units.len()))
             .map(|_| {
                 s.spawn(|| {
                     while children.stop_signal().is_none()
-                        && let Some(point) = todo.get(next.fetch_add(1, Ordering::SeqCst))
+                        && let Some(unit) = units.get(next.fetch_add(1, Ordering::SeqCst))
                     {
-                        let result = run_point(&children, exe, out, point, threads);
-                        if result.is_err() && children.stop_signal().is_some() {
-                            // Killed by the sweep's own stop: not a failure of the run.
-                            stopped.fetch_add(1, Ordering::SeqCst);
-                            continue;
-                        }
-                        let failed = result.err();
-                        if let Some(e) = &failed {
-                            let _ = std::fs::write(
-                                failed_file(out, &point.id()),
-                                format!("{}\n", explant_run::error_chain(e)),
-                            );
-                            if let Ok(mut f) = failures.lock() {
-                                f.push(point.id());
+                        let results = if batch <= 1 {
+                            unit.iter().map(|&p| (p, run_point(&children, exe, out, p, threads))).collect()
+                        } else {
+                            run_batch(&children, exe, out, unit, threads)
+                        };
+                        for (point, result) in results {
+                            if result.is_err() && children.stop_signal().is_some() {
+                                // Killed by the sweep's own stop: not a failure of the run.
+                                stopped.fetch_add(1, Ordering::SeqCst);
+                                continue;
                             }
+                            let failed = result.err();
+                            if let Some(e) = &failed {
+                                let text = format!("{}\n", explant_run::error_chain(e));
+                                let _ = std::fs::write(failed_file(out, &point.id()), text);
+                                if let Ok(mut f) = failures.lock() {
+                                    f.push(point.id());
+                                }
+                            }
+                            progress.done(failed.is_some().then(|| point.id()).as_deref());
                         }
-                        progress.done(failed.is_some().then(|| point.id()).as_deref());
                     }
                 })
             })
@@ -454,16 +463,76 @@ fn run_point(children: &Children, exe: &Path, out: &Path, point: &Point, threads
     }
     if !o.status.success() {
         let _ = std::fs::remove_dir_all(&partial);
-        let err = String::from_utf8_lossy(&o.stderr);
-        let last: Vec<&str> = err.lines().filter(|l| l.contains("error") || l.contains("caused by")).collect();
+        let said = error_lines(&o.stderr);
         return Err(SweepError::Stopped(format!(
             "{} after {:.1} s: {}",
             point.id(),
             started.elapsed().as_secs_f64(),
-            if last.is_empty() { format!("`explant run` ended with {}", o.status) } else { last.join(" | ") }
+            if said.is_empty() { format!("`explant run` ended with {}", o.status) } else { said }
         )));
     }
     std::fs::rename(&partial, &dest).map_err(SweepError::file("move a finished run into", &dest))
+}
+
+/// The points `unit` by one `explant sweep exec` child, which renames each run into place
+/// as it ends and writes `runs/ID.failed` for a point that could not run; each point's
+/// result is read back from the sweep directory. Points the child did not finish (it
+/// was killed, or crashed) are failures naming its exit, their partial output removed.
+fn run_batch<'p>(
+    children: &Children,
+    exe: &Path,
+    out: &Path,
+    unit: &[&'p Point],
+    threads: usize,
+) -> Vec<(&'p Point, Result<(), SweepError>)> {
+    let started = Instant::now();
+    let ids: Vec<String> = unit.iter().map(|p| p.id()).collect();
+    for id in &ids {
+        // An earlier attempt's error must not pass for this one's.
+        let _ = std::fs::remove_file(failed_file(out, id));
+    }
+    let o = children.output(
+        Command::new(exe).args(["sweep", "exec"]).arg(out).args(&ids).args([
+            "--quiet",
+            "--threads",
+            &threads.to_string(),
+        ]),
+    );
+    unit.iter()
+        .zip(&ids)
+        .map(|(&point, id)| {
+            let result = match (&o, state(out, id)) {
+                (_, RunState::Finished(_)) => Ok(()),
+                (_, RunState::Failed { error, .. }) => Err(SweepError::Stopped(error)),
+                (Err(e), _) => Err(SweepError::Stopped(format!(
+                    "{id}: cannot start `explant sweep exec` as `{}`: {e}",
+                    exe.display()
+                ))),
+                (Ok(o), _) => {
+                    let _ = std::fs::remove_dir_all(partial_dir(out, id));
+                    match std::fs::read_to_string(failed_file(out, id)) {
+                        Ok(text) if !text.trim().is_empty() => Err(SweepError::Stopped(text.trim().to_owned())),
+                        _ => Err(SweepError::Stopped(format!(
+                            "{id}: its batch process ended ({}) after {:.1} s before this run ended: {}",
+                            o.status,
+                            started.elapsed().as_secs_f64(),
+                            match error_lines(&o.stderr) {
+                                said if said.is_empty() => "it printed no error".to_owned(),
+                                said => said,
+                            }
+                        ))),
+                    }
+                }
+            };
+            (point, result)
+        })
+        .collect()
+}
+
+/// The lines of a child's stderr that carry its error, joined with ` | ` (empty if none).
+fn error_lines(stderr: &[u8]) -> String {
+    let err = String::from_utf8_lossy(stderr);
+    err.lines().filter(|l| l.contains("error") || l.contains("caused by")).collect::<Vec<_>>().join(" | ")
 }
 
 /// The results rows of every point: completed runs with their readouts; failed runs,

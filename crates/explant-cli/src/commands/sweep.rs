@@ -46,9 +46,6 @@ pub fn sweep(args: SweepArgs) -> Result<()> {
             if args.batch == 0 {
                 bail!("`--batch 0`: give the runs per job, at least 1");
             }
-            if args.batch != 1 && args.emit.is_none() {
-                bail!("`--batch {}` groups runs into workflow jobs; it goes with `--emit snakemake`", args.batch);
-            }
             if let Some(seconds) = args.calibrate {
                 if args.emit.is_none() {
                     bail!("`--calibrate` measures the wall time cluster jobs ask for; it goes with `--emit snakemake`");
@@ -92,7 +89,7 @@ pub fn sweep(args: SweepArgs) -> Result<()> {
                 }
                 None => {
                     let progress = SweepProgress::new(args.quiet);
-                    let table = runner::run_local(&prepared, &exe, out, args.jobs, threads, &progress)?;
+                    let table = runner::run_local(&prepared, &exe, out, args.jobs, threads, args.batch, &progress)?;
                     println!("wrote {} and results.parquet", table.display());
                 }
             }
