@@ -848,9 +848,9 @@ fn explain_draws_its_pictures_and_report_shows_the_top_channel() {
         assert!(wh.0 >= 100 && wh.1 >= 100 && png.len() > 1_000, "{name}: {wh:?}, {} bytes", png.len());
         wh
     };
-    // 4 channels × the scene's genes, 30 px cells: taller than 4 rows, wider than the genes.
+    // 4 channels × the scene's genes, 44 px cells: taller than 4 rows, wider than the genes.
     let (_, h) = size("heatmap.png");
-    assert!(h > 4 * 30, "heatmap.png height {h}");
+    assert!(h > 4 * 44, "heatmap.png height {h}");
     let groups: Vec<String> = attribution(&out).into_iter().map(|r| r.group).collect();
     for g in ["perturbed", "band:0-25um", "type:responder"] {
         assert!(groups.iter().any(|x| x == g), "group {g}");

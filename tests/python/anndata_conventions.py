@@ -164,14 +164,16 @@ def check_picture(ad, png):
     margin = max(0.05 * max(x1 - x0, y1 - y0), 1.0)
     x0, y0, x1, y1 = x0 - margin, y0 - margin, x1 + margin, y1 + margin
     height = max(1, round(width * (y1 - y0) / (x1 - x0)))
-    # render.rs labels explant's pictures: a title strip of 9 font cells above the map
-    # (scale = width // 256 px per cell, 1 to 4), and a scale bar in a white box in the
-    # map's lower left corner (at most a fifth of the width plus padding, 16 cells tall),
-    # whose cells are not looked at.
+    # render.rs labels explant's pictures: a title strip above the map, its text's line
+    # (16 + scale px) with scale px above and below (scale = width // 256, 1 to 4), and a
+    # scale bar in a white box in the map's lower left corner (at most a fifth of the
+    # width plus padding; with its margin the box reaches 12 + 10 × scale px above the
+    # map's bottom: the label's 12 + scale px line, the bar and padding), whose cells,
+    # and those a scale px above, are not looked at.
     scale = min(max(width // 256, 1), 4)
-    title = 9 * scale
+    title = 16 + 3 * scale
     def under_scale_bar(px, py):
-        return px < width // 5 + 8 * scale and py >= height - 18 * scale
+        return px < width // 5 + 8 * scale and py >= height - (12 + 11 * scale)
     colours = [str(c) for c in ad.uns["cell_type_colors"]]
     codes = ad.obs["cell_type"].cat.codes.to_numpy()
     seen = Counter()

@@ -1,10 +1,9 @@
 //! PNG charts of an explanation: a heat map of shares ([`heatmap_png`]) and horizontal bar
 //! charts of signed effects with error bars ([`bars_png`]).
 //!
-//! They are drawn with the same pixel buffer, bitmap font and PNG writer as the tissue
-//! pictures, so they depend on no fonts or system libraries and the same input gives the
-//! same bytes. Labels are drawn in capitals (the font has no lower-case letters); a
-//! character the font lacks is left blank. Signed values use the diverging `RdBu` map:
+//! They are drawn with the same pixel buffer, embedded font and PNG writer as the tissue
+//! pictures, so they depend on no installed fonts or system libraries and the same input
+//! gives the same bytes. Labels are drawn as written. Signed values use the diverging `RdBu` map:
 //! blue for negative, near-white for zero, red for positive; NaN is the grey of missing
 //! values in the tissue pictures.
 
@@ -15,14 +14,20 @@ use crate::colour::{self, Rgb};
 use crate::font;
 use crate::render::{Image, write_png};
 
-/// Pixels per font cell of the labels (glyphs 6 × 10 px).
-const SCALE: usize = 2;
+/// Text size of the labels ([`font`]: a 16 px line, about 13.7 px to the em).
+const SIZE: usize = 16;
+/// Text size of the title lines.
+const TITLE: usize = 18;
+/// Text size of the values written in heat-map cells (about 10.3 px to the em).
+const VALUE: usize = 12;
 /// Height of a line of label text, with its gap.
-const LINE: usize = font::GLYPH_H * SCALE + 4;
+const LINE: usize = SIZE + 4;
+/// Height of a title line, with its gap.
+const TITLE_LINE: usize = TITLE + 4;
 /// Margin around a chart.
 const MARGIN: usize = 8;
-/// Side of a heat-map cell.
-const CELL: usize = 30;
+/// Side of a heat-map cell: room for a value such as `-0.706` or `1.50e-7` at [`VALUE`].
+const CELL: usize = 44;
 /// Largest picture side.
 const MAX_SIDE: usize = 8192;
 /// Chart background.
@@ -62,16 +67,16 @@ struct HeatLayout {
 
 impl HeatLayout {
     fn of(map: &HeatMap) -> Self {
-        let upper = |s: &String| font::text_width(&s.to_uppercase(), SCALE);
-        let row_w = map.rows.iter().map(upper).max().unwrap_or(0) + 8;
-        let col_h = map.columns.iter().map(upper).max().unwrap_or(0) + 6;
-        let title_h = map.title.len() * LINE + 6;
-        let title_w = map.title.iter().map(upper).max().unwrap_or(0);
+        let width = |s: &String| font::text_width(s, SIZE);
+        let row_w = map.rows.iter().map(width).max().unwrap_or(0) + 8;
+        let col_h = map.columns.iter().map(width).max().unwrap_or(0) + 6;
+        let title_h = map.title.len() * TITLE_LINE + 6;
+        let title_w = map.title.iter().map(|t| font::text_width(t, TITLE)).max().unwrap_or(0);
         let (x0, y0) = (MARGIN + row_w, MARGIN + title_h + col_h);
         let bar_y = y0 + map.rows.len() * CELL + 12;
         let bar_w = (map.columns.len() * CELL).max(150);
         // The bar, then a NaN swatch and its label.
-        let legend_w = bar_w + 16 + 14 + font::text_width("NAN", SCALE);
+        let legend_w = bar_w + 16 + 14 + 4 + font::text_width("NaN", SIZE);
         let width = (x0 + (map.columns.len() * CELL).max(legend_w)).max(MARGIN + title_w) + MARGIN;
         let height = bar_y + 10 + 4 + LINE + MARGIN;
         Self { width, height, x0, y0, bar_y, bar_w }
@@ -97,13 +102,6 @@ fn diverging(v: f64) -> Rgb {
 fn ink_on(c: Rgb) -> Rgb {
     let luma = 0.2126 * f32::from(c[0]) + 0.7152 * f32::from(c[1]) + 0.0722 * f32::from(c[2]);
     if luma < 110.0 { PAPER } else { crate::render::INK }
-}
-
-/// Draw `text` in colour `c` (the [`Image::text`] ink is fixed, so recolour what it drew).
-fn text_in(img: &mut Image, x: usize, y: usize, text: &str, scale: usize, c: Rgb) {
-    for (dx, dy) in font::ink(text, scale) {
-        img.put(x + dx, y + dy, c);
-    }
 }
 
 fn too_large(path: &Path, width: usize, height: usize) -> Result<(), IoError> {
@@ -133,16 +131,15 @@ fn draw_heatmap(path: &Path, map: &HeatMap) -> Result<(Image, HeatLayout), IoErr
     too_large(path, l.width, l.height)?;
     let mut img = Image::new(l.width as u32, l.height as u32, PAPER);
     for (k, line) in map.title.iter().enumerate() {
-        img.text(MARGIN, MARGIN + k * LINE, &line.to_uppercase(), SCALE);
+        img.text(MARGIN, MARGIN + k * TITLE_LINE, line, TITLE);
     }
     for (r, label) in map.rows.iter().enumerate() {
-        let label = label.to_uppercase();
-        let x = l.x0 - 8 - font::text_width(&label, SCALE);
-        img.text(x, l.y0 + r * CELL + (CELL - font::GLYPH_H * SCALE) / 2, &label, SCALE);
+        let x = l.x0 - 8 - font::text_width(label, SIZE);
+        img.text(x, l.y0 + r * CELL + (CELL - SIZE) / 2, label, SIZE);
     }
     for (c, label) in map.columns.iter().enumerate() {
-        let x = l.x0 + c * CELL + (CELL - font::GLYPH_H * SCALE) / 2;
-        img.text_up(x, l.y0 - 6, &label.to_uppercase(), SCALE);
+        let x = l.x0 + c * CELL + (CELL - SIZE) / 2;
+        img.text_up(x, l.y0 - 6, label, SIZE);
     }
     for r in 0..map.rows.len() {
         for c in 0..map.columns.len() {
@@ -150,17 +147,10 @@ fn draw_heatmap(path: &Path, map: &HeatMap) -> Result<(Image, HeatLayout), IoErr
             let fill = diverging(v);
             let (x0, y0, x1, y1) = l.cell(r, c);
             img.fill_rect(x0, y0, x1, y1, fill);
-            let label = if v.is_finite() { font::format_value(v as f32) } else { "NAN".to_owned() };
-            let w = font::text_width(&label, 1);
-            if w + 4 < CELL {
-                text_in(
-                    &mut img,
-                    x0 + (CELL - 1 - w) / 2,
-                    y0 + (CELL - 1 - font::GLYPH_H) / 2,
-                    &label,
-                    1,
-                    ink_on(fill),
-                );
+            let label = if v.is_finite() { font::format_value(v as f32) } else { "NaN".to_owned() };
+            let w = font::text_width(&label, VALUE);
+            if w + 2 < CELL - 1 {
+                img.text_in(x0 + (CELL - 1 - w) / 2, y0 + (CELL - 1 - VALUE) / 2, &label, VALUE, ink_on(fill));
             }
         }
     }
@@ -171,22 +161,24 @@ fn draw_heatmap(path: &Path, map: &HeatMap) -> Result<(Image, HeatLayout), IoErr
         img.fill_rect(bx + x, by, bx + x + 1, by + bh, diverging(2.0 * t - 1.0));
     }
     let ty = by + bh + 4;
-    img.text(bx, ty, "-1", SCALE);
-    img.text(bx + (l.bar_w - font::text_width("0", SCALE)) / 2, ty, "0", SCALE);
-    img.text(bx + l.bar_w - font::text_width("1", SCALE), ty, "1", SCALE);
-    let share = "SHARE";
-    img.text(l.x0 - 8 - font::text_width(share, SCALE), by, share, SCALE);
+    img.text(bx, ty, "-1", SIZE);
+    img.text(bx + (l.bar_w - font::text_width("0", SIZE)) / 2, ty, "0", SIZE);
+    img.text(bx + l.bar_w - font::text_width("1", SIZE), ty, "1", SIZE);
+    // Labels beside the 10 px bar, their lines centred on it.
+    let side_y = (by + bh / 2).saturating_sub(SIZE / 2);
+    let share = "share";
+    img.text(l.x0 - 8 - font::text_width(share, SIZE), side_y, share, SIZE);
     let nx = bx + l.bar_w + 16;
     img.fill_rect(nx, by, nx + 14, by + bh, colour::MISSING);
-    img.text(nx + 14 + 4, by, "NAN", SCALE);
+    img.text(nx + 14 + 4, side_y, "NaN", SIZE);
     Ok((img, l))
 }
 
 /// Draw `map` and write it to `path` as an 8-bit RGB PNG.
 ///
 /// Layout, top to bottom: the title lines; the column labels reading upwards; the grid of
-/// 30 × 30 px cells (1 px white gaps) with the row labels on its left and each value
-/// written in its cell; a colour bar from −1 to 1 with a grey `NAN` swatch beside it.
+/// 44 × 44 px cells (1 px white gaps) with the row labels on its left and each value
+/// written in its cell; a colour bar from −1 to 1 with a grey `NaN` swatch beside it.
 /// The output depends only on `map`.
 ///
 /// # Errors
@@ -204,7 +196,7 @@ pub fn heatmap_png(path: &Path, map: &HeatMap) -> Result<(), IoError> {
 pub struct Bar {
     /// Label left of the bar.
     pub label: String,
-    /// Signed length; NaN draws no bar and writes `NAN`.
+    /// Signed length; NaN draws no bar and writes `NaN`.
     pub value: f64,
     /// Half-width of an error bar drawn around the bar's end, when there is one.
     pub error: Option<f64>,
@@ -251,7 +243,7 @@ pub fn bars_png(path: &Path, chart: &BarChart) -> Result<(), IoError> {
 
 fn value_text(b: &Bar) -> String {
     if !b.value.is_finite() {
-        return "NAN".to_owned();
+        return "NaN".to_owned();
     }
     let v = font::format_value(b.value as f32);
     match b.error {
@@ -262,42 +254,36 @@ fn value_text(b: &Bar) -> String {
 
 fn draw_bars(path: &Path, chart: &BarChart) -> Result<Image, IoError> {
     let bars = || chart.panels.iter().flat_map(|p| &p.bars);
-    let label_w = bars().map(|b| font::text_width(&b.label.to_uppercase(), SCALE)).max().unwrap_or(0);
-    let value_w = bars().map(|b| font::text_width(&value_text(b), SCALE)).max().unwrap_or(0);
+    let label_w = bars().map(|b| font::text_width(&b.label, SIZE)).max().unwrap_or(0);
+    let value_w = bars().map(|b| font::text_width(&value_text(b), SIZE)).max().unwrap_or(0);
     let m = bars()
         .filter(|b| b.value.is_finite())
         .map(|b| b.value.abs() + b.error.filter(|e| e.is_finite()).unwrap_or(0.0).abs())
         .fold(0.0_f64, f64::max);
     let m = if m > 0.0 && m.is_finite() { m } else { 1.0 };
     let area_x = MARGIN + label_w + 10;
-    let title_w = chart
-        .title
-        .iter()
-        .chain(chart.panels.iter().map(|p| &p.title))
-        .map(|t| font::text_width(&t.to_uppercase(), SCALE))
-        .max()
-        .unwrap_or(0);
-    let width = (area_x + BAR_AREA + 10 + value_w).max(MARGIN + title_w) + MARGIN;
-    let title_h = chart.title.len() * LINE + 6;
+    let title_w = chart.title.iter().map(|t| font::text_width(t, TITLE)).max().unwrap_or(0);
+    let panel_w = chart.panels.iter().map(|p| font::text_width(&p.title, SIZE)).max().unwrap_or(0);
+    let width = (area_x + BAR_AREA + 10 + value_w).max(MARGIN + title_w.max(panel_w)) + MARGIN;
+    let title_h = chart.title.len() * TITLE_LINE + 6;
     let panels_h: usize = chart.panels.iter().map(|p| LINE + 2 + p.bars.len() * BAR_ROW + 8).sum();
     let height = MARGIN + title_h + panels_h + 6 + LINE + MARGIN;
     too_large(path, width, height)?;
     let mut img = Image::new(width as u32, height as u32, PAPER);
     for (k, line) in chart.title.iter().enumerate() {
-        img.text(MARGIN, MARGIN + k * LINE, &line.to_uppercase(), SCALE);
+        img.text(MARGIN, MARGIN + k * TITLE_LINE, line, TITLE);
     }
     let zero = area_x + BAR_AREA / 2;
     let half = (BAR_AREA / 2 - 2) as f64;
     let to_x = |v: f64| (zero as f64 + (v / m).clamp(-1.0, 1.0) * half).round() as usize;
     let mut y = MARGIN + title_h;
     for p in &chart.panels {
-        img.text(MARGIN, y, &p.title.to_uppercase(), SCALE);
+        img.text(MARGIN, y, &p.title, SIZE);
         y += LINE + 2;
         let top = y;
         for b in &p.bars {
-            let label = b.label.to_uppercase();
-            let text_y = y + (BAR_ROW - font::GLYPH_H * SCALE) / 2;
-            img.text(area_x - 10 - font::text_width(&label, SCALE), text_y, &label, SCALE);
+            let text_y = y + (BAR_ROW - SIZE) / 2;
+            img.text(area_x - 10 - font::text_width(&b.label, SIZE), text_y, &b.label, SIZE);
             if b.value.is_finite() {
                 let end = to_x(b.value);
                 let fill = if b.value >= 0.0 { colour::DIVERGING[8] } else { colour::DIVERGING[0] };
@@ -312,7 +298,7 @@ fn draw_bars(path: &Path, chart: &BarChart) -> Result<Image, IoError> {
                     }
                 }
             }
-            img.text(area_x + BAR_AREA + 10, text_y, &value_text(b), SCALE);
+            img.text(area_x + BAR_AREA + 10, text_y, &value_text(b), SIZE);
             y += BAR_ROW;
         }
         // The zero line through the panel's bars.
@@ -323,9 +309,9 @@ fn draw_bars(path: &Path, chart: &BarChart) -> Result<Image, IoError> {
     img.fill_rect(area_x, y, area_x + BAR_AREA, y + 1, LINE_COLOUR);
     let (lo, hi) = (font::format_value(-m as f32), font::format_value(m as f32));
     let ty = y + 6;
-    img.text(area_x, ty, &lo, SCALE);
-    img.text(zero - font::text_width("0", SCALE) / 2, ty, "0", SCALE);
-    img.text(area_x + BAR_AREA - font::text_width(&hi, SCALE), ty, &hi, SCALE);
+    img.text(area_x, ty, &lo, SIZE);
+    img.text(zero - font::text_width("0", SIZE) / 2, ty, "0", SIZE);
+    img.text(area_x + BAR_AREA - font::text_width(&hi, SIZE), ty, &hi, SIZE);
     Ok(img)
 }
 
@@ -363,14 +349,21 @@ mod tests {
         assert_eq!(cell_colour(&img, &l, 0, 1), [33, 102, 172]);
         assert_eq!(cell_colour(&img, &l, 1, 0), colour::MISSING);
         assert_eq!(cell_colour(&img, &l, 1, 1), colour::DIVERGING[6]);
-        // Labels are inked left of the first row and above the first column.
+        // Labels are inked left of the first row and above the first column: dark text on
+        // the paper, its edges blended.
         let (x0, y0, _, y1) = l.cell(0, 0);
         let inked = |xs: std::ops::Range<usize>, ys: std::ops::Range<usize>| {
-            ys.flat_map(|y| xs.clone().map(move |x| (x, y))).any(|(x, y)| img.get(x, y) == crate::render::INK)
+            let px: Vec<Rgb> = ys.flat_map(|y| xs.clone().map(move |x| (x, y))).map(|(x, y)| img.get(x, y)).collect();
+            px.iter().any(|c| c.iter().all(|&v| v < 60)) && px.iter().any(|c| c.iter().all(|&v| (60..230).contains(&v)))
         };
         assert!(inked(MARGIN..x0, y0..y1), "row label");
-        assert!(inked(x0..x0 + CELL, MARGIN + 2 * LINE..y0), "column label");
-        assert!(inked(MARGIN..img.width as usize, MARGIN..MARGIN + LINE), "title");
+        assert!(inked(x0..x0 + CELL, MARGIN + 2 * TITLE_LINE..y0), "column label");
+        assert!(inked(MARGIN..img.width as usize, MARGIN..MARGIN + TITLE_LINE), "title");
+        // Every label fits: the widest row label ends left of the grid, the longest column
+        // label ends below the title, and the title inside the picture.
+        assert!(MARGIN + font::text_width("ligand:WNT3A", SIZE) + 8 <= x0);
+        assert!(MARGIN + 2 * TITLE_LINE + font::text_width("AXIN2", SIZE) + 6 <= y0);
+        assert!(MARGIN + font::text_width("group perturbed", TITLE) <= img.width as usize - MARGIN);
     }
 
     #[test]

@@ -1,104 +1,105 @@
-//! A 3 × 5 pixel bitmap font: digits and the signs of numbers for colour bars, and capital
-//! letters with a little punctuation (and `µ`, `³` for units) for chart labels. Lower-case
-//! letters are drawn as capitals, except `e`, which keeps its small glyph for `e` notation.
+//! Text for the PNG pictures: DejaVu Sans, anti-aliased, from a subset of the font embedded
+//! in the binary, so a picture depends on no installed fonts or system libraries and the same
+//! input gives the same bytes on every machine.
+//!
+//! The subset (`assets/DejaVuSans-explant.ttf`, printable ASCII, Latin-1, Greek and the signs
+//! the labels use, such as `µ`, `³`, `±`, `×`, `–`, `−`; `assets/README.md` says how it was
+//! made) is rasterised by [`ab_glyph`], which works in plain `f32` arithmetic with no hinting,
+//! caches or threads. Text is laid out on one line with the font's advance widths (no
+//! kerning, no shaping); a character the font lacks is drawn as its empty box.
+//!
+//! A text size is the height in pixels of a line of text, from the font's ascent to its
+//! descent (for DejaVu Sans, 1.16 em: a size of 15 is text of about 12.9 px to the em).
+//! Every glyph the subset maps lies inside that height, so a line of `size` rows holds
+//! its text; [`text_width`] is the width of the ink and the advances together.
 
-/// A small `m`, for `µm` in a font of capitals (where `µM` would read as micromolar);
-/// [`label_text`] puts it after every `µ`.
-pub(crate) const SMALL_M: char = '\u{E000}';
+use std::sync::OnceLock;
 
-/// `text` as the font should draw a label: ASCII letters in capitals (the font's `e` is
-/// kept for numbers only), and `µm` with a small `m`.
-pub(crate) fn label_text(text: &str) -> String {
-    text.replace("µm", &format!("µ{SMALL_M}")).chars().map(|c| c.to_ascii_uppercase()).collect()
+use ab_glyph::{Font, FontRef, OutlinedGlyph, PxScale, ScaleFont, point};
+
+/// The embedded font: DejaVu Sans, cut to the characters of labels.
+static FONT_BYTES: &[u8] = include_bytes!("../assets/DejaVuSans-explant.ttf");
+
+/// The embedded font, parsed once. It is part of the binary, so a font that fails to
+/// parse is a build mistake, caught by this module's tests, not a user error.
+fn font() -> &'static FontRef<'static> {
+    static FONT: OnceLock<FontRef<'static>> = OnceLock::new();
+    FONT.get_or_init(|| FontRef::try_from_slice(FONT_BYTES).expect("the embedded font parses (see font.rs tests)"))
 }
 
-/// Glyph width in font cells.
-pub(crate) const GLYPH_W: usize = 3;
-/// Glyph height in font cells.
-pub(crate) const GLYPH_H: usize = 5;
-/// Horizontal advance per character in font cells (glyph plus a one-cell gap).
-pub(crate) const ADVANCE: usize = GLYPH_W + 1;
-
-/// Rows of a glyph, top first; bit 2 is the left column.
-fn glyph(c: char) -> Option<[u8; GLYPH_H]> {
-    Some(match c {
-        '0' => [0b111, 0b101, 0b101, 0b101, 0b111],
-        '1' => [0b010, 0b110, 0b010, 0b010, 0b111],
-        '2' => [0b111, 0b001, 0b111, 0b100, 0b111],
-        '3' => [0b111, 0b001, 0b111, 0b001, 0b111],
-        '4' => [0b101, 0b101, 0b111, 0b001, 0b001],
-        '5' => [0b111, 0b100, 0b111, 0b001, 0b111],
-        '6' => [0b111, 0b100, 0b111, 0b101, 0b111],
-        '7' => [0b111, 0b001, 0b001, 0b001, 0b001],
-        '8' => [0b111, 0b101, 0b111, 0b101, 0b111],
-        '9' => [0b111, 0b101, 0b111, 0b001, 0b111],
-        '.' => [0b000, 0b000, 0b000, 0b000, 0b010],
-        '-' => [0b000, 0b000, 0b111, 0b000, 0b000],
-        '+' => [0b000, 0b010, 0b111, 0b010, 0b000],
-        'e' => [0b000, 0b011, 0b111, 0b100, 0b011],
-        'A' => [0b010, 0b101, 0b111, 0b101, 0b101],
-        'B' => [0b110, 0b101, 0b110, 0b101, 0b110],
-        'C' => [0b011, 0b100, 0b100, 0b100, 0b011],
-        'D' => [0b110, 0b101, 0b101, 0b101, 0b110],
-        'E' => [0b111, 0b100, 0b110, 0b100, 0b111],
-        'F' => [0b111, 0b100, 0b110, 0b100, 0b100],
-        'G' => [0b011, 0b100, 0b101, 0b101, 0b011],
-        'H' => [0b101, 0b101, 0b111, 0b101, 0b101],
-        'I' => [0b111, 0b010, 0b010, 0b010, 0b111],
-        'J' => [0b001, 0b001, 0b001, 0b101, 0b010],
-        'K' => [0b101, 0b101, 0b110, 0b101, 0b101],
-        'L' => [0b100, 0b100, 0b100, 0b100, 0b111],
-        'M' => [0b101, 0b111, 0b111, 0b101, 0b101],
-        'N' => [0b110, 0b101, 0b101, 0b101, 0b101],
-        'O' => [0b010, 0b101, 0b101, 0b101, 0b010],
-        'P' => [0b110, 0b101, 0b110, 0b100, 0b100],
-        'Q' => [0b010, 0b101, 0b101, 0b110, 0b011],
-        'R' => [0b110, 0b101, 0b110, 0b101, 0b101],
-        'S' => [0b011, 0b100, 0b010, 0b001, 0b110],
-        'T' => [0b111, 0b010, 0b010, 0b010, 0b010],
-        'U' => [0b101, 0b101, 0b101, 0b101, 0b111],
-        'V' => [0b101, 0b101, 0b101, 0b101, 0b010],
-        'W' => [0b101, 0b101, 0b111, 0b111, 0b101],
-        'X' => [0b101, 0b101, 0b010, 0b101, 0b101],
-        'Y' => [0b101, 0b101, 0b010, 0b010, 0b010],
-        'Z' => [0b111, 0b001, 0b010, 0b100, 0b111],
-        ':' => [0b000, 0b010, 0b000, 0b010, 0b000],
-        '_' => [0b000, 0b000, 0b000, 0b000, 0b111],
-        '(' => [0b001, 0b010, 0b010, 0b010, 0b001],
-        ')' => [0b100, 0b010, 0b010, 0b010, 0b100],
-        '/' => [0b001, 0b001, 0b010, 0b100, 0b100],
-        '=' => [0b000, 0b111, 0b000, 0b111, 0b000],
-        ',' => [0b000, 0b000, 0b000, 0b010, 0b100],
-        '%' => [0b101, 0b001, 0b010, 0b100, 0b101],
-        '±' => [0b010, 0b111, 0b010, 0b000, 0b111],
-        '×' => [0b000, 0b101, 0b010, 0b101, 0b000],
-        'µ' => [0b101, 0b101, 0b101, 0b111, 0b100],
-        SMALL_M => [0b000, 0b000, 0b110, 0b111, 0b101],
-        '³' => [0b110, 0b010, 0b110, 0b010, 0b110],
-
-        c if c.is_ascii_lowercase() => return glyph(c.to_ascii_uppercase()),
-        _ => return None,
-    })
+/// The glyphs of `text` at `size` laid out on one line from x = 0 on the baseline, and
+/// the line's horizontal extent: the first column any glyph inks (0 or less) and one past
+/// the last column that the ink or the pen reaches.
+struct Line {
+    glyphs: Vec<OutlinedGlyph>,
+    left: i32,
+    right: i32,
 }
 
-/// Width in pixels of `text` drawn at `scale` pixels per font cell (no trailing gap).
-pub(crate) fn text_width(text: &str, scale: usize) -> usize {
-    let n = text.chars().count();
-    if n == 0 { 0 } else { (n * ADVANCE - 1) * scale }
+fn layout(text: &str, size: usize) -> Line {
+    let font = font();
+    let scale = PxScale::from(size as f32);
+    let scaled = font.as_scaled(scale);
+    let baseline = scaled.ascent().round();
+    let (mut pen, mut left, mut ink_right) = (0.0_f32, 0_i32, 0_i32);
+    let mut glyphs = Vec::new();
+    for c in text.chars() {
+        let id = font.glyph_id(c);
+        if let Some(g) = font.outline_glyph(id.with_scale_and_position(scale, point(pen, baseline))) {
+            let b = g.px_bounds();
+            left = left.min(b.min.x as i32);
+            ink_right = ink_right.max(b.max.x as i32);
+            glyphs.push(g);
+        }
+        pen += scaled.h_advance(id);
+    }
+    Line { glyphs, left, right: ink_right.max(pen.ceil() as i32) }
 }
 
-/// Which pixels of `text` are inked, as `(x, y)` offsets from its top-left corner.
-/// Characters without a glyph are left blank.
-pub(crate) fn ink(text: &str, scale: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
-    text.chars().enumerate().flat_map(move |(k, c)| {
-        let rows = glyph(c).unwrap_or([0; GLYPH_H]);
-        (0..GLYPH_H * scale).flat_map(move |y| {
-            (0..GLYPH_W * scale).filter_map(move |x| {
-                let on = rows[y / scale] & (0b100 >> (x / scale)) != 0;
-                on.then_some((k * ADVANCE * scale + x, y))
-            })
-        })
-    })
+/// Width in pixels of `text` drawn at `size`: every inked column and the advance of
+/// its last character.
+pub(crate) fn text_width(text: &str, size: usize) -> usize {
+    if text.is_empty() {
+        return 0;
+    }
+    let line = layout(text, size);
+    (line.right - line.left) as usize
+}
+
+/// The coverage of `text` drawn at `size` (see the module docs), `width` × `size` values
+/// row by row, top first: 0 where no glyph touches a pixel, 255 where one covers it.
+pub(crate) struct Coverage {
+    width: usize,
+    alpha: Vec<u8>,
+}
+
+impl Coverage {
+    /// The pixels with some coverage, as `(x, y, alpha)` with `(x, y)` from the top-left
+    /// corner of the text's box.
+    pub(crate) fn pixels(&self) -> impl Iterator<Item = (usize, usize, u8)> + '_ {
+        self.alpha.iter().enumerate().filter(|&(_, &a)| a > 0).map(|(i, &a)| (i % self.width, i / self.width, a))
+    }
+}
+
+/// Rasterise `text` at `size`: the [`text_width`] × `size` box of its coverage. Glyphs
+/// that overlap add up (clipped to full coverage), so a pixel is blended once.
+pub(crate) fn ink(text: &str, size: usize) -> Coverage {
+    let line = layout(text, size);
+    let width = if text.is_empty() { 0 } else { (line.right - line.left) as usize };
+    let height = size;
+    let mut sum = vec![0.0_f32; width * height];
+    for g in &line.glyphs {
+        let b = g.px_bounds();
+        let (x0, y0) = (b.min.x as i32 - line.left, b.min.y as i32);
+        g.draw(|x, y, c| {
+            let (x, y) = (x0 + x as i32, y0 + y as i32);
+            if (0..width as i32).contains(&x) && (0..height as i32).contains(&y) {
+                sum[y as usize * width + x as usize] += c;
+            }
+        });
+    }
+    let alpha = sum.iter().map(|&c| (c.clamp(0.0, 1.0) * 255.0).round() as u8).collect();
+    Coverage { width, alpha }
 }
 
 /// Labels for the two ends of a colour bar: [`format_value`] of each, or, where three
@@ -147,7 +148,61 @@ mod tests {
     use super::*;
 
     #[test]
-    fn labels_are_short_and_only_use_known_glyphs() {
+    fn the_embedded_font_parses_and_has_a_glyph_for_every_character_labels_use() {
+        let font = FontRef::try_from_slice(FONT_BYTES).expect("the embedded font parses");
+        let ascii = (' '..='~').collect::<String>();
+        // Units, signs and the names of ligands and genes in the pictures' labels.
+        let signs = "µ³²°±×·–—−…←→√≈≤≥⊣αβγδκλ\u{3bc}";
+        for c in ascii.chars().chain(signs.chars()) {
+            assert_ne!(font.glyph_id(c).0, 0, "no glyph for {c:?} (U+{:04X})", c as u32);
+        }
+        // Every mapped glyph fits in the line's height, so `ink` clips nothing vertically.
+        let scaled = font.as_scaled(PxScale::from(100.0));
+        for c in ascii.chars().chain(signs.chars()) {
+            let g = font.glyph_id(c).with_scale_and_position(100.0, point(0.0, scaled.ascent()));
+            if let Some(o) = font.outline_glyph(g) {
+                let b = o.px_bounds();
+                assert!(b.min.y >= -1.0 && b.max.y <= 101.0, "{c:?} spans rows {} to {}", b.min.y, b.max.y);
+            }
+        }
+    }
+
+    #[test]
+    fn text_is_anti_aliased_in_a_box_as_wide_as_text_width() {
+        let c = ink("CXCL10, amount/µm³", 15);
+        assert_eq!((c.width, c.alpha.len()), (text_width("CXCL10, amount/µm³", 15), 15 * c.width));
+        let alphas: Vec<u8> = c.pixels().map(|(_, _, a)| a).collect();
+        assert!(alphas.contains(&255), "some pixels are fully covered");
+        let partial = alphas.iter().filter(|&&a| a < 255).count();
+        assert!(partial > alphas.len() / 4, "edges are blended: {partial} of {} inked pixels", alphas.len());
+        // Ink reaches both ends of the box (no blank margin beyond the text).
+        assert_eq!(c.pixels().map(|(x, ..)| x).min(), Some(0));
+        assert!(c.pixels().map(|(x, ..)| x).max().unwrap() + 3 >= c.width);
+        assert_eq!((text_width("", 15), ink("", 15).pixels().count()), (0, 0));
+    }
+
+    #[test]
+    fn text_is_drawn_as_written_with_widths_that_grow_with_size_and_length() {
+        // Lower case is its own glyphs, not capitals: `µm` is not `µM`, and `cell` is
+        // narrower than `CELL`.
+        let (lower, upper) = (ink("µm", 15), ink("µM", 15));
+        assert_ne!(lower.alpha, upper.alpha);
+        assert!(text_width("cell", 15) < text_width("CELL", 15));
+        assert!(text_width("cell type", 13) < text_width("cell type", 20));
+        assert!(text_width("cell type", 15) < text_width("cell types", 15));
+        // Digits share one advance, so colour-bar labels of as many digits are as wide.
+        assert_eq!(text_width("0.106", 15), text_width("0.349", 15));
+    }
+
+    #[test]
+    fn the_same_text_rasterises_to_the_same_bytes() {
+        let a = ink("tumour-immune: CXCL10 expression, t = 720 min", 17);
+        let b = ink("tumour-immune: CXCL10 expression, t = 720 min", 17);
+        assert_eq!((a.width, &a.alpha), (b.width, &b.alpha));
+    }
+
+    #[test]
+    fn labels_are_short_numbers() {
         for (v, want) in [
             (0.0, "0"),
             (1.0, "1"),
@@ -159,19 +214,7 @@ mod tests {
             (1.5e-7, "1.50e-7"),
             (2.0e6, "2.00e6"),
         ] {
-            let s = format_value(v);
-            assert_eq!(s, want);
-            assert!(s.chars().all(|c| glyph(c).is_some()), "{s}");
+            assert_eq!(format_value(v), want);
         }
-    }
-
-    #[test]
-    fn ink_scales_and_advances() {
-        assert_eq!(text_width("10", 2), 14);
-        // "1" at scale 1 has 8 inked cells.
-        assert_eq!(ink("1", 1).count(), 8);
-        assert_eq!(ink("1", 2).count(), 32);
-        // The second character starts one advance to the right.
-        assert!(ink("-1", 1).any(|(x, _)| x >= ADVANCE));
     }
 }

@@ -25,6 +25,23 @@ const LEGEND_BACKGROUND: Rgb = [255, 255, 255];
 /// Cell outlines and legend text.
 pub(crate) const INK: Rgb = [25, 25, 25];
 
+/// Text size ([`font`]: the height of a line in pixels) of the legend's labels and the
+/// scale bar at `scale` layout pixels per unit (1 to 4): 13 to 16 px lines, text of about
+/// 11 to 14 px to the em.
+fn label_size(scale: usize) -> usize {
+    12 + scale
+}
+
+/// Text size of the title, a little larger than the labels: 17 to 20 px lines.
+fn title_size(scale: usize) -> usize {
+    16 + scale
+}
+
+/// Rows of the title strip: the title's line with `scale` rows above and below.
+fn title_height(scale: usize) -> usize {
+    title_size(scale) + 2 * scale
+}
+
 /// How the cells are coloured.
 #[derive(Debug, Clone, Copy)]
 pub enum CellColour<'a> {
@@ -38,7 +55,7 @@ pub enum CellColour<'a> {
 }
 
 /// The words on a picture (all optional; without them the picture is the bare map and
-/// legend strip). Text is drawn in capitals (the bitmap font's alphabet).
+/// legend strip). Text is drawn as written, in DejaVu Sans (embedded in the binary).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Labels<'a> {
     /// A line above the map: what the picture shows and when, e.g.
@@ -66,7 +83,7 @@ pub struct Labels<'a> {
 /// point `(x, y)` falls in pixel column `floor((x − x0) / (x1 − x0) × width)` and row
 /// `floor((y1 − y) / (y1 − y0) × height)`. Below the map a legend strip holds the field's
 /// colour bar on the left half and the cells' colour bar (or category swatches) on the
-/// right half, with their minimum and maximum values written in a small digit font.
+/// right half, with their minimum and maximum values written below them.
 ///
 /// A 3D tissue is seen from above unless [`slice_z`](Self::slice_z) is set: cells are
 /// drawn in order of increasing z (so the highest is on top) and the field is averaged
@@ -172,18 +189,37 @@ impl Image {
         }
     }
 
-    pub(crate) fn text(&mut self, x: usize, y: usize, text: &str, scale: usize) {
-        for (dx, dy) in font::ink(text, scale) {
-            self.put(x + dx, y + dy, INK);
+    /// Blend colour `c` over the pixel at `(x, y)` with opacity `alpha` (255: opaque),
+    /// in integer arithmetic on the sRGB bytes, rounded to nearest.
+    pub(crate) fn blend(&mut self, x: usize, y: usize, c: Rgb, alpha: u8) {
+        if x < self.width as usize && y < self.height as usize {
+            let i = 3 * (y * self.width as usize + x);
+            let a = u32::from(alpha);
+            for (dst, &src) in self.rgb[i..i + 3].iter_mut().zip(&c) {
+                *dst = ((u32::from(*dst) * (255 - a) + u32::from(src) * a + 127) / 255) as u8;
+            }
         }
     }
 
-    /// `text` turned a quarter left (read bottom to top), its baseline on column `x` and
-    /// its first character ending at row `bottom`.
-    pub(crate) fn text_up(&mut self, x: usize, bottom: usize, text: &str, scale: usize) {
-        for (dx, dy) in font::ink(text, scale) {
+    /// `text` in [`INK`] at `size` ([`font`]), the top-left corner of its box at `(x, y)`.
+    pub(crate) fn text(&mut self, x: usize, y: usize, text: &str, size: usize) {
+        self.text_in(x, y, text, size, INK);
+    }
+
+    /// `text` in colour `c` at `size`, the top-left corner of its box at `(x, y)`.
+    pub(crate) fn text_in(&mut self, x: usize, y: usize, text: &str, size: usize, c: Rgb) {
+        for (dx, dy, a) in font::ink(text, size).pixels() {
+            self.blend(x + dx, y + dy, c, a);
+        }
+    }
+
+    /// `text` turned a quarter left (read bottom to top): the top of its box on column
+    /// `x` (the box spans columns `x .. x + size`), its first character ending at row
+    /// `bottom`.
+    pub(crate) fn text_up(&mut self, x: usize, bottom: usize, text: &str, size: usize) {
+        for (dx, dy, a) in font::ink(text, size).pixels() {
             if dx <= bottom {
-                self.put(x + dy, bottom - dx, INK);
+                self.blend(x + dy, bottom - dx, INK, a);
             }
         }
     }
@@ -386,9 +422,9 @@ fn draw(path: &Path, view: &TissueView<'_>) -> Result<Image, IoError> {
     let scale = (width as usize / 256).clamp(1, 4);
     let labels = &view.labels;
     // A label row above the bars when either bar is named, a title strip above the map.
-    let label_h = if labels.field.is_some() || labels.cells.is_some() { 8 * scale as u32 } else { 0 };
-    let legend_h = 17 * scale as u32 + label_h;
-    let title_h = if labels.title.is_some() { 9 * scale as u32 } else { 0 };
+    let mut legend = Legend::new(scale, labels.field.is_some() || labels.cells.is_some());
+    let legend_h = legend.height() as u32;
+    let title_h = if labels.title.is_some() { title_height(scale) as u32 } else { 0 };
     if !(map_h.is_finite() && map_h + f64::from(legend_h + title_h) <= f64::from(MAX_SIDE)) {
         return Err(IoError::BadAspect {
             path: path.to_path_buf(),
@@ -417,9 +453,9 @@ fn draw(path: &Path, view: &TissueView<'_>) -> Result<Image, IoError> {
 
     // Legend strip.
     let top = map_h as usize;
+    legend.top = top;
     img.fill_rect(0, top, width as usize, top + legend_h as usize, LEGEND_BACKGROUND);
     let half = width as usize / 2;
-    let legend = Legend { top, scale, label_h: label_h as usize };
     if field.is_some() {
         legend.label(&mut img, 0, half, labels.field);
         legend.colour_bar(&mut img, 0, half, &colour::VIRIDIS, field_range);
@@ -435,34 +471,34 @@ fn draw(path: &Path, view: &TissueView<'_>) -> Result<Image, IoError> {
     match labels.title {
         Some(title) => {
             let title = full_title(title, view.slice_z, depth(view).is_ok());
-            Ok(with_title(img, &title, title_h as usize, scale))
+            Ok(with_title(img, &title, scale))
         }
         None => Ok(img),
     }
 }
 
-/// `img` below a white strip of `height` rows holding `title` (cut with `..` to fit).
-fn with_title(img: Image, title: &str, height: usize, scale: usize) -> Image {
+/// `img` below a white strip of [`title_height`] rows holding `title` (cut with `…` to fit).
+fn with_title(img: Image, title: &str, scale: usize) -> Image {
+    let height = title_height(scale);
     let mut out = Image::new(img.width, img.height + height as u32, LEGEND_BACKGROUND);
     let row = 3 * img.width as usize;
     out.rgb[height * row..].copy_from_slice(&img.rgb);
-    let fitted = fit(title, img.width as usize - 2 * (3 * scale).min(img.width as usize / 4), scale);
-    out.text(3 * scale, 2 * scale, &fitted, scale);
+    let size = title_size(scale);
+    let fitted = fit(title, img.width as usize - 2 * (3 * scale).min(img.width as usize / 4), size);
+    out.text(3 * scale, scale, &fitted, size);
     out
 }
 
-/// `text` as a label ([`font::label_text`]), cut to at most `width` pixels at `scale`,
-/// ending in `..` when cut.
-fn fit(text: &str, width: usize, scale: usize) -> String {
-    let text = font::label_text(text);
-    if font::text_width(&text, scale) <= width {
-        return text;
+/// `text` cut to at most `width` pixels at text size `size`, ending in `…` when cut.
+fn fit(text: &str, width: usize, size: usize) -> String {
+    if font::text_width(text, size) <= width {
+        return text.to_owned();
     }
     let mut cut: Vec<char> = text.chars().collect();
-    while !cut.is_empty() && font::text_width(&format!("{}..", cut.iter().collect::<String>()), scale) > width {
+    while !cut.is_empty() && font::text_width(&format!("{}…", cut.iter().collect::<String>()), size) > width {
         cut.pop();
     }
-    if cut.is_empty() { String::new() } else { format!("{}..", cut.iter().collect::<String>()) }
+    if cut.is_empty() { String::new() } else { format!("{}…", cut.iter().collect::<String>().trim_end()) }
 }
 
 /// A scale bar in the map's lower left corner: the round length (1, 2 or 5 × 10^k µm)
@@ -477,18 +513,20 @@ fn draw_scale_bar(img: &mut Image, map_h: usize, px_per_um: f64, scale: usize) {
     let decade = 10f64.powf(target_um.log10().floor());
     let um = [5.0, 2.0, 1.0].iter().map(|m| m * decade).find(|&v| v <= target_um).unwrap_or(decade);
     let bar_px = (um * px_per_um).round() as usize;
-    let label = font::label_text(&format!("{} µm", font::format_value(um as f32)));
-    let text_w = font::text_width(&label, scale);
+    let label = format!("{} µm", font::format_value(um as f32));
+    let size = label_size(scale);
+    let text_w = font::text_width(&label, size);
     let pad = 2 * scale;
     let box_w = bar_px.max(text_w) + 2 * pad;
-    let box_h = 5 * scale + 3 * scale + 2 * scale + 2 * pad;
+    // The label's line, a gap, the bar.
+    let box_h = size + scale + 2 * scale + 2 * pad;
     if box_w + pad > width || box_h + pad > map_h || bar_px == 0 {
         return;
     }
     let (x0, y0) = (pad, map_h - pad - box_h);
     img.fill_rect(x0, y0, x0 + box_w, y0 + box_h, LEGEND_BACKGROUND);
-    img.text(x0 + pad, y0 + pad, &label, scale);
-    let bar_top = y0 + pad + 5 * scale + 3 * scale;
+    img.text(x0 + pad, y0 + pad, &label, size);
+    let bar_top = y0 + pad + size + scale;
     img.fill_rect(x0 + pad, bar_top, x0 + pad + bar_px, bar_top + 2 * scale, INK);
 }
 
@@ -590,17 +628,33 @@ fn draw_cells(img: &mut Image, map_h: u32, view: &TissueView<'_>, t: &Transform,
     }
 }
 
-/// Geometry of the legend strip below the map.
+/// Geometry of the legend strip below the map, top to bottom: a margin of `2 × scale`
+/// rows, the label line (when there are labels) and a gap of `scale`, the bars (`6 ×
+/// scale` rows), a gap of `scale`, the line of the bars' end values and a margin of
+/// `scale` (the line's descent leaves more).
 struct Legend {
     /// First pixel row of the strip.
     top: usize,
-    /// Pixels per font cell; everything in the strip scales with it.
+    /// Layout pixels per unit; the strip's margins and bars scale with it.
     scale: usize,
-    /// Rows of the label line above the bars (0: no labels).
+    /// Text size of the labels and values ([`label_size`]).
+    size: usize,
+    /// Rows of the label line above the bars and its gap (0: no labels).
     label_h: usize,
 }
 
 impl Legend {
+    /// The strip at the top of the picture; the caller moves it under the map.
+    fn new(scale: usize, labelled: bool) -> Self {
+        let size = label_size(scale);
+        Self { top: 0, scale, size, label_h: if labelled { size + scale } else { 0 } }
+    }
+
+    /// Rows of the whole strip.
+    fn height(&self) -> usize {
+        2 * self.scale + self.label_h + 6 * self.scale + self.scale + self.size + self.scale
+    }
+
     /// Usable `[a, b)` columns of the slot `[x0, x1)` after padding, if any remain.
     fn inner(&self, x0: usize, x1: usize) -> Option<(usize, usize)> {
         let pad = 3 * self.scale;
@@ -615,11 +669,11 @@ impl Legend {
     /// `text` above the bar of the slot `[x0, x1)`, cut to fit.
     fn label(&self, img: &mut Image, x0: usize, x1: usize, text: Option<&str>) {
         let (Some(text), Some((a, b))) = (text, self.inner(x0, x1)) else { return };
-        img.text(a, self.top + 2 * self.scale, &fit(text, b - a, self.scale), self.scale);
+        img.text(a, self.top + 2 * self.scale, &fit(text, b - a, self.size), self.size);
     }
 
     fn text_row(&self) -> usize {
-        self.bar_rows().1 + 2 * self.scale
+        self.bar_rows().1 + self.scale
     }
 
     /// A horizontal gradient of `map` with the range's ends written below it.
@@ -634,10 +688,10 @@ impl Legend {
         }
         let Some((lo, hi)) = range else { return };
         let (lo, hi) = font::format_range(lo, hi);
-        let (wl, wh) = (font::text_width(&lo, self.scale), font::text_width(&hi, self.scale));
+        let (wl, wh) = (font::text_width(&lo, self.size), font::text_width(&hi, self.size));
         if wl + wh + 2 * self.scale <= b - a {
-            img.text(a, self.text_row(), &lo, self.scale);
-            img.text(b - wh, self.text_row(), &hi, self.scale);
+            img.text(a, self.text_row(), &lo, self.size);
+            img.text(b - wh, self.text_row(), &hi, self.size);
         }
     }
 
@@ -657,12 +711,12 @@ impl Legend {
             let left = a + i * w;
             img.fill_rect(left, y0, left + w - 1, y1, colour::category(i as u32));
             let label = match names.get(i) {
-                Some(name) => fit(name, w.saturating_sub(2 * self.scale), self.scale),
+                Some(name) => fit(name, w.saturating_sub(2 * self.scale), self.size),
                 None => i.to_string(),
             };
-            let tw = font::text_width(&label, self.scale);
+            let tw = font::text_width(&label, self.size);
             if tw < w {
-                img.text(left + (w - 1 - tw) / 2, self.text_row(), &label, self.scale);
+                img.text(left + (w - 1 - tw) / 2, self.text_row(), &label, self.size);
             }
         }
     }
@@ -718,8 +772,8 @@ mod tests {
         let plain = draw(Path::new("x.png"), &bare).unwrap();
         let named = draw(Path::new("x.png"), &TissueView { labels, ..bare }).unwrap();
         let scale = 1; // 400 px / 256
-        let (title_h, label_h) = (9 * scale, 8 * scale);
-        assert_eq!(named.height, plain.height + title_h + label_h);
+        let (title_h, label_h) = (title_height(scale), label_size(scale) + scale);
+        assert_eq!(named.height as usize, plain.height as usize + title_h + label_h);
         // The map is the same picture, one title strip lower, except the scale bar's box
         // in its lower left corner.
         let map_h = 220; // 220 µm extent (cells ± radius, grown 5 %) at 2 px/µm... read it:
@@ -727,7 +781,7 @@ mod tests {
         let mut bar_ink = 0;
         for y in 0..map_h {
             for x in 0..400 {
-                let (a, b) = (plain.get(x, y), named.get(x, y + title_h as usize));
+                let (a, b) = (plain.get(x, y), named.get(x, y + title_h));
                 if a != b {
                     assert!(x < 60 && y + 30 > map_h, "map pixel ({x}, {y}) changed outside the scale bar");
                     bar_ink += usize::from(b == INK);
@@ -736,19 +790,26 @@ mod tests {
         }
         // The bar (40 × 2 px) and its label "20 µm" are ink.
         assert!(bar_ink >= 80, "scale bar ink {bar_ink}");
-        let bar_row = (0..map_h).rev().find(|&y| named.get(10, y + title_h as usize) == INK).expect("bar row");
-        let run = (0..400).filter(|&x| named.get(x, bar_row + title_h as usize) == INK).count();
+        let bar_row = (0..map_h).rev().find(|&y| named.get(10, y + title_h) == INK).expect("bar row");
+        let run = (0..400).filter(|&x| named.get(x, bar_row + title_h) == INK).count();
         assert_eq!(run, 40, "the bar is 20 µm at 2 px/µm");
-        // The title strip has ink; the bare picture has none above the map.
-        assert!((0..title_h as usize).any(|y| (0..400).any(|x| named.get(x, y) == INK)));
-        // The swatches carry names: more ink in the legend than numbers "0", "1" give.
+        // The title strip has text: dark pixels, and grey ones at the blended edges of the
+        // glyphs (anti-aliased, not a bitmap font). The bare picture has no strip.
+        let title: Vec<Rgb> =
+            (0..title_h).flat_map(|y| (0..400).map(move |x| (x, y))).map(|(x, y)| named.get(x, y)).collect();
+        assert!(title.iter().any(|c| c.iter().all(|&v| v < 60)), "dark text in the title strip");
+        let edges = title.iter().filter(|c| c[0] == c[1] && c[1] == c[2] && (60..230).contains(&c[0])).count();
+        assert!(edges > 50, "{edges} blended grey pixels in the title");
+        // The swatches carry names: more text (grey pixels, dark text blended into the
+        // white strip) in the legend than the numbers "0", "1" give.
         let ink = |img: &Image, from: usize| {
             (from..img.height as usize)
                 .flat_map(|y| (200..400).map(move |x| (x, y)))
-                .filter(|&(x, y)| img.get(x, y) == INK)
+                .map(|(x, y)| img.get(x, y))
+                .filter(|c| c[0] == c[1] && c[1] == c[2] && c[0] < 255)
                 .count()
         };
-        assert!(ink(&named, title_h as usize + map_h) > 4 * ink(&plain, map_h));
+        assert!(ink(&named, title_h + map_h) > 4 * ink(&plain, map_h));
     }
 
     #[test]
@@ -756,7 +817,17 @@ mod tests {
         assert_eq!(font::format_range(0.16151, 0.16238), ("0.1615".to_owned(), "0.1624".to_owned()));
         assert_eq!(font::format_range(0.0, 2.5), ("0".to_owned(), "2.5".to_owned()));
         assert_eq!(font::format_range(1.0, 1.0), ("1".to_owned(), "1".to_owned()));
-        assert_eq!(font::label_text("t = 5 min, 20 µm"), format!("T = 5 MIN, 20 µ{}", font::SMALL_M));
+    }
+
+    #[test]
+    fn labels_are_written_as_given_and_cut_with_an_ellipsis_to_fit() {
+        let size = label_size(3);
+        let label = "CXCL10, amount/µm³";
+        assert_eq!(fit(label, font::text_width(label, size), size), label, "mixed case, units as written");
+        let cut = fit(label, 60, size);
+        assert!(cut.ends_with('…') && label.starts_with(cut.trim_end_matches('…')), "{cut}");
+        assert!(font::text_width(&cut, size) <= 60 && font::text_width(&cut, size) > 40, "{cut}");
+        assert_eq!(fit(label, 2, size), "");
     }
 
     /// A 100 × 100 × 50 µm grid of 10 µm voxels whose layer 1 (z in [10, 20) µm) rises

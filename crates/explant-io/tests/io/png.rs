@@ -147,7 +147,14 @@ fn output_is_deterministic() {
         radii: &RADII,
         colour: CellColour::Value(&values),
         width_px: 512,
-        labels: Labels::default(),
+        // Text too: the title, both bars' names with units and the scale bar's length.
+        labels: Labels {
+            title: Some("tumour-immune: CXCL10 expression over CXCL10, t = 720 min"),
+            field: Some("CXCL10, amount/µm³"),
+            cells: Some("CXCL10 expression"),
+            categories: &[],
+            scale_bar: true,
+        },
         slice_z: None,
     };
     render_png(&dir.join("a.png"), &view).unwrap();
