@@ -546,10 +546,10 @@ fn a_misspelt_readout_is_refused_before_any_run_starts_and_leaves_no_folder() {
         "{err}"
     );
     assert!(!out.exists(), "the refused sweep created `{}` (and so could have started runs)", out.display());
-    // `--batch` groups the jobs of an emitted workflow: 0, or without `--emit`, is refused.
+    // `--batch 0` is refused, with or without `--emit`.
     std::fs::write(dir.join("good.toml"), spec("")).unwrap();
     for (args, says) in
-        [(&["--batch", "0", "--emit", "snakemake"][..], "`--batch 0`"), (&["--batch", "2"][..], "`--emit snakemake`")]
+        [(&["--batch", "0", "--emit", "snakemake"][..], "`--batch 0`"), (&["--batch", "0"][..], "`--batch 0`")]
     {
         let o = Command::new(EXE)
             .arg("sweep")

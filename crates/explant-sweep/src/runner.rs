@@ -491,13 +491,11 @@ fn run_batch<'p>(
         // An earlier attempt's error must not pass for this one's.
         let _ = std::fs::remove_file(failed_file(out, id));
     }
-    let o = children.output(
-        Command::new(exe).args(["sweep", "exec"]).arg(out).args(&ids).args([
-            "--quiet",
-            "--threads",
-            &threads.to_string(),
-        ]),
-    );
+    let o = children.output(Command::new(exe).args(["sweep", "exec"]).arg(out).args(&ids).args([
+        "--quiet",
+        "--threads",
+        &threads.to_string(),
+    ]));
     unit.iter()
         .zip(&ids)
         .map(|(&point, id)| {

@@ -44,7 +44,7 @@ pub fn sweep(args: SweepArgs) -> Result<()> {
                 bail!("give the sweep spec and `--out DIR`");
             };
             if args.batch == 0 {
-                bail!("`--batch 0`: give the runs per job, at least 1");
+                bail!("`--batch 0`: give the runs per process (or per workflow job), at least 1");
             }
             if let Some(seconds) = args.calibrate {
                 if args.emit.is_none() {
