@@ -27,23 +27,25 @@ OUT.mkdir(parents=True, exist_ok=True)
 # %%
 scene = explant.Scene.from_toml("scenes/default.toml")
 scene.set("ligands.WNT3A.decay", 0.02)
-scene.set("model.kind", "teacher")  # the mechanistic ODE; drop this with a `torch` build to run models/default.pt
-scene.check()
+for warning in scene.check():  # raises explant.ExplantError if the scene is refused
+    print("warning:", warning)
 
 # %% [markdown]
 # ## Simulate, perturb, simulate on
-# `run(until=…)` and `time` are in simulated minutes; `step(n)` runs n ticks.
+# `run(until=…)` and `time` are in simulated minutes; `step(n)` runs n ticks. The scene's
+# `[model]` is TorchScript (`models/default.pt`), which needs a `torch` build; without one,
+# its mechanistic teacher runs. The first `perturb` starts the paired control from the
+# current state, so `layers['control']` holds the same tissue without the knockout.
 
 # %%
-sim = explant.Simulation(scene, seed=1, threads=2)
+sim = explant.Simulation(scene, model=None if explant.HAS_TORCH else "teacher", seed=1, threads=2)
 sim.run(until=120, progress=True)
-before = sim.adata()
-sim.perturb({"kind": "knockout", "gene": "FZD7", "cell_type": "responder"})  # no WNT receptor
+sim.perturb({"kind": "knockout", "gene": "FZD7", "cell_type": "responder"})  # no WNT receptor; from now
 sim.step(10)
 ad = sim.adata()
-print(f"t = {sim.time} min, {ad.n_obs} cells")
-for name, a in [("before", before), ("after knockout", ad)]:
-    print(name, a.to_df().groupby(a.obs["cell_type"], observed=True)[["FZD7", "AXIN2"]].mean(), sep="\n")
+print(sim, f"{ad.n_obs} cells")
+effect = ad.to_df() - ad.layers["control"]  # knockout − control, per cell and gene
+print(effect.groupby(ad.obs["cell_type"], observed=True)[["FZD7", "AXIN2", "LGR5"]].mean())
 
 # %% [markdown]
 # ## squidpy on the simulated tissue
@@ -63,7 +65,7 @@ plt.savefig(OUT / "spatial_scatter.png", bbox_inches="tight")
 
 # %%
 wnt = sim.fields()["WNT3A"]
-dx_um = tomllib.loads(Path("scenes/default.toml").read_text())["grid"]["dx"]
+dx_um = tomllib.loads(scene.to_toml())["grid"]["dx"]
 fig, axis = plt.subplots(figsize=(5, 4))
 image = axis.imshow(wnt, origin="lower", extent=[0, wnt.shape[1] * dx_um, 0, wnt.shape[0] * dx_um])
 fig.colorbar(image, label="WNT3A")
@@ -72,10 +74,10 @@ fig.savefig(OUT / "wnt3a_field.png", bbox_inches="tight")
 
 # %% [markdown]
 # ## A response model in Python
-# Any callable with `genes`, `ligands` and `cell_types` (matching the scene's, in order)
-# and `__call__(expression, sensed, contact, cell_type_onehot, neighbour_types)` →
-# dx/dt, float32 `[N, G]`. The inputs are read-only views valid only during the call:
-# compute from them, do not keep them.
+# Any callable with `genes`, `ligands` and `cell_types` (the scene's names, in order) and
+# `__call__(expression, sensed, contact, cell_type_onehot[, neighbour_types])` → dx/dt,
+# float32 `[N, G]`, per minute (`neighbour_types` only with `neighbour_counts = True`).
+# It is called once per tick with every cell; compute from the inputs, do not keep them.
 
 
 # %%
@@ -83,11 +85,9 @@ class WntRelaxation:
     """dx/dt = rate · (baseline of the cell's type − x) + gain · s / (K + s) on the WNT targets,
     with s the WNT3A a cell senses."""
 
-    def __init__(self, scene_file, targets=("AXIN2", "LGR5"), rate=0.05, gain=0.1, half=1.0):
-        spec = tomllib.loads(Path(scene_file).read_text())
-        self.genes = list(spec["genes"])
-        self.ligands = [ligand["name"] for ligand in spec["ligands"]]
-        self.cell_types = [t["name"] for t in spec["cell_types"]]
+    def __init__(self, scene, targets=("AXIN2", "LGR5"), rate=0.05, gain=0.1, half=1.0):
+        self.genes, self.ligands, self.cell_types = scene.genes, scene.ligands, scene.cell_types
+        spec = tomllib.loads(scene.to_toml())
         self.baseline = np.array(  # [T, G]
             [[t.get("baseline", {}).get(g, 0.0) for g in self.genes] for t in spec["cell_types"]], dtype=np.float32
         )
@@ -95,14 +95,14 @@ class WntRelaxation:
         self.wnt = self.ligands.index("WNT3A")
         self.rate, self.gain, self.half = rate, gain, half
 
-    def __call__(self, expression, sensed, contact, cell_type_onehot, neighbour_types):
+    def __call__(self, expression, sensed, contact, cell_type_onehot, neighbour_types=None):
         baseline = cell_type_onehot @ self.baseline  # [N, G]
         s = sensed[:, self.wnt, None]  # [N, 1]
         dxdt = self.rate * (baseline - expression) + self.gain * s / (self.half + s) * self.targets
         return dxdt.astype(np.float32, copy=False)
 
 
-mine = explant.Simulation(scene, model=WntRelaxation("scenes/default.toml"), seed=1, threads=2)
+mine = explant.Simulation(scene, model=WntRelaxation(scene), seed=1, threads=2)
 mine.run(until=60)
 adm = mine.adata()
 print(adm.to_df().groupby(adm.obs["cell_type"], observed=True)[["AXIN2", "LGR5"]].mean())

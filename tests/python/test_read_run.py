@@ -26,13 +26,17 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import anndata
 import numpy as np
 import pandas as pd
 import pytest
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python < 3.11
+    import tomli as tomllib
 
 REPO = Path(__file__).resolve().parents[2]
 RUN_PY = REPO / "python" / "explant" / "run.py"
