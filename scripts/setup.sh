@@ -41,6 +41,8 @@ check_pkg libvulkan1 "/usr/lib/*/libvulkan.so.1"
 check_pkg libhdf5-dev "/usr/lib/*/hdf5/serial/libhdf5.so"
 check_pkg pkg-config "/usr/bin/pkg-config"
 check_pkg gcc "/usr/bin/gcc"
+# The Python package's native module (crates/explant-py) links libpython in cargo builds.
+check_pkg python3-dev "/usr/lib/*/libpython3*.so"
 if ! command -v python3 >/dev/null; then need_pkgs+=(python3); fi
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then need_pkgs+=(python3-venv); fi
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
@@ -56,7 +58,7 @@ if [ "${#need_pkgs[@]}" -gt 0 ]; then
 fi
 
 # --- Python virtualenv ---------------------------------------------------------
-PY_REQS="anndata==0.12.* numpy h5py pyarrow squidpy==1.8.* snakemake==9.* cell-eval==0.8.2 pdex==0.3.0 meshio==5.3.* vtk==9.7.* snakemake-executor-plugin-slurm==2.8.*"
+PY_REQS="anndata==0.12.* numpy h5py pyarrow squidpy==1.8.* snakemake==9.* cell-eval==0.8.2 pdex==0.3.0 meshio==5.3.* vtk==9.7.* snakemake-executor-plugin-slurm==2.8.* maturin==1.16.* pytest==8.*"
 if [ ! -x "$VENV/bin/python" ]; then
   say "creating Python virtualenv in $VENV"
   python3 -m venv "$VENV"

@@ -198,6 +198,17 @@ impl Simulation {
         Ok(Self { world, schedule: schedule::tick(), ticks: scene.ticks() })
     }
 
+    /// Add the perturbation `p` of `scene` (the scene this simulation runs, validated with
+    /// `p` as its last perturbation) between ticks: it acts from the next tick inside its
+    /// time window, as if the scene had planned it. Returns `false`, changing nothing,
+    /// when `p` does not resolve against `scene` (a scene not validated with it).
+    pub fn add_perturbation(&mut self, scene: &Scene, p: &explant_scene::Perturbation) -> bool {
+        let Some(planned) = PlannedPerturbation::of(scene, p) else { return false };
+        self.world.resource_mut::<Settings>().perturbations.push(planned);
+        self.world.resource_mut::<PerturbationLog>().fired.push(false);
+        true
+    }
+
     /// Everything of the state a later tick reads, for a checkpoint ([`Simulation::restore`]).
     pub fn state(&mut self) -> SimState {
         SimState::of_world(&mut self.world)

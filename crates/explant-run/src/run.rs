@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use explant_core::{CoreError, Simulation, Stage};
+use explant_core::{CoreError, ResponseModel, Simulation, Stage};
 use explant_io::{CellColour, TissueView, render_png};
 use explant_scene::LoadedScene;
 
@@ -94,20 +94,37 @@ impl PairedRun {
         control: bool,
         notes: &mut Vec<String>,
     ) -> Result<Self, RunError> {
+        Self::build_with(scene, diffusion, control, &mut || backends::model(scene, threads), notes)
+    }
+
+    /// As [`PairedRun::build`], with the response model of each simulation from `model`
+    /// (called once for the simulation and once for its control): a model the scene file
+    /// does not name, such as a Python callable.
+    ///
+    /// # Errors
+    ///
+    /// When a backend cannot start, `model` fails, the imported tissue does not fit, or
+    /// the model does not fit the scene.
+    pub fn build_with(
+        scene: &LoadedScene,
+        diffusion: DiffusionChoice,
+        control: bool,
+        model: &mut dyn FnMut() -> Result<Box<dyn ResponseModel>, RunError>,
+        notes: &mut Vec<String>,
+    ) -> Result<Self, RunError> {
         let (diffuser, note) = backends::diffusion(diffusion, scene.scene.grid.scheme)?;
         notes.extend(note);
-        let model = backends::model(scene, threads)?;
+        let first = model()?;
         let (cells, import_notes) = crate::import::imported_cells(scene)?;
         notes.extend(import_notes);
-        let sim = Simulation::with_cells(&scene.scene, diffuser, model, cells.clone())?;
+        let sim = Simulation::with_cells(&scene.scene, diffuser, first, cells.clone())?;
         let control = if scene.scene.perturbations.is_empty() || !control {
             None
         } else {
             let mut bare = scene.scene.clone();
             bare.perturbations.clear();
             let (diffuser, _) = backends::diffusion(diffusion, bare.grid.scheme)?;
-            let model = backends::model(scene, threads)?;
-            Some(Simulation::with_cells(&bare, diffuser, model, cells)?)
+            Some(Simulation::with_cells(&bare, diffuser, model()?, cells)?)
         };
         Ok(Self { sim, control })
     }
@@ -118,19 +135,31 @@ impl PairedRun {
     ///
     /// When a backend cannot start or a state does not fit the scene.
     pub fn restore(scene: &LoadedScene, checkpoint: &Checkpoint, notes: &mut Vec<String>) -> Result<Self, RunError> {
+        Self::restore_with(scene, checkpoint, &mut || backends::model(scene, checkpoint.threads), notes)
+    }
+
+    /// As [`PairedRun::restore`], with the response models from `model`.
+    ///
+    /// # Errors
+    ///
+    /// When a backend cannot start, `model` fails, or a state does not fit the scene.
+    pub fn restore_with(
+        scene: &LoadedScene,
+        checkpoint: &Checkpoint,
+        model: &mut dyn FnMut() -> Result<Box<dyn ResponseModel>, RunError>,
+        notes: &mut Vec<String>,
+    ) -> Result<Self, RunError> {
         let sc = &scene.scene;
         let (diffuser, note) = backends::diffusion(checkpoint.diffusion, sc.grid.scheme)?;
         notes.extend(note);
-        let model = backends::model(scene, checkpoint.threads)?;
-        let sim = Simulation::restore(sc, diffuser, model, checkpoint.sim.clone())?;
+        let sim = Simulation::restore(sc, diffuser, model()?, checkpoint.sim.clone())?;
         let control = match &checkpoint.control {
             None => None,
             Some(state) => {
                 let mut bare = sc.clone();
                 bare.perturbations.clear();
                 let (diffuser, _) = backends::diffusion(checkpoint.diffusion, bare.grid.scheme)?;
-                let model = backends::model(scene, checkpoint.threads)?;
-                Some(Simulation::restore(&bare, diffuser, model, state.clone())?)
+                Some(Simulation::restore(&bare, diffuser, model()?, state.clone())?)
             }
         };
         Ok(Self { sim, control })
