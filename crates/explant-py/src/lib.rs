@@ -222,7 +222,10 @@ fn use_threads(threads: usize) -> PyResult<Option<String>> {
     }
 }
 
-fn parse_diffusion(d: &str) -> PyResult<DiffusionChoice> {
+/// `diffusion=`: None is the GPU where this build has the GPU backend and a hardware
+/// adapter exists, else the CPU (without the warning `auto` gives in a CPU-only build).
+fn parse_diffusion(d: Option<&str>) -> PyResult<DiffusionChoice> {
+    let d = d.unwrap_or(if cfg!(feature = "gpu") { "auto" } else { "cpu" });
     match d {
         "auto" => Ok(DiffusionChoice::Auto),
         "cpu" => Ok(DiffusionChoice::Cpu),
@@ -295,14 +298,14 @@ impl Simulation {
 #[pymethods]
 impl Simulation {
     #[new]
-    #[pyo3(signature = (scene, model=None, seed=None, threads=0, diffusion="auto"))]
+    #[pyo3(signature = (scene, model=None, seed=None, threads=0, diffusion=None))]
     fn new(
         py: Python<'_>,
         scene: &Scene,
         model: Option<&Bound<'_, PyAny>>,
         seed: Option<u64>,
         threads: usize,
-        diffusion: &str,
+        diffusion: Option<&str>,
     ) -> PyResult<Self> {
         let mut loaded = scene.loaded.clone();
         let diffusion = parse_diffusion(diffusion)?;
