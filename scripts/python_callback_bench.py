@@ -5,9 +5,9 @@ the disk shrunk for 10^4 at the same density), three simulations are stepped in 
 process, alternating, and their `respond` stage timed (`Simulation.stage_times()`):
 
 - `teacher`: the teacher in Rust (rayon), for scale;
-- `noop`: a Python callable that returns a preallocated zero array: its respond time is
-  the callback's cost alone (filling the input arrays, the one-hot, the call, reading the
-  result back), with no model arithmetic;
+- `noop`: a Python callable that returns a preallocated zero array: its time per call
+  (`Simulation.model_times()`: filling the input arrays and the one-hot, the call,
+  reading the result back) is the callback's cost alone, with no model arithmetic;
 - `numpy teacher`: the teacher's equations in NumPy (tests/python/test_python_api.py),
   a realistic model.
 
@@ -50,17 +50,19 @@ class Noop:
 
 
 def scene_for(cells: int) -> explant.Scene:
-    scene = explant.Scene.from_toml(REPO / "scenes" / "bench" / "tick_1m.toml")
-    if cells != 1_000_000:
-        k = (cells / 1_000_000) ** 0.5  # same density: lengths scale with the square root
-        side = round(14000.0 * k / 10.0) * 10.0
-        scene.set("grid.size", [side, side])
-        scene.set("tissue.centre", [side / 2, side / 2])
-        scene.set("tissue.radius", 6720.0 * k)
-        scene.set("tissue.cells", cells)
-        scene.set("tissue.regions[0].shape.centre", [side / 2, side / 2])
-        scene.set("tissue.regions[0].shape.radius", 1160.0 * k)
-    return scene
+    path = REPO / "scenes" / "bench" / "tick_1m.toml"
+    scene = explant.Scene.from_toml(path)
+    if cells == 1_000_000:
+        return scene
+    # The same density: lengths scale with the square root of the cells. One change of
+    # several fields at once (each alone would leave the tissue outside the grid).
+    k = (cells / 1_000_000) ** 0.5
+    d = scene.to_dict()
+    side = round(14000.0 * k / 10.0) * 10.0
+    d["grid"]["size"] = [side, side]
+    d["tissue"].update(centre=[side / 2, side / 2], radius=6720.0 * k, cells=cells)
+    d["tissue"]["regions"][0]["shape"].update(centre=[side / 2, side / 2], radius=1160.0 * k)
+    return explant.Scene.from_dict(d, base_dir=path.parent)
 
 
 def measure(cells: int, ticks: int, threads: int) -> None:
@@ -71,6 +73,7 @@ def measure(cells: int, ticks: int, threads: int) -> None:
         sims[name] = explant.Simulation(scene, model=model, seed=1, threads=threads, diffusion="cpu")
         print(f"  built {name} in {time.perf_counter() - t:.1f} s", file=sys.stderr)
     start = {n: s.stage_times() for n, s in sims.items()}
+    model_start = {n: s.model_times() for n, s in sims.items()}
     wall = {n: 0.0 for n in sims}
     for _ in range(ticks):  # alternate, so a noisy machine affects all alike
         for n, s in sims.items():
@@ -83,9 +86,19 @@ def measure(cells: int, ticks: int, threads: int) -> None:
     print(f"{n_cells} cells, {ticks} ticks each, {threads} thread(s):")
     for n in sims:
         print(f"  {n:<14} respond {respond[n]:9.2f} ms/step   whole tick {tick[n]:9.2f} ms")
+    for n in ("noop", "numpy teacher"):
+        a, b = model_start[n], sims[n].model_times()
+        calls = b["calls"] - a["calls"]
+        part = {k: (b[k] - a[k]) / calls * 1e3 for k in ("inputs", "python", "outputs")}
+        print(
+            f"  {n:<14} per call: inputs {part['inputs']:.2f} ms, inside Python {part['python']:.2f} ms, "
+            f"outputs {part['outputs']:.2f} ms"
+        )
+        if n == "noop":
+            overhead = part["inputs"] + part["outputs"] + part["python"]
     print(
-        f"  callback overhead (noop respond) {respond['noop']:.2f} ms = {respond['noop'] / tick['teacher']:.1%} of the "
-        f"teacher's tick; {respond['noop'] * 1e6 / n_cells:.0f} ns per cell"
+        f"  callback cost (noop: filling the inputs, the call, reading back) {overhead:.2f} ms per respond step = "
+        f"{overhead / tick['teacher']:.1%} of the teacher's whole tick; {overhead * 1e6 / n_cells:.0f} ns per cell"
     )
     print(f"  the NumPy model's own arithmetic (its respond − noop's): {respond['numpy teacher'] - respond['noop']:.2f} ms")
 

@@ -143,7 +143,7 @@ def test_a_numpy_callable_with_the_teachers_equations_gives_the_teachers_run():
     model = NumpyTeacher(scene)
     mine = explant.Simulation(scene, model=model, seed=5, threads=1, diffusion="cpu")
     mine.run()
-    assert model.calls >= 40, "called once per respond step (40 ticks), plus the probe at load"
+    assert model.calls == 41, f"one call per respond step (40 ticks) and the probe at load, not {model.calls}"
     want, got = teacher.adata(), mine.adata()
     assert got.shape == want.shape
     diff = np.abs(np.asarray(got.X) - np.asarray(want.X)).max()
@@ -255,6 +255,48 @@ def test_a_python_model_is_checked_at_load_like_a_torchscript_model():
     for m in (good, Doubles(scene)):
         sim = explant.Simulation(scene, model=m, threads=1, diffusion="cpu")
         sim.step(2)
+
+
+def test_secretion_and_fate_outputs_act_on_the_tissue():
+    scene = short_default(10.0)
+
+    class Outputs(NumpyTeacher):
+        outputs = ["dxdt", "secretion", "fate"]
+
+        def __init__(self, scene, secretion, hazard):
+            super().__init__(scene)
+            self.secretion, self.hazard = secretion, hazard
+
+        def __call__(self, expression, sensed, contact, onehot):
+            n = expression.shape[0]
+            fate = np.zeros((n, 2), np.float32)
+            fate[:, 0] = self.hazard * onehot[:, 1]  # responders die at this hazard per minute
+            fate[:, 1] = 1.0
+            return {
+                "dxdt": super().__call__(expression, sensed, contact, onehot),
+                "secretion": np.full((n, len(self.ligands)), self.secretion, np.float32),
+                "fate": fate,
+            }
+
+    def run(secretion, hazard):
+        sim = explant.Simulation(scene, model=Outputs(scene, secretion, hazard), seed=1, threads=1, diffusion="cpu")
+        sim.run()
+        return sim
+
+    base, secreting, dying = run(0.0, 0.0), run(5.0, 0.0), run(0.0, 1.0)
+    total = lambda s: float(s.fields()["WNT3A"].sum())
+    assert total(secreting) > 1.5 * total(base), (total(secreting), total(base))
+    responders = lambda s: int((s.adata().obs["cell_type"] == "responder").sum())
+    assert responders(base) > 1000 and responders(dying) < 0.5 * responders(base), (responders(dying), responders(base))
+
+    class Missing(Outputs):
+        def __call__(self, *a):
+            out = super().__call__(*a)
+            del out["fate"]
+            return out
+
+    with pytest.raises(explant.ExplantError, match="declares `fate` but its dict has none"):
+        explant.Simulation(scene, model=Missing(scene, 0.0, 0.0), threads=1, diffusion="cpu")
 
 
 def test_a_model_that_keeps_its_inputs_keeps_them_unchanged():

@@ -520,6 +520,21 @@ impl Simulation {
         Ok(out)
     }
 
+    /// Where a Python model's time went, summed over its calls (this simulation's and its
+    /// control's): `calls`, and seconds `inputs` (filling its input arrays), `python`
+    /// (inside the callable) and `outputs` (reading its result back). None for a model
+    /// that is not Python.
+    fn model_times<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let ModelKind::Python(m) = &self.model else { return Ok(None) };
+        let t = m.timing();
+        let out = PyDict::new(py);
+        out.set_item("calls", t.calls)?;
+        out.set_item("inputs", t.inputs.as_secs_f64())?;
+        out.set_item("python", t.python.as_secs_f64())?;
+        out.set_item("outputs", t.outputs.as_secs_f64())?;
+        Ok(Some(out))
+    }
+
     /// The number of cells now.
     #[getter]
     fn cells(&mut self) -> usize {

@@ -25,6 +25,9 @@
 //! its shape, and copied into the engine; a non-finite value stops the run in the
 //! respond stage, naming the cell and gene, as for every model.
 
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use explant_core::{Extras, ModelError, ModelSignature, ResponseInput, ResponseModel};
 use numpy::{PyArray2, PyArrayMethods, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
@@ -38,6 +41,21 @@ pub struct PyModel {
     extras: Extras,
     neighbour_counts: bool,
     inputs: Option<Inputs>,
+    timing: Arc<Mutex<Timing>>,
+}
+
+/// Where the time of a Python model's calls went, summed over the calls (of every handle
+/// on the same callable: a simulation and its control).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timing {
+    /// Calls.
+    pub calls: u64,
+    /// Filling the input arrays from the engine's buffers (and the one-hot).
+    pub inputs: Duration,
+    /// Inside the callable (the model's own computation, and Python's call itself).
+    pub python: Duration,
+    /// Reading its outputs back (conversion to float32 where needed, checks, copies).
+    pub outputs: Duration,
 }
 
 /// The arrays handed to the callable, reused while the population's size is unchanged
@@ -101,7 +119,15 @@ impl PyModel {
             Ok(v) => v.is_truthy().map_err(|e| e.to_string())?,
             Err(_) => false,
         };
-        Ok(Self { callable: callable.clone().unbind(), name, signature, extras, neighbour_counts, inputs: None })
+        Ok(Self {
+            callable: callable.clone().unbind(),
+            name,
+            signature,
+            extras,
+            neighbour_counts,
+            inputs: None,
+            timing: Arc::default(),
+        })
     }
 
     /// A second handle on the same callable (for a paired control).
@@ -113,7 +139,13 @@ impl PyModel {
             extras: self.extras,
             neighbour_counts: self.neighbour_counts,
             inputs: None,
+            timing: Arc::clone(&self.timing),
         }
+    }
+
+    /// The time of this callable's calls so far.
+    pub fn timing(&self) -> Timing {
+        self.timing.lock().map(|t| *t).unwrap_or_default()
     }
 
     fn failed(&self, message: String) -> ModelError {
@@ -152,6 +184,7 @@ impl PyModel {
         let n = input.cells;
         let (g, l, t) = (self.signature.genes.len(), self.signature.ligands.len(), self.signature.cell_types.len());
         let counts = self.neighbour_counts;
+        let started = Instant::now();
         let arrays = self.inputs(py, n);
         let fill = |a: &Py<PyArray2<f32>>, from: &[f32]| {
             let a = a.bind(py);
@@ -188,7 +221,9 @@ impl PyModel {
             args.push(arrays.neighbours.clone_ref(py).into_any());
         }
         let args = PyTuple::new(py, args).map_err(|e| self.failed(e.to_string()))?;
+        let filled = Instant::now();
         let out = self.callable.bind(py).call1(args).map_err(|e| self.failed(python_error(py, &e)))?;
+        let called = Instant::now();
         let (dxdt, sec, fat) = if self.extras.secretion || self.extras.fate {
             let d = out.cast::<PyDict>().map_err(|_| {
                 self.failed(format!(
@@ -209,6 +244,12 @@ impl PyModel {
         if self.extras.fate {
             let f = fat.ok_or_else(|| self.failed("it declares `fate` but its dict has none".into()))?;
             self.read(py, "fate", &f, n, 2, fate)?;
+        }
+        if let Ok(mut timing) = self.timing.lock() {
+            timing.calls += 1;
+            timing.inputs += filled - started;
+            timing.python += called - filled;
+            timing.outputs += called.elapsed();
         }
         Ok(())
     }
