@@ -324,15 +324,7 @@ impl Simulation {
                 ModelChoice::Torchscript(path).apply(&mut loaded).map_err(|e| explant_error(&e))?;
                 ModelKind::Library
             }
-            Some(m) => {
-                let py_model = PyModel::new(m).map_err(err)?;
-                py_model
-                    .signature()
-                    .check_against(&ModelSignature::of_scene(&loaded.scene), &py_model.name())
-                    .map_err(|e| explant_error(&e))?;
-                probe(py, &py_model, &loaded)?;
-                ModelKind::Python(py_model)
-            }
+            Some(m) => ModelKind::Python(python_model(py, m, &loaded)?),
         };
         let mut notes = Vec::new();
         let run = PairedRun::build_with(
@@ -494,14 +486,7 @@ impl Simulation {
         let loaded = LoadedScene::from_str(&ck.scene_text, &ck.scene_path).map_err(|e| explant_error(&e))?;
         let kind = match model {
             None => ModelKind::Library,
-            Some(m) => {
-                let py_model = PyModel::new(m).map_err(err)?;
-                py_model
-                    .signature()
-                    .check_against(&ModelSignature::of_scene(&loaded.scene), &py_model.name())
-                    .map_err(|e| explant_error(&e))?;
-                ModelKind::Python(py_model)
-            }
+            Some(m) => ModelKind::Python(python_model(py, m, &loaded)?),
         };
         use_threads(ck.threads)?;
         let mut notes = Vec::new();
@@ -550,6 +535,18 @@ impl Simulation {
             if self.run.control.is_some() { ", with its paired control" } else { "" }
         )
     }
+}
+
+/// `m` as the response model of `scene`: its declared names checked against the scene's,
+/// then one call on the probe batch ([`probe`]).
+fn python_model(py: Python<'_>, m: &Bound<'_, PyAny>, scene: &LoadedScene) -> PyResult<PyModel> {
+    let model = PyModel::new(m).map_err(err)?;
+    model
+        .signature()
+        .check_against(&ModelSignature::of_scene(&scene.scene), &model.name())
+        .map_err(|e| explant_error(&e))?;
+    probe(py, &model, scene)?;
+    Ok(model)
 }
 
 /// Call a Python model once on a few cells (each cell type at its baseline, nothing
