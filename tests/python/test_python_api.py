@@ -318,6 +318,20 @@ def test_a_model_that_keeps_its_inputs_keeps_them_unchanged():
     assert not np.array_equal(m.kept[1], m.kept[-1]), "expression changed over the ticks"
 
 
+def test_a_model_that_freezes_its_inputs_does_not_stop_the_run():
+    scene = short_default(5.0)
+
+    class Freezer(NumpyTeacher):
+        def __call__(self, expression, sensed, contact, onehot):
+            for a in (expression, sensed, contact, onehot):
+                a.flags.writeable = False
+            return super().__call__(expression, sensed, contact, onehot)
+
+    sim = explant.Simulation(scene, model=Freezer(scene), threads=1, diffusion="cpu")
+    sim.step(3)
+    assert sim.tick == 3
+
+
 def test_perturb_starts_a_control_that_is_the_unperturbed_simulation_bit_for_bit():
     scene = short_default(20.0)
     plain = explant.Simulation(scene, model="teacher", seed=2, threads=1, diffusion="cpu")

@@ -155,9 +155,13 @@ impl PyModel {
     /// The input arrays for `cells` cells, reused when they fit and nobody kept them.
     fn inputs<'py>(&mut self, py: Python<'py>, cells: usize) -> &Inputs {
         let (g, l, t) = (self.signature.genes.len(), self.signature.ligands.len(), self.signature.cell_types.len());
+        // Reused only when nobody else holds them and they are still writeable (a model may
+        // have cleared the flag on its inputs).
         let reusable = self.inputs.as_ref().is_some_and(|i| {
             i.cells == cells
-                && [&i.expression, &i.sensed, &i.contact, &i.onehot, &i.neighbours].iter().all(|a| references(a) == 1)
+                && [&i.expression, &i.sensed, &i.contact, &i.onehot, &i.neighbours]
+                    .iter()
+                    .all(|a| references(a) == 1 && a.bind(py).try_readwrite().is_ok())
         });
         if !reusable {
             let new = |w: usize| PyArray2::<f32>::zeros(py, [cells, w], false).unbind();
