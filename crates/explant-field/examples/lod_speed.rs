@@ -6,8 +6,16 @@
 //! per thread count (default 1 and 2) and prints, per scheme, the fastest and the median
 //! ns per voxel-ligand-step, and the median over rounds of the per-round ratio ADI / LOD.
 //! On a shared machine the minimum and the paired ratio are the stable figures.
+//!
+//! Each round also times one streaming pass over a field of the same size (every value
+//! read, scaled and written back, in parallel chunks): the memory-bandwidth floor of one
+//! pass over the field. A scheme's time divided by it is the number of such passes the
+//! step costs; LOD with the x and y sweeps fused per plane makes two passes (the x–y
+//! planes, then the z columns), so its floor is two.
 
 use std::time::Instant;
+
+use rayon::prelude::*;
 
 use explant_field::{ChannelParams, CpuDiffusion, DiffusionBackend, Field, Grid, Scheme};
 
@@ -56,12 +64,17 @@ fn main() {
                 s.step(f, &params, dt).expect("step"); // warm-up, builds the caches
             }
             let mut times = vec![Vec::new(); schemes.len()];
+            let mut stream = Field::zeros(grid, channels);
+            let mut passes = Vec::new();
             for _ in 0..rounds {
                 for (k, (s, f)) in solvers.iter_mut().zip(&mut fields).enumerate() {
                     let start = Instant::now();
                     s.step(f, &params, dt).expect("step");
                     times[k].push(start.elapsed().as_secs_f64() * 1e9 / per_step);
                 }
+                let start = Instant::now();
+                stream.data.par_chunks_mut(1 << 16).for_each(|c| c.iter_mut().for_each(|v| *v = *v * 0.999 + 1e-6));
+                passes.push(start.elapsed().as_secs_f64() * 1e9 / per_step);
             }
             let mut ratios: Vec<f64> = times[1].iter().zip(&times[0]).map(|(a, l)| a / l).collect();
             for (k, scheme) in schemes.iter().enumerate() {
@@ -70,6 +83,15 @@ fn main() {
                 println!("{scheme:?}, {t} thread(s): fastest {min:.2}, median {med:.2} ns per voxel-ligand-step ({rounds} rounds)");
             }
             println!("ADI / LOD, {t} thread(s): median of per-round ratios {:.2}", median(&mut ratios));
+            let floor = passes.iter().copied().fold(f64::INFINITY, f64::min);
+            let mut in_passes: Vec<f64> = times[0].iter().zip(&passes).map(|(l, p)| l / p).collect();
+            println!(
+                "one streaming pass (read + write), {t} thread(s): fastest {floor:.2}, median {:.2} ns per value \
+                 ({:.1} GB/s); LOD costs a median {:.2} passes per step",
+                median(&mut passes.clone()),
+                8.0 / floor,
+                median(&mut in_passes)
+            );
         });
     }
 }

@@ -61,7 +61,8 @@ use rayon::prelude::*;
 
 use crate::cpu::{stencil_pass, stencil_row};
 use crate::implicit::{
-    COLUMN_BLOCK, LineCoefficients, finish_rows, scaled_coefficients, sweep_rows, sweep_x, sweep_x_add,
+    COLUMN_BLOCK, LineCoefficients, X_TILE, finish_rows, fuse_planes, lod_channel, plane_x_add, scaled_coefficients,
+    solve_group, sweep_rows, sweep_x_add,
 };
 use crate::{ChannelParams, Grid};
 
@@ -81,8 +82,8 @@ pub(crate) struct AdiCache {
     key: Option<(Grid, Vec<ChannelParams>, u32)>,
     half: Vec<[LineCoefficients; 3]>,
     delta: Vec<f32>,
-    /// Whether 3D steps form `Δ₀` inside the z sweep (always, except in the test that
-    /// checks the fused path against the plain one).
+    /// Whether 3D steps form `Δ₀` inside the z sweep and solve y and x plane by plane
+    /// (always, except in the test that checks the fused paths against the plain ones).
     fused: bool,
 }
 
@@ -121,11 +122,7 @@ impl AdiCache {
         if restart {
             for (chan, co) in data.chunks_exact_mut(voxels).zip(&self.half) {
                 for _ in 0..2 {
-                    sweep_x(chan, nx, &co[0], true);
-                    sweep_rows(chan, nz, ny, nx, &co[1], true);
-                    if three_d {
-                        sweep_rows(chan, 1, nz, nx * ny, &co[2], true);
-                    }
+                    lod_channel(g, chan, co);
                 }
             }
             return;
@@ -150,8 +147,19 @@ impl AdiCache {
                     sweep_rows(delta, 1, nz, nx * ny, &co[2], false);
                 }
             }
-            sweep_rows(delta, nz, ny, nx, &co[1], false);
-            sweep_x_add(delta, chan, nx, &co[0]);
+            if self.fused && fuse_planes(g) {
+                // The y and x solves of each plane together, while it is in cache.
+                delta.par_chunks_mut(nx * ny).zip(chan.par_chunks_mut(nx * ny)).for_each_init(
+                    || vec![0.0f32; X_TILE * nx],
+                    |buf, (d, u)| {
+                        solve_group(d, ny, nx, &co[1], false);
+                        plane_x_add(d, u, nx, &co[0], buf);
+                    },
+                );
+            } else {
+                sweep_rows(delta, nz, ny, nx, &co[1], false);
+                sweep_x_add(delta, chan, nx, &co[0]);
+            }
         }
     }
 }

@@ -193,6 +193,11 @@ pub fn intra_op_threads() -> usize {
     tch::get_num_threads().max(1) as usize
 }
 
+/// Set libtorch's intra-op thread count (at least 1).
+pub fn set_intra_op_threads(threads: usize) {
+    tch::set_num_threads(threads.max(1) as i32);
+}
+
 /// The model's arithmetic as plain tch: `tanh(x W₁ᵀ + b₁)`, …, last layer linear, on one
 /// contiguous `[N, in]` float32 tensor. Weights are random (timing only).
 pub struct RawMlp {

@@ -25,13 +25,17 @@ mod untrained;
 pub use error::TorchError;
 pub use eval::{EvalOptions, EvalRow, Evaluation, evaluate};
 pub use fit::{FitOptions, FitReport, LinearModel, fit_ridge, fit_to_teacher};
-pub use layers::{LayerShape, RawMlp, archive_constant_shapes, check_chain, intra_op_threads, layers_from_shapes};
+pub use layers::{
+    LayerShape, RawMlp, archive_constant_shapes, check_chain, intra_op_threads, layers_from_shapes,
+    set_intra_op_threads,
+};
 pub use meta::{CheckCase, ModelMeta, TrainingInfo};
 pub use niche::{NicheCheckInput, NicheExport, export_niche};
 
 use std::path::{Path, PathBuf};
 
 use explant_core::{Extras, ModelError, ModelSignature, ResponseInput, ResponseModel};
+use rayon::prelude::*;
 use tch::{CModule, Device, IValue, Kind, Tensor};
 
 /// Rows per forward call. Small enough that the hidden activations of the shipped
@@ -40,17 +44,76 @@ use tch::{CModule, Device, IValue, Kind, Tensor};
 pub const CHUNK_ROWS: usize = 1 << 12;
 
 /// A TorchScript response model.
+///
+/// On the CPU the population's chunks of [`CHUNK_ROWS`] rows run in parallel on the
+/// calling rayon pool, each through one libtorch thread (intra-op threads are set to 1)
+/// and one of the model's own copies of the module. libtorch's OpenMP threads would
+/// otherwise spin-wait between operators and take the cores from the engine's rayon
+/// threads (and, on a shared machine, from other jobs): with another busy process on a
+/// 2-core machine that made the respond stage 9× slower. A chunk's arithmetic does not
+/// depend on which thread runs it, so the result is the same for any thread count.
 pub struct TorchModel {
     module: CModule,
-    meta: ModelMeta,
+    pool: ModulePool,
     signature: ModelSignature,
+    run: Runner,
+}
+
+/// What running a chunk needs besides a module: shared by the parallel chunks.
+struct Runner {
+    meta: ModelMeta,
     path: PathBuf,
     device: Device,
 }
 
+/// Copies of the module for the parallel chunks, lent one per running chunk.
+struct ModulePool {
+    free: std::sync::Mutex<Vec<CModule>>,
+    returned: std::sync::Condvar,
+}
+
+impl ModulePool {
+    /// A module to run one sequence of chunks with, waiting for one to be returned when
+    /// every copy is lent (each thread holds at most one, so one is always returned).
+    fn lend(&self) -> Lease<'_> {
+        let mut free = self.free.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        loop {
+            if let Some(module) = free.pop() {
+                return Lease { pool: self, module: Some(module) };
+            }
+            free = self.returned.wait(free).unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.free.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+    }
+}
+
+/// A module lent by a [`ModulePool`], given back when dropped.
+struct Lease<'a> {
+    pool: &'a ModulePool,
+    module: Option<CModule>,
+}
+
+impl Lease<'_> {
+    fn module(&self) -> &CModule {
+        self.module.as_ref().expect("a lease holds its module until dropped")
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Some(m) = self.module.take() {
+            self.pool.free.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(m);
+            self.pool.returned.notify_one();
+        }
+    }
+}
+
 impl std::fmt::Debug for TorchModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TorchModel").field("path", &self.path).field("device", &self.device).finish()
+        f.debug_struct("TorchModel").field("path", &self.run.path).field("device", &self.run.device).finish()
     }
 }
 
@@ -61,29 +124,45 @@ pub fn meta_path(pt: &Path) -> PathBuf {
 
 impl TorchModel {
     /// Load `path` (and its `.json`), run on the CPU or on CUDA when libtorch has it.
-    /// `threads` sets libtorch's intra-op threads (0 keeps its default).
+    /// On the CPU, chunks run in parallel on up to `threads` threads of the calling rayon
+    /// pool (0: as many as the current pool has), one libtorch thread each.
     pub fn load(path: &Path, threads: usize) -> Result<Self, TorchError> {
         if !path.is_file() {
             return Err(TorchError::Missing { path: path.to_path_buf() });
         }
         let meta = ModelMeta::read(&meta_path(path))?;
-        if threads > 0 {
-            tch::set_num_threads(threads as i32);
-        }
         let device = Device::cuda_if_available();
-        let mut module = CModule::load_on_device(path, device).map_err(|e| TorchError::NotTorchScript {
-            path: path.to_path_buf(),
-            message: first_line(&e.to_string()),
-        })?;
-        module.set_eval();
+        let load = || -> Result<CModule, TorchError> {
+            let mut module = CModule::load_on_device(path, device).map_err(|e| TorchError::NotTorchScript {
+                path: path.to_path_buf(),
+                message: first_line(&e.to_string()),
+            })?;
+            module.set_eval();
+            Ok(module)
+        };
+        let module = load()?;
+        let copies = if device == Device::Cpu {
+            tch::set_num_threads(1);
+            let workers = if threads > 0 { threads } else { rayon::current_num_threads() };
+            if workers > 1 { (0..workers).map(|_| load()).collect::<Result<Vec<_>, _>>()? } else { Vec::new() }
+        } else {
+            Vec::new()
+        };
         let signature = ModelSignature {
             genes: meta.genes.clone(),
             ligands: meta.ligands.clone(),
             cell_types: meta.cell_types.clone(),
         };
-        let mut model = Self { module, meta, signature, path: path.to_path_buf(), device };
+        let pool = ModulePool { free: std::sync::Mutex::new(copies), returned: std::sync::Condvar::new() };
+        let mut model = Self { module, pool, signature, run: Runner { meta, path: path.to_path_buf(), device } };
         model.self_check()?;
         Ok(model)
+    }
+
+    /// Copies of the module that run chunks in parallel: 0 when the chunks run one after
+    /// another (one thread, or CUDA).
+    pub fn parallel_copies(&self) -> usize {
+        self.pool.len()
     }
 
     /// Load and refuse a model that does not fit the scene's names.
@@ -95,38 +174,38 @@ impl TorchModel {
 
     /// The metadata.
     pub fn meta(&self) -> &ModelMeta {
-        &self.meta
+        &self.run.meta
     }
 
     /// The device the model runs on.
     pub fn device(&self) -> Device {
-        self.device
+        self.run.device
     }
 
     /// Width of the network's concatenated input: `2G + L + T`, plus `T` with neighbour
     /// counts.
     pub fn input_width(&self) -> usize {
-        let (g, l, t) = (self.meta.genes.len(), self.meta.ligands.len(), self.meta.cell_types.len());
-        2 * g + l + t + if self.meta.neighbour_counts { t } else { 0 }
+        let (g, l, t) = (self.run.meta.genes.len(), self.run.meta.ligands.len(), self.run.meta.cell_types.len());
+        2 * g + l + t + if self.run.meta.neighbour_counts { t } else { 0 }
     }
 
     /// The network's dense layers, in order: from its parameters, or for a traced model
     /// (weights as graph constants, as `explant model fit` exports) from the constants in
     /// its archive. Checked to chain from the input width `2G + L + T` to `G`.
     pub fn layer_shapes(&self) -> Result<Vec<LayerShape>, TorchError> {
-        if let Some(k) = self.meta.training.as_ref().map(|t| t.members).filter(|&k| k > 1) {
+        if let Some(k) = self.run.meta.training.as_ref().map(|t| t.members).filter(|&k| k > 1) {
             return Err(TorchError::NotTorchScript {
-                path: self.path.clone(),
+                path: self.run.path.clone(),
                 message: format!("it is an ensemble of {k} networks; its dense layers are not one chain"),
             });
         }
         let mut layers = layers::layers_from_parameters(&self.module)?;
         if layers.is_empty() {
-            layers = layers_from_shapes(&archive_constant_shapes(&self.path)?);
+            layers = layers_from_shapes(&archive_constant_shapes(&self.run.path)?);
         }
-        check_chain(&layers, self.input_width() as i64, self.meta.genes.len() as i64).map_err(|message| {
+        check_chain(&layers, self.input_width() as i64, self.run.meta.genes.len() as i64).map_err(|message| {
             TorchError::NotTorchScript {
-                path: self.path.clone(),
+                path: self.run.path.clone(),
                 message: format!("cannot read its dense layers: {message}"),
             }
         })?;
@@ -135,25 +214,25 @@ impl TorchModel {
 
     /// Output width and the stored check case.
     fn self_check(&mut self) -> Result<(), TorchError> {
-        let (g, l, t) = (self.meta.genes.len(), self.meta.ligands.len(), self.meta.cell_types.len());
-        let check = self.meta.check.clone();
+        let (g, l, t) = (self.run.meta.genes.len(), self.run.meta.ligands.len(), self.run.meta.cell_types.len());
+        let check = self.run.meta.check.clone();
         if check.expression.len() != g || check.sensed.len() != l || check.contact.len() != g || check.output.len() != g
         {
             return Err(TorchError::BadMeta {
-                path: meta_path(&self.path),
+                path: meta_path(&self.run.path),
                 message: "the `check` case has the wrong widths for the model's names".into(),
             });
         }
         if check.cell_type as usize >= t {
             return Err(TorchError::BadMeta {
-                path: meta_path(&self.path),
+                path: meta_path(&self.run.path),
                 message: format!("`check.cell_type` is `{}` but there are {t} cell types", check.cell_type),
             });
         }
         let counts = check.neighbour_types.clone().unwrap_or_default();
-        if self.meta.neighbour_counts && counts.len() != t {
+        if self.run.meta.neighbour_counts && counts.len() != t {
             return Err(TorchError::BadMeta {
-                path: meta_path(&self.path),
+                path: meta_path(&self.run.path),
                 message: format!(
                     "the model takes neighbour counts but `check.neighbour_types` has {} entries, not one per cell type ({t})",
                     counts.len()
@@ -170,15 +249,15 @@ impl TorchModel {
             cell_type: &[check.cell_type],
             dt: 1.0,
         };
-        let mut secretion = vec![0.0f32; if self.meta.secretion { l } else { 0 }];
-        let mut fate = vec![0.0f32; if self.meta.fate { 2 } else { 0 }];
+        let mut secretion = vec![0.0f32; if self.run.meta.secretion { l } else { 0 }];
+        let mut fate = vec![0.0f32; if self.run.meta.fate { 2 } else { 0 }];
         self.forward(&input, &mut out, &mut secretion, &mut fate).map_err(TorchError::Model)?;
         let mut worst = out.iter().zip(&check.output).map(|(a, b)| (a - b).abs()).fold(0.0f32, worse);
         for (name, got, want) in [("secretion", &secretion, &check.secretion), ("fate", &fate, &check.fate)] {
             if let Some(want) = want {
                 if want.len() != got.len() {
                     return Err(TorchError::BadMeta {
-                        path: meta_path(&self.path),
+                        path: meta_path(&self.run.path),
                         message: format!(
                             "`check.{name}` has {} entries where the model gives {} (is `{name}` declared?)",
                             want.len(),
@@ -191,7 +270,7 @@ impl TorchModel {
         }
         // Written so that a NaN difference (a non-finite output) fails too.
         if worst.is_nan() || worst > 1e-4 {
-            return Err(TorchError::CheckFailed { path: self.path.clone(), worst });
+            return Err(TorchError::CheckFailed { path: self.run.path.clone(), worst });
         }
         Ok(())
     }
@@ -206,18 +285,92 @@ impl TorchModel {
         secretion: &mut [f32],
         fate: &mut [f32],
     ) -> Result<(), ModelError> {
-        let _guard = tch::no_grad_guard();
+        let chunks = input.cells.div_ceil(CHUNK_ROWS);
+        if chunks < 2 || self.pool.len() < 2 {
+            let _guard = tch::no_grad_guard();
+            let mut start = 0;
+            while start < input.cells {
+                let n = (input.cells - start).min(CHUNK_ROWS);
+                let args = self.run.chunk_args(input, start, n)?;
+                let outs = self.run.run_module(&self.module, args, n)?;
+                self.run.copy_outputs(outs, start, n, rates, secretion, fate)?;
+                start += n;
+            }
+            return Ok(());
+        }
+        // One job per chunk, with its own slices of the outputs.
+        let (g, l) = (self.run.meta.genes.len(), self.run.meta.ligands.len());
+        let jobs: Vec<_> = chunk_slices(rates, g, chunks)
+            .into_iter()
+            .zip(chunk_slices(secretion, l, chunks))
+            .zip(chunk_slices(fate, 2, chunks))
+            .enumerate()
+            .map(|(k, ((r, s), f))| (k * CHUNK_ROWS, r, s, f))
+            .collect();
+        let (run, pool) = (&self.run, &self.pool);
+        jobs.into_par_iter().try_for_each_init(
+            || (pool.lend(), tch::no_grad_guard()),
+            |(lease, _grad), (start, r, s, f)| {
+                let n = (input.cells - start).min(CHUNK_ROWS);
+                let args = run.chunk_args(input, start, n)?;
+                let outs = run.run_module(lease.module(), args, n)?;
+                run.copy_outputs(outs, 0, n, r, s, f)
+            },
+        )
+    }
+
+    /// [`ResponseModel::jacobian`] by reverse-mode autograd: per chunk of rows, one
+    /// forward pass with the expression, sensed, contact and (when the model reads them)
+    /// neighbour-count tensors as leaves, then one backward pass per gene of the sum of
+    /// that gene's rate over the rows (rows are independent, so the gradient's row `i`
+    /// is cell `i`'s derivative). An input the model never reads has zero derivatives.
+    fn autograd_jacobian(&mut self, input: &ResponseInput<'_>, out: &mut [f32]) -> Result<(), ModelError> {
+        let (g, l, t) = (self.run.meta.genes.len(), self.run.meta.ligands.len(), self.run.meta.cell_types.len());
+        let w = explant_core::jacobian_width(g, l, t);
+        // Column offset of each differentiated argument (the one-hot type is not).
+        let mut offsets = vec![(0usize, 0usize, g), (1, g, l), (2, g + l, g)];
+        if self.run.meta.neighbour_counts {
+            offsets.push((4, 2 * g + l, t));
+        }
+        out[..input.cells * g * w].fill(0.0);
+        let err = |e: tch::TchError| self.run.run_error(first_line(&e.to_string()));
         let mut start = 0;
         while start < input.cells {
             let n = (input.cells - start).min(CHUNK_ROWS);
-            let args = self.chunk_args(input, start, n)?;
-            let outs = self.run_module(args, n)?;
-            self.copy_outputs(outs, start, n, rates, secretion, fate)?;
+            let mut args = self.run.chunk_args(input, start, n)?;
+            for &(k, _, _) in &offsets {
+                args[k] = args[k].detach().set_requires_grad(true);
+            }
+            let leaves: Vec<Tensor> = offsets.iter().map(|&(k, _, _)| args[k].shallow_clone()).collect();
+            let rates = tch::with_grad(|| self.run.run_module(&self.module, args, n))?.into_iter().next();
+            let Some(rates) = rates.filter(Tensor::requires_grad) else {
+                // Rates that depend on no input: every derivative is 0.
+                start += n;
+                continue;
+            };
+            for gene in 0..g {
+                let total = tch::with_grad(|| rates.f_select(1, gene as i64)?.f_sum(Kind::Float)).map_err(err)?;
+                let grads = Tensor::f_run_backward(&[total], &leaves, true, false).map_err(err)?;
+                for (grad, &(_, col, width)) in grads.iter().zip(&offsets) {
+                    if !grad.defined() {
+                        continue;
+                    }
+                    let grad = grad.to_kind(Kind::Float).to_device(Device::Cpu).contiguous();
+                    let mut rows = vec![0.0f32; n * width];
+                    grad.f_copy_data(&mut rows, n * width).map_err(err)?;
+                    for i in 0..n {
+                        let dst = ((start + i) * g + gene) * w + col;
+                        out[dst..dst + width].copy_from_slice(&rows[i * width..(i + 1) * width]);
+                    }
+                }
+            }
             start += n;
         }
         Ok(())
     }
+}
 
+impl Runner {
     /// A run error naming this model.
     fn run_error(&self, message: String) -> ModelError {
         ModelError::Run { model: self.path.display().to_string(), message }
@@ -248,14 +401,14 @@ impl TorchModel {
 
     /// Call the module on one chunk of `n` rows: its outputs in order (rates, then
     /// secretion and fate where the metadata declares them).
-    fn run_module(&self, args: Vec<Tensor>, n: usize) -> Result<Vec<Tensor>, ModelError> {
+    fn run_module(&self, module: &CModule, args: Vec<Tensor>, n: usize) -> Result<Vec<Tensor>, ModelError> {
         let (want_s, want_f) = (self.meta.secretion, self.meta.fate);
         if want_s || want_f {
             let args: Vec<IValue> = args.into_iter().map(IValue::Tensor).collect();
-            let value = self.module.forward_is(&args).map_err(|e| self.run_error(first_line(&e.to_string())))?;
+            let value = module.forward_is(&args).map_err(|e| self.run_error(first_line(&e.to_string())))?;
             self.split_outputs(value, n)
         } else {
-            Ok(vec![self.module.forward_ts(&args).map_err(|e| {
+            Ok(vec![module.forward_ts(&args).map_err(|e| {
                 let message = first_line(&e.to_string());
                 if message.contains("Tuple") || message.contains("List") {
                     self.run_error(format!(
@@ -346,61 +499,11 @@ impl TorchModel {
         }
         Ok(())
     }
-
-    /// [`ResponseModel::jacobian`] by reverse-mode autograd: per chunk of rows, one
-    /// forward pass with the expression, sensed, contact and (when the model reads them)
-    /// neighbour-count tensors as leaves, then one backward pass per gene of the sum of
-    /// that gene's rate over the rows (rows are independent, so the gradient's row `i`
-    /// is cell `i`'s derivative). An input the model never reads has zero derivatives.
-    fn autograd_jacobian(&mut self, input: &ResponseInput<'_>, out: &mut [f32]) -> Result<(), ModelError> {
-        let (g, l, t) = (self.meta.genes.len(), self.meta.ligands.len(), self.meta.cell_types.len());
-        let w = explant_core::jacobian_width(g, l, t);
-        // Column offset of each differentiated argument (the one-hot type is not).
-        let mut offsets = vec![(0usize, 0usize, g), (1, g, l), (2, g + l, g)];
-        if self.meta.neighbour_counts {
-            offsets.push((4, 2 * g + l, t));
-        }
-        out[..input.cells * g * w].fill(0.0);
-        let err = |e: tch::TchError| self.run_error(first_line(&e.to_string()));
-        let mut start = 0;
-        while start < input.cells {
-            let n = (input.cells - start).min(CHUNK_ROWS);
-            let mut args = self.chunk_args(input, start, n)?;
-            for &(k, _, _) in &offsets {
-                args[k] = args[k].detach().set_requires_grad(true);
-            }
-            let leaves: Vec<Tensor> = offsets.iter().map(|&(k, _, _)| args[k].shallow_clone()).collect();
-            let rates = tch::with_grad(|| self.run_module(args, n))?.into_iter().next();
-            let Some(rates) = rates.filter(Tensor::requires_grad) else {
-                // Rates that depend on no input: every derivative is 0.
-                start += n;
-                continue;
-            };
-            for gene in 0..g {
-                let total = tch::with_grad(|| rates.f_select(1, gene as i64)?.f_sum(Kind::Float)).map_err(err)?;
-                let grads = Tensor::f_run_backward(&[total], &leaves, true, false).map_err(err)?;
-                for (grad, &(_, col, width)) in grads.iter().zip(&offsets) {
-                    if !grad.defined() {
-                        continue;
-                    }
-                    let grad = grad.to_kind(Kind::Float).to_device(Device::Cpu).contiguous();
-                    let mut rows = vec![0.0f32; n * width];
-                    grad.f_copy_data(&mut rows, n * width).map_err(err)?;
-                    for i in 0..n {
-                        let dst = ((start + i) * g + gene) * w + col;
-                        out[dst..dst + width].copy_from_slice(&rows[i * width..(i + 1) * width]);
-                    }
-                }
-            }
-            start += n;
-        }
-        Ok(())
-    }
 }
 
 impl ResponseModel for TorchModel {
     fn name(&self) -> String {
-        format!("torchscript `{}` on {:?}", self.path.display(), self.device)
+        format!("torchscript `{}` on {:?}", self.run.path.display(), self.run.device)
     }
 
     fn signature(&self) -> &ModelSignature {
@@ -408,14 +511,14 @@ impl ResponseModel for TorchModel {
     }
 
     fn rates(&mut self, input: &ResponseInput<'_>, rates: &mut [f32]) -> Result<(), ModelError> {
-        let (l, n) = (self.meta.ligands.len(), input.cells);
-        let mut secretion = vec![0.0f32; if self.meta.secretion { n * l } else { 0 }];
-        let mut fate = vec![0.0f32; if self.meta.fate { n * 2 } else { 0 }];
+        let (l, n) = (self.run.meta.ligands.len(), input.cells);
+        let mut secretion = vec![0.0f32; if self.run.meta.secretion { n * l } else { 0 }];
+        let mut fate = vec![0.0f32; if self.run.meta.fate { n * 2 } else { 0 }];
         self.forward(input, rates, &mut secretion, &mut fate)
     }
 
     fn extras(&self) -> Extras {
-        Extras { secretion: self.meta.secretion, fate: self.meta.fate }
+        Extras { secretion: self.run.meta.secretion, fate: self.run.meta.fate }
     }
 
     fn jacobian(&mut self, input: &ResponseInput<'_>, out: &mut [f32]) -> Result<bool, ModelError> {
@@ -431,6 +534,16 @@ impl ResponseModel for TorchModel {
         fate: &mut [f32],
     ) -> Result<(), ModelError> {
         self.forward(input, rates, secretion, fate)
+    }
+}
+
+/// `v` cut into the slices of `chunks` chunks of [`CHUNK_ROWS`] rows of `width` values,
+/// or `chunks` empty slices for an output the model does not have (`v` empty).
+fn chunk_slices(v: &mut [f32], width: usize, chunks: usize) -> Vec<&mut [f32]> {
+    if v.is_empty() {
+        (0..chunks).map(|_| <&mut [f32]>::default()).collect()
+    } else {
+        v.chunks_mut(CHUNK_ROWS * width).collect()
     }
 }
 

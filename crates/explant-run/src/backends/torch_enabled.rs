@@ -62,6 +62,10 @@ pub fn bench_model(args: &ModelBench, out: &mut dyn Write) -> Result<serde_json:
         });
     }
     let mut model = TorchModel::load(&args.model, args.threads)?;
+    let workers = rayon::current_num_threads();
+    // The raw paths use libtorch's own threads; the model sets them to 1 and runs its
+    // chunks on the rayon pool, so each path sets what it uses before it runs.
+    let raw_threads = |on: bool| explant_torch::set_intra_op_threads(if on { workers } else { 1 });
     let layers = model.layer_shapes()?;
     let meta = model.meta().clone();
     let (g, l, t) = (meta.genes.len(), meta.ligands.len(), meta.cell_types.len());
@@ -72,11 +76,11 @@ pub fn bench_model(args: &ModelBench, out: &mut dyn Write) -> Result<serde_json:
         std::iter::once(layers[0].inputs.to_string()).chain(layers.iter().map(|s| s.outputs.to_string())).collect();
     let _ = writeln!(
         out,
-        "{} on {:?}: dense layers {} (tanh between); {} libtorch threads; median of {} reps after a warm-up",
+        "{} on {:?}: dense layers {} (tanh between); model: its chunks in parallel on {workers} threads, one \
+         libtorch thread each; raw: {workers} libtorch threads; median of {} reps after a warm-up",
         args.model.display(),
         model.device(),
         shapes.join(" → "),
-        explant_torch::intra_op_threads(),
         args.reps
     );
     let _ = writeln!(
@@ -115,12 +119,17 @@ pub fn bench_model(args: &ModelBench, out: &mut dyn Write) -> Result<serde_json:
         let times = interleaved_medians(
             args.reps,
             &mut [
-                &mut || Ok(model.rates(&input, &mut rates)?),
                 &mut || {
+                    raw_threads(false);
+                    Ok(model.rates(&input, &mut rates)?)
+                },
+                &mut || {
+                    raw_threads(true);
                     std::hint::black_box(raw.run_whole());
                     Ok(())
                 },
                 &mut || {
+                    raw_threads(true);
                     std::hint::black_box(raw.run_chunked(CHUNK_ROWS));
                     Ok(())
                 },
@@ -175,7 +184,7 @@ pub fn bench_model(args: &ModelBench, out: &mut dyn Write) -> Result<serde_json:
             "model": args.model.display().to_string(),
             "device": format!("{:?}", model.device()),
             "layers": shapes,
-            "threads": explant_torch::intra_op_threads(),
+            "threads": workers,
             "reps": args.reps,
         },
         "results": rows,

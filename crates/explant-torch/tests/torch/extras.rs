@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use explant_core::{Ligands, ModelSignature, Simulation};
+use explant_core::{Ligands, ModelSignature, ResponseInput, ResponseModel, Simulation};
 use explant_scene::LoadedScene;
 use explant_torch::{CheckCase, ModelMeta, TorchModel, meta_path};
 use tch::{Kind, Tensor};
@@ -112,6 +112,44 @@ fn run_in(sc: &LoadedScene, pt: &Path) -> Simulation {
         sim.step().unwrap();
     }
     sim
+}
+
+#[test]
+fn every_output_of_every_chunk_lands_on_its_own_rows_when_chunks_run_in_parallel() {
+    let dir = tmpdir("parallel");
+    let (secretion, hazard) = (0.25f32, 0.125f32);
+    let pt = model_with(&dir, secretion, hazard, 0.5, (true, true), (true, true));
+    let sc = scene();
+    let (g, l) = (sc.scene.genes.len(), sc.scene.ligands.len());
+    let n = 2 * explant_torch::CHUNK_ROWS + 5;
+    // Organisers (type 0) on every third row, so a misplaced chunk shows in the fate rows.
+    let ty: Vec<u32> = (0..n).map(|i| u32::from(i % 3 != 0)).collect();
+    let (x, s, c) = (vec![1.0f32; n * g], vec![0.5f32; n * l], vec![0.0f32; n * g]);
+    let input = ResponseInput {
+        cells: n,
+        expression: &x,
+        sensed: &s,
+        contact: &c,
+        neighbour_types: &[],
+        cell_type: &ty,
+        dt: 0.5,
+    };
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    let (rates, sec, fate) = pool.install(|| {
+        let mut m = TorchModel::load_for(&pt, &ModelSignature::of_scene(&sc.scene), 0).unwrap();
+        assert_eq!(m.parallel_copies(), 2);
+        let (mut r, mut s, mut f) = (vec![f32::NAN; n * g], vec![f32::NAN; n * l], vec![f32::NAN; n * 2]);
+        m.respond(&input, &mut r, &mut s, &mut f).unwrap();
+        (r, s, f)
+    });
+    assert!(rates.iter().all(|&v| v == 0.0));
+    assert!(sec.iter().all(|&v| v == secretion));
+    for i in 0..n {
+        let responder = ty[i] == 1;
+        let want = if responder { [hazard, 0.5] } else { [0.0, 1.0] };
+        assert_eq!([fate[2 * i], fate[2 * i + 1]], want, "row {i} (type {})", ty[i]);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

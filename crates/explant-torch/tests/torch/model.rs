@@ -139,6 +139,38 @@ fn chunked_inference_equals_row_by_row() {
     }
 }
 
+#[test]
+fn chunks_run_in_parallel_give_the_bits_of_one_thread() {
+    let sc = scene();
+    let (g, l, t) = (sc.scene.genes.len(), sc.scene.ligands.len(), sc.scene.cell_types.len() as u32);
+    let n = 3 * CHUNK_ROWS + 37;
+    let (x, s, c, ty) = inputs(n, g, l, t);
+    let input = ResponseInput {
+        cells: n,
+        expression: &x,
+        sensed: &s,
+        contact: &c,
+        neighbour_types: &[],
+        cell_type: &ty,
+        dt: 0.5,
+    };
+    let mut serial = TorchModel::load(&shipped(), 1).unwrap();
+    assert_eq!(serial.parallel_copies(), 0, "one thread runs its chunks in turn");
+    let mut one = vec![f32::NAN; n * g];
+    serial.rates(&input, &mut one).unwrap();
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+    let many = pool.install(|| {
+        let mut model = TorchModel::load(&shipped(), 0).unwrap();
+        assert_eq!(model.parallel_copies(), 3, "one copy per thread of the pool");
+        let mut out = vec![f32::NAN; n * g];
+        model.rates(&input, &mut out).unwrap();
+        out
+    });
+    assert!(one.iter().all(|v| v.is_finite()));
+    let differ = one.iter().zip(&many).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+    assert_eq!(differ, 0, "{differ} of {} values differ between 1 and 3 threads", n * g);
+}
+
 fn copy_model(dir: &Path) -> PathBuf {
     let pt = dir.join("m.pt");
     std::fs::copy(shipped(), &pt).unwrap();
