@@ -317,6 +317,12 @@ pub struct Batch {
     pub ids: Vec<u64>,
     /// Positions, `N`.
     pub positions: Vec<Vec3>,
+    /// The ligand-grid voxel holding each cell's centre, `N`, for the grid in
+    /// `voxels_of` (`None`: stale, recomputed on next use; cleared whenever `positions`
+    /// change). See [`Batch::cell_voxels`].
+    pub voxels: Vec<u32>,
+    /// The grid `voxels` were computed on, while they match `positions`.
+    pub voxels_of: Option<explant_field::Grid>,
     /// Radii, `N`.
     pub radii: Vec<f32>,
     /// Whether the cell is alive (not apoptotic or necrotic), `N`.
@@ -362,6 +368,27 @@ pub struct Batch {
     /// The tick of the last model call and its state step in minutes (`None` before
     /// the first), so a driver knows whether this tick's `rates` are new.
     pub responded: Option<(u64, f32)>,
+}
+
+impl Batch {
+    /// Each cell's voxel on `grid` ([`explant_field::Grid::voxel_of`] of its position),
+    /// computed once per change of the positions (a gather, a mechanics step) rather
+    /// than in every stage of every tick.
+    pub fn cell_voxels(&mut self, grid: &explant_field::Grid) -> &[u32] {
+        if self.voxels_of != Some(*grid) || self.voxels.len() != self.cells {
+            use rayon::prelude::*;
+            let positions = &self.positions[..self.cells];
+            self.voxels.clear();
+            self.voxels.par_extend(positions.par_iter().map(|p| grid.voxel_of(p.to_array()) as u32));
+            self.voxels_of = Some(*grid);
+        }
+        &self.voxels
+    }
+
+    /// Mark the positions as changed: the voxels are recomputed on next use.
+    pub fn positions_moved(&mut self) {
+        self.voxels_of = None;
+    }
 }
 
 /// Fixed per-run settings the stages read.

@@ -84,6 +84,7 @@ fn apply(
     for (p, (q, _)) in b.positions.iter_mut().zip(moves) {
         *p = *q;
     }
+    b.positions_moved();
 }
 
 /// What one mechanics step reads; [`Motion::move_cell`] moves one cell.

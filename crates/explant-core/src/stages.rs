@@ -21,6 +21,7 @@ use crate::{CoreError, ModelError, neighbours};
 /// Copy positions, radii, types, ids and life phase into the batch, indexed by [`Row`].
 fn gather(cells: &Query<(&CellId, &Row, &Position, &Radius, &CellType, &Cycle)>, n: usize, b: &mut Batch) {
     b.cells = n;
+    b.positions_moved();
     b.ids.resize(n, 0);
     b.positions.resize(n, Vec3::ZERO);
     b.radii.resize(n, 0.0);
@@ -67,8 +68,9 @@ pub(crate) fn secrete(
     let t = ctx.time();
     ligand_perturbations(&ctx.settings, &mut log, ligands, t, dt, ctx.clock.tick);
     receptor_blocks(&ctx.settings, &states, &mut batch, t);
-    let b = &*batch;
     let grid = ligands.field.grid;
+    batch.cell_voxels(&grid);
+    let b = &*batch;
     let voxels = grid.voxels();
     let vv = grid.voxel_volume();
     let nl = ligands.coupling.len();
@@ -78,7 +80,7 @@ pub(crate) fn secrete(
             continue;
         }
         let x = states.row(i);
-        let v = grid.voxel_of(b.positions[i].to_array());
+        let v = b.voxels[i] as usize;
         let vc = sphere_volume(b.radii[i]);
         for (c, k) in ligands.coupling.iter().enumerate() {
             let xs = x[k.gene].max(0.0);
@@ -283,9 +285,10 @@ pub(crate) fn sense(
     if l > 0 {
         let grid = ligands.field.grid;
         let voxels = grid.voxels();
-        let (positions, unblocked) = (&b.positions, &b.unblocked);
+        b.cell_voxels(&grid);
+        let (cell_voxel, unblocked) = (&b.voxels, &b.unblocked);
         b.sensed.par_chunks_mut(l).enumerate().for_each(|(i, out)| {
-            let v = grid.voxel_of(positions[i].to_array());
+            let v = cell_voxel[i] as usize;
             for c in 0..l {
                 let receptor = states.data[i * g + ligands.receptor[c]].max(0.0);
                 let open = if unblocked.is_empty() { 1.0 } else { unblocked[i * l + c] };
@@ -299,9 +302,10 @@ pub(crate) fn sense(
     if let Some(parts) = split.field.as_ref().filter(|_| np > 0) {
         b.sensed_from.resize(n * np, 0.0);
         let voxels = parts.grid.voxels();
-        let (positions, unblocked, pairs) = (&b.positions, &b.unblocked, &b.split_pairs);
+        b.cell_voxels(&parts.grid);
+        let (cell_voxel, unblocked, pairs) = (&b.voxels, &b.unblocked, &b.split_pairs);
         b.sensed_from.par_chunks_mut(np).enumerate().for_each(|(i, out)| {
-            let v = parts.grid.voxel_of(positions[i].to_array());
+            let v = cell_voxel[i] as usize;
             for (p, &(c, _)) in pairs.iter().enumerate() {
                 let receptor = states.data[i * g + ligands.receptor[c]].max(0.0);
                 let open = if unblocked.is_empty() { 1.0 } else { unblocked[i * l + c] };

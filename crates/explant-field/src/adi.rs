@@ -61,8 +61,8 @@ use rayon::prelude::*;
 
 use crate::cpu::{stencil_pass, stencil_row};
 use crate::implicit::{
-    COLUMN_BLOCK, LineCoefficients, X_TILE, finish_rows, fuse_planes, lod_channel, plane_x_add, scaled_coefficients,
-    solve_group, sweep_rows, sweep_x_add,
+    COLUMN_BLOCK, LineCoefficients, X_TILE, finish_rows, fuse_planes, lod_all_channels, lod_channel, plane_x_add,
+    scaled_coefficients, solve_group, sweep_rows, sweep_x_add,
 };
 use crate::{ChannelParams, Grid};
 
@@ -120,6 +120,11 @@ impl AdiCache {
         let voxels = g.voxels();
         let three_d = g.dims() == 3;
         if restart {
+            if fuse_planes(g) {
+                lod_all_channels(g, data, &self.half);
+                lod_all_channels(g, data, &self.half);
+                return;
+            }
             for (chan, co) in data.chunks_exact_mut(voxels).zip(&self.half) {
                 for _ in 0..2 {
                     lod_channel(g, chan, co);

@@ -83,11 +83,11 @@ impl Grid {
     }
 
     /// Linear index of the voxel containing world point `p`, clamped to the grid.
+    #[inline]
     pub fn voxel_of(&self, p: [f32; 3]) -> usize {
-        let clamp = |v: f32, o: f32, n: usize| -> usize {
-            let i = ((v - o) / self.dx).floor();
-            if i.is_nan() || i < 0.0 { 0 } else { (i as usize).min(n - 1) }
-        };
+        // `as usize` truncates toward zero and saturates (NaN and negatives to 0), which
+        // is the floor for every value that is not clamped to 0 anyway: no `floorf` call.
+        let clamp = |v: f32, o: f32, n: usize| -> usize { (((v - o) / self.dx) as usize).min(n - 1) };
         let x = clamp(p[0], self.origin[0], self.nx);
         let y = clamp(p[1], self.origin[1], self.ny);
         let z = if self.nz == 1 { 0 } else { clamp(p[2], self.origin[2], self.nz) };
@@ -395,5 +395,51 @@ pub trait DiffusionBackend: Send + Sync {
     ) -> Result<(), FieldError> {
         let _ = inputs;
         self.step(field, params, dt)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn voxel_of_is_the_clamped_floor_of_every_coordinate_including_odd_ones() {
+        let g = Grid { nx: 7, ny: 5, nz: 3, dx: 2.5, origin: [-10.0, 0.0, 3.0] };
+        // The definition: floor((v − o)/dx), clamped to [0, n − 1], NaN to 0.
+        let reference = |v: f32, o: f32, n: usize| -> usize {
+            let i = ((v - o) / g.dx).floor();
+            if i.is_nan() || i < 0.0 { 0 } else { (i as usize).min(n - 1) }
+        };
+        let odd = [
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            -1e30,
+            1e30,
+            -10.0,
+            -10.000001,
+            -9.999999,
+            -7.5,
+            -7.500001,
+            -0.0,
+            0.0,
+            1e-40,
+            -1e-40,
+            2.4999998,
+            2.5,
+            3.0,
+            5.5,
+            7.5,
+            7.4999995,
+            100.0,
+        ];
+        for &x in &odd {
+            for &y in &odd {
+                for &z in &odd {
+                    let want = (reference(z, 3.0, 3) * g.ny + reference(y, 0.0, 5)) * g.nx + reference(x, -10.0, 7);
+                    assert_eq!(g.voxel_of([x, y, z]), want, "({x}, {y}, {z})");
+                }
+            }
+        }
     }
 }
