@@ -142,7 +142,7 @@ pub struct BenchModelArgs {
     /// Timed repetitions per size and path (after one warm-up); the median is reported.
     #[arg(long, default_value_t = 5)]
     pub reps: usize,
-    /// libtorch intra-op threads (0: its default).
+    /// Threads (0: all cores): the model's chunks run on this many, the raw paths use as many libtorch threads.
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
     /// Print the numbers as one JSON object instead of the table.

@@ -33,7 +33,7 @@ pub struct ModelBench {
     pub cells: Vec<usize>,
     /// Timed repetitions per size and path (after one warm-up).
     pub reps: usize,
-    /// libtorch intra-op threads (0: its default).
+    /// Threads the model's chunks run on, and the raw paths' libtorch threads (0: all cores).
     pub threads: usize,
 }
 
