@@ -187,6 +187,79 @@ pub(crate) fn stencil_row(
     out[nx - 1] = voxel(nx - 1, cur[nx - 2], beyond(b[1], cur[nx - 1], cur[0]));
 }
 
+/// [`stencil_row`] of a 2D grid for the voxels `x0..x1` of row `y` only, into `out`
+/// (`x1 − x0` values), with `scratch` (at least `2·(x1 − x0)` values) for `Fixed` ghosts:
+/// the same neighbour sum, in the same order (`xm + xp + ym + yp`), and the same stand-ins
+/// beyond the faces, so every value is bit-identical to the whole row's.
+pub(crate) fn stencil_segment_2d(
+    g: &Grid,
+    src: &[f32],
+    y: usize,
+    (x0, x1): (usize, usize),
+    out: &mut [f32],
+    b: &Faces,
+    scratch: &mut [f32],
+    f: &impl Fn(f32, f32) -> f32,
+) {
+    let (nx, ny) = (g.nx, g.ny);
+    debug_assert!(g.dims() == 2 && x0 < x1 && x1 <= nx && out.len() == x1 - x0);
+    let cur = &src[y * nx..(y + 1) * nx];
+    let seg = |r: usize| &src[r * nx + x0..r * nx + x1];
+    let (ghost_m, ghost_p) = scratch[..2 * (x1 - x0)].split_at_mut(x1 - x0);
+    // The segment of row `y ± 1`, or the face's stand-in: the row itself (`ZeroFlux`), the
+    // row at the other end (`Periodic`) or the ghost `2·value − c` (`Fixed`).
+    let neighbour = |inside: bool, next: usize, wrap: usize, face: Boundary, ghost: &'_ mut [f32]| -> Option<usize> {
+        if inside {
+            return Some(next);
+        }
+        match face {
+            Boundary::ZeroFlux => Some(y),
+            Boundary::Periodic => Some(wrap),
+            Boundary::Fixed { value } => {
+                for (gv, &c) in ghost.iter_mut().zip(seg(y)) {
+                    *gv = 2.0 * value - c;
+                }
+                None
+            }
+        }
+    };
+    let ym = match neighbour(y > 0, y.wrapping_sub(1), ny - 1, b[2], ghost_m) {
+        Some(r) => seg(r),
+        None => &*ghost_m,
+    };
+    let yp = match neighbour(y + 1 < ny, y + 1, 0, b[3], ghost_p) {
+        Some(r) => seg(r),
+        None => &*ghost_p,
+    };
+    let voxel = |x: usize| -> f32 {
+        let xm = if x == 0 { beyond(b[0], cur[0], cur[nx - 1]) } else { cur[x - 1] };
+        let xp = if x + 1 == nx { beyond(b[1], cur[nx - 1], cur[0]) } else { cur[x + 1] };
+        f(cur[x], xm + xp + ym[x - x0] + yp[x - x0])
+    };
+    // The interior voxels (both x neighbours inside) as slices of one length, so the loop
+    // carries no bounds checks; the ends through `voxel`.
+    let (lo, hi) = (x0.max(1), x1.min(nx - 1));
+    if lo >= hi {
+        for x in x0..x1 {
+            out[x - x0] = voxel(x);
+        }
+        return;
+    }
+    for x in x0..lo {
+        out[x - x0] = voxel(x);
+    }
+    let m = hi - lo;
+    let (left, mid, right) = (&cur[lo - 1..hi - 1], &cur[lo..hi], &cur[lo + 1..hi + 1]);
+    let (ym, yp) = (&ym[lo - x0..hi - x0], &yp[lo - x0..hi - x0]);
+    let inner = &mut out[lo - x0..hi - x0];
+    for i in 0..m {
+        inner[i] = f(mid[i], left[i] + right[i] + ym[i] + yp[i]);
+    }
+    for x in hi..x1 {
+        out[x - x0] = voxel(x);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
