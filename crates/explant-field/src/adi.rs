@@ -278,7 +278,7 @@ fn increment_and_y_sweep_2d(
                 let (done, rest) = segs.split_at_mut(y);
                 let seg = &mut *rest[0];
                 let len = seg.len();
-                stencil_segment_2d(g, u, (y, x0, x0 + len), seg, &p.boundary, scratch, &f);
+                stencil_segment_2d(g, u, y, (x0, x0 + len), seg, &p.boundary, scratch, &f);
                 let start = y * nx + x0;
                 let first = sources.partition_point(|e| e.0 < start);
                 for &(i, s) in sources[first..].iter().take_while(|e| e.0 < start + len) {

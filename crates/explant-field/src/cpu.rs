@@ -187,14 +187,15 @@ pub(crate) fn stencil_row(
     out[nx - 1] = voxel(nx - 1, cur[nx - 2], beyond(b[1], cur[nx - 1], cur[0]));
 }
 
-/// [`stencil_row`] of a 2D grid for the voxels `x0..x1` of row `y` (`(y, x0, x1)`) only, into `out`
+/// [`stencil_row`] of a 2D grid for the voxels `x0..x1` of row `y` only, into `out`
 /// (`x1 − x0` values), with `scratch` (at least `2·(x1 − x0)` values) for `Fixed` ghosts:
 /// the same neighbour sum, in the same order (`xm + xp + ym + yp`), and the same stand-ins
 /// beyond the faces, so every value is bit-identical to the whole row's.
 pub(crate) fn stencil_segment_2d(
     g: &Grid,
     src: &[f32],
-    (y, x0, x1): (usize, usize, usize),
+    y: usize,
+    (x0, x1): (usize, usize),
     out: &mut [f32],
     b: &Faces,
     scratch: &mut [f32],
