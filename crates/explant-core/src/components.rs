@@ -323,6 +323,9 @@ pub struct Batch {
     pub voxels: Vec<u32>,
     /// The grid `voxels` were computed on, while they match `positions`.
     pub voxels_of: Option<explant_field::Grid>,
+    /// Counts the recomputations of `voxels`, so that what is built from them can tell
+    /// when they changed.
+    pub voxels_generation: u64,
     /// Radii, `N`.
     pub radii: Vec<f32>,
     /// Whether the cell is alive (not apoptotic or necrotic), `N`.
@@ -381,6 +384,7 @@ impl Batch {
             self.voxels.clear();
             self.voxels.par_extend(positions.par_iter().map(|p| grid.voxel_of(p.to_array()) as u32));
             self.voxels_of = Some(*grid);
+            self.voxels_generation += 1;
         }
         &self.voxels
     }

@@ -35,6 +35,7 @@ mod mechanics;
 pub mod model;
 pub mod neighbours;
 mod recording;
+pub mod residency;
 pub mod rng;
 mod schedule;
 pub mod score;
@@ -57,6 +58,7 @@ pub use life::{SORT_INTERVAL, sort_rows};
 pub use mechanics::mechanics_stability_note;
 pub use model::{Extras, ModelSignature, ResponseInput, ResponseModel, Teacher, jacobian_width};
 pub use recording::{PseudobulkRow, RUNAWAY, Recording, RegionRow};
+pub use residency::FieldHome;
 pub use tissue::InitialCells;
 
 /// The stages of a tick, in the order they run (the crate docs say what each does).
@@ -210,8 +212,62 @@ impl Simulation {
     }
 
     /// Everything of the state a later tick reads, for a checkpoint ([`Simulation::restore`]).
-    pub fn state(&mut self) -> SimState {
-        SimState::of_world(&mut self.world)
+    ///
+    /// # Errors
+    ///
+    /// When a field kept on the device cannot be read back.
+    pub fn state(&mut self) -> Result<SimState, CoreError> {
+        self.sync_field()?;
+        Ok(SimState::of_world(&mut self.world))
+    }
+
+    /// Keep the ligand field on the diffusion backend's device between ticks (`on`), or
+    /// on the host (`!on`, the default), and return whether it is now kept on the device.
+    /// Only a backend that offers a resident field can keep it ([`explant_field::ResidentField`]:
+    /// the GPU with the implicit scheme), and never while ligands are split by source
+    /// type ([`Simulation::split_sources`]). See [`residency`] for what then crosses
+    /// between host and device each tick.
+    ///
+    /// While the field is on the device, [`Simulation::ligands`] shows the field as of
+    /// its last return to the host (each recording tick, [`Simulation::record_now`],
+    /// [`Simulation::state`], [`Simulation::sync_field`]); call
+    /// [`Simulation::sync_field`] before reading it between those.
+    ///
+    /// # Errors
+    ///
+    /// When the field cannot be brought back from the device (turning it off).
+    pub fn keep_field_on_device(&mut self, on: bool) -> Result<bool, CoreError> {
+        let split = self.world.resource::<SourceSplit>().field.is_some();
+        let offered = self.world.resource_mut::<Diffuser>().0.resident().is_some();
+        if !on || split || !offered {
+            self.sync_field()?;
+            let mut home = self.world.resource_mut::<FieldHome>();
+            home.on_device = false;
+            home.device_current = false;
+            return Ok(false);
+        }
+        self.world.resource_mut::<FieldHome>().on_device = true;
+        Ok(true)
+    }
+
+    /// Bring the ligand field back to the host if the device holds the current copy
+    /// (nothing to do when it is kept on the host).
+    ///
+    /// # Errors
+    ///
+    /// When the device's copy cannot be read back.
+    pub fn sync_field(&mut self) -> Result<(), CoreError> {
+        self.world.resource_scope(|world, mut home: Mut<FieldHome>| {
+            world.resource_scope(|world, mut diffuser: Mut<Diffuser>| {
+                let mut ligands = world.resource_mut::<Ligands>();
+                residency::to_host(&mut ligands, &mut diffuser, &mut home)
+            })
+        })
+    }
+
+    /// Where the ligand field is kept and how often it crossed ([`FieldHome`]).
+    pub fn field_home(&self) -> &FieldHome {
+        self.world.resource::<FieldHome>()
     }
 
     /// Ticks the scene asks for.
@@ -237,6 +293,7 @@ impl Simulation {
     /// Append the current state to the recording (done automatically at tick 0 and
     /// every recording interval).
     pub fn record_now(&mut self) -> Result<(), CoreError> {
+        self.sync_field()?;
         let clock = self.clock();
         let settings = self.world.resource::<Settings>().clone();
         let mut q = self.world.query::<(&CellType, &Row, &Position)>();
@@ -308,6 +365,8 @@ impl Simulation {
             .collect();
         pairs.sort_unstable();
         pairs.dedup();
+        // The split parts are stepped on the host beside the ligands, so the field stays there.
+        self.keep_field_on_device(false)?;
         let ligands = self.world.resource::<Ligands>();
         let split = SourceSplit::new(pairs.clone(), ligands.field.grid, &ligands.params, diffuser);
         self.world.insert_resource(split);
@@ -328,7 +387,8 @@ impl Simulation {
         self.world.resource::<Recording>()
     }
 
-    /// The ligand field.
+    /// The ligand field: while it is kept on the device, as of its last return to the
+    /// host (see [`Simulation::keep_field_on_device`]).
     pub fn ligands(&self) -> &Ligands {
         self.world.resource::<Ligands>()
     }
@@ -442,6 +502,7 @@ fn base_world(
     world.insert_resource(settings);
     world.insert_resource(Clock { tick: 0, dt: scene.time.dt });
     world.insert_resource(Diffuser(diffuser));
+    world.insert_resource(FieldHome::default());
     world.insert_resource(Model(Mutex::new(model)));
     world.insert_resource(Batch::default());
     world.insert_resource(ChannelClamp::default());

@@ -15,6 +15,8 @@ use rayon::prelude::*;
 use crate::clamp::SourceSplit;
 use crate::components::*;
 use crate::model::{Extras, ResponseInput, ResponseModel};
+use crate::residency::{self, FieldHome};
+
 use crate::schedule::TickContext;
 use crate::{CoreError, ModelError, neighbours};
 
@@ -50,6 +52,10 @@ fn gather(cells: &Query<(&CellId, &Row, &Position, &Radius, &CellType, &Cycle)>,
 /// Cells are visited in row order, so sums are reproducible; the net amount each
 /// ligand gained is added to [`Ligands::exchanged`]. Apoptotic and necrotic cells
 /// neither secrete nor take up.
+///
+/// When the field lives on the diffusion backend's device ([`FieldHome`]), the same
+/// maps are applied there (see [`residency`](crate::residency)).
+#[allow(clippy::too_many_arguments)] // a system: one argument per resource it touches
 pub(crate) fn secrete(
     ctx: TickContext,
     cells: Query<(&CellId, &Row, &Position, &Radius, &CellType, &Cycle)>,
@@ -58,6 +64,7 @@ pub(crate) fn secrete(
     mut batch: ResMut<Batch>,
     mut ligands: ResMut<Ligands>,
     mut split: ResMut<SourceSplit>,
+    (mut diffuser, mut home, mut failure): (ResMut<Diffuser>, ResMut<FieldHome>, ResMut<Failure>),
 ) {
     if !batch.fresh || batch.cells != states.len() {
         gather(&cells, states.len(), &mut batch);
@@ -66,10 +73,25 @@ pub(crate) fn secrete(
     let ligands = &mut *ligands;
     let dt = ctx.clock.dt;
     let t = ctx.time();
+    if home.active() && ligand_perturbations_fire(&ctx.settings, &log, t) {
+        if let Err(e) = residency::to_host(ligands, &mut diffuser, &mut home) {
+            failure.0 = Some(e);
+            return;
+        }
+        residency::host_edited(&mut home);
+    }
     ligand_perturbations(&ctx.settings, &mut log, ligands, t, dt, ctx.clock.tick);
     receptor_blocks(&ctx.settings, &states, &mut batch, t);
     let grid = ligands.field.grid;
     batch.cell_voxels(&grid);
+    if home.active() {
+        if !ligands.coupling.is_empty()
+            && let Err(e) = secrete_on_device(&states, &mut batch, ligands, &mut diffuser, &mut home, dt)
+        {
+            failure.0 = Some(e);
+        }
+        return;
+    }
     let b = &*batch;
     let voxels = grid.voxels();
     let vv = grid.voxel_volume();
@@ -115,6 +137,56 @@ pub(crate) fn secrete(
             }
         }
     }
+}
+
+/// The secrete stage's maps, applied on the device: the coefficients are the host
+/// loop's own expressions, so the device computes the same `(ρ + a) / b + c`.
+fn secrete_on_device(
+    states: &States,
+    batch: &mut Batch,
+    ligands: &mut Ligands,
+    diffuser: &mut Diffuser,
+    home: &mut FieldHome,
+    dt: f32,
+) -> Result<(), CoreError> {
+    let grid = ligands.field.grid;
+    let vv = grid.voxel_volume();
+    let nl = ligands.coupling.len();
+    let coupling = &ligands.coupling;
+    let (alive, radii, unblocked) = (&batch.alive, &batch.radii, &batch.unblocked);
+    home.set_exchange(batch.cells, nl, |i, c| {
+        if !alive[i] {
+            return None;
+        }
+        let k = &coupling[c];
+        let x = states.row(i);
+        let vc = sphere_volume(radii[i]);
+        let xs = x[k.gene].max(0.0);
+        let s = k.secretion * xs;
+        let open = if unblocked.is_empty() { 1.0 } else { unblocked[i * nl + c] };
+        let u = k.uptake * x[k.receptor].max(0.0) * open;
+        let e = k.export * xs;
+        if s == 0.0 && u == 0.0 && e == 0.0 {
+            return None;
+        }
+        let f = dt * vc / vv;
+        Some([f * s * k.saturation, 1.0 + f * (s + u), dt * e / vv])
+    });
+    residency::exchange_on_device(ligands, diffuser, home, batch, Some(f64::from(vv)))
+}
+
+/// Whether a bolus or steady source adds to a ligand at this tick (so the host field is
+/// about to change).
+fn ligand_perturbations_fire(settings: &Settings, log: &PerturbationLog, t: f32) -> bool {
+    use explant_scene::PerturbationKind as K;
+    settings.perturbations.iter().enumerate().any(|(k, p)| {
+        p.ligand.is_some()
+            && match p.action {
+                K::Bolus { .. } => t >= p.spec.start && !log.fired[k],
+                K::Source { .. } => p.spec.active_at(t),
+                _ => false,
+            }
+    })
 }
 
 /// Boluses (once, at their start) and steady sources (every tick while active) add to
@@ -193,14 +265,24 @@ fn receptor_blocks(settings: &Settings, states: &States, batch: &mut Batch, t: f
 /// Diffuse: advance the ligand field by one tick on the chosen backend.
 /// The ligands' parts by secreting type ([`SourceSplit`]), if tracked, take the same
 /// step with their own backend.
+/// A field kept on the device ([`FieldHome`]) is stepped there.
 pub(crate) fn diffuse(
     mut ligands: ResMut<Ligands>,
     mut diffuser: ResMut<Diffuser>,
     mut split: ResMut<SourceSplit>,
     clock: Res<Clock>,
     mut failure: ResMut<Failure>,
+    mut home: ResMut<FieldHome>,
 ) {
     let ligands = &mut *ligands;
+    if home.active() {
+        if ligands.field.channels > 0
+            && let Err(e) = residency::step_on_device(ligands, &mut diffuser, &mut home, clock.dt)
+        {
+            failure.0 = Some(e);
+        }
+        return;
+    }
     let restart = ligands.record_added
         && clock.tick.saturating_sub(ligands.restart_tick)
             < u64::from(explant_field::damped_steps(&ligands.field.grid, &ligands.params, clock.dt));
@@ -236,12 +318,18 @@ fn not_below_zero(v: f32) -> f32 {
 /// [`neighbours::CellList`]), average the contact genes over neighbours, count
 /// neighbours by cell type, and read each ligand at the cell's voxel, gated by the
 /// receptor's expression. Runs at the ticks where mechanics or respond run.
+///
+/// A field kept on the device ([`FieldHome`]) is read there at the cells' voxels.
+#[allow(clippy::too_many_arguments)] // a system: one argument per resource it touches
 pub(crate) fn sense(
     ctx: TickContext,
     states: Res<States>,
     ligands: Res<Ligands>,
     split: Res<SourceSplit>,
     mut batch: ResMut<Batch>,
+    mut diffuser: ResMut<Diffuser>,
+    mut home: ResMut<FieldHome>,
+    mut failure: ResMut<Failure>,
 ) {
     let settings = &*ctx.settings;
     let (g, l, nt) = (settings.genes, settings.ligands, settings.cell_types);
@@ -286,13 +374,19 @@ pub(crate) fn sense(
         let grid = ligands.field.grid;
         let voxels = grid.voxels();
         b.cell_voxels(&grid);
-        let (cell_voxel, unblocked) = (&b.voxels, &b.unblocked);
+        let on_device = home.active();
+        if on_device && let Err(e) = residency::sample_on_device(&ligands, &mut diffuser, &mut home, &b.voxels) {
+            failure.0 = Some(e);
+            return;
+        }
+        let (cell_voxel, unblocked, sampled) = (&b.voxels, &b.unblocked, &home.sampled);
         b.sensed.par_chunks_mut(l).enumerate().for_each(|(i, out)| {
             let v = cell_voxel[i] as usize;
             for c in 0..l {
                 let receptor = states.data[i * g + ligands.receptor[c]].max(0.0);
                 let open = if unblocked.is_empty() { 1.0 } else { unblocked[i * l + c] };
-                out[c] = not_below_zero(ligands.field.data[c * voxels + v]) * receptor * open;
+                let at = if on_device { sampled[i * l + c] } else { ligands.field.data[c * voxels + v] };
+                out[c] = not_below_zero(at) * receptor * open;
             }
         });
     }
@@ -331,6 +425,7 @@ pub(crate) fn respond(
     mut split: ResMut<SourceSplit>,
     mut fates: Query<&mut ModelFate>,
     mut failure: ResMut<Failure>,
+    (mut diffuser, mut home): (ResMut<Diffuser>, ResMut<FieldHome>),
 ) {
     let dt = ctx.state_dt();
     let b = &mut *batch;
@@ -345,7 +440,14 @@ pub(crate) fn respond(
         }
     };
     if extras.secretion && !ligands.params.is_empty() {
-        release_secretion(b, &mut ligands, &mut split, dt);
+        if home.active() {
+            if let Err(e) = release_on_device(b, &mut ligands, &mut diffuser, &mut home, dt) {
+                failure.0 = Some(e);
+                return;
+            }
+        } else {
+            release_secretion(b, &mut ligands, &mut split, dt);
+        }
     }
     if extras.fate {
         keep_fate_scores(b, &states, &mut fates);
@@ -468,6 +570,34 @@ fn release_secretion(b: &Batch, ligands: &mut Ligands, split: &mut SourceSplit, 
             }
         }
     }
+}
+
+/// [`release_secretion`] on a field kept on the device: each amount is added there as
+/// `(ρ + 0) / 1 + amount / V_v` (the same bits as `ρ + amount / V_v`), and the ledger
+/// takes the amounts in row order, as on the host.
+fn release_on_device(
+    b: &mut Batch,
+    ligands: &mut Ligands,
+    diffuser: &mut Diffuser,
+    home: &mut FieldHome,
+    dt: f32,
+) -> Result<(), CoreError> {
+    let nl = ligands.params.len();
+    let vv = ligands.field.grid.voxel_volume();
+    let amount = |i: usize, c: usize| dt * b.secretion[i * nl + c].max(0.0);
+    home.set_exchange(b.cells, nl, |i, c| {
+        let a = amount(i, c);
+        (b.alive[i] && a > 0.0).then(|| [0.0, 1.0, a / vv])
+    });
+    for i in (0..b.cells).filter(|&i| b.alive[i]) {
+        for c in 0..nl {
+            let a = amount(i, c);
+            if a > 0.0 {
+                ligands.exchanged[c] += f64::from(a);
+            }
+        }
+    }
+    residency::exchange_on_device(ligands, diffuser, home, b, None)
 }
 
 /// Model fate scores: the apoptosis hazard (≥ 0) and cycle progression (in `[0, 1]`)

@@ -56,6 +56,10 @@ pub enum FieldError {
         /// Values in the field.
         len: usize,
     },
+    /// The cells' exchange or sample lists of a resident field are malformed (a bug in
+    /// the caller, not user input).
+    #[error("resident field: {0}")]
+    Exchange(String),
     /// A backend (e.g. the GPU) failed.
     #[error("diffusion backend `{backend}` failed: {message}")]
     Backend {

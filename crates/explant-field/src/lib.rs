@@ -43,11 +43,13 @@ pub mod adi;
 mod cpu;
 mod error;
 pub mod implicit;
+pub mod resident;
 mod transpose;
 
 pub use adi::damped_steps;
 pub use cpu::CpuDiffusion;
 pub use error::FieldError;
+pub use resident::{CellExchange, Detached, ResidentField};
 
 use serde::{Deserialize, Serialize};
 
@@ -395,6 +397,13 @@ pub trait DiffusionBackend: Send + Sync {
     ) -> Result<(), FieldError> {
         let _ = inputs;
         self.step(field, params, dt)
+    }
+
+    /// The copy of the field this backend keeps between steps, if it keeps one (a GPU's
+    /// buffers; see [`resident`]). `None` (the default) when every step must be given
+    /// the host field.
+    fn resident(&mut self) -> Option<&mut dyn ResidentField> {
+        None
     }
 }
 

@@ -401,7 +401,8 @@ impl Simulation {
 
     /// Each ligand's field now, as a NumPy array `[ny, nx]` (2D) or `[nz, ny, nx]` (3D),
     /// amount per µm³, voxel centres at `origin + (index + 0.5) × dx`.
-    fn fields<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+    fn fields<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        self.run.sim.sync_field().map_err(|e| explant_error(&e))?;
         let ligands = self.run.sim.ligands();
         let f = &ligands.field;
         let g = f.grid;
@@ -441,7 +442,7 @@ impl Simulation {
             // The control is this simulation as it is now, stepped on without perturbations.
             let mut bare = self.scene.scene.clone();
             bare.perturbations.clear();
-            let state = self.run.sim.state();
+            let state = self.run.sim.state().map_err(|e| explant_error(&e))?;
             let (diffuser, _) =
                 explant_run::backends::diffusion(self.diffusion, bare.grid.scheme).map_err(|e| explant_error(&e))?;
             let model = Self::factory(py, &self.model, &self.scene, self.threads)().map_err(|e| explant_error(&e))?;
@@ -470,8 +471,14 @@ impl Simulation {
             every_ticks: 0,
             command_line: vec!["python".into()],
             wall_seconds: 0.0,
-            sim: self.run.sim.state(),
-            control: self.run.control.as_mut().map(explant_core::Simulation::state),
+            sim: self.run.sim.state().map_err(|e| explant_error(&e))?,
+            control: self
+                .run
+                .control
+                .as_mut()
+                .map(explant_core::Simulation::state)
+                .transpose()
+                .map_err(|e| explant_error(&e))?,
         };
         ck.write(&path).map_err(|e| explant_error(&e))
     }

@@ -126,7 +126,27 @@ impl PairedRun {
             let (diffuser, _) = backends::diffusion(diffusion, bare.grid.scheme)?;
             Some(Simulation::with_cells(&bare, diffuser, model()?, cells)?)
         };
-        Ok(Self { sim, control })
+        let mut run = Self { sim, control };
+        run.keep_fields_on_device(notes)?;
+        Ok(run)
+    }
+
+    /// Keep each simulation's ligand field on its diffusion backend's device between
+    /// ticks where the backend offers it (the GPU with the implicit scheme), with a note.
+    fn keep_fields_on_device(&mut self, notes: &mut Vec<String>) -> Result<(), RunError> {
+        let on = self.sim.keep_field_on_device(true)?;
+        if let Some(c) = self.control.as_mut() {
+            c.keep_field_on_device(true)?;
+        }
+        if on {
+            notes.push(
+                "the ligand field stays on the GPU between ticks: cells' secretion, uptake and sensing cross as \
+                 per-cell values, and the field is read back only to record, draw or checkpoint it (or when a \
+                 stage reads it on the host: chemotaxis, necrosis, model secretion, ligand perturbations)"
+                    .into(),
+            );
+        }
+        Ok(())
     }
 
     /// Both simulations as a checkpoint saved them, with fresh backends.
@@ -162,12 +182,14 @@ impl PairedRun {
                 Some(Simulation::restore(&bare, diffuser, model()?, state.clone())?)
             }
         };
-        Ok(Self { sim, control })
+        let mut run = Self { sim, control };
+        run.keep_fields_on_device(notes)?;
+        Ok(run)
     }
 
     /// The checkpoint of both at the current tick.
-    fn checkpoint(&mut self, scene: &LoadedScene, plan: &Plan, wall_seconds: f64) -> Checkpoint {
-        Checkpoint {
+    fn checkpoint(&mut self, scene: &LoadedScene, plan: &Plan, wall_seconds: f64) -> Result<Checkpoint, RunError> {
+        Ok(Checkpoint {
             explant_version: VERSION.into(),
             scene_path: plan.scene_path.clone(),
             scene_text: scene.text.clone(),
@@ -178,9 +200,9 @@ impl PairedRun {
             every_ticks: plan.checkpoint_ticks.unwrap_or(0),
             command_line: plan.command_line.clone(),
             wall_seconds,
-            sim: self.sim.state(),
-            control: self.control.as_mut().map(Simulation::state),
-        }
+            sim: self.sim.state()?,
+            control: self.control.as_mut().map(Simulation::state).transpose()?,
+        })
     }
 
     /// Record the final state of both when the last tick was not a recording tick (a
@@ -467,7 +489,7 @@ fn finish(
         // The last checkpoint is of the final state before its closing record, so a
         // longer `--duration` continues the regular recording cadence.
         if plan.checkpoint_ticks.is_some() {
-            paired.checkpoint(scene, plan, wall).write(&dir.path(RunFile::Checkpoint))?;
+            paired.checkpoint(scene, plan, wall)?.write(&dir.path(RunFile::Checkpoint))?;
         }
         failure = paired.record_final().err();
     }
@@ -571,7 +593,7 @@ fn step_all(
             && clock.tick < total
         {
             let wall = plan.wall_before + started.elapsed().as_secs_f64();
-            paired.checkpoint(scene, plan, wall).write(&dir.path(RunFile::Checkpoint))?;
+            paired.checkpoint(scene, plan, wall)?.write(&dir.path(RunFile::Checkpoint))?;
         }
     }
     Ok(None)
@@ -634,6 +656,7 @@ fn write_outputs(
 /// `tissue.png`: cells coloured by the scene's `output.colour_by_gene` (else by type) over
 /// the heat map of `output.heatmap_ligand` (else the first ligand).
 fn draw_picture(sim: &mut Simulation, scene: &LoadedScene, dir: &RunDir) -> Result<PathBuf, RunError> {
+    sim.sync_field()?;
     let sc = &scene.scene;
     let cells = sim.cells();
     let g = sc.genes.len();

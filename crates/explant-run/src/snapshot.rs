@@ -39,6 +39,7 @@ pub fn write_snapshot(
     scene: &LoadedScene,
     path: &Path,
 ) -> Result<(), RunError> {
+    sim.sync_field()?;
     let cells = sim.cells();
     let sc = &scene.scene;
     let g = sc.genes.len();

@@ -430,7 +430,7 @@ region = { kind = "circle", centre = [400.0, 300.0], radius = 50.0 }
     let mut whole =
         Simulation::new(&s, Box::new(CpuDiffusion::with_scheme(scheme)), Box::new(Teacher::from_scene(&s))).unwrap();
     run(&mut whole, 57);
-    let saved = whole.state();
+    let saved = whole.state().unwrap();
     let bytes = saved.encode();
     run(&mut whole, 63);
 
@@ -451,7 +451,7 @@ region = { kind = "circle", centre = [400.0, 300.0], radius = 50.0 }
     assert_eq!(whole.ligands().exchanged, resumed.ligands().exchanged);
     assert_eq!(whole.recording().pseudobulk, resumed.recording().pseudobulk);
     assert_eq!(whole.recording().ligand_totals, resumed.recording().ligand_totals);
-    assert_eq!(whole.state(), resumed.state());
+    assert_eq!(whole.state().unwrap(), resumed.state().unwrap());
 
     // Restarting from the cells alone (what a run's AnnData holds) is not a continuation:
     // the test above would catch a restore that dropped the clock, field or cycle timers.
@@ -473,7 +473,7 @@ fn a_saved_state_is_refused_by_another_scene_naming_what_differs() {
     let s = scene(50, "", "");
     let mut sim = start(&s);
     run(&mut sim, 3);
-    let state = sim.state();
+    let state = sim.state().unwrap();
     let mut other = s.clone();
     other.genes.push("EXTRA".into());
     let e = Simulation::restore(&other, Box::new(CpuDiffusion::new()), Box::new(Teacher::from_scene(&other)), state)

@@ -130,7 +130,7 @@ fn a_new_id_that_a_living_cell_holds_stops_the_run_before_a_cell_is_added() {
     s.perturbations.clear();
     let mut sim = start(&s);
     sim.step().unwrap();
-    let mut state = sim.state();
+    let mut state = sim.state().unwrap();
     // The cell nearest the end of its cycle divides first; another cell takes the id her
     // daughter will get.
     let next = (0..state.cells.len())
@@ -162,7 +162,7 @@ fn a_new_id_that_a_living_cell_holds_stops_the_run_before_a_cell_is_added() {
 
     // So does a grafted cell's id (cell 3 of the graft, perturbation 1), naming the graft.
     let s = scene();
-    let mut state = start(&s).state();
+    let mut state = start(&s).state().unwrap();
     state.cells[7].id = explant_core::CellId(explant_core::lineage::graft_id(1, 3));
     let mut sim =
         Simulation::restore(&s, Box::new(CpuDiffusion::new()), Box::new(Teacher::from_scene(&s)), state).unwrap();
@@ -172,7 +172,7 @@ fn a_new_id_that_a_living_cell_holds_stops_the_run_before_a_cell_is_added() {
     assert_eq!(sim.clock().time(), 20.0, "it should stop at the graft's step");
 
     // A saved state with one id on two cells is refused, naming it.
-    let mut state = sim.state();
+    let mut state = sim.state().unwrap();
     let twice = state.cells[0].id;
     state.cells[1].id = twice;
     let e = Simulation::restore(&s, Box::new(CpuDiffusion::new()), Box::new(Teacher::from_scene(&s)), state)

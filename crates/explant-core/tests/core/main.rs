@@ -8,6 +8,7 @@ mod life;
 mod lineage;
 mod neighbours;
 mod perturb;
+mod residency;
 mod scenes;
 mod tick;
 mod tissue;

@@ -507,6 +507,7 @@ fn settle_field(sim: &mut Simulation, max_ticks: u64) -> Result<u64, RunError> {
     while ticks < max_ticks {
         sim.step()?;
         ticks += 1;
+        sim.sync_field()?;
         let now = &sim.ligands().field.data;
         let top = now.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let change = now.iter().zip(&previous).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));

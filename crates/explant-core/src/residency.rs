@@ -1,0 +1,290 @@
+//! Keeping the ligand field on the diffusion backend's device between ticks.
+//!
+//! When the backend offers a resident copy ([`explant_field::ResidentField`], the GPU
+//! with the implicit scheme) and the run asks for it
+//! ([`Simulation::keep_field_on_device`](crate::Simulation::keep_field_on_device)), the
+//! field stops crossing to the device and back every tick:
+//!
+//! - **secrete** builds each cell's exchange coefficients on the host (`O(cells)`), and
+//!   the device applies them voxel by voxel in row order and returns each cell's change,
+//!   from which the exchange ledger is summed in the host's order;
+//! - **diffuse** steps the resident field in place;
+//! - **sense** has the device read every ligand at the cells' voxels (`O(cells)` back);
+//!   the host gates them by receptor as before.
+//!
+//! Everything else that reads or writes [`Ligands::field`] on the host first brings it
+//! back ([`to_host`]): the record stage at recording ticks, mechanics when a type
+//! migrates up a gradient, fate when a type dies of necrosis, respond when the model
+//! releases secretion, secrete when a bolus or steady source fires, checkpoints and the
+//! simulation's own readers. A host edit marks the device copy stale, and the next device
+//! operation uploads it. Runs that split ligands by source type keep the whole field on
+//! the host.
+//!
+//! The device applies the same float32 operations as the host, so a resident run differs
+//! from a host one only by the device's own rounding (none at all with
+//! [`explant_field::Detached`], which is how the core tests this logic without a GPU).
+
+use bevy_ecs::prelude::*;
+
+use crate::CoreError;
+use crate::components::{Batch, Diffuser, Ligands};
+use explant_field::CellExchange;
+
+/// Where the current ligand field is, and the buffers of the device's exchanges.
+#[derive(Resource, Debug)]
+pub struct FieldHome {
+    /// The run keeps the field on the backend's device between ticks.
+    pub on_device: bool,
+    /// [`Ligands::field`] on the host is current.
+    pub host_current: bool,
+    /// The device's copy is current.
+    pub device_current: bool,
+    /// Whole fields moved so far: `(uploads, downloads)`.
+    pub transfers: (u64, u64),
+    groups: Groups,
+    coef: Vec<[f32; 3]>,
+    changes: Vec<f32>,
+    /// Every ligand at each cell's voxel, cell-major, from the last device sample.
+    pub(crate) sampled: Vec<f32>,
+}
+
+impl Default for FieldHome {
+    fn default() -> Self {
+        Self {
+            on_device: false,
+            host_current: true,
+            device_current: false,
+            transfers: (0, 0),
+            groups: Groups::default(),
+            coef: Vec::new(),
+            changes: Vec::new(),
+            sampled: Vec::new(),
+        }
+    }
+}
+
+/// Cells grouped by voxel (a counting sort of the batch's voxels), rebuilt when they
+/// move.
+#[derive(Debug, Default)]
+struct Groups {
+    /// [`Batch::voxels_generation`] these were built from.
+    generation: Option<u64>,
+    voxel: Vec<u32>,
+    start: Vec<u32>,
+    order: Vec<u32>,
+    /// Scratch: cells per voxel, then each voxel's next slot.
+    count: Vec<u32>,
+}
+
+impl Groups {
+    /// Group `voxels` (one per cell row, all below `grid_voxels`), rows in order within a
+    /// group, groups in voxel order.
+    fn build(&mut self, voxels: &[u32], grid_voxels: usize, generation: u64) {
+        if self.generation == Some(generation) && self.order.len() == voxels.len() {
+            return;
+        }
+        self.count.clear();
+        self.count.resize(grid_voxels, 0);
+        for &v in voxels {
+            self.count[v as usize] += 1;
+        }
+        self.voxel.clear();
+        self.start.clear();
+        let mut next = 0u32;
+        for (v, slot) in self.count.iter_mut().enumerate() {
+            let n = *slot;
+            if n > 0 {
+                self.voxel.push(v as u32);
+                self.start.push(next);
+            }
+            *slot = next;
+            next += n;
+        }
+        self.start.push(next);
+        self.order.clear();
+        self.order.resize(voxels.len(), 0);
+        for (i, &v) in voxels.iter().enumerate() {
+            let slot = &mut self.count[v as usize];
+            self.order[*slot as usize] = i as u32;
+            *slot += 1;
+        }
+        self.generation = Some(generation);
+    }
+}
+
+impl FieldHome {
+    /// Whether this tick's field work runs on the device.
+    pub(crate) fn active(&self) -> bool {
+        self.on_device
+    }
+}
+
+/// Bring the field back to the host if the device holds the current copy.
+pub(crate) fn to_host(ligands: &mut Ligands, diffuser: &mut Diffuser, home: &mut FieldHome) -> Result<(), CoreError> {
+    if home.host_current {
+        return Ok(());
+    }
+    let name = diffuser.0.name();
+    let resident = diffuser.0.resident().ok_or_else(|| lost(&name))?;
+    resident.download(&mut ligands.field)?;
+    home.transfers.1 += 1;
+    home.host_current = true;
+    Ok(())
+}
+
+/// Note that the host copy was just changed: the device's is stale.
+pub(crate) fn host_edited(home: &mut FieldHome) {
+    if home.on_device {
+        home.device_current = false;
+    }
+}
+
+/// Make sure the device holds the current field (uploading the host's if not).
+fn to_device(ligands: &Ligands, diffuser: &mut Diffuser, home: &mut FieldHome) -> Result<(), CoreError> {
+    if home.device_current {
+        return Ok(());
+    }
+    let name = diffuser.0.name();
+    let resident = diffuser.0.resident().ok_or_else(|| lost(&name))?;
+    resident.upload(&ligands.field)?;
+    home.transfers.0 += 1;
+    home.device_current = true;
+    Ok(())
+}
+
+/// A backend that offered a resident field once and no longer does (a bug, not input).
+fn lost(name: &str) -> CoreError {
+    CoreError::Field(explant_field::FieldError::Backend {
+        backend: name.to_owned(),
+        message: "the backend no longer keeps the field on its device".into(),
+    })
+}
+
+impl FieldHome {
+    /// Fill the exchange coefficients of `cells` rows × `channels`: `coef(i, c)` gives
+    /// row `i`'s map for channel `c` (`[a, b, c]` of `ρ ← (ρ + a) / b + c`), `None` to
+    /// skip it. Then call [`exchange_on_device`].
+    pub(crate) fn set_exchange(
+        &mut self,
+        cells: usize,
+        channels: usize,
+        coef: impl Fn(usize, usize) -> Option<[f32; 3]> + Sync,
+    ) {
+        use rayon::prelude::*;
+        self.coef.clear();
+        self.coef.resize(cells * channels, [0.0; 3]);
+        self.coef.par_chunks_mut(channels.max(1)).enumerate().for_each(|(i, row)| {
+            for (c, out) in row.iter_mut().enumerate() {
+                *out = coef(i, c).unwrap_or([0.0; 3]);
+            }
+        });
+    }
+}
+
+/// Apply the coefficients of [`FieldHome::set_exchange`] on the device, and add each
+/// cell's change, times `ledger_scale` if given, to `exchanged[c]` in row order, as the
+/// host loop does.
+pub(crate) fn exchange_on_device(
+    ligands: &mut Ligands,
+    diffuser: &mut Diffuser,
+    home: &mut FieldHome,
+    batch: &mut Batch,
+    ledger_scale: Option<f64>,
+) -> Result<(), CoreError> {
+    to_device(ligands, diffuser, home)?;
+    let grid = ligands.field.grid;
+    let nl = ligands.field.channels;
+    let n = batch.cells;
+    if home.coef.len() != n * nl {
+        return Err(CoreError::Field(explant_field::FieldError::Exchange(format!(
+            "{} exchange coefficients for {n} cells × {nl} ligands",
+            home.coef.len()
+        ))));
+    }
+    let generation = batch.voxels_generation;
+    let voxels = batch.cell_voxels(&grid);
+    home.groups.build(voxels, grid.voxels(), generation);
+    home.changes.clear();
+    home.changes.resize(n * nl, 0.0);
+    let g = &home.groups;
+    let ex = CellExchange { channels: nl, voxel: &g.voxel, start: &g.start, order: &g.order, coef: &home.coef };
+    let name = diffuser.0.name();
+    let resident = diffuser.0.resident().ok_or_else(|| lost(&name))?;
+    resident.exchange(&ex, &mut home.changes)?;
+    home.host_current = false;
+    let Some(scale) = ledger_scale else { return Ok(()) };
+    for i in 0..n {
+        for c in 0..nl {
+            if home.coef[i * nl + c][1] != 0.0 {
+                ligands.exchanged[c] += f64::from(home.changes[i * nl + c]) * scale;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Step the resident field by `dt`.
+pub(crate) fn step_on_device(
+    ligands: &Ligands,
+    diffuser: &mut Diffuser,
+    home: &mut FieldHome,
+    dt: f32,
+) -> Result<(), CoreError> {
+    to_device(ligands, diffuser, home)?;
+    let name = diffuser.0.name();
+    let resident = diffuser.0.resident().ok_or_else(|| lost(&name))?;
+    resident.step_resident(&ligands.params, dt)?;
+    home.host_current = false;
+    Ok(())
+}
+
+/// Every ligand at each cell's voxel, read on the device into [`FieldHome::sampled`]
+/// (cell-major).
+pub(crate) fn sample_on_device(
+    ligands: &Ligands,
+    diffuser: &mut Diffuser,
+    home: &mut FieldHome,
+    voxels: &[u32],
+) -> Result<(), CoreError> {
+    to_device(ligands, diffuser, home)?;
+    home.sampled.clear();
+    home.sampled.resize(voxels.len() * ligands.field.channels, 0.0);
+    let name = diffuser.0.name();
+    let resident = diffuser.0.resident().ok_or_else(|| lost(&name))?;
+    resident.sample(voxels, &mut home.sampled)?;
+    Ok(())
+}
+
+/// A system run before a stage that reads the host field: bring it back if needed.
+pub(crate) fn sync_host(
+    mut ligands: ResMut<Ligands>,
+    mut diffuser: ResMut<Diffuser>,
+    mut home: ResMut<FieldHome>,
+    mut failure: ResMut<crate::components::Failure>,
+) {
+    if let Err(e) = to_host(&mut ligands, &mut diffuser, &mut home) {
+        failure.0 = Some(e);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_list_every_cell_once_in_row_order_by_voxel() {
+        let voxels = [3, 0, 3, 7, 0, 3];
+        let mut g = Groups::default();
+        g.build(&voxels, 8, 1);
+        assert_eq!(g.voxel, [0, 3, 7]);
+        assert_eq!(g.start, [0, 2, 5, 6]);
+        assert_eq!(g.order, [1, 4, 0, 2, 5, 3]);
+        // Cached by generation; a new generation rebuilds.
+        g.build(&[1, 1, 1, 1, 1, 1], 8, 1);
+        assert_eq!(g.voxel, [0, 3, 7]);
+        g.build(&[1, 1, 1, 1, 1, 1], 8, 2);
+        assert_eq!((g.voxel.as_slice(), g.start.as_slice()), ([1].as_slice(), [0, 6].as_slice()));
+        g.build(&[], 8, 3);
+        assert_eq!((g.voxel.len(), g.start.as_slice(), g.order.len()), (0, [0].as_slice(), 0));
+    }
+}
