@@ -716,6 +716,8 @@ fn implicit_scheme_runs_on_the_gpu_and_matches_the_cpu() {
     run_ok(&scene, &cpu, &["--diffusion", "cpu"]);
     let backend = |out: &Path| manifest(out)["diffusion_backend"].as_str().unwrap_or_default().to_string();
     assert!(backend(&gpu).starts_with("gpu (implicit"), "{}", backend(&gpu));
+    assert!(backend(&gpu).ends_with("ligand field kept on the device"), "{}", backend(&gpu));
+    assert!(stderr(&o).contains("the ligand field stays on the GPU between ticks"), "{}", stderr(&o));
     assert!(backend(&cpu).contains("implicit"), "{}", backend(&cpu));
     let totals = |out: &Path| -> Vec<f64> {
         let text = read(&out.join("ligand_totals.csv"));
@@ -731,6 +733,64 @@ fn implicit_scheme_runs_on_the_gpu_and_matches_the_cpu() {
     for (a, b) in g.iter().zip(&c) {
         let rel = (a - b).abs() / a.abs().max(b.abs()).max(f64::MIN_POSITIVE);
         assert!(rel <= 1e-5, "GPU total {a}, CPU total {b} (relative {rel:.2e})");
+    }
+}
+
+/// Every number of two CSV files with the same header and rows, as `(row, column, a, b)`.
+fn csv_pairs(a: &Path, b: &Path) -> Vec<(usize, String, f64, f64)> {
+    let (ta, tb) = (read(a), read(b));
+    let (mut la, mut lb) = (ta.lines(), tb.lines());
+    let header: Vec<String> = la.next().expect("a header").split(',').map(String::from).collect();
+    assert_eq!(lb.next().map(|h| h.split(',').map(String::from).collect::<Vec<_>>()), Some(header.clone()));
+    let mut out = Vec::new();
+    let (ra, rb): (Vec<&str>, Vec<&str>) = (la.collect(), lb.collect());
+    assert_eq!(ra.len(), rb.len(), "{} and {} have different row counts", a.display(), b.display());
+    for (r, (x, y)) in ra.iter().zip(&rb).enumerate() {
+        for ((h, u), v) in header.iter().zip(x.split(',')).zip(y.split(',')) {
+            match (u.parse::<f64>(), v.parse::<f64>()) {
+                (Ok(u), Ok(v)) => out.push((r, h.clone(), u, v)),
+                _ => assert_eq!(u, v, "row {r} column {h}"),
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_field_kept_on_the_gpu_gives_the_cpu_run_with_secretion_uptake_and_chemotaxis() {
+    // The tumour–immune scene, cut to 20 minutes: IFN-γ and CXCL10 secreted and taken up,
+    // T cells migrating up CXCL10 (the host reads the field each tick), a knockout with its
+    // paired control. On the GPU the field stays on the device; on the CPU it never leaves.
+    let dir = TempDir::new("cli", "resident_gpu_cpu");
+    let text = std::fs::read_to_string(repo().join("scenes/tumour_immune.toml")).expect("tumour scene");
+    let text = replace_once(&text, "duration = 720.0", "duration = 20.0");
+    let text = replace_once(&text, "record_every = 60.0", "record_every = 10.0");
+    let text = replace_once(&text, "dx = 10.0\n", "dx = 10.0\nscheme = \"implicit\"\n");
+    let scene = write_scene(&dir, "tumour.toml", &text);
+    let (gpu, cpu) = (dir.join("gpu"), dir.join("cpu"));
+    let o = run(&scene, &gpu, &["--diffusion", "gpu"]);
+    if !o.status.success() {
+        let err = stderr(&o);
+        if err.contains("no usable wgpu adapter") && std::env::var("EXPLANT_REQUIRE_GPU_ADAPTER").as_deref() != Ok("1")
+        {
+            skip("a_field_kept_on_the_gpu_gives_the_cpu_run", "no wgpu adapter", err.trim());
+            return;
+        }
+        panic!("explant run --diffusion gpu failed ({}):\n{err}", o.status);
+    }
+    run_ok(&scene, &cpu, &["--diffusion", "cpu"]);
+    let backend = manifest(&gpu)["diffusion_backend"].as_str().unwrap_or_default().to_string();
+    assert!(backend.starts_with("gpu (implicit") && backend.ends_with("kept on the device"), "{backend}");
+    let totals = csv_pairs(&gpu.join("ligand_totals.csv"), &cpu.join("ligand_totals.csv"));
+    assert!(totals.iter().any(|t| t.1 == "CXCL10" && t.3 > 0.0), "no CXCL10 was secreted");
+    for (row, col, a, b) in totals.iter().filter(|t| t.1 != "tick" && t.1 != "time_min") {
+        let rel = (a - b).abs() / a.abs().max(b.abs()).max(f64::MIN_POSITIVE);
+        assert!(rel <= 1e-4, "row {row} {col}: GPU total {a}, CPU total {b} (relative {rel:.2e})");
+    }
+    let series = csv_pairs(&gpu.join("timeseries.csv"), &cpu.join("timeseries.csv"));
+    assert!(series.len() > 50);
+    for (row, col, a, b) in &series {
+        assert!((a - b).abs() <= 1e-4 * a.abs().max(1.0), "timeseries row {row} {col}: GPU {a}, CPU {b}");
     }
 }
 

@@ -393,9 +393,13 @@ impl Simulation {
         self.world.resource::<Ligands>()
     }
 
-    /// Names of the backends in use: (diffusion, model).
+    /// Names of the backends in use: (diffusion, model). The diffusion name says when
+    /// the field is kept on the backend's device.
     pub fn backend_names(&self) -> (String, String) {
-        let d = self.world.resource::<Diffuser>().0.name();
+        let mut d = self.world.resource::<Diffuser>().0.name();
+        if self.field_home().on_device {
+            d.push_str("; ligand field kept on the device");
+        }
         let m = match self.world.resource::<Model>().0.lock() {
             Ok(m) => m.name(),
             Err(_) => "response model (poisoned)".into(),

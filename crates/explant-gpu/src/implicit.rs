@@ -263,6 +263,12 @@ impl LodResources {
     /// the copies into the read-back buffers.
     /// `repeats` whole steps are recorded one after the other (a damped ADI step is two).
     pub fn encode(&self, encoder: &mut wgpu::CommandEncoder, pipeline: &wgpu::ComputePipeline, repeats: usize) {
+        self.encode_sweeps(encoder, pipeline, repeats);
+        self.encode_copies(encoder);
+    }
+
+    /// The sweeps of [`LodResources::encode`] alone: the field stays where it is.
+    pub fn encode_sweeps(&self, encoder: &mut wgpu::CommandEncoder, pipeline: &wgpu::ComputePipeline, repeats: usize) {
         for _ in 0..repeats {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("explant-gpu sweeps"),
@@ -277,6 +283,10 @@ impl LodResources {
                 }
             }
         }
+    }
+
+    /// The copies of every channel's field into its read-back buffer.
+    pub fn encode_copies(&self, encoder: &mut wgpu::CommandEncoder) {
         for buffers in &self.channels {
             encoder.copy_buffer_to_buffer(&buffers.field, 0, &buffers.readback, 0, Some(self.shape.channel_bytes()));
         }

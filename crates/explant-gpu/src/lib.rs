@@ -63,6 +63,7 @@
 //! slower than the rayon solver, so [`AdapterPolicy::HardwareOnly`] refuses it.
 
 mod adapter;
+mod cells;
 mod error;
 mod implicit;
 mod resources;
@@ -70,9 +71,12 @@ mod resources;
 pub use adapter::AdapterPolicy;
 pub use error::GpuError;
 
+use explant_field::resident::{CellExchange, ResidentField, check_sample};
 use explant_field::{
-    ChannelParams, DiffusionBackend, Field, FieldError, Scheme, StepInputs, SubstepPlan, substeps, validate,
+    ChannelParams, DiffusionBackend, Field, FieldError, Grid, Scheme, StepInputs, SubstepPlan, substeps, validate,
 };
+
+use cells::{CellBuffers, CellPipelines};
 
 use implicit::LodResources;
 use resources::{KernelParams, Resources, Shape};
@@ -90,6 +94,11 @@ pub const IMPLICIT_WGSL: &str = include_str!("../../../shaders/implicit.wgsl");
 
 /// The compute entry point in [`IMPLICIT_WGSL`]: one sweep of one axis of one channel.
 pub const IMPLICIT_ENTRY_POINT: &str = "sweep";
+
+/// The WGSL source of the cell kernels (`shaders/cells.wgsl`): entry points `exchange`
+/// (the secrete stage's per-cell maps) and `sample` (the sense stage's reads) on a field
+/// kept on the device.
+pub const CELLS_WGSL: &str = include_str!("../../../shaders/cells.wgsl");
 
 /// Substep dispatches recorded into one command buffer before it is submitted. A step
 /// normally needs far fewer; the cap only keeps a pathological plan (up to 10^7
@@ -111,6 +120,13 @@ pub struct GpuDiffusion {
     resources: Option<Resources>,
     /// Implicit buffers, once a step has run.
     lod: Option<LodResources>,
+    /// The grid of the field kept in `lod`'s buffers between steps, once uploaded
+    /// ([`ResidentField`]); `None` when they hold no resident field.
+    resident: Option<Grid>,
+    /// The cell kernels, built on the first exchange or sample.
+    cell_pipes: Option<CellPipelines>,
+    /// Their buffers, bound to `lod`'s field buffers (dropped with them).
+    cells: Option<CellBuffers>,
 }
 
 impl GpuDiffusion {
@@ -178,7 +194,19 @@ impl GpuDiffusion {
         if let Some(message) = scopes.pop() {
             return Err(GpuError::Setup { kernel: path, adapter: adapter::describe(&adapter_info), message });
         }
-        Ok(Self { device, queue, info: adapter_info, scheme, layout, pipeline, resources: None, lod: None })
+        Ok(Self {
+            device,
+            queue,
+            info: adapter_info,
+            scheme,
+            layout,
+            pipeline,
+            resources: None,
+            lod: None,
+            resident: None,
+            cell_pipes: None,
+            cells: None,
+        })
     }
 
     /// The adapter this solver runs on.
@@ -246,6 +274,8 @@ impl GpuDiffusion {
             return Ok(());
         }
         self.lod = None;
+        self.cells = None;
+        self.resident = None;
         implicit::fits(&shape, &self.device.limits())?;
         let scopes = ErrorScopes::push(&self.device);
         let built = LodResources::new(&self.device, &self.layout, shape);
@@ -276,6 +306,8 @@ impl GpuDiffusion {
         repeats: usize,
     ) -> Result<(), String> {
         let Some(shape) = Self::shape_of(field)? else { return Ok(()) };
+        // The host path writes its own field into the buffers a resident one lives in.
+        self.resident = None;
         let result = self.prepare_implicit(shape).and_then(|()| {
             let lod = self.lod.as_mut().ok_or("buffers missing after preparation")?;
             let scopes = ErrorScopes::push(&self.device);
@@ -295,9 +327,16 @@ impl GpuDiffusion {
             Self::read_back(&self.device, &readbacks, field)
         });
         if result.is_err() {
-            self.lod = None;
+            self.drop_implicit();
         }
         result
+    }
+
+    /// Forget the implicit buffers and everything bound to them (after a failure).
+    fn drop_implicit(&mut self) {
+        self.lod = None;
+        self.cells = None;
+        self.resident = None;
     }
 
     /// One ADI step ([`explant_field::adi`]): a damped step is two LOD half steps on the
@@ -471,6 +510,201 @@ impl DiffusionBackend for GpuDiffusion {
             }
         };
         result.map_err(|message| FieldError::Backend { backend: self.name(), message })
+    }
+
+    /// The implicit scheme keeps its field on the GPU between steps.
+    fn resident(&mut self) -> Option<&mut dyn ResidentField> {
+        (self.scheme == Scheme::Implicit).then_some(self as &mut dyn ResidentField)
+    }
+}
+
+/// The implicit scheme's field kept in its storage buffers between steps: uploaded
+/// once, swept in place, exchanged with and sampled by the cell kernels
+/// (`shaders/cells.wgsl`), and read back only when asked.
+impl ResidentField for GpuDiffusion {
+    fn upload(&mut self, field: &Field) -> Result<(), FieldError> {
+        self.resident_call(|gpu| {
+            let Some(shape) = Self::shape_of(field)? else {
+                gpu.resident = Some(field.grid);
+                return Ok(());
+            };
+            gpu.prepare_implicit(shape)?;
+            let lod = gpu.lod.as_ref().ok_or("buffers missing after preparation")?;
+            let scopes = ErrorScopes::push(&gpu.device);
+            for (c, buffers) in lod.channels.iter().enumerate() {
+                gpu.queue.write_buffer(&buffers.field, 0, bytemuck::cast_slice(field.channel(c)));
+            }
+            gpu.queue.submit([]);
+            if let Some(message) = scopes.pop() {
+                return Err(message);
+            }
+            gpu.resident = Some(field.grid);
+            Ok(())
+        })
+    }
+
+    fn download(&mut self, field: &mut Field) -> Result<(), FieldError> {
+        self.resident_call(|gpu| {
+            let (lod, grid) = gpu.resident_lod()?;
+            if field.grid != grid || field.channels != lod.map_or(field.channels, |l| l.channels.len()) {
+                return Err("download into a field of another shape than the uploaded one".into());
+            }
+            let Some(lod) = lod else { return Ok(()) };
+            let mut encoder = gpu
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("explant-gpu download") });
+            lod.encode_copies(&mut encoder);
+            gpu.queue.submit([encoder.finish()]);
+            let readbacks: Vec<&wgpu::Buffer> = lod.channels.iter().map(|b| &b.readback).collect();
+            Self::read_back(&gpu.device, &readbacks, field)
+        })
+    }
+
+    fn step_resident(&mut self, params: &[ChannelParams], dt: f32) -> Result<(), FieldError> {
+        let grid = self.resident.ok_or_else(never_uploaded)?;
+        if self.scheme != Scheme::Implicit {
+            return Err(FieldError::Backend {
+                backend: self.name(),
+                message: "only the implicit scheme keeps its field on the GPU".into(),
+            });
+        }
+        validate(&grid, params, dt)?;
+        self.resident_call(|gpu| {
+            let Some(lod) = gpu.lod.as_mut() else { return Ok(()) };
+            if lod.channels.len() != params.len() {
+                return Err(format!(
+                    "{} sets of parameters for {} resident channels",
+                    params.len(),
+                    lod.channels.len()
+                ));
+            }
+            let scopes = ErrorScopes::push(&gpu.device);
+            lod.update_coefficients(&gpu.queue, &grid, params, dt, 1.0, true);
+            let mut encoder = gpu
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("explant-gpu resident step") });
+            lod.encode_sweeps(&mut encoder, &gpu.pipeline, 1);
+            gpu.queue.submit([encoder.finish()]);
+            scopes.pop().map_or(Ok(()), Err)
+        })
+    }
+
+    fn exchange(&mut self, ex: &CellExchange<'_>, changes: &mut [f32]) -> Result<(), FieldError> {
+        let grid = self.resident.ok_or_else(never_uploaded)?;
+        ex.check(grid.voxels(), changes.len())?;
+        let channels = self.lod.as_ref().map_or(0, |l| l.channels.len());
+        if ex.channels != channels {
+            return Err(FieldError::ChannelMismatch { field: channels, params: ex.channels });
+        }
+        if channels == 0 || ex.order.is_empty() {
+            changes.fill(0.0);
+            return Ok(());
+        }
+        let cells = ex.coef.len() / channels;
+        self.resident_call(|gpu| {
+            gpu.prepare_cells(cells.max(ex.order.len()))?;
+            let (Some(pipes), Some(buffers)) = (gpu.cell_pipes.as_ref(), gpu.cells.as_ref()) else {
+                return Err("cell buffers missing after preparation".into());
+            };
+            let max = gpu.device.limits().max_compute_workgroups_per_dimension;
+            let scopes = ErrorScopes::push(&gpu.device);
+            let mut encoder = gpu
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("explant-gpu exchange") });
+            buffers.encode_exchange(&gpu.queue, &mut encoder, pipes, ex, max)?;
+            gpu.queue.submit([encoder.finish()]);
+            if let Some(message) = scopes.pop() {
+                return Err(message);
+            }
+            buffers.read(&gpu.device, changes)
+        })
+    }
+
+    fn sample(&mut self, voxels: &[u32], out: &mut [f32]) -> Result<(), FieldError> {
+        let grid = self.resident.ok_or_else(never_uploaded)?;
+        let channels = self.lod.as_ref().map_or(0, |l| l.channels.len());
+        check_sample(grid.voxels(), channels, voxels, out.len())?;
+        if out.is_empty() {
+            return Ok(());
+        }
+        self.resident_call(|gpu| {
+            gpu.prepare_cells(voxels.len())?;
+            let (Some(pipes), Some(buffers)) = (gpu.cell_pipes.as_ref(), gpu.cells.as_ref()) else {
+                return Err("cell buffers missing after preparation".into());
+            };
+            let max = gpu.device.limits().max_compute_workgroups_per_dimension;
+            let scopes = ErrorScopes::push(&gpu.device);
+            let mut encoder = gpu
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("explant-gpu sample") });
+            buffers.encode_sample(&gpu.queue, &mut encoder, pipes, voxels, max)?;
+            gpu.queue.submit([encoder.finish()]);
+            if let Some(message) = scopes.pop() {
+                return Err(message);
+            }
+            buffers.read(&gpu.device, out)
+        })
+    }
+}
+
+/// A resident call before any upload (a bug in the caller, not user input).
+fn never_uploaded() -> FieldError {
+    FieldError::Exchange("the resident field was never uploaded".into())
+}
+
+impl GpuDiffusion {
+    /// Run `body`, turning its message into [`FieldError::Backend`]; a failure drops the
+    /// resident field and its buffers (they may be half written), so the next use must
+    /// upload again.
+    fn resident_call(&mut self, body: impl FnOnce(&mut Self) -> Result<(), String>) -> Result<(), FieldError> {
+        let result = body(self);
+        if result.is_err() {
+            self.drop_implicit();
+        }
+        result.map_err(|message| FieldError::Backend { backend: self.name(), message })
+    }
+
+    /// The implicit buffers holding the resident field (`None` for an empty grid or no
+    /// channels) and its grid.
+    fn resident_lod(&self) -> Result<(Option<&LodResources>, Grid), String> {
+        let grid = self.resident.ok_or("the resident field was never uploaded")?;
+        Ok((self.lod.as_ref(), grid))
+    }
+
+    /// Make sure the cell kernels exist and their buffers hold at least `cells` cells
+    /// (growing by half again), bound to the resident field's buffers.
+    fn prepare_cells(&mut self, cells: usize) -> Result<(), String> {
+        if self.cell_pipes.is_none() {
+            let scopes = ErrorScopes::push(&self.device);
+            let pipes = CellPipelines::new(&self.device);
+            if let Some(message) = scopes.pop() {
+                return Err(format!("could not build the cell kernels (shaders/cells.wgsl): {message}"));
+            }
+            self.cell_pipes = Some(pipes);
+        }
+        if self.cells.as_ref().is_some_and(|b| b.cells >= cells) {
+            return Ok(());
+        }
+        let lod = self.lod.as_ref().ok_or("the resident field was never uploaded")?;
+        let pipes = self.cell_pipes.as_ref().ok_or("cell kernels missing")?;
+        let capacity = cells + cells / 2;
+        let limit = self.device.limits().max_storage_buffer_binding_size as usize;
+        let widest = cells::list_words(capacity.max(1), lod.channels.len().max(1)) as usize * 4;
+        if widest > limit {
+            return Err(format!(
+                "{cells} cells need a {widest}-byte buffer of exchange lists, more than this device's \
+                 `max_storage_buffer_binding_size` of {limit}"
+            ));
+        }
+        self.cells = None;
+        let fields: Vec<&wgpu::Buffer> = lod.channels.iter().map(|c| &c.field).collect();
+        let scopes = ErrorScopes::push(&self.device);
+        let built = CellBuffers::new(&self.device, pipes, &fields, capacity);
+        if let Some(message) = scopes.pop() {
+            return Err(format!("could not allocate buffers for {cells} cells: {message}"));
+        }
+        self.cells = Some(built);
+        Ok(())
     }
 }
 

@@ -62,9 +62,12 @@ fn model(sc: &Scene, releasing: bool) -> Box<dyn ResponseModel> {
     if releasing { Box::new(Releasing(t)) } else { Box::new(t) }
 }
 
+/// A run's end state: its cells, the field's bits, the ledger's and the recorded totals'.
+type End = (CellTable, Vec<u32>, Vec<u64>, Vec<u64>);
+
 /// Run `sc` for `ticks` with the field on the host and with it on the (detached)
 /// device; return both end states.
-fn both(sc: &Scene, ticks: u64, releasing: bool) -> [(CellTable, Vec<u32>, Vec<u64>, Vec<u64>); 2] {
+fn both(sc: &Scene, ticks: u64, releasing: bool) -> [End; 2] {
     let mut host =
         Simulation::new(sc, Box::new(CpuDiffusion::with_scheme(Scheme::Implicit)), model(sc, releasing)).unwrap();
     assert!(!host.keep_field_on_device(true).unwrap(), "the plain CPU solver keeps no device copy");
@@ -87,7 +90,7 @@ fn both(sc: &Scene, ticks: u64, releasing: bool) -> [(CellTable, Vec<u32>, Vec<u
     })
 }
 
-fn assert_same(name: &str, [host, dev]: [(CellTable, Vec<u32>, Vec<u64>, Vec<u64>); 2]) {
+fn assert_same(name: &str, [host, dev]: [End; 2]) {
     assert!(host.0.ids.len() > 10, "{name}: too few cells to mean anything");
     assert!(host.1.iter().any(|&b| f32::from_bits(b) != 0.0), "{name}: an empty field proves nothing");
     assert_eq!(host.0, dev.0, "{name}: the cells differ");

@@ -8,3 +8,4 @@
 mod common;
 mod gpu_implicit;
 mod gpu_matches_cpu;
+mod gpu_resident;
