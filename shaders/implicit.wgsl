@@ -108,3 +108,75 @@ fn sweep(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) 
         }
     }
 }
+
+// The x sweep through workgroup memory (`sweep_x_shared`): x lines are contiguous, so a
+// workgroup loads the block of `per_group` consecutive lines with coalesced reads (each
+// invocation takes every 64th value), each of its first `per_group` invocations solves
+// one line in workgroup memory with the arithmetic above, and the block is written back
+// the same coalesced way. Lines sit `pitch = n | 1` apart in the tile (an odd pitch
+// spreads the invocations' accesses over the memory banks), and
+// `per_group = min(64, TILE / pitch)`; the host uses this kernel only when `per_group`
+// is at least `MIN_SHARED_LINES` and dispatches `ceil(lines / per_group)` workgroups.
+
+// Floats of workgroup memory: 16000 bytes, under the downlevel limit of 16352.
+// Must match `explant_gpu`'s `implicit::TILE`.
+const TILE: u32 = 4000u;
+
+var<workgroup> tile: array<f32, 4000>;
+
+@compute @workgroup_size(64, 1, 1)
+fn sweep_x_shared(
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let n = line.n;
+    let pitch = n | 1u;
+    let per_group = min(WORKGROUP, TILE / pitch);
+    let first = (wg.x + wg.y * groups.x) * per_group;
+    // Lines of this workgroup (none past the last line), and where the block begins.
+    let count = min(per_group, select(0u, line.lines - first, first < line.lines));
+    let base = first * n;
+    let values = count * n;
+
+    // Load, coalesced.
+    for (var k = t; k < values; k = k + WORKGROUP) {
+        tile[(k / n) * pitch + k % n] = field[base + k];
+    }
+    workgroupBarrier();
+
+    if (t < count) {
+        let s0 = t * pitch;
+        let sl = s0 + n - 1u;
+        if ((line.flags & FIXED_LO) != 0u) {
+            tile[s0] = tile[s0] + line.rhs_lo;
+        }
+        if ((line.flags & FIXED_HI) != 0u) {
+            tile[sl] = tile[sl] + line.rhs_hi;
+        }
+        var prev = tile[s0] * coef[0].z;
+        tile[s0] = prev;
+        for (var i = 1u; i < n; i = i + 1u) {
+            let c = coef[i];
+            prev = (tile[s0 + i] - c.x * prev) * c.z;
+            tile[s0 + i] = prev;
+        }
+        var next = prev;
+        for (var i = n - 1u; i > 0u; i = i - 1u) {
+            next = tile[s0 + i - 1u] - coef[i - 1u].y * next;
+            tile[s0 + i - 1u] = next;
+        }
+        if ((line.flags & CYCLIC) != 0u) {
+            let f = (tile[s0] + line.q * tile[sl]) * line.r;
+            for (var i = 0u; i < n; i = i + 1u) {
+                tile[s0 + i] = tile[s0 + i] - f * coef[i].w;
+            }
+        }
+    }
+    workgroupBarrier();
+
+    // Store, coalesced.
+    for (var k = t; k < values; k = k + WORKGROUP) {
+        field[base + k] = tile[(k / n) * pitch + k % n];
+    }
+}

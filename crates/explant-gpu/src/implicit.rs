@@ -20,6 +20,22 @@ use crate::resources::Shape;
 /// `shaders/implicit.wgsl`.
 pub(crate) const WORKGROUP: u32 = 64;
 
+/// Floats of workgroup memory the shared x sweep (`sweep_x_shared`) tiles lines into;
+/// must match `TILE` in `shaders/implicit.wgsl`.
+pub(crate) const TILE: u32 = 4000;
+
+/// The shared x sweep is used when a workgroup holds at least this many lines (x lines
+/// of up to 499 voxels); longer lines take the one-invocation-per-line kernel.
+pub(crate) const MIN_SHARED_LINES: u32 = 8;
+
+/// Lines per workgroup of the shared x sweep for lines of `n` voxels, as the shader
+/// computes it, or `None` when the plain kernel is used instead.
+pub(crate) fn shared_lines(n: u32) -> Option<u32> {
+    let pitch = n | 1;
+    let per_group = WORKGROUP.min(TILE / pitch);
+    (per_group >= MIN_SHARED_LINES).then_some(per_group)
+}
+
 /// Bits of [`LineParams::flags`]; must match the constants in `shaders/implicit.wgsl`.
 pub(crate) mod flags {
     /// The low face is `Fixed`: add `rhs_lo` to `d[0]` first.
@@ -108,7 +124,12 @@ pub(crate) fn interleave(co: &LineCoefficients) -> Vec<[f32; 4]> {
 /// Workgroups `[x, y]` covering `lines` lines of [`WORKGROUP`], spread over two
 /// dimensions so that no dimension exceeds `max`; `None` if even that is not enough.
 pub(crate) fn workgroups(lines: u32, max: u32) -> Option<[u32; 2]> {
-    let groups = lines.div_ceil(WORKGROUP).max(1);
+    spread(lines.div_ceil(WORKGROUP), max)
+}
+
+/// `groups` workgroups (at least one) spread over two dimensions of at most `max`.
+pub(crate) fn spread(groups: u32, max: u32) -> Option<[u32; 2]> {
+    let groups = groups.max(1);
     let wx = groups.min(max.max(1));
     let wy = groups.div_ceil(wx);
     (wy <= max).then_some([wx, wy])
@@ -147,6 +168,8 @@ pub(crate) struct AxisBuffers {
     pub bind_group: wgpu::BindGroup,
     /// Workgroups to dispatch for this axis.
     pub workgroups: [u32; 2],
+    /// This axis is swept by `sweep_x_shared` (x lines short enough to tile).
+    pub shared: bool,
 }
 
 /// The GPU side of one ligand channel.
@@ -216,9 +239,14 @@ impl LodResources {
                             ],
                         });
                         let lines = (shape.voxels() / n[axis]) as u32;
-                        // `fits` has checked that this succeeds.
-                        let workgroups = workgroups(lines, max).unwrap_or([max, max]);
-                        AxisBuffers { params, coef, bind_group, workgroups }
+                        let tiled = if axis == 0 { shared_lines(n[0] as u32) } else { None };
+                        // `fits` has checked that these succeed.
+                        let workgroups = match tiled {
+                            Some(per_group) => spread(lines.div_ceil(per_group), max),
+                            None => workgroups(lines, max),
+                        }
+                        .unwrap_or([max, max]);
+                        AxisBuffers { params, coef, bind_group, workgroups, shared: tiled.is_some() }
                     })
                     .collect();
                 ChannelBuffers { field, readback, axes }
@@ -262,22 +290,22 @@ impl LodResources {
     /// channels of one sweep are independent dispatches the driver may overlap, then
     /// the copies into the read-back buffers.
     /// `repeats` whole steps are recorded one after the other (a damped ADI step is two).
-    pub fn encode(&self, encoder: &mut wgpu::CommandEncoder, pipeline: &wgpu::ComputePipeline, repeats: usize) {
-        self.encode_sweeps(encoder, pipeline, repeats);
+    pub fn encode(&self, encoder: &mut wgpu::CommandEncoder, pipelines: &Pipelines, repeats: usize) {
+        self.encode_sweeps(encoder, pipelines, repeats);
         self.encode_copies(encoder);
     }
 
     /// The sweeps of [`LodResources::encode`] alone: the field stays where it is.
-    pub fn encode_sweeps(&self, encoder: &mut wgpu::CommandEncoder, pipeline: &wgpu::ComputePipeline, repeats: usize) {
+    pub fn encode_sweeps(&self, encoder: &mut wgpu::CommandEncoder, pipelines: &Pipelines, repeats: usize) {
         for _ in 0..repeats {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("explant-gpu sweeps"),
                 timestamp_writes: None,
             });
-            pass.set_pipeline(pipeline);
             for axis in 0..axes(&self.shape) {
                 for buffers in &self.channels {
                     let ab = &buffers.axes[axis];
+                    pass.set_pipeline(if ab.shared { &pipelines.shared_x } else { &pipelines.sweep });
                     pass.set_bind_group(0, &ab.bind_group, &[]);
                     pass.dispatch_workgroups(ab.workgroups[0], ab.workgroups[1], 1);
                 }
@@ -291,6 +319,14 @@ impl LodResources {
             encoder.copy_buffer_to_buffer(&buffers.field, 0, &buffers.readback, 0, Some(self.shape.channel_bytes()));
         }
     }
+}
+
+/// The two kernels of `shaders/implicit.wgsl`: one invocation per line (`sweep`), and
+/// the x sweep through workgroup memory (`sweep_x_shared`).
+#[derive(Debug)]
+pub(crate) struct Pipelines {
+    pub sweep: wgpu::ComputePipeline,
+    pub shared_x: wgpu::ComputePipeline,
 }
 
 /// The layout matching `shaders/implicit.wgsl`'s group 0.
@@ -329,6 +365,13 @@ mod tests {
             assert!(crate::IMPLICIT_WGSL.contains(&decl), "`shaders/implicit.wgsl` lacks `{decl}`");
         }
         assert!(crate::IMPLICIT_WGSL.contains(&format!("const WORKGROUP: u32 = {WORKGROUP}u;")));
+        assert!(crate::IMPLICIT_WGSL.contains(&format!("const TILE: u32 = {TILE}u;")));
+        assert!(crate::IMPLICIT_WGSL.contains(&format!("var<workgroup> tile: array<f32, {TILE}>;")));
+        assert!(TILE * 4 <= wgpu::Limits::downlevel_defaults().max_compute_workgroup_storage_size);
+        assert_eq!(shared_lines(100), Some(39));
+        assert_eq!(shared_lines(20), Some(64));
+        assert_eq!(shared_lines(499), Some(8));
+        assert_eq!(shared_lines(500), None);
         assert!(crate::IMPLICIT_WGSL.contains(&format!("@workgroup_size({WORKGROUP}, 1, 1)")));
     }
 

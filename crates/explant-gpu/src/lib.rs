@@ -53,6 +53,20 @@
 //!   sweeps, then the z sweeps (one invocation per line, 64 lines per workgroup, the
 //!   workgroups spread over two dispatch dimensions for very many lines) and the copies
 //!   into the read-back buffers into one command encoder, submits it and reads back.
+//! - x lines of fewer than 500 voxels are swept through workgroup memory
+//!   (`sweep_x_shared`): a workgroup loads a block of 8–64 consecutive lines with
+//!   coalesced reads, solves each in the tile, and writes the block back coalesced.
+//!
+//! # A field kept on the device
+//!
+//! With the implicit scheme the solver also offers its field buffers as a
+//! [`ResidentField`]: uploaded once, swept in place each step (no upload, no read-back),
+//! changed by the cells through `shaders/cells.wgsl` (`exchange`: each voxel's cells
+//! apply the secrete stage's maps in row order and return their changes; `sample`: the
+//! field at each cell's voxel), so each tick moves `O(cells)` values, and read back only
+//! when the host asks. A host step through [`DiffusionBackend::step`] reuses the same
+//! buffers and so ends the resident copy (a later resident call is refused until the
+//! next upload).
 //!
 //! # Adapters
 //!
@@ -95,6 +109,10 @@ pub const IMPLICIT_WGSL: &str = include_str!("../../../shaders/implicit.wgsl");
 /// The compute entry point in [`IMPLICIT_WGSL`]: one sweep of one axis of one channel.
 pub const IMPLICIT_ENTRY_POINT: &str = "sweep";
 
+/// The entry point in [`IMPLICIT_WGSL`] that sweeps x lines through workgroup memory
+/// (used when a workgroup's tile holds at least eight lines).
+pub const IMPLICIT_SHARED_X_ENTRY_POINT: &str = "sweep_x_shared";
+
 /// The WGSL source of the cell kernels (`shaders/cells.wgsl`): entry points `exchange`
 /// (the secrete stage's per-cell maps) and `sample` (the sense stage's reads) on a field
 /// kept on the device.
@@ -116,6 +134,8 @@ pub struct GpuDiffusion {
     /// The bind-group layout and pipeline of `scheme`'s kernel.
     layout: wgpu::BindGroupLayout,
     pipeline: wgpu::ComputePipeline,
+    /// The implicit schemes' two sweep kernels (`None` for the explicit scheme).
+    sweeps: Option<implicit::Pipelines>,
     /// Explicit buffers, once a step has run.
     resources: Option<Resources>,
     /// Implicit buffers, once a step has run.
@@ -191,6 +211,18 @@ impl GpuDiffusion {
             compilation_options: wgpu::PipelineCompilationOptions::default(),
             cache: None,
         });
+        // The implicit schemes' x sweep through workgroup memory, from the same module.
+        let sweeps = (scheme != Scheme::Explicit).then(|| implicit::Pipelines {
+            sweep: pipeline.clone(),
+            shared_x: device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(path),
+                layout: Some(&pipeline_layout),
+                module: &module,
+                entry_point: Some(IMPLICIT_SHARED_X_ENTRY_POINT),
+                compilation_options: wgpu::PipelineCompilationOptions::default(),
+                cache: None,
+            }),
+        });
         if let Some(message) = scopes.pop() {
             return Err(GpuError::Setup { kernel: path, adapter: adapter::describe(&adapter_info), message });
         }
@@ -201,6 +233,7 @@ impl GpuDiffusion {
             scheme,
             layout,
             pipeline,
+            sweeps,
             resources: None,
             lod: None,
             resident: None,
@@ -318,7 +351,8 @@ impl GpuDiffusion {
             let mut encoder = self
                 .device
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("explant-gpu implicit step") });
-            lod.encode(&mut encoder, &self.pipeline, repeats);
+            let sweeps = self.sweeps.as_ref().ok_or("the implicit kernels were not built")?;
+            lod.encode(&mut encoder, sweeps, repeats);
             self.queue.submit([encoder.finish()]);
             if let Some(message) = scopes.pop() {
                 return Err(message);
@@ -583,7 +617,8 @@ impl ResidentField for GpuDiffusion {
             let mut encoder = gpu
                 .device
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("explant-gpu resident step") });
-            lod.encode_sweeps(&mut encoder, &gpu.pipeline, 1);
+            let sweeps = gpu.sweeps.as_ref().ok_or("the implicit kernels were not built")?;
+            lod.encode_sweeps(&mut encoder, sweeps, 1);
             gpu.queue.submit([encoder.finish()]);
             scopes.pop().map_or(Ok(()), Err)
         })

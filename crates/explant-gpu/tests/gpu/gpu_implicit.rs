@@ -14,7 +14,7 @@ use crate::common::*;
 use explant_field::{
     Boundary, ChannelParams, CpuDiffusion, DiffusionBackend, Field, FieldError, Grid, Scheme, StepInputs, substeps,
 };
-use explant_gpu::{AdapterPolicy, GpuDiffusion, IMPLICIT_ENTRY_POINT, IMPLICIT_WGSL};
+use explant_gpu::{AdapterPolicy, GpuDiffusion, IMPLICIT_ENTRY_POINT, IMPLICIT_SHARED_X_ENTRY_POINT, IMPLICIT_WGSL};
 
 /// Step the same field on the GPU and on the implicit `CpuDiffusion` with each `dt` in
 /// turn, assert that they agree within [`TOLERANCE`] after every step, and return
@@ -242,6 +242,33 @@ fn bad_input_to_the_implicit_gpu_is_an_error_not_a_panic() {
 #[test]
 fn implicit_wgsl_parses_and_validates_with_naga() {
     assert_valid_wgsl("shaders/implicit.wgsl", IMPLICIT_WGSL, IMPLICIT_ENTRY_POINT, [64, 1, 1]);
+    assert_valid_wgsl("shaders/implicit.wgsl", IMPLICIT_WGSL, IMPLICIT_SHARED_X_ENTRY_POINT, [64, 1, 1]);
+}
+
+#[test]
+fn the_x_sweep_through_workgroup_memory_matches_the_cpu_for_every_line_length() {
+    // x lines of 1 to 499 voxels are swept in workgroup memory (64 lines per workgroup
+    // down to 8), 500 and more by one invocation per line. Line counts that do not fill
+    // the last workgroup, odd and even pitches, and every x face kind.
+    let Some(mut gpu) = gpu_or_skip(Scheme::Implicit) else { return };
+    use Boundary::{Fixed, Periodic, ZeroFlux};
+    for (nx, ny, nz) in [(1, 7, 1), (3, 5, 1), (2, 70, 2), (64, 37, 3), (100, 41, 1), (499, 9, 1), (500, 9, 1)] {
+        let grid = Grid { nx, ny, nz, dx: 10.0, origin: [0.0; 3] };
+        let params = [
+            with_faces(
+                900.0,
+                0.05,
+                [Fixed { value: 5.0 }, Fixed { value: 0.5 }, ZeroFlux, ZeroFlux, ZeroFlux, ZeroFlux],
+            ),
+            with_faces(300.0, 0.0, [Periodic, Periodic, ZeroFlux, Fixed { value: 1.0 }, ZeroFlux, ZeroFlux]),
+            ChannelParams::new(2000.0, 0.1),
+        ];
+        let (worst, after, before) = compare(&mut gpu, grid, &params, &[0.5, 0.5]);
+        if nx > 2 {
+            assert_moved(&after, &before);
+        }
+        eprintln!("x lines of {nx}: worst {worst:.3e}");
+    }
 }
 
 #[test]
