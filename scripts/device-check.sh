@@ -16,14 +16,29 @@ if [ -f "$nvidia_icd" ]; then
 fi
 {
   echo "== machine"; nvidia-smi -L 2>&1; nproc
-  echo "== GPU vs CPU tests (release)"
-  EXPLANT_REQUIRE_GPU_ADAPTER=1 ./devcheck/gpu_matches_cpu gpu_matches_cpu:: --test-threads=1 2>&1 | tail -25
+  echo "== GPU vs CPU tests (release): explicit, implicit, shared x sweep, resident field and cell kernels"
+  EXPLANT_REQUIRE_GPU_ADAPTER=1 ./devcheck/gpu_matches_cpu --test-threads=1 2>&1 | tail -40
   for scheme in implicit explicit; do
     echo "== explant bench diffusion ($scheme): 2D 1024² × 8, then 3D 100³ × 10 (dx 10, dt 0.01, D 1e5, k 0.1)"
     ./devcheck/explant bench diffusion --scheme $scheme --dims 2 --size 1024 --channels 8 --steps 5 2>&1
     ./devcheck/explant bench diffusion --scheme $scheme --dims 3 --size 100 --channels 10 --steps 5 2>&1
     ./devcheck/explant bench diffusion --scheme $scheme --dims 3 --size 100 --channels 10 --steps 5 --threads 1 --backend cpu 2>&1 | tail -2
   done
+  echo "== resident implicit step against the device's copy bandwidth: 3D 100³ × 10, 3D 256³ × 4, 2D 4096² × 4"
+  ./devcheck/explant bench diffusion --scheme implicit --dims 3 --size 100 --channels 10 --steps 20 --backend gpu 2>&1
+  ./devcheck/explant bench diffusion --scheme implicit --dims 3 --size 256 --channels 4 --steps 20 --backend gpu 2>&1
+  ./devcheck/explant bench diffusion --scheme implicit --dims 2 --size 4096 --channels 4 --steps 20 --backend gpu 2>&1
+  echo "== PhysiCell-sized scene (60 min, field kept on the GPU) against the same machine's CPU, alternated"
+  for round in 1 2; do
+    for d in gpu cpu; do
+      t0=$(date +%s.%N)
+      ./devcheck/explant run scenes/physicell_compare.toml --diffusion $d --out "$OUT/pc$d" --quiet --no-figures \
+        >"$OUT/pc$d.log" 2>&1 || tail -5 "$OUT/pc$d.log"
+      echo "physicell_compare --diffusion $d, round $round: $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }') s wall"
+    done
+  done
+  grep -h diffusion_backend "$OUT/pcgpu/manifest.json" "$OUT/pccpu/manifest.json"
+  paste -d, "$OUT/pcgpu/ligand_totals.csv" "$OUT/pccpu/ligand_totals.csv" | tail -n 1
   echo "== morphogen flag scene (implicit), GPU vs CPU"
   ./devcheck/explant run scenes/morphogen_flag.toml --diffusion gpu --out "$OUT/fgpu" --quiet 2>&1 | grep -E "diffusion|all"
   ./devcheck/explant run scenes/morphogen_flag.toml --diffusion cpu --out "$OUT/fcpu" --quiet 2>&1 | grep -E "diffusion|all"
@@ -38,4 +53,4 @@ fi
       END { printf "%s: %.2e\n", f, m }'
   done
 } 2>&1 | tee "$OUT/devcheck.log"
-rm -rf "$OUT/gpu" "$OUT/cpu" "$OUT/fgpu" "$OUT/fcpu"
+rm -rf "$OUT/gpu" "$OUT/cpu" "$OUT/fgpu" "$OUT/fcpu" "$OUT/pcgpu" "$OUT/pccpu" "$OUT"/pc*.log

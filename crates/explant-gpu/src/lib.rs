@@ -247,6 +247,50 @@ impl GpuDiffusion {
         &self.info
     }
 
+    /// The device's copy bandwidth in bytes per second: `repeats` buffer-to-buffer copies
+    /// of `bytes` (after one warm-up copy), each counted as `bytes` read plus `bytes`
+    /// written. The reference for how close a diffusion step comes to the memory bound.
+    ///
+    /// # Errors
+    ///
+    /// When the buffers cannot be allocated or the device fails.
+    pub fn copy_bandwidth(&self, bytes: u64, repeats: u32) -> Result<f64, GpuError> {
+        let bytes = bytes.div_ceil(wgpu::COPY_BUFFER_ALIGNMENT) * wgpu::COPY_BUFFER_ALIGNMENT;
+        let failed = |message: String| GpuError::Setup {
+            kernel: "copy bandwidth",
+            adapter: adapter::describe(&self.info),
+            message,
+        };
+        let scopes = ErrorScopes::push(&self.device);
+        let buffer = |label| {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: bytes,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        };
+        let (a, b) = (buffer("explant-gpu bandwidth a"), buffer("explant-gpu bandwidth b"));
+        let run = |copies: u32| -> Result<f64, GpuError> {
+            let mut encoder =
+                self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("bandwidth") });
+            for k in 0..copies {
+                let (from, to) = if k % 2 == 0 { (&a, &b) } else { (&b, &a) };
+                encoder.copy_buffer_to_buffer(from, 0, to, 0, Some(bytes));
+            }
+            let t = std::time::Instant::now();
+            self.queue.submit([encoder.finish()]);
+            self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| failed(e.to_string()))?;
+            Ok(t.elapsed().as_secs_f64())
+        };
+        run(1)?;
+        let seconds = run(repeats.max(1))?;
+        if let Some(message) = scopes.pop() {
+            return Err(failed(message));
+        }
+        Ok(2.0 * bytes as f64 * f64::from(repeats.max(1)) / seconds)
+    }
+
     /// Make sure buffers for `shape` exist, building them if the shape changed.
     fn prepare(&mut self, shape: Shape) -> Result<(), String> {
         if self.resources.as_ref().is_some_and(|r| r.shape == shape) {

@@ -107,6 +107,7 @@ pub fn diffusion(args: &DiffusionBench, out: &mut dyn Write) -> Result<serde_jso
         }
     }
     let mut results = Vec::new();
+    let mut resident = Vec::new();
     for mut b in backends {
         let mut field = Field::zeros(grid, args.channels);
         for (i, v) in field.data.iter_mut().enumerate() {
@@ -130,6 +131,48 @@ pub fn diffusion(args: &DiffusionBench, out: &mut dyn Write) -> Result<serde_jso
             per_step / median
         );
         results.push((b.name(), median, field.data.iter().map(|&v| f64::from(v)).sum::<f64>()));
+        if let Some(r) = resident_steps(b.as_mut(), &field, &params, dt, args.steps.max(1))? {
+            let _ = writeln!(
+                out,
+                "{:<72} {:>10.3} ms/step {:>9.3} ns/voxel-ligand-step {:>10.3e} voxel-ligand-steps/s",
+                format!("{} (field kept on the device)", b.name()),
+                r * 1e3,
+                r * 1e9 / per_step,
+                per_step / r
+            );
+            resident.push((b.name(), r));
+        }
+    }
+    // How close a resident step comes to the device's memory bound: each sweep must read
+    // and write every value once (8 bytes per value and axis), at best at the copy rate.
+    let mut bandwidth = serde_json::Value::Null;
+    if let Some(&(_, seconds)) = resident.first() {
+        let axes = if args.dims == 3 { 3.0 } else { 2.0 };
+        let moved = axes * 8.0 * per_step;
+        let bytes = (256u64 << 20).max(4 * per_step as u64);
+        match crate::backends::gpu::copy_bandwidth(bytes, 20) {
+            Ok((name, rate)) => {
+                let achieved = moved / seconds;
+                let _ = writeln!(
+                    out,
+                    "{name}: copy bandwidth {:.1} GB/s; a resident step moves at least {:.1} MB ({axes} sweeps × read + \
+                     write), i.e. {:.1} GB/s effective, {:.0} % of the copy bandwidth",
+                    rate / 1e9,
+                    moved / 1e6,
+                    achieved / 1e9,
+                    100.0 * achieved / rate
+                );
+                bandwidth = serde_json::json!({
+                    "copy_bytes_per_s": rate,
+                    "resident_min_bytes_per_step": moved,
+                    "resident_effective_bytes_per_s": achieved,
+                    "fraction_of_copy_bandwidth": achieved / rate,
+                });
+            }
+            Err(e) => {
+                let _ = writeln!(out, "copy bandwidth: not measured: {}", crate::error_chain(&e));
+            }
+        }
     }
     let mut ratio = serde_json::Value::Null;
     if results.len() == 2 {
@@ -146,8 +189,11 @@ pub fn diffusion(args: &DiffusionBench, out: &mut dyn Write) -> Result<serde_jso
             ((a.2 - b.2) / a.2.abs().max(1e-30)).abs()
         );
     }
-    let _ =
-        writeln!(out, "(threads: {}; each GPU step uploads the field and reads it back)", rayon::current_num_threads());
+    let _ = writeln!(
+        out,
+        "(threads: {}; a plain GPU step uploads the field and reads it back, a resident one does neither)",
+        rayon::current_num_threads()
+    );
     Ok(serde_json::json!({
         "bench": "diffusion",
         "config": {
@@ -172,7 +218,39 @@ pub fn diffusion(args: &DiffusionBench, out: &mut dyn Write) -> Result<serde_jso
         })).collect::<Vec<_>>(),
         "skipped": skipped,
         "ratio": ratio,
+        "resident": resident.iter().map(|(name, seconds)| serde_json::json!({
+            "backend": name,
+            "ms_per_step": seconds * 1e3,
+            "ns_per_voxel_ligand_step": seconds * 1e9 / per_step,
+        })).collect::<Vec<_>>(),
+        "bandwidth": bandwidth,
     }))
+}
+
+/// Median seconds of a step of a field kept on `b`'s device (`None` when `b` keeps
+/// none): upload once, then time `steps` rounds of one resident step followed by a
+/// one-voxel sample, which waits for the step to finish and moves four bytes per ligand.
+fn resident_steps(
+    b: &mut dyn DiffusionBackend,
+    field: &Field,
+    params: &[ChannelParams],
+    dt: f32,
+    steps: usize,
+) -> Result<Option<f64>, RunError> {
+    let Some(r) = b.resident() else { return Ok(None) };
+    let mut one = vec![0.0; field.channels];
+    r.upload(field)?;
+    r.step_resident(params, dt)?;
+    r.sample(&[0], &mut one)?;
+    let mut times = Vec::with_capacity(steps);
+    for _ in 0..steps {
+        let t = Instant::now();
+        r.step_resident(params, dt)?;
+        r.sample(&[0], &mut one)?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(Some(times[times.len() / 2]))
 }
 
 /// A packed tissue of `n` cells (radius 5 µm, hexagonal in 2D, cubic in 3D, filling a

@@ -19,3 +19,12 @@ pub fn diffusion(_hardware_only: bool, _scheme: Scheme) -> Result<Box<dyn Diffus
         alternative: ", or use `--diffusion cpu`",
     })
 }
+
+/// Always [`RunError::NotEnabled`].
+///
+/// # Errors
+///
+/// Always: this build has no GPU backend.
+pub fn copy_bandwidth(_bytes: u64, _repeats: u32) -> Result<(String, f64), RunError> {
+    diffusion(false, Scheme::Implicit).map(|_| (String::new(), 0.0))
+}

@@ -17,3 +17,15 @@ pub fn diffusion(hardware_only: bool, scheme: Scheme) -> Result<Box<dyn Diffusio
     let policy = if hardware_only { AdapterPolicy::HardwareOnly } else { AdapterPolicy::Any };
     Ok(Box::new(GpuDiffusion::with_scheme(policy, scheme)?))
 }
+
+/// The copy bandwidth of the GPU (any adapter), bytes per second, with its name:
+/// `repeats` copies of `bytes` ([`GpuDiffusion::copy_bandwidth`]).
+///
+/// # Errors
+///
+/// When no adapter fits or the copies fail.
+pub fn copy_bandwidth(bytes: u64, repeats: u32) -> Result<(String, f64), RunError> {
+    let gpu = GpuDiffusion::with_scheme(AdapterPolicy::Any, Scheme::Implicit)?;
+    let rate = gpu.copy_bandwidth(bytes, repeats)?;
+    Ok((gpu.name(), rate))
+}
