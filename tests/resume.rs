@@ -293,3 +293,44 @@ fn checkpoints_that_cannot_continue_the_run_are_refused_with_the_reason() {
         assert!(!c.exists(), "a refused run created its directory");
     }
 }
+
+#[test]
+fn a_run_with_its_field_on_the_gpu_is_extended_to_the_same_bytes_as_one_that_ran_that_long() {
+    // The implicit scheme keeps the field on the GPU: the checkpoint must bring it back
+    // to the host, and the resumed run must put it on the device again.
+    let dir = TempDir::new("resume", "gpu_extended");
+    let implicit =
+        |d: f64| scene_text(d).replacen("dx = 10.0              # µm", "dx = 10.0\nscheme = \"implicit\"", 1);
+    assert!(implicit(30.0).contains("scheme = \"implicit\""));
+    let short = write(&dir, "short.toml", &implicit(30.0));
+    let long = write(&dir, "long.toml", &implicit(45.0));
+    let (a, b) = (dir.join("short"), dir.join("long"));
+    let gpu = |scene: &Path, out: &Path| -> Vec<String> {
+        let mut args = run_args(scene, out);
+        let at = args.iter().position(|s| s == "cpu").expect("run_args names cpu");
+        args[at] = "gpu".into();
+        args
+    };
+    let o = explant(gpu(&long, &b));
+    if !o.status.success() {
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        if err.contains("no usable wgpu adapter") && std::env::var("EXPLANT_REQUIRE_GPU_ADAPTER").as_deref() != Ok("1")
+        {
+            eprintln!("SKIPPED: no wgpu adapter: {}", err.trim());
+            return;
+        }
+        panic!("the 45-min GPU run failed:\n{err}");
+    }
+    assert_success(&explant(gpu(&short, &a)), "the 30-min GPU run");
+    let backend = manifest_facts(&b)["diffusion_backend"].as_str().unwrap_or_default().to_string();
+    assert!(backend.ends_with("ligand field kept on the device"), "{backend}");
+    assert_success(
+        &explant(["resume".as_ref(), a.as_os_str(), "--duration".as_ref(), "45".as_ref(), "--quiet".as_ref()]),
+        "extending the GPU run to 45 min",
+    );
+    let resumed = manifest_facts(&a)["diffusion_backend"].as_str().unwrap_or_default().to_string();
+    assert!(resumed.ends_with("ligand field kept on the device"), "{resumed}");
+    for f in ["timeseries.csv", "timeseries_control.csv", "ligand_totals.csv", "effects.csv"] {
+        assert!(read(&a.join(f)) == read(&b.join(f)), "`{f}` of the extended GPU run differs from the 45-min one");
+    }
+}

@@ -194,3 +194,31 @@ fn the_adi_scheme_and_split_sources_keep_the_field_on_the_host() {
     assert!(!sim.field_home().on_device, "splitting sources brings the field home");
     assert!(!sim.keep_field_on_device(true).unwrap());
 }
+
+#[test]
+fn a_saved_state_holds_the_device_copy_of_the_field() {
+    // Morphogen flag at tick 7: no record since tick 0, so only the device holds the
+    // current field; the saved state must bring it back. A host run restored from it
+    // then steps to the bits of the resident run.
+    let sc = shipped("morphogen_flag.toml");
+    let mut dev =
+        Simulation::new(&sc, Box::new(Detached::new(CpuDiffusion::with_scheme(Scheme::Implicit))), model(&sc, false))
+            .unwrap();
+    assert!(dev.keep_field_on_device(true).unwrap());
+    for _ in 0..7 {
+        dev.step().unwrap();
+    }
+    assert!(!dev.field_home().host_current, "the host copy should be stale before the save");
+    let state = dev.state().unwrap();
+    let mut host =
+        Simulation::restore(&sc, Box::new(CpuDiffusion::with_scheme(Scheme::Implicit)), model(&sc, false), state)
+            .unwrap();
+    for _ in 0..10 {
+        dev.step().unwrap();
+        host.step().unwrap();
+    }
+    dev.sync_field().unwrap();
+    let bits = |s: &Simulation| s.ligands().field.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert!(bits(&dev) == bits(&host), "the restored run differs: the saved field was stale");
+    assert_eq!(dev.cells(), host.cells());
+}
