@@ -1,7 +1,7 @@
 //! Keeping the ligand field on the diffusion backend's device between ticks.
 //!
 //! When the backend offers a resident copy ([`explant_field::ResidentField`], the GPU
-//! with the implicit scheme) and the run asks for it
+//! with the explicit or implicit scheme) and the run asks for it
 //! ([`Simulation::keep_field_on_device`](crate::Simulation::keep_field_on_device)), the
 //! field stops crossing to the device and back every tick:
 //!

@@ -59,8 +59,10 @@
 //!
 //! # A field kept on the device
 //!
-//! With the implicit scheme the solver also offers its field buffers as a
-//! [`ResidentField`]: uploaded once, swept in place each step (no upload, no read-back),
+//! With the explicit or the implicit scheme the solver also offers its field buffers as a
+//! [`ResidentField`]: uploaded once, stepped in place (no upload, no read-back; an
+//! explicit step with an odd substep count copies its result back into `ping` on the
+//! device, so the field always lives in one buffer per channel between steps),
 //! changed by the cells through `shaders/cells.wgsl` (`exchange`: each voxel's cells
 //! apply the secrete stage's maps in row order and return their changes; `sample`: the
 //! field at each cell's voxel), so each tick moves `O(cells)` values, and read back only
@@ -296,8 +298,10 @@ impl GpuDiffusion {
         if self.resources.as_ref().is_some_and(|r| r.shape == shape) {
             return Ok(());
         }
-        // Free the old buffers before allocating the new ones.
+        // Free the old buffers (and what is bound to them) before allocating the new ones.
         self.resources = None;
+        self.cells = None;
+        self.resident = None;
         shape.fits(&self.device.limits())?;
         let scopes = ErrorScopes::push(&self.device);
         let built = Resources::new(&self.device, &self.layout, shape);
@@ -337,10 +341,13 @@ impl GpuDiffusion {
     /// [`FieldError::Backend`].
     fn run(&mut self, field: &mut Field, params: &[ChannelParams], plan: SubstepPlan) -> Result<(), String> {
         let Some(shape) = Self::shape_of(field)? else { return Ok(()) };
+        // The host path writes its own field into the buffers a resident one lives in.
+        self.resident = None;
         let result = self.prepare(shape).and_then(|()| self.upload_run_read(field, params, plan));
         if result.is_err() {
             // A failure may leave buffers mapped or half-written: start afresh next step.
             self.resources = None;
+            self.cells = None;
         }
         result
     }
@@ -444,19 +451,12 @@ impl GpuDiffusion {
     fn upload_run_read(&self, field: &mut Field, params: &[ChannelParams], plan: SubstepPlan) -> Result<(), String> {
         let res = self.resources.as_ref().ok_or("buffers missing after preparation")?;
         let g = field.grid;
-        let faces = 2.0 * g.dims() as f32;
         let scopes = ErrorScopes::push(&self.device);
-        for (c, (buffers, p)) in res.channels.iter().zip(params).enumerate() {
-            // Same expressions, in the same order, as `CpuDiffusion`.
-            let a = p.diffusion * plan.dt / (g.dx * g.dx);
-            let kdt = p.decay * plan.dt;
-            // `Shape::fits` has checked that the grid's voxel count fits in `u32`.
-            let (nx, ny, nz) = (g.nx as u32, g.ny as u32, g.nz as u32);
-            let kp = KernelParams::new(nx, ny, nz, a, kdt, faces, &p.boundary);
-            self.queue.write_buffer(&buffers.params, 0, bytemuck::bytes_of(&kp));
+        self.write_kernel_params(res, &g, params, plan);
+        for (c, buffers) in res.channels.iter().enumerate() {
             self.queue.write_buffer(&buffers.ping, 0, bytemuck::cast_slice(field.channel(c)));
         }
-        self.encode_and_submit(res, plan.count);
+        self.encode_and_submit(res, plan.count, true);
         if let Some(message) = scopes.pop() {
             return Err(message);
         }
@@ -464,9 +464,25 @@ impl GpuDiffusion {
         Self::read_back(&self.device, &readbacks, field)
     }
 
-    /// Record all substeps of all channels, then the copies into the read-back
-    /// buffers, and submit them.
-    fn encode_and_submit(&self, res: &Resources, count: u32) {
+    /// Each channel's substep constants, as `CpuDiffusion` computes them.
+    fn write_kernel_params(&self, res: &Resources, g: &Grid, params: &[ChannelParams], plan: SubstepPlan) {
+        let faces = 2.0 * g.dims() as f32;
+        for (buffers, p) in res.channels.iter().zip(params) {
+            // Same expressions, in the same order, as `CpuDiffusion`.
+            let a = p.diffusion * plan.dt / (g.dx * g.dx);
+            let kdt = p.decay * plan.dt;
+            // `Shape::fits` has checked that the grid's voxel count fits in `u32`.
+            let (nx, ny, nz) = (g.nx as u32, g.ny as u32, g.nz as u32);
+            let kp = KernelParams::new(nx, ny, nz, a, kdt, faces, &p.boundary);
+            self.queue.write_buffer(&buffers.params, 0, bytemuck::bytes_of(&kp));
+        }
+    }
+
+    /// Record all substeps of all channels, then either the copies into the read-back
+    /// buffers (`read_back`) or, for a field kept on the device, the copy of an odd
+    /// substep count's result back into `ping` (where a resident explicit field always
+    /// lives between steps), and submit them.
+    fn encode_and_submit(&self, res: &Resources, count: u32, read_back: bool) {
         let [wx, wy, wz] = res.shape.workgroups();
         let per_submit = (MAX_DISPATCHES_PER_SUBMIT / res.channels.len()).max(1) as u32;
         let mut first = 0;
@@ -491,13 +507,12 @@ impl GpuDiffusion {
             }
             if end == count {
                 for buffers in &res.channels {
-                    encoder.copy_buffer_to_buffer(
-                        buffers.result(count),
-                        0,
-                        &buffers.readback,
-                        0,
-                        Some(res.shape.channel_bytes()),
-                    );
+                    let bytes = Some(res.shape.channel_bytes());
+                    if read_back {
+                        encoder.copy_buffer_to_buffer(buffers.result(count), 0, &buffers.readback, 0, bytes);
+                    } else if !count.is_multiple_of(2) {
+                        encoder.copy_buffer_to_buffer(&buffers.pong, 0, &buffers.ping, 0, bytes);
+                    }
                 }
             }
             self.queue.submit([encoder.finish()]);
@@ -590,13 +605,15 @@ impl DiffusionBackend for GpuDiffusion {
         result.map_err(|message| FieldError::Backend { backend: self.name(), message })
     }
 
-    /// The implicit scheme keeps its field on the GPU between steps.
+    /// The explicit and implicit schemes keep their field on the GPU between steps (the
+    /// ADI scheme forms its increment on the host).
     fn resident(&mut self) -> Option<&mut dyn ResidentField> {
-        (self.scheme == Scheme::Implicit).then_some(self as &mut dyn ResidentField)
+        (self.scheme != Scheme::Adi).then_some(self as &mut dyn ResidentField)
     }
 }
 
-/// The implicit scheme's field kept in its storage buffers between steps: uploaded
+/// The explicit or implicit field kept in its storage buffers between steps (the
+/// explicit one always back in its `ping` buffer after a step): uploaded
 /// once, swept in place, exchanged with and sampled by the cell kernels
 /// (`shaders/cells.wgsl`), and read back only when asked.
 impl ResidentField for GpuDiffusion {
@@ -606,11 +623,15 @@ impl ResidentField for GpuDiffusion {
                 gpu.resident = Some(field.grid);
                 return Ok(());
             };
-            gpu.prepare_implicit(shape)?;
-            let lod = gpu.lod.as_ref().ok_or("buffers missing after preparation")?;
+            if gpu.scheme == Scheme::Explicit {
+                gpu.prepare(shape)?;
+            } else {
+                gpu.prepare_implicit(shape)?;
+            }
+            let fields = gpu.resident_buffers();
             let scopes = ErrorScopes::push(&gpu.device);
-            for (c, buffers) in lod.channels.iter().enumerate() {
-                gpu.queue.write_buffer(&buffers.field, 0, bytemuck::cast_slice(field.channel(c)));
+            for (c, buffer) in fields.iter().enumerate() {
+                gpu.queue.write_buffer(buffer, 0, bytemuck::cast_slice(field.channel(c)));
             }
             gpu.queue.submit([]);
             if let Some(message) = scopes.pop() {
@@ -623,30 +644,55 @@ impl ResidentField for GpuDiffusion {
 
     fn download(&mut self, field: &mut Field) -> Result<(), FieldError> {
         self.resident_call(|gpu| {
-            let (lod, grid) = gpu.resident_lod()?;
-            if field.grid != grid || field.channels != lod.map_or(field.channels, |l| l.channels.len()) {
+            let grid = gpu.resident.ok_or("the resident field was never uploaded")?;
+            let fields = gpu.resident_buffers();
+            if field.grid != grid || (!fields.is_empty() && field.channels != fields.len()) {
                 return Err("download into a field of another shape than the uploaded one".into());
             }
-            let Some(lod) = lod else { return Ok(()) };
+            let readbacks = gpu.readback_buffers();
+            if fields.is_empty() {
+                return Ok(());
+            }
+            let bytes = Some(field.grid.voxels() as u64 * 4);
             let mut encoder = gpu
                 .device
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("explant-gpu download") });
-            lod.encode_copies(&mut encoder);
+            for (from, to) in fields.iter().zip(&readbacks) {
+                encoder.copy_buffer_to_buffer(from, 0, to, 0, bytes);
+            }
             gpu.queue.submit([encoder.finish()]);
-            let readbacks: Vec<&wgpu::Buffer> = lod.channels.iter().map(|b| &b.readback).collect();
             Self::read_back(&gpu.device, &readbacks, field)
         })
     }
 
     fn step_resident(&mut self, params: &[ChannelParams], dt: f32) -> Result<(), FieldError> {
         let grid = self.resident.ok_or_else(never_uploaded)?;
-        if self.scheme != Scheme::Implicit {
-            return Err(FieldError::Backend {
-                backend: self.name(),
-                message: "only the implicit scheme keeps its field on the GPU".into(),
-            });
+        match self.scheme {
+            Scheme::Implicit => validate(&grid, params, dt)?,
+            Scheme::Explicit => {
+                let plan = substeps(&grid, params, dt)?;
+                return self.resident_call(|gpu| {
+                    let Some(res) = gpu.resources.as_ref() else { return Ok(()) };
+                    if res.channels.len() != params.len() {
+                        return Err(format!(
+                            "{} sets of parameters for {} resident channels",
+                            params.len(),
+                            res.channels.len()
+                        ));
+                    }
+                    let scopes = ErrorScopes::push(&gpu.device);
+                    gpu.write_kernel_params(res, &grid, params, plan);
+                    gpu.encode_and_submit(res, plan.count, false);
+                    scopes.pop().map_or(Ok(()), Err)
+                });
+            }
+            Scheme::Adi => {
+                return Err(FieldError::Backend {
+                    backend: self.name(),
+                    message: "the ADI scheme does not keep its field on the GPU".into(),
+                });
+            }
         }
-        validate(&grid, params, dt)?;
         self.resident_call(|gpu| {
             let Some(lod) = gpu.lod.as_mut() else { return Ok(()) };
             if lod.channels.len() != params.len() {
@@ -671,7 +717,7 @@ impl ResidentField for GpuDiffusion {
     fn exchange(&mut self, ex: &CellExchange<'_>, changes: &mut [f32]) -> Result<(), FieldError> {
         let grid = self.resident.ok_or_else(never_uploaded)?;
         ex.check(grid.voxels(), changes.len())?;
-        let channels = self.lod.as_ref().map_or(0, |l| l.channels.len());
+        let channels = self.resident_buffers().len();
         if ex.channels != channels {
             return Err(FieldError::ChannelMismatch { field: channels, params: ex.channels });
         }
@@ -701,7 +747,7 @@ impl ResidentField for GpuDiffusion {
 
     fn sample(&mut self, voxels: &[u32], out: &mut [f32]) -> Result<(), FieldError> {
         let grid = self.resident.ok_or_else(never_uploaded)?;
-        let channels = self.lod.as_ref().map_or(0, |l| l.channels.len());
+        let channels = self.resident_buffers().len();
         check_sample(grid.voxels(), channels, voxels, out.len())?;
         if out.is_empty() {
             return Ok(());
@@ -743,11 +789,23 @@ impl GpuDiffusion {
         result.map_err(|message| FieldError::Backend { backend: self.name(), message })
     }
 
-    /// The implicit buffers holding the resident field (`None` for an empty grid or no
-    /// channels) and its grid.
-    fn resident_lod(&self) -> Result<(Option<&LodResources>, Grid), String> {
-        let grid = self.resident.ok_or("the resident field was never uploaded")?;
-        Ok((self.lod.as_ref(), grid))
+    /// The buffer of each channel a resident field lives in: the implicit field buffers,
+    /// or the explicit `ping` buffers (empty when there are none).
+    fn resident_buffers(&self) -> Vec<&wgpu::Buffer> {
+        if self.scheme == Scheme::Explicit {
+            self.resources.as_ref().map_or_else(Vec::new, |r| r.channels.iter().map(|c| &c.ping).collect())
+        } else {
+            self.lod.as_ref().map_or_else(Vec::new, |l| l.channels.iter().map(|c| &c.field).collect())
+        }
+    }
+
+    /// The mappable read-back buffer of each channel of the resident field.
+    fn readback_buffers(&self) -> Vec<&wgpu::Buffer> {
+        if self.scheme == Scheme::Explicit {
+            self.resources.as_ref().map_or_else(Vec::new, |r| r.channels.iter().map(|c| &c.readback).collect())
+        } else {
+            self.lod.as_ref().map_or_else(Vec::new, |l| l.channels.iter().map(|c| &c.readback).collect())
+        }
     }
 
     /// Make sure the cell kernels exist and their buffers hold at least `cells` cells
@@ -764,19 +822,20 @@ impl GpuDiffusion {
         if self.cells.as_ref().is_some_and(|b| b.cells >= cells) {
             return Ok(());
         }
-        let lod = self.lod.as_ref().ok_or("the resident field was never uploaded")?;
+        let fields = self.resident_buffers();
+        if fields.is_empty() {
+            return Err("the resident field was never uploaded".into());
+        }
         let pipes = self.cell_pipes.as_ref().ok_or("cell kernels missing")?;
         let capacity = cells + cells / 2;
         let limit = self.device.limits().max_storage_buffer_binding_size as usize;
-        let widest = cells::list_words(capacity.max(1), lod.channels.len().max(1)) as usize * 4;
+        let widest = cells::list_words(capacity.max(1), fields.len()) as usize * 4;
         if widest > limit {
             return Err(format!(
                 "{cells} cells need a {widest}-byte buffer of exchange lists, more than this device's \
                  `max_storage_buffer_binding_size` of {limit}"
             ));
         }
-        self.cells = None;
-        let fields: Vec<&wgpu::Buffer> = lod.channels.iter().map(|c| &c.field).collect();
         let scopes = ErrorScopes::push(&self.device);
         let built = CellBuffers::new(&self.device, pipes, &fields, capacity);
         if let Some(message) = scopes.pop() {
