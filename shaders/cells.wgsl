@@ -33,11 +33,13 @@ struct Params {
     start_at: u32,
     order_at: u32,
     coef_at: u32,
-    _pad0: u32,
+    // exchange: 1 to add each voxel's change to `sources` (a scheme that takes its
+    // sources separately, ADI), else 0.
+    accumulate: u32,
     _pad1: u32,
 }
 
-// Three storage buffers, so that the kernels fit the downlevel limit of four per stage.
+// Four storage buffers: the downlevel limit per stage.
 @group(0) @binding(0) var<uniform> params: Params;
 // exchange: group g is cells order[start[g] .. start[g + 1]], all in voxel voxel[g],
 // and the (a, b, c) of cell i and channel k are the f32 bits at coef + 3 (i channels + k);
@@ -47,6 +49,8 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> values: array<f32>;
 // The channel's field, resident.
 @group(0) @binding(3) var<storage, read_write> field: array<f32>;
+// exchange with `accumulate`: the channel's sources since the last step, per voxel.
+@group(0) @binding(4) var<storage, read_write> sources: array<f32>;
 
 @compute @workgroup_size(64, 1, 1)
 fn exchange(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
@@ -55,7 +59,8 @@ fn exchange(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroup
         return;
     }
     let v = lists[g];
-    var rho = field[v];
+    let initial = field[v];
+    var rho = initial;
     let first = lists[params.start_at + g];
     let end = lists[params.start_at + g + 1u];
     for (var k = first; k < end; k = k + 1u) {
@@ -73,6 +78,9 @@ fn exchange(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroup
         values[slot] = rho - before;
     }
     field[v] = rho;
+    if (params.accumulate != 0u) {
+        sources[v] = sources[v] + (rho - initial);
+    }
 }
 
 @compute @workgroup_size(64, 1, 1)

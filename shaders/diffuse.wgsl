@@ -71,18 +71,14 @@ fn beyond(face: u32, c: f32, wrap: u32) -> f32 {
     return c;
 }
 
-@compute @workgroup_size(8, 8, 1)
-fn diffuse(@builtin(global_invocation_id) id: vec3<u32>) {
+// The sum of the `2 * dims` neighbours of voxel `id` (index `i`, value `c`), ghosts
+// beyond the faces included, in the order xm + xp + ym + yp (+ zm + zp).
+fn neighbour_sum(id: vec3<u32>, i: u32, c: f32) -> f32 {
     let nx = params.nx;
     let ny = params.ny;
     let nz = params.nz;
-    if (id.x >= nx || id.y >= ny || id.z >= nz) {
-        return;
-    }
     let row = nx;
     let plane = nx * ny;
-    let i = (id.z * ny + id.y) * nx + id.x;
-    let c = src[i];
 
     var xm: f32;
     if (id.x > 0u) {
@@ -124,7 +120,26 @@ fn diffuse(@builtin(global_invocation_id) id: vec3<u32>) {
         }
         sum = sum + zm + zp;
     }
+    return sum;
+}
 
-    let lap = sum - params.faces * c;
+// The voxel index of `id`, or `NONE` outside the grid.
+const NONE: u32 = 0xffffffffu;
+
+fn voxel(id: vec3<u32>) -> u32 {
+    if (id.x >= params.nx || id.y >= params.ny || id.z >= params.nz) {
+        return NONE;
+    }
+    return (id.z * params.ny + id.y) * params.nx + id.x;
+}
+
+@compute @workgroup_size(8, 8, 1)
+fn diffuse(@builtin(global_invocation_id) id: vec3<u32>) {
+    let i = voxel(id);
+    if (i == NONE) {
+        return;
+    }
+    let c = src[i];
+    let lap = neighbour_sum(id, i, c) - params.faces * c;
     dst[i] = c + params.a * lap - params.kdt * c;
 }

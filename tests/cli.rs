@@ -758,14 +758,23 @@ fn csv_pairs(a: &Path, b: &Path) -> Vec<(usize, String, f64, f64)> {
 
 #[test]
 fn a_field_kept_on_the_gpu_gives_the_cpu_run_with_secretion_uptake_and_chemotaxis() {
+    field_kept_on_the_gpu_gives_the_cpu_run("implicit");
+}
+
+#[test]
+fn an_adi_field_kept_on_the_gpu_gives_the_cpu_run_with_secretion_uptake_and_chemotaxis() {
+    field_kept_on_the_gpu_gives_the_cpu_run("adi");
+}
+
+fn field_kept_on_the_gpu_gives_the_cpu_run(scheme: &str) {
     // The tumour–immune scene, cut to 20 minutes: IFN-γ and CXCL10 secreted and taken up,
     // T cells migrating up CXCL10 (the host reads the field each tick), a knockout with its
     // paired control. On the GPU the field stays on the device; on the CPU it never leaves.
-    let dir = TempDir::new("cli", "resident_gpu_cpu");
+    let dir = TempDir::new("cli", &format!("resident_gpu_cpu_{scheme}"));
     let text = std::fs::read_to_string(repo().join("scenes/tumour_immune.toml")).expect("tumour scene");
     let text = replace_once(&text, "duration = 720.0", "duration = 20.0");
     let text = replace_once(&text, "record_every = 60.0", "record_every = 10.0");
-    let text = replace_once(&text, "dx = 10.0\n", "dx = 10.0\nscheme = \"implicit\"\n");
+    let text = replace_once(&text, "dx = 10.0\n", &format!("dx = 10.0\nscheme = \"{scheme}\"\n"));
     let scene = write_scene(&dir, "tumour.toml", &text);
     let (gpu, cpu) = (dir.join("gpu"), dir.join("cpu"));
     let o = run(&scene, &gpu, &["--diffusion", "gpu"]);
@@ -780,7 +789,7 @@ fn a_field_kept_on_the_gpu_gives_the_cpu_run_with_secretion_uptake_and_chemotaxi
     }
     run_ok(&scene, &cpu, &["--diffusion", "cpu"]);
     let backend = manifest(&gpu)["diffusion_backend"].as_str().unwrap_or_default().to_string();
-    assert!(backend.starts_with("gpu (implicit") && backend.ends_with("kept on the device"), "{backend}");
+    assert!(backend.starts_with(&format!("gpu ({scheme}")) && backend.ends_with("kept on the device"), "{backend}");
     let totals = csv_pairs(&gpu.join("ligand_totals.csv"), &cpu.join("ligand_totals.csv"));
     assert!(totals.iter().any(|t| t.1 == "CXCL10" && t.3 > 0.0), "no CXCL10 was secreted");
     for (row, col, a, b) in totals.iter().filter(|t| t.1 != "tick" && t.1 != "time_min") {

@@ -224,7 +224,7 @@ impl Simulation {
     /// Keep the ligand field on the diffusion backend's device between ticks (`on`), or
     /// on the host (`!on`, the default), and return whether it is now kept on the device.
     /// Only a backend that offers a resident field can keep it ([`explant_field::ResidentField`]:
-    /// the GPU with the explicit or implicit scheme), and never while ligands are split by source
+    /// the GPU), and never while ligands are split by source
     /// type ([`Simulation::split_sources`]). See [`residency`] for what then crosses
     /// between host and device each tick.
     ///

@@ -1,7 +1,7 @@
 //! Keeping the ligand field on the diffusion backend's device between ticks.
 //!
 //! When the backend offers a resident copy ([`explant_field::ResidentField`], the GPU
-//! with the explicit or implicit scheme) and the run asks for it
+//! with any scheme) and the run asks for it
 //! ([`Simulation::keep_field_on_device`](crate::Simulation::keep_field_on_device)), the
 //! field stops crossing to the device and back every tick:
 //!
@@ -139,14 +139,19 @@ pub(crate) fn host_edited(home: &mut FieldHome) {
     }
 }
 
-/// Make sure the device holds the current field (uploading the host's if not).
-fn to_device(ligands: &Ligands, diffuser: &mut Diffuser, home: &mut FieldHome) -> Result<(), CoreError> {
+/// Make sure the device holds the current field (uploading the host's if not, with
+/// what the host added to it since the last step, for the ADI scheme's sources).
+fn to_device(ligands: &mut Ligands, diffuser: &mut Diffuser, home: &mut FieldHome) -> Result<(), CoreError> {
     if home.device_current {
         return Ok(());
     }
     let name = diffuser.0.name();
     let resident = diffuser.0.resident().ok_or_else(|| lost(&name))?;
     resident.upload(&ligands.field)?;
+    if !ligands.added.is_empty() {
+        resident.add_sources(&ligands.added)?;
+        ligands.added.clear();
+    }
     home.transfers.0 += 1;
     home.device_current = true;
     Ok(())
@@ -181,15 +186,24 @@ impl FieldHome {
     }
 }
 
-/// Apply the coefficients of [`FieldHome::set_exchange`] on the device, and add each
-/// cell's change, times `ledger_scale` if given, to `exchanged[c]` in row order, as the
-/// host loop does.
+/// What an exchange on the device is.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Exchange {
+    /// The secrete stage's maps: each cell's change, times `ledger_scale` (the voxel
+    /// volume), goes to the exchange ledger in row order, as the host loop adds it.
+    Secretion { ledger_scale: f64 },
+    /// A model's release, pure additions: the caller keeps the ledger.
+    Release,
+}
+
+/// Apply the coefficients of [`FieldHome::set_exchange`] on the device, and keep the
+/// ledger as `kind` says.
 pub(crate) fn exchange_on_device(
     ligands: &mut Ligands,
     diffuser: &mut Diffuser,
     home: &mut FieldHome,
     batch: &mut Batch,
-    ledger_scale: Option<f64>,
+    kind: Exchange,
 ) -> Result<(), CoreError> {
     to_device(ligands, diffuser, home)?;
     let grid = ligands.field.grid;
@@ -207,12 +221,19 @@ pub(crate) fn exchange_on_device(
     home.changes.clear();
     home.changes.resize(n * nl, 0.0);
     let g = &home.groups;
-    let ex = CellExchange { channels: nl, voxel: &g.voxel, start: &g.start, order: &g.order, coef: &home.coef };
+    let ex = CellExchange {
+        channels: nl,
+        voxel: &g.voxel,
+        start: &g.start,
+        order: &g.order,
+        coef: &home.coef,
+        additions: matches!(kind, Exchange::Release),
+    };
     let name = diffuser.0.name();
     let resident = diffuser.0.resident().ok_or_else(|| lost(&name))?;
     resident.exchange(&ex, &mut home.changes)?;
     home.host_current = false;
-    let Some(scale) = ledger_scale else { return Ok(()) };
+    let Exchange::Secretion { ledger_scale: scale } = kind else { return Ok(()) };
     for i in 0..n {
         for c in 0..nl {
             if home.coef[i * nl + c][1] != 0.0 {
@@ -223,17 +244,18 @@ pub(crate) fn exchange_on_device(
     Ok(())
 }
 
-/// Step the resident field by `dt`.
+/// Step the resident field by `dt` (damped when `restart`, for the ADI scheme).
 pub(crate) fn step_on_device(
-    ligands: &Ligands,
+    ligands: &mut Ligands,
     diffuser: &mut Diffuser,
     home: &mut FieldHome,
     dt: f32,
+    restart: bool,
 ) -> Result<(), CoreError> {
     to_device(ligands, diffuser, home)?;
     let name = diffuser.0.name();
     let resident = diffuser.0.resident().ok_or_else(|| lost(&name))?;
-    resident.step_resident(&ligands.params, dt)?;
+    resident.step_resident(&ligands.params, dt, restart)?;
     home.host_current = false;
     Ok(())
 }
@@ -241,7 +263,7 @@ pub(crate) fn step_on_device(
 /// Every ligand at each cell's voxel, read on the device into [`FieldHome::sampled`]
 /// (cell-major).
 pub(crate) fn sample_on_device(
-    ligands: &Ligands,
+    ligands: &mut Ligands,
     diffuser: &mut Diffuser,
     home: &mut FieldHome,
     voxels: &[u32],

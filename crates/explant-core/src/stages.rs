@@ -172,7 +172,13 @@ fn secrete_on_device(
         let f = dt * vc / vv;
         Some([f * s * k.saturation, 1.0 + f * (s + u), dt * e / vv])
     });
-    residency::exchange_on_device(ligands, diffuser, home, batch, Some(f64::from(vv)))
+    residency::exchange_on_device(
+        ligands,
+        diffuser,
+        home,
+        batch,
+        residency::Exchange::Secretion { ledger_scale: f64::from(vv) },
+    )
 }
 
 /// Whether a bolus or steady source adds to a ligand at this tick (so the host field is
@@ -275,17 +281,17 @@ pub(crate) fn diffuse(
     mut home: ResMut<FieldHome>,
 ) {
     let ligands = &mut *ligands;
+    let restart = ligands.record_added
+        && clock.tick.saturating_sub(ligands.restart_tick)
+            < u64::from(explant_field::damped_steps(&ligands.field.grid, &ligands.params, clock.dt));
     if home.active() {
         if ligands.field.channels > 0
-            && let Err(e) = residency::step_on_device(ligands, &mut diffuser, &mut home, clock.dt)
+            && let Err(e) = residency::step_on_device(ligands, &mut diffuser, &mut home, clock.dt, restart)
         {
             failure.0 = Some(e);
         }
         return;
     }
-    let restart = ligands.record_added
-        && clock.tick.saturating_sub(ligands.restart_tick)
-            < u64::from(explant_field::damped_steps(&ligands.field.grid, &ligands.params, clock.dt));
     let inputs = StepInputs { added: &ligands.added, restart };
     if ligands.field.channels > 0
         && let Err(e) = diffuser.0.step_with(&mut ligands.field, &ligands.params, clock.dt, inputs)
@@ -324,7 +330,7 @@ fn not_below_zero(v: f32) -> f32 {
 pub(crate) fn sense(
     ctx: TickContext,
     states: Res<States>,
-    ligands: Res<Ligands>,
+    mut ligands: ResMut<Ligands>,
     split: Res<SourceSplit>,
     mut batch: ResMut<Batch>,
     mut diffuser: ResMut<Diffuser>,
@@ -375,7 +381,7 @@ pub(crate) fn sense(
         let voxels = grid.voxels();
         b.cell_voxels(&grid);
         let on_device = home.active();
-        if on_device && let Err(e) = residency::sample_on_device(&ligands, &mut diffuser, &mut home, &b.voxels) {
+        if on_device && let Err(e) = residency::sample_on_device(&mut ligands, &mut diffuser, &mut home, &b.voxels) {
             failure.0 = Some(e);
             return;
         }
@@ -597,7 +603,7 @@ fn release_on_device(
             }
         }
     }
-    residency::exchange_on_device(ligands, diffuser, home, b, None)
+    residency::exchange_on_device(ligands, diffuser, home, b, residency::Exchange::Release)
 }
 
 /// Model fate scores: the apoptosis hazard (≥ 0) and cycle progression (in `[0, 1]`)

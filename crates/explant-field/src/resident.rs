@@ -37,6 +37,10 @@ pub struct CellExchange<'a> {
     pub order: &'a [u32],
     /// Per cell row and channel: `[a, b, c]`.
     pub coef: &'a [[f32; 3]],
+    /// Every map is a pure addition (`a = 0, b = 1`: a model's release), whose source for
+    /// a scheme that lists them (ADI) is the amount `c` itself, as the host lists it;
+    /// otherwise a cell's source is the change its map made.
+    pub additions: bool,
 }
 
 impl CellExchange<'_> {
@@ -147,11 +151,22 @@ pub trait ResidentField {
     /// Copy the resident field into `field` (of the uploaded shape).
     fn download(&mut self, field: &mut Field) -> Result<(), FieldError>;
 
-    /// Advance the resident field by `dt` with no transfer of the field.
-    fn step_resident(&mut self, params: &[ChannelParams], dt: f32) -> Result<(), FieldError>;
+    /// Advance the resident field by `dt` with no transfer of the field; `restart` asks
+    /// a scheme with a damped start (ADI) for it, as [`StepInputs::restart`] does.
+    fn step_resident(&mut self, params: &[ChannelParams], dt: f32, restart: bool) -> Result<(), FieldError>;
+
+    /// Note what the host added to the field since the last step, already in the copy it
+    /// uploaded: `(index into the field, amount)` in the order added, as
+    /// [`StepInputs::added`]. A scheme that takes its sources separately (ADI) adds them
+    /// to what the cells' exchanges gave since the last step; the others ignore them.
+    fn add_sources(&mut self, added: &[(u32, f32)]) -> Result<(), FieldError> {
+        let _ = added;
+        Ok(())
+    }
 
     /// Apply the cells' exchanges ([`exchange_on_host`] is the reference) and write each
-    /// cell's change per channel into `changes`.
+    /// cell's change per channel into `changes`. A scheme that takes its sources
+    /// separately (ADI) also keeps the changes as the step's sources.
     fn exchange(&mut self, ex: &CellExchange<'_>, changes: &mut [f32]) -> Result<(), FieldError>;
 
     /// Read every channel at each of `voxels` into `out`, cell-major
@@ -163,10 +178,17 @@ pub trait ResidentField {
 /// and samples run on that copy with the reference arithmetic, so an engine using it
 /// must give the same bits as one stepping its own field with `B`. For tests of the
 /// engine's residency (which copy is current, when it syncs) on machines without a GPU.
+///
+/// With the ADI scheme it lists the exchanges' changes as sources (the amounts of an
+/// exchange of [`CellExchange::additions`], as the host lists a model's release), in the order
+/// of its groups: the cells of one voxel in row order, as the host lists them, so that
+/// every voxel's sources are taken in the same order and the step gives the same bits.
 #[derive(Debug)]
 pub struct Detached<B> {
     backend: B,
     field: Option<Field>,
+    /// Sources since the last step (ADI).
+    added: Vec<(u32, f32)>,
     /// Whole fields moved in each direction so far: `(uploads, downloads)`.
     pub transfers: (usize, usize),
 }
@@ -174,7 +196,7 @@ pub struct Detached<B> {
 impl<B: DiffusionBackend> Detached<B> {
     /// Wrap `backend`.
     pub fn new(backend: B) -> Self {
-        Self { backend, field: None, transfers: (0, 0) }
+        Self { backend, field: None, added: Vec::new(), transfers: (0, 0) }
     }
 
     fn field(&mut self) -> Result<&mut Field, FieldError> {
@@ -206,9 +228,7 @@ impl<B: DiffusionBackend> DiffusionBackend for Detached<B> {
     }
 
     fn resident(&mut self) -> Option<&mut dyn ResidentField> {
-        // The ADI scheme takes the sources of a step separately, which a resident
-        // field does not list.
-        (self.backend.scheme() != Scheme::Adi).then_some(self as &mut dyn ResidentField)
+        Some(self)
     }
 }
 
@@ -229,16 +249,43 @@ impl<B: DiffusionBackend> ResidentField for Detached<B> {
         Ok(())
     }
 
-    fn step_resident(&mut self, params: &[ChannelParams], dt: f32) -> Result<(), FieldError> {
+    fn step_resident(&mut self, params: &[ChannelParams], dt: f32, restart: bool) -> Result<(), FieldError> {
         let mut field =
             self.field.take().ok_or_else(|| FieldError::Exchange("the resident field was never uploaded".into()))?;
-        let result = self.backend.step(&mut field, params, dt);
+        let inputs = StepInputs { added: &self.added, restart };
+        let result = self.backend.step_with(&mut field, params, dt, inputs);
         self.field = Some(field);
+        self.added.clear();
         result
     }
 
+    fn add_sources(&mut self, added: &[(u32, f32)]) -> Result<(), FieldError> {
+        if self.backend.scheme() == Scheme::Adi {
+            self.added.extend_from_slice(added);
+        }
+        Ok(())
+    }
+
     fn exchange(&mut self, ex: &CellExchange<'_>, changes: &mut [f32]) -> Result<(), FieldError> {
-        exchange_on_host(self.field()?, ex, changes)
+        let adi = self.backend.scheme() == Scheme::Adi;
+        let field = self.field()?;
+        let voxels = field.grid.voxels();
+        exchange_on_host(field, ex, changes)?;
+        if adi {
+            // The host's order within each voxel: its cells in row order.
+            for (g, &v) in ex.voxel.iter().enumerate() {
+                for c in 0..ex.channels {
+                    for &i in &ex.order[ex.start[g] as usize..ex.start[g + 1] as usize] {
+                        let k = i as usize * ex.channels + c;
+                        let amount = if ex.additions { ex.coef[k][2] } else { changes[k] };
+                        if amount != 0.0 && ex.coef[k][1] != 0.0 {
+                            self.added.push(((c * voxels + v as usize) as u32, amount));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     fn sample(&mut self, voxels: &[u32], out: &mut [f32]) -> Result<(), FieldError> {
@@ -263,7 +310,14 @@ mod tests {
         // Rows 0 and 2 in voxel 5, row 1 in voxel 0; row 2 skips channel 1.
         let coef =
             [[1.0, 2.0, 0.5], [0.0, 1.0, 3.0], [0.0, 1.0, 0.0], [0.0, 1.0, 1.0], [2.0, 4.0, 0.0], [9.0, 0.0, 9.0]];
-        let ex = CellExchange { channels: 2, voxel: &[0, 5], start: &[0, 1, 3], order: &[1, 0, 2], coef: &coef };
+        let ex = CellExchange {
+            channels: 2,
+            voxel: &[0, 5],
+            start: &[0, 1, 3],
+            order: &[1, 0, 2],
+            coef: &coef,
+            additions: false,
+        };
         let mut changes = [f32::NAN; 6];
         exchange_on_host(&mut f, &ex, &mut changes).unwrap();
         // Voxel 5, channel 0: row 0 then row 2.
@@ -285,10 +339,10 @@ mod tests {
         let coef = [[0.0, 1.0, 1.0]];
         let mut ch = [0.0];
         let bad = [
-            CellExchange { channels: 1, voxel: &[12], start: &[0, 1], order: &[0], coef: &coef },
-            CellExchange { channels: 1, voxel: &[0], start: &[0, 2], order: &[0], coef: &coef },
-            CellExchange { channels: 1, voxel: &[0], start: &[0, 1], order: &[1], coef: &coef },
-            CellExchange { channels: 1, voxel: &[0], start: &[0], order: &[0], coef: &coef },
+            CellExchange { channels: 1, voxel: &[12], start: &[0, 1], order: &[0], coef: &coef, additions: false },
+            CellExchange { channels: 1, voxel: &[0], start: &[0, 2], order: &[0], coef: &coef, additions: false },
+            CellExchange { channels: 1, voxel: &[0], start: &[0, 1], order: &[1], coef: &coef, additions: false },
+            CellExchange { channels: 1, voxel: &[0], start: &[0], order: &[0], coef: &coef, additions: false },
         ];
         for ex in bad {
             let e = exchange_on_host(&mut f, &ex, &mut ch).unwrap_err();
@@ -308,7 +362,7 @@ mod tests {
         let mut d = Detached::new(CpuDiffusion::with_scheme(Scheme::Implicit));
         let r = d.resident().unwrap();
         r.upload(&host).unwrap();
-        r.step_resident(&params, 0.5).unwrap();
+        r.step_resident(&params, 0.5, false).unwrap();
         let mut back = Field::zeros(grid(), 1);
         r.download(&mut back).unwrap();
         CpuDiffusion::with_scheme(Scheme::Implicit).step(&mut host, &params, 0.5).unwrap();
@@ -317,6 +371,5 @@ mod tests {
         d.resident().unwrap().sample(&[6], &mut s).unwrap();
         assert_eq!(s[0], host.data[6]);
         assert_eq!(d.transfers, (1, 1));
-        assert!(Detached::new(CpuDiffusion::with_scheme(Scheme::Adi)).resident().is_none());
     }
 }

@@ -26,13 +26,16 @@ pub(crate) struct CellParams {
     pub start_at: u32,
     pub order_at: u32,
     pub coef_at: u32,
-    pub pad: [u32; 2],
+    /// 1: the exchange adds each voxel's change to the sources (ADI).
+    pub accumulate: u32,
+    pub pad: u32,
 }
 
 const PARAMS_SIZE: u64 = std::mem::size_of::<CellParams>() as u64;
 
 /// The layout of `shaders/cells.wgsl`'s group 0, shared by both entry points: the
-/// uniform, the lists (read), the per-cell values and the field (read–write).
+/// uniform, the lists (read), the per-cell values, the field and the sources
+/// (read–write).
 pub(crate) fn bind_group_layout(device: &wgpu::Device) -> wgpu::BindGroupLayout {
     let entry = |binding: u32, ty: wgpu::BufferBindingType, min: u64| wgpu::BindGroupLayoutEntry {
         binding,
@@ -48,6 +51,7 @@ pub(crate) fn bind_group_layout(device: &wgpu::Device) -> wgpu::BindGroupLayout 
             entry(1, wgpu::BufferBindingType::Storage { read_only: true }, 4),
             entry(2, write, 4),
             entry(3, write, 4),
+            entry(4, write, 4),
         ],
     })
 }
@@ -100,6 +104,10 @@ pub(crate) struct CellBuffers {
     /// One value per cell and channel: the changes of an exchange, or the samples.
     values: wgpu::Buffer,
     readback: wgpu::Buffer,
+    /// A four-byte stand-in bound as the sources when there are none.
+    _no_sources: wgpu::Buffer,
+    /// The exchange adds each voxel's change to the channel's sources.
+    accumulate: bool,
     /// Per channel: the uniform and bind group of `exchange`, then of `sample`.
     exchange: Vec<(wgpu::Buffer, wgpu::BindGroup)>,
     sample: Vec<(wgpu::Buffer, wgpu::BindGroup)>,
@@ -112,9 +120,16 @@ pub(crate) fn list_words(cells: usize, channels: usize) -> u64 {
 }
 
 impl CellBuffers {
-    /// Buffers for `cells` cells and one bind group per field buffer in `fields` (the
-    /// caller wraps this in error scopes).
-    pub fn new(device: &wgpu::Device, pipes: &CellPipelines, fields: &[&wgpu::Buffer], cells: usize) -> Self {
+    /// Buffers for `cells` cells and one bind group per field buffer in `fields`, with
+    /// that channel's buffer of `sources` where given (the caller wraps this in error
+    /// scopes).
+    pub fn new(
+        device: &wgpu::Device,
+        pipes: &CellPipelines,
+        fields: &[&wgpu::Buffer],
+        sources: Option<&[&wgpu::Buffer]>,
+        cells: usize,
+    ) -> Self {
         let channels = fields.len();
         let n = cells.max(1);
         let buffer = |label: &str, bytes: u64, usage: wgpu::BufferUsages| {
@@ -138,7 +153,9 @@ impl CellBuffers {
             per_value,
             wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         );
-        let bind = |field: &wgpu::Buffer| {
+        let no_sources = buffer("explant-gpu cells: no sources", 4, wgpu::BufferUsages::STORAGE);
+        let bind = |c: usize, field: &wgpu::Buffer| {
+            let source = sources.map_or(&no_sources, |s| s[c]);
             let params = buffer(
                 "explant-gpu cells: params",
                 PARAMS_SIZE,
@@ -152,13 +169,15 @@ impl CellBuffers {
                     wgpu::BindGroupEntry { binding: 1, resource: lists.as_entire_binding() },
                     wgpu::BindGroupEntry { binding: 2, resource: values.as_entire_binding() },
                     wgpu::BindGroupEntry { binding: 3, resource: field.as_entire_binding() },
+                    wgpu::BindGroupEntry { binding: 4, resource: source.as_entire_binding() },
                 ],
             });
             (params, group)
         };
-        let exchange = fields.iter().map(|f| bind(f)).collect();
-        let sample = fields.iter().map(|f| bind(f)).collect();
-        Self { cells, channels, lists, values, readback, exchange, sample }
+        let exchange = fields.iter().enumerate().map(|(c, f)| bind(c, f)).collect();
+        let sample = fields.iter().enumerate().map(|(c, f)| bind(c, f)).collect();
+        let accumulate = sources.is_some();
+        Self { cells, channels, lists, values, readback, _no_sources: no_sources, accumulate, exchange, sample }
     }
 
     /// Upload an exchange's lists and record its dispatches (one per channel) and the
@@ -196,7 +215,8 @@ impl CellBuffers {
                     start_at,
                     order_at,
                     coef_at,
-                    pad: [0; 2],
+                    accumulate: u32::from(self.accumulate),
+                    pad: 0,
                 };
                 queue.write_buffer(params, 0, bytemuck::bytes_of(&p));
                 if groups > 0 {
@@ -239,7 +259,8 @@ impl CellBuffers {
                     start_at: 0,
                     order_at: 0,
                     coef_at: 0,
-                    pad: [0; 2],
+                    accumulate: 0,
+                    pad: 0,
                 };
                 queue.write_buffer(params, 0, bytemuck::bytes_of(&p));
                 if cells > 0 {

@@ -59,7 +59,7 @@
 //!
 //! # A field kept on the device
 //!
-//! With the explicit or the implicit scheme the solver also offers its field buffers as a
+//! With any scheme the solver also offers its field buffers as a
 //! [`ResidentField`]: uploaded once, stepped in place (no upload, no read-back; an
 //! explicit step with an odd substep count copies its result back into `ping` on the
 //! device, so the field always lives in one buffer per channel between steps),
@@ -70,6 +70,15 @@
 //! buffers and so ends the resident copy (a later resident call is refused until the
 //! next upload).
 //!
+//! A resident ADI field (`shaders/adi.wgsl`, appended to `shaders/diffuse.wgsl`) keeps
+//! beside it the sources added since the last step, per voxel: the exchange kernel adds
+//! each voxel's change, and the host's own additions are added at upload
+//! ([`ResidentField::add_sources`], which reads them back and writes them again, at the
+//! ticks where the host changed the field). A step takes them back out, forms the
+//! increment with the stencil, sweeps it with the half coefficients and adds it; a
+//! damped restart is two LOD half steps of the field. Sources arrive summed per voxel
+//! rather than one by one, so the result agrees with the host's to float32 rounding.
+//!
 //! # Adapters
 //!
 //! [`GpuDiffusion::new`] honours `WGPU_BACKEND` and `WGPU_ADAPTER_NAME` and never panics
@@ -79,6 +88,7 @@
 //! slower than the rayon solver, so [`AdapterPolicy::HardwareOnly`] refuses it.
 
 mod adapter;
+mod adi;
 mod cells;
 mod error;
 mod implicit;
@@ -120,6 +130,11 @@ pub const IMPLICIT_SHARED_X_ENTRY_POINT: &str = "sweep_x_shared";
 /// kept on the device.
 pub const CELLS_WGSL: &str = include_str!("../../../shaders/cells.wgsl");
 
+/// The WGSL source of the ADI scheme's explicit half on a field kept on the device
+/// (`shaders/adi.wgsl`): entry points `take_back`, `increment` and `finish`, appended to
+/// [`DIFFUSE_WGSL`] (whose stencil they use) when built.
+pub const ADI_WGSL: &str = include_str!("../../../shaders/adi.wgsl");
+
 /// Substep dispatches recorded into one command buffer before it is submitted. A step
 /// normally needs far fewer; the cap only keeps a pathological plan (up to 10^7
 /// substeps) from building one enormous command buffer.
@@ -147,8 +162,12 @@ pub struct GpuDiffusion {
     resident: Option<Grid>,
     /// The cell kernels, built on the first exchange or sample.
     cell_pipes: Option<CellPipelines>,
-    /// Their buffers, bound to `lod`'s field buffers (dropped with them).
+    /// Their buffers, bound to the resident field's buffers (dropped with them).
     cells: Option<CellBuffers>,
+    /// The ADI kernels of a resident field, built on its first upload.
+    adi_pipes: Option<adi::AdiPipelines>,
+    /// A resident ADI field and its sources (the increments live in `lod`'s buffers).
+    adi: Option<adi::AdiBuffers>,
 }
 
 impl GpuDiffusion {
@@ -241,6 +260,8 @@ impl GpuDiffusion {
             resident: None,
             cell_pipes: None,
             cells: None,
+            adi_pipes: None,
+            adi: None,
         })
     }
 
@@ -360,6 +381,7 @@ impl GpuDiffusion {
         self.lod = None;
         self.cells = None;
         self.resident = None;
+        self.adi = None;
         implicit::fits(&shape, &self.device.limits())?;
         let scopes = ErrorScopes::push(&self.device);
         let built = LodResources::new(&self.device, &self.layout, shape);
@@ -422,6 +444,7 @@ impl GpuDiffusion {
         self.lod = None;
         self.cells = None;
         self.resident = None;
+        self.adi = None;
     }
 
     /// One ADI step ([`explant_field::adi`]): a damped step is two LOD half steps on the
@@ -605,10 +628,9 @@ impl DiffusionBackend for GpuDiffusion {
         result.map_err(|message| FieldError::Backend { backend: self.name(), message })
     }
 
-    /// The explicit and implicit schemes keep their field on the GPU between steps (the
-    /// ADI scheme forms its increment on the host).
+    /// Every scheme keeps its field on the GPU between steps.
     fn resident(&mut self) -> Option<&mut dyn ResidentField> {
-        (self.scheme != Scheme::Adi).then_some(self as &mut dyn ResidentField)
+        Some(self)
     }
 }
 
@@ -623,10 +645,13 @@ impl ResidentField for GpuDiffusion {
                 gpu.resident = Some(field.grid);
                 return Ok(());
             };
-            if gpu.scheme == Scheme::Explicit {
-                gpu.prepare(shape)?;
-            } else {
-                gpu.prepare_implicit(shape)?;
+            match gpu.scheme {
+                Scheme::Explicit => gpu.prepare(shape)?,
+                Scheme::Implicit => gpu.prepare_implicit(shape)?,
+                Scheme::Adi => {
+                    gpu.prepare_implicit(shape)?;
+                    gpu.prepare_adi(shape)?;
+                }
             }
             let fields = gpu.resident_buffers();
             let scopes = ErrorScopes::push(&gpu.device);
@@ -665,7 +690,7 @@ impl ResidentField for GpuDiffusion {
         })
     }
 
-    fn step_resident(&mut self, params: &[ChannelParams], dt: f32) -> Result<(), FieldError> {
+    fn step_resident(&mut self, params: &[ChannelParams], dt: f32, restart: bool) -> Result<(), FieldError> {
         let grid = self.resident.ok_or_else(never_uploaded)?;
         match self.scheme {
             Scheme::Implicit => validate(&grid, params, dt)?,
@@ -687,10 +712,8 @@ impl ResidentField for GpuDiffusion {
                 });
             }
             Scheme::Adi => {
-                return Err(FieldError::Backend {
-                    backend: self.name(),
-                    message: "the ADI scheme does not keep its field on the GPU".into(),
-                });
+                validate(&grid, params, dt)?;
+                return self.resident_call(|gpu| gpu.step_adi(&grid, params, dt, restart));
             }
         }
         self.resident_call(|gpu| {
@@ -711,6 +734,41 @@ impl ResidentField for GpuDiffusion {
             lod.encode_sweeps(&mut encoder, sweeps, 1);
             gpu.queue.submit([encoder.finish()]);
             scopes.pop().map_or(Ok(()), Err)
+        })
+    }
+
+    fn add_sources(&mut self, added: &[(u32, f32)]) -> Result<(), FieldError> {
+        if self.scheme != Scheme::Adi || added.is_empty() {
+            return Ok(());
+        }
+        let grid = self.resident.ok_or_else(never_uploaded)?;
+        let channels = self.resident_buffers().len();
+        if let Some(&(i, _)) = added.iter().find(|(i, _)| *i as usize >= grid.voxels() * channels) {
+            return Err(FieldError::SourceOutOfRange { index: i as usize, len: grid.voxels() * channels });
+        }
+        self.resident_call(|gpu| {
+            let Some(buffers) = gpu.adi.as_ref() else { return Ok(()) };
+            let lod = gpu.lod.as_ref().ok_or("buffers missing after preparation")?;
+            // Read the sources back, add the host's in order, and write them again: this
+            // happens only at ticks where the host changed the field, which it uploads anyway.
+            let mut s = Field::zeros(grid, channels);
+            let bytes = Some(grid.voxels() as u64 * 4);
+            let mut encoder = gpu
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("explant-gpu sources") });
+            for (from, to) in buffers.sources.iter().zip(&lod.channels) {
+                encoder.copy_buffer_to_buffer(from, 0, &to.readback, 0, bytes);
+            }
+            gpu.queue.submit([encoder.finish()]);
+            let readbacks: Vec<&wgpu::Buffer> = lod.channels.iter().map(|c| &c.readback).collect();
+            Self::read_back(&gpu.device, &readbacks, &mut s)?;
+            for &(i, amount) in added {
+                s.data[i as usize] += amount;
+            }
+            for (c, buffer) in buffers.sources.iter().enumerate() {
+                gpu.queue.write_buffer(buffer, 0, bytemuck::cast_slice(s.channel(c)));
+            }
+            Ok(())
         })
     }
 
@@ -792,10 +850,14 @@ impl GpuDiffusion {
     /// The buffer of each channel a resident field lives in: the implicit field buffers,
     /// or the explicit `ping` buffers (empty when there are none).
     fn resident_buffers(&self) -> Vec<&wgpu::Buffer> {
-        if self.scheme == Scheme::Explicit {
-            self.resources.as_ref().map_or_else(Vec::new, |r| r.channels.iter().map(|c| &c.ping).collect())
-        } else {
-            self.lod.as_ref().map_or_else(Vec::new, |l| l.channels.iter().map(|c| &c.field).collect())
+        match self.scheme {
+            Scheme::Explicit => {
+                self.resources.as_ref().map_or_else(Vec::new, |r| r.channels.iter().map(|c| &c.ping).collect())
+            }
+            Scheme::Implicit => {
+                self.lod.as_ref().map_or_else(Vec::new, |l| l.channels.iter().map(|c| &c.field).collect())
+            }
+            Scheme::Adi => self.adi.as_ref().map_or_else(Vec::new, |a| a.u.iter().collect()),
         }
     }
 
@@ -806,6 +868,83 @@ impl GpuDiffusion {
         } else {
             self.lod.as_ref().map_or_else(Vec::new, |l| l.channels.iter().map(|c| &c.readback).collect())
         }
+    }
+
+    /// Make sure the ADI kernels and the resident ADI buffers for `shape` exist (after
+    /// [`Self::prepare_implicit`], whose field buffers hold the increments).
+    fn prepare_adi(&mut self, shape: Shape) -> Result<(), String> {
+        if self.adi.as_ref().is_some_and(|a| a.shape == shape) {
+            return Ok(());
+        }
+        shape.fits(&self.device.limits())?;
+        if self.adi_pipes.is_none() {
+            let scopes = ErrorScopes::push(&self.device);
+            let pipes = adi::AdiPipelines::new(&self.device);
+            if let Some(message) = scopes.pop() {
+                return Err(format!("could not build the ADI kernels (shaders/adi.wgsl): {message}"));
+            }
+            self.adi_pipes = Some(pipes);
+        }
+        let (Some(lod), Some(pipes)) = (self.lod.as_ref(), self.adi_pipes.as_ref()) else {
+            return Err("buffers missing after preparation".into());
+        };
+        let deltas: Vec<&wgpu::Buffer> = lod.channels.iter().map(|c| &c.field).collect();
+        let scopes = ErrorScopes::push(&self.device);
+        let built = adi::AdiBuffers::new(&self.device, pipes, shape, &deltas);
+        if let Some(message) = scopes.pop() {
+            return Err(format!(
+                "could not allocate buffers for the `{}×{}×{}` grid: {message}",
+                shape.nx, shape.ny, shape.nz
+            ));
+        }
+        self.cells = None;
+        self.adi = Some(built);
+        Ok(())
+    }
+
+    /// One ADI step of the resident field: a damped step (`restart`) is two LOD half
+    /// steps of the field itself; otherwise take the sources back, form the increment,
+    /// sweep it with the homogeneous half coefficients, and add it (clearing the
+    /// sources). Either way nothing crosses to the host.
+    fn step_adi(&mut self, grid: &Grid, params: &[ChannelParams], dt: f32, restart: bool) -> Result<(), String> {
+        let (Some(lod), Some(buffers), Some(pipes), Some(sweeps)) =
+            (self.lod.as_mut(), self.adi.as_ref(), self.adi_pipes.as_ref(), self.sweeps.as_ref())
+        else {
+            return Ok(());
+        };
+        if buffers.u.len() != params.len() {
+            return Err(format!("{} sets of parameters for {} resident channels", params.len(), buffers.u.len()));
+        }
+        let scopes = ErrorScopes::push(&self.device);
+        lod.update_coefficients(&self.queue, grid, params, dt, 0.5, restart);
+        let bytes = Some(buffers.shape.channel_bytes());
+        let mut encoder =
+            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("explant-gpu adi step") });
+        if restart {
+            // The field with everything added is what the damped half steps start from.
+            for (u, c) in buffers.u.iter().zip(&lod.channels) {
+                encoder.copy_buffer_to_buffer(u, 0, &c.field, 0, bytes);
+            }
+            lod.encode_sweeps(&mut encoder, sweeps, 2);
+            for ((u, c), s) in buffers.u.iter().zip(&lod.channels).zip(&buffers.sources) {
+                encoder.copy_buffer_to_buffer(&c.field, 0, u, 0, bytes);
+                encoder.clear_buffer(s, 0, None);
+            }
+        } else {
+            let faces = 2.0 * grid.dims() as f32;
+            for (b, p) in buffers.params.iter().zip(params) {
+                let (a, kdt) = (p.diffusion * dt / (grid.dx * grid.dx), p.decay * dt);
+                let (nx, ny, nz) = (grid.nx as u32, grid.ny as u32, grid.nz as u32);
+                let kp = resources::KernelParams::new(nx, ny, nz, a, kdt, faces, &p.boundary);
+                self.queue.write_buffer(b, 0, bytemuck::bytes_of(&kp));
+            }
+            buffers.dispatch(&mut encoder, &pipes.take_back, &buffers.finish);
+            buffers.dispatch(&mut encoder, &pipes.increment, &buffers.increment);
+            lod.encode_sweeps(&mut encoder, sweeps, 1);
+            buffers.dispatch(&mut encoder, &pipes.finish, &buffers.finish);
+        }
+        self.queue.submit([encoder.finish()]);
+        scopes.pop().map_or(Ok(()), Err)
     }
 
     /// Make sure the cell kernels exist and their buffers hold at least `cells` cells
@@ -836,8 +975,9 @@ impl GpuDiffusion {
                  `max_storage_buffer_binding_size` of {limit}"
             ));
         }
+        let sources: Option<Vec<&wgpu::Buffer>> = self.adi.as_ref().map(|a| a.sources.iter().collect());
         let scopes = ErrorScopes::push(&self.device);
-        let built = CellBuffers::new(&self.device, pipes, &fields, capacity);
+        let built = CellBuffers::new(&self.device, pipes, &fields, sources.as_deref(), capacity);
         if let Some(message) = scopes.pop() {
             return Err(format!("could not allocate buffers for {cells} cells: {message}"));
         }

@@ -240,12 +240,12 @@ fn resident_steps(
     let Some(r) = b.resident() else { return Ok(None) };
     let mut one = vec![0.0; field.channels];
     r.upload(field)?;
-    r.step_resident(params, dt)?;
+    r.step_resident(params, dt, false)?;
     r.sample(&[0], &mut one)?;
     let mut times = Vec::with_capacity(steps);
     for _ in 0..steps {
         let t = Instant::now();
-        r.step_resident(params, dt)?;
+        r.step_resident(params, dt, false)?;
         r.sample(&[0], &mut one)?;
         times.push(t.elapsed().as_secs_f64());
     }

@@ -132,7 +132,7 @@ impl PairedRun {
     }
 
     /// Keep each simulation's ligand field on its diffusion backend's device between
-    /// ticks where the backend offers it (the GPU with the explicit or implicit scheme), with a note.
+    /// ticks where the backend offers it (the GPU), with a note.
     fn keep_fields_on_device(&mut self, notes: &mut Vec<String>) -> Result<(), RunError> {
         let on = self.sim.keep_field_on_device(true)?;
         if let Some(c) = self.control.as_mut() {

@@ -9,7 +9,9 @@
 use crate::common::*;
 
 use explant_field::resident::{exchange_on_host, sample_on_host};
-use explant_field::{Boundary, CellExchange, ChannelParams, CpuDiffusion, DiffusionBackend, Field, Grid, Scheme};
+use explant_field::{
+    Boundary, CellExchange, ChannelParams, CpuDiffusion, Detached, DiffusionBackend, Field, Grid, Scheme,
+};
 use explant_gpu::CELLS_WGSL;
 
 /// Deterministic xorshift numbers in [0, 1).
@@ -67,7 +69,14 @@ impl Cells {
     }
 
     fn exchange(&self, channels: usize) -> CellExchange<'_> {
-        CellExchange { channels, voxel: &self.voxel, start: &self.start, order: &self.order, coef: &self.coef }
+        CellExchange {
+            channels,
+            voxel: &self.voxel,
+            start: &self.start,
+            order: &self.order,
+            coef: &self.coef,
+            additions: false,
+        }
     }
 }
 
@@ -80,6 +89,13 @@ fn cells_wgsl_parses_and_validates_with_naga() {
 #[test]
 fn a_resident_field_steps_exchanges_and_samples_as_the_host_does() {
     resident_matches_host(Scheme::Implicit);
+}
+
+#[test]
+fn a_resident_adi_field_takes_its_sources_and_damped_restarts_as_the_host_does() {
+    // The exchanges' changes and the host's own additions become the step's sources; the
+    // first step and the third are damped restarts.
+    resident_matches_host(Scheme::Adi);
 }
 
 #[test]
@@ -101,17 +117,26 @@ fn resident_matches_host(scheme: Scheme) {
             [Fixed { value: 2.0 }, ZeroFlux, Periodic, Periodic, ZeroFlux, Fixed { value: 0.5 }];
         let params = vec![with_faces(400.0, 0.1, faces), ChannelParams::new(1000.0, 0.0)];
         let nl = params.len();
-        let mut host = noisy_field(grid, nl);
-        let mut cpu = CpuDiffusion::with_scheme(scheme);
+        let start = noisy_field(grid, nl);
+        // The reference: the host solver with its own copy, the reference exchange and
+        // sample, and (ADI) the sources listed in the host's order.
+        let mut reference = Detached::new(CpuDiffusion::with_scheme(scheme));
+        let host = reference.resident().unwrap();
+        host.upload(&start).unwrap();
         let r = gpu.resident().expect("the GPU solver keeps its field");
-        r.upload(&host).unwrap();
+        r.upload(&start).unwrap();
         let mut worst = 0.0f64;
         for (tick, dt) in [0.5f32, 0.3, 0.5, 0.45].into_iter().enumerate() {
             let tick = tick as u64;
             let c = Cells::new(&grid, nl, cells, 0x51 + tick);
             let (mut on_host, mut on_gpu) = (vec![0.0; cells * nl], vec![0.0; cells * nl]);
-            exchange_on_host(&mut host, &c.exchange(nl), &mut on_host).unwrap();
+            host.exchange(&c.exchange(nl), &mut on_host).unwrap();
             r.exchange(&c.exchange(nl), &mut on_gpu).unwrap();
+            // What the host added to its copy since the step (a steady source), twice
+            // into one voxel: the ADI scheme takes it as a source.
+            let added = [(7u32, 0.75f32), ((grid.voxels() + 3) as u32, 2.0), (7, -0.25)];
+            host.add_sources(&added).unwrap();
+            r.add_sources(&added).unwrap();
             let scale = on_host.iter().fold(0.0f64, |m, &v| m.max(f64::from(v).abs()));
             assert!(scale > 0.0, "the exchanges changed nothing");
             let change_diff = relative_difference(&on_gpu, &on_host);
@@ -123,12 +148,14 @@ fn resident_matches_host(scheme: Scheme) {
                 }
             }
             parities[(explant_field::substeps(&grid, &params, dt).unwrap().count % 2) as usize] = true;
-            r.step_resident(&params, dt).unwrap();
-            cpu.step(&mut host, &params, dt).unwrap();
+            let restart = tick.is_multiple_of(2);
+            r.step_resident(&params, dt, restart).unwrap();
+            host.step_resident(&params, dt, restart).unwrap();
             // Sampling reads the resident field as it is: compare with a download.
-            let mut down = Field::zeros(grid, nl);
+            let (mut down, mut expected) = (Field::zeros(grid, nl), Field::zeros(grid, nl));
             r.download(&mut down).unwrap();
-            let rel = relative_difference(&down.data, &host.data);
+            host.download(&mut expected).unwrap();
+            let rel = relative_difference(&down.data, &expected.data);
             worst = worst.max(rel);
             assert!(rel < TOLERANCE, "tick {tick}: resident field vs host {rel:.3e}");
             let (mut s_gpu, mut s_ref) = (vec![0.0; cells * nl], vec![0.0; cells * nl]);
@@ -173,12 +200,21 @@ fn the_cell_buffers_grow_and_a_host_step_replaces_the_resident_field() {
     r.upload(&host).unwrap();
     let e = r.sample(&[256], &mut [0.0]).unwrap_err();
     assert!(e.to_string().contains("voxel 256 is outside"), "{e}");
-    let bad = CellExchange { channels: 1, voxel: &[0], start: &[0, 2], order: &[0], coef: &[[0.0, 1.0, 1.0]] };
+    let bad = CellExchange {
+        channels: 1,
+        voxel: &[0],
+        start: &[0, 2],
+        order: &[0],
+        coef: &[[0.0, 1.0, 1.0]],
+        additions: false,
+    };
     assert!(r.exchange(&bad, &mut [0.0]).is_err());
 }
 
 #[test]
-fn the_adi_gpu_solver_keeps_no_field() {
-    let Some(mut gpu) = gpu_or_skip(Scheme::Adi) else { return };
-    assert!(gpu.resident().is_none());
+fn adi_wgsl_appended_to_the_stencil_parses_and_validates_with_naga() {
+    let source = format!("{}\n{}", explant_gpu::DIFFUSE_WGSL, explant_gpu::ADI_WGSL);
+    for entry in ["take_back", "increment", "finish"] {
+        assert_valid_wgsl("shaders/diffuse.wgsl + shaders/adi.wgsl", &source, entry, [8, 8, 1]);
+    }
 }
