@@ -431,10 +431,13 @@ pub fn tick(
     let sim = &mut run.sim;
     sim.step()?;
     let start_times = sim.stage_times();
+    let start_transfers = sim.field_home().transfers;
     let wall = Instant::now();
     for _ in 0..args.ticks.max(1) {
         sim.step()?;
     }
+    let end_transfers = sim.field_home().transfers;
+    let on_device = sim.field_home().on_device;
     let ticks = args.ticks.max(1) as f64;
     let ms_per_tick = wall.elapsed().as_secs_f64() * 1e3 / ticks;
     let resident = resident_bytes().saturating_sub(before);
@@ -464,6 +467,15 @@ pub fn tick(
         "resident memory added by the simulation: {:.1} MB ({per_cell:.0} bytes per cell)",
         resident as f64 / 1e6
     );
+    let (uploads, downloads) = (end_transfers.0 - start_transfers.0, end_transfers.1 - start_transfers.1);
+    if on_device {
+        let _ = writeln!(
+            out,
+            "the ligand field stayed on the device: {uploads} uploads and {downloads} downloads of the whole field \
+             in {} ticks (the rest of each tick's traffic is per cell)",
+            args.ticks.max(1)
+        );
+    }
     Ok(serde_json::json!({
         "bench": "tick",
         "scene": scene.scene.name,
@@ -478,5 +490,8 @@ pub fn tick(
         "resident_bytes": resident,
         "bytes_per_cell": per_cell,
         "build_seconds": build_seconds,
+        "field_on_device": on_device,
+        "field_uploads": uploads,
+        "field_downloads": downloads,
     }))
 }
