@@ -104,7 +104,12 @@ fn chance(rate: f32, dt: f32) -> f64 {
 /// Runs every `mechanics_every` ticks, with a step of that many ticks; the body is the
 /// list of its steps, in order.
 pub(crate) fn fate(world: &mut World) {
-    let step = FateStep::of(world);
+    let mut step = FateStep::of(world);
+    // A field kept on the device is read there for the necrosis thresholds.
+    if let Err(e) = step.read_necrosis_field(world) {
+        world.resource_mut::<Failure>().0 = Some(e);
+        return;
+    }
     // 1. ages, death phases, growth: who divides and who is removed;
     let Some((mut deaths, births)) = advance_cycles(world, &step) else { return };
     // 2. ablations and grafts whose time has come;
@@ -142,6 +147,9 @@ struct FateStep {
     seed: u64,
     /// Volume of a full-grown cell, µm³.
     full: f32,
+    /// Every ligand at each row's voxel, from a field kept on the device (`None`: read
+    /// the host field).
+    field_at_rows: Option<(Vec<f32>, usize)>,
 }
 
 impl FateStep {
@@ -151,7 +159,30 @@ impl FateStep {
         let settings = world.resource::<Settings>().clone();
         let (dt, tick, seed) = (clock.dt * every as f32, clock.tick, settings.seed);
         let full = sphere_volume(settings.cell_radius);
-        Self { settings, clock, every, dt, tick, seed, full }
+        Self { settings, clock, every, dt, tick, seed, full, field_at_rows: None }
+    }
+
+    /// When the field is kept on the device and a type dies of necrosis, read every
+    /// ligand at each cell's voxel there (`O(cells)` back), for [`FateStep::death`].
+    fn read_necrosis_field(&mut self, world: &mut World) -> Result<(), crate::CoreError> {
+        if !world.resource::<crate::residency::FieldHome>().active()
+            || self.settings.rules.iter().all(|r| r.necrosis.is_none())
+        {
+            return Ok(());
+        }
+        world.resource_scope(|world, mut home: Mut<crate::residency::FieldHome>| {
+            world.resource_scope(|world, mut diffuser: Mut<Diffuser>| {
+                world.resource_scope(|world, mut batch: Mut<Batch>| {
+                    let mut ligands = world.resource_mut::<Ligands>();
+                    let grid = ligands.field.grid;
+                    let nl = ligands.field.channels;
+                    let voxels = batch.cell_voxels(&grid).to_vec();
+                    crate::residency::sample_on_device(&mut ligands, &mut diffuser, &mut home, &voxels)?;
+                    self.field_at_rows = Some((std::mem::take(&mut home.sampled), nl));
+                    Ok(())
+                })
+            })
+        })
     }
 }
 
@@ -262,8 +293,13 @@ impl FateStep {
             return Some(Phase::Apoptotic);
         }
         if let Some((nspec, ligand)) = &rules.necrosis {
-            let field = &ligands.field;
-            let conc = field.data[ligand * field.grid.voxels() + field.grid.voxel_of(cell.position.to_array())];
+            let conc = match &self.field_at_rows {
+                Some((values, nl)) => values[cell.row * nl + ligand],
+                None => {
+                    let field = &ligands.field;
+                    field.data[ligand * field.grid.voxels() + field.grid.voxel_of(cell.position.to_array())]
+                }
+            };
             if conc < nspec.below
                 && rng::uniform(self.seed, cell.id, self.tick, Purpose::Death, 1) < chance(nspec.rate, dt)
             {

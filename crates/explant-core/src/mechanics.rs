@@ -10,6 +10,7 @@ use glam::Vec3;
 use rayon::prelude::*;
 
 use crate::components::*;
+use crate::residency::FieldHome;
 use crate::rng::{self, Purpose};
 use crate::schedule::TickContext;
 
@@ -33,29 +34,83 @@ use crate::schedule::TickContext;
 /// (migration is not capped), so a stiff
 /// scene jitters instead of exploding ([`mechanics_stability_note`] warns of it). Runs
 /// every `mechanics_every` ticks, with a step of that many ticks (as does `fate`).
+///
+/// A field kept on the device ([`FieldHome`]) is read there: the values around each
+/// migrating cell's voxel come back and give the very gradient the host field would.
+#[allow(clippy::too_many_arguments)] // a system: one argument per resource it touches
 pub(crate) fn mechanics(
     ctx: TickContext,
     mut cells: Query<(&Row, &mut Position, &mut Motility)>,
     states: Res<States>,
-    ligands: Res<Ligands>,
+    mut ligands: ResMut<Ligands>,
     mut batch: ResMut<Batch>,
+    mut diffuser: ResMut<Diffuser>,
+    mut home: ResMut<FieldHome>,
+    mut failure: ResMut<Failure>,
 ) {
     let settings = &*ctx.settings;
     let migrates = settings.rules.iter().any(|r| r.chemotaxis.is_some());
     let directions = if migrates { directions(&cells, batch.cells) } else { Vec::new() };
+    let gradients = if migrates && home.active() {
+        match gradients_on_device(settings, &mut batch, &mut ligands, &mut diffuser, &mut home) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                failure.0 = Some(e);
+                return;
+            }
+        }
+    } else {
+        None
+    };
+    let (batch, ligands) = (batch.into_inner(), &*ligands);
     let motion = Motion {
         settings,
         m: settings.mechanics,
-        b: &batch,
+        b: batch,
         states: &states,
-        ligands: &ligands,
+        ligands,
+        gradients: gradients.as_deref(),
         directions: &directions,
         migrates,
         dt: ctx.mechanics_dt(),
         tick: ctx.clock.tick,
     };
     let moves: Vec<(Vec3, Vec3)> = (0..batch.cells).into_par_iter().map(|i| motion.move_cell(i)).collect();
-    apply(&mut cells, &mut batch, &moves, migrates);
+    apply(&mut cells, batch, &moves, migrates);
+}
+
+/// The gradient of its migration ligand at each living migrating cell's voxel (zero for
+/// the others), from the field kept on the device: the values at the voxels a gradient
+/// differences ([`explant_field::Grid::gradient_points`]) come back, and
+/// [`explant_field::Grid::gradient_of`] turns them into the gradient, as
+/// [`explant_field::Field::gradient`] does on the host.
+fn gradients_on_device(
+    settings: &Settings,
+    batch: &mut Batch,
+    ligands: &mut Ligands,
+    diffuser: &mut Diffuser,
+    home: &mut FieldHome,
+) -> Result<Vec<Vec3>, crate::CoreError> {
+    let grid = ligands.field.grid;
+    let nl = ligands.field.channels;
+    batch.cell_voxels(&grid);
+    let b = &*batch;
+    let migrating: Vec<(usize, usize)> = (0..b.cells)
+        .filter(|&i| b.alive[i])
+        .filter_map(|i| settings.rules[b.cell_type[i] as usize].chemotaxis.as_ref().map(|(_, ligand, _)| (i, *ligand)))
+        .collect();
+    let points: Vec<[[usize; 2]; 3]> =
+        migrating.iter().map(|&(i, _)| grid.gradient_points(b.voxels[i] as usize)).collect();
+    let voxels: Vec<u32> = points.iter().flat_map(|p| p.iter().flatten().map(|&v| v as u32)).collect();
+    crate::residency::sample_on_device(ligands, diffuser, home, &voxels)?;
+    let sampled = &home.sampled;
+    let mut gradients = vec![Vec3::ZERO; b.cells];
+    for (k, (&(i, ligand), _)) in migrating.iter().zip(&points).enumerate() {
+        let at = |j: usize| sampled[(6 * k + j) * nl + ligand];
+        let values = [[at(0), at(1)], [at(2), at(3)], [at(4), at(5)]];
+        gradients[i] = Vec3::from(grid.gradient_of(b.voxels[i] as usize, values));
+    }
+    Ok(gradients)
 }
 
 /// Each cell's migration direction, by row.
@@ -94,6 +149,8 @@ struct Motion<'a> {
     b: &'a Batch,
     states: &'a States,
     ligands: &'a Ligands,
+    /// The gradients at the migrating cells, by row, when the field is on the device.
+    gradients: Option<&'a [Vec3]>,
     /// Migration directions by row (empty when no type migrates).
     directions: &'a [Vec3],
     migrates: bool,
@@ -198,7 +255,10 @@ impl Motion<'_> {
                 || rng::uniform(seed, id, tick, Purpose::Motility, 0)
                     < 1.0 - (-f64::from(self.dt / c.persistence)).exp();
             if renew {
-                let grad = Vec3::from(self.ligands.field.gradient(*ligand, p.to_array()));
+                let grad = match self.gradients {
+                    Some(g) => g[i],
+                    None => Vec3::from(self.ligands.field.gradient(*ligand, p.to_array())),
+                };
                 let up = grad.normalize_or_zero();
                 let random = rng::unit_vector(seed, id, tick, Purpose::Motility, settings.dims);
                 dir = (c.bias * up + (1.0 - c.bias) * random).normalize_or_zero();

@@ -10,15 +10,18 @@
 //!   from which the exchange ledger is summed in the host's order;
 //! - **diffuse** steps the resident field in place;
 //! - **sense** has the device read every ligand at the cells' voxels (`O(cells)` back);
-//!   the host gates them by receptor as before.
+//!   the host gates them by receptor as before;
+//! - **respond** releases a model's secretion on the device (pure additions);
+//! - **mechanics** reads, for each migrating cell, the voxels its gradient differences
+//!   (six per cell) and forms the gradient on the host exactly as the host field would;
+//! - **fate** reads every ligand at each cell's voxel for the necrosis thresholds.
 //!
 //! Everything else that reads or writes [`Ligands::field`] on the host first brings it
-//! back ([`to_host`]): the record stage at recording ticks, mechanics when a type
-//! migrates up a gradient, fate when a type dies of necrosis, respond when the model
-//! releases secretion, secrete when a bolus or steady source fires, checkpoints and the
-//! simulation's own readers. A host edit marks the device copy stale, and the next device
-//! operation uploads it. Runs that split ligands by source type keep the whole field on
-//! the host.
+//! back ([`to_host`]): the record stage at recording ticks, secrete when a bolus or
+//! steady source fires, checkpoints and the simulation's own readers. A host edit marks
+//! the device copy stale, and the next device operation uploads it (with what the host
+//! added, for the ADI scheme's sources). Runs that split ligands by source type keep the
+//! whole field on the host.
 //!
 //! The device applies the same float32 operations as the host, so a resident run differs
 //! from a host one only by the device's own rounding (none at all with

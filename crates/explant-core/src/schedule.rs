@@ -18,7 +18,7 @@ use bevy_ecs::system::{ScheduleSystem, SystemParam};
 
 use crate::Stage;
 use crate::components::{Clock, Failure, Settings, StageTimers};
-use crate::residency::{FieldHome, sync_host};
+use crate::residency::sync_host;
 use crate::{clamp, life, mechanics, recording, stages};
 
 /// What every stage reads: the run's fixed settings and the clock.
@@ -83,18 +83,6 @@ fn perturbations_planned(ctx: TickContext) -> bool {
     !ctx.settings.perturbations.is_empty()
 }
 
-/// Run condition of the host-field sync before mechanics: a type migrates up a
-/// ligand's gradient (read from the host field).
-fn chemotaxis_planned(ctx: TickContext, home: Res<FieldHome>) -> bool {
-    home.active() && ctx.settings.rules.iter().any(|r| r.chemotaxis.is_some())
-}
-
-/// Run condition of the host-field sync before fate: a type dies of necrosis where a
-/// ligand is low (read from the host field).
-fn necrosis_planned(ctx: TickContext, home: Res<FieldHome>) -> bool {
-    home.active() && ctx.settings.rules.iter().any(|r| r.necrosis.is_some())
-}
-
 /// When the running stage began (set by [`start_stage`], read by [`stop_stage`]).
 #[derive(Resource, Debug, Clone, Copy)]
 pub(crate) struct StageStart(pub Instant);
@@ -153,14 +141,14 @@ pub(crate) fn tick() -> Schedule {
     add_stage(&mut schedule, Stage::Sense, (stages::sense, clamp::apply_clamp).chain());
     add_stage(&mut schedule, Stage::Respond, stages::respond);
     add_stage(&mut schedule, Stage::Perturb, stages::perturb);
-    // A field kept on the device comes back to the host before a stage that reads it.
-    add_stage(&mut schedule, Stage::Mechanics, (sync_host.run_if(chemotaxis_planned), mechanics::mechanics).chain());
-    add_stage(&mut schedule, Stage::Fate, (sync_host.run_if(necrosis_planned), life::fate).chain());
+    add_stage(&mut schedule, Stage::Mechanics, mechanics::mechanics);
+    add_stage(&mut schedule, Stage::Fate, life::fate);
     add_stage(
         &mut schedule,
         Stage::Record,
         (
             stages::advance_clock,
+            // A field kept on the device comes back to the host to be recorded.
             sync_host.run_if(recording::record_due),
             recording::record.run_if(recording::record_due),
         )

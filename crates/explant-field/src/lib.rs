@@ -69,6 +69,38 @@ pub struct Grid {
 }
 
 impl Grid {
+    /// The voxels a gradient at voxel `v` differences, per axis `[low, high]`: the
+    /// neighbours on either side, `v` itself at the grid's edges (and both on an axis one
+    /// voxel thick).
+    pub fn gradient_points(&self, v: usize) -> [[usize; 2]; 3] {
+        let at = self.coords(v);
+        let n = [self.nx, self.ny, self.nz];
+        let stride = [1, self.nx, self.nx * self.ny];
+        std::array::from_fn(|a| {
+            let lo = if at[a] > 0 { v - stride[a] } else { v };
+            let hi = if at[a] + 1 < n[a] { v + stride[a] } else { v };
+            [lo, hi]
+        })
+    }
+
+    /// The gradient at voxel `v` per µm from the values at its [`Grid::gradient_points`]
+    /// (`values[axis] = [low, high]`): `(high − low) / (span · dx)` with `span` 2 between
+    /// two neighbours and 1 at an edge; zero along an axis one voxel thick.
+    pub fn gradient_of(&self, v: usize, values: [[f32; 2]; 3]) -> [f32; 3] {
+        let n = [self.nx, self.ny, self.nz];
+        let points = self.gradient_points(v);
+        let mut out = [0.0; 3];
+        for a in 0..3 {
+            if n[a] < 2 {
+                continue;
+            }
+            let [lo, hi] = points[a];
+            let span = if lo == v || hi == v { 1.0 } else { 2.0 };
+            out[a] = (values[a][1] - values[a][0]) / (span * self.dx);
+        }
+        out
+    }
+
     /// Number of voxels.
     pub fn voxels(&self) -> usize {
         self.nx * self.ny * self.nz
@@ -229,25 +261,12 @@ impl Field {
 
     /// Gradient of channel `c` at the voxel containing `p`, per µm: central differences
     /// between the neighbouring voxels, one-sided at the grid's edges, zero along an axis
-    /// one voxel thick.
+    /// one voxel thick ([`Grid::gradient_points`], [`Grid::gradient_of`]).
     pub fn gradient(&self, c: usize, p: [f32; 3]) -> [f32; 3] {
         let g = self.grid;
         let data = self.channel(c);
         let v = g.voxel_of(p);
-        let at = g.coords(v);
-        let n = [g.nx, g.ny, g.nz];
-        let stride = [1, g.nx, g.nx * g.ny];
-        let mut out = [0.0; 3];
-        for a in 0..3 {
-            if n[a] < 2 {
-                continue;
-            }
-            let lo = if at[a] > 0 { v - stride[a] } else { v };
-            let hi = if at[a] + 1 < n[a] { v + stride[a] } else { v };
-            let span = if lo == v || hi == v { 1.0 } else { 2.0 };
-            out[a] = (data[hi] - data[lo]) / (span * g.dx);
-        }
-        out
+        g.gradient_of(v, g.gradient_points(v).map(|[lo, hi]| [data[lo], data[hi]]))
     }
 
     /// Total amount of ligand `c` (sum of concentration × voxel volume).

@@ -140,9 +140,9 @@ impl PairedRun {
         }
         if on {
             notes.push(
-                "the ligand field stays on the GPU between ticks: cells' secretion, uptake and sensing cross as \
-                 per-cell values, and the field is read back only to record, draw or checkpoint it (or when a \
-                 stage reads it on the host: chemotaxis, necrosis, model secretion, ligand perturbations)"
+                "the ligand field stays on the GPU between ticks: cells' secretion, uptake, sensing, chemotaxis \
+                 and necrosis cross as per-cell values, and the field comes back only to record, draw or \
+                 checkpoint it, and at ticks where a ligand bolus or steady source changes it on the host"
                     .into(),
             );
         }

@@ -149,6 +149,35 @@ fn a_bolus_and_a_receptor_block_are_applied_to_the_current_copy() {
 }
 
 #[test]
+fn chemotaxis_and_necrosis_read_the_field_on_the_device() {
+    // The small PhysiCell-like scene: necrosis and chemotaxis at every mechanics step,
+    // no ligand perturbation: the field comes back only at the records (tick 0 is
+    // recorded before it goes up; 30 ticks of 0.01 min, records every 0.1 min).
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenes/physicell_compare.toml");
+    let mut text = std::fs::read_to_string(path).unwrap();
+    for (from, to) in [
+        ("size = [1500.0, 1500.0, 1500.0]", "size = [300.0, 300.0, 300.0]"),
+        ("[750.0, 750.0, 750.0]", "[150.0, 150.0, 150.0]"),
+        ("radius = 250.0", "radius = 100.0"),
+        ("cells = 18300", "cells = 500"),
+        ("record_every = 30.0", "record_every = 0.1"),
+    ] {
+        text = text.replace(from, to);
+    }
+    let sc = LoadedScene::from_str(&text, Path::new("small.toml")).unwrap_or_else(|e| panic!("{e}")).scene;
+    let mut sim =
+        Simulation::new(&sc, Box::new(Detached::new(CpuDiffusion::with_scheme(Scheme::Implicit))), model(&sc, false))
+            .unwrap();
+    assert!(sim.keep_field_on_device(true).unwrap());
+    for _ in 0..30 {
+        sim.step().unwrap();
+    }
+    let records = (sim.recording().ligand_totals.len() - 1) as u64;
+    assert_eq!(records, 3);
+    assert_eq!(sim.field_home().transfers, (1, records), "only the records bring the field back");
+}
+
+#[test]
 fn a_field_on_the_device_crosses_only_when_the_host_reads_it() {
     // Morphogen flag: no stage reads the field on the host, so it goes up once and comes
     // back once per recording (tick 0 is recorded before it goes up).
