@@ -16,12 +16,15 @@
 //!   (six per cell) and forms the gradient on the host exactly as the host field would;
 //! - **fate** reads every ligand at each cell's voxel for the necrosis thresholds.
 //!
+//! - a ligand **bolus or steady source** is listed on the host, voxel by voxel, and
+//!   added on the device (pure additions, in the host's order).
+//!
 //! Everything else that reads or writes [`Ligands::field`] on the host first brings it
-//! back ([`to_host`]): the record stage at recording ticks, secrete when a bolus or
-//! steady source fires, checkpoints and the simulation's own readers. A host edit marks
-//! the device copy stale, and the next device operation uploads it (with what the host
-//! added, for the ADI scheme's sources). Runs that split ligands by source type keep the
-//! whole field on the host.
+//! back ([`to_host`]): the record stage at recording ticks, checkpoints and the
+//! simulation's own readers. No stage changes the host copy while the device holds the
+//! field: the first device operation uploads it (with what the host added since the last
+//! step, for the ADI scheme's sources), and it stays there. Runs that split ligands by
+//! source type keep the whole field on the host.
 //!
 //! The device applies the same float32 operations as the host, so a resident run differs
 //! from a host one only by the device's own rounding (none at all with
@@ -135,13 +138,6 @@ pub(crate) fn to_host(ligands: &mut Ligands, diffuser: &mut Diffuser, home: &mut
     Ok(())
 }
 
-/// Note that the host copy was just changed: the device's is stale.
-pub(crate) fn host_edited(home: &mut FieldHome) {
-    if home.on_device {
-        home.device_current = false;
-    }
-}
-
 /// Make sure the device holds the current field (uploading the host's if not, with
 /// what the host added to it since the last step, for the ADI scheme's sources).
 fn to_device(ligands: &mut Ligands, diffuser: &mut Diffuser, home: &mut FieldHome) -> Result<(), CoreError> {
@@ -244,6 +240,44 @@ pub(crate) fn exchange_on_device(
             }
         }
     }
+    Ok(())
+}
+
+/// Add `additions` (`(index into the field, amount)`, in order) to the field on the
+/// device: each is a pure addition `ρ + amount`, applied voxel by voxel in the listed
+/// order (the host's `ρ += amount`, bit for bit), and a source of the ADI scheme's step.
+pub(crate) fn add_on_device(
+    ligands: &mut Ligands,
+    diffuser: &mut Diffuser,
+    home: &mut FieldHome,
+    additions: &[(u32, f32)],
+) -> Result<(), CoreError> {
+    to_device(ligands, diffuser, home)?;
+    let voxels = ligands.field.grid.voxels().max(1);
+    let nl = ligands.field.channels;
+    // One row per addition, with its map in its own channel only.
+    let mut coef = vec![[0.0f32; 3]; additions.len() * nl];
+    for (row, &(index, amount)) in additions.iter().enumerate() {
+        coef[row * nl + index as usize / voxels] = [0.0, 1.0, amount];
+    }
+    // Grouped by voxel, rows in order within a voxel.
+    let mut order: Vec<u32> = (0..additions.len() as u32).collect();
+    order.sort_by_key(|&row| (additions[row as usize].0 as usize % voxels, row));
+    let (mut voxel, mut start) = (Vec::new(), Vec::new());
+    for (k, &row) in order.iter().enumerate() {
+        let v = (additions[row as usize].0 as usize % voxels) as u32;
+        if voxel.last() != Some(&v) {
+            voxel.push(v);
+            start.push(k as u32);
+        }
+    }
+    start.push(order.len() as u32);
+    let ex = CellExchange { channels: nl, voxel: &voxel, start: &start, order: &order, coef: &coef, additions: true };
+    let mut changes = vec![0.0; coef.len()];
+    let name = diffuser.0.name();
+    let resident = diffuser.0.resident().ok_or_else(|| lost(&name))?;
+    resident.exchange(&ex, &mut changes)?;
+    home.host_current = false;
     Ok(())
 }
 

@@ -73,14 +73,19 @@ pub(crate) fn secrete(
     let ligands = &mut *ligands;
     let dt = ctx.clock.dt;
     let t = ctx.time();
-    if home.active() && ligand_perturbations_fire(&ctx.settings, &log, t) {
-        if let Err(e) = residency::to_host(ligands, &mut diffuser, &mut home) {
+    if home.active() {
+        // On the device: the additions are listed here and applied there.
+        let mut additions = Vec::new();
+        ligand_perturbations(&ctx.settings, &mut log, ligands, t, dt, ctx.clock.tick, Some(&mut additions));
+        if !additions.is_empty()
+            && let Err(e) = residency::add_on_device(ligands, &mut diffuser, &mut home, &additions)
+        {
             failure.0 = Some(e);
             return;
         }
-        residency::host_edited(&mut home);
+    } else {
+        ligand_perturbations(&ctx.settings, &mut log, ligands, t, dt, ctx.clock.tick, None);
     }
-    ligand_perturbations(&ctx.settings, &mut log, ligands, t, dt, ctx.clock.tick);
     receptor_blocks(&ctx.settings, &states, &mut batch, t);
     let grid = ligands.field.grid;
     batch.cell_voxels(&grid);
@@ -181,25 +186,13 @@ fn secrete_on_device(
     )
 }
 
-/// Whether a bolus or steady source adds to a ligand at this tick (so the host field is
-/// about to change).
-fn ligand_perturbations_fire(settings: &Settings, log: &PerturbationLog, t: f32) -> bool {
-    use explant_scene::PerturbationKind as K;
-    settings.perturbations.iter().enumerate().any(|(k, p)| {
-        p.ligand.is_some()
-            && match p.action {
-                K::Bolus { .. } => t >= p.spec.start && !log.fired[k],
-                K::Source { .. } => p.spec.active_at(t),
-                _ => false,
-            }
-    })
-}
-
 /// Boluses (once, at their start) and steady sources (every tick while active) add to
 /// a ligand in the voxels whose centres lie in the region (every voxel if none); the
 /// amounts go to [`PerturbationLog::injected`]. A bolus is a sharp change: the ADI
 /// scheme restarts damped from this tick ([`Ligands::restart_tick`]); a steady source's
-/// amounts are noted as added ([`Ligands::added`]).
+/// amounts are noted as added ([`Ligands::added`]). With `on_device`, the additions
+/// `(index into the field, amount)` are listed there in the order the host would make
+/// them, for the device to apply, instead of changing the host field.
 fn ligand_perturbations(
     settings: &Settings,
     log: &mut PerturbationLog,
@@ -207,6 +200,7 @@ fn ligand_perturbations(
     t: f32,
     dt: f32,
     tick: u64,
+    mut on_device: Option<&mut Vec<(u32, f32)>>,
 ) {
     use explant_scene::PerturbationKind as K;
     for (k, p) in settings.perturbations.iter().enumerate() {
@@ -230,9 +224,13 @@ fn ligand_perturbations(
                 for x in 0..grid.nx {
                     if p.spec.region.as_ref().is_none_or(|r| r.contains(grid.centre(x, y, z))) {
                         let index = base + (z * grid.ny + y) * grid.nx + x;
-                        ligands.field.data[index] += add;
-                        if !sharp {
-                            ligands.note_added(index, add);
+                        if let Some(list) = on_device.as_deref_mut() {
+                            list.push((index as u32, add));
+                        } else {
+                            ligands.field.data[index] += add;
+                            if !sharp {
+                                ligands.note_added(index, add);
+                            }
                         }
                         voxels += 1;
                     }

@@ -141,8 +141,8 @@ impl PairedRun {
         if on {
             notes.push(
                 "the ligand field stays on the GPU between ticks: cells' secretion, uptake, sensing, chemotaxis \
-                 and necrosis cross as per-cell values, and the field comes back only to record, draw or \
-                 checkpoint it, and at ticks where a ligand bolus or steady source changes it on the host"
+                 and necrosis cross as per-cell values, ligand boluses and sources as per-voxel additions, and \
+                 the field comes back only to record, draw or checkpoint it"
                     .into(),
             );
         }

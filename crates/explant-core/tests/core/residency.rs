@@ -149,7 +149,7 @@ fn a_bolus_and_a_receptor_block_are_applied_to_the_current_copy() {
 }
 
 #[test]
-fn chemotaxis_and_necrosis_read_the_field_on_the_device() {
+fn chemotaxis_necrosis_and_a_steady_source_use_the_field_on_the_device() {
     // The small PhysiCell-like scene: necrosis and chemotaxis at every mechanics step,
     // no ligand perturbation: the field comes back only at the records (tick 0 is
     // recorded before it goes up; 30 ticks of 0.01 min, records every 0.1 min).
@@ -175,6 +175,19 @@ fn chemotaxis_and_necrosis_read_the_field_on_the_device() {
     let records = (sim.recording().ligand_totals.len() - 1) as u64;
     assert_eq!(records, 3);
     assert_eq!(sim.field_home().transfers, (1, records), "only the records bring the field back");
+
+    // The wound: a steady source every tick and chemotaxis, for 25 ticks of 1 min with
+    // no record: the field goes up once and never comes back.
+    let sc = shipped("wound_healing.toml");
+    let mut sim =
+        Simulation::new(&sc, Box::new(Detached::new(CpuDiffusion::with_scheme(Scheme::Implicit))), model(&sc, false))
+            .unwrap();
+    assert!(sim.keep_field_on_device(true).unwrap());
+    for _ in 0..25 {
+        sim.step().unwrap();
+    }
+    assert_eq!(sim.recording().ligand_totals.len(), 1, "no record after tick 0");
+    assert_eq!(sim.field_home().transfers, (1, 0));
 }
 
 #[test]
