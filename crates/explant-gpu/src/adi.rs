@@ -7,8 +7,6 @@
 //! increment into the implicit scheme's field buffer (which the half-coefficient sweeps
 //! then solve in place); `take_back` and `finish` write `u`.
 
-use std::num::NonZeroU64;
-
 use crate::resources::{KernelParams, Shape};
 
 /// The kernels of `shaders/adi.wgsl`.
@@ -23,20 +21,14 @@ pub(crate) struct AdiPipelines {
 impl AdiPipelines {
     /// Build the three pipelines (the caller wraps this in error scopes).
     pub fn new(device: &wgpu::Device) -> Self {
-        let entry = |binding: u32, ty: wgpu::BufferBindingType, min: u64| wgpu::BindGroupLayoutEntry {
-            binding,
-            visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::Buffer { ty, has_dynamic_offset: false, min_binding_size: NonZeroU64::new(min) },
-            count: None,
-        };
-        let write = wgpu::BufferBindingType::Storage { read_only: false };
+        use crate::resources::{Binding, buffer_entry};
         let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("explant-gpu adi"),
             entries: &[
-                entry(0, wgpu::BufferBindingType::Uniform, std::mem::size_of::<KernelParams>() as u64),
-                entry(1, wgpu::BufferBindingType::Storage { read_only: true }, 4),
-                entry(2, write, 4),
-                entry(3, write, 4),
+                buffer_entry(0, Binding::Uniform, std::mem::size_of::<KernelParams>() as u64),
+                buffer_entry(1, Binding::Read, 4),
+                buffer_entry(2, Binding::Write, 4),
+                buffer_entry(3, Binding::Write, 4),
             ],
         });
         let source = format!("{}\n{}", crate::DIFFUSE_WGSL, crate::ADI_WGSL);

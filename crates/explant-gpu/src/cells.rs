@@ -7,8 +7,6 @@
 //! are kept otherwise. One bind group per channel and kernel binds that channel's field
 //! buffer and a 16-byte uniform (`count`, `channels`, `channel`).
 
-use std::num::NonZeroU64;
-
 use bytemuck::{Pod, Zeroable};
 
 /// Invocations per workgroup; must match `@workgroup_size` and `WORKGROUP` in
@@ -37,21 +35,15 @@ const PARAMS_SIZE: u64 = std::mem::size_of::<CellParams>() as u64;
 /// uniform, the lists (read), the per-cell values, the field and the sources
 /// (read–write).
 pub(crate) fn bind_group_layout(device: &wgpu::Device) -> wgpu::BindGroupLayout {
-    let entry = |binding: u32, ty: wgpu::BufferBindingType, min: u64| wgpu::BindGroupLayoutEntry {
-        binding,
-        visibility: wgpu::ShaderStages::COMPUTE,
-        ty: wgpu::BindingType::Buffer { ty, has_dynamic_offset: false, min_binding_size: NonZeroU64::new(min) },
-        count: None,
-    };
-    let write = wgpu::BufferBindingType::Storage { read_only: false };
+    use crate::resources::{Binding, buffer_entry};
     device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
         label: Some("explant-gpu cells"),
         entries: &[
-            entry(0, wgpu::BufferBindingType::Uniform, PARAMS_SIZE),
-            entry(1, wgpu::BufferBindingType::Storage { read_only: true }, 4),
-            entry(2, write, 4),
-            entry(3, write, 4),
-            entry(4, write, 4),
+            buffer_entry(0, Binding::Uniform, PARAMS_SIZE),
+            buffer_entry(1, Binding::Read, 4),
+            buffer_entry(2, Binding::Write, 4),
+            buffer_entry(3, Binding::Write, 4),
+            buffer_entry(4, Binding::Write, 4),
         ],
     })
 }

@@ -8,8 +8,6 @@
 //! [`explant_field::implicit::coefficients`], uploaded only when the grid, the channel
 //! parameters or `Δt` change.
 
-use std::num::NonZeroU64;
-
 use bytemuck::{Pod, Zeroable};
 use explant_field::implicit::{LineCoefficients, scaled_coefficients};
 use explant_field::{ChannelParams, Grid};
@@ -331,18 +329,13 @@ pub(crate) struct Pipelines {
 
 /// The layout matching `shaders/implicit.wgsl`'s group 0.
 pub(crate) fn bind_group_layout(device: &wgpu::Device) -> wgpu::BindGroupLayout {
-    let entry = |binding: u32, ty: wgpu::BufferBindingType, min: u64| wgpu::BindGroupLayoutEntry {
-        binding,
-        visibility: wgpu::ShaderStages::COMPUTE,
-        ty: wgpu::BindingType::Buffer { ty, has_dynamic_offset: false, min_binding_size: NonZeroU64::new(min) },
-        count: None,
-    };
+    use crate::resources::{Binding, buffer_entry};
     device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
         label: Some("explant-gpu implicit"),
         entries: &[
-            entry(0, wgpu::BufferBindingType::Uniform, LINE_PARAMS_SIZE),
-            entry(1, wgpu::BufferBindingType::Storage { read_only: true }, 16),
-            entry(2, wgpu::BufferBindingType::Storage { read_only: false }, 4),
+            buffer_entry(0, Binding::Uniform, LINE_PARAMS_SIZE),
+            buffer_entry(1, Binding::Read, 16),
+            buffer_entry(2, Binding::Write, 4),
         ],
     })
 }

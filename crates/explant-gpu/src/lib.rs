@@ -785,21 +785,9 @@ impl ResidentField for GpuDiffusion {
         }
         let cells = ex.coef.len() / channels;
         self.resident_call(|gpu| {
-            gpu.prepare_cells(cells.max(ex.order.len()))?;
-            let (Some(pipes), Some(buffers)) = (gpu.cell_pipes.as_ref(), gpu.cells.as_ref()) else {
-                return Err("cell buffers missing after preparation".into());
-            };
-            let max = gpu.device.limits().max_compute_workgroups_per_dimension;
-            let scopes = ErrorScopes::push(&gpu.device);
-            let mut encoder = gpu
-                .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("explant-gpu exchange") });
-            buffers.encode_exchange(&gpu.queue, &mut encoder, pipes, ex, max)?;
-            gpu.queue.submit([encoder.finish()]);
-            if let Some(message) = scopes.pop() {
-                return Err(message);
-            }
-            buffers.read(&gpu.device, changes)
+            gpu.run_cells(cells.max(ex.order.len()), changes, |queue, encoder, pipes, buffers, max| {
+                buffers.encode_exchange(queue, encoder, pipes, ex, max)
+            })
         })
     }
 
@@ -811,21 +799,9 @@ impl ResidentField for GpuDiffusion {
             return Ok(());
         }
         self.resident_call(|gpu| {
-            gpu.prepare_cells(voxels.len())?;
-            let (Some(pipes), Some(buffers)) = (gpu.cell_pipes.as_ref(), gpu.cells.as_ref()) else {
-                return Err("cell buffers missing after preparation".into());
-            };
-            let max = gpu.device.limits().max_compute_workgroups_per_dimension;
-            let scopes = ErrorScopes::push(&gpu.device);
-            let mut encoder = gpu
-                .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("explant-gpu sample") });
-            buffers.encode_sample(&gpu.queue, &mut encoder, pipes, voxels, max)?;
-            gpu.queue.submit([encoder.finish()]);
-            if let Some(message) = scopes.pop() {
-                return Err(message);
-            }
-            buffers.read(&gpu.device, out)
+            gpu.run_cells(voxels.len(), out, |queue, encoder, pipes, buffers, max| {
+                buffers.encode_sample(queue, encoder, pipes, voxels, max)
+            })
         })
     }
 }
@@ -945,6 +921,37 @@ impl GpuDiffusion {
         }
         self.queue.submit([encoder.finish()]);
         scopes.pop().map_or(Ok(()), Err)
+    }
+
+    /// Run a cell kernel on buffers for at least `cells` cells: `record` uploads its lists
+    /// and records its dispatches and the copy of its values, which are then read back
+    /// into `into`.
+    fn run_cells(
+        &mut self,
+        cells: usize,
+        into: &mut [f32],
+        record: impl FnOnce(
+            &wgpu::Queue,
+            &mut wgpu::CommandEncoder,
+            &CellPipelines,
+            &CellBuffers,
+            u32,
+        ) -> Result<(), String>,
+    ) -> Result<(), String> {
+        self.prepare_cells(cells)?;
+        let (Some(pipes), Some(buffers)) = (self.cell_pipes.as_ref(), self.cells.as_ref()) else {
+            return Err("cell buffers missing after preparation".into());
+        };
+        let max = self.device.limits().max_compute_workgroups_per_dimension;
+        let scopes = ErrorScopes::push(&self.device);
+        let mut encoder =
+            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("explant-gpu cells") });
+        record(&self.queue, &mut encoder, pipes, buffers, max)?;
+        self.queue.submit([encoder.finish()]);
+        if let Some(message) = scopes.pop() {
+            return Err(message);
+        }
+        buffers.read(&self.device, into)
     }
 
     /// Make sure the cell kernels exist and their buffers hold at least `cells` cells

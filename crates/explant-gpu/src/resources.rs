@@ -220,33 +220,38 @@ impl Resources {
     }
 }
 
-/// The layout matching `shaders/diffuse.wgsl`'s group 0.
-pub(crate) fn bind_group_layout(device: &wgpu::Device) -> wgpu::BindGroupLayout {
-    let storage = |binding: u32, read_only: bool| wgpu::BindGroupLayoutEntry {
+/// One compute-stage buffer binding of a bind-group layout: `uniform`, `read` (read-only
+/// storage) or `write` (read–write storage), at least `min` bytes.
+pub(crate) fn buffer_entry(binding: u32, kind: Binding, min: u64) -> wgpu::BindGroupLayoutEntry {
+    let ty = match kind {
+        Binding::Uniform => wgpu::BufferBindingType::Uniform,
+        Binding::Read => wgpu::BufferBindingType::Storage { read_only: true },
+        Binding::Write => wgpu::BufferBindingType::Storage { read_only: false },
+    };
+    wgpu::BindGroupLayoutEntry {
         binding,
         visibility: wgpu::ShaderStages::COMPUTE,
-        ty: wgpu::BindingType::Buffer {
-            ty: wgpu::BufferBindingType::Storage { read_only },
-            has_dynamic_offset: false,
-            min_binding_size: NonZeroU64::new(4),
-        },
+        ty: wgpu::BindingType::Buffer { ty, has_dynamic_offset: false, min_binding_size: NonZeroU64::new(min) },
         count: None,
-    };
+    }
+}
+
+/// The kinds of buffer binding of [`buffer_entry`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Binding {
+    Uniform,
+    Read,
+    Write,
+}
+
+/// The layout matching `shaders/diffuse.wgsl`'s group 0.
+pub(crate) fn bind_group_layout(device: &wgpu::Device) -> wgpu::BindGroupLayout {
     device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
         label: Some("explant-gpu diffuse"),
         entries: &[
-            wgpu::BindGroupLayoutEntry {
-                binding: 0,
-                visibility: wgpu::ShaderStages::COMPUTE,
-                ty: wgpu::BindingType::Buffer {
-                    ty: wgpu::BufferBindingType::Uniform,
-                    has_dynamic_offset: false,
-                    min_binding_size: NonZeroU64::new(PARAMS_SIZE),
-                },
-                count: None,
-            },
-            storage(1, true),
-            storage(2, false),
+            buffer_entry(0, Binding::Uniform, PARAMS_SIZE),
+            buffer_entry(1, Binding::Read, 4),
+            buffer_entry(2, Binding::Write, 4),
         ],
     })
 }

@@ -113,10 +113,9 @@ fn shipped_scenes_give_the_same_bits_with_the_field_on_the_device() {
     }
 }
 
-#[test]
-fn necrosis_and_model_secretion_read_and_write_the_field_through_the_host_copy() {
-    // The PhysiCell-like scene, cut to a small 3D box: oxygen uptake, necrosis where it is
-    // low, chemotaxis, a Fixed boundary; and the model releasing secretion.
+/// `scenes/physicell_compare.toml` cut to a 300 µm box of 500 cells, with one more
+/// `(from, to)` replacement in its text.
+fn small_physicell(extra: (&str, &str)) -> Scene {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenes/physicell_compare.toml");
     let mut text = std::fs::read_to_string(path).unwrap();
     for (from, to) in [
@@ -124,12 +123,19 @@ fn necrosis_and_model_secretion_read_and_write_the_field_through_the_host_copy()
         ("[750.0, 750.0, 750.0]", "[150.0, 150.0, 150.0]"),
         ("radius = 250.0", "radius = 100.0"),
         ("cells = 18300", "cells = 500"),
-        ("below = 5.0, rate = 0.00277", "below = 37.99, rate = 0.5"),
+        extra,
     ] {
         assert!(text.contains(from), "{from}");
         text = text.replace(from, to);
     }
-    let sc = LoadedScene::from_str(&text, Path::new("small.toml")).unwrap_or_else(|e| panic!("{e}")).scene;
+    LoadedScene::from_str(&text, Path::new("small.toml")).unwrap_or_else(|e| panic!("{e}")).scene
+}
+
+#[test]
+fn necrosis_and_model_secretion_read_and_write_the_field_through_the_host_copy() {
+    // The PhysiCell-like scene, cut to a small 3D box: oxygen uptake, necrosis where it is
+    // low, chemotaxis, a Fixed boundary; and the model releasing secretion.
+    let sc = small_physicell(("below = 5.0, rate = 0.00277", "below = 37.99, rate = 0.5"));
     assert_same("physicell_compare (small)", both(&sc, 30, true));
 }
 
@@ -153,18 +159,7 @@ fn chemotaxis_necrosis_and_a_steady_source_use_the_field_on_the_device() {
     // The small PhysiCell-like scene: necrosis and chemotaxis at every mechanics step,
     // no ligand perturbation: the field comes back only at the records (tick 0 is
     // recorded before it goes up; 30 ticks of 0.01 min, records every 0.1 min).
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenes/physicell_compare.toml");
-    let mut text = std::fs::read_to_string(path).unwrap();
-    for (from, to) in [
-        ("size = [1500.0, 1500.0, 1500.0]", "size = [300.0, 300.0, 300.0]"),
-        ("[750.0, 750.0, 750.0]", "[150.0, 150.0, 150.0]"),
-        ("radius = 250.0", "radius = 100.0"),
-        ("cells = 18300", "cells = 500"),
-        ("record_every = 30.0", "record_every = 0.1"),
-    ] {
-        text = text.replace(from, to);
-    }
-    let sc = LoadedScene::from_str(&text, Path::new("small.toml")).unwrap_or_else(|e| panic!("{e}")).scene;
+    let sc = small_physicell(("record_every = 30.0", "record_every = 0.1"));
     let mut sim =
         Simulation::new(&sc, Box::new(Detached::new(CpuDiffusion::with_scheme(Scheme::Implicit))), model(&sc, false))
             .unwrap();
