@@ -103,33 +103,22 @@ pub(crate) fn secrete(
     let nl = ligands.coupling.len();
     let split = &mut *split;
     for i in 0..b.cells {
-        if !b.alive[i] || ligands.coupling.is_empty() {
+        if !b.alive[i] {
             continue;
         }
-        let x = states.row(i);
         let v = b.voxels[i] as usize;
-        let vc = sphere_volume(b.radii[i]);
-        for (c, k) in ligands.coupling.iter().enumerate() {
-            let xs = x[k.gene].max(0.0);
-            let s = k.secretion * xs;
-            let open = if b.unblocked.is_empty() { 1.0 } else { b.unblocked[i * nl + c] };
-            let u = k.uptake * x[k.receptor].max(0.0) * open;
-            let e = k.export * xs;
-            if s == 0.0 && u == 0.0 && e == 0.0 {
-                continue;
-            }
+        for c in 0..nl {
+            let Some([a, keep, add]) = secretion_map(ligands, &states, b, i, c, dt, vv) else { continue };
             let index = c * voxels + v;
             let rho = &mut ligands.field.data[index];
             let before = *rho;
-            let f = dt * vc / vv;
-            *rho = (before + f * s * k.saturation) / (1.0 + f * (s + u)) + dt * e / vv;
+            *rho = (before + a) / keep + add;
             let change = *rho - before;
             ligands.exchanged[c] += f64::from(change) * f64::from(vv);
             note_added(&mut ligands.added, ligands.record_added, index, change);
             // The same affine map ρ ← aρ + b on each type's part, b only on this type's.
             if let Some(parts) = split.field.as_mut() {
-                let keep = 1.0 + f * (s + u);
-                let own = f * s * k.saturation / keep + dt * e / vv;
+                let own = a / keep + add;
                 for (p, t) in split.pairs.iter().enumerate().filter(|(_, p)| p.0 == c).map(|(p, q)| (p, q.1)) {
                     let part = &mut parts.data[p * voxels + v];
                     let before = *part;
@@ -144,8 +133,35 @@ pub(crate) fn secrete(
     }
 }
 
-/// The secrete stage's maps, applied on the device: the coefficients are the host
-/// loop's own expressions, so the device computes the same `(ρ + a) / b + c`.
+/// Living cell `i`'s exchange with ligand `c` over one tick as the map
+/// `ρ ← (ρ + a) / b + c'` of [`secrete`]: `a = f S ρ*`, `b = 1 + f (S + U)`,
+/// `c' = Δt E / V_v` with `f = Δt V_c / V_v`; `None` when the cell neither secretes,
+/// takes up nor exports it. One definition for the host loop and the device.
+#[inline]
+fn secretion_map(
+    ligands: &Ligands,
+    states: &States,
+    b: &Batch,
+    i: usize,
+    c: usize,
+    dt: f32,
+    vv: f32,
+) -> Option<[f32; 3]> {
+    let k = &ligands.coupling[c];
+    let x = states.row(i);
+    let xs = x[k.gene].max(0.0);
+    let s = k.secretion * xs;
+    let open = if b.unblocked.is_empty() { 1.0 } else { b.unblocked[i * ligands.coupling.len() + c] };
+    let u = k.uptake * x[k.receptor].max(0.0) * open;
+    let e = k.export * xs;
+    if s == 0.0 && u == 0.0 && e == 0.0 {
+        return None;
+    }
+    let f = dt * sphere_volume(b.radii[i]) / vv;
+    Some([f * s * k.saturation, 1.0 + f * (s + u), dt * e / vv])
+}
+
+/// The secrete stage's maps ([`secretion_map`]), applied on the device.
 fn secrete_on_device(
     states: &States,
     batch: &mut Batch,
@@ -154,29 +170,14 @@ fn secrete_on_device(
     home: &mut FieldHome,
     dt: f32,
 ) -> Result<(), CoreError> {
-    let grid = ligands.field.grid;
-    let vv = grid.voxel_volume();
+    let vv = ligands.field.grid.voxel_volume();
     let nl = ligands.coupling.len();
-    let coupling = &ligands.coupling;
-    let (alive, radii, unblocked) = (&batch.alive, &batch.radii, &batch.unblocked);
-    home.set_exchange(batch.cells, nl, |i, c| {
-        if !alive[i] {
-            return None;
-        }
-        let k = &coupling[c];
-        let x = states.row(i);
-        let vc = sphere_volume(radii[i]);
-        let xs = x[k.gene].max(0.0);
-        let s = k.secretion * xs;
-        let open = if unblocked.is_empty() { 1.0 } else { unblocked[i * nl + c] };
-        let u = k.uptake * x[k.receptor].max(0.0) * open;
-        let e = k.export * xs;
-        if s == 0.0 && u == 0.0 && e == 0.0 {
-            return None;
-        }
-        let f = dt * vc / vv;
-        Some([f * s * k.saturation, 1.0 + f * (s + u), dt * e / vv])
-    });
+    let (b, l) = (&*batch, &*ligands);
+    home.set_exchange(
+        batch.cells,
+        nl,
+        |i, c| if b.alive[i] { secretion_map(l, states, b, i, c, dt, vv) } else { None },
+    );
     residency::exchange_on_device(
         ligands,
         diffuser,
