@@ -32,13 +32,13 @@ fi
   for round in 1 2; do
     for d in gpu cpu; do
       t0=$(date +%s.%N)
-      ./devcheck/explant run scenes/physicell_compare.toml --diffusion $d --out "$OUT/pc$d" --quiet --no-figures \
-        >"$OUT/pc$d.log" 2>&1 || tail -5 "$OUT/pc$d.log"
+      ./devcheck/explant run scenes/physicell_compare.toml --diffusion $d --out "$OUT/pc$d$round" --quiet \
+        --no-figures >"$OUT/pc$d.log" 2>&1 || tail -5 "$OUT/pc$d.log"
       echo "physicell_compare --diffusion $d, round $round: $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }') s wall"
     done
   done
-  grep -h diffusion_backend "$OUT/pcgpu/manifest.json" "$OUT/pccpu/manifest.json"
-  paste -d, "$OUT/pcgpu/ligand_totals.csv" "$OUT/pccpu/ligand_totals.csv" | tail -n 1
+  grep -h diffusion_backend "$OUT/pcgpu1/manifest.json" "$OUT/pccpu1/manifest.json"
+  paste -d, "$OUT/pcgpu1/ligand_totals.csv" "$OUT/pccpu1/ligand_totals.csv" | tail -n 1
   echo "== morphogen flag scene (implicit), GPU vs CPU"
   ./devcheck/explant run scenes/morphogen_flag.toml --diffusion gpu --out "$OUT/fgpu" --quiet 2>&1 | grep -E "diffusion|all"
   ./devcheck/explant run scenes/morphogen_flag.toml --diffusion cpu --out "$OUT/fcpu" --quiet 2>&1 | grep -E "diffusion|all"
@@ -53,4 +53,4 @@ fi
       END { printf "%s: %.2e\n", f, m }'
   done
 } 2>&1 | tee "$OUT/devcheck.log"
-rm -rf "$OUT/gpu" "$OUT/cpu" "$OUT/fgpu" "$OUT/fcpu" "$OUT/pcgpu" "$OUT/pccpu" "$OUT"/pc*.log
+rm -rf "$OUT/gpu" "$OUT/cpu" "$OUT/fgpu" "$OUT/fcpu" "$OUT"/pcgpu? "$OUT"/pccpu? "$OUT"/pc*.log
