@@ -28,6 +28,9 @@ fi
   ./devcheck/explant bench diffusion --scheme implicit --dims 3 --size 100 --channels 10 --steps 20 --backend gpu 2>&1
   ./devcheck/explant bench diffusion --scheme implicit --dims 3 --size 256 --channels 4 --steps 20 --backend gpu 2>&1
   ./devcheck/explant bench diffusion --scheme implicit --dims 2 --size 4096 --channels 4 --steps 20 --backend gpu 2>&1
+  echo "== resident ADI and explicit steps, 3D 100³ × 10"
+  ./devcheck/explant bench diffusion --scheme adi --dims 3 --size 100 --channels 10 --steps 20 --backend gpu 2>&1
+  ./devcheck/explant bench diffusion --scheme explicit --dims 3 --size 100 --channels 10 --steps 5 --backend gpu 2>&1
   echo "== PhysiCell-sized scene (60 min, field kept on the GPU) against the same machine's CPU, alternated"
   for round in 1 2; do
     for d in gpu cpu; do

@@ -143,20 +143,31 @@ pub fn diffusion(args: &DiffusionBench, out: &mut dyn Write) -> Result<serde_jso
             resident.push((b.name(), r));
         }
     }
-    // How close a resident step comes to the device's memory bound: each sweep must read
-    // and write every value once (8 bytes per value and axis), at best at the copy rate.
+    // How close a resident step comes to the device's memory bound: the bytes it must
+    // move at the least, at best at the copy rate.
     let mut bandwidth = serde_json::Value::Null;
     if let Some(&(_, seconds)) = resident.first() {
         let axes = if args.dims == 3 { 3.0 } else { 2.0 };
-        let moved = axes * 8.0 * per_step;
+        let (per_value, what) = match scheme {
+            // Each sweep reads and writes every value once.
+            Scheme::Implicit => (axes * 8.0, format!("{axes} sweeps × read + write")),
+            // Each substep reads and writes every value once (an odd count copies back once more).
+            Scheme::Explicit => {
+                let count = f64::from(substeps(&grid, &params, dt)?.count);
+                (8.0 * (count + count % 2.0), format!("{count} substeps × read + write"))
+            }
+            // Take back (12 B), increment (12 B), the sweeps, finish (16 B).
+            Scheme::Adi => (40.0 + axes * 8.0, format!("take back, increment, {axes} sweeps, finish")),
+        };
+        let moved = per_value * per_step;
         let bytes = (256u64 << 20).max(4 * per_step as u64);
         match crate::backends::gpu::copy_bandwidth(bytes, 20) {
             Ok((name, rate)) => {
                 let achieved = moved / seconds;
                 let _ = writeln!(
                     out,
-                    "{name}: copy bandwidth {:.1} GB/s; a resident step moves at least {:.1} MB ({axes} sweeps × read + \
-                     write), i.e. {:.1} GB/s effective, {:.0} % of the copy bandwidth",
+                    "{name}: copy bandwidth {:.1} GB/s; a resident step moves at least {:.1} MB ({what}), i.e. \
+                     {:.1} GB/s effective, {:.0} % of the copy bandwidth",
                     rate / 1e9,
                     moved / 1e6,
                     achieved / 1e9,

@@ -27,5 +27,6 @@ pub fn diffusion(hardware_only: bool, scheme: Scheme) -> Result<Box<dyn Diffusio
 pub fn copy_bandwidth(bytes: u64, repeats: u32) -> Result<(String, f64), RunError> {
     let gpu = GpuDiffusion::with_scheme(AdapterPolicy::Any, Scheme::Implicit)?;
     let rate = gpu.copy_bandwidth(bytes, repeats)?;
-    Ok((gpu.name(), rate))
+    let info = gpu.adapter_info();
+    Ok((format!("`{}` ({:?})", info.name, info.backend), rate))
 }
