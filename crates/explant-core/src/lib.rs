@@ -397,7 +397,7 @@ impl Simulation {
     /// the field is kept on the backend's device.
     pub fn backend_names(&self) -> (String, String) {
         let mut d = self.world.resource::<Diffuser>().0.name();
-        if self.field_home().on_device {
+        if self.field_home().on_device() {
             d.push_str("; ligand field kept on the device");
         }
         let m = match self.world.resource::<Model>().0.lock() {

@@ -165,7 +165,7 @@ impl FateStep {
     /// When the field is kept on the device and a type dies of necrosis, read every
     /// ligand at each cell's voxel there (`O(cells)` back), for [`FateStep::death`].
     fn read_necrosis_field(&mut self, world: &mut World) -> Result<(), crate::CoreError> {
-        if !world.resource::<crate::residency::FieldHome>().active()
+        if !world.resource::<crate::residency::FieldHome>().on_device()
             || self.settings.rules.iter().all(|r| r.necrosis.is_none())
         {
             return Ok(());

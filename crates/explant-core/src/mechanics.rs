@@ -51,7 +51,7 @@ pub(crate) fn mechanics(
     let settings = &*ctx.settings;
     let migrates = settings.rules.iter().any(|r| r.chemotaxis.is_some());
     let directions = if migrates { directions(&cells, batch.cells) } else { Vec::new() };
-    let gradients = if migrates && home.active() {
+    let gradients = if migrates && home.on_device() {
         match gradients_on_device(settings, &mut batch, &mut ligands, &mut diffuser, &mut home) {
             Ok(g) => Some(g),
             Err(e) => {

@@ -40,13 +40,13 @@ use explant_field::CellExchange;
 #[derive(Resource, Debug)]
 pub struct FieldHome {
     /// The run keeps the field on the backend's device between ticks.
-    pub on_device: bool,
+    pub(crate) on_device: bool,
     /// [`Ligands::field`] on the host is current.
-    pub host_current: bool,
+    pub(crate) host_current: bool,
     /// The device's copy is current.
-    pub device_current: bool,
+    pub(crate) device_current: bool,
     /// Whole fields moved so far: `(uploads, downloads)`.
-    pub transfers: (u64, u64),
+    pub(crate) transfers: (u64, u64),
     groups: Groups,
     coef: Vec<[f32; 3]>,
     changes: Vec<f32>,
@@ -119,9 +119,20 @@ impl Groups {
 }
 
 impl FieldHome {
-    /// Whether this tick's field work runs on the device.
-    pub(crate) fn active(&self) -> bool {
+    /// Whether the run keeps the field on the backend's device between ticks (and so
+    /// does its field work there).
+    pub fn on_device(&self) -> bool {
         self.on_device
+    }
+
+    /// Whether [`Ligands::field`] on the host is the current field.
+    pub fn host_current(&self) -> bool {
+        self.host_current
+    }
+
+    /// Whole fields moved between host and device so far: `(uploads, downloads)`.
+    pub fn transfers(&self) -> (u64, u64) {
+        self.transfers
     }
 }
 

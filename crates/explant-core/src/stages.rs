@@ -73,7 +73,7 @@ pub(crate) fn secrete(
     let ligands = &mut *ligands;
     let dt = ctx.clock.dt;
     let t = ctx.time();
-    if home.active() {
+    if home.on_device() {
         // On the device: the additions are listed here and applied there.
         let mut additions = Vec::new();
         ligand_perturbations(&ctx.settings, &mut log, ligands, t, dt, ctx.clock.tick, Some(&mut additions));
@@ -89,7 +89,7 @@ pub(crate) fn secrete(
     receptor_blocks(&ctx.settings, &states, &mut batch, t);
     let grid = ligands.field.grid;
     batch.cell_voxels(&grid);
-    if home.active() {
+    if home.on_device() {
         if !ligands.coupling.is_empty()
             && let Err(e) = secrete_on_device(&states, &mut batch, ligands, &mut diffuser, &mut home, dt)
         {
@@ -283,7 +283,7 @@ pub(crate) fn diffuse(
     let restart = ligands.record_added
         && clock.tick.saturating_sub(ligands.restart_tick)
             < u64::from(explant_field::damped_steps(&ligands.field.grid, &ligands.params, clock.dt));
-    if home.active() {
+    if home.on_device() {
         if ligands.field.channels > 0
             && let Err(e) = residency::step_on_device(ligands, &mut diffuser, &mut home, clock.dt, restart)
         {
@@ -379,7 +379,7 @@ pub(crate) fn sense(
         let grid = ligands.field.grid;
         let voxels = grid.voxels();
         b.cell_voxels(&grid);
-        let on_device = home.active();
+        let on_device = home.on_device();
         if on_device && let Err(e) = residency::sample_on_device(&mut ligands, &mut diffuser, &mut home, &b.voxels) {
             failure.0 = Some(e);
             return;
@@ -445,7 +445,7 @@ pub(crate) fn respond(
         }
     };
     if extras.secretion && !ligands.params.is_empty() {
-        if home.active() {
+        if home.on_device() {
             if let Err(e) = release_on_device(b, &mut ligands, &mut diffuser, &mut home, dt) {
                 failure.0 = Some(e);
                 return;

@@ -442,13 +442,13 @@ pub fn tick(
     let sim = &mut run.sim;
     sim.step()?;
     let start_times = sim.stage_times();
-    let start_transfers = sim.field_home().transfers;
+    let start_transfers = sim.field_home().transfers();
     let wall = Instant::now();
     for _ in 0..args.ticks.max(1) {
         sim.step()?;
     }
-    let end_transfers = sim.field_home().transfers;
-    let on_device = sim.field_home().on_device;
+    let end_transfers = sim.field_home().transfers();
+    let on_device = sim.field_home().on_device();
     let ticks = args.ticks.max(1) as f64;
     let ms_per_tick = wall.elapsed().as_secs_f64() * 1e3 / ticks;
     let resident = resident_bytes().saturating_sub(before);

@@ -78,7 +78,7 @@ fn both(sc: &Scene, ticks: u64, releasing: bool) -> [End; 2] {
         host.step().unwrap();
         dev.step().unwrap();
     }
-    assert!(dev.field_home().on_device);
+    assert!(dev.field_home().on_device());
     dev.sync_field().unwrap();
     [&mut host, &mut dev].map(|s| {
         let field: Vec<u32> = s.ligands().field.data.iter().map(|v| v.to_bits()).collect();
@@ -169,7 +169,7 @@ fn chemotaxis_necrosis_and_a_steady_source_use_the_field_on_the_device() {
     }
     let records = (sim.recording().ligand_totals.len() - 1) as u64;
     assert_eq!(records, 3);
-    assert_eq!(sim.field_home().transfers, (1, records), "only the records bring the field back");
+    assert_eq!(sim.field_home().transfers(), (1, records), "only the records bring the field back");
 
     // The wound: a steady source every tick and chemotaxis, for 25 ticks of 1 min with
     // no record: the field goes up once and never comes back.
@@ -182,7 +182,7 @@ fn chemotaxis_necrosis_and_a_steady_source_use_the_field_on_the_device() {
         sim.step().unwrap();
     }
     assert_eq!(sim.recording().ligand_totals.len(), 1, "no record after tick 0");
-    assert_eq!(sim.field_home().transfers, (1, 0));
+    assert_eq!(sim.field_home().transfers(), (1, 0));
 }
 
 #[test]
@@ -200,15 +200,15 @@ fn a_field_on_the_device_crosses_only_when_the_host_reads_it() {
     }
     let records = (sim.recording().ligand_totals.len() - 1) as u64;
     assert_eq!(records, 3, "records at 30, 60 and 90 min");
-    assert_eq!(sim.field_home().transfers, (1, records));
+    assert_eq!(sim.field_home().transfers(), (1, records));
     // Reading it now brings it back once more; reading again costs nothing.
     sim.sync_field().unwrap();
     sim.sync_field().unwrap();
-    assert_eq!(sim.field_home().transfers, (1, records + 1));
+    assert_eq!(sim.field_home().transfers(), (1, records + 1));
     // Turning residency off leaves the field on the host, current.
     assert!(!sim.keep_field_on_device(false).unwrap());
     sim.step().unwrap();
-    assert_eq!(sim.field_home().transfers, (1, records + 1));
+    assert_eq!(sim.field_home().transfers(), (1, records + 1));
 }
 
 #[test]
@@ -239,7 +239,7 @@ fn split_sources_keep_the_field_on_the_host() {
     assert!(sim.keep_field_on_device(true).unwrap());
     let channel = explant_core::Channel::LigandFrom(0, 0);
     sim.split_sources(&[channel], Box::new(CpuDiffusion::with_scheme(Scheme::Implicit))).unwrap();
-    assert!(!sim.field_home().on_device, "splitting sources brings the field home");
+    assert!(!sim.field_home().on_device(), "splitting sources brings the field home");
     assert!(!sim.keep_field_on_device(true).unwrap());
 }
 
@@ -256,7 +256,7 @@ fn a_saved_state_holds_the_device_copy_of_the_field() {
     for _ in 0..7 {
         dev.step().unwrap();
     }
-    assert!(!dev.field_home().host_current, "the host copy should be stale before the save");
+    assert!(!dev.field_home().host_current(), "the host copy should be stale before the save");
     let state = dev.state().unwrap();
     let mut host =
         Simulation::restore(&sc, Box::new(CpuDiffusion::with_scheme(Scheme::Implicit)), model(&sc, false), state)
