@@ -86,6 +86,8 @@ pub struct CellList {
     sorted: Vec<Vec3>,
     /// Bin of each sorted slot.
     bin: Vec<u32>,
+    /// Sorted slot of each batch index (the inverse of `order`).
+    slot: Vec<u32>,
 }
 
 impl CellList {
@@ -98,13 +100,17 @@ impl CellList {
     pub fn new(positions: &[Vec3], radius: f32) -> Self {
         let n = positions.len();
         assert!(n < u32::MAX as usize, "a cell list holds fewer than 2^32 cells");
-        let (mut lo, mut hi) = ([f64::INFINITY; 3], [f64::NEG_INFINITY; 3]);
-        for p in positions.iter().filter(|p| p.is_finite()) {
-            for (d, c) in p.to_array().into_iter().enumerate() {
-                lo[d] = lo[d].min(f64::from(c));
-                hi[d] = hi[d].max(f64::from(c));
-            }
-        }
+        // The finite cells' bounding box (min and max are exact, so the parallel
+        // reduction gives the same box on any thread count).
+        let (lo, hi) = positions
+            .par_iter()
+            .filter(|p| p.is_finite())
+            .fold(
+                || (Vec3::INFINITY, Vec3::NEG_INFINITY),
+                |(lo, hi), &p| (lo.min(p), hi.max(p)),
+            )
+            .reduce(|| (Vec3::INFINITY, Vec3::NEG_INFINITY), |a, b| (a.0.min(b.0), a.1.max(b.1)));
+        let (mut lo, mut hi) = (lo.as_dvec3().to_array(), hi.as_dvec3().to_array());
         if lo[0] > hi[0] {
             (lo, hi) = ([0.0; 3], [0.0; 3]);
         }
@@ -142,14 +148,16 @@ impl CellList {
         }
         let mut next = start.clone();
         let mut order = vec![0u32; n];
+        let mut slot = vec![0u32; n];
         for (i, &k) in keys.iter().enumerate() {
-            let slot = &mut next[k as usize];
-            order[*slot as usize] = i as u32;
-            *slot += 1;
+            let s = &mut next[k as usize];
+            order[*s as usize] = i as u32;
+            slot[i] = *s;
+            *s += 1;
         }
         let sorted = order.par_iter().map(|&i| positions[i as usize]).collect();
         let bin = order.par_iter().map(|&i| keys[i as usize]).collect();
-        Self { radius, edge, min: lo, dims, start, order, sorted, bin }
+        Self { radius, edge, min: lo, dims, start, order, sorted, bin, slot }
     }
 
     /// Number of cells.
@@ -188,19 +196,27 @@ impl CellList {
         let b = self.bin[s] as usize;
         let (bx, by, bz) = (b % nx, (b / nx) % ny, b / (nx * ny));
         let p = self.sorted[s];
-        let first = out.len();
-        let mut len = first;
+        // The contiguous runs of slots to scan: one per row of bins (3 in 2D, 9 in 3D).
+        let mut runs = [(0usize, 0usize); 9];
+        let (mut count, mut candidates) = (0, 0);
         let (x0, x1) = (bx.saturating_sub(1), (bx + 1).min(nx - 1));
         for z in bz.saturating_sub(1)..=(bz + 1).min(nz - 1) {
             for y in by.saturating_sub(1)..=(by + 1).min(ny - 1) {
                 let row = (z * ny + y) * nx;
-                let (a, e) = (self.start[row + x0] as usize, self.start[row + x1 + 1] as usize);
-                // Branch-free filter: write every candidate, keep it when it passes.
-                out.resize(len + (e - a), 0);
-                for (t, (&q, &j)) in (a..e).zip(self.sorted[a..e].iter().zip(&self.order[a..e])) {
-                    out[len] = j;
-                    len += usize::from((distance_2(q, p) <= r2) & (t != s));
-                }
+                let run = (self.start[row + x0] as usize, self.start[row + x1 + 1] as usize);
+                candidates += run.1 - run.0;
+                runs[count] = run;
+                count += 1;
+            }
+        }
+        // Branch-free filter: write every candidate, keep it when it passes.
+        let first = out.len();
+        out.resize(first + candidates, 0);
+        let mut len = first;
+        for &(a, e) in &runs[..count] {
+            for (t, (&q, &j)) in (a..e).zip(self.sorted[a..e].iter().zip(&self.order[a..e])) {
+                out[len] = j;
+                len += usize::from((distance_2(q, p) <= r2) & (t != s));
             }
         }
         out.truncate(len);
@@ -212,63 +228,52 @@ impl CellList {
 
     /// Every cell's neighbours within the radius, written as CSR into `offsets`
     /// (`N + 1` entries) and `neighbours` (both cleared first, capacity reused).
+    ///
+    /// Cells are queried in batch order, one local list per fixed chunk of rows, and
+    /// the chunks are then joined in parallel. Rows kept in bin order
+    /// ([`crate::sort_rows`]) make neighbouring queries touch the same bins.
     pub fn neighbours_into(&self, offsets: &mut Vec<u32>, neighbours: &mut Vec<u32>) {
         let n = self.len();
         let r2 = self.radius * self.radius;
-        // Query in sorted order (neighbouring queries touch the same bins), one
-        // local CSR per fixed chunk of slots.
         let chunks: Vec<(Vec<u32>, Vec<u32>)> = (0..n.div_ceil(CHUNK))
             .into_par_iter()
             .map(|c| {
-                let slots = c * CHUNK..((c + 1) * CHUNK).min(n);
-                let mut ends = Vec::with_capacity(slots.len());
-                let mut flat = Vec::with_capacity(slots.len() * 12);
-                for s in slots {
-                    self.query_slot(s, r2, &mut flat);
+                let cells = c * CHUNK..((c + 1) * CHUNK).min(n);
+                let mut ends = Vec::with_capacity(cells.len());
+                let mut flat = Vec::with_capacity(cells.len() * 16);
+                for i in cells {
+                    self.query_slot(self.slot[i] as usize, r2, &mut flat);
                     ends.push(flat.len() as u32);
                 }
                 (ends, flat)
             })
             .collect();
-        let list = |s: usize| -> &[u32] {
-            let (ends, flat) = &chunks[s / CHUNK];
-            let l = s % CHUNK;
-            let a = if l == 0 { 0 } else { ends[l - 1] as usize };
-            &flat[a..ends[l] as usize]
-        };
-        // Slot of each batch index, then the lists back in batch order.
-        let mut slot = vec![0u32; n];
-        for (s, &i) in self.order.iter().enumerate() {
-            slot[i as usize] = s as u32;
+        // Where each chunk's lists start in the joined array.
+        let mut base = Vec::with_capacity(chunks.len() + 1);
+        base.push(0usize);
+        for (_, flat) in &chunks {
+            base.push(base.last().copied().unwrap_or(0) + flat.len());
         }
+        let total = base.last().copied().unwrap_or(0);
+        assert!(total < u32::MAX as usize, "fewer than 2^32 neighbour pairs");
         offsets.clear();
-        offsets.reserve(n + 1);
-        offsets.push(0);
-        let mut total = 0u32;
-        for &s in &slot {
-            total += list(s as usize).len() as u32;
-            offsets.push(total);
-        }
+        offsets.resize(n + 1, 0);
         neighbours.clear();
-        neighbours.resize(total as usize, 0);
-        // Split the output into disjoint per-chunk slices and fill them in parallel.
-        let mut parts = Vec::with_capacity(n.div_ceil(CHUNK));
-        let mut rest: &mut [u32] = neighbours;
-        for c in 0..n.div_ceil(CHUNK) {
-            let cells = c * CHUNK..((c + 1) * CHUNK).min(n);
-            let len = (offsets[cells.end] - offsets[cells.start]) as usize;
-            let (head, tail) = rest.split_at_mut(len);
-            parts.push((cells, head));
-            rest = tail;
+        neighbours.resize(total, 0);
+        // Disjoint per-chunk slices of both outputs, filled in parallel.
+        let mut parts = Vec::with_capacity(chunks.len());
+        let (mut rest_o, mut rest_n): (&mut [u32], &mut [u32]) = (&mut offsets[1..], neighbours);
+        for (c, (ends, flat)) in chunks.iter().enumerate() {
+            let (o, tail_o) = rest_o.split_at_mut(ends.len());
+            let (nb, tail_n) = rest_n.split_at_mut(flat.len());
+            parts.push((base[c] as u32, ends, flat, o, nb));
+            (rest_o, rest_n) = (tail_o, tail_n);
         }
-        let offsets = &*offsets;
-        parts.into_par_iter().for_each(|(cells, out)| {
-            let base = offsets[cells.start] as usize;
-            for i in cells {
-                let a = offsets[i] as usize - base;
-                let e = offsets[i + 1] as usize - base;
-                out[a..e].copy_from_slice(list(slot[i] as usize));
+        parts.into_par_iter().for_each(|(at, ends, flat, o, nb)| {
+            for (o, &e) in o.iter_mut().zip(ends) {
+                *o = at + e;
             }
+            nb.copy_from_slice(flat);
         });
     }
 

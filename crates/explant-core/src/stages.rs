@@ -350,8 +350,17 @@ pub(crate) fn sense(
     b.contact.resize(n * g, 0.0);
     b.neighbour_types.clear();
     b.neighbour_types.resize(n * nt, 0.0);
-    let (offsets, neighbours, expression, types) = (&b.offsets, &b.neighbours, &states.data, &b.cell_type);
+    let (offsets, neighbours, types) = (&b.offsets, &b.neighbours, &b.cell_type);
     let contact_genes: Vec<usize> = (0..g).filter(|&k| settings.contact_mask[k]).collect();
+    // The contact genes' columns side by side, so the neighbour loop reads only them
+    // (one value per cell for one contact gene, instead of each neighbour's whole row).
+    let nc = contact_genes.len();
+    let mut columns = vec![0.0f32; n * nc];
+    columns.par_chunks_mut(nc.max(1)).zip(states.data.par_chunks(g.max(1))).for_each(|(c, x)| {
+        for (c, &k) in c.iter_mut().zip(&contact_genes) {
+            *c = x[k];
+        }
+    });
     b.contact.par_chunks_mut(g.max(1)).zip(b.neighbour_types.par_chunks_mut(nt.max(1))).enumerate().for_each(
         |(i, (out, counts))| {
             let list = &neighbours[offsets[i] as usize..offsets[i + 1] as usize];
@@ -359,9 +368,9 @@ pub(crate) fn sense(
                 return;
             }
             for &j in list {
-                let xj = &expression[j as usize * g..(j as usize + 1) * g];
-                for &k in &contact_genes {
-                    out[k] += xj[k];
+                let xj = &columns[j as usize * nc..(j as usize + 1) * nc];
+                for (&k, &x) in contact_genes.iter().zip(xj) {
+                    out[k] += x;
                 }
                 counts[types[j as usize] as usize] += 1.0;
             }
@@ -519,11 +528,23 @@ fn euler_step(x: &mut [f32], rates: &[f32], dt: f32) {
     });
 }
 
+/// Values per parallel piece of the finiteness check in [`check_outputs`].
+const FINITE_CHUNK: usize = 1 << 14;
+
+/// Index of the first non-finite value of `v`. Chunk by chunk in parallel: rayon's
+/// per-item `position_first` checks a shared flag at every value, which cost 40 ms for
+/// the 7 × 10⁶ rates of 10⁶ cells, against about 2 ms for this scan.
+fn first_non_finite(v: &[f32]) -> Option<usize> {
+    let chunk = v.par_chunks(FINITE_CHUNK).position_first(|c| !c.iter().all(|x| x.is_finite()))?;
+    let at = chunk * FINITE_CHUNK;
+    v[at..].iter().position(|x| !x.is_finite()).map(|k| at + k)
+}
+
 /// Refuse a non-finite rate, secretion or fate score, naming the output, the cell (by
 /// id) and the gene or ligand: a NaN must stop the run at the stage that made it, never
 /// become a number (`max(x + Δt·NaN, 0)` is 0). The model's name is formatted only then.
 fn check_outputs(model: &dyn ResponseModel, b: &Batch, settings: &Settings) -> Result<(), CoreError> {
-    let first_bad = |v: &[f32]| v.par_iter().position_first(|x| !x.is_finite());
+    let first_bad = first_non_finite;
     let found = |what: String, k: usize, width: usize, v: f32| {
         let cell = b.ids.get(k / width.max(1)).copied().unwrap_or_default();
         Err(CoreError::Model(ModelError::Run {
@@ -664,4 +685,25 @@ pub(crate) fn perturb(
 /// The first system of the record stage: the tick is done, the clock advances.
 pub(crate) fn advance_clock(mut clock: ResMut<Clock>) {
     clock.tick += 1;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{FINITE_CHUNK, first_non_finite};
+
+    #[test]
+    fn the_first_non_finite_value_is_found_across_chunks() {
+        let mut v = vec![1.0f32; 3 * FINITE_CHUNK + 17];
+        assert_eq!(first_non_finite(&v), None);
+        assert_eq!(first_non_finite(&[]), None);
+        v[3 * FINITE_CHUNK + 16] = f32::NEG_INFINITY;
+        assert_eq!(first_non_finite(&v), Some(3 * FINITE_CHUNK + 16), "the last value of a short last chunk");
+        v[2 * FINITE_CHUNK + 5] = f32::NAN;
+        v[2 * FINITE_CHUNK + 9] = f32::INFINITY;
+        assert_eq!(first_non_finite(&v), Some(2 * FINITE_CHUNK + 5), "the first of several, not the last");
+        v[FINITE_CHUNK - 1] = f32::NAN;
+        assert_eq!(first_non_finite(&v), Some(FINITE_CHUNK - 1), "the earliest chunk wins");
+        v[0] = f32::INFINITY;
+        assert_eq!(first_non_finite(&v), Some(0));
+    }
 }

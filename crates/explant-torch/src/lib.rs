@@ -383,8 +383,11 @@ impl Runner {
         let rows = |s: &[f32], w: usize| {
             Tensor::from_slice(&s[start * w..(start + n) * w]).view([n as i64, w as i64]).to_device(self.device)
         };
-        let types: Vec<i64> = input.cell_type[start..start + n].iter().map(|&c| i64::from(c)).collect();
-        let onehot = Tensor::from_slice(&types).to_device(self.device).one_hot(t as i64).to_kind(Kind::Float);
+        let types = &input.cell_type[start..start + n];
+        if let Some(bad) = types.iter().find(|&&c| c as usize >= t) {
+            return Err(self.run_error(format!("cell type index {bad} is outside the model's {t} cell types")));
+        }
+        let onehot = Tensor::from_slice(&one_hot(types, t)).view([n as i64, t as i64]).to_device(self.device);
         let mut args = vec![rows(input.expression, g), rows(input.sensed, l), rows(input.contact, g), onehot];
         if self.meta.neighbour_counts {
             if input.neighbour_types.len() != input.cells * t {
@@ -535,6 +538,19 @@ impl ResponseModel for TorchModel {
     ) -> Result<(), ModelError> {
         self.forward(input, rates, secretion, fate)
     }
+}
+
+/// The one-hot rows `[types.len(), width]` of the cell types (each below `width`), built
+/// here rather than by libtorch's `one_hot` (an int64 tensor, a scatter and a conversion
+/// per chunk).
+fn one_hot(types: &[u32], width: usize) -> Vec<f32> {
+    let mut rows = vec![0.0f32; types.len() * width];
+    for (row, &t) in rows.chunks_exact_mut(width.max(1)).zip(types) {
+        if let Some(x) = row.get_mut(t as usize) {
+            *x = 1.0;
+        }
+    }
+    rows
 }
 
 /// `v` cut into the slices of `chunks` chunks of [`CHUNK_ROWS`] rows of `width` values,
