@@ -386,7 +386,16 @@ pub(crate) fn populate(world: &mut World, scene: &Scene, given: Option<InitialCe
     };
     world.insert_resource(States { genes: g, ..Default::default() });
     world.insert_resource(LiveIds::default());
-    for (i, (p, ty, x)) in cells.into_iter().enumerate() {
+    // Spawned in the neighbour search's bin order (ids keep the generated order), so the
+    // rows need no re-sort at the start ([`crate::sort_rows`] finds them in order) and
+    // the entities' own storage order follows the rows: the stages that walk the
+    // entities and write by row (gather, mechanics, fate) then touch memory in order
+    // instead of at random. No result depends on the entities' order.
+    let positions: Vec<Vec3> = cells.iter().map(|c| c.0).collect();
+    let order = crate::neighbours::CellList::new(&positions, scene.contact.radius).order().to_vec();
+    let mut cells: Vec<Option<(Vec3, usize, Vec<f32>)>> = cells.into_iter().map(Some).collect();
+    for i in order.into_iter().map(|i| i as usize) {
+        let Some((p, ty, x)) = cells[i].take() else { continue };
         let id = i as u64;
         let (cycle, radius) = crate::life::founder_cycle(
             scene.cell_types[ty].cycle.as_ref(),
