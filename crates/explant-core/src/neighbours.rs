@@ -105,10 +105,7 @@ impl CellList {
         let (lo, hi) = positions
             .par_iter()
             .filter(|p| p.is_finite())
-            .fold(
-                || (Vec3::INFINITY, Vec3::NEG_INFINITY),
-                |(lo, hi), &p| (lo.min(p), hi.max(p)),
-            )
+            .fold(|| (Vec3::INFINITY, Vec3::NEG_INFINITY), |(lo, hi), &p| (lo.min(p), hi.max(p)))
             .reduce(|| (Vec3::INFINITY, Vec3::NEG_INFINITY), |a, b| (a.0.min(b.0), a.1.max(b.1)));
         let (mut lo, mut hi) = (lo.as_dvec3().to_array(), hi.as_dvec3().to_array());
         if lo[0] > hi[0] {
