@@ -355,6 +355,8 @@ pub struct Batch {
     pub offsets: Vec<u32>,
     /// See `offsets`.
     pub neighbours: Vec<u32>,
+    /// The lists `offsets` and `neighbours` are filtered from, kept between ticks.
+    pub neighbour_lists: crate::neighbours::SkinLists,
     /// `dx/dt` from the model, `N × G`.
     pub rates: Vec<f32>,
     /// Secretion from a model that gives it, `N × L` amount/min (else empty).

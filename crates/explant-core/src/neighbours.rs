@@ -245,33 +245,7 @@ impl CellList {
                 (ends, flat)
             })
             .collect();
-        // Where each chunk's lists start in the joined array.
-        let mut base = Vec::with_capacity(chunks.len() + 1);
-        base.push(0usize);
-        for (_, flat) in &chunks {
-            base.push(base.last().copied().unwrap_or(0) + flat.len());
-        }
-        let total = base.last().copied().unwrap_or(0);
-        assert!(total < u32::MAX as usize, "fewer than 2^32 neighbour pairs");
-        offsets.clear();
-        offsets.resize(n + 1, 0);
-        neighbours.clear();
-        neighbours.resize(total, 0);
-        // Disjoint per-chunk slices of both outputs, filled in parallel.
-        let mut parts = Vec::with_capacity(chunks.len());
-        let (mut rest_o, mut rest_n): (&mut [u32], &mut [u32]) = (&mut offsets[1..], neighbours);
-        for (c, (ends, flat)) in chunks.iter().enumerate() {
-            let (o, tail_o) = rest_o.split_at_mut(ends.len());
-            let (nb, tail_n) = rest_n.split_at_mut(flat.len());
-            parts.push((base[c] as u32, ends, flat, o, nb));
-            (rest_o, rest_n) = (tail_o, tail_n);
-        }
-        parts.into_par_iter().for_each(|(at, ends, flat, o, nb)| {
-            for (o, &e) in o.iter_mut().zip(ends) {
-                *o = at + e;
-            }
-            nb.copy_from_slice(flat);
-        });
+        join_chunks(&chunks, n, offsets, neighbours);
     }
 
     /// Every cell's neighbours within the radius, as a new [`Csr`].
@@ -280,6 +254,162 @@ impl CellList {
         self.neighbours_into(&mut csr.offsets, &mut csr.neighbours);
         csr
     }
+}
+
+/// The skin of [`SkinLists`], as a fraction of the radius: lists are built out to
+/// `radius × (1 + SKIN)`.
+pub const SKIN: f32 = 0.1;
+
+/// Neighbour lists kept from tick to tick (Verlet lists): built by cell list out to
+/// `radius + skin`, and while no cell has moved more than a little under half the skin
+/// since, the neighbours within `radius` are among them, so each tick only filters
+/// them with the same test ([`distance_2`] `≤ radius²`). The output is exactly
+/// [`neighbours_cell_list`]'s, lists in ascending order, on any thread count.
+///
+/// Why it holds: if cells `i` and `j` are within `r` now and each moved at most `δ`
+/// since the build, they were within `r + 2δ` then, so with `2δ ≤ skin` (less a margin
+/// for rounding) the wide list holds the pair. The lists are rebuilt when the radius or
+/// the cells (their ids, row by row) changed, or when any cell moved further or has a
+/// non-finite position.
+#[derive(Debug, Clone, Default)]
+pub struct SkinLists {
+    radius: f32,
+    /// Ids, row by row, when built.
+    ids: Vec<u64>,
+    /// Positions when built.
+    at: Vec<Vec3>,
+    /// Neighbours within `radius × (1 + SKIN)` when built.
+    wide: Csr,
+    /// Whether the skin's margin is far above the rounding of the positions (else the
+    /// lists are rebuilt every time: a tiny radius far from the origin).
+    reusable: bool,
+    /// Builds and reuses so far.
+    pub builds: u64,
+    /// See `builds`.
+    pub reuses: u64,
+}
+
+impl SkinLists {
+    /// Every cell's neighbours within `radius` (cells `ids` at `positions`, row by row),
+    /// written as CSR into `offsets` and `neighbours` (both cleared first).
+    ///
+    /// When the cells (ids by row) changed since the last call, as after divisions,
+    /// deaths or a re-sort of the rows, the lists are found for `radius` alone (the wide
+    /// lists would likely not outlive the next change); once the cells stay the same
+    /// from one call to the next, wide lists are built and then reused.
+    pub fn neighbours_into(
+        &mut self,
+        ids: &[u64],
+        positions: &[Vec3],
+        radius: f32,
+        offsets: &mut Vec<u32>,
+        neighbours: &mut Vec<u32>,
+    ) {
+        let same_cells = positions.len() == ids.len() && self.same_ids(ids);
+        if !same_cells {
+            CellList::new(positions, radius).neighbours_into(offsets, neighbours);
+            self.ids.clear();
+            self.ids.extend_from_slice(ids);
+            self.reusable = false;
+            self.builds += 1;
+            return;
+        }
+        if self.reusable && self.radius.to_bits() == radius.to_bits() && self.within_skin(positions, radius) {
+            self.reuses += 1;
+        } else {
+            let wide = radius.abs() * (1.0 + SKIN);
+            CellList::new(positions, wide).neighbours_into(&mut self.wide.offsets, &mut self.wide.neighbours);
+            self.radius = radius;
+            self.at.clear();
+            self.at.extend_from_slice(positions);
+            // The reuse test's margin (1 % of the radius) against the coordinates' rounding
+            // (an ulp is at most 2 ε of the largest coordinate), with room to spare.
+            let scale =
+                positions.par_iter().filter(|p| p.is_finite()).map(|p| p.abs().max_element()).reduce(|| 0.0, f32::max);
+            self.reusable = 0.01 * radius.abs() > 64.0 * f32::EPSILON * scale;
+            self.builds += 1;
+        }
+        self.filter(positions, radius * radius, offsets, neighbours);
+    }
+
+    /// Whether the cells, row by row, are those of the last call.
+    fn same_ids(&self, ids: &[u64]) -> bool {
+        self.ids.len() == ids.len() && self.ids.par_chunks(CHUNK).zip(ids.par_chunks(CHUNK)).all(|(a, b)| a == b)
+    }
+
+    /// Whether no cell moved further than a little under half the skin since the wide
+    /// lists were built (a non-finite position fails).
+    fn within_skin(&self, positions: &[Vec3], radius: f32) -> bool {
+        // Half the skin, less 10 % for the rounding of the build's and this test.
+        let limit = 0.45 * SKIN * radius.abs();
+        let limit2 = limit * limit;
+        self.at.len() == positions.len()
+            && self
+                .at
+                .par_chunks(CHUNK)
+                .zip(positions.par_chunks(CHUNK))
+                .all(|(a, b)| a.iter().zip(b).all(|(&a, &b)| (b - a).length_squared() <= limit2))
+    }
+
+    /// Keep the wide lists' pairs within `radius` (`r2 = radius²`), in order.
+    fn filter(&self, positions: &[Vec3], r2: f32, offsets: &mut Vec<u32>, neighbours: &mut Vec<u32>) {
+        let n = positions.len();
+        let wide = &self.wide;
+        let chunks: Vec<(Vec<u32>, Vec<u32>)> = (0..n.div_ceil(CHUNK))
+            .into_par_iter()
+            .map(|c| {
+                let cells = c * CHUNK..((c + 1) * CHUNK).min(n);
+                let start = wide.offsets[cells.start] as usize;
+                let mut ends = Vec::with_capacity(cells.len());
+                // Branch-free, as in the cell list's query: write each, keep it when it passes.
+                let mut flat = vec![0; wide.offsets[cells.end] as usize - start];
+                let mut len = 0;
+                for i in cells {
+                    let p = positions[i];
+                    for &j in wide.list(i) {
+                        flat[len] = j;
+                        len += usize::from(distance_2(positions[j as usize], p) <= r2);
+                    }
+                    ends.push(len as u32);
+                }
+                flat.truncate(len);
+                (ends, flat)
+            })
+            .collect();
+        join_chunks(&chunks, n, offsets, neighbours);
+    }
+}
+
+/// Join per-chunk lists (`ends`: each cell's end in `flat`, chunks of [`CHUNK`] cells in
+/// order) into CSR `offsets` (`n + 1`) and `neighbours`, in parallel.
+fn join_chunks(chunks: &[(Vec<u32>, Vec<u32>)], n: usize, offsets: &mut Vec<u32>, neighbours: &mut Vec<u32>) {
+    // Where each chunk's lists start in the joined array.
+    let mut base = Vec::with_capacity(chunks.len() + 1);
+    base.push(0usize);
+    for (_, flat) in chunks {
+        base.push(base.last().copied().unwrap_or(0) + flat.len());
+    }
+    let total = base.last().copied().unwrap_or(0);
+    assert!(total < u32::MAX as usize, "fewer than 2^32 neighbour pairs");
+    offsets.clear();
+    offsets.resize(n + 1, 0);
+    neighbours.clear();
+    neighbours.resize(total, 0);
+    // Disjoint per-chunk slices of both outputs, filled in parallel.
+    let mut parts = Vec::with_capacity(chunks.len());
+    let (mut rest_o, mut rest_n): (&mut [u32], &mut [u32]) = (&mut offsets[1..], neighbours);
+    for (c, (ends, flat)) in chunks.iter().enumerate() {
+        let (o, tail_o) = rest_o.split_at_mut(ends.len());
+        let (nb, tail_n) = rest_n.split_at_mut(flat.len());
+        parts.push((base[c] as u32, ends, flat, o, nb));
+        (rest_o, rest_n) = (tail_o, tail_n);
+    }
+    parts.into_par_iter().for_each(|(at, ends, flat, o, nb)| {
+        for (o, &e) in o.iter_mut().zip(ends) {
+            *o = at + e;
+        }
+        nb.copy_from_slice(flat);
+    });
 }
 
 /// Neighbours within `radius` by cell list: [`CellList::new`] then

@@ -18,7 +18,7 @@ use crate::model::{Extras, ResponseInput, ResponseModel};
 use crate::residency::{self, FieldHome};
 
 use crate::schedule::TickContext;
-use crate::{CoreError, ModelError, neighbours};
+use crate::{CoreError, ModelError};
 
 /// Copy positions, radii, types, ids and life phase into the batch, indexed by [`Row`].
 fn gather(cells: &Query<(&CellId, &Row, &Position, &Radius, &CellType, &Cycle)>, n: usize, b: &mut Batch) {
@@ -319,8 +319,8 @@ fn not_below_zero(v: f32) -> f32 {
     if v < 0.0 { 0.0 } else { v }
 }
 
-/// Sense: find neighbours within the contact radius (a cell list rebuilt each tick,
-/// [`neighbours::CellList`]), average the contact genes over neighbours, count
+/// Sense: find neighbours within the contact radius (a cell list out to a skin, kept
+/// while the cells stay within it: [`crate::neighbours::SkinLists`]), average the contact genes over neighbours, count
 /// neighbours by cell type, and read each ligand at the cell's voxel, gated by the
 /// receptor's expression. Runs at the ticks where mechanics or respond run.
 ///
@@ -342,8 +342,9 @@ pub(crate) fn sense(
     let n = b.cells;
 
     // Neighbours within the interaction radius (contact signalling and mechanics share it):
-    // a spatially sorted cell list, faster than an R-tree here (see `neighbours`).
-    neighbours::neighbours_cell_list(&b.positions, settings.contact_radius, &mut b.offsets, &mut b.neighbours);
+    // a spatially sorted cell list, faster than an R-tree here, out to a skin and reused
+    // while the cells stay within it (see `neighbours::SkinLists`).
+    b.neighbour_lists.neighbours_into(&b.ids, &b.positions, settings.contact_radius, &mut b.offsets, &mut b.neighbours);
 
     // Contact signals: neighbour mean of each contact gene, and neighbour counts by type.
     b.contact.clear();

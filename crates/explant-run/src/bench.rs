@@ -419,7 +419,8 @@ pub struct TickBench {
 /// of each stage, the whole tick, and the resident memory the simulation added; return
 /// the same numbers as JSON (`explant bench tick --json`): `scene`, `cells`, `voxels`,
 /// `ligands`, `backends`, `ticks`, `stages` (stage → ms per tick), `ms_per_tick`,
-/// `resident_bytes`, `bytes_per_cell`, `build_seconds`. Perturbations are stepped (no
+/// `resident_bytes`, `bytes_per_cell`, `build_seconds`, and how often the neighbour lists
+/// were built and reused (`neighbour_lists_built`, `neighbour_lists_reused`). Perturbations are stepped (no
 /// paired control, which a run would step beside it).
 ///
 /// # Errors
@@ -443,11 +444,17 @@ pub fn tick(
     sim.step()?;
     let start_times = sim.stage_times();
     let start_transfers = sim.field_home().transfers();
+    let lists = |sim: &explant_core::Simulation| {
+        let l = &sim.world.resource::<explant_core::Batch>().neighbour_lists;
+        (l.builds, l.reuses)
+    };
+    let start_lists = lists(sim);
     let wall = Instant::now();
     for _ in 0..args.ticks.max(1) {
         sim.step()?;
     }
     let end_transfers = sim.field_home().transfers();
+    let end_lists = lists(sim);
     let on_device = sim.field_home().on_device();
     let ticks = args.ticks.max(1) as f64;
     let ms_per_tick = wall.elapsed().as_secs_f64() * 1e3 / ticks;
@@ -478,6 +485,13 @@ pub fn tick(
         "resident memory added by the simulation: {:.1} MB ({per_cell:.0} bytes per cell)",
         resident as f64 / 1e6
     );
+    let (built_lists, reused_lists) = (end_lists.0 - start_lists.0, end_lists.1 - start_lists.1);
+    if built_lists + reused_lists > 0 {
+        let _ = writeln!(
+            out,
+            "neighbour lists: built {built_lists} times and reused {reused_lists} times (cells within the skin)"
+        );
+    }
     let (uploads, downloads) = (end_transfers.0 - start_transfers.0, end_transfers.1 - start_transfers.1);
     if on_device {
         let _ = writeln!(
@@ -504,5 +518,7 @@ pub fn tick(
         "field_on_device": on_device,
         "field_uploads": uploads,
         "field_downloads": downloads,
+        "neighbour_lists_built": built_lists,
+        "neighbour_lists_reused": reused_lists,
     }))
 }

@@ -139,3 +139,70 @@ fn neighbour_lists_are_identical_on_one_and_two_threads() {
         assert!(one.0.neighbours.len() > p.len(), "the set should be dense enough to have neighbours");
     }
 }
+
+#[test]
+fn skin_lists_equal_a_fresh_search_as_cells_move_divide_and_jump() {
+    use explant_core::neighbours::{SKIN, SkinLists};
+    let mut rng = Rng(23);
+    for dims in [2, 3] {
+        let radius = 2.5;
+        let side = if dims == 3 { 40.0 } else { 160.0 };
+        let mut p = cells(&mut rng, 3000, dims, side, radius);
+        let mut ids: Vec<u64> = (0..p.len() as u64).collect();
+        let mut lists = SkinLists::default();
+        let (mut offsets, mut neighbours) = (Vec::new(), Vec::new());
+        for step in 0..40 {
+            // Small moves (well inside the skin) most steps; a few cells jump further than
+            // the skin allows at some steps; rows change (a swap, a cell added) at others;
+            // one cell is briefly not finite.
+            let small = 0.02 * SKIN * radius;
+            for q in p.iter_mut() {
+                let d = Vec3::new(
+                    rng.uniform() - 0.5,
+                    rng.uniform() - 0.5,
+                    if dims == 3 { rng.uniform() - 0.5 } else { 0.0 },
+                );
+                *q += d * small;
+            }
+            match step {
+                10 | 25 => p[7] += Vec3::new(SKIN * radius, 0.0, 0.0),
+                15 => {
+                    p.swap(3, 900);
+                    ids.swap(3, 900);
+                }
+                20 => {
+                    p.push(p[11] + Vec3::new(0.3, 0.0, 0.0));
+                    ids.push(1_000_000 + step);
+                }
+                30 => p[5].x = f32::NAN,
+                31 => p[5].x = 1.0,
+                _ => {}
+            }
+            lists.neighbours_into(&ids, &p, radius, &mut offsets, &mut neighbours);
+            let got = Csr { offsets: offsets.clone(), neighbours: neighbours.clone() };
+            let want = neighbours_brute_force(&p, radius);
+            assert!(got == want, "{dims}D step {step}: skin lists differ from a fresh search");
+        }
+        assert!(lists.reuses >= 20, "{dims}D: the lists should mostly be reused ({} reuses)", lists.reuses);
+        assert!(lists.builds >= 6, "{dims}D: jumps, row changes and a NaN force rebuilds ({} builds)", lists.builds);
+    }
+}
+
+#[test]
+fn a_cell_moving_just_past_the_skin_is_caught() {
+    use explant_core::neighbours::{SKIN, SkinLists};
+    // Two cells just beyond the wide radius, then moved together by more than the skin
+    // allows in one step: reusing the wide lists would miss the pair.
+    let radius = 10.0;
+    let far = radius * (1.0 + SKIN) + 0.5;
+    let mut p = vec![Vec3::ZERO, Vec3::new(far, 0.0, 0.0), Vec3::new(50.0, 50.0, 0.0)];
+    let ids = [0, 1, 2];
+    let mut lists = SkinLists::default();
+    let (mut o, mut nb) = (Vec::new(), Vec::new());
+    lists.neighbours_into(&ids, &p, radius, &mut o, &mut nb); // exact build (new cells)
+    lists.neighbours_into(&ids, &p, radius, &mut o, &mut nb); // wide build
+    assert!(nb.is_empty());
+    p[1].x = radius - 0.1;
+    lists.neighbours_into(&ids, &p, radius, &mut o, &mut nb);
+    assert_eq!((o.as_slice(), nb.as_slice()), ([0u32, 1, 2, 2].as_slice(), [1u32, 0].as_slice()));
+}
