@@ -51,7 +51,7 @@ fn time_both(p: &[Vec3], radius: f32, reps: usize) -> (f64, f64) {
     let (mut o, mut nb) = (vec![], vec![]);
     for _ in 0..reps {
         let t = Instant::now();
-        CellList::new(p, radius).neighbours_into(&mut o, &mut nb);
+        CellList::new(p, radius).neighbours_into(&mut o, &mut nb).expect("fewer than 2^32 pairs");
         c.push(t.elapsed());
         let t = Instant::now();
         neighbours_in_rtree(&rtree(p), p, radius, &mut o, &mut nb);
@@ -103,7 +103,7 @@ fn main() {
                 let list = CellList::new(&p, RADIUS);
                 cb.push(t.elapsed());
                 let t = Instant::now();
-                list.neighbours_into(&mut co, &mut cn);
+                list.neighbours_into(&mut co, &mut cn).expect("fewer than 2^32 pairs");
                 cq.push(t.elapsed());
                 drop(list);
 

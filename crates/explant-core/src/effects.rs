@@ -188,14 +188,22 @@ pub fn response_vs_distance(
         .collect()
 }
 
-/// For each cell of `table`, the mean of `values` (`N × k`, row-major, one row per cell of
-/// the table) over the cell itself and every other cell within `radius` µm of it: the
-/// one-step neighbourhood average used by the neighbour-average baseline of `explant eval`.
-pub fn neighbourhood_mean(table: &CellTable, values: &[f32], k: usize, radius: f32) -> Vec<f32> {
-    let n = table.ids.len();
-    debug_assert_eq!(values.len(), n * k);
+/// The neighbours of each cell of `table` within `radius` µm (see [`neighbourhood_mean`]).
+///
+/// # Errors
+///
+/// [`crate::CoreError::TooManyPairs`] when the lists would overflow.
+pub fn neighbourhood(table: &CellTable, radius: f32) -> Result<crate::neighbours::Csr, crate::CoreError> {
     let positions: Vec<glam::Vec3> = table.positions.iter().map(|p| glam::Vec3::from_array(*p)).collect();
-    let csr = crate::neighbours::CellList::new(&positions, radius).neighbours();
+    crate::neighbours::CellList::new(&positions, radius).neighbours()
+}
+
+/// For each cell, the mean of `values` (`N × k`, row-major, one row per cell) over the cell
+/// itself and its neighbours `csr` (from [`neighbourhood`]): the one-step neighbourhood
+/// average used by the neighbour-average baseline of `explant eval`.
+pub fn neighbourhood_mean(csr: &crate::neighbours::Csr, values: &[f32], k: usize) -> Vec<f32> {
+    let n = csr.cells();
+    debug_assert_eq!(values.len(), n * k);
     let mut out = vec![0.0f32; n * k];
     for i in 0..n {
         let row = &mut out[i * k..(i + 1) * k];
@@ -238,7 +246,7 @@ mod tests {
         // Cells at 0, 10, 20 and 100 µm; radius 15: 0↔10, 10↔20, 100 alone.
         let t = line(&[0.0, 10.0, 20.0, 100.0]);
         let v = [3.0, 0.0, 6.0, 9.0, 1.0, 1.0, 0.0, 5.0];
-        let m = neighbourhood_mean(&t, &v, 2, 15.0);
+        let m = neighbourhood_mean(&neighbourhood(&t, 15.0).unwrap(), &v, 2);
         let want = [4.5, 4.5, 10.0 / 3.0, 10.0 / 3.0, 3.5, 5.0, 0.0, 5.0];
         for (a, b) in m.iter().zip(want) {
             assert!((a - b).abs() < 1e-6, "{m:?} vs {want:?}");

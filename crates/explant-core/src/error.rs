@@ -79,6 +79,17 @@ pub enum CoreError {
     /// A channel clamp (`explant explain`) was given values it cannot use.
     #[error("channel clamp: {0}")]
     Clamp(String),
+    /// More neighbour pairs than the neighbour lists' `u32` offsets reach.
+    #[error(
+        "{pairs} neighbour pairs lie within {radius} µm of each other, more than neighbour lists hold \
+         (2^32 − 1): lower `contact.radius` or the number of cells"
+    )]
+    TooManyPairs {
+        /// Pairs found (at least).
+        pairs: u64,
+        /// The search radius, µm.
+        radius: f32,
+    },
     /// The state became NaN, infinite or ran away.
     #[error("tick {tick} (t = {time} min): {what}")]
     Unstable {

@@ -174,7 +174,7 @@ impl Simulation {
         if start > limit.cells {
             return Err(CoreError::TooManyCells { tick: 0, time: 0.0, cells: start, limit });
         }
-        life::sort_rows(&mut world, scene.contact.radius);
+        // `populate` created the cells in the rows' spatial order: no re-sort is needed.
         let schedule = schedule::tick();
         let mut sim = Self { world, schedule, ticks: scene.ticks() };
         sim.record_now()?;

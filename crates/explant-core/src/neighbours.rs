@@ -28,6 +28,8 @@
 
 use glam::Vec3;
 use rayon::prelude::*;
+
+use crate::CoreError;
 use rstar::{RTree, primitives::GeomWithData};
 
 /// Cells per parallel work item. A constant, so the work split never depends on
@@ -226,10 +228,14 @@ impl CellList {
     /// Every cell's neighbours within the radius, written as CSR into `offsets`
     /// (`N + 1` entries) and `neighbours` (both cleared first, capacity reused).
     ///
+    /// # Errors
+    ///
+    /// [`CoreError::TooManyPairs`] when there are 2^32 − 1 pairs or more.
+    ///
     /// Cells are queried in batch order, one local list per fixed chunk of rows, and
     /// the chunks are then joined in parallel. Rows kept in bin order
     /// ([`crate::sort_rows`]) make neighbouring queries touch the same bins.
-    pub fn neighbours_into(&self, offsets: &mut Vec<u32>, neighbours: &mut Vec<u32>) {
+    pub fn neighbours_into(&self, offsets: &mut Vec<u32>, neighbours: &mut Vec<u32>) -> Result<(), CoreError> {
         let n = self.len();
         let r2 = self.radius * self.radius;
         let chunks: Vec<(Vec<u32>, Vec<u32>)> = (0..n.div_ceil(CHUNK))
@@ -245,14 +251,18 @@ impl CellList {
                 (ends, flat)
             })
             .collect();
-        join_chunks(&chunks, n, offsets, neighbours);
+        join_chunks(&chunks, n, self.radius, offsets, neighbours)
     }
 
     /// Every cell's neighbours within the radius, as a new [`Csr`].
-    pub fn neighbours(&self) -> Csr {
+    ///
+    /// # Errors
+    ///
+    /// As [`CellList::neighbours_into`].
+    pub fn neighbours(&self) -> Result<Csr, CoreError> {
         let mut csr = Csr::default();
-        self.neighbours_into(&mut csr.offsets, &mut csr.neighbours);
-        csr
+        self.neighbours_into(&mut csr.offsets, &mut csr.neighbours)?;
+        Ok(csr)
     }
 }
 
@@ -297,6 +307,10 @@ impl SkinLists {
     /// deaths or a re-sort of the rows, the lists are found for `radius` alone (the wide
     /// lists would likely not outlive the next change); once the cells stay the same
     /// from one call to the next, wide lists are built and then reused.
+    ///
+    /// # Errors
+    ///
+    /// As [`CellList::neighbours_into`] (the wide lists can overflow first).
     pub fn neighbours_into(
         &mut self,
         ids: &[u64],
@@ -304,21 +318,23 @@ impl SkinLists {
         radius: f32,
         offsets: &mut Vec<u32>,
         neighbours: &mut Vec<u32>,
-    ) {
+    ) -> Result<(), CoreError> {
         let same_cells = positions.len() == ids.len() && self.same_ids(ids);
         if !same_cells {
-            CellList::new(positions, radius).neighbours_into(offsets, neighbours);
+            CellList::new(positions, radius).neighbours_into(offsets, neighbours)?;
             self.ids.clear();
             self.ids.extend_from_slice(ids);
             self.reusable = false;
             self.builds += 1;
-            return;
+            return Ok(());
         }
         if self.reusable && self.radius.to_bits() == radius.to_bits() && self.within_skin(positions, radius) {
             self.reuses += 1;
         } else {
             let wide = radius.abs() * (1.0 + SKIN);
-            CellList::new(positions, wide).neighbours_into(&mut self.wide.offsets, &mut self.wide.neighbours);
+            // Forget the old lists first, so a failed build leaves nothing to reuse.
+            self.reusable = false;
+            CellList::new(positions, wide).neighbours_into(&mut self.wide.offsets, &mut self.wide.neighbours)?;
             self.radius = radius;
             self.at.clear();
             self.at.extend_from_slice(positions);
@@ -329,7 +345,7 @@ impl SkinLists {
             self.reusable = 0.01 * radius.abs() > 64.0 * f32::EPSILON * scale;
             self.builds += 1;
         }
-        self.filter(positions, radius * radius, offsets, neighbours);
+        self.filter(positions, radius, offsets, neighbours)
     }
 
     /// Whether the cells, row by row, are those of the last call.
@@ -351,9 +367,15 @@ impl SkinLists {
                 .all(|(a, b)| a.iter().zip(b).all(|(&a, &b)| (b - a).length_squared() <= limit2))
     }
 
-    /// Keep the wide lists' pairs within `radius` (`r2 = radius²`), in order.
-    fn filter(&self, positions: &[Vec3], r2: f32, offsets: &mut Vec<u32>, neighbours: &mut Vec<u32>) {
-        let n = positions.len();
+    /// Keep the wide lists' pairs within `radius`, in order.
+    fn filter(
+        &self,
+        positions: &[Vec3],
+        radius: f32,
+        offsets: &mut Vec<u32>,
+        neighbours: &mut Vec<u32>,
+    ) -> Result<(), CoreError> {
+        let (n, r2) = (positions.len(), radius * radius);
         let wide = &self.wide;
         let chunks: Vec<(Vec<u32>, Vec<u32>)> = (0..n.div_ceil(CHUNK))
             .into_par_iter()
@@ -376,13 +398,20 @@ impl SkinLists {
                 (ends, flat)
             })
             .collect();
-        join_chunks(&chunks, n, offsets, neighbours);
+        join_chunks(&chunks, n, radius, offsets, neighbours)
     }
 }
 
 /// Join per-chunk lists (`ends`: each cell's end in `flat`, chunks of [`CHUNK`] cells in
-/// order) into CSR `offsets` (`n + 1`) and `neighbours`, in parallel.
-fn join_chunks(chunks: &[(Vec<u32>, Vec<u32>)], n: usize, offsets: &mut Vec<u32>, neighbours: &mut Vec<u32>) {
+/// order) into CSR `offsets` (`n + 1`) and `neighbours`, in parallel; an error, for
+/// lists found within `radius`, when they hold more pairs than a `u32` offset reaches.
+fn join_chunks(
+    chunks: &[(Vec<u32>, Vec<u32>)],
+    n: usize,
+    radius: f32,
+    offsets: &mut Vec<u32>,
+    neighbours: &mut Vec<u32>,
+) -> Result<(), CoreError> {
     // Where each chunk's lists start in the joined array.
     let mut base = Vec::with_capacity(chunks.len() + 1);
     base.push(0usize);
@@ -390,7 +419,9 @@ fn join_chunks(chunks: &[(Vec<u32>, Vec<u32>)], n: usize, offsets: &mut Vec<u32>
         base.push(base.last().copied().unwrap_or(0) + flat.len());
     }
     let total = base.last().copied().unwrap_or(0);
-    assert!(total < u32::MAX as usize, "fewer than 2^32 neighbour pairs");
+    if total >= u32::MAX as usize {
+        return Err(CoreError::TooManyPairs { pairs: total as u64, radius });
+    }
     offsets.clear();
     offsets.resize(n + 1, 0);
     neighbours.clear();
@@ -410,12 +441,22 @@ fn join_chunks(chunks: &[(Vec<u32>, Vec<u32>)], n: usize, offsets: &mut Vec<u32>
         }
         nb.copy_from_slice(flat);
     });
+    Ok(())
 }
 
 /// Neighbours within `radius` by cell list: [`CellList::new`] then
 /// [`CellList::neighbours_into`].
-pub fn neighbours_cell_list(positions: &[Vec3], radius: f32, offsets: &mut Vec<u32>, neighbours: &mut Vec<u32>) {
-    CellList::new(positions, radius).neighbours_into(offsets, neighbours);
+///
+/// # Errors
+///
+/// As [`CellList::neighbours_into`].
+pub fn neighbours_cell_list(
+    positions: &[Vec3],
+    radius: f32,
+    offsets: &mut Vec<u32>,
+    neighbours: &mut Vec<u32>,
+) -> Result<(), CoreError> {
+    CellList::new(positions, radius).neighbours_into(offsets, neighbours)
 }
 
 /// An `rstar` point carrying its batch index.
@@ -485,7 +526,7 @@ mod tests {
     #[test]
     fn cells_exactly_at_the_radius_are_neighbours() {
         let p = [Vec3::ZERO, Vec3::new(3.0, 4.0, 0.0), Vec3::new(3.0, 4.0, 0.0), Vec3::new(10.0, 0.0, 0.0)];
-        let csr = CellList::new(&p, 5.0).neighbours();
+        let csr = CellList::new(&p, 5.0).neighbours().unwrap();
         assert_eq!(csr.list(0), &[1, 2]);
         assert_eq!(csr.list(1), &[0, 2]);
         assert_eq!(csr.list(3), &[] as &[u32]);
@@ -502,7 +543,7 @@ mod tests {
     #[test]
     fn non_finite_positions_neither_panic_nor_find_neighbours() {
         let p = [Vec3::ZERO, Vec3::splat(f32::NAN), Vec3::new(f32::INFINITY, 0.0, 0.0), Vec3::new(1.0, 0.0, 0.0)];
-        let csr = CellList::new(&p, 2.0).neighbours();
+        let csr = CellList::new(&p, 2.0).neighbours().unwrap();
         assert_eq!(csr.list(0), &[3]);
         assert!(csr.list(1).is_empty() && csr.list(2).is_empty());
     }

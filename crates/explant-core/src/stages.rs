@@ -344,7 +344,16 @@ pub(crate) fn sense(
     // Neighbours within the interaction radius (contact signalling and mechanics share it):
     // a spatially sorted cell list, faster than an R-tree here, out to a skin and reused
     // while the cells stay within it (see `neighbours::SkinLists`).
-    b.neighbour_lists.neighbours_into(&b.ids, &b.positions, settings.contact_radius, &mut b.offsets, &mut b.neighbours);
+    if let Err(e) = b.neighbour_lists.neighbours_into(
+        &b.ids,
+        &b.positions,
+        settings.contact_radius,
+        &mut b.offsets,
+        &mut b.neighbours,
+    ) {
+        failure.0 = Some(e);
+        return;
+    }
 
     // Contact signals: neighbour mean of each contact gene, and neighbour counts by type.
     b.contact.clear();

@@ -386,9 +386,9 @@ pub(crate) fn populate(world: &mut World, scene: &Scene, given: Option<InitialCe
     };
     world.insert_resource(States { genes: g, ..Default::default() });
     world.insert_resource(LiveIds::default());
-    // Spawned in the neighbour search's bin order (ids keep the generated order), so the
-    // rows need no re-sort at the start ([`crate::sort_rows`] finds them in order) and
-    // the entities' own storage order follows the rows: the stages that walk the
+    // Spawned in the neighbour search's bin order (ids keep the generated order), the
+    // order [`crate::sort_rows`] keeps the rows in, so the rows need no re-sort at the
+    // start, and the entities' own storage order follows the rows: the stages that walk the
     // entities and write by row (gather, mechanics, fate) then touch memory in order
     // instead of at random. No result depends on the entities' order.
     let positions: Vec<Vec3> = cells.iter().map(|c| c.0).collect();

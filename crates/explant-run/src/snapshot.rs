@@ -69,7 +69,7 @@ pub fn write_snapshot(
     }
     let layers: Vec<(&str, &[f32])> = control_x.iter().map(|x| ("control", x.as_slice())).collect();
     let centres: Vec<Vec3> = cells.positions.iter().map(|&p| Vec3::from(p)).collect();
-    let contact = CellList::new(&centres, sc.contact.radius).neighbours();
+    let contact = CellList::new(&centres, sc.contact.radius).neighbours()?;
     let gzip =
         sc.output.h5ad_gzip_level().map_err(|m| RunError::Invalid(format!("field `output.h5ad_compression`: {m}")))?;
     let snap = Snapshot {

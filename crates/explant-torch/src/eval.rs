@@ -53,6 +53,7 @@
 use std::path::PathBuf;
 
 use explant_core::effects::match_ids;
+use explant_core::neighbours::Csr;
 use explant_core::score::{Response, de_overlap, discrimination, mae, pearson};
 use explant_core::{CellTable, ResponseModel, Simulation, Teacher};
 use explant_scene::{LoadedScene, Perturbation, PerturbationName, Scene};
@@ -238,10 +239,11 @@ fn responses(pert: &CellTable, d: &[f32], ctrl: &CellTable, bands: &[f32], g: us
 /// effect and nothing downstream of it, spread to neighbours by averaging. Knocked-out
 /// cells (as flagged in the true perturbed run `pert`) take their control expression
 /// with the target gene at 0; every other cell takes its control expression plus the
-/// mean direct change over itself and its neighbours within the contact `radius`.
+/// mean direct change over itself and its neighbours within the contact radius (`lists`,
+/// the control's, from [`explant_core::effects::neighbourhood`]).
 /// Returned as a table shaped like `pert` (cells without a control twin keep `pert`'s
 /// rows, and are not scored: `responses` matches ids with the control).
-fn neighbour_average(pert: &CellTable, control: &CellTable, target: usize, radius: f32, g: usize) -> CellTable {
+fn neighbour_average(pert: &CellTable, control: &CellTable, lists: &Csr, target: usize, g: usize) -> CellTable {
     let matched = match_ids(pert, control);
     let mut knocked = vec![false; control.ids.len()];
     for (i, j) in matched.iter().enumerate() {
@@ -251,7 +253,7 @@ fn neighbour_average(pert: &CellTable, control: &CellTable, target: usize, radiu
     }
     let direct: Vec<f32> =
         (0..control.ids.len()).map(|j| if knocked[j] { -control.expression[j * g + target] } else { 0.0 }).collect();
-    let spread = explant_core::effects::neighbourhood_mean(control, &direct, 1, radius);
+    let spread = explant_core::effects::neighbourhood_mean(lists, &direct, 1);
     let mut out = pert.clone();
     for (i, j) in matched.iter().enumerate() {
         if let Some(j) = *j {
@@ -300,7 +302,7 @@ pub fn evaluate(scene: &LoadedScene, opts: &EvalOptions, progress: &mut dyn FnMu
     let signature = explant_core::ModelSignature::of_scene(sc);
     let mut notes = model_notes(opts, &signature, progress)?;
     let runs = all_runs(scene, opts, &signature, &train_genes, &mut notes, progress)?;
-    let scoring = Scoring::new(sc, runs, &targets, opts.perturb.len());
+    let scoring = Scoring::new(sc, runs, &targets, opts.perturb.len())?;
     let mut rows = Vec::new();
     for mode in [Mode::Free, Mode::Anchored] {
         for (k, name) in group_names(&sc.output.distance_bands).iter().enumerate() {
@@ -508,7 +510,11 @@ struct Scoring<'a> {
 impl<'a> Scoring<'a> {
     /// Every predictor's runs (the baselines' built as cells from the truth: see
     /// [`crate::baseline_cells`]) and their responses, free-running and anchored.
-    fn new(sc: &Scene, runs: AllRuns, targets: &'a [usize], held_out: usize) -> Self {
+    ///
+    /// # Errors
+    ///
+    /// When the control's neighbour lists cannot be built (too many pairs).
+    fn new(sc: &Scene, runs: AllRuns, targets: &'a [usize], held_out: usize) -> Result<Self> {
         let g = sc.genes.len();
         let bands = &sc.output.distance_bands;
         let per = |r: &Runs| -> Responses {
@@ -550,7 +556,9 @@ impl<'a> Scoring<'a> {
         let mean = from_truth(&|t, d, _| crate::baseline_cells::mean_shift(t, d, control, bands, &mean_deltas, g));
         let context =
             from_truth(&|t, d, _| crate::baseline_cells::context_mean(t, d, control, bands, &context_means, g));
-        let neighbour = from_truth(&|t, _, target| neighbour_average(t, control, target, sc.contact.radius, g));
+        // The control's neighbours, once for every target.
+        let lists = explant_core::effects::neighbourhood(control, sc.contact.radius).map_err(TorchError::Simulation)?;
+        let neighbour = from_truth(&|t, _, target| neighbour_average(t, control, &lists, target, g));
         // Baselines are built on the truth's control (anchored already); models run their own.
         let mut predictors = vec![
             ("no-change", no_change, false),
@@ -587,7 +595,7 @@ impl<'a> Scoring<'a> {
             .collect();
         free.push(("replicate", rep));
         anchored.push(("replicate", rep_anchored));
-        Self {
+        Ok(Self {
             g,
             targets,
             held_out,
@@ -597,7 +605,7 @@ impl<'a> Scoring<'a> {
             training: training.perturbed.len(),
             predictors: predictors.into_iter().map(|(n, r, _)| (n, r)).collect(),
             responses: [free, anchored],
-        }
+        })
     }
 
     /// The rows of group `k` (named `name`) in `mode`: each predictor with responses in

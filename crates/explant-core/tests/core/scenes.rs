@@ -97,7 +97,7 @@ fn lateral_inhibition_resolves_into_salt_and_pepper_and_the_hes1_knockout_lifts_
     // densest pattern on a hexagonal sheet), and a cell's DLL1 anticorrelates with its
     // neighbours' mean.
     let positions: Vec<glam::Vec3> = t.positions.iter().map(|p| glam::Vec3::from(*p)).collect();
-    let csr = explant_core::neighbours::CellList::new(&positions, sc.contact.radius).neighbours();
+    let csr = explant_core::neighbours::CellList::new(&positions, sc.contact.radius).neighbours().unwrap();
     let (mut own, mut nb) = (Vec::new(), Vec::new());
     for i in 0..t.ids.len() {
         let list = csr.list(i);

@@ -39,10 +39,14 @@ fn a_generated_tissue_is_stored_in_row_order_with_ids_in_generated_order() {
     // the generated order, so every result is the same as with any other spawn order.
     let s = scene(|_| {});
     let mut sim = sim(&s);
-    let mut q = sim.world.query::<(&explant_core::CellId, &explant_core::Row)>();
-    let (ids, rows): (Vec<u64>, Vec<u32>) = q.iter(&sim.world).map(|(c, r)| (c.0, r.0)).unzip();
+    let mut q = sim.world.query::<(&explant_core::CellId, &explant_core::Row, &explant_core::Position)>();
+    let (ids, rows): (Vec<u64>, Vec<u32>) = q.iter(&sim.world).map(|(c, r, _)| (c.0, r.0)).unzip();
     assert_eq!(rows.len(), 1500);
     assert!(rows.iter().enumerate().all(|(k, &r)| r as usize == k), "entities not in row order");
+    // ... and the rows are in the neighbour grid's bin order, as `sort_rows` keeps them.
+    let positions: Vec<glam::Vec3> = q.iter(&sim.world).map(|(_, _, p)| p.0).collect();
+    let order = explant_core::neighbours::CellList::new(&positions, s.contact.radius).order().to_vec();
+    assert!(order.iter().enumerate().all(|(k, &o)| o as usize == k), "rows not in bin order");
     let mut sorted = ids.clone();
     sorted.sort_unstable();
     assert!(sorted.iter().enumerate().all(|(k, &id)| id == k as u64), "ids are 0..n");
