@@ -44,6 +44,7 @@
 
 use rayon::prelude::*;
 
+use crate::simd_lines;
 use crate::transpose::transpose;
 use crate::{Boundary, ChannelParams, Grid};
 
@@ -228,12 +229,18 @@ impl LineCoefficients {
 /// the new ones. Its per-element arithmetic is the contract every implementation matches
 /// bit for bit (see the module docs).
 pub fn solve_line(line: &mut [f32], co: &LineCoefficients) {
+    solve_line_affine(line, co, true);
+}
+
+/// [`solve_line`], with `affine` false skipping the `Fixed` faces' right-hand-side terms
+/// (as in [`solve_rows`]).
+pub(crate) fn solve_line_affine(line: &mut [f32], co: &LineCoefficients, affine: bool) {
     let n = co.len();
     assert_eq!(line.len(), n, "line length does not match its coefficients");
-    if let Some(v) = co.rhs_lo {
+    if let (true, Some(v)) = (affine, co.rhs_lo) {
         line[0] += v;
     }
-    if let Some(v) = co.rhs_hi {
+    if let (true, Some(v)) = (affine, co.rhs_hi) {
         line[n - 1] += v;
     }
     line[0] *= co.inv[0];
@@ -347,21 +354,26 @@ fn solve_tile(buf: &mut [f32], tile: &[f32], nx: usize, co: &LineCoefficients, a
 /// [`X_TILE`] lines transposed so that the elimination vectorises across lines.
 /// `affine` as in [`solve_rows`].
 pub(crate) fn sweep_x(chan: &mut [f32], nx: usize, co: &LineCoefficients, affine: bool) {
-    chan.par_chunks_mut(X_TILE * nx).for_each_init(
-        || vec![0.0f32; X_TILE * nx],
-        |buf, tile| {
-            let lines = solve_tile(buf, tile, nx, co, affine);
-            transpose::<false>(buf, nx, lines, tile);
-        },
-    );
+    chan.par_chunks_mut(X_TILE * nx)
+        .for_each_init(|| vec![0.0f32; X_TILE * nx], |buf, tile| x_tile(tile, nx, co, affine, buf));
+}
+
+/// Solve one tile of whole x lines in place, with `buf` ([`X_TILE`]`·nx` values) as
+/// scratch: in registers ([`simd_lines`]) where it can, else transposed through `buf`.
+fn x_tile(tile: &mut [f32], nx: usize, co: &LineCoefficients, affine: bool, buf: &mut [f32]) {
+    if simd_lines::supported(co) {
+        simd_lines::solve_in_place(tile, nx, co, affine, buf);
+    } else {
+        let lines = solve_tile(buf, tile, nx, co, affine);
+        transpose::<false>(buf, nx, lines, tile);
+    }
 }
 
 /// [`sweep_x`] of one x–y plane on this thread, with `buf` ([`X_TILE`]`·nx` values) as
 /// the tile scratch.
 fn plane_x(plane: &mut [f32], nx: usize, co: &LineCoefficients, affine: bool, buf: &mut [f32]) {
     for tile in plane.chunks_mut(X_TILE * nx) {
-        let lines = solve_tile(buf, tile, nx, co, affine);
-        transpose::<false>(buf, nx, lines, tile);
+        x_tile(tile, nx, co, affine, buf);
     }
 }
 
@@ -369,8 +381,12 @@ fn plane_x(plane: &mut [f32], nx: usize, co: &LineCoefficients, affine: bool, bu
 /// `u += Δ` (the increment itself is left as it was), on this thread.
 pub(crate) fn plane_x_add(delta: &[f32], u: &mut [f32], nx: usize, co: &LineCoefficients, buf: &mut [f32]) {
     for (tile, out) in delta.chunks(X_TILE * nx).zip(u.chunks_mut(X_TILE * nx)) {
-        let lines = solve_tile(buf, tile, nx, co, false);
-        transpose::<true>(buf, nx, lines, out);
+        if simd_lines::supported(co) {
+            simd_lines::solve_and_add(tile, out, nx, co, buf);
+        } else {
+            let lines = solve_tile(buf, tile, nx, co, false);
+            transpose::<true>(buf, nx, lines, out);
+        }
     }
 }
 

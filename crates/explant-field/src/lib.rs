@@ -44,6 +44,7 @@ mod cpu;
 mod error;
 pub mod implicit;
 pub mod resident;
+mod simd_lines;
 mod transpose;
 
 pub use adi::damped_steps;
