@@ -12,7 +12,8 @@
 //! the streaming pass ran in between, on fields of their own); with K = 10 the steps run
 //! back to back as a simulation runs them and as BioFVM's anchor driver times its LOD
 //! (`scripts/anchors/biofvm_lod.sh`: rounds of 10 steps), so K = 10 is the like-for-like
-//! figure against BioFVM.
+//! figure against BioFVM. `--lod-only` times LOD alone, round after round on one field,
+//! with no other work in between: exactly how the BioFVM driver times its solver.
 //!
 //! Each round also times one streaming pass over a field of the same size (every value
 //! read, scaled and written back, in parallel chunks): the memory-bandwidth floor of one
@@ -46,6 +47,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1usize)
         .max(1);
+    let lod_only = args.iter().any(|a| a == "--lod-only");
     let threads: Vec<usize> = args
         .iter()
         .enumerate()
@@ -62,7 +64,7 @@ fn main() {
     for &t in &threads {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build().expect("thread pool");
         pool.install(|| {
-            let schemes = [Scheme::Implicit, Scheme::Adi];
+            let schemes: &[Scheme] = if lod_only { &[Scheme::Implicit] } else { &[Scheme::Implicit, Scheme::Adi] };
             let mut fields: Vec<Field> = schemes
                 .iter()
                 .map(|_| {
@@ -88,9 +90,21 @@ fn main() {
                     }
                     times[k].push(start.elapsed().as_secs_f64() * 1e9 / per_step / steps as f64);
                 }
+                if lod_only {
+                    continue;
+                }
                 let start = Instant::now();
                 stream.data.par_chunks_mut(1 << 16).for_each(|c| c.iter_mut().for_each(|v| *v = *v * 0.999 + 1e-6));
                 passes.push(start.elapsed().as_secs_f64() * 1e9 / per_step);
+            }
+            if lod_only {
+                let min = times[0].iter().copied().fold(f64::INFINITY, f64::min);
+                let med = median(&mut times[0].clone());
+                println!(
+                    "Implicit alone, {t} thread(s): fastest {min:.2}, median {med:.2} ns per voxel-ligand-step \
+                     ({rounds} rounds of {steps} step(s), back to back)"
+                );
+                return;
             }
             let mut ratios: Vec<f64> = times[1].iter().zip(&times[0]).map(|(a, l)| a / l).collect();
             for (k, scheme) in schemes.iter().enumerate() {

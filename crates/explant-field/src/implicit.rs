@@ -458,6 +458,17 @@ pub(crate) fn lod_channel(g: &Grid, chan: &mut [f32], co: &[LineCoefficients; 3]
     }
 }
 
+/// [`lod_channel`] on this thread, on a grid where [`fuse_planes`] holds, with `buf`
+/// ([`X_TILE`]`·nx` values) as the x tiles' scratch: the same arithmetic on every line.
+pub(crate) fn lod_channel_here(g: &Grid, chan: &mut [f32], co: &[LineCoefficients; 3], buf: &mut [f32]) {
+    let (nx, ny, nz) = (g.nx, g.ny, g.nz);
+    for plane in chan.chunks_mut(nx * ny) {
+        plane_x(plane, nx, &co[0], true, buf);
+        solve_group(plane, ny, nx, &co[1], true);
+    }
+    solve_group(chan, nz, nx * ny, &co[2], true);
+}
+
 /// [`lod_channel`] of every channel of `data` at once on a grid where [`fuse_planes`]
 /// holds: the x–y planes of all channels in one parallel pass, then the z column blocks
 /// of all channels in another, so a step has two parallel phases whatever the number of
@@ -536,6 +547,15 @@ impl LodCache {
     pub(crate) fn step(&mut self, g: &Grid, data: &mut [f32], params: &[ChannelParams], dt: f32) {
         let axes = self.get(g, params, dt);
         let voxels = g.voxels();
+        let threads = rayon::current_num_threads();
+        if fuse_planes(g) && threads > 1 && axes.len().is_multiple_of(threads) {
+            // As many channels per thread: each channel whole on one thread, one parallel
+            // phase per step instead of two.
+            data.par_chunks_mut(voxels)
+                .zip(axes)
+                .for_each_init(|| vec![0.0f32; X_TILE * g.nx], |buf, (chan, co)| lod_channel_here(g, chan, co, buf));
+            return;
+        }
         if fuse_planes(g) {
             lod_all_channels(g, data, axes);
             return;
@@ -671,6 +691,9 @@ mod tests {
                 let mut both: Vec<f32> = start.iter().chain(start.iter().rev()).copied().collect();
                 let mut second: Vec<f32> = start.iter().rev().copied().collect();
                 lod_channel(&g, &mut second, &other);
+                let mut here = start.clone();
+                lod_channel_here(&g, &mut here, &co, &mut vec![0.0; X_TILE * g.nx]);
+                assert!(here.iter().zip(&fused).all(|(a, b)| a.to_bits() == b.to_bits()));
                 lod_all_channels(&g, &mut both, &[co.clone(), other]);
                 assert!(both[..g.voxels()].iter().zip(&fused).all(|(a, b)| a.to_bits() == b.to_bits()));
                 assert!(both[g.voxels()..].iter().zip(&second).all(|(a, b)| a.to_bits() == b.to_bits()));
