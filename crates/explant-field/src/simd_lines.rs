@@ -57,10 +57,11 @@ pub(crate) fn solve_and_add(delta: &[f32], out: &mut [f32], nx: usize, co: &Line
     }
 }
 
-/// Solve the `lines` whole x lines of `nx` voxels in `src` (line `l` at `src[l·nx..]`) and
-/// write the solution to `dst` (with `ADD`, add it to `dst`), using `buf` (at least
-/// [`crate::implicit::X_TILE`]`·nx` values) as scratch; `src` and `dst` may be the same tile (`src` is read in
-/// full before `dst` is written). `affine` as in [`crate::implicit`]'s row solver.
+/// Solve the `lines` whole x lines of `nx` voxels in `src` (line `l` at `src[l·nx..]`)
+/// and write the solution to `dst` (with `ADD`, add it to `dst`), using `buf` (at least
+/// [`crate::implicit::X_TILE`]`·nx` values) as scratch; `src` and `dst` may be the same
+/// tile (each line of `src` is read in full before that line of `dst` is written).
+/// `affine` as in [`crate::implicit`]'s row solver.
 ///
 /// # Safety
 ///
