@@ -39,7 +39,7 @@ pub enum RunError {
         feature: &'static str,
         /// What asked for it.
         what: String,
-        /// A way around it (e.g. `, or run with `--teacher``), or empty.
+        /// A way around it (e.g. `, or run with the scene's teacher: …`), or empty.
         alternative: &'static str,
     },
     /// A file or directory could not be read or written.

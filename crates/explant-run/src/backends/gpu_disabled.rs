@@ -16,7 +16,7 @@ pub fn diffusion(_hardware_only: bool, _scheme: Scheme) -> Result<Box<dyn Diffus
     Err(RunError::NotEnabled {
         feature: "gpu",
         what: "GPU diffusion".into(),
-        alternative: ", or use `--diffusion cpu`",
+        alternative: ", or use the CPU: `--diffusion cpu`, or `diffusion=\"cpu\"` in Python",
     })
 }
 

@@ -22,7 +22,11 @@ pub fn model(path: &Path, _sig: &ModelSignature, _threads: usize) -> Result<Box<
 
 /// The error for anything that needs libtorch.
 pub fn not_enabled(what: String) -> RunError {
-    RunError::NotEnabled { feature: "torch", what, alternative: ", or run with `--teacher`" }
+    RunError::NotEnabled {
+        feature: "torch",
+        what,
+        alternative: ", or run with the scene's teacher: `--teacher`, or `model=\"teacher\"` in Python",
+    }
 }
 
 /// Always [`RunError::NotEnabled`].

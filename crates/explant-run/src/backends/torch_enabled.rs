@@ -259,7 +259,11 @@ pub fn describe_model(path: &Path) -> Result<String, RunError> {
 /// The error for anything that needs libtorch; this build has it, so only for symmetry with
 /// the disabled module.
 pub fn not_enabled(what: String) -> RunError {
-    RunError::NotEnabled { feature: "torch", what, alternative: ", or run with `--teacher`" }
+    RunError::NotEnabled {
+        feature: "torch",
+        what,
+        alternative: ", or run with the scene's teacher: `--teacher`, or `model=\"teacher\"` in Python",
+    }
 }
 
 /// Write a niche model learned by `explant learn` as TorchScript with its metadata.
