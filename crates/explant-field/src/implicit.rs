@@ -38,7 +38,8 @@
 //!
 //! No fused multiply-adds: Rust does not contract `a * b + c`, and a port must not
 //! either. The CPU path ([`crate::CpuDiffusion`] with [`crate::Scheme::Implicit`]) runs
-//! many lines at once (x lines transposed in tiles, y and z lines row by row so the inner
+//! many lines at once (x lines four at a time through SSE registers, in `simd_lines`,
+//! or transposed in tiles where that does not apply; y and z lines row by row so the inner
 //! loop is contiguous), but every line gets exactly this arithmetic, so the result is
 //! bit-identical to [`solve_line`] and independent of the thread count.
 
@@ -351,7 +352,7 @@ fn solve_tile(buf: &mut [f32], tile: &[f32], nx: usize, co: &LineCoefficients, a
 }
 
 /// The x sweep of one channel: every contiguous line of `nx` voxels, in tiles of
-/// [`X_TILE`] lines transposed so that the elimination vectorises across lines.
+/// [`X_TILE`] lines solved across lines ([`x_tile`]).
 /// `affine` as in [`solve_rows`].
 pub(crate) fn sweep_x(chan: &mut [f32], nx: usize, co: &LineCoefficients, affine: bool) {
     chan.par_chunks_mut(X_TILE * nx)
