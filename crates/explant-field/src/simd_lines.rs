@@ -42,6 +42,8 @@ pub(crate) fn solve_in_place(tile: &mut [f32], nx: usize, co: &LineCoefficients,
         // SAFETY: the tile holds lines·nx values and is borrowed mutably here.
         unsafe { solve_tile::<false>(p, p, lines, nx, co, affine, buf) }
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (affine, buf); // never reached: `supported` is false here
 }
 
 /// Solve the whole x lines of `nx` voxels in `delta` (homogeneously: no `Fixed` face
@@ -55,6 +57,8 @@ pub(crate) fn solve_and_add(delta: &[f32], out: &mut [f32], nx: usize, co: &Line
     unsafe {
         solve_tile::<true>(delta.as_ptr(), out.as_mut_ptr(), lines, nx, co, false, buf)
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (out, buf); // never reached: `supported` is false here
 }
 
 /// Solve the `lines` whole x lines of `nx` voxels in `src` (line `l` at `src[l·nx..]`)
