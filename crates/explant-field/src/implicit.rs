@@ -446,8 +446,7 @@ pub(crate) fn lod_channel(g: &Grid, chan: &mut [f32], co: &[LineCoefficients; 3]
         chan.par_chunks_mut(nx * ny).for_each_init(
             || vec![0.0f32; X_TILE * nx],
             |buf, plane| {
-                plane_x(plane, nx, &co[0], true, buf);
-                solve_group(plane, ny, nx, &co[1], true);
+                plane_xy(plane, nx, ny, co, buf);
             },
         );
     } else {
@@ -464,10 +463,16 @@ pub(crate) fn lod_channel(g: &Grid, chan: &mut [f32], co: &[LineCoefficients; 3]
 pub(crate) fn lod_channel_here(g: &Grid, chan: &mut [f32], co: &[LineCoefficients; 3], buf: &mut [f32]) {
     let (nx, ny, nz) = (g.nx, g.ny, g.nz);
     for plane in chan.chunks_mut(nx * ny) {
-        plane_x(plane, nx, &co[0], true, buf);
-        solve_group(plane, ny, nx, &co[1], true);
+        plane_xy(plane, nx, ny, co, buf);
     }
     solve_group(chan, nz, nx * ny, &co[2], true);
+}
+
+/// The x and then the y sweep of one x–y plane of `nx × ny` voxels on this thread, with
+/// `buf` ([`X_TILE`]`·nx` values) as the x tiles' scratch.
+fn plane_xy(plane: &mut [f32], nx: usize, ny: usize, co: &[LineCoefficients; 3], buf: &mut [f32]) {
+    plane_x(plane, nx, &co[0], true, buf);
+    solve_group(plane, ny, nx, &co[1], true);
 }
 
 /// [`lod_channel`] of every channel of `data` at once on a grid where [`fuse_planes`]
@@ -480,8 +485,7 @@ pub(crate) fn lod_all_channels(g: &Grid, data: &mut [f32], axes: &[[LineCoeffici
         || vec![0.0f32; X_TILE * nx],
         |buf, (k, plane)| {
             let co = &axes[k / nz];
-            plane_x(plane, nx, &co[0], true, buf);
-            solve_group(plane, ny, nx, &co[1], true);
+            plane_xy(plane, nx, ny, co, buf);
         },
     );
     let len = nx * ny;
