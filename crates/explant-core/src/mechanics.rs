@@ -146,6 +146,9 @@ fn apply(
 /// certain in f32 (the rounding of `ra²` and of the square root is far smaller).
 const REACH_MARGIN: f32 = 1.001_954;
 
+/// Neighbour pairs per block of [`Motion::contact_force`]: two SSE vectors.
+const PAIR_LANES: usize = 8;
+
 /// What one mechanics step reads; [`Motion::move_cell`] moves one cell.
 struct Motion<'a> {
     settings: &'a Settings,
@@ -186,37 +189,12 @@ impl Motion<'_> {
         (self.same_side_of_membrane(p, q), dir)
     }
 
-    /// Repulsion and adhesion from the neighbours, summed in neighbour order.
+    /// Repulsion and adhesion from the neighbours, summed in neighbour order
+    /// ([`pair_forces`]).
     fn contact_force(&self, i: usize, p: Vec3, ri: f32) -> Vec3 {
-        let (b, m) = (self.b, &self.m);
-        let mut force = Vec3::ZERO;
-        for &j in &b.neighbours[b.offsets[i] as usize..b.offsets[i + 1] as usize] {
-            let j = j as usize;
-            let delta = p - b.positions[j];
-            let rr = ri + b.radii[j];
-            let ra = 1.25 * rr;
-            // Most neighbours within the contact radius are beyond both potentials' reach:
-            // skip them before the square root. The margin keeps every pair with
-            // `d < ra` (and `d < rr`) in the loop despite rounding, so the sum is the
-            // same, bit for bit, as without the skip (a skipped pair would add ±0).
-            let d2 = delta.length_squared();
-            if d2 > ra * ra * REACH_MARGIN {
-                continue;
-            }
-            let d = d2.sqrt();
-            if d <= 1e-6 {
-                continue;
-            }
-            let mut f = 0.0;
-            if d < rr {
-                f += m.repulsion * (1.0 - d / rr).powi(2);
-            }
-            if d < ra {
-                f -= m.adhesion * (1.0 - d / ra).powi(2);
-            }
-            force += delta * (f / d);
-        }
-        force
+        let b = self.b;
+        let list = &b.neighbours[b.offsets[i] as usize..b.offsets[i + 1] as usize];
+        pair_forces(p, ri, list, &b.positions, &b.radii, self.m.repulsion, self.m.adhesion)
     }
 
     /// With `walls`: each face of the domain repels a cell closer than its radius.
@@ -295,6 +273,70 @@ impl Motion<'_> {
     }
 }
 
+/// The contact force on a cell at `p` of radius `ri` from its neighbours `list` (rows
+/// of `positions` and `radii`): PhysiCell's repulsion and adhesion potentials, summed in
+/// neighbour order.
+///
+/// Written for speed without changing a bit: the neighbours go in blocks of
+/// [`PAIR_LANES`], each block's pair forces computed branch-free (the compiler makes
+/// vector square roots and divisions of them) and then added to the sum one by one in
+/// neighbour order, as a pair-by-pair loop does. With a branch per pair, most neighbours
+/// (those beyond both potentials' reach) were cheap, but the branch was mispredicted at
+/// about every third pair and the pairs in reach waited on a square root and three
+/// divisions each: 56 ms of a 10⁶-cell tick's 288 on 2 threads, 32 ms this way.
+///
+/// Same bits: a pair the loop skipped (beyond reach, or closer than 10⁻⁶) adds +0,
+/// which leaves every sum unchanged (a sum that starts at +0 never becomes −0), and a
+/// pair it kept gets the same operations in the same order; a non-finite position gives
+/// a NaN force either way (a unit test holds it to the pair-by-pair loop).
+fn pair_forces(
+    p: Vec3,
+    ri: f32,
+    list: &[u32],
+    positions: &[Vec3],
+    radii: &[f32],
+    repulsion: f32,
+    adhesion: f32,
+) -> Vec3 {
+    let mut force = Vec3::ZERO;
+    for block in list.chunks(PAIR_LANES) {
+        // Padding lanes have delta 0, so they fall under the 10⁻⁶ cut.
+        let (mut dx, mut dy, mut dz, mut rr) =
+            ([0.0f32; PAIR_LANES], [0.0; PAIR_LANES], [0.0; PAIR_LANES], [0.0; PAIR_LANES]);
+        for (k, &j) in block.iter().enumerate() {
+            let delta = p - positions[j as usize];
+            (dx[k], dy[k], dz[k]) = (delta.x, delta.y, delta.z);
+            rr[k] = ri + radii[j as usize];
+        }
+        let (mut fx, mut fy, mut fz) = ([0.0f32; PAIR_LANES], [0.0; PAIR_LANES], [0.0; PAIR_LANES]);
+        for k in 0..PAIR_LANES {
+            let (rr, ra) = (rr[k], 1.25 * rr[k]);
+            // `Vec3::length_squared`'s order.
+            let d2 = dx[k] * dx[k] + dy[k] * dy[k] + dz[k] * dz[k];
+            // Most neighbours within the contact radius are beyond both potentials'
+            // reach. The margin keeps every pair with `d < ra` (and `d < rr`) in despite
+            // rounding; a NaN distance stays in (and makes a NaN force), an infinite
+            // one out (its force would be ∞ · 0).
+            let reach = !(d2 > ra * ra * REACH_MARGIN);
+            let d = d2.sqrt();
+            let kept = reach && !(d <= 1e-6);
+            let mut f = 0.0;
+            if d < rr {
+                f += repulsion * (1.0 - d / rr).powi(2);
+            }
+            if d < ra {
+                f -= adhesion * (1.0 - d / ra).powi(2);
+            }
+            let s = f / d;
+            (fx[k], fy[k], fz[k]) = if kept { (dx[k] * s, dy[k] * s, dz[k] * s) } else { (0.0, 0.0, 0.0) };
+        }
+        for k in 0..block.len() {
+            force += Vec3::new(fx[k], fy[k], fz[k]);
+        }
+    }
+    force
+}
+
 /// A note when the scene's mechanics step is well beyond the explicit stability
 /// estimate of its forces (`None` when it is fine).
 ///
@@ -332,7 +374,9 @@ mod tests {
 
     use explant_scene::{LoadedScene, Scene};
 
-    use super::mechanics_stability_note;
+    use glam::Vec3;
+
+    use super::{REACH_MARGIN, mechanics_stability_note};
 
     fn default_scene() -> Scene {
         let text = include_str!("../../../scenes/default.toml").replace("kind = \"torchscript\"", "kind = \"teacher\"");
@@ -356,5 +400,104 @@ mod tests {
         let mut still = stiff;
         still.mechanics.mobility = 0.0;
         assert_eq!(mechanics_stability_note(&still), None, "cells that do not move need no note");
+    }
+
+    /// The pair-by-pair loop [`super::pair_forces`] replaced, kept as the reference.
+    fn pair_forces_one_by_one(
+        p: Vec3,
+        ri: f32,
+        list: &[u32],
+        positions: &[Vec3],
+        radii: &[f32],
+        repulsion: f32,
+        adhesion: f32,
+    ) -> Vec3 {
+        let mut force = Vec3::ZERO;
+        for &j in list {
+            let j = j as usize;
+            let delta = p - positions[j];
+            let rr = ri + radii[j];
+            let ra = 1.25 * rr;
+            let d2 = delta.length_squared();
+            if d2 > ra * ra * REACH_MARGIN {
+                continue;
+            }
+            let d = d2.sqrt();
+            if d <= 1e-6 {
+                continue;
+            }
+            let mut f = 0.0;
+            if d < rr {
+                f += repulsion * (1.0 - d / rr).powi(2);
+            }
+            if d < ra {
+                f -= adhesion * (1.0 - d / ra).powi(2);
+            }
+            force += delta * (f / d);
+        }
+        force
+    }
+
+    fn same_bits(a: Vec3, b: Vec3) -> bool {
+        a.to_array().iter().zip(b.to_array()).all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()))
+    }
+
+    #[test]
+    fn blocked_pair_forces_are_bit_identical_to_the_pair_by_pair_loop() {
+        // Neighbours at random distances around both potentials' reach, with mixed radii,
+        // plus the edge cases: exactly at `rr` and `ra`, coincident, closer than 10⁻⁶,
+        // and non-finite positions; lists of every length up to three blocks and a bit.
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut uniform = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 24) as f32
+        };
+        // z near 0, so offsets along z of a few 10⁻⁷ are representable.
+        let p = Vec3::new(100.0, 200.0, 0.5);
+        let ri = 8.0;
+        let mut positions = Vec::new();
+        let mut radii = Vec::new();
+        for _ in 0..400 {
+            let r = 4.0 + 8.0 * uniform();
+            let reach = 1.3 * (ri + r);
+            let dir = Vec3::new(uniform() - 0.5, uniform() - 0.5, uniform() - 0.5).normalize_or_zero();
+            positions.push(p + dir * (reach * uniform()));
+            radii.push(r);
+        }
+        let exact = [
+            p + Vec3::X * 16.0,      // d = rr for r = 8
+            p + Vec3::Y * 20.0,      // d = ra for r = 8
+            p,                       // coincident
+            p + Vec3::Z * 5e-7,      // closer than 10⁻⁶
+            p + Vec3::Z * 3e-6,      // just beyond 10⁻⁶
+            p + Vec3::X * 20.000_02, // just beyond ra, inside the margin
+            Vec3::new(f32::NAN, 0.0, 0.0),
+            Vec3::new(f32::INFINITY, 200.0, 0.5),
+        ];
+        for q in exact {
+            positions.push(q);
+            radii.push(8.0);
+        }
+        let n = positions.len() as u32;
+        let mut checked = 0;
+        for (repulsion, adhesion) in [(10.0, 0.4), (4.0, 0.0), (0.0, 1.0)] {
+            for len in 0..=27u32 {
+                for start in [0, 13, 150, n - 7 - len.min(7), n - len] {
+                    let list: Vec<u32> = (start..start + len).map(|j| j % n).collect();
+                    let blocked = super::pair_forces(p, ri, &list, &positions, &radii, repulsion, adhesion);
+                    let reference = pair_forces_one_by_one(p, ri, &list, &positions, &radii, repulsion, adhesion);
+                    assert!(same_bits(blocked, reference), "{list:?}: {blocked} vs {reference}");
+                    checked += 1;
+                }
+            }
+        }
+        // The check saw forces of every kind: nonzero, and NaN from the bad positions.
+        let all: Vec<u32> = (0..n).collect();
+        let f = pair_forces_one_by_one(p, ri, &all[..400], &positions, &radii, 10.0, 0.4);
+        assert!(f.is_finite() && f.length() > 0.0, "{f}");
+        assert!(pair_forces_one_by_one(p, ri, &all, &positions, &radii, 10.0, 0.4).is_nan());
+        assert!(checked > 400);
     }
 }

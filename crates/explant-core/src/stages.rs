@@ -310,6 +310,10 @@ pub(crate) fn diffuse(
     split.added.clear();
 }
 
+/// Contact genes and cell types up to which [`sense`] keeps a cell's contact sums and
+/// neighbour counts in registers.
+const CONTACT_LANES: usize = 8;
+
 /// A concentration as a cell senses it: the ADI scheme can leave a transient undershoot
 /// of about 10⁻⁵ of a source's peak far from it (see `explant_field::adi`), and a cell
 /// senses no less than nothing. A NaN stays NaN (the run's checks name it), and the
@@ -356,9 +360,9 @@ pub(crate) fn sense(
     }
 
     // Contact signals: neighbour mean of each contact gene, and neighbour counts by type.
-    b.contact.clear();
+    // Resized without clearing: every row is written below (zeroing 10⁶ cells' rows
+    // first was a pass of its own over 36 MB).
     b.contact.resize(n * g, 0.0);
-    b.neighbour_types.clear();
     b.neighbour_types.resize(n * nt, 0.0);
     let (offsets, neighbours, types) = (&b.offsets, &b.neighbours, &b.cell_type);
     let contact_genes: Vec<usize> = (0..g).filter(|&k| settings.contact_mask[k]).collect();
@@ -371,23 +375,12 @@ pub(crate) fn sense(
             *c = x[k];
         }
     });
+    let in_registers = nc <= CONTACT_LANES && nt <= CONTACT_LANES;
+    let cg = &contact_genes[..];
     b.contact.par_chunks_mut(g.max(1)).zip(b.neighbour_types.par_chunks_mut(nt.max(1))).enumerate().for_each(
         |(i, (out, counts))| {
             let list = &neighbours[offsets[i] as usize..offsets[i + 1] as usize];
-            if list.is_empty() {
-                return;
-            }
-            for &j in list {
-                let xj = &columns[j as usize * nc..(j as usize + 1) * nc];
-                for (&k, &x) in contact_genes.iter().zip(xj) {
-                    out[k] += x;
-                }
-                counts[types[j as usize] as usize] += 1.0;
-            }
-            let inv = 1.0 / list.len() as f32;
-            for &k in &contact_genes {
-                out[k] *= inv;
-            }
+            contact_row(list, &columns, cg, types, in_registers, out, counts);
         },
     );
 
@@ -432,6 +425,63 @@ pub(crate) fn sense(
         });
     }
     b.sensed_at = Some(ctx.clock.tick);
+}
+
+/// One cell's contact signals from its neighbours `list`: into `out` (the cell's row of
+/// [`Batch::contact`]) the neighbour mean of each contact gene (`columns`: each cell's
+/// contact genes side by side, in `contact_genes`' order), into `counts` its neighbours
+/// by cell type. Every value of both rows is written.
+///
+/// `in_registers` (at most [`CONTACT_LANES`] contact genes and cell types) keeps the
+/// sums in registers rather than in the rows (a load and a store per neighbour and
+/// value, 25 → 18 ms of a 10⁶-cell tick): the same additions in the same order, and the
+/// counts are exact integers either way, so both ways give the same bits.
+fn contact_row(
+    list: &[u32],
+    columns: &[f32],
+    contact_genes: &[usize],
+    types: &[u32],
+    in_registers: bool,
+    out: &mut [f32],
+    counts: &mut [f32],
+) {
+    out.fill(0.0);
+    counts.fill(0.0);
+    if list.is_empty() {
+        return;
+    }
+    let nc = contact_genes.len();
+    let inv = 1.0 / list.len() as f32;
+    if in_registers {
+        let (mut sum, mut count) = ([0.0f32; CONTACT_LANES], [0u32; CONTACT_LANES]);
+        for &j in list {
+            let j = j as usize;
+            for (s, &x) in sum.iter_mut().zip(&columns[j * nc..(j + 1) * nc]) {
+                *s += x;
+            }
+            let t = types[j] as usize;
+            for (c, u) in count.iter_mut().zip(0..) {
+                *c += u32::from(t == u);
+            }
+        }
+        for (&k, &s) in contact_genes.iter().zip(&sum) {
+            out[k] = s * inv;
+        }
+        for (c, &m) in counts.iter_mut().zip(&count) {
+            *c = m as f32;
+        }
+        return;
+    }
+    for &j in list {
+        let xj = &columns[j as usize * nc..(j as usize + 1) * nc];
+        for (&k, &x) in contact_genes.iter().zip(xj) {
+            out[k] += x;
+        }
+        counts[types[j as usize] as usize] += 1.0;
+    }
+    for &k in contact_genes {
+        out[k] *= inv;
+    }
 }
 
 /// Respond: one call of the response model on the whole population's expression
@@ -699,7 +749,7 @@ pub(crate) fn advance_clock(mut clock: ResMut<Clock>) {
 
 #[cfg(test)]
 mod tests {
-    use super::{FINITE_CHUNK, first_non_finite};
+    use super::{CONTACT_LANES, FINITE_CHUNK, contact_row, first_non_finite};
 
     #[test]
     fn the_first_non_finite_value_is_found_across_chunks() {
@@ -715,5 +765,44 @@ mod tests {
         assert_eq!(first_non_finite(&v), Some(FINITE_CHUNK - 1), "the earliest chunk wins");
         v[0] = f32::INFINITY;
         assert_eq!(first_non_finite(&v), Some(0));
+    }
+
+    #[test]
+    fn contact_rows_in_registers_equal_the_rows_summed_in_place() {
+        // 300 cells with random contact values and types, lists of 0 to 40 neighbours;
+        // both ways of summing must give the same bits, and the values must be right.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let (n, g, nt) = (300, 11, CONTACT_LANES);
+        let contact_genes = [1usize, 4, 5, 10];
+        let nc = contact_genes.len();
+        let columns: Vec<f32> = (0..n * nc).map(|_| (next() >> 40) as f32 / (1u64 << 20) as f32).collect();
+        let types: Vec<u32> = (0..n).map(|_| (next() % nt as u64) as u32).collect();
+        for len in 0..=40 {
+            let list: Vec<u32> = (0..len).map(|_| (next() % n as u64) as u32).collect();
+            let (mut fast, mut fast_counts) = (vec![f32::NAN; g], vec![f32::NAN; nt]);
+            let (mut slow, mut slow_counts) = (vec![f32::NAN; g], vec![f32::NAN; nt]);
+            contact_row(&list, &columns, &contact_genes, &types, true, &mut fast, &mut fast_counts);
+            contact_row(&list, &columns, &contact_genes, &types, false, &mut slow, &mut slow_counts);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&fast), bits(&slow), "{list:?}");
+            assert_eq!(bits(&fast_counts), bits(&slow_counts), "{list:?}");
+            // The values themselves: the mean over the list, zero off the contact genes.
+            for (c, &k) in contact_genes.iter().enumerate() {
+                let mean = list.iter().map(|&j| f64::from(columns[j as usize * nc + c])).sum::<f64>()
+                    / (list.len().max(1)) as f64;
+                assert!((f64::from(fast[k]) - mean).abs() <= 1e-5 * mean.abs().max(1.0), "{k}: {} vs {mean}", fast[k]);
+            }
+            assert!((0..g).filter(|k| !contact_genes.contains(k)).all(|k| fast[k] == 0.0));
+            for t in 0..nt {
+                let count = list.iter().filter(|&&j| types[j as usize] as usize == t).count();
+                assert_eq!(fast_counts[t], count as f32);
+            }
+        }
     }
 }
