@@ -317,9 +317,10 @@ fn pair_forces(
             // reach. The margin keeps every pair with `d < ra` (and `d < rr`) in despite
             // rounding; a NaN distance stays in (and makes a NaN force), an infinite
             // one out (its force would be ∞ · 0).
-            let reach = !(d2 > ra * ra * REACH_MARGIN);
+            let beyond = d2 > ra * ra * REACH_MARGIN;
             let d = d2.sqrt();
-            let kept = reach && !(d <= 1e-6);
+            let too_close = d <= 1e-6;
+            let kept = !beyond && !too_close;
             let mut f = 0.0;
             if d < rr {
                 f += repulsion * (1.0 - d / rr).powi(2);
