@@ -326,6 +326,9 @@ pub struct Batch {
     /// Counts the recomputations of `voxels`, so that what is built from them can tell
     /// when they changed.
     pub voxels_generation: u64,
+    /// The mechanics step's new positions before they replace `positions`: a buffer
+    /// kept for its memory (a fresh one of 10⁶ cells cost page faults at every step).
+    pub next_positions: Vec<Vec3>,
     /// Radii, `N`.
     pub radii: Vec<f32>,
     /// Whether the cell is alive (not apoptotic or necrotic), `N`.

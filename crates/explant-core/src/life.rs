@@ -123,11 +123,15 @@ pub(crate) fn fate(world: &mut World) {
         return;
     }
     // 4. removals, 5. divisions, 6. grafted cells;
+    let changed = !deaths.is_empty() || !births.is_empty() || !grafts.is_empty();
     remove(world, deaths);
     divide_all(world, &step, births);
     graft(world, &step, grafts);
-    // 7. the batch is stale, and every SORT_INTERVAL steps the rows are re-sorted.
-    world.resource_mut::<Batch>().fresh = false;
+    // 7. the batch is stale if cells came or went (`advance_cycles` kept the radii and
+    //    phases of a fresh one), and every SORT_INTERVAL steps the rows are re-sorted.
+    if changed {
+        world.resource_mut::<Batch>().fresh = false;
+    }
     if (step.tick / step.every + 1).is_multiple_of(SORT_INTERVAL) {
         sort_rows(world, step.settings.contact_radius);
     }
@@ -234,11 +238,14 @@ fn advance_cycles(world: &mut World, step: &FateStep) -> Option<Changes> {
     let mut deaths: Vec<(u32, Entity)> = Vec::new();
     let mut births: Vec<Birth> = Vec::new();
     // Taken out of the world while the query borrows it, put back below.
-    let (Some(states), Some(batch), Some(ligands)) =
+    let (Some(states), Some(mut batch), Some(ligands)) =
         (world.remove_resource::<States>(), world.remove_resource::<Batch>(), world.remove_resource::<Ligands>())
     else {
         return None;
     };
+    // A gathered batch is kept up to date with the radii and phases changed here, so
+    // that a step without births or removals needs no new gather.
+    let keep_batch = batch.fresh && batch.cells == states.len();
     let mut q =
         world.query::<(Entity, &CellId, &Row, &CellType, &Position, &ModelFate, &Lineage, &mut Cycle, &mut Radius)>();
     for (entity, id, row, ty, pos, model_fate, lin, mut cycle, mut radius) in q.iter_mut(world) {
@@ -268,6 +275,10 @@ fn advance_cycles(world: &mut World, step: &FateStep) -> Option<Changes> {
                     deaths.push((row.0, entity));
                 }
             }
+        }
+        if keep_batch && i < batch.cells {
+            batch.radii[i] = radius.0;
+            batch.alive[i] = c.phase == Phase::Cycling;
         }
     }
     world.insert_resource(states);

@@ -63,6 +63,8 @@ pub(crate) fn mechanics(
         None
     };
     let (batch, ligands) = (batch.into_inner(), &*ligands);
+    let mut next = std::mem::take(&mut batch.next_positions);
+    next.resize(batch.cells, Vec3::ZERO);
     let motion = Motion {
         settings,
         m: settings.mechanics,
@@ -75,8 +77,16 @@ pub(crate) fn mechanics(
         dt: ctx.mechanics_dt(),
         tick: ctx.clock.tick,
     };
-    let moves: Vec<(Vec3, Vec3)> = (0..batch.cells).into_par_iter().map(|i| motion.move_cell(i)).collect();
-    apply(&mut cells, batch, &moves, migrates);
+    let mut turned = vec![Vec3::ZERO; if migrates { next.len() } else { 0 }];
+    if migrates {
+        next.par_iter_mut()
+            .zip(turned.par_iter_mut())
+            .enumerate()
+            .for_each(|(i, (q, d))| (*q, *d) = motion.move_cell(i));
+    } else {
+        next.par_iter_mut().enumerate().for_each(|(i, q)| *q = motion.move_cell(i).0);
+    }
+    apply(&mut cells, batch, next, &turned);
 }
 
 /// The gradient of its migration ligand at each living migrating cell's voxel (zero for
@@ -122,23 +132,20 @@ fn directions(cells: &Query<(&Row, &mut Position, &mut Motility)>, n: usize) -> 
     directions
 }
 
-/// Write the new positions (and changed directions) to the cells and the batch.
-fn apply(
-    cells: &mut Query<(&Row, &mut Position, &mut Motility)>,
-    b: &mut Batch,
-    moves: &[(Vec3, Vec3)],
-    migrates: bool,
-) {
+/// Write the new positions `next` (and, for migrating scenes, the directions `turned`
+/// where they changed) to the cells and the batch.
+fn apply(cells: &mut Query<(&Row, &mut Position, &mut Motility)>, b: &mut Batch, mut next: Vec<Vec3>, turned: &[Vec3]) {
     for (row, mut pos, mut dir) in cells {
-        let (q, d) = moves[row.0 as usize];
-        pos.0 = q;
-        if migrates && dir.0 != d {
+        let i = row.0 as usize;
+        pos.0 = next[i];
+        if let Some(&d) = turned.get(i)
+            && dir.0 != d
+        {
             dir.0 = d;
         }
     }
-    for (p, (q, _)) in b.positions.iter_mut().zip(moves) {
-        *p = *q;
-    }
+    std::mem::swap(&mut b.positions, &mut next);
+    b.next_positions = next;
     b.positions_moved();
 }
 

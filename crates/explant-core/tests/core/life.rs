@@ -108,6 +108,44 @@ fn an_asynchronous_population_doubles_in_exactly_one_cycle() {
 }
 
 #[test]
+fn the_batch_kept_across_fate_steps_without_births_or_deaths_matches_the_cells() {
+    // 60 cycling cells (a division every ~2 ticks) that also die (apoptosis, shrinking):
+    // after a fate step with no birth or removal the batch is not gathered again, so
+    // the fate stage must have kept its radii and phases; it is compared with the
+    // cells themselves after every step, and both kinds of step must have happened.
+    use explant_core::{CellId, Cycle, Position, Radius};
+    let s = scene(60, "cycle = { duration = 60.0, cv = 0.2 }\napoptosis = { rate = 0.02, duration = 5.0 }", "");
+    let mut sim = start(&s);
+    let (mut kept, mut gathered) = (0, 0);
+    for _ in 0..120 {
+        sim.step().unwrap();
+        if !sim.world.resource::<Batch>().fresh {
+            gathered += 1;
+            continue;
+        }
+        kept += 1;
+        let mut q = sim.world.query::<(&Row, &CellId, &Position, &Radius, &Cycle)>();
+        let cells: Vec<_> =
+            q.iter(&sim.world).map(|(r, id, p, rad, c)| (r.0 as usize, id.0, p.0, rad.0, c.phase)).collect();
+        let b = sim.world.resource::<Batch>();
+        assert_eq!(b.cells, cells.len());
+        for (i, id, p, r, phase) in cells {
+            assert_eq!(b.ids[i], id);
+            assert_eq!(b.positions[i], p, "cell {id}");
+            assert_eq!(
+                b.radii[i].to_bits(),
+                r.to_bits(),
+                "cell {id}: radius {} in the batch, {r} on the cell",
+                b.radii[i]
+            );
+            assert_eq!(b.alive[i], phase == Phase::Cycling, "cell {id}");
+        }
+    }
+    assert!(kept > 10 && gathered > 10, "{kept} steps kept the batch, {gathered} gathered it");
+    check_rows(&mut sim);
+}
+
+#[test]
 fn a_gene_below_threshold_or_crowding_holds_the_cycle() {
     // Type a needs G ≥ 2 to cycle (it has 1); nothing divides.
     let s = scene(200, "cycle = { duration = 20.0, cv = 0.0, gene = \"G\", threshold = 2.0 }", "");
