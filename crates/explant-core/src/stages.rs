@@ -102,13 +102,38 @@ pub(crate) fn secrete(
     let vv = grid.voxel_volume();
     let nl = ligands.coupling.len();
     let split = &mut *split;
+    if nl > 1 && !ligands.record_added && split.field.is_none() {
+        // Each ligand's channel on its own thread: a ligand's voxels are updated and its
+        // ledger summed in row order as below (in a local sum: the ledgers of two
+        // ligands share a cache line), so the result is the same on any number of
+        // threads; the maps of different ligands never touch the same values.
+        let coupling = &ligands.coupling;
+        let states = &*states;
+        ligands.field.data.par_chunks_mut(voxels.max(1)).zip(ligands.exchanged.par_iter_mut()).enumerate().for_each(
+            |(c, (field, exchanged))| {
+                let mut sum = *exchanged;
+                for i in 0..b.cells {
+                    if !b.alive[i] {
+                        continue;
+                    }
+                    let Some([a, keep, add]) = secretion_map(coupling, states, b, i, c, dt, vv) else { continue };
+                    let rho = &mut field[b.voxels[i] as usize];
+                    let before = *rho;
+                    *rho = (before + a) / keep + add;
+                    sum += f64::from(*rho - before) * f64::from(vv);
+                }
+                *exchanged = sum;
+            },
+        );
+        return;
+    }
     for i in 0..b.cells {
         if !b.alive[i] {
             continue;
         }
         let v = b.voxels[i] as usize;
         for c in 0..nl {
-            let Some([a, keep, add]) = secretion_map(ligands, &states, b, i, c, dt, vv) else { continue };
+            let Some([a, keep, add]) = secretion_map(&ligands.coupling, &states, b, i, c, dt, vv) else { continue };
             let index = c * voxels + v;
             let rho = &mut ligands.field.data[index];
             let before = *rho;
@@ -139,7 +164,7 @@ pub(crate) fn secrete(
 /// takes up nor exports it. One definition for the host loop and the device.
 #[inline]
 fn secretion_map(
-    ligands: &Ligands,
+    coupling: &[Coupling],
     states: &States,
     b: &Batch,
     i: usize,
@@ -147,11 +172,11 @@ fn secretion_map(
     dt: f32,
     vv: f32,
 ) -> Option<[f32; 3]> {
-    let k = &ligands.coupling[c];
+    let k = &coupling[c];
     let x = states.row(i);
     let xs = x[k.gene].max(0.0);
     let s = k.secretion * xs;
-    let open = if b.unblocked.is_empty() { 1.0 } else { b.unblocked[i * ligands.coupling.len() + c] };
+    let open = if b.unblocked.is_empty() { 1.0 } else { b.unblocked[i * coupling.len() + c] };
     let u = k.uptake * x[k.receptor].max(0.0) * open;
     let e = k.export * xs;
     if s == 0.0 && u == 0.0 && e == 0.0 {
@@ -173,11 +198,9 @@ fn secrete_on_device(
     let vv = ligands.field.grid.voxel_volume();
     let nl = ligands.coupling.len();
     let (b, l) = (&*batch, &*ligands);
-    home.set_exchange(
-        batch.cells,
-        nl,
-        |i, c| if b.alive[i] { secretion_map(l, states, b, i, c, dt, vv) } else { None },
-    );
+    home.set_exchange(batch.cells, nl, |i, c| {
+        if b.alive[i] { secretion_map(&l.coupling, states, b, i, c, dt, vv) } else { None }
+    });
     residency::exchange_on_device(
         ligands,
         diffuser,
