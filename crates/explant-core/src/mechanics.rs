@@ -153,7 +153,7 @@ fn apply(cells: &mut Query<(&Row, &mut Position, &mut Motility)>, b: &mut Batch,
 /// certain in f32 (the rounding of `ra²` and of the square root is far smaller).
 const REACH_MARGIN: f32 = 1.001_954;
 
-/// Neighbour pairs per block of [`Motion::contact_force`]: two SSE vectors.
+/// Neighbour pairs per block of [`pair_forces`]: two SSE vectors.
 const PAIR_LANES: usize = 8;
 
 /// What one mechanics step reads; [`Motion::move_cell`] moves one cell.

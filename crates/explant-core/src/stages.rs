@@ -116,11 +116,8 @@ pub(crate) fn secrete(
                     if !b.alive[i] {
                         continue;
                     }
-                    let Some([a, keep, add]) = secretion_map(coupling, states, b, i, c, dt, vv) else { continue };
-                    let rho = &mut field[b.voxels[i] as usize];
-                    let before = *rho;
-                    *rho = (before + a) / keep + add;
-                    sum += f64::from(*rho - before) * f64::from(vv);
+                    let Some(map) = secretion_map(coupling, states, b, i, c, dt, vv) else { continue };
+                    sum += f64::from(exchange(&mut field[b.voxels[i] as usize], map)) * f64::from(vv);
                 }
                 *exchanged = sum;
             },
@@ -133,12 +130,11 @@ pub(crate) fn secrete(
         }
         let v = b.voxels[i] as usize;
         for c in 0..nl {
-            let Some([a, keep, add]) = secretion_map(&ligands.coupling, &states, b, i, c, dt, vv) else { continue };
+            let Some(map @ [a, keep, add]) = secretion_map(&ligands.coupling, &states, b, i, c, dt, vv) else {
+                continue;
+            };
             let index = c * voxels + v;
-            let rho = &mut ligands.field.data[index];
-            let before = *rho;
-            *rho = (before + a) / keep + add;
-            let change = *rho - before;
+            let change = exchange(&mut ligands.field.data[index], map);
             ligands.exchanged[c] += f64::from(change) * f64::from(vv);
             note_added(&mut ligands.added, ligands.record_added, index, change);
             // The same affine map ρ ← aρ + b on each type's part, b only on this type's.
@@ -156,6 +152,15 @@ pub(crate) fn secrete(
             }
         }
     }
+}
+
+/// Apply one cell's secretion map `[a, b, c']` ([`secretion_map`]) to its voxel's value
+/// `rho`: `ρ ← (ρ + a) / b + c'`; returns the change.
+#[inline]
+fn exchange(rho: &mut f32, [a, keep, add]: [f32; 3]) -> f32 {
+    let before = *rho;
+    *rho = (before + a) / keep + add;
+    *rho - before
 }
 
 /// Living cell `i`'s exchange with ligand `c` over one tick as the map
