@@ -166,8 +166,10 @@ fn exchange(rho: &mut f32, [a, keep, add]: [f32; 3]) -> f32 {
 /// Living cell `i`'s exchange with ligand `c` over one tick as the map
 /// `ρ ← (ρ + a) / b + c'` of [`secrete`]: `a = f S ρ*`, `b = 1 + f (S + U)`,
 /// `c' = Δt E / V_v` with `f = Δt V_c / V_v`; `None` when the cell neither secretes,
-/// takes up nor exports it. One definition for the host loop and the device.
-#[inline]
+/// takes up nor exports it. One definition for the host loop and the device. Always
+/// inlined: called, it kept the host loop's ledger sum in memory across the call (every
+/// vector register is the caller's to save), a dependency through memory at each cell.
+#[inline(always)]
 fn secretion_map(
     coupling: &[Coupling],
     states: &States,

@@ -102,6 +102,17 @@ pub fn use_threads(n: usize) -> Result<(usize, Option<String>), RunError> {
     Ok((n, note))
 }
 
+/// Run `f` on a worker thread of the pool set up by [`use_threads`], and return its
+/// result. A tick makes several short parallel sections (a 75³-voxel diffusion step
+/// takes well under a millisecond); started from a thread outside the pool, each one
+/// hands its work to the workers and sleeps until they finish, paying one thread
+/// wake-up to start and another to return (measured: about 40 µs of a 140 µs section on
+/// a 2-core virtual machine). Started from a worker, the calling thread does its share
+/// at once and waits for the rest without sleeping. Results are the same either way.
+pub fn on_workers<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| f())
+}
+
 #[cfg(test)]
 mod tests {
     use super::cap_threads;

@@ -62,7 +62,9 @@ pub fn tick(args: BenchTickArgs) -> Result<()> {
         eprintln!("note: {note}");
     }
     let opts = TickBench { ticks: args.ticks, diffusion: args.diffusion.into(), threads };
-    report(args.json, |out| bench::tick(&scene, &opts, out))
+    // On a worker, as `explant run` steps its scenes (see `explant_run::on_workers`).
+    let json = args.json;
+    explant_run::on_workers(|| report(json, |out| bench::tick(&scene, &opts, out)))
 }
 
 /// Run a benchmark: its table on stdout, or with `json` its numbers as one JSON object

@@ -37,7 +37,10 @@ pub fn run(args: RunArgs) -> Result<()> {
         checkpoint_every: args.checkpoint_every,
         overrides: Overrides { seed: args.seed, set: args.set.clone() },
     };
-    let outcome = explant_run::run(scene, &opts, &mut RunProgress::new(args.quiet))?;
+    // Stepped on a worker thread: each parallel section then starts and ends without
+    // waking a sleeping thread (see `explant_run::on_workers`).
+    let quiet = args.quiet;
+    let outcome = explant_run::on_workers(|| explant_run::run(scene, &opts, &mut RunProgress::new(quiet)))?;
     report(outcome, &args.out)
 }
 
@@ -46,7 +49,8 @@ pub fn resume(args: ResumeArgs) -> Result<()> {
     explant_run::use_threads(args.threads)?;
     let opts =
         ResumeOptions { dir: args.run_dir.clone(), duration: args.duration, command_line: std::env::args().collect() };
-    let outcome = explant_run::resume(&opts, &mut RunProgress::new(args.quiet))?;
+    let quiet = args.quiet;
+    let outcome = explant_run::on_workers(|| explant_run::resume(&opts, &mut RunProgress::new(quiet)))?;
     report(outcome, &args.run_dir)
 }
 

@@ -22,7 +22,8 @@ pub fn sweep(args: SweepArgs) -> Result<()> {
             }
             let opts =
                 exec::ExecOptions { threads, diffusion: diffusion.into(), command_line: std::env::args().collect() };
-            let done = exec::exec(&dir, &runs, &opts, &SweepProgress::new(quiet))?;
+            // On a worker, as `explant run` steps its scene (see `explant_run::on_workers`).
+            let done = explant_run::on_workers(|| exec::exec(&dir, &runs, &opts, &SweepProgress::new(quiet)))?;
             println!(
                 "{} completed, {} failed in the simulation, {} already ended, {} could not run",
                 done.completed.len(),
