@@ -270,45 +270,68 @@ impl CellList {
 /// `radius × (1 + SKIN)`.
 pub const SKIN: f32 = 0.1;
 
-/// Neighbour lists kept from tick to tick (Verlet lists): built by cell list out to
-/// `radius + skin`, and while no cell has moved more than a little under half the skin
-/// since, the neighbours within `radius` are among them, so each tick only filters
-/// them with the same test ([`distance_2`] `≤ radius²`). The output is exactly
-/// [`neighbours_cell_list`]'s, lists in ascending order, on any thread count.
+/// Neighbour lists kept from call to call (Verlet lists, each cell with its own
+/// reference position): built by cell list out to `radius + skin` around the cells'
+/// reference positions, and each call only filters them with the same test
+/// ([`distance_2`] `≤ radius²`). The output is exactly [`neighbours_cell_list`]'s, lists
+/// in ascending order, on any thread count.
 ///
-/// Why it holds: if cells `i` and `j` are within `r` now and each moved at most `δ`
-/// since the build, they were within `r + 2δ` then, so with `2δ ≤ skin` (less a margin
-/// for rounding) the wide list holds the pair. The lists are rebuilt when the radius or
-/// the cells (their ids, row by row) changed, or when any cell moved further or has a
-/// non-finite position.
+/// Why it holds: the wide lists hold every pair whose reference positions are within
+/// `radius + skin`, and no cell is further than `δ`, a little under half the skin, from
+/// its reference position. A pair within `radius` now had reference positions within
+/// `radius + 2δ`, so it is in the wide lists.
+///
+/// Between calls cells move, divide, die and swap rows. A cell that moved further than
+/// `δ`, and a new cell, is *refreshed*: its reference position becomes where it is, its
+/// wide list is found afresh against every other cell's reference position, and it is
+/// added to (or dropped from) the lists of the cells it now is (or no longer is) within
+/// `radius + skin` of. Rows whose cell died or moved to another row are renumbered in
+/// the lists that hold them. So a step with a few divisions and deaths, as in a growing
+/// tumour, costs a few cells' searches instead of every cell's. The lists are built
+/// anew when the radius changed, when many rows changed (a re-sort of the rows) or many
+/// cells moved, when a position is not finite, or when the skin is too thin for the
+/// rounding of the coordinates.
 #[derive(Debug, Clone, Default)]
 pub struct SkinLists {
     radius: f32,
-    /// Ids, row by row, when built.
+    /// Ids, row by row, at the last call.
     ids: Vec<u64>,
-    /// Positions when built.
+    /// Each row's reference position.
     at: Vec<Vec3>,
-    /// Neighbours within `radius × (1 + SKIN)` when built.
+    /// Each row's neighbours within `radius × (1 + SKIN)` by reference position;
+    /// symmetric (`j` lists `i` when `i` lists `j`).
     wide: Csr,
+    /// The wide lists before the last refresh, kept for their memory.
+    spare: Csr,
     /// Each chunk's ends and lists in the last filter, kept for their memory.
     chunks: Vec<(Vec<u32>, Vec<u32>)>,
-    /// Whether the skin's margin is far above the rounding of the positions (else the
-    /// lists are rebuilt every time: a tiny radius far from the origin).
+    /// The largest coordinate (in magnitude) of the reference positions.
+    scale: f32,
+    /// Whether the wide lists are valid for `radius` and `ids` (and the skin's margin
+    /// is far above the rounding of the positions).
     reusable: bool,
-    /// Builds and reuses so far.
+    /// Calls that built the lists anew.
     pub builds: u64,
-    /// See `builds`.
+    /// Calls that reused the wide lists unchanged.
     pub reuses: u64,
+    /// Calls that kept the wide lists by refreshing some cells (see above).
+    pub refreshes: u64,
 }
+
+/// Rows that may change between two calls (ids differing row by row, or rows added or
+/// removed) before [`SkinLists`] builds its lists anew: a fraction of the cells.
+const CHANGED_ROWS_DIVISOR: usize = 16;
+
+/// Cells that may be refreshed in one call (a fraction of the cells) before
+/// [`SkinLists`] builds its lists anew instead.
+const REFRESHED_DIVISOR: usize = 8;
+
+/// A row with no counterpart: a dead cell's old row, a new cell's new row.
+const NONE: u32 = u32::MAX;
 
 impl SkinLists {
     /// Every cell's neighbours within `radius` (cells `ids` at `positions`, row by row),
     /// written as CSR into `offsets` and `neighbours` (both cleared first).
-    ///
-    /// When the cells (ids by row) changed since the last call, as after divisions,
-    /// deaths or a re-sort of the rows, the lists are found for `radius` alone (the wide
-    /// lists would likely not outlive the next change); once the cells stay the same
-    /// from one call to the next, wide lists are built and then reused.
     ///
     /// # Errors
     ///
@@ -321,52 +344,246 @@ impl SkinLists {
         offsets: &mut Vec<u32>,
         neighbours: &mut Vec<u32>,
     ) -> Result<(), CoreError> {
-        let same_cells = positions.len() == ids.len() && self.same_ids(ids);
-        if !same_cells {
-            CellList::new(positions, radius).neighbours_into(offsets, neighbours)?;
+        if positions.len() != ids.len() {
+            // Not a row per cell: no lists to keep.
+            self.reusable = false;
             self.ids.clear();
-            self.ids.extend_from_slice(ids);
-            self.reusable = false;
             self.builds += 1;
-            return Ok(());
+            return CellList::new(positions, radius).neighbours_into(offsets, neighbours);
         }
-        if self.reusable && self.radius.to_bits() == radius.to_bits() && self.within_skin(positions, radius) {
-            self.reuses += 1;
-        } else {
-            let wide = radius.abs() * (1.0 + SKIN);
-            // Forget the old lists first, so a failed build leaves nothing to reuse.
-            self.reusable = false;
-            CellList::new(positions, wide).neighbours_into(&mut self.wide.offsets, &mut self.wide.neighbours)?;
-            self.radius = radius;
-            self.at.clear();
-            self.at.extend_from_slice(positions);
-            // The reuse test's margin (1 % of the radius) against the coordinates' rounding
-            // (an ulp is at most 2 ε of the largest coordinate), with room to spare.
-            let scale =
-                positions.par_iter().filter(|p| p.is_finite()).map(|p| p.abs().max_element()).reduce(|| 0.0, f32::max);
-            self.reusable = 0.01 * radius.abs() > 64.0 * f32::EPSILON * scale;
-            self.builds += 1;
+        let kept = self.reusable && self.radius.to_bits() == radius.to_bits() && self.keep(ids, positions, radius)?;
+        if !kept {
+            if !self.few_changes(ids) {
+                // Most rows changed (the first call, a re-sort of the rows): wide lists
+                // would likely not be kept; the lists for `radius` alone are cheaper.
+                self.reusable = false;
+                self.ids.clear();
+                self.ids.extend_from_slice(ids);
+                self.builds += 1;
+                return CellList::new(positions, radius).neighbours_into(offsets, neighbours);
+            }
+            self.build(ids, positions, radius)?;
         }
         self.filter(positions, radius, offsets, neighbours)
     }
 
-    /// Whether the cells, row by row, are those of the last call.
-    fn same_ids(&self, ids: &[u64]) -> bool {
-        self.ids.len() == ids.len() && self.ids.par_chunks(CHUNK).zip(ids.par_chunks(CHUNK)).all(|(a, b)| a == b)
+    /// Whether the rows of `ids` are mostly those of the last call (few rows added,
+    /// removed or holding another cell).
+    fn few_changes(&self, ids: &[u64]) -> bool {
+        let (n0, n1) = (self.ids.len(), ids.len());
+        n0 > 0 && changed_rows(&self.ids, ids).len() + n0.max(n1) - n0.min(n1) <= changes_allowed(n0, n1)
     }
 
-    /// Whether no cell moved further than a little under half the skin since the wide
-    /// lists were built (a non-finite position fails).
-    fn within_skin(&self, positions: &[Vec3], radius: f32) -> bool {
-        // Half the skin, less 10 % for the rounding of the build's and this test.
+    /// Build the wide lists anew for the cells `ids` at `positions`.
+    fn build(&mut self, ids: &[u64], positions: &[Vec3], radius: f32) -> Result<(), CoreError> {
+        let wide = radius.abs() * (1.0 + SKIN);
+        // Forget the old lists first, so a failed build leaves nothing to reuse.
+        self.reusable = false;
+        CellList::new(positions, wide).neighbours_into(&mut self.wide.offsets, &mut self.wide.neighbours)?;
+        self.radius = radius;
+        self.at.clear();
+        self.at.extend_from_slice(positions);
+        self.ids.clear();
+        self.ids.extend_from_slice(ids);
+        let (finite, scale) = positions
+            .par_iter()
+            .with_min_len(CHUNK)
+            .map(|p| (p.is_finite(), p.abs().max_element()))
+            .reduce(|| (true, 0.0), |a, b| (a.0 && b.0, a.1.max(b.1)));
+        self.scale = scale;
+        self.reusable = finite && skin_above_rounding(radius, scale);
+        self.builds += 1;
+        Ok(())
+    }
+
+    /// Bring the wide lists up to date for the cells `ids` at `positions` by renumbering
+    /// changed rows and refreshing the cells that moved past the skin or are new; `false`
+    /// when that is not possible or not worth it (the caller builds anew).
+    fn keep(&mut self, ids: &[u64], positions: &[Vec3], radius: f32) -> Result<bool, CoreError> {
+        let (n0, n1) = (self.ids.len(), ids.len());
+        let common = n0.min(n1);
+        // Valid again only once the lists are up to date (an error leaves none to reuse).
+        self.reusable = false;
+        let old_ids = &self.ids;
+        let changed = changed_rows(old_ids, ids);
+        if changed.len() + n0.max(n1) - common > changes_allowed(n0, n1) {
+            return Ok(false);
+        }
+        // `from`: new row → old row (NONE: a new cell) for the rows that changed, by new
+        // row; `renumber`: every old row's new row (NONE: the cell died).
+        let mut old_row: std::collections::HashMap<u64, u32> =
+            changed.iter().copied().chain(common..n0).map(|i| (old_ids[i], i as u32)).collect();
+        if old_row.len() != changed.len() + n0 - common {
+            return Ok(false); // an id held by two rows: nothing to match rows by
+        }
+        let from: Vec<(u32, u32)> = changed
+            .iter()
+            .copied()
+            .chain(common..n1)
+            .map(|i| (i as u32, old_row.remove(&ids[i]).unwrap_or(NONE)))
+            .collect();
+        let source = |i: usize| from.binary_search_by_key(&(i as u32), |&(n, _)| n).map_or(i as u32, |k| from[k].1);
+
+        // Reference positions in the new rows (old rows read before any is written: a
+        // swap moves both ways).
+        let mut at = std::mem::take(&mut self.at);
+        let moved: Vec<(u32, Vec3)> = from
+            .iter()
+            .map(|&(new, old)| (new, if old == NONE { positions[new as usize] } else { at[old as usize] }))
+            .collect();
+        at.resize(n1, Vec3::ZERO);
+        for &(new, p) in &moved {
+            at[new as usize] = p;
+        }
+        // The cells to refresh: new cells and cells further than δ from their reference
+        // (a non-finite position is never within it).
         let limit = 0.45 * SKIN * radius.abs();
         let limit2 = limit * limit;
-        self.at.len() == positions.len()
-            && self
-                .at
-                .par_chunks(CHUNK)
-                .zip(positions.par_chunks(CHUNK))
-                .all(|(a, b)| a.iter().zip(b).all(|(&a, &b)| (b - a).length_squared() <= limit2))
+        // (Whole chunks tested first: in most no cell moved that far.)
+        let mut movers: Vec<u32> = positions
+            .par_chunks(CHUNK)
+            .zip(at.par_chunks(CHUNK))
+            .enumerate()
+            .flat_map_iter(|(c, (p, a))| {
+                let within = |k: usize| (p[k] - a[k]).length_squared() <= limit2;
+                let all_within = p.iter().zip(a).all(|(&p, &a)| (p - a).length_squared() <= limit2);
+                let far = if all_within { 0..0 } else { 0..p.len() };
+                far.filter(move |&k| !within(k)).map(move |k| (c * CHUNK + k) as u32)
+            })
+            .collect();
+        movers.extend(from.iter().filter(|&&(_, old)| old == NONE).map(|&(new, _)| new));
+        movers.sort_unstable();
+        movers.dedup();
+        if movers.is_empty() && from.is_empty() && n0 == n1 {
+            self.at = at;
+            self.reusable = true;
+            self.reuses += 1;
+            return Ok(true);
+        }
+        // Every other cell is within δ of its reference position, so the coordinates'
+        // scale grows only by the refreshed cells'.
+        let scale = movers.iter().map(|&m| positions[m as usize].abs().max_element()).fold(self.scale, f32::max);
+        let finite = movers.iter().all(|&m| positions[m as usize].is_finite());
+        if movers.len() > n1 / REFRESHED_DIVISOR + 8 || !finite || !skin_above_rounding(radius, scale) {
+            self.at = at;
+            return Ok(false);
+        }
+        let mut renumber: Vec<u32> = (0..n0 as u32).collect();
+        for &o in old_row.values() {
+            renumber[o as usize] = NONE;
+        }
+        for &(new, old) in &from {
+            if old != NONE {
+                renumber[old as usize] = new;
+            }
+        }
+        let mut is_mover = vec![false; n1];
+        for &m in &movers {
+            at[m as usize] = positions[m as usize];
+            is_mover[m as usize] = true;
+        }
+
+        // Each refreshed cell's wide list: every other cell within the wide radius by
+        // reference position, found with a cell list of the reference positions.
+        let wide = radius.abs() * (1.0 + SKIN);
+        let near = CellList::new(&at, wide);
+        let found: Vec<Vec<u32>> = movers
+            .par_iter()
+            .map(|&m| {
+                let mut list = Vec::new();
+                near.query_slot(near.slot[m as usize] as usize, wide * wide, &mut list);
+                list
+            })
+            .collect();
+
+        // Rows whose lists change besides the refreshed cells': every row that lists a
+        // cell that died, changed rows or was refreshed (the lists are symmetric, so
+        // these are the rows that cell listed), that a refreshed cell now lists, or that
+        // holds another cell than before.
+        let old = &self.wide;
+        let mut rewrite: Vec<u32> = Vec::new();
+        let partners = |o: u32, rewrite: &mut Vec<u32>| {
+            rewrite.extend(
+                old.list(o as usize)
+                    .iter()
+                    .map(|&e| renumber[e as usize])
+                    .filter(|&r| r != NONE && !is_mover[r as usize]),
+            );
+        };
+        for (o, &r) in renumber.iter().enumerate() {
+            if r != o as u32 {
+                partners(o as u32, &mut rewrite);
+            }
+        }
+        for &m in &movers {
+            let o = source(m as usize);
+            if o != NONE {
+                partners(o, &mut rewrite);
+            }
+        }
+        // (row, refreshed cell it gains), by row.
+        let mut gained: Vec<(u32, u32)> = movers
+            .iter()
+            .zip(&found)
+            .flat_map(|(&m, list)| list.iter().filter(|&&j| !is_mover[j as usize]).map(move |&j| (j, m)))
+            .collect();
+        gained.sort_unstable();
+        rewrite.extend(gained.iter().map(|&(j, _)| j));
+        rewrite.extend(from.iter().filter(|&&(new, old)| old != NONE && !is_mover[new as usize]).map(|&(new, _)| new));
+        rewrite.sort_unstable();
+        rewrite.dedup();
+        let mut edits: Vec<(u32, Vec<u32>)> = movers.iter().copied().zip(found).collect();
+        edits.extend(rewrite.iter().map(|&t| {
+            let mut list: Vec<u32> = old
+                .list(source(t as usize) as usize)
+                .iter()
+                .map(|&e| renumber[e as usize])
+                .filter(|&r| r != NONE && !is_mover[r as usize])
+                .collect();
+            let first = gained.partition_point(|&(j, _)| j < t);
+            list.extend(gained[first..].iter().take_while(|&&(j, _)| j == t).map(|&(_, m)| m));
+            list.sort_unstable();
+            (t, list)
+        }));
+        edits.sort_unstable_by_key(|&(t, _)| t);
+
+        // The new CSR, into the spare buffers (no fresh pages each call): edited rows
+        // from `edits`, runs of untouched rows (the same number, the same list) copied
+        // whole.
+        let mut next = std::mem::take(&mut self.spare);
+        next.offsets.clear();
+        next.neighbours.clear();
+        next.offsets.push(0u32);
+        let copy_rows = |a: usize, b: usize, next: &mut Csr| {
+            let (s, e) = (old.offsets[a] as usize, old.offsets[b] as usize);
+            let base = next.neighbours.len();
+            next.neighbours.extend_from_slice(&old.neighbours[s..e]);
+            next.offsets.extend(old.offsets[a + 1..=b].iter().map(|&o| (o as usize - s + base) as u32));
+        };
+        let mut row = 0usize;
+        for (t, list) in &edits {
+            let t = *t as usize;
+            if row < t {
+                copy_rows(row, t, &mut next);
+            }
+            next.neighbours.extend_from_slice(list);
+            if next.neighbours.len() >= u32::MAX as usize {
+                return Err(CoreError::TooManyPairs { pairs: next.neighbours.len() as u64, radius: wide });
+            }
+            next.offsets.push(next.neighbours.len() as u32);
+            row = t + 1;
+        }
+        if row < n1 {
+            copy_rows(row, n1, &mut next);
+        }
+        self.spare = std::mem::replace(&mut self.wide, next);
+        self.at = at;
+        self.scale = scale;
+        self.ids.clear();
+        self.ids.extend_from_slice(ids);
+        self.reusable = true;
+        self.refreshes += 1;
+        Ok(true)
     }
 
     /// Keep the wide lists' pairs within `radius`, in order.
@@ -407,6 +624,32 @@ impl SkinLists {
         self.chunks = chunks;
         joined
     }
+}
+
+/// The rows (below both lengths) where `old` and `new` hold different ids, in order (the
+/// same on any thread count). Whole chunks are compared first: most are equal.
+fn changed_rows(old: &[u64], new: &[u64]) -> Vec<usize> {
+    let common = old.len().min(new.len());
+    old[..common]
+        .par_chunks(CHUNK)
+        .zip(new[..common].par_chunks(CHUNK))
+        .enumerate()
+        .flat_map_iter(|(c, (a, b))| {
+            let differ = if a == b { 0..0 } else { 0..a.len() };
+            differ.filter(move |&k| a[k] != b[k]).map(move |k| c * CHUNK + k)
+        })
+        .collect()
+}
+
+/// Rows that may change between two calls of [`SkinLists`] with the lists kept.
+fn changes_allowed(n0: usize, n1: usize) -> usize {
+    n0.max(n1) / CHANGED_ROWS_DIVISOR + 8
+}
+
+/// Whether the skin's reuse margin (1 % of the radius) is far above the rounding of
+/// coordinates up to `scale` (an ulp is at most 2 ε of the largest coordinate).
+fn skin_above_rounding(radius: f32, scale: f32) -> bool {
+    0.01 * radius.abs() > 64.0 * f32::EPSILON * scale
 }
 
 /// The length of a chunk's joined lists: its last cell's end (`flat` may be longer).

@@ -420,7 +420,8 @@ pub struct TickBench {
 /// the same numbers as JSON (`explant bench tick --json`): `scene`, `cells`, `voxels`,
 /// `ligands`, `backends`, `ticks`, `stages` (stage → ms per tick), `ms_per_tick`,
 /// `resident_bytes`, `bytes_per_cell`, `build_seconds`, and how often the neighbour lists
-/// were built and reused (`neighbour_lists_built`, `neighbour_lists_reused`). Perturbations are stepped (no
+/// were built, reused and kept with some cells refreshed (`neighbour_lists_built`,
+/// `neighbour_lists_reused`, `neighbour_lists_refreshed`). Perturbations are stepped (no
 /// paired control, which a run would step beside it).
 ///
 /// # Errors
@@ -446,7 +447,7 @@ pub fn tick(
     let start_transfers = sim.field_home().transfers();
     let lists = |sim: &explant_core::Simulation| {
         let l = &sim.world.resource::<explant_core::Batch>().neighbour_lists;
-        (l.builds, l.reuses)
+        (l.builds, l.reuses, l.refreshes)
     };
     let start_lists = lists(sim);
     let wall = Instant::now();
@@ -485,11 +486,13 @@ pub fn tick(
         "resident memory added by the simulation: {:.1} MB ({per_cell:.0} bytes per cell)",
         resident as f64 / 1e6
     );
-    let (built_lists, reused_lists) = (end_lists.0 - start_lists.0, end_lists.1 - start_lists.1);
-    if built_lists + reused_lists > 0 {
+    let (built_lists, reused_lists, refreshed_lists) =
+        (end_lists.0 - start_lists.0, end_lists.1 - start_lists.1, end_lists.2 - start_lists.2);
+    if built_lists + reused_lists + refreshed_lists > 0 {
         let _ = writeln!(
             out,
-            "neighbour lists: built {built_lists} times and reused {reused_lists} times (cells within the skin)"
+            "neighbour lists: built {built_lists} times, reused {reused_lists} times (cells within the skin), kept \
+             {refreshed_lists} times refreshing some cells (new cells, cells past the skin)"
         );
     }
     let (uploads, downloads) = (end_transfers.0 - start_transfers.0, end_transfers.1 - start_transfers.1);
@@ -520,5 +523,6 @@ pub fn tick(
         "field_downloads": downloads,
         "neighbour_lists_built": built_lists,
         "neighbour_lists_reused": reused_lists,
+        "neighbour_lists_refreshed": refreshed_lists,
     }))
 }
