@@ -267,9 +267,30 @@ impl Simulation {
         self.check_running()?;
         let every = (n / 20).max(1);
         let started = std::time::Instant::now();
-        for k in 0..n {
+        let mut k = 0u64;
+        while k < n {
+            // Ticks in batches of up to 0.1 s on a worker thread, the GIL released (see
+            // `explant_run::on_workers`); signals are checked and progress printed between.
+            let stop = if progress { ((k / every + 1) * every).min(n) } else { n };
             let run = &mut self.run;
-            if let Err(f) = py.detach(|| run.step()) {
+            let (done, result) = py.detach(|| {
+                explant_run::on_workers(|| {
+                    let batch = std::time::Instant::now();
+                    let mut done = 0u64;
+                    while k + done < stop {
+                        if let Err(f) = run.step() {
+                            return (done, Err(f));
+                        }
+                        done += 1;
+                        if batch.elapsed() > std::time::Duration::from_millis(100) {
+                            break;
+                        }
+                    }
+                    (done, Ok(()))
+                })
+            });
+            k += done;
+            if let Err(f) = result {
                 let stage = f.stage_name();
                 let why = format!(
                     "the run stopped at tick {} (stage `{stage}`): {}",
@@ -280,12 +301,11 @@ impl Simulation {
                 return Err(err(why));
             }
             py.check_signals()?;
-            if progress && ((k + 1) % every == 0 || k + 1 == n) {
+            if progress && (k.is_multiple_of(every) || k == n) {
                 let c = self.run.sim.clock();
                 eprintln!(
-                    "progress: tick {}/{n} ({:.0}%), t = {} min, {:.1} s elapsed",
-                    k + 1,
-                    100.0 * (k + 1) as f64 / n as f64,
+                    "progress: tick {k}/{n} ({:.0}%), t = {} min, {:.1} s elapsed",
+                    100.0 * k as f64 / n as f64,
                     f64::from(c.dt) * c.tick as f64,
                     started.elapsed().as_secs_f64()
                 );

@@ -70,10 +70,13 @@ pub fn explain(args: ExplainArgs) -> Result<()> {
     };
     let opts = ExplainOptions { method, samples, model, diffusion: args.diffusion.into(), threads };
     let quiet = args.quiet;
-    let explanation = run_explanation(scene, &opts, &mut |line| {
-        if !quiet {
-            eprintln!("{line}");
-        }
+    // On a worker, as `explant run` steps its scene (see `explant_run::on_workers`).
+    let explanation = explant_run::on_workers(|| {
+        run_explanation(scene, &opts, &mut |line| {
+            if !quiet {
+                eprintln!("{line}");
+            }
+        })
     })?;
     print!("{}", top_table(&explanation, args.top));
     let design = match (method, explanation.permutations) {
@@ -117,7 +120,8 @@ fn run_first(scene: &LoadedScene, out: &Path, args: &ExplainArgs, model: &ModelC
         command_line: std::env::args().collect(),
         ..Default::default()
     };
-    let outcome = explant_run::run(scene.clone(), &opts, &mut RunProgress::new(args.quiet))?;
+    let quiet = args.quiet;
+    let outcome = explant_run::on_workers(|| explant_run::run(scene.clone(), &opts, &mut RunProgress::new(quiet)))?;
     if let Some(f) = outcome.failure {
         let stage = f.stage_name();
         return Err(anyhow::Error::new(f.error).context(SimulationFailed(format!(
