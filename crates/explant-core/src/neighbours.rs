@@ -288,9 +288,11 @@ pub const SKIN: f32 = 0.1;
 /// `radius + skin` of. Rows whose cell died or moved to another row are renumbered in
 /// the lists that hold them. So a step with a few divisions and deaths, as in a growing
 /// tumour, costs a few cells' searches instead of every cell's. The lists are built
-/// anew when the radius changed, when many rows changed (a re-sort of the rows) or many
-/// cells moved, when a position is not finite, or when the skin is too thin for the
-/// rounding of the coordinates.
+/// anew when the radius changed, when more than a small fraction of the rows changed (a
+/// re-sort of the rows; a large tissue dividing thousands of cells a step) or so many
+/// cells moved that refreshing would rewrite a quarter of the rows (then, for a few
+/// calls, every cell is searched within the radius alone), when a position is not
+/// finite, or when the skin is too thin for the rounding of the coordinates.
 #[derive(Debug, Clone, Default)]
 pub struct SkinLists {
     radius: f32,
@@ -310,6 +312,11 @@ pub struct SkinLists {
     /// Whether the wide lists are valid for `radius` and `ids` (and the skin's margin
     /// is far above the rounding of the positions).
     reusable: bool,
+    /// Calls left in which to search every cell directly while cells change, and the
+    /// length of the last such stretch (see [`CROWDED_CALLS`]).
+    crowded: u32,
+    /// See `crowded`.
+    backoff: u32,
     /// Calls that built the lists anew.
     pub builds: u64,
     /// Calls that reused the wide lists unchanged.
@@ -319,12 +326,24 @@ pub struct SkinLists {
 }
 
 /// Rows that may change between two calls (ids differing row by row, or rows added or
-/// removed) before [`SkinLists`] builds its lists anew: a fraction of the cells.
-const CHANGED_ROWS_DIVISOR: usize = 16;
+/// removed) before [`SkinLists`] searches every cell anew: a small fraction of the cells
+/// (with more, as in a tissue of 10⁶ cells dividing thousands a step, the refreshed
+/// cells' partners are most of the rows, and even building wide lists to try does not
+/// pay).
+const CHANGED_ROWS_DIVISOR: usize = 256;
 
-/// Cells that may be refreshed in one call (a fraction of the cells) before
-/// [`SkinLists`] builds its lists anew instead.
-const REFRESHED_DIVISOR: usize = 8;
+/// The rows a refresh may rewrite (refreshed, dead and renumbered cells times their
+/// partners), as a fraction of the cells, before [`SkinLists`] gives up keeping lists:
+/// past it, a refresh costs more than a search of every cell (a tissue of 10⁶ cells with
+/// thousands of divisions a step).
+const TOUCHED_DIVISOR: usize = 4;
+
+/// After a refresh was given up, [`SkinLists`] searches every cell within the radius
+/// alone for a number of calls while the cells keep changing before it tries keeping
+/// lists again: 1 after the first such call, doubling while refreshes keep being given
+/// up, at most this many (a tissue that divides thousands of cells a step probes
+/// rarely; one with an occasional burst of movement loses a call or two).
+const CROWDED_CALLS: u32 = 64;
 
 /// A row with no counterpart: a dead cell's old row, a new cell's new row.
 const NONE: u32 = u32::MAX;
@@ -353,9 +372,13 @@ impl SkinLists {
         }
         let kept = self.reusable && self.radius.to_bits() == radius.to_bits() && self.keep(ids, positions, radius)?;
         if !kept {
-            if !self.few_changes(ids) {
-                // Most rows changed (the first call, a re-sort of the rows): wide lists
-                // would likely not be kept; the lists for `radius` alone are cheaper.
+            let changes = self.changes(ids);
+            let many = changes.is_none_or(|c| c > changes_allowed(self.ids.len(), ids.len()));
+            if many || (self.crowded > 0 && changes != Some(0)) {
+                // Most rows changed (the first call, a re-sort of the rows), or refreshing
+                // was given up lately and the cells still change: wide lists would likely
+                // not be kept; the lists for `radius` alone are cheaper.
+                self.crowded = self.crowded.saturating_sub(1);
                 self.reusable = false;
                 self.ids.clear();
                 self.ids.extend_from_slice(ids);
@@ -367,11 +390,11 @@ impl SkinLists {
         self.filter(positions, radius, offsets, neighbours)
     }
 
-    /// Whether the rows of `ids` are mostly those of the last call (few rows added,
-    /// removed or holding another cell).
-    fn few_changes(&self, ids: &[u64]) -> bool {
+    /// Rows that changed since the last call (ids differing row by row, rows added or
+    /// removed); `None` when there was no last call.
+    fn changes(&self, ids: &[u64]) -> Option<usize> {
         let (n0, n1) = (self.ids.len(), ids.len());
-        n0 > 0 && changed_rows(&self.ids, ids).len() + n0.max(n1) - n0.min(n1) <= changes_allowed(n0, n1)
+        (n0 > 0).then(|| changed_rows(&self.ids, ids).len() + n0.max(n1) - n0.min(n1))
     }
 
     /// Build the wide lists anew for the cells `ids` at `positions`.
@@ -464,8 +487,20 @@ impl SkinLists {
         // scale grows only by the refreshed cells'.
         let scale = movers.iter().map(|&m| positions[m as usize].abs().max_element()).fold(self.scale, f32::max);
         let finite = movers.iter().all(|&m| positions[m as usize].is_finite());
-        if movers.len() > n1 / REFRESHED_DIVISOR + 8 || !finite || !skin_above_rounding(radius, scale) {
+        if !finite || !skin_above_rounding(radius, scale) {
             self.at = at;
+            return Ok(false);
+        }
+        // The refresh's work: the rows listing a refreshed, dead or renumbered cell.
+        let mean = self.wide.neighbours.len() as f64 / n0.max(1) as f64;
+        let touched = (movers.len() + from.len() + old_row.len()) as f64 * (mean + 1.0);
+        if touched > (n1 / TOUCHED_DIVISOR + 64) as f64 {
+            // Too many to keep: give the memory of the lists back and search directly
+            // for a while.
+            self.backoff = (2 * self.backoff).clamp(1, CROWDED_CALLS);
+            self.crowded = self.backoff;
+            self.wide = Csr::default();
+            self.spare = Csr::default();
             return Ok(false);
         }
         let mut renumber: Vec<u32> = (0..n0 as u32).collect();
@@ -582,6 +617,7 @@ impl SkinLists {
         self.ids.clear();
         self.ids.extend_from_slice(ids);
         self.reusable = true;
+        self.backoff = 0;
         self.refreshes += 1;
         Ok(true)
     }
@@ -643,7 +679,7 @@ fn changed_rows(old: &[u64], new: &[u64]) -> Vec<usize> {
 
 /// Rows that may change between two calls of [`SkinLists`] with the lists kept.
 fn changes_allowed(n0: usize, n1: usize) -> usize {
-    n0.max(n1) / CHANGED_ROWS_DIVISOR + 8
+    n0.max(n1) / CHANGED_ROWS_DIVISOR + 16
 }
 
 /// Whether the skin's reuse margin (1 % of the radius) is far above the rounding of

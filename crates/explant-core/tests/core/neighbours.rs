@@ -230,10 +230,10 @@ fn skin_lists_kept_across_divisions_deaths_and_row_swaps_equal_a_fresh_search() 
                 * scale
         };
         for step in 0..60u64 {
-            // Moves of up to 0.1 of the skin a step: over the steps many cells drift past
+            // Moves of up to 0.05 of the skin a step: over the steps many cells drift past
             // half the skin and are refreshed one by one (a laxer limit misses pairs).
             for q in p.iter_mut() {
-                *q += jitter(&mut rng, 0.2 * SKIN * radius);
+                *q += jitter(&mut rng, 0.1 * SKIN * radius);
             }
             // Three divisions, two deaths, a few cells pushed past the skin.
             for _ in 0..3 {
@@ -294,4 +294,54 @@ fn a_cell_refreshed_far_away_leaves_its_old_neighbours_lists() {
     lists.neighbours_into(&ids, &p, radius, &mut o, &mut nb).unwrap();
     assert_eq!(nb, [1, 2, 0, 2, 0, 1]);
     assert_eq!((lists.refreshes, lists.builds), (2, 2));
+}
+
+#[test]
+fn two_cells_each_moving_under_the_skin_but_together_past_it_are_caught() {
+    use explant_core::neighbours::{SKIN, SkinLists};
+    // Two cells just beyond the wide radius each move 0.6 of the skin toward the other:
+    // each is past half the skin (refreshed), together they close more than the skin.
+    // A limit looser than half the skin would keep the old (empty) lists.
+    let radius = 10.0;
+    let skin = SKIN * radius;
+    let gap = radius + skin + 0.01;
+    let mut p = vec![Vec3::ZERO, Vec3::new(gap, 0.0, 0.0), Vec3::new(50.0, 50.0, 0.0)];
+    let ids = [0, 1, 2];
+    let mut lists = SkinLists::default();
+    let (mut o, mut nb) = (Vec::new(), Vec::new());
+    lists.neighbours_into(&ids, &p, radius, &mut o, &mut nb).unwrap(); // exact build (new cells)
+    lists.neighbours_into(&ids, &p, radius, &mut o, &mut nb).unwrap(); // wide build
+    assert!(nb.is_empty());
+    p[0].x += 0.6 * skin;
+    p[1].x -= 0.6 * skin;
+    lists.neighbours_into(&ids, &p, radius, &mut o, &mut nb).unwrap();
+    assert_eq!((o.as_slice(), nb.as_slice()), ([0u32, 1, 2, 2].as_slice(), [1u32, 0].as_slice()));
+    assert_eq!(lists.refreshes, 1);
+}
+
+#[test]
+fn lists_are_searched_directly_while_too_many_cells_move_and_kept_again_after() {
+    use explant_core::neighbours::{SKIN, SkinLists};
+    // A third of the cells pushed past the skin at every step: refreshing would rewrite
+    // most rows, so the lists are searched directly (and stay exact); once the cells only
+    // jiggle and keep their rows, wide lists are built and reused again.
+    let mut rng = Rng(77);
+    let radius = 2.5;
+    let mut p = cells(&mut rng, 1500, 3, 25.0, radius);
+    let ids: Vec<u64> = (0..p.len() as u64).collect();
+    let mut lists = SkinLists::default();
+    let (mut offsets, mut neighbours) = (Vec::new(), Vec::new());
+    for step in 0..12 {
+        for (k, q) in p.iter_mut().enumerate() {
+            let scale = if step < 6 && k % 3 == 0 { 2.0 } else { 0.01 } * SKIN * radius;
+            *q += Vec3::new(rng.uniform() - 0.5, rng.uniform() - 0.5, rng.uniform() - 0.5) * scale;
+        }
+        lists.neighbours_into(&ids, &p, radius, &mut offsets, &mut neighbours).unwrap();
+        let got = Csr { offsets: offsets.clone(), neighbours: neighbours.clone() };
+        assert!(got == neighbours_brute_force(&p, radius), "step {step}: lists differ from a fresh search");
+        if step == 5 {
+            assert_eq!(lists.refreshes, 0, "crowded steps must not refresh");
+        }
+    }
+    assert!(lists.reuses >= 4, "{} reuses once the cells settled", lists.reuses);
 }
