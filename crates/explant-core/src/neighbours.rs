@@ -370,9 +370,17 @@ impl SkinLists {
             self.builds += 1;
             return CellList::new(positions, radius).neighbours_into(offsets, neighbours);
         }
-        let kept = self.reusable && self.radius.to_bits() == radius.to_bits() && self.keep(ids, positions, radius)?;
+        // Rows whose cell changed since the last call (none on the first call).
+        let changed = (!self.ids.is_empty()).then(|| changed_rows(&self.ids, ids));
+        let kept = match &changed {
+            Some(changed) if self.reusable && self.radius.to_bits() == radius.to_bits() => {
+                self.keep(ids, changed, positions, radius)?
+            }
+            _ => false,
+        };
         if !kept {
-            let changes = self.changes(ids);
+            let (n0, n1) = (self.ids.len(), ids.len());
+            let changes = changed.map(|c| c.len() + n0.max(n1) - n0.min(n1));
             let many = changes.is_none_or(|c| c > changes_allowed(self.ids.len(), ids.len()));
             if many || (self.crowded > 0 && changes != Some(0)) {
                 // Most rows changed (the first call, a re-sort of the rows), or refreshing
@@ -388,13 +396,6 @@ impl SkinLists {
             self.build(ids, positions, radius)?;
         }
         self.filter(positions, radius, offsets, neighbours)
-    }
-
-    /// Rows that changed since the last call (ids differing row by row, rows added or
-    /// removed); `None` when there was no last call.
-    fn changes(&self, ids: &[u64]) -> Option<usize> {
-        let (n0, n1) = (self.ids.len(), ids.len());
-        (n0 > 0).then(|| changed_rows(&self.ids, ids).len() + n0.max(n1) - n0.min(n1))
     }
 
     /// Build the wide lists anew for the cells `ids` at `positions`.
@@ -422,13 +423,13 @@ impl SkinLists {
     /// Bring the wide lists up to date for the cells `ids` at `positions` by renumbering
     /// changed rows and refreshing the cells that moved past the skin or are new; `false`
     /// when that is not possible or not worth it (the caller builds anew).
-    fn keep(&mut self, ids: &[u64], positions: &[Vec3], radius: f32) -> Result<bool, CoreError> {
+    /// `changed`: the rows whose cell changed ([`changed_rows`]).
+    fn keep(&mut self, ids: &[u64], changed: &[usize], positions: &[Vec3], radius: f32) -> Result<bool, CoreError> {
         let (n0, n1) = (self.ids.len(), ids.len());
         let common = n0.min(n1);
         // Valid again only once the lists are up to date (an error leaves none to reuse).
         self.reusable = false;
         let old_ids = &self.ids;
-        let changed = changed_rows(old_ids, ids);
         if changed.len() + n0.max(n1) - common > changes_allowed(n0, n1) {
             return Ok(false);
         }
