@@ -57,12 +57,15 @@
 //! `u + Δ`. Every line and voxel gets this arithmetic whatever the chunking, so the
 //! result is bit-identical for any thread count.
 
+use std::sync::Mutex;
+use std::time::Instant;
+
 use rayon::prelude::*;
 
-use crate::cpu::{stencil_pass, stencil_row};
+use crate::cpu::{stencil_pass, stencil_rows};
 use crate::implicit::{
-    COLUMN_BLOCK, LineCoefficients, X_TILE, finish_rows, fuse_planes, lod_all_channels, lod_channel, plane_x_add,
-    scaled_coefficients, solve_group, sweep_rows, sweep_x_add,
+    COLUMN_BLOCK, LineCoefficients, SplitChoice, X_TILE, finish_rows, fuse_planes, lod_all_channels, lod_channel,
+    plane_x_add, scaled_coefficients, solve_group, sweep_rows, sweep_x_add,
 };
 use crate::{ChannelParams, Grid};
 
@@ -82,6 +85,14 @@ pub(crate) struct AdiCache {
     key: Option<(Grid, Vec<ChannelParams>, u32)>,
     half: Vec<[LineCoefficients; 3]>,
     delta: Vec<f32>,
+    /// Increment buffers of the channel split, one per channel being solved at once
+    /// (at most one per thread), kept between steps.
+    spare: Mutex<Vec<Vec<f32>>>,
+    /// Which way the next 3D steps are split among the threads (as in
+    /// [`crate::implicit::LodCache::step`]).
+    split: SplitChoice,
+    /// The step's sources grouped for the fused z sweep.
+    grouped: Grouped,
     /// Whether 3D steps form `Δ₀` inside the z sweep and solve y and x plane by plane
     /// (always, except in the test that checks the fused paths against the plain ones).
     fused: bool,
@@ -89,7 +100,31 @@ pub(crate) struct AdiCache {
 
 impl Default for AdiCache {
     fn default() -> Self {
-        Self { key: None, half: Vec::new(), delta: Vec::new(), fused: true }
+        Self {
+            key: None,
+            half: Vec::new(),
+            delta: Vec::new(),
+            spare: Mutex::new(Vec::new()),
+            split: SplitChoice::default(),
+            grouped: Grouped::default(),
+            fused: true,
+        }
+    }
+}
+
+/// An increment buffer lent from [`AdiCache::spare`] for one channel split task, given
+/// back when dropped.
+struct Lent<'a> {
+    pool: &'a Mutex<Vec<Vec<f32>>>,
+    delta: Vec<f32>,
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        let delta = std::mem::take(&mut self.delta);
+        if let Ok(mut pool) = self.pool.lock() {
+            pool.push(delta);
+        }
     }
 }
 
@@ -132,20 +167,23 @@ impl AdiCache {
             }
             return;
         }
-        self.delta.resize(voxels, 0.0);
         take_back(data, added);
+        if three_d && self.fused {
+            self.grouped.fill(g, params.len(), added);
+        }
+        let by_channel = self.split.by_channel();
+        let threads = rayon::current_num_threads();
+        if self.fused && fuse_planes(g) && threads > 1 && params.len().is_multiple_of(threads) && by_channel {
+            let took = self.channel_split(g, data, params, dt);
+            self.split.judge(&took);
+            return;
+        }
+        self.delta.resize(voxels, 0.0);
         for (c, (chan, co)) in data.chunks_exact_mut(voxels).zip(&self.half).enumerate() {
             let delta = &mut self.delta;
             if three_d && self.fused {
                 // Δ₀ formed plane by plane inside the z sweep's forward pass.
-                let range = (c * voxels) as u64..((c + 1) * voxels) as u64;
-                let mut local: Vec<(usize, f32)> = added
-                    .iter()
-                    .filter(|(i, _)| range.contains(&u64::from(*i)))
-                    .map(|&(i, s)| (i as usize - c * voxels, s))
-                    .collect();
-                local.sort_by_key(|e| e.0);
-                increment_and_z_sweep(g, chan, delta, &params[c], dt, &local, &co[2]);
+                increment_and_z_sweep(g, chan, delta, &params[c], dt, &self.grouped, c, &co[2]);
             } else {
                 channel_increment(g, chan, delta, &params[c], dt, added, c);
                 if three_d {
@@ -167,65 +205,217 @@ impl AdiCache {
             }
         }
     }
+
+    /// A fused 3D Douglas step with each channel's whole step on one thread (one
+    /// parallel phase for the step instead of two per channel), each with an increment
+    /// buffer lent from [`AdiCache::spare`]; `data` is already `uⁿ`. Same arithmetic on
+    /// every line as the plane split. Returns the seconds each channel took.
+    fn channel_split(&mut self, g: &Grid, data: &mut [f32], params: &[ChannelParams], dt: f32) -> Vec<f64> {
+        let voxels = g.voxels();
+        let mut took = vec![0.0f64; params.len()];
+        let (pool, grouped) = (&self.spare, &self.grouped);
+        data.par_chunks_mut(voxels)
+            .zip(&self.half)
+            .zip(params)
+            .zip(&mut took)
+            .enumerate()
+            .with_max_len(1)
+            .for_each_init(
+                || {
+                    let delta = pool.lock().ok().and_then(|mut p| p.pop()).unwrap_or_default();
+                    (Lent { pool, delta }, vec![0.0f32; X_TILE * g.nx], vec![0.0f32; 4 * g.nx])
+                },
+                |(lent, buf, scratch), (c, (((chan, co), p), took))| {
+                    // Grown (and its pages touched) before the clock starts: a first
+                    // step's allocation is not an imbalance.
+                    lent.delta.resize(voxels, 0.0);
+                    let start = Instant::now();
+                    channel_here(g, chan, &mut lent.delta, p, dt, grouped, c, co, buf, scratch);
+                    *took = start.elapsed().as_secs_f64();
+                },
+            );
+        took
+    }
+}
+
+/// The sources listed for a fused 3D step, grouped by channel, block of the fused z
+/// sweep and plane (the segment [`z_block`] forms at once), in their listed order within
+/// each group: a stable counting sort, so every voxel still receives its amounts in the
+/// order they were listed.
+#[derive(Debug, Default)]
+struct Grouped {
+    /// Group `k`'s entries are `entries[starts[k]..starts[k + 1]]`; group `k` is
+    /// `(c · blocks + b) · nz + z`.
+    starts: Vec<usize>,
+    /// (index within the channel, amount).
+    entries: Vec<(u32, f32)>,
+    /// Next free slot of each group while filling.
+    next: Vec<usize>,
+    /// (group, index within the channel) of each listed entry while filling.
+    keys: Vec<(usize, u32)>,
+    /// Blocks per plane and planes, of the grid last filled for.
+    blocks: usize,
+    nz: usize,
+}
+
+impl Grouped {
+    /// Group `added` (indices into a field of `channels` channels of `g`).
+    fn fill(&mut self, g: &Grid, channels: usize, added: &[(u32, f32)]) {
+        let (nx, ny, nz, voxels) = (g.nx, g.ny, g.nz, g.voxels());
+        let rows = rows_per_block(g);
+        let blocks = ny.div_ceil(rows);
+        (self.blocks, self.nz) = (blocks, nz);
+        // Three divisions per entry, done once, the group kept for the second pass.
+        let (voxels, plane, block, nz64, blocks64) =
+            (voxels as u64, (nx * ny) as u64, (rows * nx) as u64, nz as u64, blocks as u64);
+        self.keys.clear();
+        self.keys.extend(added.iter().map(|&(i, _)| {
+            let i = u64::from(i);
+            let c = i / voxels;
+            let v = i - c * voxels;
+            let z = v / plane;
+            let b = (v - z * plane) / block;
+            (((c * blocks64 + b) * nz64 + z) as usize, v as u32)
+        }));
+        self.starts.clear();
+        self.starts.resize(channels * blocks * nz + 1, 0);
+        for &(k, _) in &self.keys {
+            self.starts[k + 1] += 1;
+        }
+        for k in 1..self.starts.len() {
+            self.starts[k] += self.starts[k - 1];
+        }
+        self.next.clear();
+        self.next.extend_from_slice(&self.starts);
+        self.entries.clear();
+        self.entries.resize(added.len(), (0, 0.0));
+        for (&(k, v), &(_, s)) in self.keys.iter().zip(added) {
+            let slot = &mut self.next[k];
+            self.entries[*slot] = (v, s);
+            *slot += 1;
+        }
+    }
+
+    /// The entries of channel `c`, block `b`, plane `z`.
+    fn plane(&self, c: usize, b: usize, z: usize) -> &[(u32, f32)] {
+        let k = (c * self.blocks + b) * self.nz + z;
+        &self.entries[self.starts[k]..self.starts[k + 1]]
+    }
+}
+
+/// One fused 3D Douglas step of one channel `u` (already `uⁿ`) on this thread, with
+/// `delta` (the channel's size), `buf` ([`X_TILE`]`·nx`) and `scratch` (`4·nx`) as
+/// scratch: [`increment_and_z_sweep`]'s blocks one after another, then each plane's y
+/// and x solves and `u += Δ`, the same arithmetic as the parallel passes.
+#[allow(clippy::too_many_arguments)]
+fn channel_here(
+    g: &Grid,
+    u: &mut [f32],
+    delta: &mut [f32],
+    p: &ChannelParams,
+    dt: f32,
+    sources: &Grouped,
+    c: usize,
+    co: &[LineCoefficients; 3],
+    buf: &mut [f32],
+    scratch: &mut [f32],
+) {
+    let (nx, ny) = (g.nx, g.ny);
+    let (a, kdt, faces) = increment_constants(g, p, dt);
+    let f = move |u: f32, sum: f32| a * (sum - faces * u) - kdt * u;
+    for (b, mut segs) in z_blocks(g, delta).into_iter().enumerate() {
+        z_block(g, u, &mut segs, b, p, sources, c, &co[2], scratch, &f);
+    }
+    for (d, u) in delta.chunks_mut(nx * ny).zip(u.chunks_mut(nx * ny)) {
+        solve_group(d, ny, nx, &co[1], false);
+        plane_x_add(d, u, nx, &co[0], buf);
+    }
+}
+
+/// Rows of x lines per block of [`increment_and_z_sweep`].
+fn rows_per_block(g: &Grid) -> usize {
+    (COLUMN_BLOCK / g.nx).max(1)
+}
+
+/// `delta` cut into the blocks of [`increment_and_z_sweep`]: block `b` holds, plane by
+/// plane, the rows `b·rows_per_block ..` of every plane.
+fn z_blocks<'a>(g: &Grid, delta: &'a mut [f32]) -> Vec<Vec<&'a mut [f32]>> {
+    let (nx, ny, nz) = (g.nx, g.ny, g.nz);
+    let rows = rows_per_block(g);
+    let mut units: Vec<Vec<&mut [f32]>> = (0..ny.div_ceil(rows)).map(|_| Vec::with_capacity(nz)).collect();
+    for plane in delta.chunks_exact_mut(nx * ny) {
+        for (b, seg) in plane.chunks_mut(rows * nx).enumerate() {
+            units[b].push(seg);
+        }
+    }
+    units
+}
+
+/// Block `b` of [`increment_and_z_sweep`]: plane by plane, every row's `Δ₀` from `u`
+/// ([`stencil_row`] with the channel's faces `p` and `f`) plus the row's `sources`,
+/// eliminated against the previous plane; then the back substitution.
+#[allow(clippy::too_many_arguments)]
+fn z_block(
+    g: &Grid,
+    u: &[f32],
+    segs: &mut [&mut [f32]],
+    b: usize,
+    p: &ChannelParams,
+    sources: &Grouped,
+    c: usize,
+    co: &LineCoefficients,
+    scratch: &mut [f32],
+    f: &impl Fn(f32, f32) -> f32,
+) {
+    let (nx, ny, nz) = (g.nx, g.ny, g.nz);
+    let y0 = b * rows_per_block(g);
+    for z in 0..nz {
+        let (done, rest) = segs.split_at_mut(z);
+        let seg = &mut *rest[0];
+        stencil_rows(g, u, z * ny + y0, seg, &p.boundary, scratch, f);
+        let start = (z * ny + y0) * nx;
+        for &(i, s) in sources.plane(c, b, z) {
+            seg[i as usize - start] += s;
+        }
+        let iv = co.inv[z];
+        if z == 0 {
+            seg.iter_mut().for_each(|x| *x *= iv);
+        } else {
+            let prev = &*done[z - 1];
+            let l = co.lower[z];
+            for (y, &pv) in seg.iter_mut().zip(prev) {
+                *y = (*y - l * pv) * iv;
+            }
+        }
+    }
+    finish_rows(segs, co);
 }
 
 /// The z sweep of a 3D Douglas step with `Δ₀` formed inside its forward pass: the
 /// planes are cut into blocks of whole x rows (about [`COLUMN_BLOCK`] values), solved in
-/// parallel; in each block, plane by plane, every row's `Δ₀` is computed from `u`
-/// ([`stencil_row`]), the row's `sources` (local indices, sorted, in their listed order
-/// at equal indices) are added, and the plane is eliminated against the previous one.
+/// parallel ([`z_block`]); in each block, plane by plane, the rows' `Δ₀` is computed
+/// from `u` ([`stencil_rows`]), the block's sources in that plane (channel `c` of
+/// `sources`, in their listed order) are added, and the plane is eliminated against the
+/// previous one.
 /// The result is bit-identical to [`channel_increment`] followed by the z
 /// [`sweep_rows`]: the same operations on every element in the same order, one pass
 /// over the field fewer.
+#[allow(clippy::too_many_arguments)]
 fn increment_and_z_sweep(
     g: &Grid,
     u: &[f32],
     delta: &mut [f32],
     p: &ChannelParams,
     dt: f32,
-    sources: &[(usize, f32)],
+    sources: &Grouped,
+    c: usize,
     co: &LineCoefficients,
 ) {
-    let (nx, ny, nz) = (g.nx, g.ny, g.nz);
     let (a, kdt, faces) = increment_constants(g, p, dt);
     let f = move |u: f32, sum: f32| a * (sum - faces * u) - kdt * u;
-    let rows_per_block = (COLUMN_BLOCK / nx).max(1);
-    let blocks = ny.div_ceil(rows_per_block);
-    let mut units: Vec<Vec<&mut [f32]>> = (0..blocks).map(|_| Vec::with_capacity(nz)).collect();
-    for plane in delta.chunks_exact_mut(nx * ny) {
-        for (b, seg) in plane.chunks_mut(rows_per_block * nx).enumerate() {
-            units[b].push(seg);
-        }
-    }
-    units.par_iter_mut().enumerate().for_each_init(
-        || vec![0.0f32; 4 * nx],
-        |scratch, (b, segs)| {
-            let y0 = b * rows_per_block;
-            for z in 0..nz {
-                let (done, rest) = segs.split_at_mut(z);
-                let seg = &mut *rest[0];
-                for (k, out) in seg.chunks_exact_mut(nx).enumerate() {
-                    let row = z * ny + y0 + k;
-                    stencil_row(g, u, row, out, &p.boundary, scratch, &f);
-                    let start = row * nx;
-                    let first = sources.partition_point(|e| e.0 < start);
-                    for &(i, s) in sources[first..].iter().take_while(|e| e.0 < start + nx) {
-                        out[i - start] += s;
-                    }
-                }
-                let iv = co.inv[z];
-                if z == 0 {
-                    seg.iter_mut().for_each(|x| *x *= iv);
-                } else {
-                    let prev = &*done[z - 1];
-                    let l = co.lower[z];
-                    for (y, &pv) in seg.iter_mut().zip(prev) {
-                        *y = (*y - l * pv) * iv;
-                    }
-                }
-            }
-            finish_rows(segs, co);
-        },
+    z_blocks(g, delta).par_iter_mut().enumerate().for_each_init(
+        || vec![0.0f32; 4 * g.nx],
+        |scratch, (b, segs)| z_block(g, u, segs, b, p, sources, c, co, scratch, &f),
     );
 }
 
@@ -307,16 +497,30 @@ mod tests {
         let added: Vec<(u32, f32)> = [(5, 0.5), (400, 1.25), (5, -0.125), (g.voxels() + 77, 2.0), (n - 1, 0.75)]
             .map(|(i, s)| (i as u32, s))
             .to_vec();
-        let run = |fused: bool| {
+        // Plain passes; fused, planes and blocks in parallel (one thread, and two with
+        // the plane split forced); fused, a channel per thread (two threads).
+        let run = |fused: bool, threads: usize, by_plane: bool| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             let mut data = start.clone();
             let mut cache = AdiCache { fused, ..AdiCache::default() };
-            for _ in 0..3 {
-                cache.step(&g, &mut data, &params, 0.7, &added, false);
-            }
-            data
+            pool.install(|| {
+                for _ in 0..3 {
+                    if by_plane {
+                        cache.split.by_plane = 64;
+                    }
+                    cache.step(&g, &mut data, &params, 0.7, &added, false);
+                }
+            });
+            (data, cache.spare.into_inner().unwrap().len())
         };
-        let (fused, plain) = (run(true), run(false));
-        assert!(fused.iter().zip(&plain).all(|(a, b)| a.to_bits() == b.to_bits()));
+        let (plain, _) = run(false, 1, false);
+        let (fused, _) = run(true, 1, false);
+        let (by_plane, _) = run(true, 2, true);
+        let (by_channel, lent) = run(true, 2, false);
+        assert!(lent > 0, "the channel split should have run");
+        for other in [&fused, &by_plane, &by_channel] {
+            assert!(other.iter().zip(&plain).all(|(a, b)| a.to_bits() == b.to_bits()));
+        }
         assert!(fused.iter().zip(&start).any(|(a, b)| (a - b).abs() > 0.1), "the steps should move the field");
     }
 }

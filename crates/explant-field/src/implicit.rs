@@ -530,12 +530,50 @@ pub fn scaled_coefficients(g: &Grid, params: &[ChannelParams], dt: f32, scale: f
         .collect()
 }
 
-/// After a step split by channel took this much longer on its slowest channel than on
-/// the mean, [`LodCache::step`] splits the next steps by plane instead.
+/// After consecutive steps split by channel took this much longer on their slowest
+/// channel than on the mean, [`LodCache::step`] splits the next steps by plane instead.
 const CHANNEL_IMBALANCE: f64 = 1.2;
+
+/// How many consecutive imbalanced steps it takes: a subnormal band lasts hundreds of
+/// steps, while on a shared machine one step in a few dozen has a channel delayed by
+/// another process (seen in `lod_speed`), which should not cost 64 slower steps.
+const IMBALANCED_STEPS: u8 = 2;
 
 /// Steps split by plane before [`LodCache::step`] tries the channel split again.
 const PLANE_SPLIT_STEPS: u32 = 64;
+
+/// How a 3D step is shared among the threads: whole channels per thread, or (after
+/// imbalanced channel steps, see [`LodCache::step`]) planes and column blocks.
+#[derive(Debug, Default)]
+pub(crate) struct SplitChoice {
+    /// Steps still to split by plane.
+    pub(crate) by_plane: u32,
+    /// Consecutive imbalanced channel steps so far.
+    strikes: u8,
+}
+
+impl SplitChoice {
+    /// Whether this step may split by channel (counts a plane-split step down).
+    pub(crate) fn by_channel(&mut self) -> bool {
+        let by_channel = self.by_plane == 0;
+        self.by_plane = self.by_plane.saturating_sub(1);
+        by_channel
+    }
+
+    /// Record the seconds each channel of a channel-split step took.
+    pub(crate) fn judge(&mut self, took: &[f64]) {
+        let mean = took.iter().sum::<f64>() / took.len().max(1) as f64;
+        if took.iter().any(|&t| t > CHANNEL_IMBALANCE * mean) {
+            self.strikes += 1;
+            if self.strikes >= IMBALANCED_STEPS {
+                self.by_plane = PLANE_SPLIT_STEPS;
+                self.strikes = 0;
+            }
+        } else {
+            self.strikes = 0;
+        }
+    }
+}
 
 /// The cached coefficients of every channel and axis for one (grid, params, Δt), and
 /// which way the last steps were split among the threads.
@@ -543,8 +581,8 @@ const PLANE_SPLIT_STEPS: u32 = 64;
 pub(crate) struct LodCache {
     key: Option<(Grid, Vec<ChannelParams>, u32)>,
     axes: Vec<[LineCoefficients; 3]>,
-    /// Steps still to split by plane (see [`LodCache::step`]).
-    by_plane: u32,
+    /// Which way the next steps are split (see [`LodCache::step`]).
+    split: SplitChoice,
 }
 
 impl LodCache {
@@ -566,13 +604,13 @@ impl LodCache {
     /// spreads from its sources carries a band of subnormal values ahead of its front
     /// for its first few hundred steps, several times slower to compute, while the
     /// thread of a settled channel waits. When the slowest channel took more than
-    /// [`CHANNEL_IMBALANCE`] times the mean, the next [`PLANE_SPLIT_STEPS`] steps are
+    /// [`CHANNEL_IMBALANCE`] times the mean in [`IMBALANCED_STEPS`] consecutive steps,
+    /// the next [`PLANE_SPLIT_STEPS`] steps are
     /// split by x–y plane and z column block instead, which shares that band among the
     /// threads. Both splits do the same arithmetic on every line, so the choice, made
     /// from the clock, never changes the result.
     pub(crate) fn step(&mut self, g: &Grid, data: &mut [f32], params: &[ChannelParams], dt: f32) {
-        let by_channel = self.by_plane == 0;
-        self.by_plane = self.by_plane.saturating_sub(1);
+        let by_channel = self.split.by_channel();
         let axes = self.get(g, params, dt);
         let voxels = g.voxels();
         let threads = rayon::current_num_threads();
@@ -586,10 +624,7 @@ impl LodCache {
                     *took = start.elapsed().as_secs_f64();
                 },
             );
-            let mean = took.iter().sum::<f64>() / took.len() as f64;
-            if took.iter().any(|&t| t > CHANNEL_IMBALANCE * mean) {
-                self.by_plane = PLANE_SPLIT_STEPS;
-            }
+            self.split.judge(&took);
             return;
         }
         if fuse_planes(g) {
@@ -757,10 +792,10 @@ mod tests {
             pool.install(|| {
                 for _ in 0..12 {
                     if by_plane {
-                        cache.by_plane = PLANE_SPLIT_STEPS;
+                        cache.split.by_plane = PLANE_SPLIT_STEPS;
                     }
                     cache.step(&g, &mut data, &params, 0.01);
-                    assert!(!by_plane || cache.by_plane == PLANE_SPLIT_STEPS - 1);
+                    assert!(!by_plane || cache.split.by_plane == PLANE_SPLIT_STEPS - 1);
                 }
             });
             data
