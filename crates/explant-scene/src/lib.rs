@@ -1,4 +1,4 @@
-//! The scene file: everything one explant run needs, in TOML (`version = 1`).
+//! The scene file: everything one explant run needs, in TOML (`version = 1` or `2`).
 //!
 //! A scene names the genes of the expression state, the ligands that diffuse on the
 //! grid (with the gene that secretes each and the receptor gene that gates sensing),
@@ -23,8 +23,26 @@ use std::path::{Path, PathBuf};
 
 use validate::Validator;
 
-/// The only scene format version this build reads.
-pub const SCENE_VERSION: u32 = 1;
+/// The newest scene format version this build reads; it reads every version from 1.
+///
+/// Versions differ only in defaults, so that a file keeps its meaning: in version 2 an
+/// omitted `grid.scheme` is `adi` (second order in time, see [`explant_field::Scheme`]),
+/// in version 1 it is `explicit`.
+pub const SCENE_VERSION: u32 = 2;
+
+/// The diffusion scheme of a scene whose `grid` table does not name one.
+pub fn default_scheme(version: u32) -> explant_field::Scheme {
+    if version >= 2 { explant_field::Scheme::Adi } else { explant_field::Scheme::Explicit }
+}
+
+/// Whether the scene text names `grid.scheme` (unparsable text: as if it did, the parse
+/// error is reported elsewhere).
+fn names_scheme(text: &str) -> bool {
+    match toml::from_str::<toml::Table>(text) {
+        Ok(doc) => doc.get("grid").and_then(|g| g.get("scheme")).is_some(),
+        Err(_) => true,
+    }
+}
 
 /// A parsed and validated scene, with where it came from.
 #[derive(Debug, Clone)]
@@ -73,9 +91,12 @@ impl LoadedScene {
     /// Parse and validate scene text; `path` is used in messages and to resolve
     /// relative paths inside the scene.
     pub fn from_str(text: &str, path: &Path) -> Result<Self, SceneError> {
-        let scene: Scene =
+        let mut scene: Scene =
             toml::from_str(text).map_err(|e| SceneError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
         refuse_non_finite(text, path)?;
+        if !names_scheme(text) {
+            scene.grid.scheme = default_scheme(scene.version);
+        }
         scene.validate(path)?;
         let mut loaded = Self { scene, path: path.to_path_buf(), text: text.to_string() };
         // Paths inside the scene are relative to the scene file.

@@ -1,4 +1,6 @@
-//! The serde types of a scene file, version 1. Every table rejects unknown fields.
+//! The serde types of a scene file, versions 1 and 2 (which differ only in the default
+//! of `grid.scheme`, applied by [`crate::LoadedScene::from_str`]). Every table rejects
+//! unknown fields.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -10,7 +12,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scene {
-    /// Format version; must be 1.
+    /// Format version: 1 or 2 ([`crate::SCENE_VERSION`]); they differ only in the
+    /// default of `grid.scheme`.
     pub version: u32,
     /// Short name used in outputs.
     pub name: String,
@@ -83,10 +86,11 @@ pub struct GridSpec {
     pub size: Vec<f32>,
     /// Voxel edge in µm.
     pub dx: f32,
-    /// Time integration of diffusion: `explicit` (substepped forward Euler, the default),
-    /// `implicit` (locally one-dimensional backward Euler, BioFVM's scheme, one solve per
-    /// tick) or `adi` (Douglas ADI, Crank–Nicolson in time: second order, one stencil pass
-    /// and one half-step solve per axis per tick).
+    /// Time integration of diffusion: `explicit` (substepped forward Euler), `implicit`
+    /// (locally one-dimensional backward Euler, BioFVM's scheme, one solve per tick) or
+    /// `adi` (Douglas ADI, Crank–Nicolson in time: second order, one stencil pass and one
+    /// half-step solve per axis per tick). When omitted: `adi` in a version 2 scene,
+    /// `explicit` in a version 1 scene ([`crate::default_scheme`], applied on loading).
     #[serde(default)]
     pub scheme: Scheme,
 }

@@ -53,9 +53,28 @@ fn huge_grid_is_refused_before_allocation() {
 
 #[test]
 fn wrong_version_is_refused() {
-    let text = DEFAULT.replace("version = 1", "version = 2");
-    let err = load(&text).unwrap_err().to_string();
-    assert!(err.contains("`version`") && err.contains("`2`"), "{err}");
+    for bad in ["version = 3", "version = 0"] {
+        let text = DEFAULT.replace("version = 1", bad);
+        let err = load(&text).unwrap_err().to_string();
+        let v = &bad[10..];
+        assert!(err.contains("`version`") && err.contains(&format!("`{v}` is not supported")), "{err}");
+    }
+}
+
+#[test]
+fn an_omitted_scheme_is_explicit_in_version_1_and_adi_in_version_2() {
+    use explant_field::Scheme;
+    assert!(!DEFAULT.contains("scheme"), "the default scene should omit grid.scheme");
+    let v2 = DEFAULT.replace("version = 1", "version = 2");
+    assert_eq!(load(DEFAULT).unwrap().scene.grid.scheme, Scheme::Explicit);
+    assert_eq!(load(&v2).unwrap().scene.grid.scheme, Scheme::Adi);
+    // A scheme that is named is kept, in either version.
+    for (version, text) in [(1, DEFAULT.to_string()), (2, v2.clone())] {
+        for (name, scheme) in [("explicit", Scheme::Explicit), ("implicit", Scheme::Implicit), ("adi", Scheme::Adi)] {
+            let named = text.replace("[grid]", &format!("[grid]\nscheme = \"{name}\""));
+            assert_eq!(load(&named).unwrap().scene.grid.scheme, scheme, "version {version}, {name}");
+        }
+    }
 }
 
 #[test]

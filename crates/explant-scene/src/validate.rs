@@ -172,13 +172,13 @@ impl<'a> Validator<'a> {
         }
     }
 
-    /// The format version is the one this build reads.
+    /// The format version is one this build reads.
     pub(crate) fn version(&self) -> Result<(), SceneError> {
         let version = self.scene.version;
-        if version != SCENE_VERSION {
+        if !(1..=SCENE_VERSION).contains(&version) {
             return Err(self.bad(
                 "version".into(),
-                format!("`{version}` is not supported; this build reads version `{SCENE_VERSION}`"),
+                format!("`{version}` is not supported; this build reads versions `1` to `{SCENE_VERSION}`"),
             ));
         }
         Ok(())
