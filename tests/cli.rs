@@ -456,6 +456,10 @@ fn an_omitted_scheme_is_explicit_in_a_version_1_scene_and_adi_in_version_2() {
     let mut fields = Vec::new();
     for (name, text) in [("v1", &v1), ("v2", &v2)] {
         let scene = write_scene(&dir, &format!("{name}.toml"), text);
+        let check = explant(["check".as_ref(), scene.as_os_str()]);
+        assert_success(&check, &format!("explant check {name}"));
+        let scheme = if name == "v1" { "explicit diffusion" } else { "adi diffusion" };
+        assert!(stdout(&check).contains(scheme), "explant check {name}: {}", stdout(&check));
         let out = dir.join(name);
         run_ok(&scene, &out, &["--diffusion", "cpu"]);
         let backend = manifest(&out)["diffusion_backend"].as_str().unwrap_or_default().to_string();

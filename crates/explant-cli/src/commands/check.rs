@@ -43,13 +43,14 @@ pub fn check(args: CheckArgs) -> Result<()> {
         }
         let s = &c.scene.scene;
         println!(
-            "{}: ok ({} genes, {} ligands, {} cell types, {} cells, {}D, {} ticks)",
+            "{}: ok ({} genes, {} ligands, {} cell types, {} cells, {}D, {} diffusion, {} ticks)",
             path.display(),
             s.genes.len(),
             s.ligands.len(),
             s.cell_types.len(),
             c.cells,
             s.dims(),
+            s.grid.scheme.name(),
             s.ticks()
         );
     }
@@ -74,6 +75,7 @@ fn check_json(paths: &[std::path::PathBuf]) -> Result<()> {
                     "cell_types": s.cell_types.len(),
                     "cells": c.cells,
                     "dims": s.dims(),
+                    "scheme": s.grid.scheme.name(),
                     "ticks": s.ticks(),
                 })
             }
