@@ -56,6 +56,18 @@
 //! [`crate::implicit::solve_line`]'s without the `Fixed` terms; the write-back is
 //! `u + Δ`. Every line and voxel gets this arithmetic whatever the chunking, so the
 //! result is bit-identical for any thread count.
+//!
+//! # Passes and threads
+//!
+//! A 3D step makes two passes over each channel: `Δ₀` formed inside the z sweep's
+//! forward elimination, block of x rows by block ([`z_block`], the sources grouped by a
+//! stable counting sort so each block finds its own), then every x–y plane's y and x
+//! solves with `u += Δ`. When the channels divide evenly among the threads, each
+//! channel's whole step runs on one thread with an increment buffer lent from a pool
+//! (one parallel phase per step); otherwise, and for a while after steps whose channels
+//! took unequal times, the blocks and then the planes of a group of channels (up to
+//! [`DELTA_BUDGET`] increment values) are shared among the threads. The increment costs
+//! memory the LOD step does not need: one channel's worth per thread, or the group's.
 
 use std::sync::Mutex;
 use std::time::Instant;
