@@ -417,9 +417,10 @@ fn z_blocks<'a>(g: &Grid, delta: &'a mut [f32]) -> Vec<Vec<&'a mut [f32]>> {
     units
 }
 
-/// Block `b` of [`increment_and_z_sweep`]: plane by plane, every row's `Δ₀` from `u`
-/// ([`stencil_row`] with the channel's faces `p` and `f`) plus the row's `sources`,
-/// eliminated against the previous plane; then the back substitution.
+/// Block `b` of [`increment_and_z_sweep`]: plane by plane, the rows' `Δ₀` from `u`
+/// ([`stencil_rows`] with the channel's faces `p` and `f`) plus the block's sources in
+/// that plane (channel `c` of `sources`), eliminated against the previous plane; then
+/// the back substitution.
 #[allow(clippy::too_many_arguments)]
 fn z_block(
     g: &Grid,
