@@ -67,7 +67,8 @@
 //! (one parallel phase per step); otherwise, and for a while after steps whose channels
 //! took unequal times, the blocks and then the planes of a group of channels (up to
 //! [`DELTA_BUDGET`] increment values) are shared among the threads. The increment costs
-//! memory the LOD step does not need: one channel's worth per thread, or the group's.
+//! memory the LOD step does not need: one channel's worth per thread (only while that
+//! stays within [`CHANNEL_SPLIT_BUDGET`]; else the plane split runs), or the group's.
 
 use std::sync::Mutex;
 use std::time::Instant;
@@ -108,6 +109,9 @@ pub(crate) struct AdiCache {
     /// Most increment values the plane split holds at once ([`DELTA_BUDGET`], less in
     /// a test).
     delta_budget: usize,
+    /// Most increment values the channel split may hold at once, one channel's per
+    /// thread ([`CHANNEL_SPLIT_BUDGET`], less in a test); above it the plane split runs.
+    channel_budget: usize,
     /// Whether 3D steps form `Δ₀` inside the z sweep and solve y and x plane by plane
     /// (always, except in the test that checks the fused paths against the plain ones).
     fused: bool,
@@ -123,6 +127,7 @@ impl Default for AdiCache {
             split: SplitChoice::default(),
             grouped: Grouped::default(),
             delta_budget: DELTA_BUDGET,
+            channel_budget: CHANNEL_SPLIT_BUDGET,
             fused: true,
         }
     }
@@ -189,7 +194,14 @@ impl AdiCache {
         }
         let by_channel = self.split.by_channel();
         let threads = rayon::current_num_threads();
-        if self.fused && fuse_planes(g) && threads > 1 && params.len().is_multiple_of(threads) && by_channel {
+        let channel_split_fits = threads.saturating_mul(voxels) <= self.channel_budget;
+        if self.fused
+            && fuse_planes(g)
+            && threads > 1
+            && params.len().is_multiple_of(threads)
+            && channel_split_fits
+            && by_channel
+        {
             let took = self.channel_split(g, data, params, dt);
             self.split.judge(&took);
             return;
@@ -262,6 +274,12 @@ impl AdiCache {
 /// voxel-ligand-step and all ten at once 1.35; on the PhysiCell-sized 75³ × 2 scene both
 /// channels at once beat one at a time (diffuse 1.38–1.42 against 1.58 ms/tick).
 const DELTA_BUDGET: usize = 1 << 20;
+
+/// Most increment values (256 MiB) the channel split of [`AdiCache::step`] may hold, one
+/// channel's per thread; larger steps take the plane split and its [`DELTA_BUDGET`]
+/// instead. Without the cap 16 threads on 16 channels of 200³ would hold 512 MiB of
+/// increments beside a 512 MiB field; at 100³ on 2 threads the channel split holds 8 MiB.
+const CHANNEL_SPLIT_BUDGET: usize = 1 << 26;
 
 /// A fused 3D Douglas step of the channels `data` (already `uⁿ`; channel `first + k` of
 /// the field is `data`'s `k`-th) split by block and plane among the threads: the z
@@ -567,10 +585,10 @@ mod tests {
         // Plain passes; fused, planes and blocks in parallel (one thread, and two with
         // the plane split forced, all channels at once or one at a time); fused, a
         // channel per thread (two threads).
-        let run = |fused: bool, threads: usize, by_plane: bool, delta_budget: usize| {
+        let run_capped = |fused: bool, threads: usize, by_plane: bool, delta_budget: usize, channel_budget: usize| {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             let mut data = start.clone();
-            let mut cache = AdiCache { fused, delta_budget, ..AdiCache::default() };
+            let mut cache = AdiCache { fused, delta_budget, channel_budget, ..AdiCache::default() };
             pool.install(|| {
                 for _ in 0..3 {
                     if by_plane {
@@ -581,13 +599,20 @@ mod tests {
             });
             (data, cache.spare.into_inner().unwrap().len())
         };
+        let run = |fused: bool, threads: usize, by_plane: bool, delta_budget: usize| {
+            run_capped(fused, threads, by_plane, delta_budget, CHANNEL_SPLIT_BUDGET)
+        };
         let (plain, _) = run(false, 1, false, DELTA_BUDGET);
         let (fused, _) = run(true, 1, false, DELTA_BUDGET);
         let (by_plane, _) = run(true, 2, true, DELTA_BUDGET);
         let (one_at_a_time, _) = run(true, 2, true, g.voxels());
         let (by_channel, lent) = run(true, 2, false, DELTA_BUDGET);
         assert!(lent > 0, "the channel split should have run");
-        for other in [&fused, &by_plane, &one_at_a_time, &by_channel] {
+        // Two threads' increments exceed a budget of two channels' less one value:
+        // the plane split runs and nothing is lent.
+        let (over_budget, lent) = run_capped(true, 2, false, DELTA_BUDGET, 2 * g.voxels() - 1);
+        assert_eq!(lent, 0, "the channel split should not run above its memory budget");
+        for other in [&fused, &by_plane, &one_at_a_time, &by_channel, &over_budget] {
             assert!(other.iter().zip(&plain).all(|(a, b)| a.to_bits() == b.to_bits()));
         }
         assert!(fused.iter().zip(&start).any(|(a, b)| (a - b).abs() > 0.1), "the steps should move the field");
