@@ -6,7 +6,7 @@
 set -u
 OUT="${OUT:-/tmp/explant-devcheck}"
 mkdir -p "$OUT"
-for f in .gl/*.deb; do dpkg -x "$f" /; done
+for f in .gl/*.deb; do [ -e "$f" ] && dpkg -x "$f" /; done
 ldconfig
 export XDG_RUNTIME_DIR=/tmp LD_LIBRARY_PATH="$PWD/devcheck/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 nvidia_icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json

@@ -18,6 +18,14 @@ for bin in devcheck/explant devcheck/gpu_matches_cpu; do
     grep -v -E '/(libc|libm|libpthread|libdl|librt|libresolv|ld-linux-x86-64)\.so' |
     while read -r lib; do cp -Ln "$lib" devcheck/lib/ 2>/dev/null || true; done
 done
+# The Vulkan loader and glvnd's EGL/GL dispatch libraries, which a bare GPU machine may
+# lack (its NVIDIA driver brings only the vendor libraries): unpacked there by
+# scripts/device-check.sh.
+rm -rf .gl && mkdir -p .gl
+if ! (cd .gl && apt-get download libvulkan1 libglvnd0 libegl1 libgl1 libglx0 >/dev/null 2>&1); then
+  echo "warning: could not download the Vulkan/EGL loader packages into .gl/ (apt-get download);" \
+    "the device check will rely on the GPU machine's own loaders" >&2
+fi
 # Restore the full build (with libtorch) for local use.
 cargo build --release --locked -p explant-cli
-du -sh devcheck
+du -sh devcheck .gl
