@@ -460,6 +460,11 @@ fn an_omitted_scheme_is_explicit_in_a_version_1_scene_and_adi_in_version_2() {
         assert_success(&check, &format!("explant check {name}"));
         let scheme = if name == "v1" { "explicit diffusion" } else { "adi diffusion" };
         assert!(stdout(&check).contains(scheme), "explant check {name}: {}", stdout(&check));
+        let check = explant(["check".as_ref(), "--json".as_ref(), scene.as_os_str()]);
+        assert_success(&check, &format!("explant check --json {name}"));
+        let report: Value = serde_json::from_str(&stdout(&check)).expect("explant check --json prints JSON");
+        let want = if name == "v1" { "explicit" } else { "adi" };
+        assert_eq!(report[0]["scheme"].as_str(), Some(want), "explant check --json {name}: {report}");
         let out = dir.join(name);
         run_ok(&scene, &out, &["--diffusion", "cpu"]);
         let backend = manifest(&out)["diffusion_backend"].as_str().unwrap_or_default().to_string();
@@ -1793,6 +1798,16 @@ fn bench_tick_times_every_stage_of_the_benchmark_scene() {
     let bad =
         explant(["bench".as_ref(), "tick".as_ref(), scene.as_os_str(), "--set".as_ref(), "tissue.cellz=3".as_ref()]);
     assert!(assert_clean_failure(&bad, "a --set path that does not exist").contains("cellz"));
+}
+
+#[test]
+fn bench_diffusion_refuses_an_empty_grid_or_no_ligands() {
+    // Each scheme once: `adi` panicked on zero channels before this was checked.
+    for (flag, scheme) in [("--channels", "adi"), ("--size", "implicit"), ("--channels", "explicit")] {
+        let o = explant(["bench", "diffusion", flag, "0", "--scheme", scheme, "--backend", "cpu", "--steps", "1"]);
+        let err = assert_clean_failure(&o, &format!("bench diffusion {flag} 0 --scheme {scheme}"));
+        assert!(err.contains(flag) && err.contains("at least 1"), "{flag} 0: {err}");
+    }
 }
 
 #[test]

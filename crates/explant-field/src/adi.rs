@@ -62,13 +62,18 @@
 //! A 3D step makes two passes over each channel: `Δ₀` formed inside the z sweep's
 //! forward elimination, block of x rows by block ([`z_block`], the sources grouped by a
 //! stable counting sort so each block finds its own), then every x–y plane's y and x
-//! solves with `u += Δ`. When the channels divide evenly among the threads, each
-//! channel's whole step runs on one thread with an increment buffer lent from a pool
-//! (one parallel phase per step); otherwise, and for a while after steps whose channels
-//! took unequal times, the blocks and then the planes of a group of channels (up to
-//! [`DELTA_BUDGET`] increment values) are shared among the threads. The increment costs
-//! memory the LOD step does not need: one channel's worth per thread (only while that
-//! stays within [`CHANNEL_SPLIT_BUDGET`]; else the plane split runs), or the group's.
+//! solves with `u += Δ`. On a grid whose x–y planes fit the cache
+//! ([`crate::implicit::fuse_planes`]), with more than one thread, channels that divide
+//! evenly among the threads and one channel's increment per thread within
+//! [`CHANNEL_SPLIT_BUDGET`], each channel's whole step runs on one thread with an
+//! increment buffer lent from a pool (one parallel phase per step). Otherwise on such a
+//! grid, and for a while after steps whose channels took unequal times, the blocks and
+//! then the planes of a group of channels (up to [`DELTA_BUDGET`] increment values, at
+//! least one channel's) are shared among the threads. 2D grids and 3D grids with larger
+//! planes go channel by channel: `Δ₀` (formed inside the z sweep in 3D), then the y and
+//! x sweeps, each parallel. The increment costs memory the LOD step does not need: one
+//! channel's worth per thread in the channel split, else the larger of [`DELTA_BUDGET`]
+//! values and one channel; both are kept for the next steps once used.
 
 use std::sync::Mutex;
 use std::time::Instant;
@@ -171,9 +176,12 @@ impl AdiCache {
         added: &[(u32, f32)],
         restart: bool,
     ) {
+        let voxels = g.voxels();
+        if params.is_empty() || voxels == 0 {
+            return;
+        }
         self.refresh(g, params, dt);
         let (nx, ny, nz) = (g.nx, g.ny, g.nz);
-        let voxels = g.voxels();
         let three_d = g.dims() == 3;
         if restart {
             if fuse_planes(g) {
@@ -616,5 +624,48 @@ mod tests {
             assert!(other.iter().zip(&plain).all(|(a, b)| a.to_bits() == b.to_bits()));
         }
         assert!(fused.iter().zip(&start).any(|(a, b)| (a - b).abs() > 0.1), "the steps should move the field");
+    }
+
+    #[test]
+    fn a_field_without_channels_steps_to_nothing_on_any_thread_count() {
+        // The group size below clamps to the channel count, which must not be zero.
+        let g = Grid { nx: 6, ny: 5, nz: 4, dx: 2.0, origin: [0.0; 3] };
+        for threads in [1, 2] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let mut data: Vec<f32> = Vec::new();
+            pool.install(|| AdiCache::default().step(&g, &mut data, &[], 0.5, &[], false));
+            assert!(data.is_empty());
+        }
+    }
+
+    #[test]
+    fn increment_inside_the_z_sweep_is_bit_identical_to_the_plain_passes() {
+        // The path of 3D grids whose planes are too large to fuse, called directly (the
+        // step above only takes it on planes over a million values).
+        let g = Grid { nx: 11, ny: 70, nz: 7, dx: 2.0, origin: [0.0; 3] };
+        let mut p = ChannelParams::new(3.0, 0.2);
+        p.boundary[0] = Boundary::Fixed { value: 1.5 };
+        p.boundary[4] = Boundary::Fixed { value: 0.25 };
+        let mut q = p.clone();
+        q.boundary[4] = Boundary::Periodic;
+        q.boundary[5] = Boundary::Periodic;
+        let params = [p, q];
+        let voxels = g.voxels();
+        let data: Vec<f32> = (0..2 * voxels).map(|i| ((i * 7919) % 113) as f32 * 0.05).collect();
+        let added: Vec<(u32, f32)> = [(5, 0.5), (900, 1.25), (5, -0.125), (voxels + 77, 2.0), (2 * voxels - 1, 0.75)]
+            .map(|(i, s)| (i as u32, s))
+            .to_vec();
+        let half = scaled_coefficients(&g, &params, 0.7, 0.5);
+        let mut grouped = Grouped::default();
+        grouped.fill(&g, 2, &added);
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        for (c, (chan, co)) in data.chunks_exact(voxels).zip(&half).enumerate() {
+            let (mut plain, mut fused) = (vec![0.0f32; voxels], vec![0.0f32; voxels]);
+            channel_increment(&g, chan, &mut plain, &params[c], 0.7, &added, c);
+            sweep_rows(&mut plain, 1, g.nz, g.nx * g.ny, &co[2], false);
+            pool.install(|| increment_and_z_sweep(&g, chan, &mut fused, &params[c], 0.7, &grouped, c, &co[2]));
+            assert!(plain.iter().zip(&fused).all(|(a, b)| a.to_bits() == b.to_bits()), "channel {c}");
+            assert!(plain.iter().any(|&v| v.abs() > 0.01), "channel {c}: the increment should not vanish");
+        }
     }
 }

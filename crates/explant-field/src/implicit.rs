@@ -641,6 +641,29 @@ impl LodCache {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_plane_split_follows_two_imbalanced_steps_in_a_row() {
+        let (even, uneven) = ([1.0, 1.1], [1.0, 2.0]);
+        let mut split = SplitChoice::default();
+        assert!(split.by_channel());
+        // One delayed channel is not enough; a balanced step in between starts again.
+        split.judge(&uneven);
+        assert_eq!(split.by_plane, 0);
+        split.judge(&even);
+        split.judge(&uneven);
+        assert_eq!(split.by_plane, 0);
+        // Two in a row: the next PLANE_SPLIT_STEPS steps split by plane, then by channel.
+        split.judge(&uneven);
+        assert_eq!(split.by_plane, PLANE_SPLIT_STEPS);
+        for _ in 0..PLANE_SPLIT_STEPS {
+            assert!(!split.by_channel());
+        }
+        assert!(split.by_channel());
+        // And the count started again: one more imbalanced step does not switch.
+        split.judge(&uneven);
+        assert_eq!(split.by_plane, 0);
+    }
+
     /// Dense f64 solve of the matrix the coefficients stand for.
     fn dense(n: usize, a: f64, e: f64, lo: Boundary, hi: Boundary, rhs: &[f64]) -> Vec<f64> {
         let mut m = vec![vec![0.0; n]; n];

@@ -12,6 +12,13 @@ use crate::cli::{BenchBackends, BenchDiffusionArgs, BenchModelArgs, BenchTickArg
 
 /// Time diffusion steps on each requested backend and print a table.
 pub fn diffusion(args: BenchDiffusionArgs) -> Result<()> {
+    if args.size == 0 || args.channels == 0 {
+        anyhow::bail!(
+            "explant bench diffusion: --size and --channels must be at least 1 (got --size {}, --channels {})",
+            args.size,
+            args.channels
+        );
+    }
     if let Some(note) = explant_run::use_threads(args.threads)?.1 {
         eprintln!("note: {note}");
     }
