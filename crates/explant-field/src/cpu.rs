@@ -106,7 +106,8 @@ pub(crate) fn step_channel(g: &Grid, src: &[f32], dst: &mut [f32], a: f32, kdt: 
 /// `dst[v] = f(src[v], Σ neighbours of v)` for every voxel, the neighbour sum taken as
 /// `xm + xp + ym + yp` (then `+ zm + zp` in 3D), in that order, with each face's stand-in
 /// beyond the grid: the voxel itself (`ZeroFlux`), the ghost `2·value − c` (`Fixed`) or
-/// the voxel at the opposite end (`Periodic`). Parallel over runs of [`STENCIL_RUN`] values' worth of whole rows ([`stencil_rows`]).
+/// the voxel at the opposite end (`Periodic`). Parallel over runs of [`STENCIL_RUN`]
+/// values' worth of whole rows ([`stencil_rows`]).
 pub(crate) fn stencil_pass(g: &Grid, src: &[f32], dst: &mut [f32], b: &Faces, f: impl Fn(f32, f32) -> f32 + Sync) {
     let rows = (STENCIL_RUN / g.nx).max(1);
     dst.par_chunks_mut(rows * g.nx).enumerate().for_each_init(
