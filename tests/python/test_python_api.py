@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import anndata
@@ -330,6 +331,37 @@ def test_a_model_that_freezes_its_inputs_does_not_stop_the_run():
     sim = explant.Simulation(scene, model=Freezer(scene), threads=1, diffusion="cpu")
     sim.step(3)
     assert sim.tick == 3
+
+
+def test_a_model_that_reshapes_or_restrides_its_inputs_in_place_gets_fresh_ones():
+    # Reused input arrays must still be C-contiguous and [cells, width]: a model that
+    # set their shape or strides in place would otherwise get transposed inputs, or
+    # stop the run with a panic, at the next call.
+    scene = short_default(5.0)
+    plain = explant.Simulation(scene, model=NumpyTeacher(scene), threads=1, diffusion="cpu")
+    plain.step(3)
+
+    class Reshaper(NumpyTeacher):
+        def __call__(self, expression, sensed, contact, onehot):
+            out = super().__call__(expression, sensed, contact, onehot)
+            for a in (expression, sensed, contact, onehot):
+                a.shape = (a.shape[1], a.shape[0])
+            return out
+
+    class Restrider(NumpyTeacher):
+        def __call__(self, expression, sensed, contact, onehot):
+            out = super().__call__(expression, sensed, contact, onehot)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                for a in (expression, sensed, contact, onehot):
+                    a.strides = (a.itemsize, a.itemsize * a.shape[0])  # column-major, same shape
+            return out
+
+    for model in (Reshaper, Restrider):
+        sim = explant.Simulation(scene, model=model(scene), threads=1, diffusion="cpu")
+        sim.step(3)
+        assert sim.tick == 3
+        assert np.asarray(sim.adata().X).tobytes() == np.asarray(plain.adata().X).tobytes(), model.__name__
 
 
 def test_perturb_starts_a_control_that_is_the_unperturbed_simulation_bit_for_bit():

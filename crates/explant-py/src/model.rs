@@ -155,13 +155,20 @@ impl PyModel {
     /// The input arrays for `cells` cells, reused when they fit and nobody kept them.
     fn inputs<'py>(&mut self, py: Python<'py>, cells: usize) -> &Inputs {
         let (g, l, t) = (self.signature.genes.len(), self.signature.ligands.len(), self.signature.cell_types.len());
-        // Reused only when nobody else holds them and they are still writeable (a model may
-        // have cleared the flag on its inputs).
+        // Reused only when nobody else holds them and they are still writeable, C-contiguous
+        // and of their shape (a model may have cleared the flag on its inputs, or set their
+        // strides or shape in place).
         let reusable = self.inputs.as_ref().is_some_and(|i| {
             i.cells == cells
-                && [&i.expression, &i.sensed, &i.contact, &i.onehot, &i.neighbours]
-                    .iter()
-                    .all(|a| references(a) == 1 && a.bind(py).try_readwrite().is_ok())
+                && [(&i.expression, g), (&i.sensed, l), (&i.contact, g), (&i.onehot, t), (&i.neighbours, t)].iter().all(
+                    |(a, w)| {
+                        let b = a.bind(py);
+                        references(a) == 1
+                            && b.is_c_contiguous()
+                            && b.shape() == [cells, *w]
+                            && b.try_readwrite().is_ok()
+                    },
+                )
         });
         if !reusable {
             let new = |w: usize| PyArray2::<f32>::zeros(py, [cells, w], false).unbind();
@@ -189,25 +196,33 @@ impl PyModel {
         let (g, l, t) = (self.signature.genes.len(), self.signature.ligands.len(), self.signature.cell_types.len());
         let counts = self.neighbour_counts;
         let started = Instant::now();
+        let name = self.name.clone();
         let arrays = self.inputs(py, n);
-        let fill = |a: &Py<PyArray2<f32>>, from: &[f32]| {
+        // Fresh or checked reusable above, so neither step fails unless something else
+        // holds the arrays meanwhile: then an error naming the model, not a panic.
+        let layout = |e: String| ModelError::Run {
+            model: name.clone(),
+            message: format!("its input arrays could not be written: {e}"),
+        };
+        let fill = |a: &Py<PyArray2<f32>>, from: &[f32]| -> Result<(), ModelError> {
             let a = a.bind(py);
-            let mut rw = a.readwrite();
-            let to = rw.as_slice_mut().expect("a fresh C-contiguous array");
+            let mut rw = a.try_readwrite().map_err(|e| layout(e.to_string()))?;
+            let to = rw.as_slice_mut().map_err(|e| layout(e.to_string()))?;
             if from.len() == to.len() {
                 to.copy_from_slice(from);
             } else {
                 to.fill(0.0);
             }
+            Ok(())
         };
-        fill(&arrays.expression, input.expression);
-        fill(&arrays.sensed, input.sensed);
-        fill(&arrays.contact, input.contact);
-        fill(&arrays.neighbours, input.neighbour_types);
+        fill(&arrays.expression, input.expression)?;
+        fill(&arrays.sensed, input.sensed)?;
+        fill(&arrays.contact, input.contact)?;
+        fill(&arrays.neighbours, input.neighbour_types)?;
         {
             let a = arrays.onehot.bind(py);
-            let mut rw = a.readwrite();
-            let to = rw.as_slice_mut().expect("a fresh C-contiguous array");
+            let mut rw = a.try_readwrite().map_err(|e| layout(e.to_string()))?;
+            let to = rw.as_slice_mut().map_err(|e| layout(e.to_string()))?;
             to.fill(0.0);
             for (i, &c) in input.cell_type.iter().enumerate().take(n) {
                 if (c as usize) < t {
